@@ -1,0 +1,241 @@
+//! The `scalelab` program: argument parsing, progress, printing and exit codes over the
+//! library crates. Data goes to stdout (`--json` where a program reads it); progress and
+//! logs go to stderr.
+//!
+//! Exit codes: 0 success, 1 error, 2 bad usage, 3 the run diverged (its record is written).
+
+mod args;
+mod bench;
+mod progress;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use scalelab_data::{TokenData, load_corpus};
+use scalelab_models::{flops_per_token, param_counts};
+use scalelab_spec::{ParamCounts, RunRecord, RunStatus};
+use scalelab_train::{Outcome, RunOptions, planned_tokens, run_id, train_gpt};
+
+use crate::args::{Cli, Command, InfoArgs, TrainArgs};
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Train(args) => train(args),
+        Command::Info(args) => info(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// Sets the size of the thread pool the tensor backend runs on.
+pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        anyhow::bail!("invalid value for `--threads`: 0\nhint: use at least 1 thread");
+    }
+    // Fails only if the pool was built already; then it keeps its size.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    Ok(rayon::current_num_threads())
+}
+
+fn train(args: TrainArgs) -> Result<ExitCode> {
+    let spec = args.spec()?;
+    let threads = set_threads(args.threads)?;
+    let data_config = spec.data.resolve()?;
+    let corpus = load_corpus(&data_config.source)?;
+    let data = TokenData::prepare(&corpus, &data_config, spec.model.ctx_len)
+        .with_context(|| format!("preparing corpus {}", corpus.name))?;
+    let config = spec.resolve(data.tokenizer.vocab_size())?;
+    let id = run_id(&config);
+    let run_dir = args.out.join(&id);
+    let record_path = run_dir.join("record.json");
+
+    if record_path.is_file() && !args.fresh {
+        let record: RunRecord = serde_json::from_str(
+            &std::fs::read_to_string(&record_path)
+                .with_context(|| format!("reading {}", record_path.display()))?,
+        )
+        .with_context(|| {
+            format!(
+                "{} is not a run record; delete it or pass --fresh",
+                record_path.display()
+            )
+        })?;
+        eprintln!(
+            "run {id} is already trained ({}); pass --fresh to train it again",
+            record_path.display()
+        );
+        return print_record(&record, args.json);
+    }
+    if args.fresh && run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("removing {}", run_dir.display()))?;
+    }
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    data.tokenizer.save(&run_dir.join("tokenizer.json"))?;
+
+    let (steps, tokens_per_step) = planned_tokens(&config);
+    let params = param_counts(&config.model);
+    eprintln!(
+        "run {id}: GPT {}L d{} {}h ctx{} | {} params ({} non-embedding) | corpus {} ({} train / {} val tokens) | {} tokens in {steps} steps | {threads} threads",
+        config.model.n_layers,
+        config.model.d_model,
+        config.model.n_heads,
+        config.model.ctx_len,
+        human(params.total as f64),
+        human(params.non_embedding as f64),
+        data.corpus_name,
+        human(data.train.len() as f64),
+        human(data.val.len() as f64),
+        human((steps * tokens_per_step) as f64),
+    );
+    let options = RunOptions {
+        run_dir: run_dir.clone(),
+        device: burn::tensor::Device::flex(),
+        backend: "burn-flex (cpu)".to_string(),
+        resume: true,
+        stop_after_tokens: args.stop_after,
+    };
+    let mut progress = progress::Bar::new(args.quiet);
+    let outcome = train_gpt(&config, &data, &options, &mut progress)?;
+    progress.finish();
+    match outcome {
+        Outcome::Finished(record) => {
+            eprintln!("record written to {}", record_path.display());
+            let code = print_record(&record, args.json)?;
+            Ok(code)
+        }
+        Outcome::Stopped { tokens_seen } => {
+            eprintln!("stopped at {tokens_seen} tokens; run again to resume");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_record(record: &RunRecord, json: bool) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, record)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "run            {}", record.run_id)?;
+        writeln!(out, "status         {}", status_text(&record.status))?;
+        writeln!(
+            out,
+            "params         {} total, {} non-embedding",
+            record.params.total, record.params.non_embedding
+        )?;
+        writeln!(out, "tokens         {}", record.tokens_seen)?;
+        writeln!(out, "train FLOPs    {:.3e}", record.train_flops)?;
+        if let (Some(loss), Some(bpb)) = (record.final_val_loss, record.final_val_bpb) {
+            writeln!(
+                out,
+                "val loss       {loss:.4} nats/token, {bpb:.4} bits/byte"
+            )?;
+        }
+        writeln!(
+            out,
+            "wall           {:.1} s, {} threads, peak memory {} MB",
+            record.wall_secs,
+            record.threads,
+            record.peak_rss_bytes / 1_000_000
+        )?;
+    }
+    Ok(match record.status {
+        RunStatus::Completed => ExitCode::SUCCESS,
+        RunStatus::Diverged { .. } => ExitCode::from(3),
+    })
+}
+
+fn status_text(status: &RunStatus) -> String {
+    match status {
+        RunStatus::Completed => "completed".to_string(),
+        RunStatus::Diverged { reason, .. } => format!("diverged: {reason}"),
+    }
+}
+
+fn info(args: InfoArgs) -> Result<ExitCode> {
+    let spec = args.spec()?;
+    let config = spec.resolve(args.vocab)?;
+    let params = param_counts(&config);
+    let fpt = flops_per_token(&config);
+    if args.json {
+        let value = serde_json::json!({
+            "config": config,
+            "params": params,
+            "param_convention": ParamCounts::CONVENTION,
+            "flops_per_token": fpt,
+            "flops_convention": scalelab_models::FLOPS_CONVENTION,
+            "flops_per_token_6n_total": 6.0 * params.total as f64,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let c = &config;
+        println!(
+            "shape              {} layers, d_model {}, {} heads of {}, d_ff {}, ctx {}, vocab {}{}",
+            c.n_layers,
+            c.d_model,
+            c.n_heads,
+            c.head_dim(),
+            c.d_ff,
+            c.ctx_len,
+            c.vocab_size,
+            if c.tie_embeddings { ", tied head" } else { "" }
+        );
+        println!(
+            "params (total)     {:>14}  Chinchilla convention: every parameter",
+            params.total
+        );
+        println!(
+            "params (non-emb.)  {:>14}  Kaplan convention: without embeddings and head",
+            params.non_embedding
+        );
+        println!("params (embedding) {:>14}", params.embedding);
+        println!("train FLOPs/token  {:>14.0}  6·N_matmul + 12·L·T·d", fpt);
+        println!(
+            "                   {:>14.0}  6·N_total, for comparison",
+            6.0 * params.total as f64
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1234567` → `1.23M`.
+pub(crate) fn human(x: f64) -> String {
+    let (value, unit) = match x.abs() {
+        v if v >= 1e12 => (x / 1e12, "T"),
+        v if v >= 1e9 => (x / 1e9, "G"),
+        v if v >= 1e6 => (x / 1e6, "M"),
+        v if v >= 1e3 => (x / 1e3, "k"),
+        _ => (x, ""),
+    };
+    format!("{value:.3}{unit}")
+}
+
+/// Reads a TOML file into `T`, naming the file and the key on error.
+pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read spec file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}\nhint: see examples/*.toml and the README for the keys a spec may hold",
+            path.display(),
+            e.to_string().trim_end()
+        )
+    })
+}

@@ -1,0 +1,182 @@
+//! The `scalelab` program end to end: exit codes, error messages that name the key and the
+//! fix, `info` against hand-computed counts, a real run, and a run killed with SIGKILL.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn scalelab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn info_prints_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scalelab(
+        &["info", "--preset", "nano", "--ctx", "128", "--json"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // nano at ctx 128, vocab 256, untied: blocks 2·(4·64 + 3·64² + 3·64 + 64² + 64 + 2·64·256 + 256 + 64)
+    // = 2·49,984 = 99,968; final norm 128; embeddings 256·64 + 128·64 + 64·256 = 40,960.
+    assert_eq!(v["params"]["non_embedding"], 99_968 + 128);
+    assert_eq!(v["params"]["embedding"], 40_960);
+    assert_eq!(v["params"]["total"], 99_968 + 128 + 40_960);
+}
+
+#[test]
+fn bad_inputs_exit_nonzero_with_key_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "[train]\nlearnig_rate = 0.1\n",
+    )
+    .unwrap();
+    let out = scalelab(&["train", "--config", "typo.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("typo.toml") && err.contains("learnig_rate"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("range.toml"),
+        "[model]\npreset = \"mini\"\nn_heads = 3\n",
+    )
+    .unwrap();
+    let out = scalelab(&["train", "--config", "range.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("model.n_heads") && err.contains("hint:"),
+        "{err}"
+    );
+
+    let out = scalelab(&["train", "--data", "missing.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.txt"), "{}", stderr(&out));
+
+    std::fs::write(dir.path().join("empty.txt"), "").unwrap();
+    let out = scalelab(&["train", "--data", "empty.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no text"), "{}", stderr(&out));
+
+    let out = scalelab(&["train", "--threads", "0"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !dir.path().join("runs").exists(),
+        "nothing written for a rejected run"
+    );
+}
+
+const TINY: &[&str] = &[
+    "train",
+    "--preset",
+    "nano",
+    "--ctx",
+    "32",
+    "--batch",
+    "4",
+    "--eval-every",
+    "5120",
+    "--eval-tokens",
+    "2048",
+    "--threads",
+    "1",
+    "--quiet",
+];
+
+#[test]
+fn train_writes_a_record_and_skips_it_when_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("book.txt");
+    std::fs::write(
+        &book,
+        "It was the best of times, it was the worst of times. ".repeat(300),
+    )
+    .unwrap();
+    let mut args = TINY.to_vec();
+    args.extend(["--tokens", "20480", "--data", "book.txt", "--json"]);
+    let out = scalelab(&args, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["schema_version"], 1);
+    assert_eq!(record["status"]["status"], "completed");
+    assert_eq!(record["tokens_seen"], 20480);
+    assert_eq!(record["config"]["data"]["source"]["kind"], "text");
+    let run_id = record["run_id"].as_str().unwrap();
+    let run_dir = dir.path().join("runs").join(run_id);
+    assert!(run_dir.join("record.json").is_file());
+    assert!(run_dir.join("checkpoint/model.safetensors").is_file());
+    // A repetitive text is learnt quickly.
+    assert!(record["final_val_loss"].as_f64().unwrap() < 2.5, "{record}");
+
+    // Running the same spec again does not train: it reports the finished record.
+    let again = scalelab(&args, dir.path());
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("already trained"),
+        "{}",
+        stderr(&again)
+    );
+    let second: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(second, record);
+}
+
+#[test]
+fn killed_run_resumes_to_a_valid_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = TINY.to_vec();
+    args.extend(["--checkpoint-every", "1024", "--tokens", "81920", "--json"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(&args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first checkpoint, let it train on a little, then SIGKILL it mid-step.
+    let runs = dir.path().join("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run_dir = loop {
+        let found = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(dir) = found.filter(|d| d.join("checkpoint/state.json").is_file()) {
+            break dir;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !run_dir.join("record.json").exists(),
+        "killed before the end: no record yet"
+    );
+
+    let out = scalelab(&args, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["tokens_seen"], 81920);
+    assert_eq!(record["resumed"], true);
+    assert_eq!(
+        record["curve"][0]["tokens"], 0,
+        "the curve still starts at the beginning"
+    );
+}

@@ -1,0 +1,16 @@
+//! Text data for scalelab: corpora a user brings (a text file, a directory of text files,
+//! JSON Lines) or the embedded default corpus, tokenizers (byte-level, or BPE trained or loaded
+//! with Hugging Face `tokenizers`), a deterministic train/validation split, and seeded batches.
+//!
+//! Everything here is plain Rust on the host: no tensors. Batches are vectors of token ids
+//! that the training crate turns into tensors.
+
+pub mod corpus;
+pub mod error;
+pub mod tokenizer;
+pub mod tokens;
+
+pub use corpus::{Corpus, load_corpus};
+pub use error::DataError;
+pub use tokenizer::Tokenizer;
+pub use tokens::{Batch, TokenData};

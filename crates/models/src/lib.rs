@@ -1,0 +1,10 @@
+//! Model families of scalelab, one file each, each readable top to bottom and each reporting
+//! its exact parameter counts and training FLOPs from its shape.
+//!
+//! Models only build and run: the training loop, data and records live in other crates.
+
+pub mod gpt;
+pub mod init;
+
+pub use gpt::{FLOPS_CONVENTION, Gpt, flops_per_token, param_counts};
+pub use init::{FormulaInit, InitKind, SeededInit, WeightInit};

@@ -1,0 +1,37 @@
+//! The one error type of spec validation: which key holds which bad value, and how to fix it.
+
+use thiserror::Error;
+
+/// A value in a spec that cannot be resolved into a runnable configuration.
+#[derive(Debug, Error, PartialEq)]
+pub enum SpecError {
+    /// A key holds a value outside its allowed range or set.
+    #[error("invalid value for `{key}`: {value}\nhint: {hint}")]
+    Invalid {
+        /// The dotted key in the spec, e.g. `model.n_heads`.
+        key: String,
+        /// The offending value as the user wrote it.
+        value: String,
+        /// What to write instead.
+        hint: String,
+    },
+    /// A named preset does not exist.
+    #[error("unknown preset `{name}`\nhint: use one of: {known}")]
+    UnknownPreset {
+        /// The name the user gave.
+        name: String,
+        /// The presets that exist, comma separated.
+        known: String,
+    },
+}
+
+impl SpecError {
+    /// Shorthand for [`SpecError::Invalid`].
+    pub fn invalid(key: &str, value: impl ToString, hint: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            hint: hint.into(),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Plain data types shared by every scalelab crate: what a user asks for (specs), what a run
+//! resolved it to (resolved configs), and what a run produced (records).
+//!
+//! This crate holds data and its validation only. It has no Burn, no file I/O and no maths
+//! beyond the arithmetic of resolving a size dial: the layers above read files, train models
+//! and fit laws, and pass these types between them.
+
+pub mod error;
+pub mod model;
+pub mod record;
+pub mod run;
+
+pub use error::SpecError;
+pub use model::{GptConfig, GptPreset, GptSpec};
+pub use record::{
+    CurvePoint, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunRecord,
+    RunStatus,
+};
+pub use run::{
+    Budget, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerSpec, TrainConfig,
+    TrainSpec,
+};

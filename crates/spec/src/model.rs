@@ -1,0 +1,314 @@
+//! The GPT model spec (what a user writes) and its resolved shape (what a model is built from).
+//!
+//! One size dial sets a model's size, as in nanochat: `depth` is the number of layers and the
+//! width follows as `d_model = depth × aspect_ratio`, rounded up to a whole number of heads of
+//! `head_dim`. Named presets give familiar shapes, and every shape can be overridden
+//! explicitly. Resolution happens once, in [`GptSpec::resolve`]; only [`GptConfig`] travels
+//! inward.
+
+use serde::{Deserialize, Serialize};
+
+use crate::SpecError;
+
+/// A GPT as the user describes it: a preset or a depth, plus optional explicit overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GptSpec {
+    /// A named shape (see [`GptPreset`]); overrides below still apply on top of it.
+    pub preset: Option<String>,
+    /// The size dial: number of Transformer blocks. Width follows from `aspect_ratio`.
+    pub depth: Option<usize>,
+    /// `d_model = depth × aspect_ratio` when the size comes from `depth`. nanochat uses 64.
+    pub aspect_ratio: usize,
+    /// Width of one attention head; the number of heads is `d_model / head_dim`.
+    pub head_dim: usize,
+    /// Explicit override of the number of blocks.
+    pub n_layers: Option<usize>,
+    /// Explicit override of the residual width.
+    pub d_model: Option<usize>,
+    /// Explicit override of the number of attention heads.
+    pub n_heads: Option<usize>,
+    /// Explicit override of the MLP hidden width (default `4 × d_model`, as in GPT-2).
+    pub d_ff: Option<usize>,
+    /// Context length in tokens (the learned position table has this many rows).
+    pub ctx_len: usize,
+    /// Dropout on embeddings and residual branches; 0 for pretraining, as in nanoGPT.
+    pub dropout: f64,
+    /// Share the token embedding with the output head (GPT-2 does).
+    pub tie_embeddings: bool,
+}
+
+impl Default for GptSpec {
+    fn default() -> Self {
+        Self {
+            preset: None,
+            depth: None,
+            aspect_ratio: 64,
+            head_dim: 64,
+            n_layers: None,
+            d_model: None,
+            n_heads: None,
+            d_ff: None,
+            ctx_len: 256,
+            dropout: 0.0,
+            tie_embeddings: false,
+        }
+    }
+}
+
+/// Named GPT shapes. The first two are the reference models of the speed benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GptPreset {
+    /// 2 layers, width 64, 4 heads: the small benchmark model.
+    Nano,
+    /// 4 layers, width 128, 4 heads: the default for a few minutes of CPU training.
+    Micro,
+    /// 4 layers, width 256, 4 heads: the large benchmark model.
+    Mini,
+    /// 6 layers, width 384, 6 heads: nanoGPT's Shakespeare-char shape.
+    Small,
+    /// 12 layers, width 768, 12 heads: GPT-2 small (124M with its 50257-token vocabulary).
+    Gpt2Small,
+}
+
+impl GptPreset {
+    /// Every preset, in size order.
+    pub const ALL: [GptPreset; 5] = [
+        GptPreset::Nano,
+        GptPreset::Micro,
+        GptPreset::Mini,
+        GptPreset::Small,
+        GptPreset::Gpt2Small,
+    ];
+
+    /// The name used in specs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            GptPreset::Nano => "nano",
+            GptPreset::Micro => "micro",
+            GptPreset::Mini => "mini",
+            GptPreset::Small => "small",
+            GptPreset::Gpt2Small => "gpt2-small",
+        }
+    }
+
+    /// Looks a preset up by name.
+    pub fn from_name(name: &str) -> Result<Self, SpecError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| SpecError::UnknownPreset {
+                name: name.to_string(),
+                known: Self::ALL.map(|p| p.name()).join(", "),
+            })
+    }
+
+    /// `(n_layers, d_model, n_heads)` of the preset.
+    pub fn shape(self) -> (usize, usize, usize) {
+        match self {
+            GptPreset::Nano => (2, 64, 4),
+            GptPreset::Micro => (4, 128, 4),
+            GptPreset::Mini => (4, 256, 4),
+            GptPreset::Small => (6, 384, 6),
+            GptPreset::Gpt2Small => (12, 768, 12),
+        }
+    }
+}
+
+/// A fully resolved GPT shape. Every model is built from one of these, never from a spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GptConfig {
+    /// Number of Transformer blocks.
+    pub n_layers: usize,
+    /// Residual stream width.
+    pub d_model: usize,
+    /// Attention heads per block; `d_model` is a multiple of it.
+    pub n_heads: usize,
+    /// MLP hidden width.
+    pub d_ff: usize,
+    /// Context length (rows of the position table).
+    pub ctx_len: usize,
+    /// Vocabulary size (rows of the token table), set by the tokenizer.
+    pub vocab_size: usize,
+    /// Dropout probability on embeddings and residual branches.
+    pub dropout: f64,
+    /// Whether the output head reuses the token embedding.
+    pub tie_embeddings: bool,
+}
+
+impl GptConfig {
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+}
+
+impl GptSpec {
+    /// A spec for the given size dial with every other setting at its default.
+    pub fn with_depth(depth: usize) -> Self {
+        Self {
+            depth: Some(depth),
+            ..Self::default()
+        }
+    }
+
+    /// A spec for a named preset.
+    pub fn with_preset(name: &str) -> Self {
+        Self {
+            preset: Some(name.to_string()),
+            ..Self::default()
+        }
+    }
+
+    /// Resolves the spec into a shape, for a tokenizer of `vocab_size` tokens.
+    ///
+    /// Precedence: explicit overrides, then the preset, then the depth dial. With neither a
+    /// preset nor a depth, the dial defaults to depth 4.
+    pub fn resolve(&self, vocab_size: usize) -> Result<GptConfig, SpecError> {
+        if self.preset.is_some() && self.depth.is_some() {
+            return Err(SpecError::invalid(
+                "model.depth",
+                self.depth.unwrap_or_default(),
+                "give either `preset` or `depth`, not both (overrides such as `n_layers` may go with either)",
+            ));
+        }
+        positive("model.aspect_ratio", self.aspect_ratio)?;
+        positive("model.head_dim", self.head_dim)?;
+        let (base_layers, base_width, base_heads) = match &self.preset {
+            Some(name) => GptPreset::from_name(name)?.shape(),
+            None => {
+                let depth = self.depth.unwrap_or(4);
+                positive("model.depth", depth)?;
+                // Round the width up to a whole number of heads.
+                let width = (depth * self.aspect_ratio).div_ceil(self.head_dim) * self.head_dim;
+                (depth, width, width / self.head_dim)
+            }
+        };
+        let n_layers = self.n_layers.unwrap_or(base_layers);
+        let d_model = self.d_model.unwrap_or(base_width);
+        let n_heads = self.n_heads.unwrap_or(match (self.d_model, self.n_heads) {
+            // An explicit width without explicit heads: heads follow from head_dim.
+            (Some(d), None) => (d / self.head_dim).max(1),
+            _ => base_heads,
+        });
+        let d_ff = self.d_ff.unwrap_or(4 * d_model);
+        positive("model.n_layers", n_layers)?;
+        positive("model.d_model", d_model)?;
+        positive("model.n_heads", n_heads)?;
+        positive("model.d_ff", d_ff)?;
+        positive("model.ctx_len", self.ctx_len)?;
+        positive("vocab_size", vocab_size)?;
+        if d_model % n_heads != 0 {
+            return Err(SpecError::invalid(
+                "model.n_heads",
+                n_heads,
+                format!(
+                    "d_model = {d_model} must be a multiple of n_heads; pick a divisor of {d_model}"
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(SpecError::invalid(
+                "model.dropout",
+                self.dropout,
+                "dropout is a probability in [0, 1)",
+            ));
+        }
+        Ok(GptConfig {
+            n_layers,
+            d_model,
+            n_heads,
+            d_ff,
+            ctx_len: self.ctx_len,
+            vocab_size,
+            dropout: self.dropout,
+            tie_embeddings: self.tie_embeddings,
+        })
+    }
+}
+
+fn positive(key: &str, value: usize) -> Result<(), SpecError> {
+    if value == 0 {
+        return Err(SpecError::invalid(key, value, "must be at least 1"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_dial_sets_width_and_heads() {
+        // depth 4 × aspect 64 = 256 wide, 256 / 64 = 4 heads.
+        let c = GptSpec::with_depth(4).resolve(256).unwrap();
+        assert_eq!(
+            (c.n_layers, c.d_model, c.n_heads, c.d_ff),
+            (4, 256, 4, 1024)
+        );
+        // depth 3 × aspect 40 = 120, rounded up to two heads of 64 = 128.
+        let spec = GptSpec {
+            depth: Some(3),
+            aspect_ratio: 40,
+            ..GptSpec::default()
+        };
+        let c = spec.resolve(256).unwrap();
+        assert_eq!((c.d_model, c.n_heads), (128, 2));
+    }
+
+    #[test]
+    fn preset_with_override() {
+        let spec = GptSpec {
+            n_layers: Some(3),
+            ..GptSpec::with_preset("mini")
+        };
+        let c = spec.resolve(256).unwrap();
+        assert_eq!((c.n_layers, c.d_model, c.n_heads), (3, 256, 4));
+    }
+
+    #[test]
+    fn explicit_width_derives_heads_from_head_dim() {
+        let spec = GptSpec {
+            d_model: Some(192),
+            head_dim: 32,
+            ..GptSpec::with_depth(2)
+        };
+        assert_eq!(spec.resolve(256).unwrap().n_heads, 6);
+    }
+
+    #[test]
+    fn bad_shapes_name_the_key() {
+        let spec = GptSpec {
+            n_heads: Some(3),
+            ..GptSpec::with_preset("mini")
+        };
+        let err = spec.resolve(256).unwrap_err().to_string();
+        assert!(
+            err.contains("model.n_heads") && err.contains("256"),
+            "{err}"
+        );
+
+        let err = GptSpec::with_preset("huge").resolve(256).unwrap_err();
+        assert!(err.to_string().contains("gpt2-small"), "{err}");
+
+        let spec = GptSpec {
+            dropout: 1.5,
+            ..GptSpec::default()
+        };
+        assert!(
+            spec.resolve(256)
+                .unwrap_err()
+                .to_string()
+                .contains("model.dropout")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<GptSpec>("deph = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("deph"), "{err}");
+    }
+}

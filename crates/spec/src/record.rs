@@ -1,0 +1,140 @@
+//! The typed, versioned record that a training run writes: what ran, on what, what it cost,
+//! and how its loss fell. Later tools read these records; nothing is ever parsed from logs.
+//!
+//! Bump [`RUN_RECORD_SCHEMA_VERSION`] whenever a field changes meaning or is removed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RunConfig;
+
+/// Schema version of [`RunRecord`].
+pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// Parameter counts of a model in both conventions of the scaling-law literature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamCounts {
+    /// Every trainable parameter, embeddings and head included, each shared tensor once.
+    /// This is N in Hoffmann et al. 2022 (Chinchilla).
+    pub total: u64,
+    /// Parameters outside the token embedding, position embedding and an untied output head.
+    /// This is N in Kaplan et al. 2020.
+    pub non_embedding: u64,
+    /// `total - non_embedding`.
+    pub embedding: u64,
+}
+
+impl ParamCounts {
+    /// Names the two conventions, for records and printed tables.
+    pub const CONVENTION: &'static str = "total = all parameters (Chinchilla, Hoffmann et al. 2022); non_embedding = total minus token/position embeddings and an untied output head (Kaplan et al. 2020)";
+}
+
+/// How training FLOPs are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlopsConvention {
+    /// `6·N_matmul + 12·L·T·d` per token: 2 FLOPs per multiply-add for every weight that takes
+    /// part in a matrix product (all blocks' matrices and the output head; embedding lookups
+    /// are free), ×3 for forward plus backward, plus the attention scores and weighted sum
+    /// over the full context T (PaLM, Chowdhery et al. 2022, appendix B; nanoGPT's MFU).
+    /// Biases, norms, softmax and the optimiser are not counted.
+    SixNMatmulPlusAttention,
+}
+
+/// One evaluation on the fixed validation sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Training tokens consumed so far.
+    pub tokens: u64,
+    /// Training FLOPs spent so far (see the record's convention).
+    pub flops: f64,
+    /// Mean training loss (nats/token) over the steps since the previous point; none before
+    /// the first step.
+    pub train_loss: Option<f64>,
+    /// Validation loss in nats per token.
+    pub val_loss: f64,
+    /// Validation loss in bits per byte of text.
+    pub val_bpb: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Wall-clock seconds of training so far (evaluation time included).
+    pub wall_secs: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum RunStatus {
+    /// The budget was spent.
+    Completed,
+    /// The loss became NaN or infinite; training stopped at `tokens`.
+    Diverged {
+        /// Training tokens consumed when divergence was detected.
+        tokens: u64,
+        /// What was seen.
+        reason: String,
+    },
+}
+
+/// The machine a run trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Host name.
+    pub hostname: String,
+    /// CPU model name.
+    pub cpu: String,
+    /// Logical cores available to the process.
+    pub cores: usize,
+    /// Operating system and architecture.
+    pub os: String,
+    /// Tensor backend and device, e.g. `burn-flex (cpu)`.
+    pub backend: String,
+}
+
+/// Everything a finished (or diverged) run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Schema version; see [`RUN_RECORD_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Hash of the resolved config: a run's identity.
+    pub run_id: String,
+    /// The full resolved config (the seed is in it).
+    pub config: RunConfig,
+    /// Source revision of the program that trained, with `-dirty` for local changes.
+    pub git_revision: String,
+    /// Parameter counts.
+    pub params: ParamCounts,
+    /// Names the parameter-count conventions used in `params`.
+    pub param_convention: String,
+    /// Training FLOPs per token.
+    pub flops_per_token: f64,
+    /// How FLOPs are counted.
+    pub flops_convention: FlopsConvention,
+    /// Tokens per optimiser step (`batch_size × grad_accum × ctx_len`).
+    pub tokens_per_step: u64,
+    /// Training tokens consumed.
+    pub tokens_seen: u64,
+    /// Training FLOPs spent.
+    pub train_flops: f64,
+    /// Evaluations over training.
+    pub curve: Vec<CurvePoint>,
+    /// Validation loss (nats/token) at the end, if an evaluation ran.
+    pub final_val_loss: Option<f64>,
+    /// Validation bits per byte at the end.
+    pub final_val_bpb: Option<f64>,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Wall-clock seconds of the whole run, resumed segments added.
+    pub wall_secs: f64,
+    /// Peak resident memory of the process in bytes (0 where the OS does not say).
+    pub peak_rss_bytes: u64,
+    /// Worker threads of the tensor backend.
+    pub threads: usize,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Seconds since the Unix epoch when the run (first) started.
+    pub started_unix_secs: u64,
+    /// Whether the run continued from a checkpoint.
+    pub resumed: bool,
+}

@@ -1,0 +1,526 @@
+//! The spec of one training run (model, data, optimisation, budget) and its resolved form.
+//!
+//! A run spec is what a user writes in TOML or sets with flags. It is checked once, here,
+//! into a [`RunConfig`]: unknown keys are rejected by serde, ranges by [`RunSpec::resolve`].
+//! Training length is a budget of tokens or FLOPs, never a number of steps.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{GptConfig, GptSpec, SpecError};
+
+/// One training run as the user describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSpec {
+    /// Seed of the weight initialisation, batch sampling and dropout.
+    pub seed: u64,
+    /// The model.
+    pub model: GptSpec,
+    /// The corpus and tokenizer.
+    pub data: DataSpec,
+    /// Optimisation and budget.
+    pub train: TrainSpec,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            model: GptSpec::with_preset("micro"),
+            data: DataSpec::default(),
+            train: TrainSpec::default(),
+        }
+    }
+}
+
+/// Where the text comes from and how it becomes tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSpec {
+    /// `embedded` (the default corpus shipped in the binary), `text` (one UTF-8 file),
+    /// `dir` (every `*.txt` file of a directory, in name order) or `jsonl` (one JSON object a
+    /// line, text under `text_field`).
+    pub corpus: String,
+    /// Path for the `text`, `dir` and `jsonl` corpora.
+    pub path: Option<String>,
+    /// Field holding the text in a `jsonl` corpus.
+    pub text_field: String,
+    /// `byte` (vocabulary 256) or `bpe`.
+    pub tokenizer: String,
+    /// Vocabulary size when a BPE tokenizer is trained on the corpus.
+    pub bpe_vocab_size: usize,
+    /// A Hugging Face `tokenizer.json` to load instead of training one (implies `bpe`).
+    pub tokenizer_file: Option<String>,
+    /// Fraction of the corpus held out for validation.
+    pub val_fraction: f64,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self {
+            corpus: "embedded".to_string(),
+            path: None,
+            text_field: "text".to_string(),
+            tokenizer: "byte".to_string(),
+            bpe_vocab_size: 4096,
+            tokenizer_file: None,
+            val_fraction: 0.05,
+        }
+    }
+}
+
+/// Optimisation settings and the training budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSpec {
+    /// Sequences in one micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed before one optimiser step.
+    pub grad_accum: usize,
+    /// Peak learning rate, reached at the end of warm-up.
+    pub lr: f64,
+    /// Final learning rate of the cosine decay, as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    /// Fraction of the budget spent in linear warm-up.
+    pub warmup_fraction: f64,
+    /// Decoupled weight decay (AdamW), applied to matrices and embeddings only.
+    pub weight_decay: f64,
+    /// AdamW β₁.
+    pub beta1: f64,
+    /// AdamW β₂ (0.95 as in GPT-3 and nanoGPT).
+    pub beta2: f64,
+    /// AdamW ε.
+    pub epsilon: f64,
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    pub grad_clip: f64,
+    /// Training budget in tokens. Give exactly one of `budget_tokens` and `budget_flops`.
+    pub budget_tokens: Option<u64>,
+    /// Training budget in FLOPs (see the FLOP convention of the run record).
+    pub budget_flops: Option<f64>,
+    /// Evaluate on the validation sample every this many training tokens.
+    pub eval_every_tokens: u64,
+    /// Size of the fixed validation sample, in tokens.
+    pub eval_tokens: u64,
+    /// Save a checkpoint every this many training tokens (0: only at the end).
+    pub checkpoint_every_tokens: u64,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            grad_accum: 1,
+            lr: 2e-3,
+            min_lr_ratio: 0.1,
+            warmup_fraction: 0.05,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            epsilon: 1e-8,
+            grad_clip: 1.0,
+            budget_tokens: None,
+            budget_flops: None,
+            eval_every_tokens: 200_000,
+            eval_tokens: 65_536,
+            checkpoint_every_tokens: 0,
+        }
+    }
+}
+
+/// A training budget: how much the run may consume.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// Train on this many tokens.
+    Tokens(u64),
+    /// Train until this many training FLOPs are spent.
+    Flops(f64),
+}
+
+/// Where the text comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum CorpusSource {
+    /// The public-domain corpus embedded in the program.
+    Embedded,
+    /// One UTF-8 text file.
+    Text {
+        /// Its path.
+        path: String,
+    },
+    /// Every `*.txt` file of a directory, in name order.
+    Dir {
+        /// Its path.
+        path: String,
+    },
+    /// JSON Lines, one document a line.
+    Jsonl {
+        /// Its path.
+        path: String,
+        /// The field holding each document's text.
+        text_field: String,
+    },
+}
+
+/// How text becomes tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TokenizerSpec {
+    /// One token per byte, vocabulary 256.
+    Byte,
+    /// Byte-level BPE trained on the training split with this vocabulary size.
+    BpeTrain {
+        /// Target vocabulary size.
+        vocab_size: usize,
+    },
+    /// A Hugging Face `tokenizer.json` file.
+    BpeFile {
+        /// Its path.
+        path: String,
+    },
+}
+
+/// Resolved data settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Where the text comes from.
+    pub source: CorpusSource,
+    /// How it is tokenized.
+    pub tokenizer: TokenizerSpec,
+    /// Fraction held out for validation.
+    pub val_fraction: f64,
+}
+
+/// Resolved optimisation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// Fraction of the budget in warm-up.
+    pub warmup_fraction: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// AdamW β₁.
+    pub beta1: f64,
+    /// AdamW β₂.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub epsilon: f64,
+    /// Global gradient-norm clip; 0 is off.
+    pub grad_clip: f64,
+    /// The budget.
+    pub budget: Budget,
+    /// Evaluation interval in tokens.
+    pub eval_every_tokens: u64,
+    /// Validation sample size in tokens.
+    pub eval_tokens: u64,
+    /// Checkpoint interval in tokens (0: at the end only).
+    pub checkpoint_every_tokens: u64,
+}
+
+/// A fully resolved run: everything training needs, nothing a user could set inconsistently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seed of initialisation, sampling and dropout.
+    pub seed: u64,
+    /// Model shape.
+    pub model: GptConfig,
+    /// Data settings.
+    pub data: DataConfig,
+    /// Optimisation settings.
+    pub train: TrainConfig,
+}
+
+impl DataSpec {
+    /// Resolves the data settings. The model is resolved later, once the tokenizer is known.
+    pub fn resolve(&self) -> Result<DataConfig, SpecError> {
+        let need_path = |kind: &str| {
+            self.path.clone().ok_or_else(|| {
+                SpecError::invalid(
+                    "data.path",
+                    "(missing)",
+                    format!("corpus `{kind}` reads a file: set `data.path` (or --data PATH)"),
+                )
+            })
+        };
+        let source = match self.corpus.as_str() {
+            "embedded" => CorpusSource::Embedded,
+            "text" => CorpusSource::Text {
+                path: need_path("text")?,
+            },
+            "dir" => CorpusSource::Dir {
+                path: need_path("dir")?,
+            },
+            "jsonl" => CorpusSource::Jsonl {
+                path: need_path("jsonl")?,
+                text_field: self.text_field.clone(),
+            },
+            other => {
+                return Err(SpecError::invalid(
+                    "data.corpus",
+                    other,
+                    "use one of: embedded, text, dir, jsonl",
+                ));
+            }
+        };
+        let tokenizer = match (self.tokenizer.as_str(), &self.tokenizer_file) {
+            (_, Some(path)) => TokenizerSpec::BpeFile { path: path.clone() },
+            ("byte", None) => TokenizerSpec::Byte,
+            ("bpe", None) => {
+                if !(257..=1 << 20).contains(&self.bpe_vocab_size) {
+                    return Err(SpecError::invalid(
+                        "data.bpe_vocab_size",
+                        self.bpe_vocab_size,
+                        "a byte-level BPE needs more than 256 tokens; 1024 to 50257 is usual",
+                    ));
+                }
+                TokenizerSpec::BpeTrain {
+                    vocab_size: self.bpe_vocab_size,
+                }
+            }
+            (other, None) => {
+                return Err(SpecError::invalid(
+                    "data.tokenizer",
+                    other,
+                    "use `byte` or `bpe` (or set `data.tokenizer_file`)",
+                ));
+            }
+        };
+        if !(self.val_fraction > 0.0 && self.val_fraction < 0.5) {
+            return Err(SpecError::invalid(
+                "data.val_fraction",
+                self.val_fraction,
+                "hold out a fraction in (0, 0.5), for example 0.05",
+            ));
+        }
+        Ok(DataConfig {
+            source,
+            tokenizer,
+            val_fraction: self.val_fraction,
+        })
+    }
+}
+
+impl TrainSpec {
+    /// Checks ranges and resolves the budget.
+    pub fn resolve(&self) -> Result<TrainConfig, SpecError> {
+        let budget = match (self.budget_tokens, self.budget_flops) {
+            (Some(_), Some(_)) => {
+                return Err(SpecError::invalid(
+                    "train.budget_flops",
+                    "(set together with budget_tokens)",
+                    "give exactly one of `budget_tokens` and `budget_flops`",
+                ));
+            }
+            (Some(0), None) => {
+                return Err(SpecError::invalid(
+                    "train.budget_tokens",
+                    0,
+                    "train on at least one batch of tokens",
+                ));
+            }
+            (Some(tokens), None) => Budget::Tokens(tokens),
+            (None, Some(flops)) if flops.is_finite() && flops > 0.0 => Budget::Flops(flops),
+            (None, Some(flops)) => {
+                return Err(SpecError::invalid(
+                    "train.budget_flops",
+                    flops,
+                    "a positive number of FLOPs, for example 1e13",
+                ));
+            }
+            (None, None) => Budget::Tokens(2_000_000),
+        };
+        if self.batch_size == 0 {
+            return Err(SpecError::invalid(
+                "train.batch_size",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.grad_accum == 0 {
+            return Err(SpecError::invalid(
+                "train.grad_accum",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let in_range = |key: &str, v: f64, lo: f64, hi: f64, hint: &str| {
+            if v.is_finite() && v >= lo && v <= hi {
+                Ok(())
+            } else {
+                Err(SpecError::invalid(key, v, hint))
+            }
+        };
+        in_range(
+            "train.lr",
+            self.lr,
+            1e-12,
+            1e6,
+            "a positive learning rate, e.g. 1e-3",
+        )?;
+        in_range(
+            "train.min_lr_ratio",
+            self.min_lr_ratio,
+            0.0,
+            1.0,
+            "a fraction in [0, 1]",
+        )?;
+        in_range(
+            "train.warmup_fraction",
+            self.warmup_fraction,
+            0.0,
+            0.5,
+            "a fraction in [0, 0.5]",
+        )?;
+        in_range(
+            "train.weight_decay",
+            self.weight_decay,
+            0.0,
+            10.0,
+            "0 to 10; 0.1 is usual",
+        )?;
+        in_range(
+            "train.beta1",
+            self.beta1,
+            0.0,
+            0.999_999,
+            "in [0, 1); 0.9 is usual",
+        )?;
+        in_range(
+            "train.beta2",
+            self.beta2,
+            0.0,
+            0.999_999,
+            "in [0, 1); 0.95 is usual",
+        )?;
+        in_range(
+            "train.epsilon",
+            self.epsilon,
+            1e-30,
+            1.0,
+            "small and positive, e.g. 1e-8",
+        )?;
+        in_range(
+            "train.grad_clip",
+            self.grad_clip,
+            0.0,
+            1e9,
+            "0 (off) or a positive norm, e.g. 1.0",
+        )?;
+        if self.eval_every_tokens == 0 {
+            return Err(SpecError::invalid(
+                "train.eval_every_tokens",
+                0,
+                "evaluate every N > 0 tokens, e.g. 200000",
+            ));
+        }
+        if self.eval_tokens == 0 {
+            return Err(SpecError::invalid(
+                "train.eval_tokens",
+                0,
+                "use a validation sample of at least one context, e.g. 65536",
+            ));
+        }
+        Ok(TrainConfig {
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            lr: self.lr,
+            min_lr_ratio: self.min_lr_ratio,
+            warmup_fraction: self.warmup_fraction,
+            weight_decay: self.weight_decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            epsilon: self.epsilon,
+            grad_clip: self.grad_clip,
+            budget,
+            eval_every_tokens: self.eval_every_tokens,
+            eval_tokens: self.eval_tokens,
+            checkpoint_every_tokens: self.checkpoint_every_tokens,
+        })
+    }
+}
+
+impl RunSpec {
+    /// Resolves the whole run for a tokenizer of `vocab_size` tokens.
+    pub fn resolve(&self, vocab_size: usize) -> Result<RunConfig, SpecError> {
+        Ok(RunConfig {
+            seed: self.seed,
+            model: self.model.resolve(vocab_size)?,
+            data: self.data.resolve()?,
+            train: self.train.resolve()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_resolves() {
+        let run = RunSpec::default().resolve(256).unwrap();
+        assert_eq!(run.train.budget, Budget::Tokens(2_000_000));
+        assert_eq!(run.data.source, CorpusSource::Embedded);
+        assert_eq!(run.model.d_model, 128);
+    }
+
+    #[test]
+    fn toml_spec_round_trips_and_rejects_typos() {
+        let text = r#"
+            seed = 3
+            [model]
+            depth = 2
+            [data]
+            corpus = "text"
+            path = "book.txt"
+            [train]
+            budget_flops = 1e12
+        "#;
+        let spec: RunSpec = toml::from_str(text).unwrap();
+        let run = spec.resolve(256).unwrap();
+        assert_eq!(run.train.budget, Budget::Flops(1e12));
+        assert_eq!(
+            run.data.source,
+            CorpusSource::Text {
+                path: "book.txt".into()
+            }
+        );
+
+        let err = toml::from_str::<RunSpec>("[train]\nlearning_rate = 1e-3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("learning_rate"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_and_fix() {
+        let mut spec = RunSpec::default();
+        spec.train.lr = -1.0;
+        let err = spec.resolve(256).unwrap_err().to_string();
+        assert!(err.contains("train.lr") && err.contains("hint:"), "{err}");
+
+        let mut spec = RunSpec::default();
+        spec.train.budget_tokens = Some(10);
+        spec.train.budget_flops = Some(1e9);
+        assert!(
+            spec.resolve(256)
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one")
+        );
+
+        let mut spec = RunSpec::default();
+        spec.data.corpus = "text".into();
+        let err = spec.resolve(256).unwrap_err().to_string();
+        assert!(err.contains("data.path"), "{err}");
+    }
+}

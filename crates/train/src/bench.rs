@@ -1,0 +1,109 @@
+//! Step-time benchmark of the training step, on the reference setting of
+//! `shared/peer/torch_gpt_step.py`: a fixed random batch, AdamW at lr 3e-4 and weight decay
+//! 0.1, no clipping, median over timed steps after warm-up. The step is the loop's own
+//! `train_step`, so what is measured is what trains.
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use scalelab_data::Batch;
+use scalelab_models::{Gpt, SeededInit, param_counts};
+use scalelab_spec::{Budget, GptConfig, TrainConfig};
+
+use crate::trainer::{build_optimizer, train_step};
+
+/// Timing of one benchmarked configuration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepTiming {
+    /// Trainable parameters (all).
+    pub params: u64,
+    /// Median milliseconds per full training step.
+    pub median_ms: f64,
+    /// Fastest step.
+    pub min_ms: f64,
+    /// Slowest step.
+    pub max_ms: f64,
+    /// Tokens per second at the median.
+    pub tokens_per_sec: f64,
+    /// GFLOP/s at the median, counted as the peer does: `6·N·tokens + 12·L·T·d·tokens`.
+    pub gflops: f64,
+    /// Loss of the first step.
+    pub loss_first: f64,
+    /// Loss of the last step (lower: the model learns the repeated batch).
+    pub loss_last: f64,
+}
+
+/// Times `warmup + steps` training steps of a GPT of shape `config` on a batch of `batch` sequences.
+pub fn bench_gpt_step(
+    config: &GptConfig,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+) -> StepTiming {
+    let device = device.clone().autodiff();
+    let mut model = Gpt::new(config, &mut SeededInit::new(0), &device);
+    let train = TrainConfig {
+        batch_size: batch,
+        grad_accum: 1,
+        lr: 3e-4,
+        min_lr_ratio: 1.0,
+        warmup_fraction: 0.0,
+        weight_decay: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        grad_clip: 0.0,
+        budget: Budget::Tokens(1),
+        eval_every_tokens: 1,
+        eval_tokens: 1,
+        checkpoint_every_tokens: 0,
+    };
+    let mut optimizer = build_optimizer(&train, model.no_decay_param_ids());
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let n = batch * config.ctx_len;
+    let v = config.vocab_size as i64;
+    let fixed = Batch {
+        inputs: (0..n).map(|_| rng.random_range(0..v)).collect(),
+        targets: (0..n).map(|_| rng.random_range(0..v)).collect(),
+        batch,
+        ctx: config.ctx_len,
+    };
+    let mut times = Vec::with_capacity(steps);
+    let mut losses = Vec::with_capacity(warmup + steps);
+    for i in 0..warmup + steps {
+        let start = Instant::now();
+        let loss;
+        (model, loss) = train_step(
+            model,
+            &mut optimizer,
+            std::iter::once(fixed.clone()),
+            0.0,
+            3e-4,
+            &device,
+        );
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        losses.push(loss.unwrap_or(f64::NAN));
+        if i >= warmup {
+            times.push(ms);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median_ms = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    let params = param_counts(config).total;
+    let tokens = n as f64;
+    let flops = 6.0 * params as f64 * tokens
+        + 12.0 * (config.n_layers * config.ctx_len * config.d_model) as f64 * tokens;
+    StepTiming {
+        params,
+        median_ms,
+        min_ms: times.first().copied().unwrap_or(f64::NAN),
+        max_ms: times.last().copied().unwrap_or(f64::NAN),
+        tokens_per_sec: tokens / (median_ms / 1e3),
+        gflops: flops / (median_ms / 1e3) / 1e9,
+        loss_first: losses.first().copied().unwrap_or(f64::NAN),
+        loss_last: losses.last().copied().unwrap_or(f64::NAN),
+    }
+}

@@ -1,0 +1,186 @@
+//! Checkpoints: the weights as safetensors, the optimiser state as burnpack, and the run's
+//! state (resolved config, progress, curve so far) as JSON beside them.
+//!
+//! A checkpoint directory is written whole under a temporary name and then renamed into
+//! place; the previous one is kept as `checkpoint.old` until the new one is in place, so a
+//! process killed at any moment leaves at least one complete checkpoint.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Bytes;
+use scalelab_spec::{CurvePoint, RunConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::fsutil::write_atomic;
+
+/// Schema version of [`CheckpointState`].
+pub const CHECKPOINT_SCHEMA_VERSION: u32 = 1;
+
+const WEIGHTS: &str = "model.safetensors";
+const OPTIMIZER: &str = "optimizer.bpk";
+const STATE: &str = "state.json";
+
+/// Progress of a run at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// See [`CHECKPOINT_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Identity of the run the checkpoint belongs to.
+    pub run_id: String,
+    /// The run's resolved config.
+    pub config: RunConfig,
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Training tokens consumed.
+    pub tokens_seen: u64,
+    /// Evaluations so far.
+    pub curve: Vec<CurvePoint>,
+    /// Sum and count of training losses since the last evaluation.
+    pub pending_loss: (f64, u64),
+    /// Wall seconds of training so far.
+    pub wall_secs: f64,
+    /// When the run first started.
+    pub started_unix_secs: u64,
+}
+
+/// The checkpoint directory of a run directory.
+pub fn checkpoint_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoint")
+}
+
+/// Saves a checkpoint of `model`, `optimizer` and `state` under `run_dir`.
+pub fn save<M: Module>(
+    run_dir: &Path,
+    model: &M,
+    optimizer: &ModuleOptimizer,
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
+    let final_dir = checkpoint_dir(run_dir);
+    let tmp_dir = run_dir.join(".checkpoint.tmp");
+    let old_dir = run_dir.join("checkpoint.old");
+    let io = |action, path: &Path, source| TrainError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    if tmp_dir.exists() {
+        fs::remove_dir_all(&tmp_dir).map_err(|e| io("remove", &tmp_dir, e))?;
+    }
+    fs::create_dir_all(&tmp_dir).map_err(|e| io("create", &tmp_dir, e))?;
+
+    let mut store = SafetensorsStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .map_err(|e| bad(&tmp_dir, format!("saving weights: {e}")))?;
+    let weights = store
+        .get_bytes()
+        .map_err(|e| bad(&tmp_dir, format!("saving weights: {e}")))?;
+    write_atomic(&tmp_dir.join(WEIGHTS), &weights)?;
+    let optim = optimizer
+        .into_bytes()
+        .map_err(|e| bad(&tmp_dir, format!("saving optimiser state: {e}")))?;
+    write_atomic(&tmp_dir.join(OPTIMIZER), &optim)?;
+    let json = serde_json::to_vec_pretty(state).map_err(|source| TrainError::Serialise {
+        what: "checkpoint state",
+        source,
+    })?;
+    write_atomic(&tmp_dir.join(STATE), &json)?;
+
+    if old_dir.exists() {
+        fs::remove_dir_all(&old_dir).map_err(|e| io("remove", &old_dir, e))?;
+    }
+    if final_dir.exists() {
+        fs::rename(&final_dir, &old_dir).map_err(|e| io("move aside", &final_dir, e))?;
+    }
+    fs::rename(&tmp_dir, &final_dir).map_err(|e| io("rename into place", &tmp_dir, e))?;
+    if old_dir.exists() {
+        fs::remove_dir_all(&old_dir).map_err(|e| io("remove", &old_dir, e))?;
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint directory under `run_dir`, if any.
+pub fn find(run_dir: &Path) -> Option<PathBuf> {
+    [checkpoint_dir(run_dir), run_dir.join("checkpoint.old")]
+        .into_iter()
+        .find(|dir| dir.join(STATE).is_file())
+}
+
+/// Reads a checkpoint's state, checking that it belongs to `run_id`.
+pub fn load_state(dir: &Path, run_id: &str) -> Result<CheckpointState, TrainError> {
+    let path = dir.join(STATE);
+    let text = fs::read_to_string(&path).map_err(|e| TrainError::Io {
+        action: "read",
+        path: path.clone(),
+        source: e,
+    })?;
+    let state: CheckpointState =
+        serde_json::from_str(&text).map_err(|e| bad(&path, format!("state is not valid: {e}")))?;
+    if state.schema_version != CHECKPOINT_SCHEMA_VERSION {
+        return Err(bad(
+            &path,
+            format!(
+                "schema version {} (this program reads {CHECKPOINT_SCHEMA_VERSION})",
+                state.schema_version
+            ),
+        ));
+    }
+    if state.run_id != run_id {
+        return Err(bad(
+            &path,
+            format!("it belongs to run {}, not {run_id}", state.run_id),
+        ));
+    }
+    Ok(state)
+}
+
+/// Loads weights and optimiser state from `dir` into a freshly built `model` and `optimizer`.
+pub fn load_weights<M: Module>(
+    dir: &Path,
+    mut model: M,
+    optimizer: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer), TrainError> {
+    let weights = dir.join(WEIGHTS);
+    let bytes = fs::read(&weights).map_err(|e| TrainError::Io {
+        action: "read",
+        path: weights.clone(),
+        source: e,
+    })?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
+    let applied = model
+        .load_from(&mut store)
+        .map_err(|e| bad(&weights, format!("weights do not load: {e}")))?;
+    if !applied.missing.is_empty() || !applied.errors.is_empty() {
+        return Err(bad(
+            &weights,
+            format!(
+                "weights do not fit the model (missing: {:?}, errors: {:?})",
+                applied.missing, applied.errors
+            ),
+        ));
+    }
+    let optim_path = dir.join(OPTIMIZER);
+    let bytes = fs::read(&optim_path).map_err(|e| TrainError::Io {
+        action: "read",
+        path: optim_path.clone(),
+        source: e,
+    })?;
+    let optimizer = optimizer
+        .from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| bad(&optim_path, format!("optimiser state does not load: {e}")))?;
+    Ok((model, optimizer))
+}
+
+fn bad(path: &Path, message: String) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+        hint: "delete the run's checkpoint directory (or pass --fresh) to train from the start"
+            .into(),
+    }
+}

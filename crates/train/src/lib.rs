@@ -1,0 +1,19 @@
+//! The one training loop of scalelab: AdamW with warm-up and cosine decay over a budget of
+//! tokens or FLOPs, global gradient-norm clipping, gradient accumulation, evaluation on a
+//! fixed validation sample, divergence detection, atomic checkpoints and run records.
+//!
+//! It trains one run and knows nothing of other runs: studies, schedulers and analysis are
+//! built on top of it. Model files live in `scalelab-models`, data in `scalelab-data`.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod error;
+pub mod fsutil;
+pub mod machine;
+pub mod objective;
+pub mod schedule;
+pub mod trainer;
+
+pub use error::TrainError;
+pub use objective::Objective;
+pub use trainer::{NoProgress, Outcome, Progress, RunOptions, planned_tokens, run_id, train_gpt};

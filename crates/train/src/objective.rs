@@ -1,0 +1,35 @@
+//! What the training loop needs of a model: a differentiable loss on a batch, and which
+//! parameters weight decay skips. Every model family implements this once; the loop is shared.
+
+use burn::module::{Module, ParamId};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use scalelab_data::Batch;
+use scalelab_models::Gpt;
+
+/// A model the training loop can optimise.
+pub trait Objective: Module + Sized {
+    /// Mean loss over `batch`, `[1]`, on `device`.
+    fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1>;
+    /// Parameters exempt from weight decay.
+    fn no_decay_param_ids(&self) -> Vec<ParamId>;
+}
+
+/// Token ids of a batch as `[batch, ctx]` tensors (inputs, targets).
+pub fn token_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let shape = [batch.batch, batch.ctx];
+    (
+        Tensor::from_data(TensorData::new(batch.inputs.clone(), shape), device),
+        Tensor::from_data(TensorData::new(batch.targets.clone(), shape), device),
+    )
+}
+
+impl Objective for Gpt {
+    fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1> {
+        let (inputs, targets) = token_tensors(batch, device);
+        self.loss(inputs, targets)
+    }
+
+    fn no_decay_param_ids(&self) -> Vec<ParamId> {
+        Gpt::no_decay_param_ids(self)
+    }
+}

@@ -1,0 +1,403 @@
+//! The training loop: one run from a resolved config to a record.
+//!
+//! Per optimiser step: `grad_accum` micro-batches (batch `k` drawn from `(seed, k)`), each
+//! loss checked for NaN/inf, gradients averaged, the global gradient norm clipped, one AdamW
+//! step at the learning rate of the tokens reached. Evaluation runs on the fixed validation
+//! sample at token 0, every `eval_every_tokens`, and at the end. Checkpoints are atomic; a
+//! resumed run continues the exact loss curve of an uninterrupted one.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use scalelab_data::{Batch, TokenData};
+use scalelab_models::{FLOPS_CONVENTION, Gpt, SeededInit, flops_per_token, param_counts};
+use scalelab_spec::{
+    Budget, CurvePoint, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord, RunStatus,
+    TrainConfig,
+};
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::{self, CHECKPOINT_SCHEMA_VERSION, CheckpointState};
+use crate::fsutil::write_atomic;
+use crate::schedule::learning_rate;
+use crate::{Objective, TrainError, machine};
+
+/// Where a run writes and how it may continue.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Directory of this run: `record.json` and `checkpoint/` go here.
+    pub run_dir: PathBuf,
+    /// The device to train on (autodiff is added by the loop).
+    pub device: Device,
+    /// Name of the backend and device, for the record.
+    pub backend: String,
+    /// Continue from the run's checkpoint when there is one.
+    pub resume: bool,
+    /// Stop, as if killed, right after the first checkpoint at or past this many tokens.
+    pub stop_after_tokens: Option<u64>,
+}
+
+/// How a call to the loop ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The run finished or diverged; its record is written.
+    Finished(Box<RunRecord>),
+    /// The run stopped early at a checkpoint (see [`RunOptions::stop_after_tokens`]).
+    Stopped {
+        /// Tokens trained so far.
+        tokens_seen: u64,
+    },
+}
+
+/// Receives progress as a run trains (a progress bar, a log, or nothing).
+pub trait Progress {
+    /// Training starts (or resumes at `tokens_seen`) towards `total_tokens`.
+    fn start(&mut self, _tokens_seen: u64, _total_tokens: u64) {}
+    /// An optimiser step finished.
+    fn step(&mut self, _tokens_seen: u64, _loss: f64, _lr: f64) {}
+    /// An evaluation finished.
+    fn eval(&mut self, _point: &CurvePoint) {}
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// A run's identity: the first 16 hex digits of SHA-256 over its resolved config as JSON.
+pub fn run_id(config: &RunConfig) -> String {
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Tokens the run will train on: the budget rounded up to whole optimiser steps.
+pub fn planned_tokens(config: &RunConfig) -> (u64, u64) {
+    let t = &config.train;
+    let tokens_per_step = (t.batch_size * t.grad_accum * config.model.ctx_len) as u64;
+    let budget_tokens = match t.budget {
+        Budget::Tokens(tokens) => tokens,
+        Budget::Flops(flops) => (flops / flops_per_token(&config.model)) as u64,
+    };
+    let steps = budget_tokens.div_ceil(tokens_per_step).max(1);
+    (steps, tokens_per_step)
+}
+
+/// Trains the GPT of `config` on `data`.
+pub fn train_gpt(
+    config: &RunConfig,
+    data: &TokenData,
+    options: &RunOptions,
+    progress: &mut dyn Progress,
+) -> Result<Outcome, TrainError> {
+    let device = options.device.clone().autodiff();
+    let model = Gpt::new(&config.model, &mut SeededInit::new(config.seed), &device);
+    train_loop(
+        model,
+        config,
+        data,
+        options,
+        progress,
+        param_counts(&config.model),
+    )
+}
+
+pub(crate) fn build_optimizer(
+    train: &TrainConfig,
+    no_decay: Vec<burn::module::ParamId>,
+) -> ModuleOptimizer {
+    let adamw = |weight_decay: f64| {
+        AdamWConfig::new()
+            .with_beta_1(train.beta1 as f32)
+            .with_beta_2(train.beta2 as f32)
+            .with_epsilon(train.epsilon as f32)
+            .with_weight_decay(weight_decay as f32)
+    };
+    adamw(train.weight_decay).init().with_group(
+        ParamGroup::from_ids(no_decay),
+        adamw(0.0).build(),
+        None,
+    )
+}
+
+fn train_loop<M: Objective>(
+    mut model: M,
+    config: &RunConfig,
+    data: &TokenData,
+    options: &RunOptions,
+    progress: &mut dyn Progress,
+    params: ParamCounts,
+) -> Result<Outcome, TrainError> {
+    let t = &config.train;
+    let ctx = config.model.ctx_len;
+    let device = options.device.clone().autodiff();
+    let id = run_id(config);
+    let (total_steps, tokens_per_step) = planned_tokens(config);
+    let total_tokens = total_steps * tokens_per_step;
+    let flops_per_token = flops_per_token(&config.model);
+    let mut optimizer = build_optimizer(t, model.no_decay_param_ids());
+    // Dropout draws from the backend's generator.
+    device.seed(config.seed);
+
+    let resume_from = if options.resume {
+        checkpoint::find(&options.run_dir)
+    } else {
+        None
+    };
+    let mut state = match &resume_from {
+        Some(dir) => {
+            let state = checkpoint::load_state(dir, &id)?;
+            (model, optimizer) = checkpoint::load_weights(dir, model, optimizer)?;
+            state
+        }
+        None => CheckpointState {
+            schema_version: CHECKPOINT_SCHEMA_VERSION,
+            run_id: id.clone(),
+            config: config.clone(),
+            step: 0,
+            tokens_seen: 0,
+            curve: Vec::new(),
+            pending_loss: (0.0, 0),
+            wall_secs: 0.0,
+            started_unix_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+    };
+    let val_batches = data.val_batches(t.eval_tokens, t.batch_size, ctx);
+    let clock = Instant::now();
+    let wall_before = state.wall_secs;
+    let wall = |clock: &Instant| wall_before + clock.elapsed().as_secs_f64();
+    progress.start(state.tokens_seen, total_tokens);
+
+    let eval_point = |model: &M, state: &CheckpointState, lr: f64, wall_secs: f64| {
+        let val_loss = evaluate(model, &val_batches, &device);
+        let (sum, count) = state.pending_loss;
+        CurvePoint {
+            step: state.step,
+            tokens: state.tokens_seen,
+            flops: state.tokens_seen as f64 * flops_per_token,
+            train_loss: (count > 0).then(|| sum / count as f64),
+            val_loss,
+            val_bpb: val_loss / data.val_bytes_per_token / std::f64::consts::LN_2,
+            lr,
+            wall_secs,
+        }
+    };
+    if state.curve.is_empty() {
+        let point = eval_point(&model, &state, 0.0, wall(&clock));
+        progress.eval(&point);
+        state.curve.push(point);
+    }
+
+    let mut status = RunStatus::Completed;
+    'steps: for step in state.step..total_steps {
+        let tokens_after = (step + 1) * tokens_per_step;
+        let lr = learning_rate(
+            t.lr,
+            t.min_lr_ratio,
+            t.warmup_fraction,
+            tokens_after,
+            total_tokens,
+        );
+        let batches = (0..t.grad_accum).map(|micro| {
+            data.train_batch(
+                config.seed,
+                step * t.grad_accum as u64 + micro as u64,
+                t.batch_size,
+                ctx,
+            )
+        });
+        let step_loss;
+        (model, step_loss) = train_step(model, &mut optimizer, batches, t.grad_clip, lr, &device);
+        let step_loss = match step_loss {
+            Ok(loss) => loss,
+            Err(value) => {
+                status = RunStatus::Diverged {
+                    tokens: state.tokens_seen,
+                    reason: format!("training loss became {value} at step {step}"),
+                };
+                break 'steps;
+            }
+        };
+
+        let tokens_before = state.tokens_seen;
+        state.step = step + 1;
+        state.tokens_seen = tokens_after;
+        state.pending_loss.0 += step_loss;
+        state.pending_loss.1 += 1;
+        progress.step(tokens_after, step_loss, lr);
+
+        let last = state.step == total_steps;
+        if last || crossed(tokens_before, tokens_after, t.eval_every_tokens) {
+            let point = eval_point(&model, &state, lr, wall(&clock));
+            if !point.val_loss.is_finite() {
+                status = RunStatus::Diverged {
+                    tokens: state.tokens_seen,
+                    reason: format!(
+                        "validation loss became {} at step {}",
+                        point.val_loss, state.step
+                    ),
+                };
+            }
+            progress.eval(&point);
+            state.curve.push(point);
+            state.pending_loss = (0.0, 0);
+            if status != RunStatus::Completed {
+                break 'steps;
+            }
+        }
+        if last
+            || (t.checkpoint_every_tokens > 0
+                && crossed(tokens_before, tokens_after, t.checkpoint_every_tokens))
+        {
+            state.wall_secs = wall(&clock);
+            checkpoint::save(&options.run_dir, &model, &optimizer, &state)?;
+            if !last
+                && options
+                    .stop_after_tokens
+                    .is_some_and(|stop| tokens_after >= stop)
+            {
+                return Ok(Outcome::Stopped {
+                    tokens_seen: tokens_after,
+                });
+            }
+        }
+    }
+
+    let last_point = state.curve.last();
+    let record = RunRecord {
+        schema_version: RUN_RECORD_SCHEMA_VERSION,
+        run_id: id,
+        config: config.clone(),
+        git_revision: machine::git_revision().to_string(),
+        params,
+        param_convention: ParamCounts::CONVENTION.to_string(),
+        flops_per_token,
+        flops_convention: FLOPS_CONVENTION,
+        tokens_per_step,
+        tokens_seen: state.tokens_seen,
+        train_flops: state.tokens_seen as f64 * flops_per_token,
+        final_val_loss: last_point.map(|p| p.val_loss).filter(|v| v.is_finite()),
+        final_val_bpb: last_point.map(|p| p.val_bpb).filter(|v| v.is_finite()),
+        curve: state.curve,
+        status,
+        wall_secs: wall(&clock),
+        peak_rss_bytes: machine::peak_rss_bytes(),
+        threads: rayon::current_num_threads(),
+        machine: machine::describe(&options.backend),
+        started_unix_secs: state.started_unix_secs,
+        resumed: resume_from.is_some(),
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
+        what: "run record",
+        source,
+    })?;
+    write_atomic(&options.run_dir.join("record.json"), &json)?;
+    Ok(Outcome::Finished(Box::new(record)))
+}
+
+/// One optimiser step: the mean loss over the micro-batches, their averaged gradients, global
+/// norm clipping (when `grad_clip > 0`), and AdamW at `lr`. Returns the updated model and the
+/// mean loss, or `Err(loss)` with the model untouched when a loss is NaN or infinite.
+pub(crate) fn train_step<M: Objective>(
+    model: M,
+    optimizer: &mut ModuleOptimizer,
+    batches: impl ExactSizeIterator<Item = Batch>,
+    grad_clip: f64,
+    lr: f64,
+    device: &Device,
+) -> (M, Result<f64, f64>) {
+    let n = batches.len().max(1) as f64;
+    let mut mean_loss = 0.0;
+    let mut accumulator = GradientsAccumulator::<M>::new();
+    for batch in batches {
+        let loss = model.batch_loss(&batch, device);
+        let value = f64::from(loss.clone().into_scalar::<f32>());
+        if !value.is_finite() {
+            return (model, Err(value));
+        }
+        mean_loss += value / n;
+        let grads = loss.div_scalar(n).backward();
+        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+    }
+    let mut grads = accumulator.grads();
+    if grad_clip > 0.0 {
+        clip_global_norm(&model, &mut grads, grad_clip);
+    }
+    (optimizer.step(lr, model, grads), Ok(mean_loss))
+}
+
+/// Whether a multiple of `every` lies in `(before, after]`.
+fn crossed(before: u64, after: u64, every: u64) -> bool {
+    every > 0 && after / every > before / every
+}
+
+/// Mean validation loss (nats/token) of `model` over `batches`, without autodiff.
+fn evaluate<M: Objective>(model: &M, batches: &[Batch], device: &Device) -> f64 {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let (mut sum, mut windows) = (0.0, 0usize);
+    for batch in batches {
+        let loss = f64::from(model.batch_loss(batch, &device).into_scalar::<f32>());
+        sum += loss * batch.batch as f64;
+        windows += batch.batch;
+    }
+    sum / windows.max(1) as f64
+}
+
+/// Scales all gradients so that their global L2 norm is at most `max_norm` (as PyTorch's
+/// `clip_grad_norm_`; Burn's own clipping works per tensor). Returns the norm before clipping.
+fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    struct SumOfSquares<'a> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumOfSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let s = grad.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, grad.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut sum = SumOfSquares { grads, total: None };
+    model.visit(&mut sum);
+    let norm = sum
+        .total
+        .map_or(0.0, |t| f64::from(t.sqrt().into_scalar::<f32>()));
+    if norm > max_norm {
+        let factor = max_norm / (norm + 1e-6);
+        model.visit(&mut Scale { grads, factor });
+    }
+    norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crossing_multiples() {
+        assert!(crossed(90, 110, 100));
+        assert!(crossed(99, 100, 100));
+        assert!(!crossed(100, 199, 100));
+        assert!(!crossed(0, 50, 0));
+    }
+}
