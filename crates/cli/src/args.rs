@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train one model and write its run record (and checkpoint) under --out.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Print a model's parameter counts and training FLOPs without training it.
     Info(InfoArgs),
     /// Time one training step of the reference models (optionally beside PyTorch).

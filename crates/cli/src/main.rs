@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Info(args) => info(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -1,6 +1,11 @@
 //! The `scalelab` program end to end: exit codes, error messages that name the key and the
 //! fix, `info` against hand-computed counts, a real run, and a run killed with SIGKILL.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

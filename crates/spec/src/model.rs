@@ -199,7 +199,7 @@ impl GptSpec {
         positive("model.d_ff", d_ff)?;
         positive("model.ctx_len", self.ctx_len)?;
         positive("vocab_size", vocab_size)?;
-        if d_model % n_heads != 0 {
+        if !d_model.is_multiple_of(n_heads) {
             return Err(SpecError::invalid(
                 "model.n_heads",
                 n_heads,

@@ -1,6 +1,11 @@
 //! The training loop end to end on the embedded corpus, with a tiny GPT: determinism,
 //! resume-equals-uninterrupted, divergence handling, corrupt checkpoints, and learning.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 use burn::tensor::Device;
 use scalelab_data::{TokenData, load_corpus};
 use scalelab_spec::{CurvePoint, GptSpec, RunConfig, RunSpec, RunStatus, TrainSpec};
