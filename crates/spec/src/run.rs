@@ -26,7 +26,11 @@ impl Default for RunSpec {
     fn default() -> Self {
         Self {
             seed: 0,
-            model: GptSpec::with_preset("micro"),
+            // A 0.9M-parameter GPT at context 128: the README's few-minute CPU run.
+            model: GptSpec {
+                ctx_len: 128,
+                ..GptSpec::with_preset("micro")
+            },
             data: DataSpec::default(),
             train: TrainSpec::default(),
         }
@@ -108,9 +112,9 @@ pub struct TrainSpec {
 impl Default for TrainSpec {
     fn default() -> Self {
         Self {
-            batch_size: 32,
+            batch_size: 16,
             grad_accum: 1,
-            lr: 2e-3,
+            lr: 3e-3,
             min_lr_ratio: 0.1,
             warmup_fraction: 0.05,
             weight_decay: 0.1,
@@ -121,7 +125,7 @@ impl Default for TrainSpec {
             budget_tokens: None,
             budget_flops: None,
             eval_every_tokens: 200_000,
-            eval_tokens: 65_536,
+            eval_tokens: 32_768,
             checkpoint_every_tokens: 0,
         }
     }
@@ -337,7 +341,7 @@ impl TrainSpec {
                     "a positive number of FLOPs, for example 1e13",
                 ));
             }
-            (None, None) => Budget::Tokens(2_000_000),
+            (None, None) => Budget::Tokens(800_000),
         };
         if self.batch_size == 0 {
             return Err(SpecError::invalid(
@@ -468,7 +472,7 @@ mod tests {
     #[test]
     fn default_spec_resolves() {
         let run = RunSpec::default().resolve(256).unwrap();
-        assert_eq!(run.train.budget, Budget::Tokens(2_000_000));
+        assert_eq!(run.train.budget, Budget::Tokens(800_000));
         assert_eq!(run.data.source, CorpusSource::Embedded);
         assert_eq!(run.model.d_model, 128);
     }
