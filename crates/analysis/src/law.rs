@@ -1,0 +1,739 @@
+//! Fitting scaling laws to (scale, loss) points.
+//!
+//! Every law is fitted the way Hoffmann et al. 2022 (appendix D.2) fit theirs: the
+//! prediction is written in log space as a log-sum-exp of terms, the objective is the
+//! Huber loss (δ = 1e-3 by default) of `log L̂ − log L` summed over points, and L-BFGS
+//! (argmin's, with a More–Thuente line search) runs from every point of a grid of
+//! initialisations; the best end point is kept. Gradients are analytic.
+//!
+//! Stopping: the gradient-norm tolerance is 1e-12 and the cost-change tolerance is zero, so a
+//! run stops at a stationary point, when the line search can make no further progress, or
+//! after `max_iters`. Besiroglu et al. 2024 showed that a loose stop gives wrong Chinchilla
+//! constants; the gradient norm at the reported optimum is part of the result so that a
+//! reader can check convergence.
+
+use std::sync::Mutex;
+
+use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient, State};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::AnalysisError;
+use crate::bootstrap::{percentile_interval, resample};
+
+/// One measured point: model size, data size and loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Parameters N (in whichever convention the caller chose; the record says which).
+    pub n: f64,
+    /// Training tokens D.
+    pub d: f64,
+    /// Loss (nats per token or per byte).
+    pub loss: f64,
+}
+
+/// Which law a fit is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LawKind {
+    /// `L(N, D) = E + A/N^α + B/D^β` (Hoffmann et al. 2022, eq. 2).
+    Chinchilla,
+    /// `L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D` (Kaplan et al. 2020, eq. 1.5). In results
+    /// `alpha` is α_N and `beta` is α_D.
+    Kaplan,
+    /// `L(X) = E + A·X^(-α)` for one scale axis X (N, D or C).
+    Power,
+}
+
+impl LawKind {
+    /// The formula, for reports.
+    pub fn formula(self) -> &'static str {
+        match self {
+            LawKind::Chinchilla => "L(N, D) = E + A/N^alpha + B/D^beta",
+            LawKind::Kaplan => "L(N, D) = [(N_c/N)^(alpha/beta) + D_c/D]^beta",
+            LawKind::Power => "L(X) = E + A*X^(-alpha)",
+        }
+    }
+}
+
+/// A two-sided confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// Coverage, for example 0.95.
+    pub level: f64,
+}
+
+impl Interval {
+    /// Whether `x` lies in the interval (ends included).
+    pub fn contains(&self, x: f64) -> bool {
+        self.lo <= x && x <= self.hi
+    }
+}
+
+/// One fitted constant with its bootstrap interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constant {
+    /// Name as in the paper: `E`, `A`, `B`, `alpha`, `beta`, `a`, `b`, `N_c`, `D_c`.
+    pub name: String,
+    /// Value at the best fit to all points.
+    pub value: f64,
+    /// Percentile bootstrap interval, when bootstrapping was asked for.
+    pub interval: Option<Interval>,
+}
+
+/// How to fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitOptions {
+    /// Huber δ on log-loss residuals. Hoffmann et al. use 1e-3.
+    pub huber_delta: f64,
+    /// L-BFGS iteration cap per start.
+    pub max_iters: u64,
+    /// Bootstrap replicates (0: no intervals).
+    pub bootstrap: usize,
+    /// Interval coverage.
+    pub level: f64,
+    /// Seed of the bootstrap resampling.
+    pub seed: u64,
+    /// Starts per bootstrap replicate: the best grid points on the resample, plus the full fit.
+    pub bootstrap_starts: usize,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            huber_delta: 1e-3,
+            max_iters: 2000,
+            bootstrap: 200,
+            level: 0.95,
+            seed: 0,
+            bootstrap_starts: 8,
+        }
+    }
+}
+
+/// The result of fitting a law.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LawFit {
+    /// Which law.
+    pub law: LawKind,
+    /// For [`LawKind::Power`], the axis X (`N`, `D` or `C`); empty otherwise.
+    pub axis: String,
+    /// Fitted constants, in the paper's names; derived ones (`a`, `b`) last.
+    pub constants: Vec<Constant>,
+    /// Huber objective at the optimum, summed over points.
+    pub objective: f64,
+    /// Norm of the objective's gradient at the optimum (in the log-space parameters).
+    pub gradient_norm: f64,
+    /// Points fitted.
+    pub points: usize,
+    /// Starting points tried for the full fit.
+    pub starts: usize,
+    /// Bootstrap replicates that gave a finite fit (of those requested).
+    pub bootstrap_used: usize,
+    /// Huber δ used.
+    pub huber_delta: f64,
+}
+
+impl LawFit {
+    /// The value of a constant by name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.constants
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value)
+    }
+
+    /// The interval of a constant by name.
+    pub fn interval(&self, name: &str) -> Option<Interval> {
+        self.constants
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.interval)
+    }
+
+    /// Predicted loss at (N, D); for a power law, at X = `n` (and `d` is ignored).
+    pub fn predict(&self, n: f64, d: f64) -> f64 {
+        let g = |k: &str| self.get(k).unwrap_or(f64::NAN);
+        match self.law {
+            LawKind::Chinchilla => {
+                g("E") + g("A") * n.powf(-g("alpha")) + g("B") * d.powf(-g("beta"))
+            }
+            LawKind::Kaplan => {
+                ((g("N_c") / n).powf(g("alpha") / g("beta")) + g("D_c") / d).powf(g("beta"))
+            }
+            LawKind::Power => g("E") + g("A") * n.powf(-g("alpha")),
+        }
+    }
+}
+
+/// Fits `L = E + A·X^(-α)` to `(x, loss)` pairs; `axis` names X in the result.
+pub fn fit_power(
+    axis: &str,
+    x: &[f64],
+    loss: &[f64],
+    opts: &FitOptions,
+) -> Result<LawFit, AnalysisError> {
+    let what = format!("power-law fit of loss against {axis}");
+    if x.len() != loss.len() {
+        return Err(AnalysisError::InvalidArgument {
+            name: "x",
+            value: format!("{} values for {} losses", x.len(), loss.len()),
+            hint: "give one loss per scale value",
+        });
+    }
+    let points: Vec<Point> = x
+        .iter()
+        .zip(loss)
+        .map(|(&n, &loss)| Point { n, d: 1.0, loss })
+        .collect();
+    let obs = observations(&what, &points, &[axis, "D"], false)?;
+    let mut fit = run_fit(&PowerLaw, &what, &obs, opts)?;
+    fit.axis = axis.to_string();
+    Ok(fit)
+}
+
+/// Fits the Chinchilla law `L(N, D) = E + A/N^α + B/D^β` (Hoffmann et al. 2022, approach 3).
+pub fn fit_chinchilla(points: &[Point], opts: &FitOptions) -> Result<LawFit, AnalysisError> {
+    let what = "Chinchilla fit L(N, D) = E + A/N^alpha + B/D^beta".to_string();
+    let obs = observations(&what, points, &["N", "D"], true)?;
+    run_fit(&ChinchillaLaw, &what, &obs, opts)
+}
+
+/// Fits Kaplan et al.'s `L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D`.
+pub fn fit_kaplan(points: &[Point], opts: &FitOptions) -> Result<LawFit, AnalysisError> {
+    let what = "Kaplan fit L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D".to_string();
+    let obs = observations(&what, points, &["N", "D"], true)?;
+    run_fit(&KaplanLaw, &what, &obs, opts)
+}
+
+/// Fits the named law; for [`LawKind::Power`] the axis is N.
+pub fn fit_law(
+    kind: LawKind,
+    points: &[Point],
+    opts: &FitOptions,
+) -> Result<LawFit, AnalysisError> {
+    match kind {
+        LawKind::Chinchilla => fit_chinchilla(points, opts),
+        LawKind::Kaplan => fit_kaplan(points, opts),
+        LawKind::Power => {
+            let x: Vec<f64> = points.iter().map(|p| p.n).collect();
+            let y: Vec<f64> = points.iter().map(|p| p.loss).collect();
+            fit_power("N", &x, &y, opts)
+        }
+    }
+}
+
+/// A point in log space.
+#[derive(Debug, Clone, Copy)]
+struct Obs {
+    /// `[ln N, ln D]` (or `[ln X, 0]`).
+    x: [f64; 2],
+    log_y: f64,
+}
+
+fn observations(
+    what: &str,
+    points: &[Point],
+    axes: &[&str; 2],
+    two_axes: bool,
+) -> Result<Vec<Obs>, AnalysisError> {
+    let mut obs = Vec::with_capacity(points.len());
+    for (index, p) in points.iter().enumerate() {
+        for (column, value) in [(axes[0], p.n), (axes[1], p.d), ("loss", p.loss)] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(AnalysisError::NotPositive {
+                    what: what.to_string(),
+                    column: static_axis(column),
+                    index,
+                    value,
+                });
+            }
+        }
+        obs.push(Obs {
+            x: [p.n.ln(), p.d.ln()],
+            log_y: p.loss.ln(),
+        });
+    }
+    let distinct = |k: usize| {
+        let mut v: Vec<f64> = obs.iter().map(|o| o.x[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v.len()
+    };
+    if !obs.is_empty() && distinct(0) < 2 {
+        return Err(AnalysisError::Degenerate {
+            what: what.to_string(),
+            hint: format!(
+                "every point has the same {}; a law in {} needs at least two distinct values",
+                axes[0], axes[0]
+            ),
+        });
+    }
+    if two_axes && !obs.is_empty() && distinct(1) < 2 {
+        return Err(AnalysisError::Degenerate {
+            what: what.to_string(),
+            hint: format!(
+                "every point has the same {}, so the data term cannot be told apart from E; \
+                 train at several token budgets or fit a power law in {} (--law power)",
+                axes[1], axes[0]
+            ),
+        });
+    }
+    Ok(obs)
+}
+
+fn static_axis(name: &str) -> &'static str {
+    match name {
+        "N" => "N",
+        "D" => "D",
+        "C" => "C",
+        "loss" => "loss",
+        _ => "x",
+    }
+}
+
+/// A law written as `log L̂ = f(θ; ln N, ln D)` with an analytic gradient in θ.
+trait LogLaw: Sync {
+    /// Number of free parameters.
+    const DIM: usize;
+    /// `log L̂(θ; x)`; writes `∂ log L̂ / ∂θ` into `grad`.
+    fn log_predict(&self, theta: &[f64], x: &[f64; 2], grad: &mut [f64]) -> f64;
+    /// Grid of initialisations.
+    fn grid(&self) -> Vec<Vec<f64>>;
+    /// The constants in the paper's names, derived ones last.
+    fn constants(&self, theta: &[f64]) -> Vec<(&'static str, f64)>;
+    /// The kind, for the result.
+    fn kind(&self) -> LawKind;
+}
+
+/// `log(Σ exp(tᵢ))` and the softmax weights, written into `w`.
+fn log_sum_exp(t: &[f64], w: &mut [f64]) -> f64 {
+    let m = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut s = 0.0;
+    for (wi, ti) in w.iter_mut().zip(t) {
+        *wi = (ti - m).exp();
+        s += *wi;
+    }
+    for wi in w.iter_mut() {
+        *wi /= s;
+    }
+    m + s.ln()
+}
+
+fn range(from: f64, to: f64, step: f64) -> Vec<f64> {
+    let n = ((to - from) / step).round() as usize;
+    (0..=n).map(|i| from + step * i as f64).collect()
+}
+
+/// θ = [a, b, e, α, β] with A = eᵃ, B = eᵇ, E = eᵉ (Hoffmann et al. 2022, appendix D.2).
+struct ChinchillaLaw;
+
+impl LogLaw for ChinchillaLaw {
+    const DIM: usize = 5;
+
+    fn log_predict(&self, t: &[f64], x: &[f64; 2], g: &mut [f64]) -> f64 {
+        let (a, b, e, alpha, beta) = (t[0], t[1], t[2], t[3], t[4]);
+        let mut w = [0.0; 3];
+        let r = log_sum_exp(&[a - alpha * x[0], b - beta * x[1], e], &mut w);
+        g[0] = w[0];
+        g[1] = w[1];
+        g[2] = w[2];
+        g[3] = -w[0] * x[0];
+        g[4] = -w[1] * x[1];
+        r
+    }
+
+    /// α, β ∈ {0, 0.5, …, 2}, e ∈ {−1, −0.5, …, 1}, a, b ∈ {0, 5, …, 25}: 4,500 starts.
+    fn grid(&self) -> Vec<Vec<f64>> {
+        let mut out = Vec::new();
+        for &a in &range(0.0, 25.0, 5.0) {
+            for &b in &range(0.0, 25.0, 5.0) {
+                for &e in &range(-1.0, 1.0, 0.5) {
+                    for &alpha in &range(0.0, 2.0, 0.5) {
+                        for &beta in &range(0.0, 2.0, 0.5) {
+                            out.push(vec![a, b, e, alpha, beta]);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn constants(&self, t: &[f64]) -> Vec<(&'static str, f64)> {
+        let (alpha, beta) = (t[3], t[4]);
+        vec![
+            ("E", t[2].exp()),
+            ("A", t[0].exp()),
+            ("B", t[1].exp()),
+            ("alpha", alpha),
+            ("beta", beta),
+            ("a", beta / (alpha + beta)),
+            ("b", alpha / (alpha + beta)),
+        ]
+    }
+
+    fn kind(&self) -> LawKind {
+        LawKind::Chinchilla
+    }
+}
+
+/// θ = [a, e, α] with A = eᵃ, E = eᵉ.
+struct PowerLaw;
+
+impl LogLaw for PowerLaw {
+    const DIM: usize = 3;
+
+    fn log_predict(&self, t: &[f64], x: &[f64; 2], g: &mut [f64]) -> f64 {
+        let mut w = [0.0; 2];
+        let r = log_sum_exp(&[t[0] - t[2] * x[0], t[1]], &mut w);
+        g[0] = w[0];
+        g[1] = w[1];
+        g[2] = -w[0] * x[0];
+        r
+    }
+
+    /// a ∈ {0, 5, …, 30}, e ∈ {−1, −0.5, …, 1}, α ∈ {0.05, 0.1, 0.2, 0.35, 0.5, 1, 1.5, 2}.
+    fn grid(&self) -> Vec<Vec<f64>> {
+        let mut out = Vec::new();
+        for &a in &range(0.0, 30.0, 5.0) {
+            for &e in &range(-1.0, 1.0, 0.5) {
+                for alpha in [0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 1.5, 2.0] {
+                    out.push(vec![a, e, alpha]);
+                }
+            }
+        }
+        out
+    }
+
+    fn constants(&self, t: &[f64]) -> Vec<(&'static str, f64)> {
+        vec![("E", t[1].exp()), ("A", t[0].exp()), ("alpha", t[2])]
+    }
+
+    fn kind(&self) -> LawKind {
+        LawKind::Power
+    }
+}
+
+/// θ = [u, v, α_N, α_D] with N_c = eᵘ, D_c = eᵛ:
+/// `log L̂ = α_D · LSE((α_N/α_D)(u − ln N), v − ln D)`.
+struct KaplanLaw;
+
+impl LogLaw for KaplanLaw {
+    const DIM: usize = 4;
+
+    fn log_predict(&self, t: &[f64], x: &[f64; 2], g: &mut [f64]) -> f64 {
+        let (u, v, an, ad) = (t[0], t[1], t[2], t[3]);
+        if ad <= 0.0 {
+            g.iter_mut().for_each(|gi| *gi = f64::NAN);
+            return f64::NAN;
+        }
+        let s1 = an / ad * (u - x[0]);
+        let mut w = [0.0; 2];
+        let s = log_sum_exp(&[s1, v - x[1]], &mut w);
+        g[0] = w[0] * an;
+        g[1] = ad * w[1];
+        g[2] = w[0] * (u - x[0]);
+        g[3] = s - w[0] * s1;
+        ad * s
+    }
+
+    /// u, v ∈ {5, 10, …, 40}, α_N, α_D ∈ {0.05, 0.1, 0.2, 0.5, 1}.
+    fn grid(&self) -> Vec<Vec<f64>> {
+        let mut out = Vec::new();
+        for &u in &range(5.0, 40.0, 5.0) {
+            for &v in &range(5.0, 40.0, 5.0) {
+                for an in [0.05, 0.1, 0.2, 0.5, 1.0] {
+                    for ad in [0.05, 0.1, 0.2, 0.5, 1.0] {
+                        out.push(vec![u, v, an, ad]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn constants(&self, t: &[f64]) -> Vec<(&'static str, f64)> {
+        vec![
+            ("N_c", t[0].exp()),
+            ("D_c", t[1].exp()),
+            ("alpha", t[2]),
+            ("beta", t[3]),
+        ]
+    }
+
+    fn kind(&self) -> LawKind {
+        LawKind::Kaplan
+    }
+}
+
+fn huber(r: f64, delta: f64) -> f64 {
+    if r.abs() <= delta {
+        0.5 * r * r
+    } else {
+        delta * (r.abs() - 0.5 * delta)
+    }
+}
+
+fn huber_grad(r: f64, delta: f64) -> f64 {
+    r.clamp(-delta, delta)
+}
+
+/// The Huber objective over points; remembers the best point it has evaluated, so that a
+/// line search that gives up near the optimum loses nothing.
+struct Objective<'a, L: LogLaw> {
+    law: &'a L,
+    obs: &'a [Obs],
+    delta: f64,
+    best: &'a Mutex<(f64, Vec<f64>)>,
+}
+
+fn objective_value<L: LogLaw>(law: &L, obs: &[Obs], delta: f64, theta: &[f64]) -> f64 {
+    let mut g = vec![0.0; L::DIM];
+    obs.iter()
+        .map(|o| huber(law.log_predict(theta, &o.x, &mut g) - o.log_y, delta))
+        .sum()
+}
+
+fn objective_gradient<L: LogLaw>(law: &L, obs: &[Obs], delta: f64, theta: &[f64]) -> Vec<f64> {
+    let mut g = vec![0.0; L::DIM];
+    let mut total = vec![0.0; L::DIM];
+    for o in obs {
+        let r = law.log_predict(theta, &o.x, &mut g) - o.log_y;
+        let h = huber_grad(r, delta);
+        for (t, gi) in total.iter_mut().zip(&g) {
+            *t += h * gi;
+        }
+    }
+    total
+}
+
+impl<L: LogLaw> CostFunction for Objective<'_, L> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
+        let c = objective_value(self.law, self.obs, self.delta, theta);
+        if c.is_finite()
+            && let Ok(mut best) = self.best.lock()
+            && c < best.0
+        {
+            *best = (c, theta.clone());
+        }
+        Ok(if c.is_finite() { c } else { f64::INFINITY })
+    }
+}
+
+impl<L: LogLaw> Gradient for Objective<'_, L> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+
+    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
+        Ok(objective_gradient(self.law, self.obs, self.delta, theta))
+    }
+}
+
+/// The end of one L-BFGS run.
+struct Solution {
+    theta: Vec<f64>,
+    cost: f64,
+}
+
+fn lbfgs_from<L: LogLaw>(
+    law: &L,
+    obs: &[Obs],
+    delta: f64,
+    start: &[f64],
+    max_iters: u64,
+) -> Option<Solution> {
+    let start_cost = objective_value(law, obs, delta, start);
+    if !start_cost.is_finite() {
+        return None;
+    }
+    let best = Mutex::new((start_cost, start.to_vec()));
+    let problem = Objective {
+        law,
+        obs,
+        delta,
+        best: &best,
+    };
+    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+        .with_tolerance_grad(1e-12)
+        .and_then(|s| s.with_tolerance_cost(0.0));
+    if let Ok(solver) = solver {
+        // A run that ends in a line-search error still leaves its best point in `best`.
+        let result = Executor::new(problem, solver)
+            .configure(|state| state.param(start.to_vec()).max_iters(max_iters))
+            .run();
+        if let Ok(result) = &result
+            && let Some(p) = result.state().get_best_param()
+        {
+            let c = result.state().get_best_cost();
+            if let Ok(mut b) = best.lock()
+                && c.is_finite()
+                && c < b.0
+            {
+                *b = (c, p.clone());
+            }
+        }
+    }
+    let (cost, theta) = best.into_inner().ok()?;
+    cost.is_finite().then_some(Solution { theta, cost })
+}
+
+fn best_of<L: LogLaw>(
+    law: &L,
+    obs: &[Obs],
+    delta: f64,
+    starts: &[Vec<f64>],
+    max_iters: u64,
+) -> Option<Solution> {
+    starts
+        .par_iter()
+        .filter_map(|s| lbfgs_from(law, obs, delta, s, max_iters))
+        .min_by(|x, y| x.cost.total_cmp(&y.cost))
+}
+
+fn run_fit<L: LogLaw>(
+    law: &L,
+    what: &str,
+    obs: &[Obs],
+    opts: &FitOptions,
+) -> Result<LawFit, AnalysisError> {
+    let need = L::DIM + 1;
+    if obs.len() < need {
+        return Err(AnalysisError::TooFewPoints {
+            what: what.to_string(),
+            need,
+            got: obs.len(),
+        });
+    }
+    if opts.huber_delta.is_nan() || opts.huber_delta <= 0.0 {
+        return Err(AnalysisError::InvalidArgument {
+            name: "huber_delta",
+            value: opts.huber_delta.to_string(),
+            hint: "must be > 0 (Hoffmann et al. use 1e-3)",
+        });
+    }
+    if !(opts.level > 0.0 && opts.level < 1.0) {
+        return Err(AnalysisError::InvalidArgument {
+            name: "level",
+            value: opts.level.to_string(),
+            hint: "must lie strictly between 0 and 1, for example 0.95",
+        });
+    }
+    let grid = law.grid();
+    let best = best_of(law, obs, opts.huber_delta, &grid, opts.max_iters).ok_or_else(|| {
+        AnalysisError::NoSolution {
+            what: what.to_string(),
+            starts: grid.len(),
+        }
+    })?;
+    let gradient_norm = objective_gradient(law, obs, opts.huber_delta, &best.theta)
+        .iter()
+        .map(|g| g * g)
+        .sum::<f64>()
+        .sqrt();
+
+    // Bootstrap: refit on resamples of the points, starting from the best grid points on the
+    // resample and from the full fit.
+    let mut samples: Vec<Vec<f64>> = Vec::new();
+    for replicate in 0..opts.bootstrap {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+        rng.set_stream(replicate as u64);
+        let idx = resample(obs.len(), &mut rng);
+        let sample: Vec<Obs> = idx.iter().map(|&i| obs[i]).collect();
+        let mut ranked: Vec<(f64, &Vec<f64>)> = grid
+            .iter()
+            .map(|t| (objective_value(law, &sample, opts.huber_delta, t), t))
+            .filter(|(c, _)| c.is_finite())
+            .collect();
+        ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let mut starts: Vec<Vec<f64>> = ranked
+            .iter()
+            .take(opts.bootstrap_starts)
+            .map(|(_, t)| (*t).clone())
+            .collect();
+        starts.push(best.theta.clone());
+        if let Some(sol) = best_of(law, &sample, opts.huber_delta, &starts, opts.max_iters) {
+            let values: Vec<f64> = law.constants(&sol.theta).iter().map(|c| c.1).collect();
+            if values.iter().all(|v| v.is_finite()) {
+                samples.push(values);
+            }
+        }
+    }
+
+    let constants = law
+        .constants(&best.theta)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, value))| {
+            let column: Vec<f64> = samples.iter().map(|s| s[k]).collect();
+            Constant {
+                name: name.to_string(),
+                value,
+                interval: percentile_interval(&column, opts.level),
+            }
+        })
+        .collect();
+    Ok(LawFit {
+        law: law.kind(),
+        axis: String::new(),
+        constants,
+        objective: best.cost,
+        gradient_norm,
+        points: obs.len(),
+        starts: grid.len(),
+        bootstrap_used: samples.len(),
+        huber_delta: opts.huber_delta,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The analytic gradient of each law matches central finite differences.
+    #[test]
+    fn analytic_gradients_match_finite_differences() {
+        fn check<L: LogLaw>(law: &L, theta: &[f64], x: [f64; 2]) {
+            let mut g = vec![0.0; L::DIM];
+            law.log_predict(theta, &x, &mut g);
+            for k in 0..L::DIM {
+                let h = 1e-6;
+                let mut tp = theta.to_vec();
+                let mut tm = theta.to_vec();
+                tp[k] += h;
+                tm[k] -= h;
+                let mut s = vec![0.0; L::DIM];
+                let fd = (law.log_predict(&tp, &x, &mut s) - law.log_predict(&tm, &x, &mut s))
+                    / (2.0 * h);
+                assert!((fd - g[k]).abs() < 1e-6, "param {k}: fd {fd} vs {}", g[k]);
+            }
+        }
+        let x = [18.0_f64, 22.0];
+        check(&ChinchillaLaw, &[6.0, 6.0, 0.5, 0.34, 0.28], x);
+        check(&PowerLaw, &[4.0, 0.3, 0.2], x);
+        check(&KaplanLaw, &[30.0, 29.0, 0.076, 0.095], x);
+    }
+
+    #[test]
+    fn huber_is_quadratic_then_linear() {
+        assert_eq!(huber(0.5e-3, 1e-3), 0.5 * 0.25e-6);
+        assert!((huber(3e-3, 1e-3) - 1e-3 * (3e-3 - 0.5e-3)).abs() < 1e-18);
+        assert_eq!(huber_grad(-5.0, 1e-3), -1e-3);
+    }
+
+    #[test]
+    fn chinchilla_grid_is_the_papers() {
+        // 6 values of a and b, 5 of e, α and β: 6·6·5·5·5 = 4,500.
+        assert_eq!(ChinchillaLaw.grid().len(), 4500);
+    }
+}

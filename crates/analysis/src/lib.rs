@@ -1,0 +1,29 @@
+//! Scaling-law science for scalelab: f64 in, structs out.
+//!
+//! - [`fit_power`]: `L = E + A·X^(-α)` against one scale axis (N, D or C);
+//! - [`fit_chinchilla`]: `L(N, D) = E + A/N^α + B/D^β`, Hoffmann et al. 2022 approach 3,
+//!   exactly as their appendix D.2 describes (log-space, log-sum-exp, Huber δ = 1e-3, L-BFGS
+//!   from a grid of initialisations);
+//! - [`fit_kaplan`]: `L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D`, Kaplan et al. 2020 eq. 1.5;
+//! - [`bootstrap`] intervals for every constant and for derived exponents;
+//! - [`frontier`] (approach 1), [`isoflop`] (approach 2) and [`optimal`] allocation;
+//! - [`extrapolation`]: fit the small runs, predict the large ones.
+//!
+//! No Burn and no I/O: callers bring numbers, this crate brings the statistics.
+
+mod error;
+mod law;
+mod linear;
+
+pub mod bootstrap;
+pub mod extrapolation;
+pub mod frontier;
+pub mod isoflop;
+pub mod optimal;
+
+pub use error::AnalysisError;
+pub use law::{
+    Constant, FitOptions, Interval, LawFit, LawKind, Point, fit_chinchilla, fit_kaplan, fit_law,
+    fit_power,
+};
+pub use linear::{Line, fit_line_loglog};
