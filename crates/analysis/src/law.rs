@@ -139,6 +139,10 @@ pub struct LawFit {
     pub bootstrap_used: usize,
     /// Huber δ used.
     pub huber_delta: f64,
+    /// The constants of every bootstrap replicate, in the order of `constants`; used for
+    /// prediction bands. Not serialised.
+    #[serde(skip)]
+    pub samples: Vec<Vec<f64>>,
 }
 
 impl LawFit {
@@ -160,16 +164,31 @@ impl LawFit {
 
     /// Predicted loss at (N, D); for a power law, at X = `n` (and `d` is ignored).
     pub fn predict(&self, n: f64, d: f64) -> f64 {
-        let g = |k: &str| self.get(k).unwrap_or(f64::NAN);
-        match self.law {
-            LawKind::Chinchilla => {
-                g("E") + g("A") * n.powf(-g("alpha")) + g("B") * d.powf(-g("beta"))
-            }
-            LawKind::Kaplan => {
-                ((g("N_c") / n).powf(g("alpha") / g("beta")) + g("D_c") / d).powf(g("beta"))
-            }
-            LawKind::Power => g("E") + g("A") * n.powf(-g("alpha")),
-        }
+        let values: Vec<f64> = self.constants.iter().map(|c| c.value).collect();
+        predict_with(self.law, &values, n, d)
+    }
+
+    /// The bootstrap band of the prediction at (N, D): the central `level` share of the
+    /// replicates' predictions. `None` without bootstrap replicates.
+    pub fn band(&self, n: f64, d: f64, level: f64) -> Option<Interval> {
+        let predictions: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| predict_with(self.law, s, n, d))
+            .collect();
+        percentile_interval(&predictions, level)
+    }
+}
+
+/// A law's prediction from its constants in the order [`LawFit::constants`] lists them.
+fn predict_with(law: LawKind, c: &[f64], n: f64, d: f64) -> f64 {
+    match law {
+        // E, A, B, alpha, beta, (a, b)
+        LawKind::Chinchilla => c[0] + c[1] * n.powf(-c[3]) + c[2] * d.powf(-c[4]),
+        // N_c, D_c, alpha_N, alpha_D
+        LawKind::Kaplan => ((c[0] / n).powf(c[2] / c[3]) + c[1] / d).powf(c[3]),
+        // E, A, alpha
+        LawKind::Power => c[0] + c[1] * n.powf(-c[2]),
     }
 }
 
@@ -693,6 +712,7 @@ fn run_fit<L: LogLaw>(
         starts: grid.len(),
         bootstrap_used: samples.len(),
         huber_delta: opts.huber_delta,
+        samples,
     })
 }
 

@@ -28,6 +28,151 @@ pub enum Command {
     Info(InfoArgs),
     /// Time one training step of the reference models (optionally beside PyTorch).
     Bench(BenchArgs),
+    /// Plan, run, inspect, report and export scaling studies.
+    #[command(subcommand)]
+    Study(StudyCommand),
+    /// Fit a scaling law to a CSV of (N, D, loss) rows, with bootstrap intervals.
+    Fit(FitArgs),
+    /// The compute-optimal model size and token count for a FLOP budget.
+    Plan(PlanArgs),
+}
+
+/// `scalelab study ...`.
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// Print a study's runs with their parameters, tokens, FLOPs and estimated time.
+    Plan(StudyFileArgs),
+    /// Train every run of a study not yet done (resumable), then write its report.
+    Run(StudyRunArgs),
+    /// Show which runs of a study are done.
+    Status(StudyDirArgs),
+    /// Write the study's HTML report (report.html in the study directory).
+    Report(StudyDirArgs),
+    /// Export the study's runs and curves as CSV.
+    Export(StudyDirArgs),
+}
+
+/// A study file.
+#[derive(Debug, Args)]
+pub struct StudyFileArgs {
+    /// The study's TOML file (see examples/quickstart.toml).
+    pub file: PathBuf,
+    /// Study directory (default: studies/NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `scalelab study run`.
+#[derive(Debug, Args)]
+pub struct StudyRunArgs {
+    /// The study's TOML file (see examples/quickstart.toml).
+    pub file: PathBuf,
+    /// Study directory (default: studies/NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Runs trained at once (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Tensor-backend threads of each run (default 1: independent runs scale better).
+    #[arg(long, default_value_t = 1)]
+    pub threads_per_run: usize,
+    /// Do not write the report at the end.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// A study directory (or the study file, whose directory is studies/NAME).
+#[derive(Debug, Args)]
+pub struct StudyDirArgs {
+    /// The study directory, or its TOML file.
+    pub study: PathBuf,
+    /// Output path (report: an HTML file; export: a directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print JSON (status).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which law `fit` fits.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LawArg {
+    /// L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022).
+    Chinchilla,
+    /// L(N, D) = [(N_c/N)^(alpha/beta) + D_c/D]^beta (Kaplan et al. 2020).
+    Kaplan,
+    /// L(X) = E + A*X^-alpha for one column X (--x).
+    Power,
+}
+
+/// `scalelab fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// CSV file with a header row; columns N, D and loss by default.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The law to fit.
+    #[arg(long, value_enum, default_value_t = LawArg::Chinchilla)]
+    pub law: LawArg,
+    /// Column holding N.
+    #[arg(long, default_value = "N")]
+    pub n_col: String,
+    /// Column holding D.
+    #[arg(long, default_value = "D")]
+    pub d_col: String,
+    /// Column holding the loss.
+    #[arg(long, default_value = "loss")]
+    pub loss_col: String,
+    /// Column of the scale axis X for --law power (N, D, C, or any column).
+    #[arg(long, default_value = "N")]
+    pub x: String,
+    /// Bootstrap replicates for the intervals (0: none).
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
+    /// Interval coverage.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Huber delta (Hoffmann et al.: 1e-3).
+    #[arg(long, default_value_t = 1e-3)]
+    pub huber_delta: f64,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `scalelab plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Compute budget in FLOPs (repeat or comma-separate for several).
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub flops: Vec<f64>,
+    /// Take the law from this study's Chinchilla fit (its directory or TOML file).
+    #[arg(long, conflicts_with_all = ["e", "a", "b", "alpha", "beta"])]
+    pub study: Option<PathBuf>,
+    /// E (default: Hoffmann et al. 2022's 1.69).
+    #[arg(long = "E")]
+    pub e: Option<f64>,
+    /// A (default 406.4).
+    #[arg(long = "A")]
+    pub a: Option<f64>,
+    /// B (default 410.7).
+    #[arg(long = "B")]
+    pub b: Option<f64>,
+    /// alpha (default 0.34).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// beta (default 0.28).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Model-shape flags shared by `train` and `info`; each overrides the spec file.
@@ -150,6 +295,12 @@ pub struct TrainArgs {
     /// Threads of the tensor backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`).
+    #[arg(long, hide = true)]
+    pub run_dir: Option<PathBuf>,
+    /// Exit when standard input closes, i.e. when the parent study process is gone.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 impl TrainArgs {

@@ -6,7 +6,9 @@
 
 mod args;
 mod bench;
+mod fit;
 mod progress;
+mod study;
 
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +38,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train(*args),
         Command::Info(args) => info(args),
         Command::Bench(args) => bench::run(args),
+        Command::Study(command) => study::run(command),
+        Command::Fit(args) => fit::fit(args),
+        Command::Plan(args) => fit::plan(args),
     }
 }
 
@@ -54,6 +59,14 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
 }
 
 fn train(args: TrainArgs) -> Result<ExitCode> {
+    if args.exit_with_parent {
+        // The study process holds our stdin open; end of input means it is gone.
+        std::thread::spawn(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            std::process::exit(130);
+        });
+    }
     let spec = args.spec()?;
     let threads = set_threads(args.threads)?;
     let data_config = spec.data.resolve()?;
@@ -62,7 +75,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         .with_context(|| format!("preparing corpus {}", corpus.name))?;
     let config = spec.resolve(data.tokenizer.vocab_size())?;
     let id = run_id(&config);
-    let run_dir = args.out.join(&id);
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| args.out.join(&id));
     let record_path = run_dir.join("record.json");
 
     if record_path.is_file() && !args.fresh {
@@ -225,6 +238,19 @@ pub(crate) fn human(x: f64) -> String {
         _ => (x, ""),
     };
     format!("{value:.3}{unit}")
+}
+
+/// Writes a text file atomically: a temporary file beside it, then a rename.
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads a TOML file into `T`, naming the file and the key on error.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod model;
 pub mod record;
 pub mod run;
+pub mod study;
 
 pub use error::SpecError;
 pub use model::{GptConfig, GptPreset, GptSpec};
@@ -19,4 +20,8 @@ pub use record::{
 pub use run::{
     Budget, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerSpec, TrainConfig,
     TrainSpec,
+};
+pub use study::{
+    AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,
+    SizeLadder, StudySpec,
 };

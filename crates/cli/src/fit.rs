@@ -1,0 +1,216 @@
+//! `scalelab fit` (a scaling law from a CSV table) and `scalelab plan` (compute-optimal
+//! allocation for a FLOP budget).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use scalelab_analysis::optimal::Chinchilla;
+use scalelab_analysis::{FitOptions, LawFit, Point, fit_chinchilla, fit_kaplan, fit_power};
+
+use crate::args::{FitArgs, LawArg, PlanArgs};
+use crate::human;
+
+/// The named columns of a CSV file, as numbers, with row numbers in errors.
+fn read_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read CSV file {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: cannot read the header row", path.display()))?
+        .clone();
+    let mut index = Vec::new();
+    for name in names {
+        let Some(i) = headers.iter().position(|h| h.trim() == *name) else {
+            bail!(
+                "{}: no column `{name}`; the header has: {}\nhint: name the columns N, D and loss, or choose others with --n-col, --d-col, --loss-col (and --x for --law power)",
+                path.display(),
+                headers.iter().collect::<Vec<_>>().join(", ")
+            );
+        };
+        index.push(i);
+    }
+    let mut columns = vec![Vec::new(); names.len()];
+    for (row, record) in reader.records().enumerate() {
+        let line = row + 2; // the header is line 1
+        let record =
+            record.with_context(|| format!("{}: line {line} is not valid CSV", path.display()))?;
+        for (k, &i) in index.iter().enumerate() {
+            let raw = record.get(i).unwrap_or("").trim();
+            let value: f64 = raw.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: line {line}, column `{}`: `{raw}` is not a number\nhint: fix or delete that row",
+                    path.display(),
+                    names[k]
+                )
+            })?;
+            if !(value.is_finite() && value > 0.0) {
+                bail!(
+                    "{}: line {line}, column `{}`: {raw} must be a finite number > 0\nhint: parameters, tokens, FLOPs and losses are positive; fix or delete that row",
+                    path.display(),
+                    names[k]
+                );
+            }
+            columns[k].push(value);
+        }
+    }
+    Ok(columns)
+}
+
+/// The fit as JSON: constants at the top level, intervals under `intervals`.
+pub(crate) fn fit_json(fit: &LawFit) -> serde_json::Value {
+    let mut v = serde_json::Map::new();
+    v.insert(
+        "law".into(),
+        serde_json::to_value(fit.law).unwrap_or_default(),
+    );
+    if !fit.axis.is_empty() {
+        v.insert("axis".into(), fit.axis.clone().into());
+    }
+    let mut intervals = serde_json::Map::new();
+    for c in &fit.constants {
+        v.insert(c.name.clone(), c.value.into());
+        intervals.insert(
+            c.name.clone(),
+            c.interval
+                .map_or(serde_json::Value::Null, |i| serde_json::json!([i.lo, i.hi])),
+        );
+    }
+    v.insert("intervals".into(), intervals.into());
+    v.insert("objective".into(), fit.objective.into());
+    v.insert("gradient_norm".into(), fit.gradient_norm.into());
+    v.insert("points".into(), fit.points.into());
+    v.insert("bootstrap_used".into(), fit.bootstrap_used.into());
+    v.insert("huber_delta".into(), fit.huber_delta.into());
+    v.into()
+}
+
+pub fn fit(args: FitArgs) -> Result<ExitCode> {
+    if !(args.level > 0.0 && args.level < 1.0) {
+        bail!(
+            "invalid value for `--level`: {}\nhint: give a coverage between 0 and 1, e.g. 0.95",
+            args.level
+        );
+    }
+    let opts = FitOptions {
+        huber_delta: args.huber_delta,
+        bootstrap: args.bootstrap,
+        level: args.level,
+        seed: args.seed,
+        ..FitOptions::default()
+    };
+    let fit = match args.law {
+        LawArg::Power => {
+            let cols = read_columns(&args.input, &[args.x.as_str(), args.loss_col.as_str()])?;
+            fit_power(&args.x, &cols[0], &cols[1], &opts)
+        }
+        LawArg::Chinchilla | LawArg::Kaplan => {
+            let cols = read_columns(
+                &args.input,
+                &[
+                    args.n_col.as_str(),
+                    args.d_col.as_str(),
+                    args.loss_col.as_str(),
+                ],
+            )?;
+            let points: Vec<Point> = (0..cols[0].len())
+                .map(|i| Point {
+                    n: cols[0][i],
+                    d: cols[1][i],
+                    loss: cols[2][i],
+                })
+                .collect();
+            if matches!(args.law, LawArg::Chinchilla) {
+                fit_chinchilla(&points, &opts)
+            } else {
+                fit_kaplan(&points, &opts)
+            }
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&fit_json(&fit))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}   ({} points)", fit.law.formula(), fit.points);
+    println!(
+        "{:<8} {:>14}   {:.0}% bootstrap interval ({} replicates)",
+        "",
+        "value",
+        args.level * 100.0,
+        fit.bootstrap_used
+    );
+    for c in &fit.constants {
+        println!(
+            "{:<8} {:>14.6}   {}",
+            c.name,
+            c.value,
+            c.interval
+                .map_or("-".into(), |i| format!("[{:.6}, {:.6}]", i.lo, i.hi))
+        );
+    }
+    println!(
+        "objective (Huber, delta {}) {:.4e}; gradient norm at the optimum {:.1e}",
+        fit.huber_delta, fit.objective, fit.gradient_norm
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn plan(args: PlanArgs) -> Result<ExitCode> {
+    let (law, source) = if let Some(study) = &args.study {
+        let dir = crate::study::study_dir(study)?;
+        let fit = crate::study::chinchilla_of(&dir)?;
+        (
+            Chinchilla::from_fit(&fit)?,
+            format!("Chinchilla fit of the study in {}", dir.display()),
+        )
+    } else {
+        let p = Chinchilla::PAPER;
+        let given = [args.e, args.a, args.b, args.alpha, args.beta]
+            .iter()
+            .any(Option::is_some);
+        (
+            Chinchilla {
+                e: args.e.unwrap_or(p.e),
+                a: args.a.unwrap_or(p.a),
+                b: args.b.unwrap_or(p.b),
+                alpha: args.alpha.unwrap_or(p.alpha),
+                beta: args.beta.unwrap_or(p.beta),
+            },
+            if given {
+                "the constants given (Hoffmann et al. 2022 for any not given)".to_string()
+            } else {
+                "Hoffmann et al. 2022, eq. 10 (E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)"
+                    .to_string()
+            },
+        )
+    };
+    let allocations = args
+        .flops
+        .iter()
+        .map(|&c| law.optimal(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.json {
+        let value = serde_json::json!({
+            "law": law, "source": source, "allocations": allocations,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("law: {source}");
+    println!(
+        "{:>12} {:>12} {:>12} {:>16} {:>14}",
+        "FLOPs", "N_opt", "D_opt", "tokens/param", "pred. loss"
+    );
+    for x in &allocations {
+        println!(
+            "{:>12.3e} {:>12} {:>12} {:>16.2} {:>14.4}",
+            x.flops,
+            human(x.n_opt),
+            human(x.d_opt),
+            x.tokens_per_param,
+            x.loss
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,248 @@
+//! Studies end to end: plan, run, a `kill -9` of the study process mid-run and its resumption
+//! with no lost or duplicated runs, status, export, report; and `fit`/`plan` on CSV input.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn scalelab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Four tiny GPTs on the embedded corpus: each trains in a second or two.
+const TINY: &str = r#"
+name = "tiny"
+[model]
+ctx_len = 16
+aspect_ratio = 16
+head_dim = 8
+[sizes]
+depths = [1, 2]
+shapes = [{ n_layers = 1, d_model = 8, n_heads = 1 }, { n_layers = 2, d_model = 24, n_heads = 3 }]
+[budget]
+tokens = [6144]
+[train]
+batch_size = 4
+eval_every_tokens = 2048
+eval_tokens = 512
+[analysis]
+bootstrap = 20
+"#;
+
+fn completed_ids(dir: &Path) -> Vec<String> {
+    let out = scalelab(&["study", "status", dir.to_str().unwrap(), "--json"], dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    runs.iter()
+        .filter(|r| r["status"] == "completed")
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn training_children_of(dir: &Path) -> usize {
+    let needle = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("--exit-with-parent") && c.contains(&needle))
+        .count()
+}
+
+#[test]
+fn a_study_killed_with_sigkill_resumes_without_losing_or_duplicating_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("tiny.toml"), TINY).unwrap();
+    let dir = cwd.join("study");
+
+    let out = scalelab(
+        &["study", "plan", "tiny.toml", "--dir", "study", "--json"],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let planned: Vec<String> = plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(planned.len(), 4);
+
+    // Start the study one run at a time and kill it once the first run is recorded.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(["study", "run", "tiny.toml", "--dir", "study", "--jobs", "1"])
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no run finished"
+        );
+        if dir.join("study.sqlite").is_file() && !completed_ids(&dir).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let first = completed_ids(&dir);
+    assert!(!first.is_empty() && first.len() < 4, "{first:?}");
+    let first_record =
+        std::fs::read_to_string(dir.join("runs").join(&first[0]).join("record.json")).unwrap();
+
+    // The orphaned training process notices its parent is gone and exits.
+    let start = Instant::now();
+    while training_children_of(&dir) > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "orphan still training"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Rerun: everything completes, finished runs are not retrained.
+    let out = scalelab(&["study", "run", "tiny.toml", "--dir", "study"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{} already done", first.len())),
+        "{err}"
+    );
+    let mut done = completed_ids(&dir);
+    done.sort();
+    let mut want = planned.clone();
+    want.sort();
+    assert_eq!(done, want, "every planned run completed exactly once");
+    let again =
+        std::fs::read_to_string(dir.join("runs").join(&first[0]).join("record.json")).unwrap();
+    assert_eq!(first_record, again, "a finished run was trained again");
+
+    // A third invocation trains nothing.
+    let out = scalelab(
+        &["study", "run", "tiny.toml", "--dir", "study", "--no-report"],
+        cwd,
+    );
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("4 already done"), "{}", stderr(&out));
+
+    // The report and the exports exist and say what they hold.
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Scaling study: tiny"));
+    assert!(html.contains("final validation loss against parameters"));
+    let out = scalelab(&["study", "export", "study"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(dir.join("runs.csv")).unwrap();
+    assert!(csv.starts_with("schema_version,run_id,"));
+    assert_eq!(csv.lines().count(), 5);
+
+    // The exported table feeds `scalelab fit`.
+    let out = scalelab(
+        &[
+            "fit",
+            "--input",
+            "study/runs.csv",
+            "--law",
+            "power",
+            "--bootstrap",
+            "0",
+            "--json",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(fit["alpha"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn bad_study_files_and_csvs_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(
+        cwd.join("bad.toml"),
+        TINY.replace("tokens = [6144]", "tokens = [0]"),
+    )
+    .unwrap();
+    let out = scalelab(&["study", "plan", "bad.toml"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.toml") && err.contains("budget.tokens") && err.contains("hint:"),
+        "{err}"
+    );
+
+    std::fs::write(cwd.join("typo.toml"), TINY.replace("depths", "depht")).unwrap();
+    let out = scalelab(&["study", "plan", "typo.toml"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("depht"), "{}", stderr(&out));
+
+    let out = scalelab(&["study", "status", "nowhere"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a study directory"));
+
+    std::fs::write(cwd.join("cols.csv"), "params,tokens,loss\n1e6,1e9,3.0\n").unwrap();
+    let out = scalelab(&["fit", "--input", "cols.csv"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no column `N`") && err.contains("params, tokens, loss"),
+        "{err}"
+    );
+
+    std::fs::write(cwd.join("neg.csv"), "N,D,loss\n1e6,1e9,3.0\n2e6,1e9,-2.5\n").unwrap();
+    let out = scalelab(&["fit", "--input", "neg.csv"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 3, column `loss`"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        cwd.join("few.csv"),
+        "N,D,loss\n1e6,1e9,3.0\n2e6,2e9,2.8\n4e6,4e9,2.6\n",
+    )
+    .unwrap();
+    let out = scalelab(&["fit", "--input", "few.csv"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("need at least 6 points"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `scalelab plan` with the paper's constants reproduces the hand computation in
+/// crates/analysis/src/optimal.rs (N_opt = 1.824e9, D/N = 50.08 at 1e21 FLOPs).
+#[test]
+fn plan_prints_the_compute_optimal_allocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = scalelab(&["plan", "--flops", "1e21", "--json"], tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let x = &v["allocations"][0];
+    assert!((x["n_opt"].as_f64().unwrap() / 1824217696.8955524 - 1.0).abs() < 1e-9);
+    assert!((x["tokens_per_param"].as_f64().unwrap() - 50.083586415566465).abs() < 1e-6);
+    let out = scalelab(&["plan", "--flops=-5"], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("flops"), "{}", stderr(&out));
+}

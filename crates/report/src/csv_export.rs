@@ -1,0 +1,114 @@
+//! CSV exports of a study: `runs.csv` (one row per run) and `curves.csv` (one row per
+//! evaluation). The first column of both is the schema version, so readers can tell apart
+//! files written by different versions.
+
+use std::path::Path;
+
+use scalelab_sweep::{StoredCurvePoint, StoredRun};
+
+use crate::ReportError;
+
+/// Version of the CSV layouts. Bump when a column changes meaning or is removed.
+pub const CSV_SCHEMA_VERSION: u32 = 1;
+
+fn csv_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Csv {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| v.to_string())
+}
+
+/// Writes one row per run; columns `N` (the study's convention), `D` (tokens seen) and
+/// `loss` (final validation loss) can be fed straight to `scalelab fit`.
+pub fn write_runs_csv(path: &Path, runs: &[StoredRun]) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    w.write_record([
+        "schema_version",
+        "run_id",
+        "size",
+        "seed",
+        "n_layers",
+        "d_model",
+        "n_heads",
+        "params_total",
+        "params_non_embedding",
+        "N",
+        "param_convention",
+        "D",
+        "C",
+        "loss",
+        "val_bpb",
+        "flops_per_token",
+        "budget_kind",
+        "budget_value",
+        "status",
+        "wall_secs",
+    ])
+    .map_err(|e| csv_err(path, e))?;
+    for r in runs {
+        w.write_record([
+            CSV_SCHEMA_VERSION.to_string(),
+            r.run_id.clone(),
+            r.size.clone(),
+            r.seed.to_string(),
+            r.n_layers.to_string(),
+            r.d_model.to_string(),
+            r.n_heads.to_string(),
+            r.params_total.to_string(),
+            r.params_non_embedding.to_string(),
+            r.n.to_string(),
+            r.param_convention.clone(),
+            r.tokens_seen.to_string(),
+            r.train_flops.to_string(),
+            opt(r.final_val_loss),
+            opt(r.final_val_bpb),
+            r.flops_per_token.to_string(),
+            r.budget_kind.clone(),
+            r.budget_value.to_string(),
+            r.status.clone(),
+            r.wall_secs.to_string(),
+        ])
+        .map_err(|e| csv_err(path, e))?;
+    }
+    w.flush().map_err(|e| csv_err(path, e))
+}
+
+/// Writes one row per evaluation of every run.
+pub fn write_curves_csv(
+    path: &Path,
+    runs: &[StoredRun],
+    curves: &[Vec<StoredCurvePoint>],
+) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    w.write_record([
+        "schema_version",
+        "run_id",
+        "N",
+        "tokens",
+        "flops",
+        "val_loss",
+        "val_bpb",
+        "train_loss",
+    ])
+    .map_err(|e| csv_err(path, e))?;
+    for (r, curve) in runs.iter().zip(curves) {
+        for p in curve {
+            w.write_record([
+                CSV_SCHEMA_VERSION.to_string(),
+                r.run_id.clone(),
+                r.n.to_string(),
+                p.tokens.to_string(),
+                p.flops.to_string(),
+                p.val_loss.to_string(),
+                p.val_bpb.to_string(),
+                opt(p.train_loss),
+            ])
+            .map_err(|e| csv_err(path, e))?;
+        }
+    }
+    w.flush().map_err(|e| csv_err(path, e))
+}

@@ -1,0 +1,614 @@
+//! The study report: one self-contained HTML page (inline SVG, inline CSS, no scripts) that
+//! someone who has never seen scalelab can read: what was trained, how loss fell with model
+//! size and compute, the fitted laws with their intervals, and whether the laws predicted
+//! the largest runs.
+
+use std::fmt::Write;
+
+use scalelab_analysis::extrapolation::Extrapolation;
+use scalelab_analysis::frontier::Approach1;
+use scalelab_analysis::isoflop::Approach2;
+use scalelab_analysis::optimal::Allocation;
+use scalelab_analysis::{Interval, LawFit};
+use scalelab_sweep::{StoredCurvePoint, StoredRun};
+
+use crate::ReportError;
+use crate::plot::{Band, Figure, Series, Style, render, short};
+
+/// The fits of a study, as the analysis crate produced them.
+#[derive(Debug, Clone, Default)]
+pub struct StudyAnalysis {
+    /// `L = E + A·N^(-α)` through the final losses (at the largest budget of each size).
+    pub loss_vs_n: Option<LawFit>,
+    /// The points `loss_vs_n` was fitted to: `(N, loss)`.
+    pub loss_vs_n_points: Vec<(f64, f64)>,
+    /// The compute-efficient frontier, approach 1, and `L(C)`.
+    pub frontier: Option<Approach1>,
+    /// `L(N, D) = E + A/N^α + B/D^β`, when the study varies both N and D.
+    pub chinchilla: Option<LawFit>,
+    /// IsoFLOP profiles (approach 2), for IsoFLOP studies.
+    pub isoflop: Option<Approach2>,
+    /// Fit on the smaller runs, predict the largest.
+    pub extrapolation: Option<Extrapolation>,
+    /// Compute-optimal allocations at a few budgets.
+    pub allocations: Vec<Allocation>,
+    /// Interval coverage used throughout.
+    pub level: f64,
+    /// Why a fit is missing, or what to keep in mind.
+    pub notes: Vec<String>,
+}
+
+/// Everything the page shows.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    /// Study name.
+    pub name: String,
+    /// Study description.
+    pub description: String,
+    /// The study file as written.
+    pub spec_toml: String,
+    /// The command that regenerates the page.
+    pub command: String,
+    /// Every run.
+    pub runs: Vec<StoredRun>,
+    /// Each run's curve, in the order of `runs`.
+    pub curves: Vec<Vec<StoredCurvePoint>>,
+    /// The fits.
+    pub analysis: StudyAnalysis,
+    /// The FLOP convention, in words.
+    pub flops_convention: String,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn interval_text(i: Option<Interval>) -> String {
+    i.map_or("—".into(), |i| format!("[{}, {}]", sig(i.lo), sig(i.hi)))
+}
+
+/// Four significant digits.
+fn sig(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let digits = if a == 0.0 {
+            0
+        } else {
+            (3 - a.log10().floor() as i32).max(0) as usize
+        };
+        format!("{v:.digits$}")
+    }
+}
+
+fn constants_table(out: &mut String, fit: &LawFit, level: f64) {
+    let _ = writeln!(
+        out,
+        "<table><tr><th>constant</th><th>value</th><th>{:.0}% bootstrap interval</th></tr>",
+        level * 100.0
+    );
+    for c in &fit.constants {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.name),
+            sig(c.value),
+            interval_text(c.interval)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "</table><p class=\"small\">{} points; Huber δ = {}; objective {:.3e}; gradient norm at the optimum {:.1e}; {} of the bootstrap replicates gave a fit; {} starting points.</p>",
+        fit.points,
+        fit.huber_delta,
+        fit.objective,
+        fit.gradient_norm,
+        fit.bootstrap_used,
+        fit.starts
+    );
+}
+
+fn figure(out: &mut String, fig: &Figure, caption: &str) -> Result<(), ReportError> {
+    let svg = render(fig, 760, 460)?;
+    let _ = writeln!(
+        out,
+        "<figure>{svg}<figcaption>{caption}</figcaption></figure>"
+    );
+    Ok(())
+}
+
+fn log_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp())
+        .collect()
+}
+
+/// Size labels in order of N, so each size keeps one colour across figures.
+fn size_index(runs: &[StoredRun]) -> Vec<(String, f64)> {
+    let mut sizes: Vec<(String, f64)> = Vec::new();
+    for r in runs {
+        if !sizes.iter().any(|s| s.0 == r.size) {
+            sizes.push((r.size.clone(), r.n));
+        }
+    }
+    sizes.sort_by(|a, b| a.1.total_cmp(&b.1));
+    sizes
+}
+
+/// Renders the report page.
+pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
+    let a = &input.analysis;
+    let level = if a.level > 0.0 { a.level } else { 0.95 };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — scalelab study</title><style>{}</style></head><body>",
+        esc(&input.name),
+        CSS
+    );
+    let done: Vec<&StoredRun> = input
+        .runs
+        .iter()
+        .filter(|r| r.status == "completed")
+        .collect();
+    let count = |s: &str| input.runs.iter().filter(|r| r.status == s).count();
+    let total_flops: f64 = done.iter().map(|r| r.train_flops).sum();
+    let wall: f64 = input.runs.iter().map(|r| r.wall_secs).sum();
+    let convention = input
+        .runs
+        .first()
+        .map_or("total".to_string(), |r| r.param_convention.clone());
+    let _ = writeln!(
+        out,
+        "<h1>Scaling study: {}</h1><p>{}</p>",
+        esc(&input.name),
+        esc(&input.description)
+    );
+    let _ = writeln!(
+        out,
+        "<p class=\"lead\">This page shows how the validation loss of a family of language models falls as the models get bigger (more parameters, <i>N</i>) and as they are trained with more compute (<i>C</i>, training FLOPs). Loss is cross-entropy on held-out text in nats per token; lower is better. A <i>scaling law</i> is a formula fitted to these points, such as L = E + A·N<sup>−α</sup>: E is the loss no model size removes, α how fast loss falls with size. Shaded bands and bracketed ranges are {:.0}% bootstrap intervals: refitting on resampled runs moves the law within them.</p>",
+        level * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "<table class=\"summary\"><tr><td>runs</td><td>{} completed, {} diverged, {} failed, {} not yet run</td></tr><tr><td>training compute</td><td>{:.3e} FLOPs ({})</td></tr><tr><td>wall time</td><td>{:.0} s of run time in total</td></tr><tr><td>N means</td><td>{} parameters</td></tr><tr><td>regenerate</td><td><code>{}</code></td></tr></table>",
+        count("completed"),
+        count("diverged"),
+        count("failed"),
+        count("planned"),
+        total_flops,
+        esc(&input.flops_convention),
+        wall,
+        esc(&convention),
+        esc(&input.command)
+    );
+    for note in &a.notes {
+        let _ = writeln!(out, "<p class=\"note\">Note: {}</p>", esc(note));
+    }
+
+    let sizes = size_index(&input.runs);
+    let color_of = |size: &str| sizes.iter().position(|s| s.0 == size).unwrap_or(0);
+
+    // 1. Loss against tokens, every run.
+    let mut series = Vec::new();
+    let mut labelled = Vec::new();
+    for (run, curve) in input.runs.iter().zip(&input.curves) {
+        let pts: Vec<(f64, f64)> = curve
+            .iter()
+            .filter(|p| p.tokens > 0)
+            .map(|p| (p.tokens as f64, p.val_loss))
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let label = if labelled.contains(&run.size) {
+            String::new()
+        } else {
+            labelled.push(run.size.clone());
+            format!("{} (N = {})", run.size, short(run.n))
+        };
+        series.push(Series {
+            label,
+            points: pts,
+            color: color_of(&run.size),
+            style: Style::LineMarkers,
+        });
+    }
+    if !series.is_empty() {
+        let _ = writeln!(out, "<h2>1. Learning curves</h2>");
+        figure(
+            &mut out,
+            &Figure {
+                title: "validation loss against training tokens".into(),
+                x_label: "training tokens D".into(),
+                y_label: "validation loss (nats/token)".into(),
+                x_log: true,
+                y_log: false,
+                series,
+                bands: vec![],
+            },
+            "Every run's validation loss as it trained, one colour per model size. Bigger models learn more from the same tokens when the lines separate downwards.",
+        )?;
+    }
+
+    // 2. Loss against N.
+    if !a.loss_vs_n_points.is_empty() {
+        let _ = writeln!(out, "<h2>2. Loss against model size</h2>");
+        let mut series = vec![Series {
+            label: "final loss of each run".into(),
+            points: a.loss_vs_n_points.clone(),
+            color: 0,
+            style: Style::Markers,
+        }];
+        let mut bands = vec![];
+        if let Some(fit) = &a.loss_vs_n {
+            let lo = a
+                .loss_vs_n_points
+                .iter()
+                .map(|p| p.0)
+                .fold(f64::INFINITY, f64::min);
+            let hi = a.loss_vs_n_points.iter().map(|p| p.0).fold(0.0, f64::max);
+            let grid = log_grid(lo / 1.5, hi * 3.0, 60);
+            series.push(Series {
+                label: format!(
+                    "fit: L = {} + {}·N^-{}",
+                    sig(fit.get("E").unwrap_or(f64::NAN)),
+                    sig(fit.get("A").unwrap_or(f64::NAN)),
+                    sig(fit.get("alpha").unwrap_or(f64::NAN))
+                ),
+                points: grid.iter().map(|&n| (n, fit.predict(n, 0.0))).collect(),
+                color: 1,
+                style: Style::Dashed,
+            });
+            let rows: Vec<(f64, f64, f64)> = grid
+                .iter()
+                .filter_map(|&n| fit.band(n, 0.0, level).map(|i| (n, i.lo, i.hi)))
+                .collect();
+            if !rows.is_empty() {
+                bands.push(Band {
+                    label: format!("{:.0}% band", level * 100.0),
+                    rows,
+                    color: 1,
+                });
+            }
+        }
+        figure(
+            &mut out,
+            &Figure {
+                title: "final validation loss against parameters".into(),
+                x_label: format!("parameters N ({convention})"),
+                y_label: "validation loss (nats/token)".into(),
+                x_log: true,
+                y_log: true,
+                series,
+                bands,
+            },
+            "Each point is one finished run (the largest budget of each size). The dashed line is the fitted power law with an irreducible term, extended to three times the largest model; the band shows how uncertain it is. A straight-ish line on these log axes is a power law.",
+        )?;
+        if let Some(fit) = &a.loss_vs_n {
+            let _ = writeln!(
+                out,
+                "<p>Fitted law: <code>{}</code> with X = N.</p>",
+                esc(fit.law.formula())
+            );
+            constants_table(&mut out, fit, level);
+        }
+    }
+
+    // 3. Loss against compute, with the frontier.
+    if let Some(f) = &a.frontier {
+        let _ = writeln!(out, "<h2>3. Loss against compute</h2>");
+        let mut series = Vec::new();
+        let mut labelled = Vec::new();
+        for (run, curve) in input.runs.iter().zip(&input.curves) {
+            let pts: Vec<(f64, f64)> = curve
+                .iter()
+                .filter(|p| p.flops > 0.0)
+                .map(|p| (p.flops, p.val_loss))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let label = if labelled.contains(&run.size) {
+                String::new()
+            } else {
+                labelled.push(run.size.clone());
+                run.size.clone()
+            };
+            series.push(Series {
+                label,
+                points: pts,
+                color: color_of(&run.size),
+                style: Style::Line,
+            });
+        }
+        let front = scalelab_analysis::frontier::efficient_frontier(
+            &input
+                .runs
+                .iter()
+                .zip(&input.curves)
+                .map(|(r, c)| scalelab_analysis::frontier::RunCurve {
+                    n: r.n,
+                    points: c
+                        .iter()
+                        .map(|p| scalelab_analysis::frontier::CurvePoint {
+                            flops: p.flops,
+                            tokens: p.tokens as f64,
+                            loss: p.val_loss,
+                        })
+                        .collect(),
+                })
+                .collect::<Vec<_>>(),
+        );
+        series.push(Series {
+            label: "compute-efficient frontier".into(),
+            points: front.iter().map(|p| (p.flops, p.loss)).collect(),
+            color: 7,
+            style: Style::Markers,
+        });
+        let mut bands = vec![];
+        if let Some(fit) = &f.loss_fit {
+            let lo = front.iter().map(|p| p.flops).fold(f64::INFINITY, f64::min);
+            let hi = front.iter().map(|p| p.flops).fold(0.0, f64::max);
+            let grid = log_grid(lo, hi * 3.0, 60);
+            series.push(Series {
+                label: format!(
+                    "fit: L = {} + {}·C^-{}",
+                    sig(fit.get("E").unwrap_or(f64::NAN)),
+                    sig(fit.get("A").unwrap_or(f64::NAN)),
+                    sig(fit.get("alpha").unwrap_or(f64::NAN))
+                ),
+                points: grid.iter().map(|&c| (c, fit.predict(c, 0.0))).collect(),
+                color: 7,
+                style: Style::Dashed,
+            });
+            let rows: Vec<(f64, f64, f64)> = grid
+                .iter()
+                .filter_map(|&c| fit.band(c, 0.0, level).map(|i| (c, i.lo, i.hi)))
+                .collect();
+            if !rows.is_empty() {
+                bands.push(Band {
+                    label: format!("{:.0}% band", level * 100.0),
+                    rows,
+                    color: 6,
+                });
+            }
+        }
+        figure(
+            &mut out,
+            &Figure {
+                title: "validation loss against training compute".into(),
+                x_label: "training FLOPs C".into(),
+                y_label: "validation loss (nats/token)".into(),
+                x_log: true,
+                y_log: true,
+                series,
+                bands,
+            },
+            "Each line is one run's loss as its compute grew. The black points form the compute-efficient frontier: the lowest loss any run reached for that much compute. Where a bigger model's line crosses below a smaller one's, spending compute on size starts to pay (Chinchilla approach 1). Points in the middle of a run sit above what a run of that length would reach, because its learning rate had not yet decayed.",
+        )?;
+        if let Some(fit) = &f.loss_fit {
+            let _ = writeln!(
+                out,
+                "<p>Frontier law: <code>{}</code> with X = C.</p>",
+                esc(fit.law.formula())
+            );
+            constants_table(&mut out, fit, level);
+        }
+        if let (Some(n), Some(d)) = (&f.n_opt, &f.d_opt) {
+            let _ = writeln!(
+                out,
+                "<p>Approach 1 (best run at {} log-spaced budgets): N<sub>opt</sub> ∝ C<sup>{}</sup>, D<sub>opt</sub> ∝ C<sup>{}</sup>. Chinchilla found about 0.5 for both. With few sizes the best run changes in steps, so treat these exponents as rough.</p>",
+                f.samples.len(),
+                sig(n.slope),
+                sig(d.slope)
+            );
+        }
+    }
+
+    // 4. IsoFLOP profiles.
+    if let Some(iso) = &a.isoflop {
+        let _ = writeln!(out, "<h2>4. IsoFLOP profiles</h2>");
+        let mut series = Vec::new();
+        for (k, c) in iso.curves.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = input
+                .runs
+                .iter()
+                .filter(|r| {
+                    r.budget_kind == "flops"
+                        && r.budget_value == c.flops
+                        && r.final_val_loss.is_some()
+                })
+                .map(|r| (r.n, r.final_val_loss.unwrap_or(f64::NAN)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let lo = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+            let hi = pts.iter().map(|p| p.0).fold(0.0, f64::max);
+            series.push(Series {
+                label: format!("C = {:.1e}", c.flops),
+                points: pts,
+                color: k,
+                style: Style::Markers,
+            });
+            if let Some(q) = c.coeffs {
+                series.push(Series {
+                    label: String::new(),
+                    points: log_grid(lo, hi, 40)
+                        .into_iter()
+                        .map(|n| (n, q[0] + q[1] * n.ln() + q[2] * n.ln().powi(2)))
+                        .collect(),
+                    color: k,
+                    style: Style::Dashed,
+                });
+            }
+        }
+        if !series.is_empty() {
+            figure(
+                &mut out,
+                &Figure {
+                    title: "final loss against N at fixed compute".into(),
+                    x_label: format!("parameters N ({convention})"),
+                    y_label: "validation loss (nats/token)".into(),
+                    x_log: true,
+                    y_log: false,
+                    series,
+                    bands: vec![],
+                },
+                "Each colour is one compute budget: every model there was trained on exactly that many FLOPs, so small models saw many tokens and large ones few. The dashed parabola's lowest point is the compute-optimal size for that budget (Chinchilla approach 2).",
+            )?;
+        }
+        let _ = writeln!(
+            out,
+            "<table><tr><th>budget C</th><th>N<sub>opt</sub></th><th>D<sub>opt</sub></th><th>loss at optimum</th><th>note</th></tr>"
+        );
+        for c in &iso.curves {
+            let _ = writeln!(
+                out,
+                "<tr><td>{:.2e}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                c.flops,
+                c.n_opt.map_or("—".into(), sig),
+                c.d_opt.map_or("—".into(), sig),
+                c.loss_opt.map_or("—".into(), sig),
+                esc(&c.note.clone().unwrap_or_else(|| {
+                    if c.inside {
+                        String::new()
+                    } else {
+                        "optimum outside the sizes trained (extrapolated)".into()
+                    }
+                }))
+            );
+        }
+        let _ = writeln!(out, "</table>");
+        if let (Some(n), Some(d)) = (&iso.n_opt, &iso.d_opt) {
+            let _ = writeln!(
+                out,
+                "<p>N<sub>opt</sub> ∝ C<sup>a</sup> with a = {} {}; D<sub>opt</sub> ∝ C<sup>b</sup> with b = {} {}. (Chinchilla approach 2: a = 0.49, b = 0.51.)</p>",
+                sig(n.slope),
+                interval_text(iso.a_interval),
+                sig(d.slope),
+                interval_text(iso.b_interval)
+            );
+        }
+    }
+
+    // 5. The parametric law and compute-optimal allocation.
+    if let Some(fit) = &a.chinchilla {
+        let _ = writeln!(
+            out,
+            "<h2>5. Parametric law L(N, D)</h2><p><code>{}</code>, fitted as Hoffmann et al. 2022 (approach 3): Huber loss on log-loss, L-BFGS from a grid of starts. a = β/(α+β) and b = α/(α+β) are the exponents of N<sub>opt</sub> and D<sub>opt</sub> in C. Chinchilla: E = 1.69, A = 406.4, B = 410.7, α = 0.34, β = 0.28.</p>",
+            esc(fit.law.formula())
+        );
+        constants_table(&mut out, fit, level);
+    }
+    if !a.allocations.is_empty() {
+        let _ = writeln!(
+            out,
+            "<h3>Compute-optimal allocation</h3><table><tr><th>budget C (FLOPs)</th><th>N<sub>opt</sub></th><th>D<sub>opt</sub> (tokens)</th><th>tokens per parameter</th><th>predicted loss</th></tr>"
+        );
+        for x in &a.allocations {
+            let _ = writeln!(
+                out,
+                "<tr><td>{:.1e}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                x.flops,
+                sig(x.n_opt),
+                sig(x.d_opt),
+                sig(x.tokens_per_param),
+                sig(x.loss)
+            );
+        }
+        let _ = writeln!(out, "</table>");
+    }
+
+    // 6. Extrapolation.
+    if let Some(x) = &a.extrapolation {
+        let _ = writeln!(out, "<h2>6. Does the law predict the largest runs?</h2>");
+        let pts: Vec<(f64, f64)> = x
+            .predictions
+            .iter()
+            .map(|p| (p.actual, p.predicted))
+            .collect();
+        let lo = pts
+            .iter()
+            .flat_map(|p| [p.0, p.1])
+            .fold(f64::INFINITY, f64::min);
+        let hi = pts.iter().flat_map(|p| [p.0, p.1]).fold(0.0, f64::max);
+        figure(
+            &mut out,
+            &Figure {
+                title: "predicted against measured loss of held-out runs".into(),
+                x_label: "measured loss".into(),
+                y_label: "predicted loss".into(),
+                x_log: false,
+                y_log: false,
+                series: vec![
+                    Series {
+                        label: "perfect prediction".into(),
+                        points: vec![(lo * 0.98, lo * 0.98), (hi * 1.02, hi * 1.02)],
+                        color: 6,
+                        style: Style::Dashed,
+                    },
+                    Series {
+                        label: "held-out runs".into(),
+                        points: pts,
+                        color: 1,
+                        style: Style::Markers,
+                    },
+                ],
+                bands: vec![],
+            },
+            &format!(
+                "The law was refitted without the largest {} size(s) (N = {}) and asked to predict them. Points on the dashed line are perfect predictions. Mean absolute error {:.2}%, worst {:.2}%.",
+                x.held_out_sizes.len(),
+                x.held_out_sizes
+                    .iter()
+                    .map(|n| short(*n))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                100.0 * x.mean_abs_rel_error,
+                100.0 * x.max_abs_rel_error
+            ),
+        )?;
+    }
+
+    // 7. Runs.
+    let _ = writeln!(
+        out,
+        "<h2>Runs</h2><table><tr><th>run</th><th>size</th><th>layers × width</th><th>N total</th><th>N non-emb.</th><th>tokens</th><th>FLOPs</th><th>seed</th><th>status</th><th>final loss</th><th>bits/byte</th><th>wall s</th></tr>"
+    );
+    for r in &input.runs {
+        let _ = writeln!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{} × {}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2e}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+            esc(&r.run_id),
+            esc(&r.size),
+            r.n_layers,
+            r.d_model,
+            r.params_total,
+            r.params_non_embedding,
+            r.tokens_seen.max(r.planned_tokens),
+            r.train_flops.max(r.planned_flops),
+            r.seed,
+            esc(&r.status),
+            r.final_val_loss.map_or("—".into(), |v| format!("{v:.4}")),
+            r.final_val_bpb.map_or("—".into(), |v| format!("{v:.4}")),
+            r.wall_secs
+        );
+    }
+    let _ = writeln!(
+        out,
+        "</table><h2>Study file</h2><pre>{}</pre><p class=\"small\">Written by scalelab. Every number on this page comes from the study's SQLite store; export it with <code>scalelab study export</code>.</p></body></html>",
+        esc(&input.spec_toml)
+    );
+    Ok(out)
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.summary td{text-align:left}figure{margin:1em 0}figcaption{font-size:.9em;color:#444}.small{font-size:.85em;color:#555}.note{background:#fff6e0;padding:.4em .8em;border-left:3px solid #e69f00}.lead{font-size:1.02em}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}code{font-size:.9em}";

@@ -1,0 +1,33 @@
+//! Renders a study's records and fits: one self-contained HTML page with SVG plots (drawn
+//! with plotters), and CSV exports of runs and curves.
+//!
+//! This crate computes no new statistics: the program hands it the stored runs and the fits
+//! the analysis crate produced ([`StudyAnalysis`]), and it draws and tabulates them.
+
+mod csv_export;
+mod html;
+mod plot;
+
+pub use csv_export::{CSV_SCHEMA_VERSION, write_curves_csv, write_runs_csv};
+pub use html::{ReportInput, StudyAnalysis, render_html};
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A plot could not be drawn.
+    #[error("drawing the plot '{title}': {message}")]
+    Plot {
+        /// Which plot.
+        title: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A CSV file could not be written.
+    #[error("writing {path}: {message}\nhint: check that the directory exists and is writable")]
+    Csv {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}

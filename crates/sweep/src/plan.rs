@@ -1,0 +1,267 @@
+//! Expanding a study spec into runs: one per (size, budget, seed), each with its resolved
+//! config, identity, parameters, tokens and FLOPs, before anything trains.
+
+use std::path::Path;
+
+use scalelab_data::{Tokenizer, load_corpus};
+use scalelab_models::{flops_per_token, param_counts};
+use scalelab_spec::{
+    BudgetKind, DataSpec, ParamConvention, ParamCounts, RunConfig, RunSpec, StudySpec,
+    TokenizerSpec,
+};
+use scalelab_train::{planned_tokens, run_id};
+use serde::{Deserialize, Serialize};
+
+use crate::SweepError;
+
+/// Where a run sits on the study's budget axis.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum BudgetPoint {
+    /// A fixed token budget.
+    Tokens(u64),
+    /// A token budget of `ratio × N`.
+    TokensPerParam(f64),
+    /// An IsoFLOP budget C.
+    Flops(f64),
+}
+
+impl BudgetPoint {
+    /// Kind, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BudgetPoint::Tokens(_) => "tokens",
+            BudgetPoint::TokensPerParam(_) => "tokens_per_param",
+            BudgetPoint::Flops(_) => "flops",
+        }
+    }
+
+    /// Value, as stored.
+    pub fn value(&self) -> f64 {
+        match *self {
+            BudgetPoint::Tokens(t) => t as f64,
+            BudgetPoint::TokensPerParam(r) => r,
+            BudgetPoint::Flops(c) => c,
+        }
+    }
+}
+
+/// One run of a study, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedRun {
+    /// Identity: hash of the resolved config (the same as `scalelab train` computes).
+    pub run_id: String,
+    /// Which size of the ladder.
+    pub size: String,
+    /// The run spec the child process trains.
+    pub spec: RunSpec,
+    /// Its resolved config.
+    pub config: RunConfig,
+    /// Parameter counts in both conventions.
+    pub params: ParamCounts,
+    /// N in the study's convention.
+    pub n: f64,
+    /// Training FLOPs per token.
+    pub flops_per_token: f64,
+    /// Tokens the run will train on (the budget rounded up to whole steps).
+    pub tokens: u64,
+    /// Training FLOPs it will spend.
+    pub flops: f64,
+    /// Its place on the budget axis.
+    pub budget: BudgetPoint,
+    /// Its seed.
+    pub seed: u64,
+}
+
+/// A whole study, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyPlan {
+    /// The study as written.
+    pub spec: StudySpec,
+    /// Its runs, smallest FLOPs first.
+    pub runs: Vec<PlannedRun>,
+    /// Vocabulary size of the shared tokenizer.
+    pub vocab_size: usize,
+    /// Runs that resolved to a run already planned (same config), left out.
+    pub duplicates: usize,
+}
+
+impl StudyPlan {
+    /// Total training FLOPs of the study.
+    pub fn total_flops(&self) -> f64 {
+        self.runs.iter().map(|r| r.flops).sum()
+    }
+}
+
+/// The study's tokenizer vocabulary, and the data spec its runs use.
+///
+/// A byte tokenizer needs nothing. A BPE is trained once on the corpus, saved in
+/// `study_dir/tokenizer.json`, and every run loads that file, so all runs share one
+/// vocabulary and their identities are known before they start.
+pub fn study_vocab(
+    data: &DataSpec,
+    study_dir: &Path,
+    study_file: &Path,
+) -> Result<(usize, DataSpec), SweepError> {
+    let config = data.resolve().map_err(|source| SweepError::Spec {
+        path: study_file.to_path_buf(),
+        source,
+    })?;
+    match &config.tokenizer {
+        TokenizerSpec::Byte => Ok((Tokenizer::Byte.vocab_size(), data.clone())),
+        TokenizerSpec::BpeFile { .. } => Ok((
+            Tokenizer::build(&config.tokenizer, &[])?.vocab_size(),
+            data.clone(),
+        )),
+        TokenizerSpec::BpeTrain { .. } => {
+            let path = study_dir.join("tokenizer.json");
+            if !path.is_file() {
+                let corpus = load_corpus(&config.source)?;
+                let docs: Vec<&str> = corpus.documents.iter().map(String::as_str).collect();
+                let tokenizer = Tokenizer::build(&config.tokenizer, &docs)?;
+                std::fs::create_dir_all(study_dir).map_err(|e| SweepError::io(study_dir, e))?;
+                tokenizer.save(&path)?;
+            }
+            let spec = DataSpec {
+                tokenizer: "bpe".into(),
+                tokenizer_file: Some(path.to_string_lossy().into_owned()),
+                ..data.clone()
+            };
+            let file = TokenizerSpec::BpeFile {
+                path: path.to_string_lossy().into_owned(),
+            };
+            Ok((Tokenizer::build(&file, &[])?.vocab_size(), spec))
+        }
+    }
+}
+
+/// Expands a study into its runs for a tokenizer of `vocab_size` tokens; `data` is the data
+/// spec the runs use (see [`study_vocab`]).
+pub fn plan_study(
+    spec: &StudySpec,
+    data: &DataSpec,
+    vocab_size: usize,
+    study_file: &Path,
+) -> Result<StudyPlan, SweepError> {
+    let err = |source| SweepError::Spec {
+        path: study_file.to_path_buf(),
+        source,
+    };
+    let budget = spec.check().map_err(err)?;
+    let mut runs: Vec<PlannedRun> = Vec::new();
+    let mut duplicates = 0;
+    for (size, model) in spec.size_specs() {
+        let shape = model.resolve(vocab_size).map_err(err)?;
+        let params = param_counts(&shape);
+        let n = match spec.param_convention {
+            ParamConvention::Total => params.total as f64,
+            ParamConvention::NonEmbedding => params.non_embedding as f64,
+        };
+        let points: Vec<BudgetPoint> = match &budget {
+            BudgetKind::Tokens(t) => t.iter().map(|&t| BudgetPoint::Tokens(t)).collect(),
+            BudgetKind::TokensPerParam(r) => {
+                r.iter().map(|&r| BudgetPoint::TokensPerParam(r)).collect()
+            }
+            BudgetKind::Flops(c) => c.iter().map(|&c| BudgetPoint::Flops(c)).collect(),
+        };
+        for point in points {
+            for &seed in &spec.seeds {
+                let mut train = spec.train.clone();
+                match point {
+                    BudgetPoint::Tokens(t) => train.budget_tokens = Some(t),
+                    BudgetPoint::TokensPerParam(r) => {
+                        train.budget_tokens = Some((r * n).round().max(1.0) as u64)
+                    }
+                    BudgetPoint::Flops(c) => train.budget_flops = Some(c),
+                }
+                let run_spec = RunSpec {
+                    seed,
+                    model: model.clone(),
+                    data: data.clone(),
+                    train,
+                };
+                let config = run_spec.resolve(vocab_size).map_err(err)?;
+                let (steps, tokens_per_step) = planned_tokens(&config);
+                let fpt = flops_per_token(&config.model);
+                let id = run_id(&config);
+                if runs.iter().any(|r| r.run_id == id) {
+                    duplicates += 1;
+                    continue;
+                }
+                runs.push(PlannedRun {
+                    run_id: id,
+                    size: size.clone(),
+                    spec: run_spec,
+                    config,
+                    params,
+                    n,
+                    flops_per_token: fpt,
+                    tokens: steps * tokens_per_step,
+                    flops: (steps * tokens_per_step) as f64 * fpt,
+                    budget: point,
+                    seed,
+                });
+            }
+        }
+    }
+    runs.sort_by(|a, b| a.flops.total_cmp(&b.flops));
+    Ok(StudyPlan {
+        spec: spec.clone(),
+        runs,
+        vocab_size,
+        duplicates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn study(budget: &str) -> StudySpec {
+        toml::from_str(&format!(
+            "name = \"t\"\nseeds = [0, 1]\n[model]\nctx_len = 32\n[sizes]\ndepths = [1, 2]\n[budget]\n{budget}\n[train]\nbatch_size = 4\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn runs_cover_sizes_budgets_and_seeds_with_exact_costs() {
+        let s = study("tokens_per_param = [2.0]");
+        let plan = plan_study(&s, &s.data, 256, Path::new("t.toml")).unwrap();
+        assert_eq!(plan.runs.len(), 4);
+        for r in &plan.runs {
+            // Budget = 2·N tokens, rounded up to whole steps of 4 × 32 tokens.
+            let want = (2.0 * r.params.total as f64).round() as u64;
+            assert_eq!(r.tokens, want.div_ceil(128) * 128, "{}", r.size);
+            assert_eq!(r.flops, r.tokens as f64 * r.flops_per_token);
+            assert_eq!(r.run_id.len(), 16);
+        }
+        let mut ids: Vec<&str> = plan.runs.iter().map(|r| r.run_id.as_str()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 4, "seeds give distinct runs");
+        assert!(plan.runs.windows(2).all(|w| w[0].flops <= w[1].flops));
+    }
+
+    #[test]
+    fn isoflop_runs_spend_their_budget() {
+        let s = study("flops = [1e11]");
+        let plan = plan_study(&s, &s.data, 256, Path::new("t.toml")).unwrap();
+        for r in &plan.runs {
+            // Rounded up by less than one step.
+            let step_flops = 128.0 * r.flops_per_token;
+            assert!(r.flops >= 1e11 - step_flops && r.flops < 1e11 + step_flops);
+        }
+    }
+
+    #[test]
+    fn a_bad_study_names_its_file() {
+        let s = study("tokens = [0]");
+        let err = plan_study(&s, &s.data, 256, Path::new("my.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("my.toml") && err.contains("budget.tokens"),
+            "{err}"
+        );
+    }
+}

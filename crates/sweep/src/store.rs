@@ -1,0 +1,379 @@
+//! The study store: one SQLite file (`study.sqlite`) in the study directory.
+//!
+//! Tables (schema version [`STUDY_SCHEMA_VERSION`], kept in `PRAGMA user_version`):
+//!
+//! - `meta(key, value)`: the study spec (TOML) and its name;
+//! - `runs`: one row per planned run, keyed by run id, with its resolved spec (JSON), shape,
+//!   parameter counts in both conventions, planned tokens and FLOPs, budget, status
+//!   (`planned`, `completed`, `diverged`, `failed`), final metrics and the whole run record;
+//! - `curves(run_id, tokens, ...)`: every evaluation of every finished run.
+//!
+//! A run's result is written in one transaction, so a study killed at any moment leaves each
+//! run either recorded whole or not at all.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use scalelab_spec::{RunRecord, RunStatus, STUDY_SCHEMA_VERSION};
+use serde::{Deserialize, Serialize};
+
+use crate::{PlannedRun, SweepError};
+
+/// File name of the store inside a study directory.
+pub const STORE_FILE: &str = "study.sqlite";
+
+/// A run as the store holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRun {
+    /// Identity.
+    pub run_id: String,
+    /// Size label from the ladder.
+    pub size: String,
+    /// Seed.
+    pub seed: u64,
+    /// Blocks.
+    pub n_layers: u64,
+    /// Width.
+    pub d_model: u64,
+    /// Heads.
+    pub n_heads: u64,
+    /// Every parameter (Chinchilla convention).
+    pub params_total: u64,
+    /// Non-embedding parameters (Kaplan convention).
+    pub params_non_embedding: u64,
+    /// N in the study's convention.
+    pub n: f64,
+    /// Which convention `n` uses: `total` or `non_embedding`.
+    pub param_convention: String,
+    /// FLOPs per token.
+    pub flops_per_token: f64,
+    /// Planned tokens.
+    pub planned_tokens: u64,
+    /// Planned FLOPs.
+    pub planned_flops: f64,
+    /// `tokens`, `tokens_per_param` or `flops`.
+    pub budget_kind: String,
+    /// The budget value on that axis.
+    pub budget_value: f64,
+    /// `planned`, `completed`, `diverged` or `failed`.
+    pub status: String,
+    /// Tokens trained (0 until recorded).
+    pub tokens_seen: u64,
+    /// FLOPs spent.
+    pub train_flops: f64,
+    /// Final validation loss (nats/token).
+    pub final_val_loss: Option<f64>,
+    /// Final validation bits per byte.
+    pub final_val_bpb: Option<f64>,
+    /// Wall seconds.
+    pub wall_secs: f64,
+    /// Why the run failed or diverged.
+    pub message: Option<String>,
+}
+
+/// One evaluation of a stored run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StoredCurvePoint {
+    /// Tokens trained.
+    pub tokens: u64,
+    /// FLOPs spent.
+    pub flops: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation bits per byte.
+    pub val_bpb: f64,
+    /// Mean training loss since the previous evaluation.
+    pub train_loss: Option<f64>,
+}
+
+/// The open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    size TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    n_layers INTEGER NOT NULL,
+    d_model INTEGER NOT NULL,
+    n_heads INTEGER NOT NULL,
+    params_total INTEGER NOT NULL,
+    params_non_embedding INTEGER NOT NULL,
+    n REAL NOT NULL,
+    param_convention TEXT NOT NULL,
+    flops_per_token REAL NOT NULL,
+    planned_tokens INTEGER NOT NULL,
+    planned_flops REAL NOT NULL,
+    budget_kind TEXT NOT NULL,
+    budget_value REAL NOT NULL,
+    spec_json TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'planned',
+    tokens_seen INTEGER NOT NULL DEFAULT 0,
+    train_flops REAL NOT NULL DEFAULT 0,
+    final_val_loss REAL,
+    final_val_bpb REAL,
+    wall_secs REAL NOT NULL DEFAULT 0,
+    message TEXT,
+    record_json TEXT
+);
+CREATE TABLE IF NOT EXISTS curves (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    step INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    flops REAL NOT NULL,
+    train_loss REAL,
+    val_loss REAL NOT NULL,
+    val_bpb REAL NOT NULL,
+    lr REAL NOT NULL,
+    wall_secs REAL NOT NULL,
+    PRIMARY KEY (run_id, tokens)
+);
+";
+
+impl Store {
+    /// Opens (creating if needed) the store of `study_dir`.
+    pub fn open(study_dir: &Path) -> Result<Store, SweepError> {
+        std::fs::create_dir_all(study_dir).map_err(|e| SweepError::io(study_dir, e))?;
+        let path = study_dir.join(STORE_FILE);
+        let err = |source| SweepError::Store {
+            path: path.clone(),
+            source,
+            hint: "the file may be damaged or held by another program; if so, move it aside and run the study again (finished runs are re-imported from their records)",
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        let has_tables: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if has_tables && version != i64::from(STUDY_SCHEMA_VERSION) {
+            return Err(SweepError::SchemaVersion {
+                path,
+                found: version,
+                expected: i64::from(STUDY_SCHEMA_VERSION),
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.pragma_update(None, "user_version", i64::from(STUDY_SCHEMA_VERSION))
+            .map_err(err)?;
+        Ok(Store { conn, path })
+    }
+
+    /// Path of the SQLite file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> SweepError {
+        SweepError::Store {
+            path: self.path.clone(),
+            source,
+            hint: "the file may be damaged or held by another program",
+        }
+    }
+
+    /// Sets a metadata value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), SweepError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, SweepError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Adds planned runs; runs already present keep their status and results.
+    pub fn add_planned(&mut self, runs: &[PlannedRun], convention: &str) -> Result<(), SweepError> {
+        let tx = self.conn.transaction().map_err(|e| SweepError::Store {
+            path: self.path.clone(),
+            source: e,
+            hint: "the file may be held by another program",
+        })?;
+        for r in runs {
+            let spec_json = serde_json::to_string(&r.spec).unwrap_or_default();
+            tx.execute(
+                "INSERT OR IGNORE INTO runs (run_id, size, seed, n_layers, d_model, n_heads,
+                    params_total, params_non_embedding, n, param_convention, flops_per_token,
+                    planned_tokens, planned_flops, budget_kind, budget_value, spec_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                params![
+                    r.run_id,
+                    r.size,
+                    r.seed as i64,
+                    r.config.model.n_layers as i64,
+                    r.config.model.d_model as i64,
+                    r.config.model.n_heads as i64,
+                    r.params.total as i64,
+                    r.params.non_embedding as i64,
+                    r.n,
+                    convention,
+                    r.flops_per_token,
+                    r.tokens as i64,
+                    r.flops,
+                    r.budget.kind(),
+                    r.budget.value(),
+                    spec_json,
+                ],
+            )
+            .map_err(|e| SweepError::Store {
+                path: self.path.clone(),
+                source: e,
+                hint: "the file may be damaged",
+            })?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records a finished (or diverged) run and its curve, in one transaction.
+    pub fn record(&mut self, record: &RunRecord) -> Result<(), SweepError> {
+        let path = self.path.clone();
+        let err = |source| SweepError::Store {
+            path: path.clone(),
+            source,
+            hint: "the file may be damaged or held by another program",
+        };
+        let (status, message) = match &record.status {
+            RunStatus::Completed => ("completed", None),
+            RunStatus::Diverged { reason, .. } => ("diverged", Some(reason.clone())),
+        };
+        let json = serde_json::to_string(record).unwrap_or_default();
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "UPDATE runs SET status = ?2, tokens_seen = ?3, train_flops = ?4, final_val_loss = ?5,
+                final_val_bpb = ?6, wall_secs = ?7, message = ?8, record_json = ?9
+             WHERE run_id = ?1",
+            params![
+                record.run_id,
+                status,
+                record.tokens_seen as i64,
+                record.train_flops,
+                record.final_val_loss,
+                record.final_val_bpb,
+                record.wall_secs,
+                message,
+                json,
+            ],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM curves WHERE run_id = ?1", [&record.run_id])
+            .map_err(err)?;
+        for p in &record.curve {
+            tx.execute(
+                "INSERT OR REPLACE INTO curves
+                    (run_id, step, tokens, flops, train_loss, val_loss, val_bpb, lr, wall_secs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    record.run_id,
+                    p.step as i64,
+                    p.tokens as i64,
+                    p.flops,
+                    p.train_loss,
+                    p.val_loss,
+                    p.val_bpb,
+                    p.lr,
+                    p.wall_secs,
+                ],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Marks a run failed (it will be tried again on the next `study run`).
+    pub fn mark_failed(&self, run_id: &str, message: &str) -> Result<(), SweepError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'failed', message = ?2 WHERE run_id = ?1",
+                params![run_id, message],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every run, in planned-FLOPs order.
+    pub fn runs(&self) -> Result<Vec<StoredRun>, SweepError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, size, seed, n_layers, d_model, n_heads, params_total,
+                    params_non_embedding, n, param_convention, flops_per_token, planned_tokens,
+                    planned_flops, budget_kind, budget_value, status, tokens_seen, train_flops,
+                    final_val_loss, final_val_bpb, wall_secs, message
+                 FROM runs ORDER BY planned_flops, run_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredRun {
+                    run_id: r.get(0)?,
+                    size: r.get(1)?,
+                    seed: r.get::<_, i64>(2)? as u64,
+                    n_layers: r.get::<_, i64>(3)? as u64,
+                    d_model: r.get::<_, i64>(4)? as u64,
+                    n_heads: r.get::<_, i64>(5)? as u64,
+                    params_total: r.get::<_, i64>(6)? as u64,
+                    params_non_embedding: r.get::<_, i64>(7)? as u64,
+                    n: r.get(8)?,
+                    param_convention: r.get(9)?,
+                    flops_per_token: r.get(10)?,
+                    planned_tokens: r.get::<_, i64>(11)? as u64,
+                    planned_flops: r.get(12)?,
+                    budget_kind: r.get(13)?,
+                    budget_value: r.get(14)?,
+                    status: r.get(15)?,
+                    tokens_seen: r.get::<_, i64>(16)? as u64,
+                    train_flops: r.get(17)?,
+                    final_val_loss: r.get(18)?,
+                    final_val_bpb: r.get(19)?,
+                    wall_secs: r.get(20)?,
+                    message: r.get(21)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The evaluation curve of a run, in token order.
+    pub fn curve(&self, run_id: &str) -> Result<Vec<StoredCurvePoint>, SweepError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT tokens, flops, val_loss, val_bpb, train_loss FROM curves
+                 WHERE run_id = ?1 ORDER BY tokens",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(StoredCurvePoint {
+                    tokens: r.get::<_, i64>(0)? as u64,
+                    flops: r.get(1)?,
+                    val_loss: r.get(2)?,
+                    val_bpb: r.get(3)?,
+                    train_loss: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
