@@ -192,7 +192,8 @@ impl StudyProgress for Lines {
 
     fn started(&mut self, run: &PlannedRun) {
         eprintln!(
-            "  start  {} {:<12} N={:<8} {} tokens",
+            "  {:<10} {} {:<12} N={:<8} {} tokens",
+            "start",
             run.run_id,
             run.size,
             human(run.n),
@@ -211,7 +212,7 @@ impl StudyProgress for Lines {
                 final_val_loss,
                 wall_secs,
             } => eprintln!(
-                "  {status:<9}{} {:<12} loss {} in {wall_secs:.0} s   [{}/{} runs, {pct:.0}% of FLOPs, {elapsed:.0} s]",
+                "  {status:<10} {} {:<12} loss {} in {wall_secs:.0} s   [{}/{} runs, {pct:.0}% of FLOPs, {elapsed:.0} s]",
                 run.run_id,
                 run.size,
                 final_val_loss.map_or("-".into(), |l| format!("{l:.4}")),
@@ -219,8 +220,8 @@ impl StudyProgress for Lines {
                 self.total
             ),
             RunEnd::Failed { message } => eprintln!(
-                "  failed {} {}: {message}   [{}/{} runs]",
-                run.run_id, run.size, self.done, self.total
+                "  {:<10} {} {}: {message}   [{}/{} runs]",
+                "failed", run.run_id, run.size, self.done, self.total
             ),
         }
     }

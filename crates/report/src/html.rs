@@ -115,6 +115,13 @@ fn constants_table(out: &mut String, fit: &LawFit, level: f64) {
     );
 }
 
+/// A numbered section heading: sections a study has no data for are left out, so the
+/// numbers are given as the page is written.
+fn heading(out: &mut String, section: &mut usize, title: &str) {
+    *section += 1;
+    let _ = writeln!(out, "<h2>{section}. {title}</h2>");
+}
+
 fn figure(out: &mut String, fig: &Figure, caption: &str) -> Result<(), ReportError> {
     let svg = render(fig, 760, 460)?;
     let _ = writeln!(
@@ -147,6 +154,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     let a = &input.analysis;
     let level = if a.level > 0.0 { a.level } else { 0.95 };
     let mut out = String::new();
+    let mut section = 0;
     let _ = writeln!(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — scalelab study</title><style>{}</style></head><body>",
@@ -173,7 +181,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     );
     let _ = writeln!(
         out,
-        "<p class=\"lead\">This page shows how the validation loss of a family of language models falls as the models get bigger (more parameters, <i>N</i>) and as they are trained with more compute (<i>C</i>, training FLOPs). Loss is cross-entropy on held-out text in nats per token; lower is better. A <i>scaling law</i> is a formula fitted to these points, such as L = E + A·N<sup>−α</sup>: E is the loss no model size removes, α how fast loss falls with size. Shaded bands and bracketed ranges are {:.0}% bootstrap intervals: refitting on resampled runs moves the law within them.</p>",
+        "<p class=\"lead\">This page shows how the validation loss of a family of language models falls as the models get bigger (more parameters, <i>N</i>) and as they are trained with more compute (<i>C</i>, training FLOPs). Loss is cross-entropy on held-out text in nats per token (a token is one byte with the byte tokenizer; the runs table also gives bits per byte); lower is better. A <i>scaling law</i> is a formula fitted to these points, such as L = E + A·N<sup>−α</sup>: E is the loss no model size removes, α how fast loss falls with size. Shaded bands and bracketed ranges are {:.0}% bootstrap intervals: refitting on resampled runs moves the law within them.</p>",
         level * 100.0
     );
     let _ = writeln!(
@@ -222,7 +230,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         });
     }
     if !series.is_empty() {
-        let _ = writeln!(out, "<h2>1. Learning curves</h2>");
+        heading(&mut out, &mut section, "Learning curves");
         figure(
             &mut out,
             &Figure {
@@ -240,7 +248,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
 
     // 2. Loss against N.
     if !a.loss_vs_n_points.is_empty() {
-        let _ = writeln!(out, "<h2>2. Loss against model size</h2>");
+        heading(&mut out, &mut section, "Loss against model size");
         let mut series = vec![Series {
             label: "final loss of each run".into(),
             points: a.loss_vs_n_points.clone(),
@@ -304,7 +312,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
 
     // 3. Loss against compute, with the frontier.
     if let Some(f) = &a.frontier {
-        let _ = writeln!(out, "<h2>3. Loss against compute</h2>");
+        heading(&mut out, &mut section, "Loss against compute");
         let mut series = Vec::new();
         let mut labelled = Vec::new();
         for (run, curve) in input.runs.iter().zip(&input.curves) {
@@ -415,7 +423,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
 
     // 4. IsoFLOP profiles.
     if let Some(iso) = &a.isoflop {
-        let _ = writeln!(out, "<h2>4. IsoFLOP profiles</h2>");
+        heading(&mut out, &mut section, "IsoFLOP profiles");
         let mut series = Vec::new();
         for (k, c) in iso.curves.iter().enumerate() {
             let pts: Vec<(f64, f64)> = input
@@ -498,13 +506,20 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
                 interval_text(iso.b_interval)
             );
         }
+    } else {
+        let _ = writeln!(
+            out,
+            "<p class=\"small\">No IsoFLOP profiles (Chinchilla approach 2): they need runs trained to fixed FLOP budgets, which a study asks for with <code>budget.flops</code> (see examples/chinchilla-large.toml).</p>"
+        );
     }
 
     // 5. The parametric law and compute-optimal allocation.
     if let Some(fit) = &a.chinchilla {
+        section += 1;
         let _ = writeln!(
             out,
-            "<h2>5. Parametric law L(N, D)</h2><p><code>{}</code>, fitted as Hoffmann et al. 2022 (approach 3): Huber loss on log-loss, L-BFGS from a grid of starts. a = β/(α+β) and b = α/(α+β) are the exponents of N<sub>opt</sub> and D<sub>opt</sub> in C. Chinchilla: E = 1.69, A = 406.4, B = 410.7, α = 0.34, β = 0.28.</p>",
+            "<h2>{}. Parametric law L(N, D)</h2><p><code>{}</code>, fitted as Hoffmann et al. 2022 (approach 3): Huber loss on log-loss, L-BFGS from a grid of starts. a = β/(α+β) and b = α/(α+β) are the exponents of N<sub>opt</sub> and D<sub>opt</sub> in C. Chinchilla: E = 1.69, A = 406.4, B = 410.7, α = 0.34, β = 0.28.</p>",
+            section,
             esc(fit.law.formula())
         );
         constants_table(&mut out, fit, level);
@@ -530,7 +545,11 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
 
     // 6. Extrapolation.
     if let Some(x) = &a.extrapolation {
-        let _ = writeln!(out, "<h2>6. Does the law predict the largest runs?</h2>");
+        heading(
+            &mut out,
+            &mut section,
+            "Does the law predict the largest runs?",
+        );
         let pts: Vec<(f64, f64)> = x
             .predictions
             .iter()

@@ -139,7 +139,9 @@ pub fn run_study(
         plan.total_flops(),
         flops_done,
     );
-    pending.reverse(); // pop() takes the cheapest first
+    // The plan is in ascending FLOPs, so pop() starts the most expensive run first: longest
+    // processing time first keeps every core busy to the end instead of leaving the largest
+    // run to finish alone.
 
     let jobs = jobs.max(1);
     let mut active: Vec<(&PlannedRun, Child)> = Vec::new();
