@@ -154,6 +154,38 @@ impl LawFit {
             .map(|c| c.value)
     }
 
+    /// Plain-language warnings that the data do not pin the fit down: an exponent at an
+    /// extreme (below 0.01 or above 3, where a term degenerates into a constant or a step),
+    /// or a scale constant (A, B, N_c, D_c) whose interval spans more than three orders of
+    /// magnitude.
+    /// Empty when none applies. (E at its bound of zero is not a caution by itself: the law
+    /// is then a pure power law, Kaplan's form for loss against compute.)
+    pub fn cautions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.constants {
+            let exponent = c.name == "alpha" || c.name == "beta";
+            if exponent && !(0.01..=3.0).contains(&c.value) {
+                out.push(format!(
+                    "{} = {:.3} is outside 0.01..3: the data do not constrain this exponent, and the term it belongs to acts as a constant or a step",
+                    c.name, c.value
+                ));
+            }
+            if let Some(i) = c.interval
+                && !exponent
+                && c.name != "E"
+                && i.lo > 0.0
+                && i.hi / i.lo > 1e3
+            {
+                out.push(format!(
+                    "the interval of {} spans {:.0} orders of magnitude: resampled runs move it freely",
+                    c.name,
+                    (i.hi / i.lo).log10()
+                ));
+            }
+        }
+        out
+    }
+
     /// The interval of a constant by name.
     pub fn interval(&self, name: &str) -> Option<Interval> {
         self.constants
@@ -749,6 +781,62 @@ mod tests {
         assert_eq!(huber(0.5e-3, 1e-3), 0.5 * 0.25e-6);
         assert!((huber(3e-3, 1e-3) - 1e-3 * (3e-3 - 0.5e-3)).abs() < 1e-18);
         assert_eq!(huber_grad(-5.0, 1e-3), -1e-3);
+    }
+
+    /// A constant's name, value and interval ends.
+    type Row<'a> = (&'a str, f64, Option<(f64, f64)>);
+
+    fn fit_with(constants: &[Row]) -> LawFit {
+        LawFit {
+            law: LawKind::Chinchilla,
+            axis: String::new(),
+            constants: constants
+                .iter()
+                .map(|&(name, value, i)| Constant {
+                    name: name.into(),
+                    value,
+                    interval: i.map(|(lo, hi)| Interval {
+                        lo,
+                        hi,
+                        level: 0.95,
+                    }),
+                })
+                .collect(),
+            objective: 0.0,
+            gradient_norm: 0.0,
+            points: 8,
+            starts: 1,
+            bootstrap_used: 0,
+            huber_delta: 1e-3,
+            samples: vec![],
+        }
+    }
+
+    /// The paper's own constants raise no caution; a degenerate fit of the kind two token
+    /// budgets produce (β → 20, B → 1e116; the quickstart's, see the README) raises one for
+    /// each symptom.
+    #[test]
+    fn cautions_flag_degenerate_fits_only() {
+        let paper = fit_with(&[
+            ("E", 1.69, Some((1.6, 1.8))),
+            ("A", 406.4, Some((300.0, 500.0))),
+            ("B", 410.7, Some((300.0, 500.0))),
+            ("alpha", 0.34, Some((0.3, 0.4))),
+            ("beta", 0.28, Some((0.25, 0.31))),
+        ]);
+        assert!(paper.cautions().is_empty(), "{:?}", paper.cautions());
+        let degenerate = fit_with(&[
+            ("E", 4.8e-13, Some((1e-15, 1.8))),
+            ("A", 2.8, Some((2.4, 2.0e4))),
+            ("B", 3.2e116, Some((12.4, 3.1e189))),
+            ("alpha", 0.037, Some((0.029, 1.3))),
+            ("beta", 20.5, Some((0.14, 32.8))),
+        ]);
+        let c = degenerate.cautions();
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert!(c[0].contains("interval of A spans 4 orders"));
+        assert!(c[1].contains("interval of B spans 188 orders"));
+        assert!(c[2].starts_with("beta = 20.500"));
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub(crate) fn fit_json(fit: &LawFit) -> serde_json::Value {
     v.insert("points".into(), fit.points.into());
     v.insert("bootstrap_used".into(), fit.bootstrap_used.into());
     v.insert("huber_delta".into(), fit.huber_delta.into());
+    v.insert("cautions".into(), fit.cautions().into());
     v.into()
 }
 
@@ -153,6 +154,9 @@ pub fn fit(args: FitArgs) -> Result<ExitCode> {
         "objective (Huber, delta {}) {:.4e}; gradient norm at the optimum {:.1e}",
         fit.huber_delta, fit.objective, fit.gradient_norm
     );
+    for c in fit.cautions() {
+        eprintln!("caution: {c}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -160,6 +164,9 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode> {
     let (law, source) = if let Some(study) = &args.study {
         let dir = crate::study::study_dir(study)?;
         let fit = crate::study::chinchilla_of(&dir)?;
+        for c in fit.cautions() {
+            eprintln!("caution: the study's fit is poorly constrained: {c}");
+        }
         (
             Chinchilla::from_fit(&fit)?,
             format!("Chinchilla fit of the study in {}", dir.display()),

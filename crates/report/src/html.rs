@@ -113,6 +113,26 @@ fn constants_table(out: &mut String, fit: &LawFit, level: f64) {
         fit.bootstrap_used,
         fit.starts
     );
+    if fit.get("E").is_some_and(|e| e < 1e-6) {
+        let _ = writeln!(
+            out,
+            "<p class=\"small\">E is at its bound of zero: these points show no loss floor, so the law is a pure power law without an irreducible term.</p>"
+        );
+    }
+    let cautions = fit.cautions();
+    if !cautions.is_empty() {
+        let _ = writeln!(
+            out,
+            "<div class=\"caution\"><b>Read with care: this fit is poorly constrained.</b><ul>"
+        );
+        for c in &cautions {
+            let _ = writeln!(out, "<li>{}</li>", esc(c));
+        }
+        let _ = writeln!(
+            out,
+            "</ul>More sizes, more budgets per size (approach 3 needs at least three) or more seeds would pin it down.</div>"
+        );
+    }
 }
 
 /// A numbered section heading: sections a study has no data for are left out, so the
@@ -525,9 +545,22 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         constants_table(&mut out, fit, level);
     }
     if !a.allocations.is_empty() {
+        let shaky = a
+            .chinchilla
+            .as_ref()
+            .is_some_and(|f| !f.cautions().is_empty());
         let _ = writeln!(
             out,
-            "<h3>Compute-optimal allocation</h3><table><tr><th>budget C (FLOPs)</th><th>N<sub>opt</sub></th><th>D<sub>opt</sub> (tokens)</th><th>tokens per parameter</th><th>predicted loss</th></tr>"
+            "<h3>Compute-optimal allocation</h3>{}",
+            if shaky {
+                "<p class=\"caution\">These allocations come from the poorly constrained fit above: do not plan a run with them.</p>"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "<table><tr><th>budget C (FLOPs)</th><th>N<sub>opt</sub></th><th>D<sub>opt</sub> (tokens)</th><th>tokens per parameter</th><th>predicted loss</th></tr>"
         );
         for x in &a.allocations {
             let _ = writeln!(
@@ -630,4 +663,4 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     Ok(out)
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.summary td{text-align:left}figure{margin:1em 0}figcaption{font-size:.9em;color:#444}.small{font-size:.85em;color:#555}.note{background:#fff6e0;padding:.4em .8em;border-left:3px solid #e69f00}.lead{font-size:1.02em}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}code{font-size:.9em}";
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.summary td{text-align:left}figure{margin:1em 0}figcaption{font-size:.9em;color:#444}.small{font-size:.85em;color:#555}.note{background:#fff6e0;padding:.4em .8em;border-left:3px solid #e69f00}.caution{background:#fdecea;padding:.4em .8em;border-left:3px solid #d55e00;font-size:.9em}.lead{font-size:1.02em}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}code{font-size:.9em}";
