@@ -135,6 +135,39 @@ fn constants_table(out: &mut String, fit: &LawFit, level: f64) {
     }
 }
 
+/// The dashed line of a fitted `L = E + A·X^-α` over `range` (log-spaced), and its bootstrap
+/// band when the fit has replicates; `colors` are the line's and the band's.
+fn power_law_curve(
+    fit: &LawFit,
+    axis: &str,
+    range: (f64, f64),
+    level: f64,
+    colors: (usize, usize),
+) -> (Series, Option<Band>) {
+    let grid = log_grid(range.0, range.1, 60);
+    let line = Series {
+        label: format!(
+            "fit: L = {} + {}·{axis}^-{}",
+            sig(fit.get("E").unwrap_or(f64::NAN)),
+            sig(fit.get("A").unwrap_or(f64::NAN)),
+            sig(fit.get("alpha").unwrap_or(f64::NAN))
+        ),
+        points: grid.iter().map(|&x| (x, fit.predict(x, 0.0))).collect(),
+        color: colors.0,
+        style: Style::Dashed,
+    };
+    let rows: Vec<(f64, f64, f64)> = grid
+        .iter()
+        .filter_map(|&x| fit.band(x, 0.0, level).map(|i| (x, i.lo, i.hi)))
+        .collect();
+    let band = (!rows.is_empty()).then(|| Band {
+        label: format!("{:.0}% band", level * 100.0),
+        rows,
+        color: colors.1,
+    });
+    (line, band)
+}
+
 /// A numbered section heading: sections a study has no data for are left out, so the
 /// numbers are given as the page is written.
 fn heading(out: &mut String, section: &mut usize, title: &str) {
@@ -283,29 +316,9 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
                 .map(|p| p.0)
                 .fold(f64::INFINITY, f64::min);
             let hi = a.loss_vs_n_points.iter().map(|p| p.0).fold(0.0, f64::max);
-            let grid = log_grid(lo / 1.5, hi * 3.0, 60);
-            series.push(Series {
-                label: format!(
-                    "fit: L = {} + {}·N^-{}",
-                    sig(fit.get("E").unwrap_or(f64::NAN)),
-                    sig(fit.get("A").unwrap_or(f64::NAN)),
-                    sig(fit.get("alpha").unwrap_or(f64::NAN))
-                ),
-                points: grid.iter().map(|&n| (n, fit.predict(n, 0.0))).collect(),
-                color: 1,
-                style: Style::Dashed,
-            });
-            let rows: Vec<(f64, f64, f64)> = grid
-                .iter()
-                .filter_map(|&n| fit.band(n, 0.0, level).map(|i| (n, i.lo, i.hi)))
-                .collect();
-            if !rows.is_empty() {
-                bands.push(Band {
-                    label: format!("{:.0}% band", level * 100.0),
-                    rows,
-                    color: 1,
-                });
-            }
+            let (line, band) = power_law_curve(fit, "N", (lo / 1.5, hi * 3.0), level, (1, 1));
+            series.push(line);
+            bands.extend(band);
         }
         figure(
             &mut out,
@@ -385,29 +398,9 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         if let Some(fit) = &f.loss_fit {
             let lo = front.iter().map(|p| p.flops).fold(f64::INFINITY, f64::min);
             let hi = front.iter().map(|p| p.flops).fold(0.0, f64::max);
-            let grid = log_grid(lo, hi * 3.0, 60);
-            series.push(Series {
-                label: format!(
-                    "fit: L = {} + {}·C^-{}",
-                    sig(fit.get("E").unwrap_or(f64::NAN)),
-                    sig(fit.get("A").unwrap_or(f64::NAN)),
-                    sig(fit.get("alpha").unwrap_or(f64::NAN))
-                ),
-                points: grid.iter().map(|&c| (c, fit.predict(c, 0.0))).collect(),
-                color: 7,
-                style: Style::Dashed,
-            });
-            let rows: Vec<(f64, f64, f64)> = grid
-                .iter()
-                .filter_map(|&c| fit.band(c, 0.0, level).map(|i| (c, i.lo, i.hi)))
-                .collect();
-            if !rows.is_empty() {
-                bands.push(Band {
-                    label: format!("{:.0}% band", level * 100.0),
-                    rows,
-                    color: 6,
-                });
-            }
+            let (line, band) = power_law_curve(fit, "C", (lo, hi * 3.0), level, (7, 6));
+            series.push(line);
+            bands.extend(band);
         }
         figure(
             &mut out,
