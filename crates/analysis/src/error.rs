@@ -45,6 +45,22 @@ pub enum AnalysisError {
         /// Starting points tried.
         starts: usize,
     },
+    /// A metric value outside the metric's range.
+    #[error(
+        "{what}: {metric} = {value} at point {index} is out of range: it must be {hint}; fix that row or name the right metric"
+    )]
+    OutOfRange {
+        /// What was being analysed.
+        what: String,
+        /// The metric's name.
+        metric: &'static str,
+        /// Zero-based index of the offending point.
+        index: usize,
+        /// The offending value.
+        value: f64,
+        /// The valid range.
+        hint: &'static str,
+    },
     /// An argument (budget, level, count) is out of range.
     #[error("{name} = {value} is invalid: {hint}")]
     InvalidArgument {

@@ -7,7 +7,9 @@
 //! - [`fit_kaplan`]: `L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D`, Kaplan et al. 2020 eq. 1.5;
 //! - [`bootstrap`] intervals for every constant and for derived exponents;
 //! - [`frontier`] (approach 1), [`isoflop`] (approach 2) and [`optimal`] allocation;
-//! - [`extrapolation`]: fit the small runs, predict the large ones.
+//! - [`extrapolation`]: fit the small runs, predict the large ones;
+//! - [`emergence`]: sharp, unpredictable jumps of an ability across scale, and the mirage
+//!   check that compares a task's discontinuous and continuous metrics.
 //!
 //! No Burn and no I/O: callers bring numbers, this crate brings the statistics.
 
@@ -16,6 +18,7 @@ mod law;
 mod linear;
 
 pub mod bootstrap;
+pub mod emergence;
 pub mod extrapolation;
 pub mod frontier;
 pub mod isoflop;

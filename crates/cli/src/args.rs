@@ -35,6 +35,37 @@ pub enum Command {
     Fit(FitArgs),
     /// The compute-optimal model size and token count for a FLOP budget.
     Plan(PlanArgs),
+    /// Test task metrics across scale for emergence, and tell real jumps from mirages.
+    Emergence(EmergenceArgs),
+}
+
+/// `scalelab emergence`.
+#[derive(Debug, Args)]
+pub struct EmergenceArgs {
+    /// CSV with columns scale,task,metric,value and optionally n_test; metric is one of
+    /// exact_match, token_accuracy, edit_distance, log_prob, brier.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Least share of the observed change within one decade for a jump to count as sharp.
+    #[arg(long, default_value_t = 0.25)]
+    pub min_sharpness: f64,
+    /// Least amount (in units of the observed range) by which the larger scales must beat
+    /// the smaller scales' trend.
+    #[arg(long, default_value_t = 0.2)]
+    pub min_extrapolation_error: f64,
+    /// Coverage of the transition interval.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Parametric bootstrap replicates (used when n_test is given).
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON: per task, each metric's emergent, transition_scale, sharpness,
+    /// extrapolation_error, and the task's mirage verdict.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `scalelab study ...`.

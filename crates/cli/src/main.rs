@@ -6,6 +6,7 @@
 
 mod args;
 mod bench;
+mod emergence;
 mod fit;
 mod progress;
 mod study;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use scalelab_data::{TokenData, load_corpus};
+use scalelab_data::{TokenData, TrainingData, load_corpus};
 use scalelab_models::{flops_per_token, param_counts};
 use scalelab_spec::{ParamCounts, RunRecord, RunStatus};
 use scalelab_train::{Outcome, RunOptions, planned_tokens, run_id, train_gpt};
@@ -41,6 +42,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Study(command) => study::run(command),
         Command::Fit(args) => fit::fit(args),
         Command::Plan(args) => fit::plan(args),
+        Command::Emergence(args) => emergence::run(args),
     }
 }
 
@@ -71,9 +73,9 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let threads = set_threads(args.threads)?;
     let data_config = spec.data.resolve()?;
     let corpus = load_corpus(&data_config.source)?;
-    let data = TokenData::prepare(&corpus, &data_config, spec.model.ctx_len)
+    let text = TokenData::prepare(&corpus, &data_config, spec.model.ctx_len)
         .with_context(|| format!("preparing corpus {}", corpus.name))?;
-    let config = spec.resolve(data.tokenizer.vocab_size())?;
+    let config = spec.resolve(text.tokenizer.vocab_size())?;
     let id = run_id(&config);
     let run_dir = args.run_dir.clone().unwrap_or_else(|| args.out.join(&id));
     let record_path = run_dir.join("record.json");
@@ -100,21 +102,33 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             .with_context(|| format!("removing {}", run_dir.display()))?;
     }
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    data.tokenizer.save(&run_dir.join("tokenizer.json"))?;
+    text.tokenizer.save(&run_dir.join("tokenizer.json"))?;
+    let data_line = match &config.task {
+        None => format!(
+            "corpus {} ({} train / {} val tokens)",
+            text.corpus_name,
+            human(text.train.len() as f64),
+            human(text.val.len() as f64),
+        ),
+        Some(task) if task.mix >= 1.0 => format!("task {} alone", task.kind.name()),
+        Some(task) => format!(
+            "corpus {} with task {} in {:.0}% of sequences",
+            text.corpus_name,
+            task.kind.name(),
+            100.0 * task.mix
+        ),
+    };
 
     let (steps, tokens_per_step) = planned_tokens(&config);
     let params = param_counts(&config.model);
     eprintln!(
-        "run {id}: GPT {}L d{} {}h ctx{} | {} params ({} non-embedding) | corpus {} ({} train / {} val tokens) | {} tokens in {steps} steps | {threads} threads",
+        "run {id}: GPT {}L d{} {}h ctx{} | {} params ({} non-embedding) | {data_line} | {} tokens in {steps} steps | {threads} threads",
         config.model.n_layers,
         config.model.d_model,
         config.model.n_heads,
         config.model.ctx_len,
         human(params.total as f64),
         human(params.non_embedding as f64),
-        data.corpus_name,
-        human(data.train.len() as f64),
-        human(data.val.len() as f64),
         human((steps * tokens_per_step) as f64),
     );
     let options = RunOptions {
@@ -124,6 +138,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         resume: true,
         stop_after_tokens: args.stop_after,
     };
+    let data = TrainingData::new(Some(text), config.task.as_ref())
+        .context("a run needs a corpus or a task")?;
     let mut progress = progress::Bar::new(args.quiet);
     let outcome = train_gpt(&config, &data, &options, &mut progress)?;
     progress.finish();

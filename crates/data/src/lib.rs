@@ -7,10 +7,12 @@
 
 pub mod corpus;
 pub mod error;
+pub mod tasks;
 pub mod tokenizer;
 pub mod tokens;
 
 pub use corpus::{Corpus, load_corpus};
 pub use error::DataError;
+pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use tokenizer::Tokenizer;
 pub use tokens::{Batch, TokenData};

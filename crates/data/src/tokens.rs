@@ -33,6 +33,9 @@ pub struct Batch {
     pub batch: usize,
     /// Sequence length.
     pub ctx: usize,
+    /// First position whose target counts in the loss (0: every position; a task's answer
+    /// batches count only the answer).
+    pub loss_start: usize,
 }
 
 /// A tokenized, split corpus.
@@ -130,6 +133,7 @@ fn windows(stream: &[u32], starts: &[usize], ctx: usize) -> Batch {
         targets,
         batch: starts.len(),
         ctx,
+        loss_start: 0,
     }
 }
 

@@ -251,13 +251,28 @@ impl Gpt {
 
     /// Mean next-token cross-entropy in nats, `[1]`, of `tokens` `[B, T]` against `targets` `[B, T]`.
     pub fn loss(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
+        self.loss_from(tokens, targets, 0)
+    }
+
+    /// As [`Gpt::loss`], counting only positions `start..T` (a task's answer tokens).
+    pub fn loss_from(
+        &self,
+        tokens: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        start: usize,
+    ) -> Tensor<1> {
         let [b, t] = tokens.dims();
         let device = tokens.device();
-        let logits = self.forward(tokens); // [B, T, V]
-        let v = logits.dims()[2];
+        let mut logits = self.forward(tokens); // [B, T, V]
+        let mut targets = targets;
+        if start > 0 {
+            logits = logits.narrow(1, start, t - start); // [B, T - start, V]
+            targets = targets.narrow(1, start, t - start); // [B, T - start]
+        }
+        let [_, n, v] = logits.dims();
         CrossEntropyLossConfig::new()
             .init(&device)
-            .forward(logits.reshape([b * t, v]), targets.reshape([b * t]))
+            .forward(logits.reshape([b * n, v]), targets.reshape([b * n]))
     }
 
     /// Ids of the parameters that weight decay must skip: biases and norm gains/biases

@@ -10,12 +10,13 @@ pub mod model;
 pub mod record;
 pub mod run;
 pub mod study;
+pub mod task;
 
 pub use error::SpecError;
 pub use model::{GptConfig, GptPreset, GptSpec};
 pub use record::{
     CurvePoint, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunRecord,
-    RunStatus,
+    RunStatus, TaskMetrics,
 };
 pub use run::{
     Budget, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerSpec, TrainConfig,
@@ -24,4 +25,8 @@ pub use run::{
 pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,
     SizeLadder, StudySpec,
+};
+pub use task::{
+    MAX_MODULUS, ModOp, RESIDUE_TOKEN_BASE, TASK_NAMES, TaskConfig, TaskKind, TaskSpec,
+    TaskTrainSet,
 };

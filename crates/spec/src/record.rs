@@ -60,6 +60,40 @@ pub struct CurvePoint {
     pub lr: f64,
     /// Wall-clock seconds of training so far (evaluation time included).
     pub wall_secs: f64,
+    /// L2 norm of all parameters (the weight norm that grokking studies track).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_norm: Option<f64>,
+    /// The task's metrics on its test set, for runs with a task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_test: Option<TaskMetrics>,
+    /// The same metrics on a fixed sample of training examples (as many as the test set, at
+    /// most), to see memorisation apart from generalisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_train: Option<TaskMetrics>,
+}
+
+/// A model's abilities on a set of task examples, every metric from the same outputs
+/// (Schaeffer et al. 2023 compare exactly these).
+///
+/// Teacher-forced metrics feed the correct answer prefix; generated ones decode greedily from
+/// the prompt. Exact match is the same either way: every teacher-forced argmax is right if and
+/// only if greedy decoding reproduces the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    /// Examples evaluated; the resolution of `exact_match` is `1 / examples`.
+    pub examples: usize,
+    /// Tokens in each answer.
+    pub answer_tokens: usize,
+    /// Share of examples whose whole answer is right (discontinuous).
+    pub exact_match: f64,
+    /// Share of answer tokens whose teacher-forced argmax is right.
+    pub token_accuracy: f64,
+    /// Mean Levenshtein distance, in tokens, between the greedy answer and the right one.
+    pub edit_distance: f64,
+    /// Mean log-probability (nats) of the whole right answer, teacher-forced.
+    pub log_prob: f64,
+    /// Mean multi-class Brier score per answer token, `Σ_k (p_k − 1[k = y])²`, in [0, 2].
+    pub brier: f64,
 }
 
 /// How a run ended.

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{GptConfig, GptSpec, SpecError};
+use crate::{GptConfig, GptSpec, SpecError, TaskConfig, TaskSpec};
 
 /// One training run as the user describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +20,8 @@ pub struct RunSpec {
     pub data: DataSpec,
     /// Optimisation and budget.
     pub train: TrainSpec,
+    /// A synthetic task to train on (alone or mixed into the corpus) and to evaluate.
+    pub task: Option<TaskSpec>,
 }
 
 impl Default for RunSpec {
@@ -33,6 +35,7 @@ impl Default for RunSpec {
             },
             data: DataSpec::default(),
             train: TrainSpec::default(),
+            task: None,
         }
     }
 }
@@ -107,6 +110,10 @@ pub struct TrainSpec {
     pub eval_tokens: u64,
     /// Save a checkpoint every this many training tokens (0: only at the end).
     pub checkpoint_every_tokens: u64,
+    /// Also evaluate at this many log-spaced points per decade of training tokens, from the
+    /// first step on (as the Pythia suite keeps checkpoints), so that abilities can be traced
+    /// over training time; 0: only every `eval_every_tokens`.
+    pub eval_per_decade: u32,
 }
 
 impl Default for TrainSpec {
@@ -127,6 +134,7 @@ impl Default for TrainSpec {
             eval_every_tokens: 200_000,
             eval_tokens: 32_768,
             checkpoint_every_tokens: 0,
+            eval_per_decade: 0,
         }
     }
 }
@@ -228,6 +236,13 @@ pub struct TrainConfig {
     pub eval_tokens: u64,
     /// Checkpoint interval in tokens (0: at the end only).
     pub checkpoint_every_tokens: u64,
+    /// Log-spaced evaluations per decade of tokens (0: none). Absent from older records.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eval_per_decade: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A fully resolved run: everything training needs, nothing a user could set inconsistently.
@@ -242,6 +257,10 @@ pub struct RunConfig {
     pub data: DataConfig,
     /// Optimisation settings.
     pub train: TrainConfig,
+    /// The synthetic task, if any. Absent (not null) when there is none, so that the identity
+    /// of text-only runs is what it was before tasks existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskConfig>,
 }
 
 impl DataSpec {
@@ -449,6 +468,7 @@ impl TrainSpec {
             eval_every_tokens: self.eval_every_tokens,
             eval_tokens: self.eval_tokens,
             checkpoint_every_tokens: self.checkpoint_every_tokens,
+            eval_per_decade: self.eval_per_decade,
         })
     }
 }
@@ -456,11 +476,39 @@ impl TrainSpec {
 impl RunSpec {
     /// Resolves the whole run for a tokenizer of `vocab_size` tokens.
     pub fn resolve(&self, vocab_size: usize) -> Result<RunConfig, SpecError> {
+        let model = self.model.resolve(vocab_size)?;
+        let data = self.data.resolve()?;
+        let task = match &self.task {
+            None => None,
+            Some(spec) => {
+                let task = spec.resolve()?;
+                if data.tokenizer != TokenizerSpec::Byte {
+                    return Err(SpecError::invalid(
+                        "data.tokenizer",
+                        "bpe",
+                        "tasks are written in the byte vocabulary: use `tokenizer = \"byte\"`",
+                    ));
+                }
+                let needed = task.kind.context_needed();
+                if model.ctx_len < needed {
+                    return Err(SpecError::invalid(
+                        "model.ctx_len",
+                        model.ctx_len,
+                        format!(
+                            "task `{}` needs a context of at least {needed} tokens",
+                            task.kind.name()
+                        ),
+                    ));
+                }
+                Some(task)
+            }
+        };
         Ok(RunConfig {
             seed: self.seed,
-            model: self.model.resolve(vocab_size)?,
-            data: self.data.resolve()?,
+            model,
+            data,
             train: self.train.resolve()?,
+            task,
         })
     }
 }

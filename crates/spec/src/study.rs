@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DataSpec, GptSpec, SpecError, TrainSpec};
+use crate::{DataSpec, GptSpec, SpecError, TaskSpec, TrainSpec};
 
 /// Schema version of study files' resolved records and of the study store.
 pub const STUDY_SCHEMA_VERSION: u32 = 1;
@@ -47,6 +47,10 @@ pub struct StudySpec {
     /// Optimisation settings shared by every run. Leave the budget keys unset.
     #[serde(default)]
     pub train: TrainSpec,
+    /// A synthetic task every run trains on (alone or mixed into the corpus) and is
+    /// evaluated on at every evaluation point.
+    #[serde(default)]
+    pub task: Option<TaskSpec>,
     /// The size ladder.
     pub sizes: SizeLadder,
     /// The budget axis.

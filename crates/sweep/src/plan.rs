@@ -179,6 +179,7 @@ pub fn plan_study(
                     model: model.clone(),
                     data: data.clone(),
                     train,
+                    task: spec.task.clone(),
                 };
                 let config = run_spec.resolve(vocab_size).map_err(err)?;
                 let (steps, tokens_per_step) = planned_tokens(&config);

@@ -60,6 +60,7 @@ pub fn bench_gpt_step(
         eval_every_tokens: 1,
         eval_tokens: 1,
         checkpoint_every_tokens: 0,
+        eval_per_decade: 0,
     };
     let mut optimizer = build_optimizer(&train, model.no_decay_param_ids());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -70,6 +71,7 @@ pub fn bench_gpt_step(
         targets: (0..n).map(|_| rng.random_range(0..v)).collect(),
         batch,
         ctx: config.ctx_len,
+        loss_start: 0,
     };
     let mut times = Vec::with_capacity(steps);
     let mut losses = Vec::with_capacity(warmup + steps);

@@ -12,8 +12,10 @@ pub mod fsutil;
 pub mod machine;
 pub mod objective;
 pub mod schedule;
+pub mod task_eval;
 pub mod trainer;
 
 pub use error::TrainError;
 pub use objective::Objective;
+pub use task_eval::evaluate_task;
 pub use trainer::{NoProgress, Outcome, Progress, RunOptions, planned_tokens, run_id, train_gpt};

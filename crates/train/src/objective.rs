@@ -8,8 +8,10 @@ use scalelab_models::Gpt;
 
 /// A model the training loop can optimise.
 pub trait Objective: Module + Sized {
-    /// Mean loss over `batch`, `[1]`, on `device`.
+    /// Mean loss over `batch`, `[1]`, on `device` (positions from `batch.loss_start` on).
     fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1>;
+    /// Next-token logits `[B, T, V]` of `tokens` `[B, T]`, for task evaluation.
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3>;
     /// Parameters exempt from weight decay.
     fn no_decay_param_ids(&self) -> Vec<ParamId>;
 }
@@ -26,7 +28,11 @@ pub fn token_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<
 impl Objective for Gpt {
     fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1> {
         let (inputs, targets) = token_tensors(batch, device);
-        self.loss(inputs, targets)
+        self.loss_from(inputs, targets, batch.loss_start)
+    }
+
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward(tokens)
     }
 
     fn no_decay_param_ids(&self) -> Vec<ParamId> {

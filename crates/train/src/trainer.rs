@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use scalelab_data::{Batch, TokenData};
+use scalelab_data::{Batch, TrainingData};
 use scalelab_models::{FLOPS_CONVENTION, Gpt, SeededInit, flops_per_token, param_counts};
 use scalelab_spec::{
     Budget, CurvePoint, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord, RunStatus,
@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::{self, CHECKPOINT_SCHEMA_VERSION, CheckpointState};
 use crate::fsutil::write_atomic;
 use crate::schedule::learning_rate;
+use crate::task_eval::evaluate_task;
 use crate::{Objective, TrainError, machine};
 
 /// Where a run writes and how it may continue.
@@ -88,7 +89,7 @@ pub fn planned_tokens(config: &RunConfig) -> (u64, u64) {
 /// Trains the GPT of `config` on `data`.
 pub fn train_gpt(
     config: &RunConfig,
-    data: &TokenData,
+    data: &TrainingData,
     options: &RunOptions,
     progress: &mut dyn Progress,
 ) -> Result<Outcome, TrainError> {
@@ -125,7 +126,7 @@ pub(crate) fn build_optimizer(
 fn train_loop<M: Objective>(
     mut model: M,
     config: &RunConfig,
-    data: &TokenData,
+    data: &TrainingData,
     options: &RunOptions,
     progress: &mut dyn Progress,
     params: ParamCounts,
@@ -167,6 +168,10 @@ fn train_loop<M: Objective>(
         },
     };
     let val_batches = data.val_batches(t.eval_tokens, t.batch_size, ctx);
+    // A task is evaluated on its test set and on as many training examples.
+    let task_sets = data
+        .task()
+        .map(|task| (task.test.clone(), task.train_probe(task.test.len())));
     let clock = Instant::now();
     let wall_before = state.wall_secs;
     let wall = |clock: &Instant| wall_before + clock.elapsed().as_secs_f64();
@@ -174,6 +179,17 @@ fn train_loop<M: Objective>(
 
     let eval_point = |model: &M, state: &CheckpointState, lr: f64, wall_secs: f64| {
         let val_loss = evaluate(model, &val_batches, &device);
+        let (task_test, task_train) = match &task_sets {
+            Some((test, train)) => {
+                let inner = model.valid();
+                let device = device.clone().without_autodiff();
+                (
+                    Some(evaluate_task(&inner, test, &device)),
+                    (!train.is_empty()).then(|| evaluate_task(&inner, train, &device)),
+                )
+            }
+            None => (None, None),
+        };
         let (sum, count) = state.pending_loss;
         CurvePoint {
             step: state.step,
@@ -181,9 +197,12 @@ fn train_loop<M: Objective>(
             flops: state.tokens_seen as f64 * flops_per_token,
             train_loss: (count > 0).then(|| sum / count as f64),
             val_loss,
-            val_bpb: val_loss / data.val_bytes_per_token / std::f64::consts::LN_2,
+            val_bpb: val_loss / data.val_bytes_per_token() / std::f64::consts::LN_2,
             lr,
             wall_secs,
+            weight_norm: Some(weight_norm(model)),
+            task_test,
+            task_train,
         }
     };
     if state.curve.is_empty() {
@@ -231,7 +250,15 @@ fn train_loop<M: Objective>(
         progress.step(tokens_after, step_loss, lr);
 
         let last = state.step == total_steps;
-        if last || crossed(tokens_before, tokens_after, t.eval_every_tokens) {
+        if last
+            || crossed(tokens_before, tokens_after, t.eval_every_tokens)
+            || log_crossed(
+                tokens_before,
+                tokens_after,
+                tokens_per_step,
+                t.eval_per_decade,
+            )
+        {
             let point = eval_point(&model, &state, lr, wall(&clock));
             if !point.val_loss.is_finite() {
                 status = RunStatus::Diverged {
@@ -335,6 +362,32 @@ fn crossed(before: u64, after: u64, every: u64) -> bool {
     every > 0 && after / every > before / every
 }
 
+/// Whether a log-spaced point `first · 10^(i / per_decade)` (i = 0, 1, …) lies in
+/// `(before, after]`.
+fn log_crossed(before: u64, after: u64, first: u64, per_decade: u32) -> bool {
+    if per_decade == 0 || first == 0 || after < first {
+        return false;
+    }
+    let per_decade = f64::from(per_decade);
+    // The last point at or below `after` (a little slack for rounding of exact powers).
+    let i = (per_decade * (after as f64 / first as f64).log10() + 1e-9).floor();
+    let point = (first as f64 * 10f64.powf(i / per_decade)).round() as u64;
+    point > before
+}
+
+/// L2 norm of all of a model's parameters.
+fn weight_norm<M: Module>(model: &M) -> f64 {
+    struct SumOfSquares(f64);
+    impl ModuleVisitor for SumOfSquares {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0 += f64::from(param.val().square().sum().into_scalar::<f32>());
+        }
+    }
+    let mut sum = SumOfSquares(0.0);
+    model.visit(&mut sum);
+    sum.0.sqrt()
+}
+
 /// Mean validation loss (nats/token) of `model` over `batches`, without autodiff.
 fn evaluate<M: Objective>(model: &M, batches: &[Batch], device: &Device) -> f64 {
     let model = model.valid();
@@ -399,5 +452,15 @@ mod tests {
         assert!(crossed(99, 100, 100));
         assert!(!crossed(100, 199, 100));
         assert!(!crossed(0, 50, 0));
+    }
+
+    #[test]
+    fn log_spaced_points() {
+        // 4 a decade from 100 tokens a step: 100, 178, 316, 562, 1000, 1778, …
+        let steps: Vec<u64> = (1..=20u64)
+            .filter(|&s| log_crossed((s - 1) * 100, s * 100, 100, 4))
+            .collect();
+        assert_eq!(steps, vec![1, 2, 4, 6, 10, 18]);
+        assert!(!log_crossed(0, 100, 100, 0));
     }
 }

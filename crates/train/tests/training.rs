@@ -7,7 +7,7 @@
 )]
 
 use burn::tensor::Device;
-use scalelab_data::{TokenData, load_corpus};
+use scalelab_data::{TokenData, TrainingData, load_corpus};
 use scalelab_spec::{CurvePoint, GptSpec, RunConfig, RunSpec, RunStatus, TrainSpec};
 use scalelab_train::{NoProgress, Outcome, RunOptions, train_gpt};
 
@@ -31,19 +31,21 @@ fn tiny_spec() -> RunSpec {
     }
 }
 
-fn data(spec: &RunSpec) -> TokenData {
+fn data(spec: &RunSpec) -> TrainingData {
     let config = spec.data.resolve().unwrap();
-    TokenData::prepare(
+    let text = TokenData::prepare(
         &load_corpus(&config.source).unwrap(),
         &config,
         spec.model.ctx_len,
     )
-    .unwrap()
+    .unwrap();
+    let task = spec.task.as_ref().map(|t| t.resolve().unwrap());
+    TrainingData::new(Some(text), task.as_ref()).unwrap()
 }
 
 fn run(
     config: &RunConfig,
-    data: &TokenData,
+    data: &TrainingData,
     dir: &std::path::Path,
     resume: bool,
     stop: Option<u64>,

@@ -1,0 +1,266 @@
+//! The emergence test and the mirage check on curves whose truth is known by construction.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use scalelab_analysis::AnalysisError;
+use scalelab_analysis::emergence::{
+    EmergenceOptions, Metric, MetricEmergence, MetricPoint, MirageKind, metric_emergence,
+    mirage_check, wilson_interval,
+};
+
+/// Scales 1e4 to 1e9 in half decades.
+fn scales() -> Vec<f64> {
+    (0..11)
+        .map(|i| 10f64.powf(4.0 + 0.5 * f64::from(i)))
+        .collect()
+}
+
+fn points(values: impl Iterator<Item = f64>, n_test: Option<u64>) -> Vec<MetricPoint> {
+    scales()
+        .into_iter()
+        .zip(values)
+        .map(|(scale, value)| MetricPoint {
+            scale,
+            value,
+            n_test,
+        })
+        .collect()
+}
+
+/// Every metric of a task whose per-token accuracy at scale N is `p(N)`, with answers of
+/// `len` tokens, when each token is right with probability p independently and a wrong token's
+/// probability mass is spread evenly over the other 255 tokens (the model of Schaeffer et al.
+/// 2023, §2): exact match p^len, edit distance len·(1 − p) (substitutions only), log-prob
+/// len·ln p, Brier (1 − p)² + (1 − p)²/255.
+fn task_metrics(p: &dyn Fn(f64) -> f64, len: i32) -> Vec<MetricEmergence> {
+    let p: Vec<f64> = scales().into_iter().map(p).collect();
+    let series = [
+        (
+            Metric::ExactMatch,
+            p.iter().map(|q| q.powi(len)).collect::<Vec<_>>(),
+        ),
+        (Metric::TokenAccuracy, p.clone()),
+        (
+            Metric::EditDistance,
+            p.iter().map(|q| f64::from(len) * (1.0 - q)).collect(),
+        ),
+        (
+            Metric::LogProb,
+            p.iter().map(|q| f64::from(len) * q.ln()).collect(),
+        ),
+        (
+            Metric::Brier,
+            p.iter()
+                .map(|q| (1.0 - q).powi(2) * (1.0 + 1.0 / 255.0))
+                .collect(),
+        ),
+    ];
+    series
+        .into_iter()
+        .map(|(metric, values)| {
+            metric_emergence(
+                "synthetic",
+                metric,
+                &points(values.into_iter(), None),
+                &EmergenceOptions::default(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn smooth_per_token_power_law_makes_exact_match_a_mirage() {
+    // Per-token error falls as a power law: 1 − p = 70·N^-0.5 (p from 0.30 at 1e4 to 0.998).
+    let verdicts = task_metrics(&|n: f64| 1.0 - 70.0 * n.powf(-0.5), 8);
+    let by = |m: Metric| verdicts.iter().find(|v| v.metric == m).unwrap();
+    let exact = by(Metric::ExactMatch);
+    assert!(exact.emergent, "{exact:?}");
+    assert!(exact.extrapolation_error > 0.2, "{exact:?}");
+    // The jump happens between 1e5 and 1e6, where p^8 goes from 0.02 to 0.56.
+    assert!(
+        exact.transition_scale > 1e5 && exact.transition_scale < 1e6,
+        "{exact:?}"
+    );
+    assert!(exact.transition_interval.lo <= exact.transition_scale);
+    assert!(exact.transition_interval.hi >= exact.transition_scale);
+    for m in [
+        Metric::TokenAccuracy,
+        Metric::EditDistance,
+        Metric::LogProb,
+        Metric::Brier,
+    ] {
+        let v = by(m);
+        assert!(!v.emergent, "{m:?} is smooth: {v:?}");
+        assert!(v.extrapolation_error < 0.0, "{m:?} decelerates: {v:?}");
+    }
+    let mirage = mirage_check(&verdicts).unwrap();
+    assert_eq!(mirage.kind, MirageKind::Mirage, "{}", mirage.explanation);
+    assert!(
+        mirage.explanation.contains("token_accuracy") && mirage.explanation.contains("log_prob"),
+        "{}",
+        mirage.explanation
+    );
+}
+
+#[test]
+fn an_abrupt_per_token_change_is_real_emergence() {
+    // Per-token accuracy itself jumps from 5% to 95% within a third of a decade around 3e6.
+    let sigmoid = |n: f64| 0.05 + 0.9 / (1.0 + (-(n.log10() - 6.5) / 0.08).exp());
+    let verdicts = task_metrics(&sigmoid, 4);
+    for v in &verdicts {
+        assert!(v.emergent, "{:?}: {}", v.metric, v.reason);
+        assert!(v.sharpness > 0.9, "{v:?}");
+        assert!(
+            v.transition_scale > 1e6 && v.transition_scale < 1e7,
+            "{v:?}"
+        );
+    }
+    let verdict = mirage_check(&verdicts).unwrap();
+    assert_eq!(verdict.kind, MirageKind::Real, "{}", verdict.explanation);
+}
+
+#[test]
+fn straight_lines_and_noise_are_not_emergent() {
+    // Accuracy rising by 0.09 a decade: a smaller-scale trend predicts it exactly.
+    let linear = points(scales().into_iter().map(|n| 0.09 * (n.log10() - 4.0)), None);
+    let v = metric_emergence(
+        "line",
+        Metric::TokenAccuracy,
+        &linear,
+        &EmergenceOptions::default(),
+    )
+    .unwrap();
+    assert!(!v.emergent && v.extrapolation_error.abs() < 1e-9, "{v:?}");
+    assert!(
+        (v.sharpness - 0.2).abs() < 1e-9,
+        "one decade of five: {v:?}"
+    );
+
+    // A jump of 1.5 points on 100 examples is within binomial noise.
+    let step = points((0..11).map(|i| if i < 6 { 0.0 } else { 0.015 }), Some(100));
+    let v = metric_emergence(
+        "noise",
+        Metric::ExactMatch,
+        &step,
+        &EmergenceOptions::default(),
+    )
+    .unwrap();
+    assert!(!v.emergent, "{v:?}");
+    assert!(v.reason.contains("noise"), "{}", v.reason);
+    // Zero successes of 100 are below the resolution 1/100.
+    assert_eq!(v.unresolved_points, 6);
+    assert_eq!(v.resolution, Some(0.01));
+}
+
+#[test]
+fn known_test_sizes_widen_the_transition_interval() {
+    let step: Vec<f64> = (0..11).map(|i| if i < 5 { 0.02 } else { 0.9 }).collect();
+    let exact = metric_emergence(
+        "step",
+        Metric::ExactMatch,
+        &points(step.iter().copied(), None),
+        &EmergenceOptions::default(),
+    )
+    .unwrap();
+    // Between the measured scales 10^6 and 10^6.5, at their geometric middle.
+    assert!(
+        (exact.transition_scale.log10() - 6.25).abs() < 1e-6,
+        "{exact:?}"
+    );
+    assert!((exact.transition_interval.lo.log10() - 6.0).abs() < 1e-9);
+    assert!((exact.transition_interval.hi.log10() - 6.5).abs() < 1e-9);
+    assert!(
+        exact.emergent && (exact.sharpness - 1.0).abs() < 1e-9,
+        "{exact:?}"
+    );
+    // A plateau of 0.45/0.55 on 20 examples: resampling moves the steepest step around.
+    let noisy: Vec<f64> = (0..11)
+        .map(|i| match i {
+            0..=3 => 0.0,
+            4 => 0.45,
+            5 => 0.55,
+            _ => 1.0,
+        })
+        .collect();
+    let v = metric_emergence(
+        "noisy",
+        Metric::ExactMatch,
+        &points(noisy.into_iter(), Some(20)),
+        &EmergenceOptions::default(),
+    )
+    .unwrap();
+    let decades = v.transition_interval.hi.log10() - v.transition_interval.lo.log10();
+    assert!(decades > 0.5, "wider than one gap of half a decade: {v:?}");
+}
+
+#[test]
+fn bad_inputs_say_what_is_wrong() {
+    let three = &points([0.0, 0.5, 1.0].into_iter(), None)[..3];
+    let err = metric_emergence(
+        "t/exact_match",
+        Metric::ExactMatch,
+        three,
+        &EmergenceOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnalysisError::TooFewPoints {
+                need: 4,
+                got: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mut bad = points((0..11).map(|_| 0.5), None);
+    bad[2].value = 1.3;
+    let err = metric_emergence(
+        "t/exact_match",
+        Metric::ExactMatch,
+        &bad,
+        &EmergenceOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("1.3") && err.contains("[0, 1]") && err.contains("point 2"),
+        "{err}"
+    );
+
+    let mut bad = points((0..11).map(|_| -1.0), None);
+    bad[0].scale = 0.0;
+    let err = metric_emergence(
+        "t/log_prob",
+        Metric::LogProb,
+        &bad,
+        &EmergenceOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("scale"), "{err}");
+    assert!(Metric::from_name("accuracy").is_none());
+    assert_eq!(
+        Metric::from_name("edit_distance"),
+        Some(Metric::EditDistance)
+    );
+}
+
+#[test]
+fn wilson_intervals_match_statsmodels() {
+    // statsmodels.stats.proportion.proportion_confint(5, 10, method="wilson")
+    //   = (0.236593, 0.763407); (0, 10) → (0.0, 0.277533).
+    let i = wilson_interval(5.0, 10, 0.95);
+    assert!(
+        (i.lo - 0.236_593).abs() < 1e-5 && (i.hi - 0.763_407).abs() < 1e-5,
+        "{i:?}"
+    );
+    let i = wilson_interval(0.0, 10, 0.95);
+    assert!(i.lo == 0.0 && (i.hi - 0.277_533).abs() < 1e-5, "{i:?}");
+}

@@ -1,0 +1,173 @@
+//! `scalelab emergence`: the emergence test and mirage check on a CSV of task results.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use scalelab_analysis::emergence::{
+    EmergenceOptions, METRIC_NAMES, Metric, MetricPoint, TaskEmergence, TaskRow, analyse_tasks,
+};
+
+use crate::args::EmergenceArgs;
+
+/// Reads `scale,task,metric,value[,n_test]` rows; every error names the file and the line.
+pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read CSV file {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: cannot read the header row", path.display()))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let mut index = Vec::new();
+    for name in ["scale", "task", "metric", "value"] {
+        let Some(i) = column(name) else {
+            bail!(
+                "{}: no column `{name}`; the header has: {}\nhint: the columns are scale,task,metric,value and optionally n_test",
+                path.display(),
+                headers.iter().collect::<Vec<_>>().join(", ")
+            );
+        };
+        index.push(i);
+    }
+    let n_test_col = column("n_test");
+    let mut rows = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let line = row + 2; // the header is line 1
+        let record =
+            record.with_context(|| format!("{}: line {line} is not valid CSV", path.display()))?;
+        let field = |i: usize| record.get(i).unwrap_or("").trim();
+        let number = |name: &str, raw: &str| -> Result<f64> {
+            raw.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: line {line}, column `{name}`: `{raw}` is not a number\nhint: fix or delete that row",
+                    path.display()
+                )
+            })
+        };
+        let scale = number("scale", field(index[0]))?;
+        let task = field(index[1]);
+        if task.is_empty() {
+            bail!(
+                "{}: line {line}, column `task` is empty\nhint: name the task of every row",
+                path.display()
+            );
+        }
+        let metric_name = field(index[2]);
+        let Some(metric) = Metric::from_name(metric_name) else {
+            bail!(
+                "{}: line {line}, column `metric`: unknown metric `{metric_name}`\nhint: use one of {METRIC_NAMES}",
+                path.display()
+            );
+        };
+        let value = number("value", field(index[3]))?;
+        let n_test = match n_test_col.map(field) {
+            None | Some("") => None,
+            Some(raw) => Some(raw.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: line {line}, column `n_test`: `{raw}` is not a positive whole number\nhint: n_test is the number of test examples behind the value; leave it empty if unknown",
+                    path.display()
+                )
+            })?),
+        };
+        rows.push(TaskRow {
+            task: task.to_string(),
+            metric,
+            point: MetricPoint {
+                scale,
+                value,
+                n_test,
+            },
+        });
+    }
+    if rows.is_empty() {
+        bail!(
+            "{}: no rows after the header\nhint: one row per (scale, task, metric) measurement",
+            path.display()
+        );
+    }
+    Ok(rows)
+}
+
+/// The results as JSON: one object per task, with its metrics and its mirage verdict.
+pub(crate) fn emergence_json(tasks: &[TaskEmergence]) -> serde_json::Value {
+    let tasks: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| {
+            let metrics: Vec<serde_json::Value> = t
+                .metrics
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "metric": m.metric.name(),
+                        "points": m.points,
+                        "emergent": m.emergent,
+                        "transition_scale": m.transition_scale,
+                        "transition_interval": [m.transition_interval.lo, m.transition_interval.hi],
+                        "level": m.transition_interval.level,
+                        "sharpness": m.sharpness,
+                        "extrapolation_error": m.extrapolation_error,
+                        "trend_points": m.trend_points,
+                        "range": m.range,
+                        "unresolved_points": m.unresolved_points,
+                        "resolution": m.resolution,
+                        "reason": m.reason,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "task": t.task,
+                "metrics": metrics,
+                "mirage": t.mirage.as_ref().map(|v| v.kind.name()),
+                "mirage_explanation": t.mirage.as_ref().map(|v| v.explanation.clone()),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(tasks)
+}
+
+pub(crate) fn run(args: EmergenceArgs) -> Result<ExitCode> {
+    let rows = read_task_rows(&args.input)?;
+    let options = EmergenceOptions {
+        min_sharpness: args.min_sharpness,
+        min_extrapolation_error: args.min_extrapolation_error,
+        level: args.level,
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+    };
+    let tasks = analyse_tasks(&rows, &options)
+        .with_context(|| format!("analysing {}", args.input.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&emergence_json(&tasks))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for t in &tasks {
+        println!("task {}", t.task);
+        println!(
+            "  {:<15} {:>8} {:>10} {:>23} {:>9} {:>13}",
+            "metric", "emergent", "transition", "interval", "sharpness", "extrapolation"
+        );
+        for m in &t.metrics {
+            println!(
+                "  {:<15} {:>8} {:>10.3e} {:>23} {:>9.2} {:>+13.2}",
+                m.metric.name(),
+                if m.emergent { "yes" } else { "no" },
+                m.transition_scale,
+                format!(
+                    "[{:.2e}, {:.2e}]",
+                    m.transition_interval.lo, m.transition_interval.hi
+                ),
+                m.sharpness,
+                m.extrapolation_error,
+            );
+        }
+        for m in &t.metrics {
+            println!("  {}: {}", m.metric.name(), m.reason);
+        }
+        if let Some(v) = &t.mirage {
+            println!("  verdict: {} — {}", v.kind.name(), v.explanation);
+        }
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,110 @@
+//! A model's abilities on task examples: exact match, per-token accuracy, edit distance,
+//! log-probability of the right answer and Brier score, all from the same model.
+//!
+//! Teacher-forced metrics come from one forward pass over prompt and answer; the edit distance
+//! needs the model's own answer, decoded greedily one token at a time from the prompt.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use scalelab_data::{Example, answer_batch, edit_distance};
+use scalelab_spec::TaskMetrics;
+
+use crate::Objective;
+
+/// Examples per forward pass.
+const CHUNK: usize = 256;
+
+/// Evaluates `model` (without autodiff, on `device`) on `examples`, which must be non-empty
+/// and of one task.
+pub fn evaluate_task<M: Objective>(
+    model: &M,
+    examples: &[Example],
+    device: &Device,
+) -> TaskMetrics {
+    let answer_tokens = examples.first().map_or(0, |e| e.answer.len());
+    let (mut exact, mut correct_tokens, mut edits) = (0usize, 0usize, 0usize);
+    let (mut log_prob, mut brier) = (0.0f64, 0.0f64);
+    for chunk in examples.chunks(CHUNK) {
+        // Teacher-forced: log-probabilities at the answer positions.
+        let batch = answer_batch(chunk);
+        let (n, t, start) = (batch.batch, batch.ctx, batch.loss_start);
+        let inputs = Tensor::<2, Int>::from_data(TensorData::new(batch.inputs, [n, t]), device);
+        let logits = model.logits(inputs).narrow(1, start, t - start); // [n, A, V]
+        let v = logits.dims()[2];
+        let lp: Vec<f32> = log_softmax(logits, 2)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        for (i, e) in chunk.iter().enumerate() {
+            for (j, &y) in e.answer.iter().enumerate() {
+                let row = &lp[(i * answer_tokens + j) * v..(i * answer_tokens + j + 1) * v];
+                let y = y as usize;
+                log_prob += f64::from(row[y]);
+                correct_tokens += usize::from(argmax(row) == y);
+                let sum_sq: f64 = row.iter().map(|&l| f64::from(l).exp().powi(2)).sum();
+                brier += sum_sq - 2.0 * f64::from(row[y]).exp() + 1.0;
+            }
+        }
+        // Greedy: the model's own answer, one token at a time.
+        let generated = greedy_answers(model, chunk, answer_tokens, device);
+        for (e, answer) in chunk.iter().zip(&generated) {
+            exact += usize::from(answer == &e.answer);
+            edits += edit_distance(answer, &e.answer);
+        }
+    }
+    let n = examples.len().max(1) as f64;
+    let tokens = (examples.len() * answer_tokens).max(1) as f64;
+    TaskMetrics {
+        examples: examples.len(),
+        answer_tokens,
+        exact_match: exact as f64 / n,
+        token_accuracy: correct_tokens as f64 / tokens,
+        edit_distance: edits as f64 / n,
+        log_prob: log_prob / n,
+        brier: brier / tokens,
+    }
+}
+
+/// Index of the largest value (the first of ties).
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 { (i, x) } else { best }
+        })
+        .0
+}
+
+/// Greedy continuations of `answer_tokens` tokens for each example's prompt.
+fn greedy_answers<M: Objective>(
+    model: &M,
+    examples: &[Example],
+    answer_tokens: usize,
+    device: &Device,
+) -> Vec<Vec<u32>> {
+    let n = examples.len();
+    let mut rows: Vec<Vec<i64>> = examples
+        .iter()
+        .map(|e| e.prompt.iter().map(|&t| i64::from(t)).collect())
+        .collect();
+    for _ in 0..answer_tokens {
+        let t = rows[0].len();
+        let flat: Vec<i64> = rows.iter().flatten().copied().collect();
+        let inputs = Tensor::<2, Int>::from_data(TensorData::new(flat, [n, t]), device);
+        let last = model.logits(inputs).narrow(1, t - 1, 1); // [n, 1, V]
+        let next: Vec<i64> = last
+            .argmax(2) // [n, 1, 1]
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap_or_default();
+        for (row, &token) in rows.iter_mut().zip(&next) {
+            row.push(token);
+        }
+    }
+    let prompt_len = examples.first().map_or(0, |e| e.prompt.len());
+    rows.into_iter()
+        .map(|row| row[prompt_len..].iter().map(|&t| t as u32).collect())
+        .collect()
+}
