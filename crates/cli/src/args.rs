@@ -107,9 +107,10 @@ pub struct StudyRunArgs {
     /// Runs trained at once (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Tensor-backend threads of each run (default 1: independent runs scale better).
-    #[arg(long, default_value_t = 1)]
-    pub threads_per_run: usize,
+    /// Tensor-backend threads of each run (default 1, as independent runs scale better; a
+    /// study of fewer runs than cores shares the cores out among them).
+    #[arg(long)]
+    pub threads_per_run: Option<usize>,
     /// Do not write the report at the end.
     #[arg(long)]
     pub no_report: bool,

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 error, 2 bad usage, 3 the run diverged (its record is written).
 
+mod abilities;
 mod args;
 mod bench;
 mod emergence;

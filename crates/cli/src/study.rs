@@ -229,10 +229,13 @@ impl StudyProgress for Lines {
 
 fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
     let (spec, text, dir) = load(&args.file, args.dir.as_deref())?;
-    if args.threads_per_run == 0 {
+    if args.threads_per_run == Some(0) {
         bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
     }
     let plan = make_plan(&spec, &dir, &args.file)?;
+    let threads_per_run = args
+        .threads_per_run
+        .unwrap_or_else(|| (default_jobs() / plan.runs.len().max(1)).max(1));
     let mut store = Store::open(&dir)?;
     if let Some(old) = store.meta("name")?
         && old != spec.name
@@ -248,10 +251,10 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
     crate::write_text(&dir.join("study.toml"), &text)?;
     let jobs = args
         .jobs
-        .unwrap_or_else(|| (default_jobs() / args.threads_per_run).max(1));
+        .unwrap_or_else(|| (default_jobs() / threads_per_run).max(1));
     let launcher = SelfLauncher {
         exe: std::env::current_exe().context("locating the scalelab program")?,
-        threads: args.threads_per_run,
+        threads: threads_per_run,
     };
     let mut progress = Lines {
         total: 0,
@@ -264,7 +267,7 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
         "study {} in {}: {jobs} runs at a time, {} thread(s) each",
         spec.name,
         dir.display(),
-        args.threads_per_run
+        threads_per_run
     );
     let summary = run_study(&plan, &mut store, &dir, &launcher, jobs, &mut progress)?;
     let achieved: f64 = store
@@ -384,6 +387,7 @@ fn report(args: StudyDirArgs) -> Result<PathBuf> {
         settings.hold_out,
         settings.seed,
     );
+    let abilities = crate::abilities::analyse_abilities(&store, &runs, settings.seed)?;
     let input = ReportInput {
         name: store.meta("name")?.unwrap_or_default(),
         description: spec
@@ -398,6 +402,7 @@ fn report(args: StudyDirArgs) -> Result<PathBuf> {
         flops_convention:
             "6·N_matmul + 12·L·T·d per token: matrix weights and attention, forward and backward"
                 .into(),
+        abilities,
     };
     let html = render_html(&input)?;
     let path = args.out.unwrap_or_else(|| dir.join("report.html"));

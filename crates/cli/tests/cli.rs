@@ -1,25 +1,10 @@
 //! The `scalelab` program end to end: exit codes, error messages that name the key and the
 //! fix, `info` against hand-computed counts, a real run, and a run killed with SIGKILL.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on any unexpected error"
-)]
+use std::process::Command;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn scalelab(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scalelab"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{scalelab, stderr};
 
 #[test]
 fn info_prints_exact_counts() {

@@ -13,6 +13,7 @@ use scalelab_analysis::{Interval, LawFit};
 use scalelab_sweep::{StoredCurvePoint, StoredRun};
 
 use crate::ReportError;
+use crate::abilities::{AbilityAnalysis, render_abilities};
 use crate::plot::{Band, Figure, Series, Style, render, short};
 
 /// The fits of a study, as the analysis crate produced them.
@@ -57,9 +58,11 @@ pub struct ReportInput {
     pub analysis: StudyAnalysis,
     /// The FLOP convention, in words.
     pub flops_convention: String,
+    /// Task evaluations and emergence verdicts, for studies with a task.
+    pub abilities: Option<AbilityAnalysis>,
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -71,7 +74,7 @@ fn interval_text(i: Option<Interval>) -> String {
 }
 
 /// Four significant digits.
-fn sig(v: f64) -> String {
+pub(crate) fn sig(v: f64) -> String {
     if !v.is_finite() {
         return format!("{v}");
     }
@@ -170,12 +173,12 @@ fn power_law_curve(
 
 /// A numbered section heading: sections a study has no data for are left out, so the
 /// numbers are given as the page is written.
-fn heading(out: &mut String, section: &mut usize, title: &str) {
+pub(crate) fn heading(out: &mut String, section: &mut usize, title: &str) {
     *section += 1;
     let _ = writeln!(out, "<h2>{section}. {title}</h2>");
 }
 
-fn figure(out: &mut String, fig: &Figure, caption: &str) -> Result<(), ReportError> {
+pub(crate) fn figure(out: &mut String, fig: &Figure, caption: &str) -> Result<(), ReportError> {
     let svg = render(fig, 760, 460)?;
     let _ = writeln!(
         out,
@@ -297,6 +300,11 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
             },
             "Every run's validation loss as it trained, one colour per model size. Bigger models learn more from the same tokens when the lines separate downwards.",
         )?;
+    }
+
+    // Abilities on the study's task, when it has one.
+    if let Some(abilities) = &input.abilities {
+        render_abilities(&mut out, &mut section, abilities, &color_of)?;
     }
 
     // 2. Loss against N.

@@ -4,10 +4,12 @@
 //! This crate computes no new statistics: the program hands it the stored runs and the fits
 //! the analysis crate produced ([`StudyAnalysis`]), and it draws and tabulates them.
 
+mod abilities;
 mod csv_export;
 mod html;
 mod plot;
 
+pub use abilities::{AbilityAnalysis, Delay, TaskPoint, TaskRun};
 pub use csv_export::{CSV_SCHEMA_VERSION, write_curves_csv, write_runs_csv};
 pub use html::{ReportInput, StudyAnalysis, render_html};
 

@@ -490,6 +490,17 @@ impl RunSpec {
                     ));
                 }
                 let needed = task.kind.context_needed();
+                if task.mix >= 1.0 && model.ctx_len != needed {
+                    return Err(SpecError::invalid(
+                        "model.ctx_len",
+                        model.ctx_len,
+                        format!(
+                            "task `{}` trained alone is read in sequences of {needed} tokens: set \
+                             ctx_len = {needed}, so that tokens and FLOPs count what is trained",
+                            task.kind.name()
+                        ),
+                    ));
+                }
                 if model.ctx_len < needed {
                     return Err(SpecError::invalid(
                         "model.ctx_len",

@@ -376,4 +376,26 @@ impl Store {
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
+
+    /// The whole run record of a finished run (with its task evaluations), if stored.
+    pub fn run_record(&self, run_id: &str) -> Result<Option<RunRecord>, SweepError> {
+        let json: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT record_json FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match json.flatten() {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| SweepError::Record {
+                    path: self.path.clone(),
+                    message: format!("the stored record of run {run_id}: {e}"),
+                }),
+        }
+    }
 }

@@ -36,16 +36,13 @@ pub fn evaluate_task<M: Objective>(
             .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap_or_default();
-        for (i, e) in chunk.iter().enumerate() {
-            for (j, &y) in e.answer.iter().enumerate() {
-                let row = &lp[(i * answer_tokens + j) * v..(i * answer_tokens + j + 1) * v];
-                let y = y as usize;
-                log_prob += f64::from(row[y]);
-                correct_tokens += usize::from(argmax(row) == y);
-                let sum_sq: f64 = row.iter().map(|&l| f64::from(l).exp().powi(2)).sum();
-                brier += sum_sq - 2.0 * f64::from(row[y]).exp() + 1.0;
-            }
-        }
+        let targets = chunk
+            .iter()
+            .flat_map(|e| e.answer.iter().map(|&y| y as usize));
+        let scores = score_tokens(&lp, v, targets);
+        correct_tokens += scores.correct;
+        log_prob += scores.log_prob;
+        brier += scores.brier;
         // Greedy: the model's own answer, one token at a time.
         let generated = greedy_answers(model, chunk, answer_tokens, device);
         for (e, answer) in chunk.iter().zip(&generated) {
@@ -64,6 +61,34 @@ pub fn evaluate_task<M: Objective>(
         log_prob: log_prob / n,
         brier: brier / tokens,
     }
+}
+
+/// Sums over answer tokens of the teacher-forced scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TokenScores {
+    /// Tokens whose argmax is the target.
+    correct: usize,
+    /// Σ ln p(target).
+    log_prob: f64,
+    /// Σ Σ_k (p_k − 1[k = target])².
+    brier: f64,
+}
+
+/// Scores rows of log-probabilities (`v` per row, one row per answer token) against their
+/// targets.
+fn score_tokens(lp: &[f32], v: usize, targets: impl Iterator<Item = usize>) -> TokenScores {
+    let mut s = TokenScores {
+        correct: 0,
+        log_prob: 0.0,
+        brier: 0.0,
+    };
+    for (row, y) in lp.chunks_exact(v).zip(targets) {
+        s.log_prob += f64::from(row[y]);
+        s.correct += usize::from(argmax(row) == y);
+        let sum_sq: f64 = row.iter().map(|&l| f64::from(l).exp().powi(2)).sum();
+        s.brier += sum_sq - 2.0 * f64::from(row[y]).exp() + 1.0;
+    }
+    s
 }
 
 /// Index of the largest value (the first of ties).
@@ -107,4 +132,24 @@ fn greedy_answers<M: Objective>(
     rows.into_iter()
         .map(|row| row[prompt_len..].iter().map(|&t| t as u32).collect())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_scores_by_hand() {
+        // Two answer tokens over a vocabulary of 3: p = (0.7, 0.2, 0.1) with target 0, and
+        // p = (0.5, 0.25, 0.25) with target 2.
+        let lp: Vec<f32> = [0.7f32, 0.2, 0.1, 0.5, 0.25, 0.25]
+            .iter()
+            .map(|p| p.ln())
+            .collect();
+        let s = score_tokens(&lp, 3, [0, 2].into_iter());
+        assert_eq!(s.correct, 1);
+        assert!((s.log_prob - (0.7f64.ln() + 0.25f64.ln())).abs() < 1e-6);
+        // Brier: (0.3² + 0.2² + 0.1²) + (0.5² + 0.25² + 0.75²) = 0.14 + 0.875.
+        assert!((s.brier - 1.015).abs() < 1e-6, "{}", s.brier);
+    }
 }

@@ -8,7 +8,9 @@
 
 use burn::tensor::Device;
 use scalelab_data::{TokenData, TrainingData, load_corpus};
-use scalelab_spec::{CurvePoint, GptSpec, RunConfig, RunSpec, RunStatus, TrainSpec};
+use scalelab_spec::{
+    CurvePoint, GptSpec, RunConfig, RunSpec, RunStatus, TaskMetrics, TaskSpec, TrainSpec,
+};
 use scalelab_train::{NoProgress, Outcome, RunOptions, train_gpt};
 
 fn tiny_spec() -> RunSpec {
@@ -221,4 +223,99 @@ fn corrupt_checkpoint_is_a_clear_error_and_is_kept() {
         "nothing overwritten"
     );
     assert!(dir.path().join("checkpoint/state.json").is_file());
+}
+
+fn task_spec(mix: f64, ctx: usize) -> RunSpec {
+    RunSpec {
+        seed: 5,
+        model: GptSpec {
+            ctx_len: ctx,
+            ..GptSpec::with_preset("nano")
+        },
+        train: TrainSpec {
+            batch_size: 32,
+            lr: 3e-3,
+            budget_tokens: Some(32 * ctx as u64 * 40), // 40 steps
+            eval_every_tokens: 32 * ctx as u64 * 20,   // every 20 steps
+            eval_per_decade: 2,                        // and at steps 1, 3, 10, 32
+            eval_tokens: 256,
+            ..TrainSpec::default()
+        },
+        task: Some(TaskSpec {
+            name: "copy".into(),
+            length: 4,
+            test_size: 64,
+            mix,
+            ..TaskSpec::default()
+        }),
+        ..RunSpec::default()
+    }
+}
+
+/// The metrics' own invariants, whatever the model: exact match needs every token right, a
+/// wrong answer is at least one edit away, and every value lies in its range.
+fn check_metrics(m: &TaskMetrics, examples: usize) {
+    assert_eq!((m.examples, m.answer_tokens), (examples, 4));
+    assert!((0.0..=1.0).contains(&m.exact_match) && m.exact_match <= m.token_accuracy + 1e-12);
+    assert!(m.edit_distance >= 1.0 - m.exact_match - 1e-12 && m.edit_distance <= 4.0);
+    assert!(m.log_prob <= 0.0 && (0.0..=2.0).contains(&m.brier), "{m:?}");
+}
+
+#[test]
+fn task_runs_record_every_metric_over_log_spaced_evaluations() {
+    // copy of 4 letters: prompt 5 tokens, answer 4, read in sequences of 8.
+    let spec = task_spec(1.0, 8);
+    let data = data(&spec);
+    let config = spec.resolve(256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = finished(run(&config, &data, dir.path(), false, None));
+    let steps: Vec<u64> = record.curve.iter().map(|p| p.step).collect();
+    assert_eq!(steps, vec![0, 1, 4, 10, 20, 32, 40]);
+    for p in &record.curve {
+        check_metrics(p.task_test.as_ref().unwrap(), 64);
+        check_metrics(p.task_train.as_ref().unwrap(), 64);
+        assert!(p.weight_norm.unwrap() > 0.0);
+    }
+    // The validation loss of a task alone is the answer loss on the test set, and 40 steps
+    // of copying teach the model something about the answer.
+    let first = record.curve[0].task_test.clone().unwrap();
+    let last = record.curve.last().unwrap().task_test.clone().unwrap();
+    assert!(
+        last.log_prob > first.log_prob + 1.0,
+        "{first:?} -> {last:?}"
+    );
+    let val = record.curve.last().unwrap().val_loss;
+    assert!(
+        (val - (-last.log_prob / 4.0)).abs() < 1e-3,
+        "{val} vs {last:?}"
+    );
+}
+
+#[test]
+fn tasks_mix_into_the_corpus() {
+    let spec = task_spec(0.5, 32);
+    let data = data(&spec);
+    let config = spec.resolve(256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = finished(run(&config, &data, dir.path(), false, None));
+    let last = record.curve.last().unwrap();
+    check_metrics(last.task_test.as_ref().unwrap(), 64);
+    // Validation is on the corpus: its loss is per text token.
+    assert!(
+        last.val_loss > 1.0 && last.val_loss < 6.0,
+        "{}",
+        last.val_loss
+    );
+    // About half of the training sequences are packed examples.
+    let batch = data.train_batch(config.seed, 0, 64, 32);
+    let packed = (0..64)
+        .filter(|row| {
+            let seq = &batch.inputs[row * 32..(row + 1) * 32];
+            seq.iter().filter(|&&t| t == i64::from(b'|')).count() >= 3
+        })
+        .count();
+    assert!(
+        (16..=48).contains(&packed),
+        "{packed} of 64 rows are examples"
+    );
 }

@@ -1,0 +1,194 @@
+//! The task half of a study's report: each run's task evaluations read from its record, the
+//! memorisation-to-generalisation delay, and the emergence test over training tokens and
+//! over model size.
+
+use anyhow::Result;
+use scalelab_analysis::emergence::{
+    EmergenceOptions, MIN_SCALES, Metric, MetricPoint, TaskRow, analyse_tasks,
+};
+use scalelab_report::{AbilityAnalysis, Delay, TaskPoint, TaskRun};
+use scalelab_spec::{TaskConfig, TaskKind, TaskMetrics, TaskTrainSet};
+use scalelab_sweep::{Store, StoredRun};
+
+use crate::human;
+
+/// Exact match that both splits must reach for the delay table.
+const DELAY_THRESHOLD: f64 = 0.95;
+
+/// A task and its split, in words.
+pub(crate) fn describe_task(task: &TaskConfig) -> String {
+    let kind = match task.kind {
+        TaskKind::ModularArithmetic { modulus, .. } => format!("modulus {modulus}"),
+        TaskKind::Addition { digits } | TaskKind::Multiplication { digits } => {
+            format!("{digits}-digit operands")
+        }
+        TaskKind::Copy { length } | TaskKind::Reverse { length } => format!("{length} letters"),
+        TaskKind::Recall { pairs } => format!("{pairs} key-value pairs"),
+        TaskKind::Parity { bits } => format!("{bits} bits"),
+    };
+    let train = match task.train {
+        TaskTrainSet::Fraction(f) => format!(
+            "{:.0}% of the {} pairs for training",
+            100.0 * f,
+            task.kind.distinct_prompts()
+        ),
+        TaskTrainSet::Size(n) => format!("{n} training examples"),
+        TaskTrainSet::Unlimited => "fresh training examples every batch".into(),
+    };
+    let mix = if task.mix >= 1.0 {
+        "trained on alone".to_string()
+    } else {
+        format!(
+            "{:.0}% of training sequences, mixed into the corpus",
+            100.0 * task.mix
+        )
+    };
+    format!(
+        "{} ({kind}; {train}; {} test examples; {mix})",
+        task.kind.name(),
+        task.test_size
+    )
+}
+
+fn value(m: &TaskMetrics, metric: Metric) -> f64 {
+    match metric {
+        Metric::ExactMatch => m.exact_match,
+        Metric::TokenAccuracy => m.token_accuracy,
+        Metric::EditDistance => m.edit_distance,
+        Metric::LogProb => m.log_prob,
+        Metric::Brier => m.brier,
+    }
+}
+
+/// Rows of every metric of `m` at `scale`; accuracies carry their number of trials.
+fn rows(task: &str, scale: f64, m: &TaskMetrics) -> Vec<TaskRow> {
+    Metric::ALL
+        .into_iter()
+        .map(|metric| TaskRow {
+            task: task.to_string(),
+            metric,
+            point: MetricPoint {
+                scale,
+                value: value(m, metric),
+                n_test: match metric {
+                    Metric::ExactMatch => Some(m.examples as u64),
+                    Metric::TokenAccuracy => Some((m.examples * m.answer_tokens) as u64),
+                    _ => None,
+                },
+            },
+        })
+        .collect()
+}
+
+/// The abilities analysis of a study's completed runs; `None` when no run has a task.
+pub(crate) fn analyse_abilities(
+    store: &Store,
+    runs: &[StoredRun],
+    seed: u64,
+) -> Result<Option<AbilityAnalysis>> {
+    let mut a = AbilityAnalysis::default();
+    let options = EmergenceOptions {
+        seed,
+        ..EmergenceOptions::default()
+    };
+    let budgets = {
+        let mut b: Vec<u64> = runs.iter().map(|r| r.planned_tokens).collect();
+        b.sort_unstable();
+        b.dedup();
+        b.len()
+    };
+    for r in runs.iter().filter(|r| r.status == "completed") {
+        let Some(record) = store.run_record(&r.run_id)? else {
+            continue;
+        };
+        let Some(task) = &record.config.task else {
+            continue;
+        };
+        a.task = describe_task(task);
+        let points: Vec<TaskPoint> = record
+            .curve
+            .iter()
+            .filter_map(|p| {
+                p.task_test.clone().map(|test| TaskPoint {
+                    tokens: p.tokens as f64,
+                    weight_norm: p.weight_norm,
+                    test,
+                    train: p.task_train.clone(),
+                })
+            })
+            .collect();
+        let label = if budgets > 1 {
+            format!("{} · {} tokens", r.size, human(r.planned_tokens as f64))
+        } else {
+            r.size.clone()
+        };
+        let first = |f: &dyn Fn(&TaskPoint) -> Option<f64>| {
+            points
+                .iter()
+                .find(|p| f(p).is_some_and(|v| v >= DELAY_THRESHOLD))
+                .map(|p| p.tokens)
+        };
+        a.delays.push(Delay {
+            label: label.clone(),
+            threshold: DELAY_THRESHOLD,
+            train_tokens: first(&|p| p.train.as_ref().map(|t| t.exact_match)),
+            test_tokens: first(&|p| Some(p.test.exact_match)),
+        });
+        // Over training time: every evaluation after the first step.
+        let over_time: Vec<TaskRow> = points
+            .iter()
+            .filter(|p| p.tokens > 0.0)
+            .flat_map(|p| rows(task.kind.name(), p.tokens, &p.test))
+            .collect();
+        if over_time.len() / Metric::ALL.len() >= MIN_SCALES {
+            match analyse_tasks(&over_time, &options) {
+                Ok(mut t) if !t.is_empty() => a.over_tokens.push((label.clone(), t.remove(0))),
+                Ok(_) => {}
+                Err(e) => a
+                    .notes
+                    .push(format!("{label}: no emergence test over tokens: {e}")),
+            }
+        }
+        a.runs.push(TaskRun {
+            label,
+            size: r.size.clone(),
+            n: r.n,
+            points,
+        });
+    }
+    if a.runs.is_empty() {
+        return Ok(None);
+    }
+    // Over N: each size's last evaluation at its largest budget.
+    let mut over_n: Vec<TaskRow> = Vec::new();
+    let mut sizes: Vec<&str> = a.runs.iter().map(|r| r.size.as_str()).collect();
+    sizes.dedup();
+    for size in &sizes {
+        let last = a
+            .runs
+            .iter()
+            .filter(|r| r.size == *size)
+            .filter_map(|r| r.points.last().map(|p| (r.n, p)))
+            .max_by(|x, y| x.1.tokens.total_cmp(&y.1.tokens));
+        if let Some((n, p)) = last {
+            over_n.extend(rows("task", n, &p.test));
+        }
+    }
+    let name = a.task.split(' ').next().unwrap_or("task").to_string();
+    for row in &mut over_n {
+        row.task.clone_from(&name);
+    }
+    if sizes.len() >= MIN_SCALES {
+        match analyse_tasks(&over_n, &options) {
+            Ok(mut t) if !t.is_empty() => a.over_n = Some(t.remove(0)),
+            Ok(_) => {}
+            Err(e) => a.notes.push(format!("no emergence test over N: {e}")),
+        }
+    } else if sizes.len() > 1 {
+        a.notes.push(format!(
+            "{} sizes: the emergence test over N needs at least {MIN_SCALES}; the test over training tokens is below",
+            sizes.len()
+        ));
+    }
+    Ok(Some(a))
+}

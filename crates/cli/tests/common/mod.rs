@@ -1,0 +1,20 @@
+//! Helpers shared by the end-to-end tests of the `scalelab` program.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `scalelab ARGS` in `cwd` and waits for it.
+pub fn scalelab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start scalelab: {e}"))
+}
+
+/// A process's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

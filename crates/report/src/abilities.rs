@@ -1,0 +1,381 @@
+//! The report's pages on abilities: for a study whose runs are evaluated on a task, the
+//! metrics over training time (train against test: grokking), the weight norm, the metrics
+//! against model size with their resolution floor, and the emergence verdicts with their
+//! evidence.
+
+use std::fmt::Write;
+
+use scalelab_analysis::emergence::{Metric, TaskEmergence, wilson_interval};
+use scalelab_spec::TaskMetrics;
+
+use crate::ReportError;
+use crate::html::{esc, figure, heading};
+use crate::plot::{Band, Figure, Series, Style, short};
+
+/// One evaluation of a run on its task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPoint {
+    /// Training tokens so far.
+    pub tokens: f64,
+    /// L2 norm of all parameters.
+    pub weight_norm: Option<f64>,
+    /// Metrics on the test set.
+    pub test: TaskMetrics,
+    /// Metrics on a fixed sample of training examples.
+    pub train: Option<TaskMetrics>,
+}
+
+/// A run's task evaluations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRun {
+    /// Label: size and budget.
+    pub label: String,
+    /// Size label (one colour per size).
+    pub size: String,
+    /// N in the study's convention.
+    pub n: f64,
+    /// Evaluations in token order.
+    pub points: Vec<TaskPoint>,
+}
+
+/// How long a run took to fit its training examples and to generalise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delay {
+    /// The run.
+    pub label: String,
+    /// Exact match both splits had to reach.
+    pub threshold: f64,
+    /// First evaluated tokens at which training exact match reached the threshold.
+    pub train_tokens: Option<f64>,
+    /// First evaluated tokens at which test exact match reached it.
+    pub test_tokens: Option<f64>,
+}
+
+/// Everything the abilities pages show; the program computes it, this crate draws it.
+#[derive(Debug, Clone, Default)]
+pub struct AbilityAnalysis {
+    /// The task's name and settings, in words.
+    pub task: String,
+    /// Runs with task evaluations.
+    pub runs: Vec<TaskRun>,
+    /// The emergence test over N (final evaluations at each size's largest budget).
+    pub over_n: Option<TaskEmergence>,
+    /// The emergence test over training tokens, per run.
+    pub over_tokens: Vec<(String, TaskEmergence)>,
+    /// Memorisation against generalisation, per run.
+    pub delays: Vec<Delay>,
+    /// Why an analysis is missing.
+    pub notes: Vec<String>,
+}
+
+fn metric_value(m: &TaskMetrics, metric: Metric) -> f64 {
+    match metric {
+        Metric::ExactMatch => m.exact_match,
+        Metric::TokenAccuracy => m.token_accuracy,
+        Metric::EditDistance => m.edit_distance,
+        Metric::LogProb => m.log_prob,
+        Metric::Brier => m.brier,
+    }
+}
+
+fn label(metric: Metric) -> &'static str {
+    match metric {
+        Metric::ExactMatch => "exact match",
+        Metric::TokenAccuracy => "per-token accuracy",
+        Metric::EditDistance => "edit distance (tokens)",
+        Metric::LogProb => "log-probability of the answer (nats)",
+        Metric::Brier => "Brier score",
+    }
+}
+
+/// Writes the abilities sections.
+pub(crate) fn render_abilities(
+    out: &mut String,
+    section: &mut usize,
+    a: &AbilityAnalysis,
+    color_of: &dyn Fn(&str) -> usize,
+) -> Result<(), ReportError> {
+    if a.runs.is_empty() {
+        return Ok(());
+    }
+    heading(out, section, "Abilities over training");
+    let examples = a.runs[0].points.first().map_or(0, |p| p.test.examples);
+    let _ = writeln!(
+        out,
+        "<p>Task: {}. Every evaluation scores the model on the {examples} held-out test examples and on as many training examples, with five metrics from the same outputs: <b>exact match</b> (the whole answer right; all or nothing), <b>per-token accuracy</b> (teacher-forced), <b>edit distance</b> of the greedy answer, <b>log-probability</b> of the right answer, and the <b>Brier score</b>. An accuracy of 0 on {examples} examples only says the true accuracy is below about 1/{examples} (the resolution of the test set).</p>",
+        esc(&a.task),
+    );
+    for note in &a.notes {
+        let _ = writeln!(out, "<p class=\"note\">Note: {}</p>", esc(note));
+    }
+    // Exact match over training: train dashed, test solid.
+    let mut series = Vec::new();
+    let mut bands = Vec::new();
+    for run in &a.runs {
+        let c = color_of(&run.size);
+        let pts = |f: &dyn Fn(&TaskPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+            run.points
+                .iter()
+                .filter(|p| p.tokens > 0.0)
+                .filter_map(|p| f(p).map(|v| (p.tokens, v)))
+                .collect()
+        };
+        series.push(Series {
+            label: format!("{}: test", run.label),
+            points: pts(&|p| Some(p.test.exact_match)),
+            color: c,
+            style: Style::LineMarkers,
+        });
+        series.push(Series {
+            label: format!("{}: train", run.label),
+            points: pts(&|p| p.train.as_ref().map(|t| t.exact_match)),
+            color: c,
+            style: Style::Dashed,
+        });
+        bands.push(Band {
+            label: String::new(),
+            rows: run
+                .points
+                .iter()
+                .filter(|p| p.tokens > 0.0)
+                .map(|p| {
+                    let i = wilson_interval(
+                        p.test.exact_match * p.test.examples as f64,
+                        p.test.examples as u64,
+                        0.95,
+                    );
+                    (p.tokens, i.lo, i.hi)
+                })
+                .collect(),
+            color: c,
+        });
+    }
+    figure(
+        out,
+        &Figure {
+            title: "exact match on training (dashed) and test (solid) examples".into(),
+            x_label: "training tokens".into(),
+            y_label: "exact match".into(),
+            x_log: true,
+            y_log: false,
+            series,
+            bands,
+        },
+        "Shaded: 95% Wilson intervals of the test accuracy. A model that memorises first and generalises later (grokking, Power et al. 2022) shows the dashed curve reaching 1 long before the solid one.",
+    )?;
+    if !a.delays.is_empty() {
+        let _ = writeln!(
+            out,
+            "<table><tr><th>run</th><th>train exact match ≥ {0}</th><th>test exact match ≥ {0}</th><th>delay</th></tr>",
+            a.delays[0].threshold
+        );
+        for d in &a.delays {
+            let tokens =
+                |t: Option<f64>| t.map_or("not reached".into(), |t| format!("{} tokens", short(t)));
+            let delay = match (d.train_tokens, d.test_tokens) {
+                (Some(a), Some(b)) => format!("{:.1}× the tokens", b / a),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{delay}</td></tr>",
+                esc(&d.label),
+                tokens(d.train_tokens),
+                tokens(d.test_tokens)
+            );
+        }
+        let _ = writeln!(out, "</table>");
+    }
+    // The continuous metrics and the weight norm over training.
+    for (metric, title) in [
+        (
+            Metric::LogProb,
+            "log-probability of the right answer on test examples",
+        ),
+        (Metric::TokenAccuracy, "per-token accuracy on test examples"),
+    ] {
+        let series: Vec<Series> = a
+            .runs
+            .iter()
+            .map(|run| Series {
+                label: run.label.clone(),
+                points: run
+                    .points
+                    .iter()
+                    .filter(|p| p.tokens > 0.0)
+                    .map(|p| (p.tokens, metric_value(&p.test, metric)))
+                    .collect(),
+                color: color_of(&run.size),
+                style: Style::LineMarkers,
+            })
+            .collect();
+        figure(
+            out,
+            &Figure {
+                title: title.into(),
+                x_label: "training tokens".into(),
+                y_label: label(metric).into(),
+                x_log: true,
+                y_log: false,
+                series,
+                bands: Vec::new(),
+            },
+            "The same evaluations as above, scored with a continuous metric.",
+        )?;
+    }
+    let norms: Vec<Series> = a
+        .runs
+        .iter()
+        .map(|run| Series {
+            label: run.label.clone(),
+            points: run
+                .points
+                .iter()
+                .filter(|p| p.tokens > 0.0)
+                .filter_map(|p| p.weight_norm.map(|w| (p.tokens, w)))
+                .collect(),
+            color: color_of(&run.size),
+            style: Style::LineMarkers,
+        })
+        .collect();
+    figure(
+        out,
+        &Figure {
+            title: "weight norm over training".into(),
+            x_label: "training tokens".into(),
+            y_label: "L2 norm of all parameters".into(),
+            x_log: true,
+            y_log: false,
+            series: norms,
+            bands: Vec::new(),
+        },
+        "Weight decay pulls the norm down while the loss pulls it up; Nanda et al. 2023 tie generalisation to the decay winning over memorisation.",
+    )?;
+
+    // Metrics against model size.
+    let mut sizes: Vec<(String, f64)> = Vec::new();
+    for run in &a.runs {
+        if !sizes.iter().any(|s| s.0 == run.size) {
+            sizes.push((run.size.clone(), run.n));
+        }
+    }
+    if sizes.len() >= 2 {
+        heading(out, section, "Abilities against model size");
+        let _ = writeln!(
+            out,
+            "<p>The last evaluation of each size at its largest budget, every metric side by side. The dotted line on the accuracy plots is the resolution floor 1/n of the test set: values below it are indistinguishable from zero.</p>"
+        );
+        let finals: Vec<(f64, &TaskMetrics)> = sizes
+            .iter()
+            .filter_map(|(size, n)| {
+                a.runs
+                    .iter()
+                    .filter(|r| &r.size == size)
+                    .filter_map(|r| r.points.last())
+                    .max_by(|x, y| x.tokens.total_cmp(&y.tokens))
+                    .map(|p| (*n, &p.test))
+            })
+            .collect();
+        for metric in Metric::ALL {
+            let points: Vec<(f64, f64)> = finals
+                .iter()
+                .map(|(n, m)| (*n, metric_value(m, metric)))
+                .collect();
+            let mut series = vec![Series {
+                label: label(metric).into(),
+                points: points.clone(),
+                color: 0,
+                style: Style::LineMarkers,
+            }];
+            let mut bands = Vec::new();
+            if metric.is_accuracy() {
+                let floor = 1.0 / finals.first().map_or(1, |f| f.1.examples.max(1)) as f64;
+                let (lo, hi) = (
+                    points.first().map_or(1.0, |p| p.0),
+                    points.last().map_or(1.0, |p| p.0),
+                );
+                series.push(Series {
+                    label: "resolution 1/n".into(),
+                    points: vec![(lo, floor), (hi, floor)],
+                    color: 6,
+                    style: Style::Dashed,
+                });
+                bands.push(Band {
+                    label: "95% Wilson interval".into(),
+                    rows: finals
+                        .iter()
+                        .map(|(n, m)| {
+                            let i = wilson_interval(
+                                metric_value(m, metric) * m.examples as f64,
+                                m.examples as u64,
+                                0.95,
+                            );
+                            (*n, i.lo, i.hi)
+                        })
+                        .collect(),
+                    color: 0,
+                });
+            }
+            figure(
+                out,
+                &Figure {
+                    title: format!("{} against N", label(metric)),
+                    x_label: "N (parameters)".into(),
+                    y_label: label(metric).into(),
+                    x_log: true,
+                    y_log: false,
+                    series,
+                    bands,
+                },
+                "",
+            )?;
+        }
+    }
+
+    // The verdicts.
+    if a.over_n.is_some() || !a.over_tokens.is_empty() {
+        heading(out, section, "Emergence verdicts");
+        let _ = writeln!(
+            out,
+            "<p>A metric is called <b>emergent</b> when its rise is sharp (at least a quarter of the whole observed change within one decade of scale) and a straight line through the smaller scales (in log scale) under-predicts the larger ones by at least 20% of the observed range. <i>Sharpness</i> is that share; the <i>extrapolation error</i> is the mean miss, positive when the larger scales beat the trend; the <i>transition</i> is the middle of the steepest decade, with the two measured scales that bracket it (widened by a binomial bootstrap for accuracies). The <i>mirage check</i> (Schaeffer et al. 2023) asks whether exact match jumps while the continuous metrics of the same outputs improve smoothly.</p>"
+        );
+        if let Some(t) = &a.over_n {
+            verdict_table(out, "over model size N", t);
+        }
+        for (run, t) in &a.over_tokens {
+            verdict_table(out, &format!("over training tokens, {run}"), t);
+        }
+    }
+    Ok(())
+}
+
+fn verdict_table(out: &mut String, axis: &str, t: &TaskEmergence) {
+    let _ = writeln!(
+        out,
+        "<h3>{}</h3><table><tr><th>metric</th><th>emergent</th><th>transition</th><th>interval</th><th>sharpness</th><th>extrapolation error</th><th>why</th></tr>",
+        esc(axis)
+    );
+    for m in &t.metrics {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td><td>{:.2}</td><td>{:+.2}</td><td class=\"small\">{}</td></tr>",
+            m.metric.name(),
+            if m.emergent { "<b>yes</b>" } else { "no" },
+            short(m.transition_scale),
+            short(m.transition_interval.lo),
+            short(m.transition_interval.hi),
+            m.sharpness,
+            m.extrapolation_error,
+            esc(&m.reason)
+        );
+    }
+    let _ = writeln!(out, "</table>");
+    if let Some(v) = &t.mirage {
+        let _ = writeln!(
+            out,
+            "<p><b>Mirage check: {}.</b> {}</p>",
+            v.kind.name().replace('_', " "),
+            esc(&v.explanation)
+        );
+    }
+}
