@@ -10,7 +10,10 @@ use scalelab_analysis::frontier::{CurvePoint, RunCurve, approach1};
 use scalelab_analysis::isoflop::{IsoFlopGroup, approach2};
 use scalelab_analysis::optimal::Chinchilla;
 use scalelab_analysis::{FitOptions, LawKind, Point, fit_chinchilla, fit_power};
-use scalelab_report::{ReportInput, StudyAnalysis, render_html, write_curves_csv, write_runs_csv};
+use scalelab_report::{
+    ReportInput, StudyAnalysis, render_html, write_curves_csv, write_emergence_csv, write_runs_csv,
+    write_task_curves_csv,
+};
 use scalelab_spec::StudySpec;
 use scalelab_sweep::{
     Launcher, PlannedRun, RunEnd, Store, StoredCurvePoint, StoredRun, StudyPlan, StudyProgress,
@@ -413,13 +416,20 @@ fn report(args: StudyDirArgs) -> Result<PathBuf> {
 
 fn export(args: StudyDirArgs) -> Result<ExitCode> {
     let dir = study_dir(&args.study)?;
-    let (_, runs, curves) = stored(&dir)?;
+    let (store, runs, curves) = stored(&dir)?;
     let out = args.out.unwrap_or_else(|| dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     write_runs_csv(&out.join("runs.csv"), &runs)?;
     write_curves_csv(&out.join("curves.csv"), &runs, &curves)?;
     println!("{}", out.join("runs.csv").display());
     println!("{}", out.join("curves.csv").display());
+    if let Some(a) = crate::abilities::analyse_abilities(&store, &runs, 0)? {
+        let task = a.task.split(' ').next().unwrap_or("task");
+        write_task_curves_csv(&out.join("task_curves.csv"), task, &a.runs)?;
+        write_emergence_csv(&out.join("emergence_n.csv"), task, &a.runs)?;
+        println!("{}", out.join("task_curves.csv").display());
+        println!("{}", out.join("emergence_n.csv").display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -237,3 +237,65 @@ fn plan_prints_the_compute_optimal_allocation() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("flops"), "{}", stderr(&out));
 }
+
+/// Four tiny GPTs learning to copy three letters, evaluated on the task as they train.
+const TASK_STUDY: &str = r#"
+name = "copy"
+[model]
+ctx_len = 6
+[sizes]
+shapes = [
+  { n_layers = 1, d_model = 8, n_heads = 1 },
+  { n_layers = 1, d_model = 16, n_heads = 2 },
+  { n_layers = 2, d_model = 16, n_heads = 2 },
+  { n_layers = 2, d_model = 32, n_heads = 4 },
+]
+[budget]
+tokens = [5760]
+[task]
+name = "copy"
+length = 3
+test_size = 100
+[train]
+batch_size = 32
+eval_every_tokens = 1920
+eval_per_decade = 4
+"#;
+
+#[test]
+fn task_studies_report_abilities_and_export_for_the_emergence_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("copy.toml"), TASK_STUDY).unwrap();
+    let out = scalelab(&["study", "run", "copy.toml", "--dir", "s"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(cwd.join("s/report.html")).unwrap();
+    for heading in [
+        "Abilities over training",
+        "Abilities against model size",
+        "Emergence verdicts",
+        "over model size N",
+        "over training tokens",
+    ] {
+        assert!(html.contains(heading), "the report lacks {heading}");
+    }
+    let out = scalelab(&["study", "export", "s"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 4 sizes × 5 metrics, ready for `scalelab emergence`.
+    let csv = std::fs::read_to_string(cwd.join("s/emergence_n.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 20, "{csv}");
+    let out = scalelab(
+        &["emergence", "--input", "s/emergence_n.csv", "--json"],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["task"], "copy");
+    assert_eq!(v[0]["metrics"].as_array().unwrap().len(), 5);
+    let curves = std::fs::read_to_string(cwd.join("s/task_curves.csv")).unwrap();
+    assert!(
+        curves
+            .lines()
+            .any(|l| l.contains(",train,copy,exact_match,"))
+    );
+}

@@ -1,10 +1,13 @@
-//! CSV exports of a study: `runs.csv` (one row per run) and `curves.csv` (one row per
-//! evaluation). The first column of both is the schema version, so readers can tell apart
+//! CSV exports of a study: `runs.csv` (one row per run), `curves.csv` (one row per
+//! evaluation) and, for studies with a task, `task_curves.csv` and `emergence_n.csv`. The first column of both is the schema version, so readers can tell apart
 //! files written by different versions.
 
 use std::path::Path;
 
+use scalelab_spec::TaskMetrics;
 use scalelab_sweep::{StoredCurvePoint, StoredRun};
+
+use crate::TaskRun;
 
 use crate::ReportError;
 
@@ -111,4 +114,95 @@ pub fn write_curves_csv(
         }
     }
     w.flush().map_err(|e| csv_err(path, e))
+}
+
+/// Every task evaluation of every run, one row per (evaluation, split, metric): columns
+/// `schema_version, run, size, N, tokens, split, task, metric, value, n_test`.
+pub fn write_task_curves_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    w.write_record([
+        "schema_version",
+        "run",
+        "size",
+        "N",
+        "tokens",
+        "split",
+        "task",
+        "metric",
+        "value",
+        "n_test",
+    ])
+    .map_err(|e| csv_err(path, e))?;
+    for run in runs {
+        for p in &run.points {
+            let splits = [("test", Some(&p.test)), ("train", p.train.as_ref())];
+            for (split, metrics) in splits {
+                let Some(m) = metrics else { continue };
+                for (metric, value, n) in metric_rows(m) {
+                    w.write_record([
+                        CSV_SCHEMA_VERSION.to_string(),
+                        run.label.clone(),
+                        run.size.clone(),
+                        run.n.to_string(),
+                        p.tokens.to_string(),
+                        split.to_string(),
+                        task.to_string(),
+                        metric.to_string(),
+                        value.to_string(),
+                        n.map_or(String::new(), |n| n.to_string()),
+                    ])
+                    .map_err(|e| csv_err(path, e))?;
+                }
+            }
+        }
+    }
+    w.flush().map_err(|e| csv_err(path, e))
+}
+
+/// The last test evaluation of each size (at its largest budget), in the layout
+/// `scalelab emergence --input` reads: `scale, task, metric, value, n_test` with scale = N.
+pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    w.write_record(["scale", "task", "metric", "value", "n_test"])
+        .map_err(|e| csv_err(path, e))?;
+    let mut sizes: Vec<&str> = Vec::new();
+    for run in runs {
+        if !sizes.contains(&run.size.as_str()) {
+            sizes.push(&run.size);
+        }
+    }
+    for size in sizes {
+        let last = runs
+            .iter()
+            .filter(|r| r.size == size)
+            .filter_map(|r| r.points.last().map(|p| (r.n, p)))
+            .max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens));
+        let Some((n, p)) = last else { continue };
+        for (metric, value, n_test) in metric_rows(&p.test) {
+            w.write_record([
+                n.to_string(),
+                task.to_string(),
+                metric.to_string(),
+                value.to_string(),
+                n_test.map_or(String::new(), |n| n.to_string()),
+            ])
+            .map_err(|e| csv_err(path, e))?;
+        }
+    }
+    w.flush().map_err(|e| csv_err(path, e))
+}
+
+/// `(metric, value, trials)` of every metric; accuracies carry their number of trials.
+fn metric_rows(m: &TaskMetrics) -> [(&'static str, f64, Option<usize>); 5] {
+    [
+        ("exact_match", m.exact_match, Some(m.examples)),
+        (
+            "token_accuracy",
+            m.token_accuracy,
+            Some(m.examples * m.answer_tokens),
+        ),
+        ("edit_distance", m.edit_distance, None),
+        ("log_prob", m.log_prob, None),
+        ("brier", m.brier, None),
+    ]
 }

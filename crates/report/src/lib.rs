@@ -10,7 +10,10 @@ mod html;
 mod plot;
 
 pub use abilities::{AbilityAnalysis, Delay, TaskPoint, TaskRun};
-pub use csv_export::{CSV_SCHEMA_VERSION, write_curves_csv, write_runs_csv};
+pub use csv_export::{
+    CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_runs_csv,
+    write_task_curves_csv,
+};
 pub use html::{ReportInput, StudyAnalysis, render_html};
 
 /// Why a report could not be written.
