@@ -114,6 +114,8 @@ pub struct TrainSpec {
     /// first step on (as the Pythia suite keeps checkpoints), so that abilities can be traced
     /// over training time; 0: only every `eval_every_tokens`.
     pub eval_per_decade: u32,
+    /// Keep the weights at every log-spaced evaluation in `snapshots/` of the run directory.
+    pub keep_snapshots: bool,
 }
 
 impl Default for TrainSpec {
@@ -135,6 +137,7 @@ impl Default for TrainSpec {
             eval_tokens: 32_768,
             checkpoint_every_tokens: 0,
             eval_per_decade: 0,
+            keep_snapshots: false,
         }
     }
 }
@@ -239,6 +242,13 @@ pub struct TrainConfig {
     /// Log-spaced evaluations per decade of tokens (0: none). Absent from older records.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub eval_per_decade: u32,
+    /// Keep weight snapshots at the log-spaced evaluations. Absent from older records.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_snapshots: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -446,6 +456,13 @@ impl TrainSpec {
                 "evaluate every N > 0 tokens, e.g. 200000",
             ));
         }
+        if self.keep_snapshots && self.eval_per_decade == 0 {
+            return Err(SpecError::invalid(
+                "train.keep_snapshots",
+                true,
+                "snapshots are kept at the log-spaced evaluations: set eval_per_decade, e.g. 4",
+            ));
+        }
         if self.eval_tokens == 0 {
             return Err(SpecError::invalid(
                 "train.eval_tokens",
@@ -469,6 +486,7 @@ impl TrainSpec {
             eval_tokens: self.eval_tokens,
             checkpoint_every_tokens: self.checkpoint_every_tokens,
             eval_per_decade: self.eval_per_decade,
+            keep_snapshots: self.keep_snapshots,
         })
     }
 }

@@ -61,6 +61,7 @@ pub fn bench_gpt_step(
         eval_tokens: 1,
         checkpoint_every_tokens: 0,
         eval_per_decade: 0,
+        keep_snapshots: false,
     };
     let mut optimizer = build_optimizer(&train, model.no_decay_param_ids());
     let mut rng = ChaCha8Rng::seed_from_u64(0);

@@ -73,14 +73,7 @@ pub fn save<M: Module>(
     }
     fs::create_dir_all(&tmp_dir).map_err(|e| io("create", &tmp_dir, e))?;
 
-    let mut store = SafetensorsStore::from_bytes(None);
-    model
-        .save_into(&mut store)
-        .map_err(|e| bad(&tmp_dir, format!("saving weights: {e}")))?;
-    let weights = store
-        .get_bytes()
-        .map_err(|e| bad(&tmp_dir, format!("saving weights: {e}")))?;
-    write_atomic(&tmp_dir.join(WEIGHTS), &weights)?;
+    write_atomic(&tmp_dir.join(WEIGHTS), &weight_bytes(model, &tmp_dir)?)?;
     let optim = optimizer
         .into_bytes()
         .map_err(|e| bad(&tmp_dir, format!("saving optimiser state: {e}")))?;
@@ -102,6 +95,42 @@ pub fn save<M: Module>(
         fs::remove_dir_all(&old_dir).map_err(|e| io("remove", &old_dir, e))?;
     }
     Ok(())
+}
+
+/// A model's weights as safetensors bytes; `dir` names the destination in errors.
+fn weight_bytes<M: Module>(model: &M, dir: &Path) -> Result<Vec<u8>, TrainError> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .map_err(|e| bad(dir, format!("saving weights: {e}")))?;
+    store
+        .get_bytes()
+        .map_err(|e| bad(dir, format!("saving weights: {e}")))
+}
+
+/// Where the snapshot of a run's weights at `tokens` training tokens is kept.
+pub fn snapshot_path(run_dir: &Path, tokens: u64) -> PathBuf {
+    run_dir
+        .join("snapshots")
+        .join(format!("tokens-{tokens:012}.safetensors"))
+}
+
+/// Keeps the weights at `tokens` (no optimiser state), atomically, for later evaluation of
+/// an ability at that point of training (as the Pythia suite keeps its checkpoints).
+pub fn save_snapshot<M: Module>(
+    run_dir: &Path,
+    model: &M,
+    tokens: u64,
+) -> Result<PathBuf, TrainError> {
+    let path = snapshot_path(run_dir, tokens);
+    let dir = run_dir.join("snapshots");
+    fs::create_dir_all(&dir).map_err(|source| TrainError::Io {
+        action: "create",
+        path: dir.clone(),
+        source,
+    })?;
+    write_atomic(&path, &weight_bytes(model, &dir)?)?;
+    Ok(path)
 }
 
 /// The newest complete checkpoint directory under `run_dir`, if any.

@@ -250,15 +250,16 @@ fn train_loop<M: Objective>(
         progress.step(tokens_after, step_loss, lr);
 
         let last = state.step == total_steps;
-        if last
-            || crossed(tokens_before, tokens_after, t.eval_every_tokens)
-            || log_crossed(
-                tokens_before,
-                tokens_after,
-                tokens_per_step,
-                t.eval_per_decade,
-            )
-        {
+        let log_point = log_crossed(
+            tokens_before,
+            tokens_after,
+            tokens_per_step,
+            t.eval_per_decade,
+        );
+        if log_point && t.keep_snapshots {
+            checkpoint::save_snapshot(&options.run_dir, &model, tokens_after)?;
+        }
+        if last || crossed(tokens_before, tokens_after, t.eval_every_tokens) || log_point {
             let point = eval_point(&model, &state, lr, wall(&clock));
             if !point.val_loss.is_finite() {
                 status = RunStatus::Diverged {

@@ -264,13 +264,27 @@ fn check_metrics(m: &TaskMetrics, examples: usize) {
 #[test]
 fn task_runs_record_every_metric_over_log_spaced_evaluations() {
     // copy of 4 letters: prompt 5 tokens, answer 4, read in sequences of 8.
-    let spec = task_spec(1.0, 8);
+    let mut spec = task_spec(1.0, 8);
+    spec.train.keep_snapshots = true;
     let data = data(&spec);
     let config = spec.resolve(256).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
     let steps: Vec<u64> = record.curve.iter().map(|p| p.step).collect();
     assert_eq!(steps, vec![0, 1, 4, 10, 20, 32, 40]);
+    // Weights kept at the log-spaced points (256 tokens a step), and they differ.
+    let mut kept: Vec<String> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    let expected: Vec<String> = [1u64, 4, 10, 32]
+        .iter()
+        .map(|s| format!("tokens-{:012}.safetensors", s * 256))
+        .collect();
+    assert_eq!(kept, expected);
+    let read = |name: &str| std::fs::read(dir.path().join("snapshots").join(name)).unwrap();
+    assert_ne!(read(&kept[0]), read(&kept[3]));
     for p in &record.curve {
         check_metrics(p.task_test.as_ref().unwrap(), 64);
         check_metrics(p.task_train.as_ref().unwrap(), 64);
