@@ -6,7 +6,7 @@ use anyhow::Result;
 use scalelab_analysis::emergence::{
     EmergenceOptions, MIN_SCALES, Metric, MetricPoint, TaskRow, analyse_tasks,
 };
-use scalelab_report::{AbilityAnalysis, Delay, TaskPoint, TaskRun};
+use scalelab_report::{AbilityAnalysis, Delay, TaskPoint, TaskRun, finals_by_size, metric_rows};
 use scalelab_spec::{TaskConfig, TaskKind, TaskMetrics, TaskTrainSet};
 use scalelab_sweep::{Store, StoredRun};
 
@@ -50,31 +50,17 @@ pub(crate) fn describe_task(task: &TaskConfig) -> String {
     )
 }
 
-fn value(m: &TaskMetrics, metric: Metric) -> f64 {
-    match metric {
-        Metric::ExactMatch => m.exact_match,
-        Metric::TokenAccuracy => m.token_accuracy,
-        Metric::EditDistance => m.edit_distance,
-        Metric::LogProb => m.log_prob,
-        Metric::Brier => m.brier,
-    }
-}
-
 /// Rows of every metric of `m` at `scale`; accuracies carry their number of trials.
 fn rows(task: &str, scale: f64, m: &TaskMetrics) -> Vec<TaskRow> {
-    Metric::ALL
+    metric_rows(m)
         .into_iter()
-        .map(|metric| TaskRow {
+        .map(|(metric, value, n_test)| TaskRow {
             task: task.to_string(),
             metric,
             point: MetricPoint {
                 scale,
-                value: value(m, metric),
-                n_test: match metric {
-                    Metric::ExactMatch => Some(m.examples as u64),
-                    Metric::TokenAccuracy => Some((m.examples * m.answer_tokens) as u64),
-                    _ => None,
-                },
+                value,
+                n_test,
             },
         })
         .collect()
@@ -160,34 +146,22 @@ pub(crate) fn analyse_abilities(
         return Ok(None);
     }
     // Over N: each size's last evaluation at its largest budget.
-    let mut over_n: Vec<TaskRow> = Vec::new();
-    let mut sizes: Vec<&str> = a.runs.iter().map(|r| r.size.as_str()).collect();
-    sizes.dedup();
-    for size in &sizes {
-        let last = a
-            .runs
-            .iter()
-            .filter(|r| r.size == *size)
-            .filter_map(|r| r.points.last().map(|p| (r.n, p)))
-            .max_by(|x, y| x.1.tokens.total_cmp(&y.1.tokens));
-        if let Some((n, p)) = last {
-            over_n.extend(rows("task", n, &p.test));
-        }
-    }
     let name = a.task.split(' ').next().unwrap_or("task").to_string();
-    for row in &mut over_n {
-        row.task.clone_from(&name);
-    }
-    if sizes.len() >= MIN_SCALES {
+    let finals = finals_by_size(&a.runs);
+    let over_n: Vec<TaskRow> = finals
+        .iter()
+        .flat_map(|(_, n, p)| rows(&name, *n, &p.test))
+        .collect();
+    let sizes = finals.len();
+    if sizes >= MIN_SCALES {
         match analyse_tasks(&over_n, &options) {
             Ok(mut t) if !t.is_empty() => a.over_n = Some(t.remove(0)),
             Ok(_) => {}
             Err(e) => a.notes.push(format!("no emergence test over N: {e}")),
         }
-    } else if sizes.len() > 1 {
+    } else if sizes > 1 {
         a.notes.push(format!(
-            "{} sizes: the emergence test over N needs at least {MIN_SCALES}; the test over training tokens is below",
-            sizes.len()
+            "{sizes} sizes: the emergence test over N needs at least {MIN_SCALES}; the test over training tokens is below"
         ));
     }
     Ok(Some(a))

@@ -68,7 +68,41 @@ pub struct AbilityAnalysis {
     pub notes: Vec<String>,
 }
 
-fn metric_value(m: &TaskMetrics, metric: Metric) -> f64 {
+/// Each size's last evaluation at its largest budget, sizes in order of first appearance:
+/// `(size, N, evaluation)`.
+pub fn finals_by_size(runs: &[TaskRun]) -> Vec<(&str, f64, &TaskPoint)> {
+    let mut sizes: Vec<&str> = Vec::new();
+    for run in runs {
+        if !sizes.contains(&run.size.as_str()) {
+            sizes.push(&run.size);
+        }
+    }
+    sizes
+        .into_iter()
+        .filter_map(|size| {
+            runs.iter()
+                .filter(|r| r.size == size)
+                .filter_map(|r| r.points.last().map(|p| (size, r.n, p)))
+                .max_by(|x, y| x.2.tokens.total_cmp(&y.2.tokens))
+        })
+        .collect()
+}
+
+/// Every metric of `m` with its value and, for accuracies, its number of trials (examples
+/// for exact match, answer tokens for token accuracy).
+pub fn metric_rows(m: &TaskMetrics) -> [(Metric, f64, Option<u64>); 5] {
+    Metric::ALL.map(|metric| {
+        let trials = match metric {
+            Metric::ExactMatch => Some(m.examples as u64),
+            Metric::TokenAccuracy => Some((m.examples * m.answer_tokens) as u64),
+            _ => None,
+        };
+        (metric, metric_value(m, metric), trials)
+    })
+}
+
+/// The value of `metric` in `m`.
+pub fn metric_value(m: &TaskMetrics, metric: Metric) -> f64 {
     match metric {
         Metric::ExactMatch => m.exact_match,
         Metric::TokenAccuracy => m.token_accuracy,
@@ -253,29 +287,16 @@ pub(crate) fn render_abilities(
     )?;
 
     // Metrics against model size.
-    let mut sizes: Vec<(String, f64)> = Vec::new();
-    for run in &a.runs {
-        if !sizes.iter().any(|s| s.0 == run.size) {
-            sizes.push((run.size.clone(), run.n));
-        }
-    }
-    if sizes.len() >= 2 {
+    let finals: Vec<(f64, &TaskMetrics)> = finals_by_size(&a.runs)
+        .into_iter()
+        .map(|(_, n, p)| (n, &p.test))
+        .collect();
+    if finals.len() >= 2 {
         heading(out, section, "Abilities against model size");
         let _ = writeln!(
             out,
             "<p>The last evaluation of each size at its largest budget, every metric side by side. The dotted line on the accuracy plots is the resolution floor 1/n of the test set: values below it are indistinguishable from zero.</p>"
         );
-        let finals: Vec<(f64, &TaskMetrics)> = sizes
-            .iter()
-            .filter_map(|(size, n)| {
-                a.runs
-                    .iter()
-                    .filter(|r| &r.size == size)
-                    .filter_map(|r| r.points.last())
-                    .max_by(|x, y| x.tokens.total_cmp(&y.tokens))
-                    .map(|p| (*n, &p.test))
-            })
-            .collect();
         for metric in Metric::ALL {
             let points: Vec<(f64, f64)> = finals
                 .iter()

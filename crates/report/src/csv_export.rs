@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use scalelab_spec::TaskMetrics;
 use scalelab_sweep::{StoredCurvePoint, StoredRun};
 
 use crate::TaskRun;
+use crate::abilities::{finals_by_size, metric_rows};
 
 use crate::ReportError;
 
@@ -147,7 +147,7 @@ pub fn write_task_curves_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Resul
                         p.tokens.to_string(),
                         split.to_string(),
                         task.to_string(),
-                        metric.to_string(),
+                        metric.name().to_string(),
                         value.to_string(),
                         n.map_or(String::new(), |n| n.to_string()),
                     ])
@@ -165,24 +165,12 @@ pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<
     let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
     w.write_record(["scale", "task", "metric", "value", "n_test"])
         .map_err(|e| csv_err(path, e))?;
-    let mut sizes: Vec<&str> = Vec::new();
-    for run in runs {
-        if !sizes.contains(&run.size.as_str()) {
-            sizes.push(&run.size);
-        }
-    }
-    for size in sizes {
-        let last = runs
-            .iter()
-            .filter(|r| r.size == size)
-            .filter_map(|r| r.points.last().map(|p| (r.n, p)))
-            .max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens));
-        let Some((n, p)) = last else { continue };
+    for (_, n, p) in finals_by_size(runs) {
         for (metric, value, n_test) in metric_rows(&p.test) {
             w.write_record([
                 n.to_string(),
                 task.to_string(),
-                metric.to_string(),
+                metric.name().to_string(),
                 value.to_string(),
                 n_test.map_or(String::new(), |n| n.to_string()),
             ])
@@ -190,19 +178,4 @@ pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<
         }
     }
     w.flush().map_err(|e| csv_err(path, e))
-}
-
-/// `(metric, value, trials)` of every metric; accuracies carry their number of trials.
-fn metric_rows(m: &TaskMetrics) -> [(&'static str, f64, Option<usize>); 5] {
-    [
-        ("exact_match", m.exact_match, Some(m.examples)),
-        (
-            "token_accuracy",
-            m.token_accuracy,
-            Some(m.examples * m.answer_tokens),
-        ),
-        ("edit_distance", m.edit_distance, None),
-        ("log_prob", m.log_prob, None),
-        ("brier", m.brier, None),
-    ]
 }

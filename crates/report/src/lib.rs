@@ -9,7 +9,9 @@ mod csv_export;
 mod html;
 mod plot;
 
-pub use abilities::{AbilityAnalysis, Delay, TaskPoint, TaskRun};
+pub use abilities::{
+    AbilityAnalysis, Delay, TaskPoint, TaskRun, finals_by_size, metric_rows, metric_value,
+};
 pub use csv_export::{
     CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_runs_csv,
     write_task_curves_csv,
