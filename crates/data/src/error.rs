@@ -8,7 +8,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum DataError {
     /// The path does not exist.
-    #[error("corpus path {path} does not exist\nhint: {hint}")]
+    #[error("{path} does not exist\nhint: {hint}")]
     NotFound {
         /// The missing path.
         path: PathBuf,
@@ -69,6 +69,18 @@ pub enum DataError {
         tokens: usize,
         /// Tokens needed.
         needed: usize,
+    },
+    /// A data file is malformed at a known place.
+    #[error(
+        "{path}, {position}: {message}\nhint: fetch the file again (`scripts/fetch-data.sh`) or check its format"
+    )]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Where: `byte N`, `line N`, `label N`.
+        position: String,
+        /// What is wrong.
+        message: String,
     },
     /// The tokenizer library failed.
     #[error("tokenizer error ({context}): {message}")]

@@ -9,14 +9,14 @@
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::init::{InitKind, WeightInit};
+use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
 // Cost accounting, from the shape alone.
@@ -66,53 +66,6 @@ pub fn flops_per_token(c: &GptConfig) -> f64 {
 
 /// The FLOP convention of [`flops_per_token`].
 pub const FLOPS_CONVENTION: FlopsConvention = FlopsConvention::SixNMatmulPlusAttention;
-
-// ---------------------------------------------------------------------------------------------
-// Parameters are created through one helper so that every tensor is initialised from a
-// `WeightInit` (seeded, or given by a test) and gets a stable id: the order of creation
-// numbers the parameters, so optimiser state saved with one process loads in another.
-// ---------------------------------------------------------------------------------------------
-
-struct ParamFactory<'a> {
-    init: &'a mut dyn WeightInit,
-    device: &'a Device,
-    next_id: u64,
-}
-
-impl ParamFactory<'_> {
-    fn param<const D: usize>(
-        &mut self,
-        name: &str,
-        shape: [usize; D],
-        kind: InitKind,
-    ) -> Param<Tensor<D>> {
-        let values = self.init.values(name, &shape, kind);
-        let tensor = Tensor::<D>::from_data(TensorData::new(values, shape), self.device);
-        let mut param = Param::from_tensor(tensor);
-        param.id = ParamId::from(self.next_id);
-        self.next_id += 1;
-        param
-    }
-
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, std: f64, bias: bool) -> Linear {
-        Linear {
-            weight: self.param(
-                &format!("{name}.weight"),
-                [d_in, d_out],
-                InitKind::Normal { std },
-            ),
-            bias: bias.then(|| self.param(&format!("{name}.bias"), [d_out], InitKind::Zeros)),
-        }
-    }
-
-    fn layer_norm(&mut self, name: &str, d: usize) -> LayerNorm {
-        // Epsilon 1e-5 as PyTorch's default.
-        let mut norm = LayerNormConfig::new(d).with_epsilon(1e-5).init(self.device);
-        norm.gamma = self.param(&format!("{name}.gamma"), [d], InitKind::Ones);
-        norm.beta = Some(self.param(&format!("{name}.beta"), [d], InitKind::Zeros));
-        norm
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The model.
@@ -180,11 +133,7 @@ impl Gpt {
         const STD: f64 = 0.02;
         let residual_std = STD / (2.0 * config.n_layers as f64).sqrt();
         let (d, f) = (config.d_model, config.d_ff);
-        let mut p = ParamFactory {
-            init,
-            device,
-            next_id: 0,
-        };
+        let mut p = ParamFactory::new(init, device);
         let token_embedding = Embedding {
             weight: p.param(
                 "token_embedding.weight",
@@ -296,6 +245,7 @@ impl Gpt {
 mod tests {
     use super::*;
     use crate::init::{FormulaInit, SeededInit};
+    use burn::tensor::TensorData;
     use scalelab_spec::GptSpec;
 
     /// Walks the module and calls `f(top-level field name, rank, element count)` per parameter.

@@ -2,6 +2,10 @@
 //! [`WeightInit`], in a fixed order, on the host: so the same seed gives the same weights on
 //! every backend and in every process, whatever else runs beside it.
 
+use burn::module::{Param, ParamId};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -89,5 +93,81 @@ impl WeightInit for FormulaInit {
                 .map(|i| (self.amplitude * (0.37 * i as f64 + 0.11 * k).sin()) as f32)
                 .collect(),
         }
+    }
+}
+
+/// Creates every parameter of a model through a [`WeightInit`] and gives each a stable id:
+/// the order of creation numbers the parameters, so optimiser state saved by one process
+/// loads in another.
+pub(crate) struct ParamFactory<'a> {
+    init: &'a mut dyn WeightInit,
+    device: &'a Device,
+    next_id: u64,
+}
+
+impl<'a> ParamFactory<'a> {
+    pub(crate) fn new(init: &'a mut dyn WeightInit, device: &'a Device) -> Self {
+        Self {
+            init,
+            device,
+            next_id: 0,
+        }
+    }
+
+    pub(crate) fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+        kind: InitKind,
+    ) -> Param<Tensor<D>> {
+        let values = self.init.values(name, &shape, kind);
+        let tensor = Tensor::<D>::from_data(TensorData::new(values, shape), self.device);
+        let mut param = Param::from_tensor(tensor);
+        param.id = ParamId::from(self.next_id);
+        self.next_id += 1;
+        param
+    }
+
+    /// A linear layer `[d_in] → [d_out]`, weights from N(0, std²), zero bias.
+    pub(crate) fn linear(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        std: f64,
+        bias: bool,
+    ) -> Linear {
+        Linear {
+            weight: self.param(
+                &format!("{name}.weight"),
+                [d_in, d_out],
+                InitKind::Normal { std },
+            ),
+            bias: bias.then(|| self.param(&format!("{name}.bias"), [d_out], InitKind::Zeros)),
+        }
+    }
+
+    /// LayerNorm over `d`, epsilon 1e-5 as PyTorch's default, unit gain, zero bias.
+    pub(crate) fn layer_norm(&mut self, name: &str, d: usize) -> LayerNorm {
+        let mut norm = LayerNormConfig::new(d).with_epsilon(1e-5).init(self.device);
+        norm.gamma = self.param(&format!("{name}.gamma"), [d], InitKind::Ones);
+        norm.beta = Some(self.param(&format!("{name}.beta"), [d], InitKind::Zeros));
+        norm
+    }
+
+    /// A same-padded `k×k` convolution `c_in → c_out` with bias, He-normal weights
+    /// (std √(2 / (c_in·k²)), He et al. 2015, for ReLU networks).
+    pub(crate) fn conv2d(&mut self, name: &str, c_in: usize, c_out: usize, k: usize) -> Conv2d {
+        let mut conv = Conv2dConfig::new([c_in, c_out], [k, k])
+            .with_padding(PaddingConfig2d::Same)
+            .init(self.device);
+        let std = (2.0 / (c_in * k * k) as f64).sqrt();
+        conv.weight = self.param(
+            &format!("{name}.weight"),
+            [c_out, c_in, k, k],
+            InitKind::Normal { std },
+        );
+        conv.bias = Some(self.param(&format!("{name}.bias"), [c_out], InitKind::Zeros));
+        conv
     }
 }

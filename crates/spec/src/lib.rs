@@ -5,6 +5,7 @@
 //! beyond the arithmetic of resolving a size dial: the layers above read files, train models
 //! and fit laws, and pass these types between them.
 
+pub mod classify;
 pub mod error;
 pub mod model;
 pub mod record;
@@ -12,6 +13,11 @@ pub mod run;
 pub mod study;
 pub mod task;
 
+pub use classify::{
+    Augmentation, CLASSIFIER_PRESETS, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassScores,
+    ClassifierConfig, ClassifierSpec, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifySpec,
+    ClassifyTrainConfig, ClassifyTrainSpec, ImageDataSpec, ImageDataset, SampleBudget,
+};
 pub use error::SpecError;
 pub use model::{GptConfig, GptPreset, GptSpec};
 pub use record::{

@@ -38,6 +38,11 @@ pub enum FlopsConvention {
     /// over the full context T (PaLM, Chowdhery et al. 2022, appendix B; nanoGPT's MFU).
     /// Biases, norms, softmax and the optimiser are not counted.
     SixNMatmulPlusAttention,
+    /// `6 ×` the multiply-adds of one sample's forward pass through every matrix product and
+    /// convolution (2 FLOPs per multiply-add, ×3 for forward plus backward); biases,
+    /// activations, pooling and norms are not counted. The convention of the supervised
+    /// families (MLP, CNN), per sample rather than per token.
+    SixForwardMacsPerSample,
 }
 
 /// One evaluation on the fixed validation sample.

@@ -1,0 +1,679 @@
+//! Supervised classification runs beyond GPT: a model family (MLP, VGG-style CNN), a labelled
+//! data set, regularisation and augmentation, a budget in training samples or FLOPs, and
+//! optionally k-fold cross-validation; and the record such a run writes.
+//!
+//! ```toml
+//! seed = 0
+//! folds = 0                 # k ≥ 2: stratified k-fold cross-validation of the training images
+//!
+//! [model]
+//! family = "mlp"            # mlp | cnn
+//! depth = 2                 # mlp: hidden layers (0 = logistic regression); cnn: stages
+//! width = 256               # mlp: hidden units; cnn: channels of the first stage (doubling)
+//! dropout = 0.0
+//!
+//! [data]
+//! dataset = "digits"        # digits (embedded) | mnist | fashion_mnist
+//! train_fraction = 1.0      # stratified, nested share of the training images
+//! val_fraction = 0.1        # of those, held out for validation and early stopping
+//!
+//! [train]
+//! batch_size = 64
+//! lr = 1e-3
+//! budget_samples = 200_000  # or budget_flops; samples are a classifier's tokens
+//! weight_decay = 0.0        # decoupled (AdamW)
+//! l1 = 0.0                  # penalties added to the loss: l1·Σ|w| + l2/2·Σw² over weight matrices
+//! l2 = 0.0
+//! early_stopping_patience = 0   # evaluations without a better validation loss before stopping
+//!
+//! [augment]                 # random affine maps of training images (none by default)
+//! shift_pixels = 2.0
+//! rotate_degrees = 10.0
+//! scale = 0.1
+//! ```
+//!
+//! Budgets are training samples (images seen, repeats counted) or FLOPs, never steps or epochs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FlopsConvention, Machine, ParamCounts, SpecError};
+
+/// A labelled image data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageDataset {
+    /// The 1,797 8×8 UCI digits, embedded; a fixed stratified quarter is the test set.
+    Digits,
+    /// MNIST, 60,000 training and 10,000 test images of 28×28, from IDX files.
+    Mnist,
+    /// Fashion-MNIST, same layout as MNIST.
+    FashionMnist,
+}
+
+impl ImageDataset {
+    /// The names accepted in specs.
+    pub const NAMES: &'static str = "digits, mnist, fashion_mnist";
+
+    /// Parses a spec's dataset name.
+    pub fn parse(name: &str) -> Result<Self, SpecError> {
+        match name {
+            "digits" => Ok(Self::Digits),
+            "mnist" => Ok(Self::Mnist),
+            "fashion_mnist" | "fashion-mnist" => Ok(Self::FashionMnist),
+            other => Err(SpecError::invalid(
+                "data.dataset",
+                other,
+                format!("use one of: {}", Self::NAMES),
+            )),
+        }
+    }
+}
+
+/// Random affine maps of training images. All zero: no augmentation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Augmentation {
+    /// Largest shift in pixels, each direction.
+    pub shift_pixels: f64,
+    /// Largest rotation in degrees, either way.
+    pub rotate_degrees: f64,
+    /// Largest relative change of size, either way (0.1: 90%–110%).
+    pub scale: f64,
+}
+
+impl Augmentation {
+    /// Whether no map is applied.
+    pub fn is_identity(&self) -> bool {
+        self.shift_pixels == 0.0 && self.rotate_degrees == 0.0 && self.scale == 0.0
+    }
+
+    fn check(&self) -> Result<(), SpecError> {
+        for (key, value, hi) in [
+            ("augment.shift_pixels", self.shift_pixels, 8.0),
+            ("augment.rotate_degrees", self.rotate_degrees, 180.0),
+            ("augment.scale", self.scale, 0.5),
+        ] {
+            if !(value.is_finite() && (0.0..=hi).contains(&value)) {
+                return Err(SpecError::invalid(
+                    key,
+                    value,
+                    format!("a number in [0, {hi}]; 0 turns it off"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The model part of a classification spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierSpec {
+    /// `mlp` or `cnn`.
+    pub family: String,
+    /// A named shape (`logistic`, `mlp-small`, `mlp`, `mlp-large`, `cnn-small`, `cnn`); the
+    /// keys below override it.
+    pub preset: Option<String>,
+    /// MLP: hidden layers (0 is logistic regression). CNN: stages of two 3×3 convolutions and a
+    /// 2×2 max-pool.
+    pub depth: Option<usize>,
+    /// MLP: units of every hidden layer. CNN: channels of the first stage, doubled each stage.
+    pub width: Option<usize>,
+    /// CNN: units of the hidden fully connected layer.
+    pub fc: Option<usize>,
+    /// Dropout before every hidden linear layer and the classifier.
+    pub dropout: f64,
+}
+
+impl Default for ClassifierSpec {
+    fn default() -> Self {
+        Self {
+            family: "mlp".into(),
+            preset: None,
+            depth: None,
+            width: None,
+            fc: None,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// The shapes named by `model.preset`: `(family, depth, width, fc)`.
+pub const CLASSIFIER_PRESETS: &[(&str, &str, usize, usize, usize)] = &[
+    ("logistic", "mlp", 0, 0, 0),
+    ("mlp-small", "mlp", 1, 128, 0),
+    ("mlp", "mlp", 2, 256, 0),
+    ("mlp-large", "mlp", 3, 1024, 0),
+    ("cnn-small", "cnn", 2, 8, 64),
+    ("cnn", "cnn", 2, 32, 128),
+];
+
+/// A resolved classifier shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "family")]
+pub enum ClassifierConfig {
+    /// Multilayer perceptron: flatten, `hidden` ReLU layers, a linear classifier.
+    Mlp {
+        /// Inputs per example.
+        inputs: usize,
+        /// Units of each hidden layer (empty: logistic regression).
+        hidden: Vec<usize>,
+        /// Classes.
+        classes: usize,
+        /// Dropout probability.
+        dropout: f64,
+    },
+    /// VGG-style CNN (Simonyan & Zisserman 2015): per stage two 3×3 same-padded convolutions
+    /// with ReLU and a 2×2 max-pool; then a hidden ReLU layer and a linear classifier.
+    Cnn {
+        /// Input channels, rows and columns.
+        input: [usize; 3],
+        /// Channels of each stage.
+        stages: Vec<usize>,
+        /// Units of the hidden fully connected layer.
+        fc: usize,
+        /// Classes.
+        classes: usize,
+        /// Dropout probability.
+        dropout: f64,
+    },
+}
+
+impl ClassifierConfig {
+    /// The family's name.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Self::Mlp { .. } => "mlp",
+            Self::Cnn { .. } => "cnn",
+        }
+    }
+
+    /// Dropout probability.
+    pub fn dropout(&self) -> f64 {
+        match self {
+            Self::Mlp { dropout, .. } | Self::Cnn { dropout, .. } => *dropout,
+        }
+    }
+
+    /// A short description, e.g. `mlp 784-256-256-10`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Mlp {
+                inputs,
+                hidden,
+                classes,
+                ..
+            } => {
+                let mut sizes = vec![inputs.to_string()];
+                sizes.extend(hidden.iter().map(ToString::to_string));
+                sizes.push(classes.to_string());
+                format!("mlp {}", sizes.join("-"))
+            }
+            Self::Cnn {
+                input,
+                stages,
+                fc,
+                classes,
+                ..
+            } => format!(
+                "cnn {}x{}x{} conv{:?} fc{fc} → {classes}",
+                input[0], input[1], input[2], stages
+            ),
+        }
+    }
+}
+
+impl ClassifierSpec {
+    /// Resolves the shape for inputs of `[channels, height, width]` and `classes` classes.
+    pub fn resolve(
+        &self,
+        input: [usize; 3],
+        classes: usize,
+    ) -> Result<ClassifierConfig, SpecError> {
+        let (mut family, mut depth, mut width, mut fc) = (self.family.as_str(), None, None, None);
+        if let Some(name) = &self.preset {
+            let Some(&(_, f, d, w, c)) = CLASSIFIER_PRESETS.iter().find(|p| p.0 == name) else {
+                return Err(SpecError::UnknownPreset {
+                    name: name.clone(),
+                    known: CLASSIFIER_PRESETS
+                        .iter()
+                        .map(|p| p.0)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            (family, depth, width, fc) = (f, Some(d), Some(w), Some(c));
+        }
+        let depth = self.depth.or(depth);
+        let width = self.width.or(width);
+        let fc = self.fc.or(fc);
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return Err(SpecError::invalid(
+                "model.dropout",
+                self.dropout,
+                "a probability in [0, 1)",
+            ));
+        }
+        let positive = |key: &str, v: usize| {
+            if v == 0 {
+                Err(SpecError::invalid(key, 0, "must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        match family {
+            "mlp" => {
+                let depth = depth.unwrap_or(2);
+                let width = positive("model.width", width.unwrap_or(256))?;
+                if depth > 64 {
+                    return Err(SpecError::invalid(
+                        "model.depth",
+                        depth,
+                        "at most 64 hidden layers",
+                    ));
+                }
+                Ok(ClassifierConfig::Mlp {
+                    inputs: input.iter().product(),
+                    hidden: vec![width; depth],
+                    classes,
+                    dropout: self.dropout,
+                })
+            }
+            "cnn" => {
+                let depth = positive("model.depth", depth.unwrap_or(2))?;
+                let width = positive("model.width", width.unwrap_or(32))?;
+                let fc = positive("model.fc", fc.unwrap_or(128))?;
+                let [_, h, w] = input;
+                // Each stage halves the image (floor); the last stage must keep a pixel.
+                if h >> depth == 0 || w >> depth == 0 {
+                    return Err(SpecError::invalid(
+                        "model.depth",
+                        depth,
+                        format!(
+                            "{h}×{w} images allow at most {} pooling stages",
+                            (h.min(w)).ilog2()
+                        ),
+                    ));
+                }
+                Ok(ClassifierConfig::Cnn {
+                    input,
+                    stages: (0..depth).map(|s| width << s).collect(),
+                    fc,
+                    classes,
+                    dropout: self.dropout,
+                })
+            }
+            other => Err(SpecError::invalid(
+                "model.family",
+                other,
+                "use mlp or cnn (resnet, lstm, gru and encoder are planned)",
+            )),
+        }
+    }
+}
+
+/// The data part of a classification spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageDataSpec {
+    /// `digits`, `mnist` or `fashion_mnist`.
+    pub dataset: String,
+    /// Directory of the IDX files (default `data/mnist`, `data/fashion-mnist`).
+    pub dir: Option<String>,
+    /// Share of the training images used, stratified and nested across fractions.
+    pub train_fraction: f64,
+    /// Share of the used training images held out for validation (early stopping, curves).
+    pub val_fraction: f64,
+}
+
+impl Default for ImageDataSpec {
+    fn default() -> Self {
+        Self {
+            dataset: "digits".into(),
+            dir: None,
+            train_fraction: 1.0,
+            val_fraction: 0.1,
+        }
+    }
+}
+
+/// The training part of a classification spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifyTrainSpec {
+    /// Images per optimiser step.
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    /// Budget in training samples seen (repeats counted).
+    pub budget_samples: Option<u64>,
+    /// Budget in training FLOPs.
+    pub budget_flops: Option<f64>,
+    /// Warm-up share of the budget, then cosine decay to `min_lr_ratio`.
+    pub warmup_fraction: f64,
+    /// Final learning rate as a share of the peak.
+    pub min_lr_ratio: f64,
+    /// Decoupled weight decay of AdamW on weight matrices and kernels.
+    pub weight_decay: f64,
+    /// L1 penalty `l1 · Σ|w|` over weight matrices and kernels, added to the loss.
+    pub l1: f64,
+    /// L2 penalty `l2/2 · Σw²` over weight matrices and kernels, added to the loss.
+    pub l2: f64,
+    /// Evaluate on the validation images every this many samples (0: ten times a run).
+    pub eval_every_samples: u64,
+    /// Stop after this many evaluations without a lower validation loss and keep the best
+    /// weights (0: never stop early).
+    pub early_stopping_patience: usize,
+}
+
+impl Default for ClassifyTrainSpec {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            lr: 1e-3,
+            budget_samples: None,
+            budget_flops: None,
+            warmup_fraction: 0.02,
+            min_lr_ratio: 0.0,
+            weight_decay: 0.0,
+            l1: 0.0,
+            l2: 0.0,
+            eval_every_samples: 0,
+            early_stopping_patience: 0,
+        }
+    }
+}
+
+/// A classification run as the user writes it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifySpec {
+    /// Seed of initialisation, batches, augmentation and folds.
+    pub seed: u64,
+    /// k ≥ 2: k-fold cross-validation over the training images (0 or 1: none).
+    pub folds: usize,
+    /// The model.
+    pub model: ClassifierSpec,
+    /// The data.
+    pub data: ImageDataSpec,
+    /// Optimisation and regularisation.
+    pub train: ClassifyTrainSpec,
+    /// Augmentation of training images.
+    pub augment: Augmentation,
+}
+
+/// A classification budget.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleBudget {
+    /// Training samples seen.
+    Samples(u64),
+    /// Training FLOPs (see the record's convention).
+    Flops(f64),
+}
+
+/// Resolved training settings of a classification run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyTrainConfig {
+    /// Images per optimiser step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// The budget.
+    pub budget: SampleBudget,
+    /// Warm-up share of the budget.
+    pub warmup_fraction: f64,
+    /// Final learning rate as a share of the peak.
+    pub min_lr_ratio: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// L1 penalty coefficient.
+    pub l1: f64,
+    /// L2 penalty coefficient.
+    pub l2: f64,
+    /// Samples between evaluations (0: ten a run).
+    pub eval_every_samples: u64,
+    /// Evaluations without improvement before stopping (0: never).
+    pub early_stopping_patience: usize,
+}
+
+/// A resolved classification run: everything that determines its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyConfig {
+    /// Seed.
+    pub seed: u64,
+    /// The data set.
+    pub dataset: ImageDataset,
+    /// Directory of its files, if not the default.
+    pub data_dir: Option<String>,
+    /// Share of the training images used.
+    pub train_fraction: f64,
+    /// Share of those held out for validation (unused with folds: the held-out fold is).
+    pub val_fraction: f64,
+    /// The model.
+    pub model: ClassifierConfig,
+    /// Training.
+    pub train: ClassifyTrainConfig,
+    /// Augmentation.
+    pub augment: Augmentation,
+    /// Cross-validation folds (0: none) and the fold this run holds out.
+    pub folds: usize,
+    /// The held-out fold, `0..folds`, in a cross-validated run.
+    pub fold: Option<usize>,
+}
+
+impl ClassifySpec {
+    /// The data set this spec names (checked before the data are read).
+    pub fn dataset(&self) -> Result<ImageDataset, SpecError> {
+        ImageDataset::parse(&self.data.dataset)
+    }
+
+    /// Resolves the spec for images of `input = [channels, height, width]` and `classes`.
+    pub fn resolve(&self, input: [usize; 3], classes: usize) -> Result<ClassifyConfig, SpecError> {
+        let dataset = self.dataset()?;
+        let model = self.model.resolve(input, classes)?;
+        let t = &self.train;
+        let fraction = |key: &str, v: f64, lo_open: bool, hi: f64| {
+            let ok = v.is_finite() && v <= hi && if lo_open { v > 0.0 } else { v >= 0.0 };
+            if ok {
+                Ok(())
+            } else {
+                Err(SpecError::invalid(
+                    key,
+                    v,
+                    format!("a share in {}0, {hi}]", if lo_open { "(" } else { "[" }),
+                ))
+            }
+        };
+        fraction("data.train_fraction", self.data.train_fraction, true, 1.0)?;
+        fraction("data.val_fraction", self.data.val_fraction, false, 0.5)?;
+        fraction("train.warmup_fraction", t.warmup_fraction, false, 0.5)?;
+        fraction("train.min_lr_ratio", t.min_lr_ratio, false, 1.0)?;
+        for (key, v) in [
+            ("train.weight_decay", t.weight_decay),
+            ("train.l1", t.l1),
+            ("train.l2", t.l2),
+        ] {
+            if !(v.is_finite() && (0.0..=10.0).contains(&v)) {
+                return Err(SpecError::invalid(
+                    key,
+                    v,
+                    "a coefficient in [0, 10]; 0 turns it off",
+                ));
+            }
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0 && t.lr <= 10.0) {
+            return Err(SpecError::invalid(
+                "train.lr",
+                t.lr,
+                "a positive learning rate, e.g. 1e-3",
+            ));
+        }
+        if t.batch_size == 0 {
+            return Err(SpecError::invalid(
+                "train.batch_size",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let budget = match (t.budget_samples, t.budget_flops) {
+            (Some(_), Some(_)) => {
+                return Err(SpecError::invalid(
+                    "train.budget_flops",
+                    "(set together with budget_samples)",
+                    "give exactly one of `budget_samples` and `budget_flops`",
+                ));
+            }
+            (Some(0), None) => {
+                return Err(SpecError::invalid(
+                    "train.budget_samples",
+                    0,
+                    "train on at least one batch",
+                ));
+            }
+            (Some(samples), None) => SampleBudget::Samples(samples),
+            (None, Some(f)) if f.is_finite() && f > 0.0 => SampleBudget::Flops(f),
+            (None, Some(f)) => {
+                return Err(SpecError::invalid(
+                    "train.budget_flops",
+                    f,
+                    "a positive number of FLOPs, e.g. 1e12",
+                ));
+            }
+            (None, None) => SampleBudget::Samples(100_000),
+        };
+        if self.folds == 1 || self.folds > 20 {
+            return Err(SpecError::invalid(
+                "folds",
+                self.folds,
+                "0 for a single validation split, or 2-20 folds",
+            ));
+        }
+        self.augment.check()?;
+        Ok(ClassifyConfig {
+            seed: self.seed,
+            dataset,
+            data_dir: self.data.dir.clone(),
+            train_fraction: self.data.train_fraction,
+            val_fraction: self.data.val_fraction,
+            model,
+            train: ClassifyTrainConfig {
+                batch_size: t.batch_size,
+                lr: t.lr,
+                budget,
+                warmup_fraction: t.warmup_fraction,
+                min_lr_ratio: t.min_lr_ratio,
+                weight_decay: t.weight_decay,
+                l1: t.l1,
+                l2: t.l2,
+                eval_every_samples: t.eval_every_samples,
+                early_stopping_patience: t.early_stopping_patience,
+            },
+            augment: self.augment.clone(),
+            folds: self.folds,
+            fold: None,
+        })
+    }
+}
+
+/// Schema version of [`ClassifyRecord`].
+pub const CLASSIFY_RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// Precision, recall and F1 of one class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassScores {
+    /// Of the examples predicted as this class, the share that are (0 when none predicted).
+    pub precision: f64,
+    /// Of the examples of this class, the share predicted as it (0 when there are none).
+    pub recall: f64,
+    /// Harmonic mean of precision and recall (0 when both are 0).
+    pub f1: f64,
+    /// Examples of this class.
+    pub support: u64,
+}
+
+/// A classifier's quality on one set of examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    /// Examples; accuracy's resolution is `1 / examples`.
+    pub examples: u64,
+    /// Mean cross-entropy in nats.
+    pub loss: f64,
+    /// Share predicted right.
+    pub accuracy: f64,
+    /// 95% Wilson interval of the accuracy.
+    pub accuracy_interval: [f64; 2],
+    /// Unweighted means over classes.
+    pub macro_precision: f64,
+    /// See `macro_precision`.
+    pub macro_recall: f64,
+    /// See `macro_precision`.
+    pub macro_f1: f64,
+    /// Per class, in label order.
+    pub per_class: Vec<ClassScores>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+    /// Expected calibration error over 15 equal-width confidence bins (Guo et al. 2017).
+    pub ece: f64,
+}
+
+/// One evaluation during training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyPoint {
+    /// Training samples seen.
+    pub samples: u64,
+    /// Training FLOPs spent.
+    pub flops: f64,
+    /// Mean training loss (with penalties) since the previous point.
+    pub train_loss: Option<f64>,
+    /// Validation cross-entropy.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_accuracy: f64,
+}
+
+/// Everything a classification run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyRecord {
+    /// See [`CLASSIFY_RECORD_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Hash of the resolved config.
+    pub run_id: String,
+    /// The resolved config.
+    pub config: ClassifyConfig,
+    /// Source revision of the program.
+    pub git_revision: String,
+    /// Parameter counts: these families have no embeddings, so `non_embedding = total`.
+    pub params: ParamCounts,
+    /// Names the parameter-count conventions.
+    pub param_convention: String,
+    /// Training FLOPs per sample.
+    pub flops_per_sample: f64,
+    /// How FLOPs are counted.
+    pub flops_convention: FlopsConvention,
+    /// Images trained on (after the fraction and the validation hold-out or fold).
+    pub train_examples: u64,
+    /// Training samples seen (repeats counted).
+    pub samples_seen: u64,
+    /// Training FLOPs spent.
+    pub train_flops: f64,
+    /// Evaluations over training.
+    pub curve: Vec<ClassifyPoint>,
+    /// Samples seen when the kept weights were (the best validation loss under early stopping,
+    /// else the end).
+    pub kept_samples: u64,
+    /// Whether early stopping ended the run before its budget.
+    pub stopped_early: bool,
+    /// Metrics of the kept weights on the training images (without augmentation).
+    pub train: ClassMetrics,
+    /// On the validation images (the held-out fold when cross-validating).
+    pub validation: ClassMetrics,
+    /// On the test images.
+    pub test: ClassMetrics,
+    /// Wall-clock seconds.
+    pub wall_secs: f64,
+    /// Worker threads of the tensor backend.
+    pub threads: usize,
+    /// Where it ran.
+    pub machine: Machine,
+}
