@@ -19,8 +19,10 @@
 //!   bracket it, widened by a parametric bootstrap when test-set sizes are known (binomial
 //!   resampling of each accuracy);
 //! - **extrapolation error**: a straight line in `x` fitted to the smaller scales (every point
-//!   up to the start of the steepest window, at least the first two) predicts the larger ones;
-//!   the error is the mean of (observed − predicted) over the larger scales, oriented and in
+//!   up to the start of the steepest window, at least the first two) predicts the larger ones
+//!   (every point past the transition, so that a long plateau between the window's start and
+//!   a late jump does not dilute the miss); the error is the mean of (observed − predicted)
+//!   over those larger scales, oriented and in
 //!   units of R. Positive means the larger models beat the smooth trend. Emergent requires at
 //!   least `min_extrapolation_error` (0.2): a jump the smaller scales did not foretell. A
 //!   metric that improves fastest at the smallest scales and then saturates (a power law in
@@ -450,10 +452,16 @@ impl Shape {
             .max(2)
             .min(n - 1);
         let (slope, intercept) = line(&xs[..trend_points], &u[..trend_points]);
-        let later = &xs[trend_points..];
+        // The larger scales: past the transition (at least the last point).
+        let first_later = xs
+            .iter()
+            .position(|&x| x > transition_x)
+            .unwrap_or(n - 1)
+            .max(trend_points);
+        let later = &xs[first_later..];
         let extrapolation_error = later
             .iter()
-            .zip(&u[trend_points..])
+            .zip(&u[first_later..])
             .map(|(&x, &observed)| observed - (intercept + slope * x))
             .sum::<f64>()
             / later.len() as f64;

@@ -264,3 +264,46 @@ fn wilson_intervals_match_statsmodels() {
     let i = wilson_interval(0.0, 10, 0.95);
     assert!(i.lo == 0.0 && (i.hi - 0.277_533).abs() < 1e-5, "{i:?}");
 }
+
+#[test]
+fn a_late_jump_after_a_long_plateau_is_emergent() {
+    // The shape of induction-head formation over training tokens (examples/induction.toml):
+    // a quick rise from 0 to a guessing plateau of 0.37 in the first decade, two decades
+    // flat, then a jump to 0.98 within a fraction of a decade. The plateau inside the
+    // steepest window must not dilute the miss at the jump.
+    let curve = [
+        (1e3, 0.0),
+        (3e3, 0.05),
+        (1e4, 0.3),
+        (3e4, 0.37),
+        (1e5, 0.36),
+        (3e5, 0.38),
+        (1e6, 0.37),
+        (2e6, 0.38),
+        (4e6, 0.37),
+        (6e6, 0.36),
+        (8e6, 0.38),
+        (1e7, 0.67),
+        (1.1e7, 0.88),
+        (1.2e7, 0.95),
+        (1.3e7, 0.98),
+    ];
+    let pts: Vec<MetricPoint> = curve
+        .iter()
+        .map(|&(scale, value)| MetricPoint {
+            scale,
+            value,
+            n_test: Some(1000),
+        })
+        .collect();
+    let v = metric_emergence(
+        "plateau",
+        Metric::ExactMatch,
+        &pts,
+        &EmergenceOptions::default(),
+    )
+    .unwrap();
+    assert!(v.emergent, "{v:?}");
+    assert!((8e6..1.2e7).contains(&v.transition_scale), "{v:?}");
+    assert!(v.extrapolation_error > 0.2, "{v:?}");
+}

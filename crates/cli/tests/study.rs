@@ -299,3 +299,15 @@ fn task_studies_report_abilities_and_export_for_the_emergence_test() {
             .any(|l| l.contains(",train,copy,exact_match,"))
     );
 }
+
+#[test]
+fn every_example_study_plans() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for name in ["quickstart", "chinchilla-large", "grokking", "induction"] {
+        let path = root.join("examples").join(format!("{name}.toml"));
+        let out = scalelab(&["study", "plan", &path.to_string_lossy()], &root);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let plan = String::from_utf8_lossy(&out.stdout);
+        assert!(plan.contains(&format!("study {name} (")), "{name}: {plan}");
+    }
+}
