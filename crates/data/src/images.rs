@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use scalelab_spec::{Augmentation, ImageDataset};
 
 use crate::DataError;
-use crate::folds::stratified_split;
+use crate::folds::{fold_indices, stratified_folds, stratified_split, stratified_subset};
 
 const DIGITS_GZ: &[u8] = include_bytes!("../datasets/digits.csv.gz");
 /// Share of the 1,797 digits held out as their test set (they ship without one).
@@ -166,6 +166,24 @@ impl ImageSet {
             })
             .collect()
     }
+}
+
+/// The images a classification run trains on and validates on. `train_fraction` of each
+/// class of the training images is used (nested across fractions for one seed); of those,
+/// fold `fold` of `folds` is held out when cross-validating, else `val_fraction` of each class.
+pub fn classification_split(
+    train: &ImageSet,
+    train_fraction: f64,
+    val_fraction: f64,
+    folds: Option<(usize, usize)>,
+    seed: u64,
+) -> (ImageSet, ImageSet) {
+    let used = train.subset(&stratified_subset(&train.labels, train_fraction, seed));
+    let (kept, held) = match folds {
+        Some((fold, k)) => fold_indices(&stratified_folds(&used.labels, k, seed), fold),
+        None => stratified_split(&used.labels, val_fraction, seed ^ 0x7a11),
+    };
+    (used.subset(&kept), used.subset(&held))
 }
 
 /// Image `i` of `set` under a random affine map: rotation by up to ±`degrees`, scaling by up to

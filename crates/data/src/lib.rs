@@ -16,7 +16,9 @@ pub mod tokens;
 pub use corpus::{Corpus, load_corpus};
 pub use error::DataError;
 pub use folds::{fold_indices, stratified_folds, stratified_split, stratified_subset};
-pub use images::{ImageBatch, ImageSet, ImageSplits, load_digits, load_images};
+pub use images::{
+    ImageBatch, ImageSet, ImageSplits, classification_split, load_digits, load_images,
+};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use tokenizer::Tokenizer;
 pub use tokens::{Batch, TokenData};

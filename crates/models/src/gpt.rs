@@ -7,7 +7,7 @@
 //! model. Shapes are noted as `[B, T, d]`: batch, time (context), width; `nh` heads of `hs`.
 //! Training code lives in `scalelab-train`; this file only builds and runs the model.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::activation::gelu;
@@ -227,17 +227,7 @@ impl Gpt {
     /// Ids of the parameters that weight decay must skip: biases and norm gains/biases
     /// (every tensor of rank 1), as in nanoGPT.
     pub fn no_decay_param_ids(&self) -> Vec<ParamId> {
-        struct RankOne(Vec<ParamId>);
-        impl ModuleVisitor for RankOne {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if D == 1 {
-                    self.0.push(param.id);
-                }
-            }
-        }
-        let mut visitor = RankOne(Vec::new());
-        self.visit(&mut visitor);
-        visitor.0
+        crate::rank_one_param_ids(self)
     }
 }
 
@@ -245,6 +235,7 @@ impl Gpt {
 mod tests {
     use super::*;
     use crate::init::{FormulaInit, SeededInit};
+    use burn::module::{ModuleVisitor, Param};
     use burn::tensor::TensorData;
     use scalelab_spec::GptSpec;
 

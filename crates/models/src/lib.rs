@@ -13,5 +13,23 @@ pub use gpt::{FLOPS_CONVENTION, Gpt, flops_per_token, param_counts};
 pub use init::{FormulaInit, InitKind, SeededInit, WeightInit};
 pub use mlp::{Mlp, mlp_flops_per_sample, mlp_param_counts};
 
+/// Ids of every rank-1 parameter (biases, norm gains and biases): the tensors that weight
+/// decay and weight penalties skip, as in nanoGPT.
+pub fn rank_one_param_ids<M: burn::module::Module>(model: &M) -> Vec<burn::module::ParamId> {
+    use burn::module::{ModuleVisitor, Param, ParamId};
+    use burn::tensor::Tensor;
+    struct RankOne(Vec<ParamId>);
+    impl ModuleVisitor for RankOne {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D == 1 {
+                self.0.push(param.id);
+            }
+        }
+    }
+    let mut visitor = RankOne(Vec::new());
+    model.visit(&mut visitor);
+    visitor.0
+}
+
 #[cfg(test)]
 mod test_util;

@@ -12,6 +12,7 @@ use scalelab_data::Batch;
 use scalelab_models::{Gpt, SeededInit, param_counts};
 use scalelab_spec::{Budget, GptConfig, TrainConfig};
 
+use crate::Objective;
 use crate::trainer::{build_optimizer, train_step};
 
 /// Timing of one benchmarked configuration.
@@ -83,9 +84,9 @@ pub fn bench_gpt_step(
             model,
             &mut optimizer,
             std::iter::once(fixed.clone()),
+            |model: &Gpt, batch: &Batch| model.batch_loss(batch, &device),
             0.0,
             3e-4,
-            &device,
         );
         let ms = start.elapsed().as_secs_f64() * 1e3;
         losses.push(loss.unwrap_or(f64::NAN));

@@ -7,15 +7,22 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod classify;
 pub mod error;
 pub mod fsutil;
 pub mod machine;
+pub mod metrics;
 pub mod objective;
 pub mod schedule;
 pub mod task_eval;
 pub mod trainer;
 
+pub use classify::{
+    ImageClassifier, classifier_flops, classifier_params, classify_run_id, planned_samples,
+    train_classifier,
+};
 pub use error::TrainError;
+pub use metrics::class_metrics;
 pub use objective::Objective;
 pub use task_eval::evaluate_task;
 pub use trainer::{NoProgress, Outcome, Progress, RunOptions, planned_tokens, run_id, train_gpt};

@@ -109,16 +109,31 @@ pub(crate) fn build_optimizer(
     train: &TrainConfig,
     no_decay: Vec<burn::module::ParamId>,
 ) -> ModuleOptimizer {
-    let adamw = |weight_decay: f64| {
+    adamw(
+        [train.beta1, train.beta2],
+        train.epsilon,
+        train.weight_decay,
+        no_decay,
+    )
+}
+
+/// AdamW with decoupled `weight_decay` on every parameter but `no_decay`.
+pub(crate) fn adamw(
+    betas: [f64; 2],
+    epsilon: f64,
+    weight_decay: f64,
+    no_decay: Vec<burn::module::ParamId>,
+) -> ModuleOptimizer {
+    let config = |weight_decay: f64| {
         AdamWConfig::new()
-            .with_beta_1(train.beta1 as f32)
-            .with_beta_2(train.beta2 as f32)
-            .with_epsilon(train.epsilon as f32)
+            .with_beta_1(betas[0] as f32)
+            .with_beta_2(betas[1] as f32)
+            .with_epsilon(epsilon as f32)
             .with_weight_decay(weight_decay as f32)
     };
-    adamw(train.weight_decay).init().with_group(
+    config(weight_decay).init().with_group(
         ParamGroup::from_ids(no_decay),
-        adamw(0.0).build(),
+        config(0.0).build(),
         None,
     )
 }
@@ -230,7 +245,14 @@ fn train_loop<M: Objective>(
             )
         });
         let step_loss;
-        (model, step_loss) = train_step(model, &mut optimizer, batches, t.grad_clip, lr, &device);
+        (model, step_loss) = train_step(
+            model,
+            &mut optimizer,
+            batches,
+            |model: &M, batch: &Batch| model.batch_loss(batch, &device),
+            t.grad_clip,
+            lr,
+        );
         let step_loss = match step_loss {
             Ok(loss) => loss,
             Err(value) => {
@@ -327,22 +349,23 @@ fn train_loop<M: Objective>(
     Ok(Outcome::Finished(Box::new(record)))
 }
 
-/// One optimiser step: the mean loss over the micro-batches, their averaged gradients, global
+/// One optimiser step of any model on any batches (`loss_of` gives a batch's loss): the mean
+/// loss over the micro-batches, their averaged gradients, global
 /// norm clipping (when `grad_clip > 0`), and AdamW at `lr`. Returns the updated model and the
 /// mean loss, or `Err(loss)` with the model untouched when a loss is NaN or infinite.
-pub(crate) fn train_step<M: Objective>(
+pub(crate) fn train_step<M: Module, B>(
     model: M,
     optimizer: &mut ModuleOptimizer,
-    batches: impl ExactSizeIterator<Item = Batch>,
+    batches: impl ExactSizeIterator<Item = B>,
+    loss_of: impl Fn(&M, &B) -> Tensor<1>,
     grad_clip: f64,
     lr: f64,
-    device: &Device,
 ) -> (M, Result<f64, f64>) {
     let n = batches.len().max(1) as f64;
     let mut mean_loss = 0.0;
     let mut accumulator = GradientsAccumulator::<M>::new();
     for batch in batches {
-        let loss = model.batch_loss(&batch, device);
+        let loss = loss_of(&model, &batch);
         let value = f64::from(loss.clone().into_scalar::<f32>());
         if !value.is_finite() {
             return (model, Err(value));

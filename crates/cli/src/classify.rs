@@ -1,0 +1,238 @@
+//! `scalelab classify`: train one supervised classifier (or k, one per cross-validation fold)
+//! on a labelled image set and print its metrics.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use scalelab_data::{classification_split, load_images};
+use scalelab_spec::{ClassMetrics, ClassifyRecord};
+use scalelab_train::{
+    RunOptions, classifier_params, classify_run_id, planned_samples, train_classifier,
+};
+use serde_json::json;
+
+use crate::args::ClassifyArgs;
+use crate::{human, set_threads};
+
+/// Runs the command.
+pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
+    let spec = args.spec()?;
+    let threads = set_threads(args.threads)?;
+    let dataset = spec.dataset()?;
+    let splits = load_images(dataset, spec.data.dir.as_deref().map(Path::new))?;
+    let input = [
+        splits.train.channels,
+        splits.train.height,
+        splits.train.width,
+    ];
+    let config = spec.resolve(input, splits.train.n_classes)?;
+    let folds: Vec<Option<usize>> = if config.folds >= 2 {
+        (0..config.folds).map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let params = classifier_params(&config.model);
+    let mut records = Vec::new();
+    for fold in folds {
+        let mut config = config.clone();
+        config.fold = fold;
+        let (train, val) = classification_split(
+            &splits.train,
+            config.train_fraction,
+            config.val_fraction,
+            fold.map(|f| (f, config.folds)),
+            config.seed,
+        );
+        let id = classify_run_id(&config);
+        let (steps, per_step) = planned_samples(&config);
+        let fold_text = fold.map_or(String::new(), |f| {
+            format!(" | fold {} of {}", f + 1, config.folds)
+        });
+        eprintln!(
+            "run {id}: {} | {} params | {}: {} train / {} val / {} test images | {} samples in {steps} steps | {threads} threads{fold_text}",
+            config.model.describe(),
+            human(params.total as f64),
+            splits.name,
+            train.len(),
+            val.len(),
+            splits.test.len(),
+            human((steps * per_step) as f64),
+        );
+        let options = RunOptions {
+            run_dir: args.out.join(&id),
+            device: burn::tensor::Device::flex(),
+            backend: "burn-flex (cpu)".to_string(),
+            resume: false,
+            stop_after_tokens: None,
+        };
+        let record = train_classifier(&config, &train, &val, &splits.test, &options)
+            .with_context(|| format!("training classifier run {id}"))?;
+        eprintln!(
+            "record written to {}",
+            options.run_dir.join("record.json").display()
+        );
+        records.push(record);
+    }
+    let mut out = std::io::stdout().lock();
+    match records.as_slice() {
+        [record] if args.json => {
+            serde_json::to_writer_pretty(&mut out, record)?;
+            writeln!(out)?;
+        }
+        [record] => print_record(&mut out, record)?,
+        _ if args.json => {
+            serde_json::to_writer_pretty(&mut out, &fold_summary(&records))?;
+            writeln!(out)?;
+        }
+        _ => print_folds(&mut out, &records)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn metrics_row(name: &str, m: &ClassMetrics) -> String {
+    format!(
+        "{name:<11} {:>7.4}  {:.4} [{:.4}, {:.4}]  {:>8.4}  {:>6.4}  {:>6}",
+        m.loss,
+        m.accuracy,
+        m.accuracy_interval[0],
+        m.accuracy_interval[1],
+        m.macro_f1,
+        m.ece,
+        m.examples
+    )
+}
+
+fn print_record(out: &mut impl Write, r: &ClassifyRecord) -> Result<()> {
+    writeln!(out, "run         {}", r.run_id)?;
+    writeln!(
+        out,
+        "model       {}, {} parameters, {:.3e} training FLOPs a sample",
+        r.config.model.describe(),
+        r.params.total,
+        r.flops_per_sample
+    )?;
+    writeln!(
+        out,
+        "trained     {} samples on {} images ({:.1} epochs), {:.3e} FLOPs; weights kept at {} samples{}",
+        r.samples_seen,
+        r.train_examples,
+        r.samples_seen as f64 / r.train_examples.max(1) as f64,
+        r.train_flops,
+        r.kept_samples,
+        if r.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "{:<11} {:>7}  {:<24}  {:>8}  {:>6}  {:>6}",
+        "", "loss", "accuracy [95% CI]", "macro F1", "ECE", "n"
+    )?;
+    writeln!(out, "{}", metrics_row("train", &r.train))?;
+    writeln!(out, "{}", metrics_row("validation", &r.validation))?;
+    writeln!(out, "{}", metrics_row("test", &r.test))?;
+    writeln!(
+        out,
+        "gap         train - test accuracy {:+.4}",
+        r.train.accuracy - r.test.accuracy
+    )?;
+    writeln!(
+        out,
+        "wall        {:.1} s, {} threads",
+        r.wall_secs, r.threads
+    )?;
+    Ok(())
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+type Getter = fn(&ClassMetrics) -> f64;
+const SUMMARISED: [(&str, Getter); 6] = [
+    ("loss", |m| m.loss),
+    ("accuracy", |m| m.accuracy),
+    ("macro_precision", |m| m.macro_precision),
+    ("macro_recall", |m| m.macro_recall),
+    ("macro_f1", |m| m.macro_f1),
+    ("ece", |m| m.ece),
+];
+
+fn fold_summary(records: &[ClassifyRecord]) -> serde_json::Value {
+    let part = |pick: fn(&ClassifyRecord) -> &ClassMetrics| {
+        let mut map = serde_json::Map::new();
+        for (name, get) in SUMMARISED {
+            let values: Vec<f64> = records.iter().map(|r| get(pick(r))).collect();
+            let (mean, sd) = mean_sd(&values);
+            map.insert(
+                name.into(),
+                json!({ "mean": mean, "sd": sd, "folds": values }),
+            );
+        }
+        serde_json::Value::Object(map)
+    };
+    json!({
+        "folds": records.len(),
+        "run_ids": records.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>(),
+        "validation": part(|r| &r.validation),
+        "test": part(|r| &r.test),
+        "train": part(|r| &r.train),
+    })
+}
+
+fn print_folds(out: &mut impl Write, records: &[ClassifyRecord]) -> Result<()> {
+    writeln!(
+        out,
+        "{}-fold cross-validation of {} (mean ± sd over folds; validation = the held-out fold)",
+        records.len(),
+        records
+            .first()
+            .map_or(String::new(), |r| r.config.model.describe())
+    )?;
+    writeln!(
+        out,
+        "{:<16} {:>17} {:>17} {:>17}",
+        "", "train", "validation", "test"
+    )?;
+    for (name, get) in SUMMARISED {
+        let cell = |pick: fn(&ClassifyRecord) -> &ClassMetrics| {
+            let values: Vec<f64> = records.iter().map(|r| get(pick(r))).collect();
+            let (mean, sd) = mean_sd(&values);
+            format!("{mean:.4} ± {sd:.4}")
+        };
+        writeln!(
+            out,
+            "{name:<16} {:>17} {:>17} {:>17}",
+            cell(|r| &r.train),
+            cell(|r| &r.validation),
+            cell(|r| &r.test)
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_sd;
+
+    #[test]
+    fn mean_and_sample_sd() {
+        let (m, s) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
+        assert!((m - 2.5).abs() < 1e-12);
+        // Σ(x - 2.5)² = 5, / (4 - 1) → sd √(5/3).
+        assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_sd(&[7.0]), (7.0, 0.0));
+    }
+}

@@ -1,0 +1,392 @@
+//! Training a supervised classifier (MLP, CNN) on labelled images with the same optimiser step
+//! as the language models: AdamW, warm-up and cosine decay over a budget of samples or FLOPs,
+//! evaluation on the validation images at regular points, optional L1/L2 penalties and early
+//! stopping that keeps the best weights; then metrics of the kept weights on the training,
+//! validation and test images, written as a [`ClassifyRecord`].
+//!
+//! Runs are minutes long and restart from scratch rather than resume from checkpoints.
+
+use std::time::Instant;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use scalelab_data::{ImageBatch, ImageSet};
+use scalelab_models::{
+    Cnn, Mlp, SeededInit, cnn_flops_per_sample, cnn_param_counts, mlp_flops_per_sample,
+    mlp_param_counts, rank_one_param_ids,
+};
+use scalelab_spec::{
+    CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig, ClassifyConfig, ClassifyPoint,
+    ClassifyRecord, FlopsConvention, ParamCounts, SampleBudget,
+};
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::write_atomic;
+use crate::metrics::class_metrics;
+use crate::schedule::learning_rate;
+use crate::trainer::{adamw, train_step};
+use crate::{RunOptions, TrainError, machine};
+
+/// Images per forward pass when evaluating.
+const EVAL_BATCH: usize = 500;
+
+/// A model that maps images `[B, C, H, W]` to class logits `[B, K]`.
+pub trait ImageClassifier: Module + Clone {
+    /// Class logits.
+    fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+}
+
+impl ImageClassifier for Mlp {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
+impl ImageClassifier for Cnn {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
+/// Exact parameter counts of a classifier's shape.
+pub fn classifier_params(model: &ClassifierConfig) -> ParamCounts {
+    match model {
+        ClassifierConfig::Mlp {
+            inputs,
+            hidden,
+            classes,
+            ..
+        } => mlp_param_counts(*inputs, hidden, *classes),
+        ClassifierConfig::Cnn {
+            input,
+            stages,
+            fc,
+            classes,
+            ..
+        } => cnn_param_counts(*input, stages, *fc, *classes),
+    }
+}
+
+/// Training FLOPs per sample of a classifier's shape ([`FlopsConvention::SixForwardMacsPerSample`]).
+pub fn classifier_flops(model: &ClassifierConfig) -> f64 {
+    match model {
+        ClassifierConfig::Mlp {
+            inputs,
+            hidden,
+            classes,
+            ..
+        } => mlp_flops_per_sample(*inputs, hidden, *classes),
+        ClassifierConfig::Cnn {
+            input,
+            stages,
+            fc,
+            classes,
+            ..
+        } => cnn_flops_per_sample(*input, stages, *fc, *classes),
+    }
+}
+
+/// A classification run's identity: SHA-256 of its resolved config, 16 hex digits.
+pub fn classify_run_id(config: &ClassifyConfig) -> String {
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    Sha256::digest(&json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `(optimiser steps, samples per step)` of a run's budget.
+pub fn planned_samples(config: &ClassifyConfig) -> (u64, u64) {
+    let batch = config.train.batch_size as u64;
+    let samples = match config.train.budget {
+        SampleBudget::Samples(s) => s,
+        SampleBudget::Flops(f) => (f / classifier_flops(&config.model)) as u64,
+    };
+    (samples.div_ceil(batch).max(1), batch)
+}
+
+/// Trains the classifier of `config` on `train`, validates on `val`, tests on `test`.
+pub fn train_classifier(
+    config: &ClassifyConfig,
+    train: &ImageSet,
+    val: &ImageSet,
+    test: &ImageSet,
+    options: &RunOptions,
+) -> Result<ClassifyRecord, TrainError> {
+    let device = options.device.clone().autodiff();
+    let mut init = SeededInit::new(config.seed);
+    match &config.model {
+        ClassifierConfig::Mlp {
+            inputs,
+            hidden,
+            classes,
+            dropout,
+        } => {
+            let model = Mlp::new(*inputs, hidden, *classes, *dropout, &mut init, &device);
+            classify_loop(model, config, train, val, test, options)
+        }
+        ClassifierConfig::Cnn {
+            input,
+            stages,
+            fc,
+            classes,
+            dropout,
+        } => {
+            let model = Cnn::new(*input, stages, *fc, *classes, *dropout, &mut init, &device);
+            classify_loop(model, config, train, val, test, options)
+        }
+    }
+}
+
+fn classify_loop<M: ImageClassifier>(
+    mut model: M,
+    config: &ClassifyConfig,
+    train: &ImageSet,
+    val: &ImageSet,
+    test: &ImageSet,
+    options: &RunOptions,
+) -> Result<ClassifyRecord, TrainError> {
+    let t = &config.train;
+    let device = options.device.clone().autodiff();
+    device.seed(config.seed);
+    let clock = Instant::now();
+    let (total_steps, per_step) = planned_samples(config);
+    let total_samples = total_steps * per_step;
+    let flops_per_sample = classifier_flops(&config.model);
+    let eval_every = if t.eval_every_samples > 0 {
+        t.eval_every_samples
+    } else {
+        (total_samples / 10).max(per_step)
+    };
+    let no_decay = rank_one_param_ids(&model);
+    let mut optimizer = adamw([0.9, 0.999], 1e-8, t.weight_decay, no_decay);
+    let input = [train.channels, train.height, train.width];
+    let loss_of = |model: &M, batch: &ImageBatch| {
+        let (images, labels) = batch_tensors(batch, input, &device);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(model.logits(images), labels);
+        add_penalties(loss, model, t.l1, t.l2)
+    };
+
+    let mut curve = vec![eval_point(&model, val, 0, 0.0, None)];
+    let mut best = (curve[0].val_loss, 0u64, model.clone());
+    let mut since_best = 0usize;
+    let mut pending = (0.0, 0u64);
+    let mut stopped_early = false;
+    for step in 0..total_steps {
+        let samples_after = (step + 1) * per_step;
+        let lr = learning_rate(
+            t.lr,
+            t.min_lr_ratio,
+            t.warmup_fraction,
+            samples_after,
+            total_samples,
+        );
+        let batch = train.train_batch(config.seed, step, t.batch_size, &config.augment);
+        let loss;
+        (model, loss) = train_step(
+            model,
+            &mut optimizer,
+            std::iter::once(batch),
+            loss_of,
+            0.0,
+            lr,
+        );
+        let loss = loss.map_err(|value| TrainError::Diverged {
+            reason: format!("training loss became {value} at step {step}"),
+        })?;
+        pending.0 += loss;
+        pending.1 += 1;
+        let last = step + 1 == total_steps;
+        if last || samples_after / eval_every > (samples_after - per_step) / eval_every {
+            let train_loss = Some(pending.0 / pending.1 as f64);
+            let point = eval_point(
+                &model,
+                val,
+                samples_after,
+                samples_after as f64 * flops_per_sample,
+                train_loss,
+            );
+            pending = (0.0, 0);
+            if point.val_loss < best.0 {
+                best = (point.val_loss, samples_after, model.clone());
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+            curve.push(point);
+            if t.early_stopping_patience > 0 && since_best >= t.early_stopping_patience {
+                stopped_early = !last;
+                break;
+            }
+        }
+    }
+    let samples_seen = curve.last().map_or(0, |p| p.samples);
+    let (kept_samples, kept) = if t.early_stopping_patience > 0 {
+        (best.1, best.2)
+    } else {
+        (samples_seen, model)
+    };
+    let record = ClassifyRecord {
+        schema_version: CLASSIFY_RECORD_SCHEMA_VERSION,
+        run_id: classify_run_id(config),
+        config: config.clone(),
+        git_revision: machine::git_revision().to_string(),
+        params: classifier_params(&config.model),
+        param_convention: "total = all trainable parameters; these families have no embeddings, so non_embedding = total".into(),
+        flops_per_sample,
+        flops_convention: FlopsConvention::SixForwardMacsPerSample,
+        train_examples: train.len() as u64,
+        samples_seen,
+        train_flops: samples_seen as f64 * flops_per_sample,
+        curve,
+        kept_samples,
+        stopped_early,
+        train: evaluate(&kept, train),
+        validation: evaluate(&kept, val),
+        test: evaluate(&kept, test),
+        wall_secs: clock.elapsed().as_secs_f64(),
+        threads: rayon::current_num_threads(),
+        machine: machine::describe(&options.backend),
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
+        what: "classification record",
+        source,
+    })?;
+    std::fs::create_dir_all(&options.run_dir).map_err(|source| TrainError::Io {
+        action: "create",
+        path: options.run_dir.clone(),
+        source,
+    })?;
+    write_atomic(&options.run_dir.join("record.json"), &json)?;
+    Ok(record)
+}
+
+fn batch_tensors(
+    batch: &ImageBatch,
+    [c, h, w]: [usize; 3],
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let images = Tensor::<4>::from_data(
+        TensorData::new(batch.pixels.clone(), [batch.batch, c, h, w]),
+        device,
+    );
+    let labels =
+        Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.batch]), device);
+    (images, labels)
+}
+
+/// `loss + l1·Σ|w| + l2/2·Σw²` over every weight matrix and kernel (rank ≥ 2).
+fn add_penalties<M: Module>(loss: Tensor<1>, model: &M, l1: f64, l2: f64) -> Tensor<1> {
+    if l1 == 0.0 && l2 == 0.0 {
+        return loss;
+    }
+    struct Penalty {
+        l1: f64,
+        l2: f64,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for Penalty {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D < 2 {
+                return;
+            }
+            let w = param.val();
+            let mut term = w.clone().abs().sum().mul_scalar(self.l1);
+            if self.l2 > 0.0 {
+                term = term + w.square().sum().mul_scalar(self.l2 / 2.0);
+            }
+            self.total = Some(match self.total.take() {
+                Some(total) => total + term,
+                None => term,
+            });
+        }
+    }
+    let mut penalty = Penalty {
+        l1,
+        l2,
+        total: None,
+    };
+    model.visit(&mut penalty);
+    match penalty.total {
+        Some(p) => loss + p,
+        None => loss,
+    }
+}
+
+/// Class probabilities `[n, K]` of every image of `set`, without autodiff or dropout.
+fn predict<M: ImageClassifier>(model: &M, set: &ImageSet) -> Vec<f32> {
+    let model = model.valid();
+    let input = [set.channels, set.height, set.width];
+    let device = model.devices().into_iter().next().unwrap_or_default();
+    let mut probs = Vec::with_capacity(set.len() * set.n_classes);
+    for batch in set.eval_batches(EVAL_BATCH) {
+        let (images, _) = batch_tensors(&batch, input, &device);
+        let p = softmax(model.logits(images), 1);
+        probs.extend(p.into_data().try_to_vec::<f32>().unwrap_or_default());
+    }
+    probs
+}
+
+fn evaluate<M: ImageClassifier>(model: &M, set: &ImageSet) -> ClassMetrics {
+    class_metrics(&predict(model, set), &set.labels, set.n_classes)
+}
+
+fn eval_point<M: ImageClassifier>(
+    model: &M,
+    val: &ImageSet,
+    samples: u64,
+    flops: f64,
+    train_loss: Option<f64>,
+) -> ClassifyPoint {
+    let metrics = evaluate(model, val);
+    ClassifyPoint {
+        samples,
+        flops,
+        train_loss,
+        val_loss: metrics.loss,
+        val_accuracy: metrics.accuracy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::ParamId;
+
+    #[test]
+    fn penalties_add_l1_and_half_l2_of_matrices_only() {
+        let device = Device::default();
+        // 2 inputs, no hidden layer, 2 classes: a 2×2 weight and a bias. Seeded weights; the
+        // penalty must equal l1·Σ|w| + l2/2·Σw² of the weight matrix alone.
+        let model = Mlp::new(2, &[], 2, 0.0, &mut SeededInit::new(3), &device);
+        struct Weights(Vec<f32>, Vec<ParamId>);
+        impl ModuleVisitor for Weights {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if D == 2 {
+                    self.0.extend(
+                        param
+                            .val()
+                            .into_data()
+                            .try_to_vec::<f32>()
+                            .unwrap_or_default(),
+                    );
+                    self.1.push(param.id);
+                }
+            }
+        }
+        let mut w = Weights(Vec::new(), Vec::new());
+        model.visit(&mut w);
+        assert_eq!(w.0.len(), 4);
+        let expected = 0.3 * w.0.iter().map(|v| f64::from(v.abs())).sum::<f64>()
+            + 0.05 * w.0.iter().map(|v| f64::from(v * v)).sum::<f64>();
+        let zero = Tensor::<1>::zeros([1], &device);
+        let got = f64::from(add_penalties(zero, &model, 0.3, 0.1).into_scalar::<f32>());
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+        assert!(!rank_one_param_ids(&model).contains(&w.1[0]));
+    }
+}
