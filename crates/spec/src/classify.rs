@@ -264,7 +264,10 @@ impl ClassifierSpec {
         match family {
             "mlp" => {
                 let depth = depth.unwrap_or(2);
-                let width = positive("model.width", width.unwrap_or(256))?;
+                let width = width.unwrap_or(256);
+                if depth > 0 {
+                    positive("model.width", width)?;
+                }
                 if depth > 64 {
                     return Err(SpecError::invalid(
                         "model.depth",

@@ -1,0 +1,255 @@
+//! `scalelab classify` end to end: the embedded digits train to a sensible accuracy, records
+//! are typed and complete, k folds are summarised, and bad data or specs fail clearly.
+
+mod common;
+use common::{scalelab, stderr};
+
+use std::path::Path;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})"))
+}
+
+#[test]
+fn an_mlp_learns_the_digits_and_records_every_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scalelab(
+        &[
+            "classify",
+            "--dataset",
+            "digits",
+            "--preset",
+            "mlp",
+            "--samples",
+            "20000",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let r = json(&out);
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["flops_convention"], "six_forward_macs_per_sample");
+    // 64-256-256-10: (64·256+256) + (256·256+256) + (256·10+10).
+    assert_eq!(r["params"]["total"], 85_002);
+    let test = &r["test"];
+    let accuracy = test["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.93, "test accuracy {accuracy}");
+    let [lo, hi] = [0, 1].map(|i| test["accuracy_interval"][i].as_f64().unwrap());
+    assert!(lo < accuracy && accuracy < hi);
+    // The confusion matrix counts every test image once, and its diagonal is the accuracy.
+    let confusion = test["confusion"].as_array().unwrap();
+    let n: u64 = confusion
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(n, test["examples"].as_u64().unwrap());
+    let diagonal: u64 = (0..10).map(|i| confusion[i][i].as_u64().unwrap()).sum();
+    assert!((diagonal as f64 / n as f64 - accuracy).abs() < 1e-12);
+    assert_eq!(test["per_class"].as_array().unwrap().len(), 10);
+    // Train, validation and test are disjoint parts of the 1,797 images.
+    let total = ["train", "validation", "test"]
+        .iter()
+        .map(|k| r[k]["examples"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(total, 1797);
+    let record = dir
+        .path()
+        .join("runs")
+        .join(r["run_id"].as_str().unwrap())
+        .join("record.json");
+    assert!(record.is_file());
+}
+
+#[test]
+fn folds_are_summarised_and_early_stopping_keeps_the_best_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scalelab(
+        &[
+            "classify",
+            "--preset",
+            "logistic",
+            "--samples",
+            "20000",
+            "--lr",
+            "1e-2",
+            "--folds",
+            "3",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let s = json(&out);
+    assert_eq!(s["folds"], 3);
+    assert_eq!(s["run_ids"].as_array().unwrap().len(), 3);
+    let acc = &s["validation"]["accuracy"];
+    let folds: Vec<f64> = acc["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let mean = folds.iter().sum::<f64>() / 3.0;
+    assert!((acc["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!(mean > 0.8, "logistic regression on the digits: {mean}");
+
+    // A large learning rate and a long budget overfit; patience 2 stops and keeps the best.
+    let out = scalelab(
+        &[
+            "classify",
+            "--preset",
+            "mlp",
+            "--samples",
+            "60000",
+            "--lr",
+            "3e-3",
+            "--patience",
+            "2",
+            "--train-fraction",
+            "0.2",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let r = json(&out);
+    let curve = r["curve"].as_array().unwrap();
+    let best = curve
+        .iter()
+        .min_by(|a, b| {
+            a["val_loss"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["val_loss"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(r["kept_samples"], best["samples"]);
+    // The kept weights are the best point's: their validation loss is that point's.
+    let kept_loss = r["validation"]["loss"].as_f64().unwrap();
+    assert!((kept_loss - best["val_loss"].as_f64().unwrap()).abs() < 1e-5);
+    if r["stopped_early"] == true {
+        let last = curve.last().unwrap()["samples"].as_u64().unwrap();
+        assert!(last < r["config"]["train"]["budget"]["samples"].as_u64().unwrap());
+    }
+}
+
+/// Writes an IDX file of unsigned bytes.
+fn idx(path: &Path, dims: &[u32], values: &[u8]) {
+    let mut bytes = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        bytes.extend(d.to_be_bytes());
+    }
+    bytes.extend(values);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn idx_files_are_read_and_their_faults_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    // A tiny MNIST-shaped set: 40 training and 20 test images of 4×4; class c lights row c.
+    let images = |n: usize| -> (Vec<u8>, Vec<u8>) {
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let c = i % 4;
+            labels.push(c as u8);
+            for row in 0..4 {
+                pixels.extend([if row == c { 255 } else { 0 }; 4]);
+            }
+        }
+        (pixels, labels)
+    };
+    let (p, l) = images(40);
+    idx(&data.join("train-images-idx3-ubyte"), &[40, 4, 4], &p);
+    idx(&data.join("train-labels-idx1-ubyte"), &[40], &l);
+    let (p, l) = images(20);
+    idx(&data.join("t10k-images-idx3-ubyte"), &[20, 4, 4], &p);
+    idx(&data.join("t10k-labels-idx1-ubyte"), &[20], &l);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "classify",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            "mnist",
+            "--preset",
+            "logistic",
+            "--samples",
+            "4000",
+            "--lr",
+            "1e-2",
+            "--threads",
+            "1",
+            "--json",
+        ];
+        args.extend(extra);
+        scalelab(&args, dir.path())
+    };
+    let r = json(&run(&[]));
+    assert_eq!(r["test"]["examples"], 20);
+    assert_eq!(r["test"]["accuracy"], 1.0, "four separable classes");
+
+    // A truncated image file: the error names the file, the byte and the counts.
+    let images_path = data.join("t10k-images-idx3-ubyte");
+    let bytes = std::fs::read(&images_path).unwrap();
+    std::fs::write(&images_path, &bytes[..bytes.len() - 3]).unwrap();
+    let out = run(&[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("t10k-images-idx3-ubyte, byte 16") && err.contains("promise 320 values"),
+        "{err}"
+    );
+    std::fs::write(&images_path, &bytes).unwrap();
+
+    // Labels that disagree with the images in number.
+    idx(&data.join("t10k-labels-idx1-ubyte"), &[19], &[0; 19]);
+    let err = stderr(&run(&[]));
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte") && err.contains("20 images"),
+        "{err}"
+    );
+
+    // A missing file says how to fetch the set.
+    std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap();
+    let err = stderr(&run(&[]));
+    assert!(
+        err.contains("does not exist") && err.contains("scripts/fetch-data.sh mnist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_specs_name_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (vec!["--family", "transformer"], "model.family"),
+        (vec!["--dataset", "cifar10"], "data.dataset"),
+        (vec!["--folds", "1"], "folds"),
+        (vec!["--dropout", "1.5"], "model.dropout"),
+        (vec!["--train-fraction", "0"], "data.train_fraction"),
+        (vec!["--preset", "resnet-9000"], "unknown preset"),
+        (vec!["--family", "cnn", "--depth", "4"], "model.depth"),
+    ] {
+        let mut all = vec!["classify", "--samples", "64"];
+        all.extend(args.iter().copied());
+        let out = scalelab(&all, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(expected) && err.contains("hint:"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        !dir.path().join("runs").exists(),
+        "nothing is written for a bad spec"
+    );
+}
