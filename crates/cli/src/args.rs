@@ -39,6 +39,22 @@ pub enum Command {
     Emergence(EmergenceArgs),
     /// Train a supervised classifier (MLP, CNN) on labelled images, optionally k-fold.
     Classify(Box<ClassifyArgs>),
+    /// Run a classification study (models × training fractions × regularisers × seeds) and
+    /// write its results CSV and report.
+    ClassifyStudy(ClassifyStudyArgs),
+}
+
+/// `scalelab classify-study`.
+#[derive(Debug, Args)]
+pub struct ClassifyStudyArgs {
+    /// The study's TOML file (see examples/digits-overfitting.toml).
+    pub file: PathBuf,
+    /// Directory that holds study directories.
+    #[arg(long, default_value = "studies")]
+    pub out: PathBuf,
+    /// Threads of the tensor backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// `scalelab emergence`.

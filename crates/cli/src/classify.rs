@@ -1,20 +1,22 @@
 //! `scalelab classify`: train one supervised classifier (or k, one per cross-validation fold)
-//! on a labelled image set and print its metrics.
+//! on a labelled image set and print its metrics; `scalelab classify-study`: a grid of them.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use scalelab_analysis::{FitOptions, fit_power};
 use scalelab_data::{classification_split, load_images};
-use scalelab_spec::{ClassMetrics, ClassifyRecord};
+use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
+use scalelab_spec::{ClassMetrics, ClassifyRecord, ClassifyStudySpec};
 use scalelab_train::{
     RunOptions, classifier_params, classify_run_id, planned_samples, train_classifier,
 };
 use serde_json::json;
 
-use crate::args::ClassifyArgs;
-use crate::{human, set_threads};
+use crate::args::{ClassifyArgs, ClassifyStudyArgs};
+use crate::{human, read_toml, set_threads, write_text};
 
 /// Runs the command.
 pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
@@ -235,4 +237,208 @@ mod tests {
         assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(mean_sd(&[7.0]), (7.0, 0.0));
     }
+}
+
+/// `scalelab classify-study FILE`: every model × training fraction × regulariser × seed of a
+/// classification study, resumable (finished runs are read back from their records), then a
+/// CSV of the results and the report page.
+pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
+    let spec: ClassifyStudySpec = read_toml(&args.file)?;
+    let cells = spec
+        .expand()
+        .with_context(|| format!("in {}", args.file.display()))?;
+    let threads = set_threads(args.threads)?;
+    let dir = args.out.join(&spec.name);
+    let dataset = spec
+        .base
+        .dataset()
+        .with_context(|| format!("in {}", args.file.display()))?;
+    let splits = load_images(dataset, spec.base.data.dir.as_deref().map(Path::new))?;
+    let input = [
+        splits.train.channels,
+        splits.train.height,
+        splits.train.width,
+    ];
+    eprintln!(
+        "classification study {} in {}: {} runs on {} ({threads} threads)",
+        spec.name,
+        dir.display(),
+        cells.len(),
+        splits.name
+    );
+    let mut runs = Vec::new();
+    for (i, (cell, run_spec)) in cells.into_iter().enumerate() {
+        let config = run_spec
+            .resolve(input, splits.train.n_classes)
+            .with_context(|| {
+                format!("in {} ({} run {})", args.file.display(), cell.model, i + 1)
+            })?;
+        let id = classify_run_id(&config);
+        let run_dir = dir.join("runs").join(&id);
+        let record_path = run_dir.join("record.json");
+        let record: ClassifyRecord = if record_path.is_file() {
+            let text = std::fs::read_to_string(&record_path)
+                .with_context(|| format!("reading {}", record_path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a classification record; delete it to train the run again",
+                    record_path.display()
+                )
+            })?
+        } else {
+            let (train, val) = classification_split(
+                &splits.train,
+                config.train_fraction,
+                config.val_fraction,
+                None,
+                config.seed,
+            );
+            let options = RunOptions {
+                run_dir,
+                device: burn::tensor::Device::flex(),
+                backend: "burn-flex (cpu)".to_string(),
+                resume: false,
+                stop_after_tokens: None,
+            };
+            let record = train_classifier(&config, &train, &val, &splits.test, &options)
+                .with_context(|| format!("training run {id}"))?;
+            eprintln!(
+                "  done  {id} {:<16} D={:<6} {:<14} seed {}  test acc {:.4}  gap {:+.4}  {:.1} s",
+                cell.model,
+                record.train_examples,
+                cell.regulariser,
+                cell.seed,
+                record.test.accuracy,
+                record.train.accuracy - record.test.accuracy,
+                record.wall_secs
+            );
+            record
+        };
+        runs.push(ClassifyRun { cell, record });
+    }
+    write_text(&dir.join("results.csv"), &results_csv(&runs)?)?;
+    let mut report = ClassifyStudyReport {
+        name: spec.name.clone(),
+        description: spec.description.clone(),
+        command: format!("scalelab classify-study {}", args.file.display()),
+        ..ClassifyStudyReport::default()
+    };
+    fit_errors(&runs, &mut report);
+    write_text(
+        &dir.join("report.html"),
+        &render_classify_report(&report, &runs)?,
+    )?;
+    eprintln!(
+        "results in {}, report in {}",
+        dir.join("results.csv").display(),
+        dir.join("report.html").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Power laws of test error against N (largest fraction) and against D (largest model), over
+/// the first regulariser's runs, seeds averaged.
+fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
+    let Some(first) = runs.first().map(|r| r.cell.regulariser.clone()) else {
+        return;
+    };
+    let base: Vec<&ClassifyRun> = runs
+        .iter()
+        .filter(|r| r.cell.regulariser == first)
+        .collect();
+    let max_fraction = base
+        .iter()
+        .map(|r| r.cell.train_fraction)
+        .fold(0.0, f64::max);
+    let max_n = base
+        .iter()
+        .map(|r| r.record.params.total)
+        .max()
+        .unwrap_or(0);
+    let points = |pick: &dyn Fn(&ClassifyRun) -> Option<f64>| {
+        let mut pts: Vec<(f64, f64, usize)> = Vec::new();
+        for r in &base {
+            if let Some(x) = pick(r) {
+                let err = 1.0 - r.record.test.accuracy;
+                match pts.iter_mut().find(|p| p.0 == x) {
+                    Some(p) => {
+                        p.2 += 1;
+                        p.1 += (err - p.1) / p.2 as f64;
+                    }
+                    None => pts.push((x, err, 1)),
+                }
+            }
+        }
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts
+    };
+    let by_n = points(&|r| {
+        (r.cell.train_fraction == max_fraction).then_some(r.record.params.total as f64)
+    });
+    let by_d =
+        points(&|r| (r.record.params.total == max_n).then_some(r.record.train_examples as f64));
+    let opts = FitOptions::default();
+    for (axis, pts, slot) in [
+        ("N", by_n, &mut report.fit_n),
+        ("D", by_d, &mut report.fit_d),
+    ] {
+        let x: Vec<f64> = pts.iter().map(|p| p.0).collect();
+        let y: Vec<f64> = pts.iter().map(|p| p.1).collect();
+        if pts.iter().any(|p| p.1 <= 0.0) {
+            report.fit_notes.push(format!(
+                "No fit against {axis}: a test error of 0 has no logarithm."
+            ));
+            continue;
+        }
+        match fit_power(axis, &x, &y, &opts) {
+            Ok(fit) => *slot = Some(fit),
+            Err(e) => report.fit_notes.push(format!("No fit against {axis}: {e}")),
+        }
+    }
+}
+
+fn results_csv(runs: &[ClassifyRun]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "run_id",
+        "model",
+        "family",
+        "params",
+        "train_fraction",
+        "train_examples",
+        "regulariser",
+        "seed",
+        "samples",
+        "train_flops",
+        "train_accuracy",
+        "test_accuracy",
+        "test_loss",
+        "gap",
+        "test_macro_f1",
+        "test_ece",
+        "wall_secs",
+    ])?;
+    for r in runs {
+        let rec = &r.record;
+        w.write_record([
+            rec.run_id.clone(),
+            r.cell.model.clone(),
+            rec.config.model.family().to_string(),
+            rec.params.total.to_string(),
+            r.cell.train_fraction.to_string(),
+            rec.train_examples.to_string(),
+            r.cell.regulariser.clone(),
+            r.cell.seed.to_string(),
+            rec.kept_samples.to_string(),
+            format!("{:e}", rec.train_flops),
+            rec.train.accuracy.to_string(),
+            rec.test.accuracy.to_string(),
+            rec.test.loss.to_string(),
+            (rec.train.accuracy - rec.test.accuracy).to_string(),
+            rec.test.macro_f1.to_string(),
+            rec.test.ece.to_string(),
+            format!("{:.3}", rec.wall_secs),
+        ])?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
 }

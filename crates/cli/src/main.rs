@@ -46,6 +46,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => fit::plan(args),
         Command::Emergence(args) => emergence::run(args),
         Command::Classify(args) => classify::run(*args),
+        Command::ClassifyStudy(args) => classify::study(args),
     }
 }
 

@@ -253,3 +253,57 @@ fn bad_specs_name_the_key_and_the_fix() {
         "nothing is written for a bad spec"
     );
 }
+
+#[test]
+fn a_classification_study_runs_its_grid_resumes_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"
+name = "tiny"
+seeds = [0, 1]
+train_fractions = [0.2, 1.0]
+models = [{ preset = "logistic" }, { family = "mlp", depth = 1, width = 32 }]
+regularisers = [{ name = "none" }, { name = "dropout", dropout = 0.3 }]
+[base.train]
+budget_samples = 3000
+lr = 1e-2
+"#;
+    std::fs::write(dir.path().join("tiny.toml"), spec).unwrap();
+    let out = scalelab(
+        &["classify-study", "tiny.toml", "--threads", "1"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let study = dir.path().join("studies/tiny");
+    let csv = std::fs::read_to_string(study.join("results.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(
+        rows.len(),
+        2 * 2 * 2 * 2,
+        "models × fractions × regularisers × seeds"
+    );
+    // Every run has its own record; the two fractions train on nested, larger sets.
+    let runs = std::fs::read_dir(study.join("runs")).unwrap().count();
+    assert_eq!(runs, 16);
+    assert!(csv.contains(",logistic,mlp,650,0.2,") && csv.contains(",mlp-d1-w32,mlp,"));
+    let report = std::fs::read_to_string(study.join("report.html")).unwrap();
+    assert!(report.contains("train–test gap") && report.contains("<svg"));
+
+    // Run again: nothing trains, the results are the same.
+    let again = scalelab(
+        &["classify-study", "tiny.toml", "--threads", "1"],
+        dir.path(),
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("done "), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read_to_string(study.join("results.csv")).unwrap(),
+        csv
+    );
+
+    // A bad grid names the file and the key.
+    std::fs::write(dir.path().join("bad.toml"), "name = \"bad\"\nmodels = []\n").unwrap();
+    let out = scalelab(&["classify-study", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("bad.toml") && err.contains("models"), "{err}");
+}

@@ -5,6 +5,7 @@
 //! the analysis crate produced ([`StudyAnalysis`]), and it draws and tabulates them.
 
 mod abilities;
+mod classify;
 mod csv_export;
 mod html;
 mod plot;
@@ -12,6 +13,7 @@ mod plot;
 pub use abilities::{
     AbilityAnalysis, Delay, TaskPoint, TaskRun, finals_by_size, metric_rows, metric_value,
 };
+pub use classify::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 pub use csv_export::{
     CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_runs_csv,
     write_task_curves_csv,
