@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use scalelab_analysis::{FitOptions, fit_power};
 use scalelab_data::{classification_split, load_images};
-use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
+use scalelab_report::{ClassifyRun, ClassifyStudyReport, mean_by, render_classify_report};
 use scalelab_spec::{ClassMetrics, ClassifyRecord, ClassifyStudySpec};
 use scalelab_train::{
     RunOptions, classifier_params, classify_run_id, planned_samples, train_classifier,
@@ -225,20 +225,6 @@ fn print_folds(out: &mut impl Write, records: &[ClassifyRecord]) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::mean_sd;
-
-    #[test]
-    fn mean_and_sample_sd() {
-        let (m, s) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
-        assert!((m - 2.5).abs() < 1e-12);
-        // Σ(x - 2.5)² = 5, / (4 - 1) → sd √(5/3).
-        assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert_eq!(mean_sd(&[7.0]), (7.0, 0.0));
-    }
-}
-
 /// `scalelab classify-study FILE`: every model × training fraction × regulariser × seed of a
 /// classification study, resumable (finished runs are read back from their records), then a
 /// CSV of the results and the report page.
@@ -356,21 +342,11 @@ fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
         .max()
         .unwrap_or(0);
     let points = |pick: &dyn Fn(&ClassifyRun) -> Option<f64>| {
-        let mut pts: Vec<(f64, f64, usize)> = Vec::new();
-        for r in &base {
-            if let Some(x) = pick(r) {
-                let err = 1.0 - r.record.test.accuracy;
-                match pts.iter_mut().find(|p| p.0 == x) {
-                    Some(p) => {
-                        p.2 += 1;
-                        p.1 += (err - p.1) / p.2 as f64;
-                    }
-                    None => pts.push((x, err, 1)),
-                }
-            }
-        }
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        pts
+        let rows: Vec<((), f64, f64)> = base
+            .iter()
+            .filter_map(|r| pick(r).map(|x| ((), x, 1.0 - r.record.test.accuracy)))
+            .collect();
+        mean_by(&rows).pop().map_or_else(Vec::new, |(_, pts)| pts)
     };
     let by_n = points(&|r| {
         (r.cell.train_fraction == max_fraction).then_some(r.record.params.total as f64)
@@ -441,4 +417,18 @@ fn results_csv(runs: &[ClassifyRun]) -> Result<String> {
         ])?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_sd;
+
+    #[test]
+    fn mean_and_sample_sd() {
+        let (m, s) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
+        assert!((m - 2.5).abs() < 1e-12);
+        // Σ(x - 2.5)² = 5, / (4 - 1) → sd √(5/3).
+        assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_sd(&[7.0]), (7.0, 0.0));
+    }
 }

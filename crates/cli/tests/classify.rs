@@ -145,7 +145,7 @@ fn idx(path: &Path, dims: &[u32], values: &[u8]) {
         bytes.extend(d.to_be_bytes());
     }
     bytes.extend(values);
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 #[test]

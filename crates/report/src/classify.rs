@@ -37,9 +37,13 @@ pub struct ClassifyStudyReport {
     pub fit_notes: Vec<String>,
 }
 
-/// Seed-averaged `(x, y)` per key.
-fn mean_by<K: PartialEq + Clone>(rows: &[(K, f64, f64)]) -> Vec<(K, Vec<(f64, f64)>)> {
-    let mut groups: Vec<(K, Vec<(f64, f64, usize)>)> = Vec::new();
+/// Running means `(x, mean y, count)` of one key.
+type Running = Vec<(f64, f64, usize)>;
+
+/// `(key, x, y)` rows grouped by key, the ys of equal x averaged (over seeds), each group
+/// sorted by x; keys in order of first appearance.
+pub fn mean_by<K: PartialEq + Clone>(rows: &[(K, f64, f64)]) -> Vec<(K, Vec<(f64, f64)>)> {
+    let mut groups: Vec<(K, Running)> = Vec::new();
     for (key, x, y) in rows {
         let pos = match groups.iter().position(|(k, _)| k == key) {
             Some(p) => p,
