@@ -237,6 +237,7 @@ fn bad_specs_name_the_key_and_the_fix() {
         (vec!["--train-fraction", "0"], "data.train_fraction"),
         (vec!["--preset", "resnet-9000"], "unknown preset"),
         (vec!["--family", "cnn", "--depth", "4"], "model.depth"),
+        (vec!["--family", "resnet", "--depth", "5"], "model.depth"),
     ] {
         let mut all = vec!["classify", "--samples", "64"];
         all.extend(args.iter().copied());
@@ -306,4 +307,33 @@ lr = 1e-2
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("bad.toml") && err.contains("models"), "{err}");
+}
+
+#[test]
+fn a_resnet_with_batch_norm_learns_the_digits() {
+    // Evaluation uses the running statistics of batch norm (inference mode): a model that
+    // only worked with batch statistics would fail here.
+    let dir = tempfile::tempdir().unwrap();
+    let out = scalelab(
+        &[
+            "classify",
+            "--preset",
+            "resnet-small",
+            "--samples",
+            "8000",
+            "--lr",
+            "3e-3",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let r = json(&out);
+    assert_eq!(r["config"]["model"]["family"], "resnet");
+    // Stem 9·16 + 32, block 16→16: 2·(9·256 + 32), block 16→32: 9·512 + 64 + 9·1024 + 64 +
+    // 512 + 64, classifier 32·10 + 10.
+    assert_eq!(r["params"]["total"], 19_706);
+    let accuracy = r["test"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.85, "test accuracy {accuracy}");
 }

@@ -109,7 +109,13 @@ impl Cnn {
             .iter()
             .enumerate()
             .map(|(i, &(ci, co, _, _))| {
-                p.conv2d(&format!("convs.{i}"), ci as usize, co as usize, KERNEL)
+                p.conv2d(
+                    &format!("convs.{i}"),
+                    ci as usize,
+                    co as usize,
+                    KERNEL,
+                    true,
+                )
             })
             .collect();
         let flat = flat_features(input, stages) as usize;

@@ -4,7 +4,7 @@
 
 use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -155,11 +155,19 @@ impl<'a> ParamFactory<'a> {
         norm
     }
 
-    /// A same-padded `k×k` convolution `c_in → c_out` with bias, He-normal weights
-    /// (std √(2 / (c_in·k²)), He et al. 2015, for ReLU networks).
-    pub(crate) fn conv2d(&mut self, name: &str, c_in: usize, c_out: usize, k: usize) -> Conv2d {
+    /// A same-padded `k×k` convolution `c_in → c_out`, He-normal weights
+    /// (std √(2 / (c_in·k²)), He et al. 2015, for ReLU networks), an optional zero bias.
+    pub(crate) fn conv2d(
+        &mut self,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        bias: bool,
+    ) -> Conv2d {
         let mut conv = Conv2dConfig::new([c_in, c_out], [k, k])
             .with_padding(PaddingConfig2d::Same)
+            .with_bias(bias)
             .init(self.device);
         let std = (2.0 / (c_in * k * k) as f64).sqrt();
         conv.weight = self.param(
@@ -167,7 +175,19 @@ impl<'a> ParamFactory<'a> {
             [c_out, c_in, k, k],
             InitKind::Normal { std },
         );
-        conv.bias = Some(self.param(&format!("{name}.bias"), [c_out], InitKind::Zeros));
+        conv.bias = bias.then(|| self.param(&format!("{name}.bias"), [c_out], InitKind::Zeros));
         conv
+    }
+
+    /// Batch norm over `c` channels (Ioffe & Szegedy 2015): unit gain, zero shift, running
+    /// statistics with momentum 0.1 and epsilon 1e-5 as PyTorch's defaults.
+    pub(crate) fn batch_norm(&mut self, name: &str, c: usize) -> BatchNorm {
+        let mut norm = BatchNormConfig::new(c)
+            .with_epsilon(1e-5)
+            .with_momentum(0.1)
+            .init(self.device);
+        norm.gamma = self.param(&format!("{name}.gamma"), [c], InitKind::Ones);
+        norm.beta = self.param(&format!("{name}.beta"), [c], InitKind::Zeros);
+        norm
     }
 }

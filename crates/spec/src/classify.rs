@@ -7,7 +7,7 @@
 //! folds = 0                 # k ≥ 2: stratified k-fold cross-validation of the training images
 //!
 //! [model]
-//! family = "mlp"            # mlp | cnn
+//! family = "mlp"            # mlp | cnn | resnet
 //! depth = 2                 # mlp: hidden layers (0 = logistic regression); cnn: stages
 //! width = 256               # mlp: hidden units; cnn: channels of the first stage (doubling)
 //! dropout = 0.0
@@ -109,15 +109,16 @@ impl Augmentation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifierSpec {
-    /// `mlp` or `cnn`.
+    /// `mlp`, `cnn` or `resnet`.
     pub family: String,
     /// A named shape (`logistic`, `mlp-small`, `mlp`, `mlp-large`, `cnn-small`, `cnn`); the
     /// keys below override it.
     pub preset: Option<String>,
     /// MLP: hidden layers (0 is logistic regression). CNN: stages of two 3×3 convolutions and a
-    /// 2×2 max-pool.
+    /// 2×2 max-pool. ResNet: stages of one residual block (pooling between stages).
     pub depth: Option<usize>,
-    /// MLP: units of every hidden layer. CNN: channels of the first stage, doubled each stage.
+    /// MLP: units of every hidden layer. CNN, ResNet: channels of the first stage, doubled
+    /// each stage.
     pub width: Option<usize>,
     /// CNN: units of the hidden fully connected layer.
     pub fc: Option<usize>,
@@ -146,6 +147,8 @@ pub const CLASSIFIER_PRESETS: &[(&str, &str, usize, usize, usize)] = &[
     ("mlp-large", "mlp", 3, 1024, 0),
     ("cnn-small", "cnn", 2, 8, 64),
     ("cnn", "cnn", 2, 32, 128),
+    ("resnet-small", "resnet", 2, 16, 0),
+    ("resnet", "resnet", 3, 32, 0),
 ];
 
 /// A resolved classifier shape.
@@ -177,6 +180,19 @@ pub enum ClassifierConfig {
         /// Dropout probability.
         dropout: f64,
     },
+    /// ResNet-style network with batch norm (He et al. 2016): a 3×3 stem, one basic block
+    /// per stage (2×2 max-pool before stages after the first), global average pooling, a
+    /// linear classifier.
+    Resnet {
+        /// Input channels, rows and columns.
+        input: [usize; 3],
+        /// Channels of each stage.
+        stages: Vec<usize>,
+        /// Classes.
+        classes: usize,
+        /// Dropout probability (before the classifier).
+        dropout: f64,
+    },
 }
 
 impl ClassifierConfig {
@@ -185,13 +201,16 @@ impl ClassifierConfig {
         match self {
             Self::Mlp { .. } => "mlp",
             Self::Cnn { .. } => "cnn",
+            Self::Resnet { .. } => "resnet",
         }
     }
 
     /// Dropout probability.
     pub fn dropout(&self) -> f64 {
         match self {
-            Self::Mlp { dropout, .. } | Self::Cnn { dropout, .. } => *dropout,
+            Self::Mlp { dropout, .. }
+            | Self::Cnn { dropout, .. }
+            | Self::Resnet { dropout, .. } => *dropout,
         }
     }
 
@@ -217,6 +236,15 @@ impl ClassifierConfig {
                 ..
             } => format!(
                 "cnn {}x{}x{} conv{:?} fc{fc} → {classes}",
+                input[0], input[1], input[2], stages
+            ),
+            Self::Resnet {
+                input,
+                stages,
+                classes,
+                ..
+            } => format!(
+                "resnet {}x{}x{} blocks{:?} → {classes}",
                 input[0], input[1], input[2], stages
             ),
         }
@@ -306,10 +334,32 @@ impl ClassifierSpec {
                     dropout: self.dropout,
                 })
             }
+            "resnet" => {
+                let depth = positive("model.depth", depth.unwrap_or(2))?;
+                let width = positive("model.width", width.unwrap_or(16))?;
+                let [_, h, w] = input;
+                // Stages after the first halve the image (floor).
+                if h >> (depth - 1) == 0 || w >> (depth - 1) == 0 {
+                    return Err(SpecError::invalid(
+                        "model.depth",
+                        depth,
+                        format!(
+                            "{h}×{w} images allow at most {} stages",
+                            (h.min(w)).ilog2() + 1
+                        ),
+                    ));
+                }
+                Ok(ClassifierConfig::Resnet {
+                    input,
+                    stages: (0..depth).map(|s| width << s).collect(),
+                    classes,
+                    dropout: self.dropout,
+                })
+            }
             other => Err(SpecError::invalid(
                 "model.family",
                 other,
-                "use mlp or cnn (resnet, lstm, gru and encoder are planned)",
+                "use mlp, cnn or resnet (lstm, gru and encoder are planned)",
             )),
         }
     }

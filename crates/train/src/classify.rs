@@ -14,8 +14,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::{ImageBatch, ImageSet};
 use scalelab_models::{
-    Cnn, Mlp, SeededInit, cnn_flops_per_sample, cnn_param_counts, mlp_flops_per_sample,
-    mlp_param_counts, rank_one_param_ids,
+    Cnn, Mlp, ResNet, SeededInit, cnn_flops_per_sample, cnn_param_counts, mlp_flops_per_sample,
+    mlp_param_counts, rank_one_param_ids, resnet_flops_per_sample, resnet_param_counts,
 };
 use scalelab_spec::{
     CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig, ClassifyConfig, ClassifyPoint,
@@ -50,6 +50,12 @@ impl ImageClassifier for Cnn {
     }
 }
 
+impl ImageClassifier for ResNet {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
 /// Exact parameter counts of a classifier's shape.
 pub fn classifier_params(model: &ClassifierConfig) -> ParamCounts {
     match model {
@@ -66,6 +72,12 @@ pub fn classifier_params(model: &ClassifierConfig) -> ParamCounts {
             classes,
             ..
         } => cnn_param_counts(*input, stages, *fc, *classes),
+        ClassifierConfig::Resnet {
+            input,
+            stages,
+            classes,
+            ..
+        } => resnet_param_counts(*input, stages, *classes),
     }
 }
 
@@ -85,6 +97,12 @@ pub fn classifier_flops(model: &ClassifierConfig) -> f64 {
             classes,
             ..
         } => cnn_flops_per_sample(*input, stages, *fc, *classes),
+        ClassifierConfig::Resnet {
+            input,
+            stages,
+            classes,
+            ..
+        } => resnet_flops_per_sample(*input, stages, *classes),
     }
 }
 
@@ -138,6 +156,15 @@ pub fn train_classifier(
             let model = Cnn::new(*input, stages, *fc, *classes, *dropout, &mut init, &device);
             classify_loop(model, config, train, val, test, options)
         }
+        ClassifierConfig::Resnet {
+            input,
+            stages,
+            classes,
+            dropout,
+        } => {
+            let model = ResNet::new(*input, stages, *classes, *dropout, &mut init, &device);
+            classify_loop(model, config, train, val, test, options)
+        }
     }
 }
 
@@ -173,7 +200,9 @@ fn classify_loop<M: ImageClassifier>(
     };
 
     let mut curve = vec![eval_point(&model, val, 0, 0.0, None)];
-    let mut best = (curve[0].val_loss, 0u64, model.clone());
+    // Snapshots for evaluation: `valid()` copies running statistics (batch norm), which a
+    // plain clone would share with the model that keeps training.
+    let mut best = (curve[0].val_loss, 0u64, model.valid());
     let mut since_best = 0usize;
     let mut pending = (0.0, 0u64);
     let mut stopped_early = false;
@@ -213,7 +242,7 @@ fn classify_loop<M: ImageClassifier>(
             );
             pending = (0.0, 0);
             if point.val_loss < best.0 {
-                best = (point.val_loss, samples_after, model.clone());
+                best = (point.val_loss, samples_after, model.valid());
                 since_best = 0;
             } else {
                 since_best += 1;
@@ -229,7 +258,7 @@ fn classify_loop<M: ImageClassifier>(
     let (kept_samples, kept) = if t.early_stopping_patience > 0 {
         (best.1, best.2)
     } else {
-        (samples_seen, model)
+        (samples_seen, model.valid())
     };
     let record = ClassifyRecord {
         schema_version: CLASSIFY_RECORD_SCHEMA_VERSION,
