@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use scalelab_analysis::{FitOptions, fit_power};
-use scalelab_data::{classification_split, load_images};
+use scalelab_data::{LabelledSet, classification_split, load_images};
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, mean_by, render_classify_report};
 use scalelab_spec::{ClassMetrics, ClassifyRecord, ClassifyStudySpec};
 use scalelab_train::{

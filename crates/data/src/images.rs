@@ -11,13 +11,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scalelab_spec::{Augmentation, ImageDataset};
 
 use crate::DataError;
 use crate::folds::{fold_indices, stratified_folds, stratified_split, stratified_subset};
+use crate::labelled::{LabelledBatch, LabelledSet, batch_indices};
 
 const DIGITS_GZ: &[u8] = include_bytes!("../datasets/digits.csv.gz");
 /// Share of the 1,797 digits held out as their test set (they ship without one).
@@ -60,6 +60,8 @@ pub struct ImageSplits {
 pub struct ImageBatch {
     /// `[batch, channels, height, width]`.
     pub pixels: Vec<f32>,
+    /// `[channels, height, width]` of one image.
+    pub shape: [usize; 3],
     /// `[batch]` classes.
     pub labels: Vec<i64>,
     /// Images in the batch.
@@ -67,16 +69,6 @@ pub struct ImageBatch {
 }
 
 impl ImageSet {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
     /// Values per image.
     pub fn image_len(&self) -> usize {
         self.channels * self.height * self.width
@@ -108,35 +100,40 @@ impl ImageSet {
         }
         counts
     }
+}
+
+impl LabelledSet for ImageSet {
+    type Batch = ImageBatch;
+
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    fn subset(&self, indices: &[usize]) -> Self {
+        ImageSet::subset(self, indices)
+    }
 
     /// Training batch `index` of a run seeded `seed` (see the module docs), augmented.
-    pub fn train_batch(
+    fn train_batch(
         &self,
         seed: u64,
         index: u64,
         batch: usize,
         augmentation: &Augmentation,
     ) -> ImageBatch {
-        let n = self.len().max(1) as u64;
-        let first = index * batch as u64;
-        let mut epoch_cache: Option<(u64, Vec<usize>)> = None;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a6e_5eed);
         rng.set_stream(index);
         let mut pixels = Vec::with_capacity(batch * self.image_len());
         let mut labels = Vec::with_capacity(batch);
-        for position in first..first + batch as u64 {
-            let epoch = position / n;
-            if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                let mut order: Vec<usize> = (0..self.len()).collect();
-                let mut shuffle = ChaCha8Rng::seed_from_u64(seed);
-                shuffle.set_stream(epoch);
-                order.shuffle(&mut shuffle);
-                epoch_cache = Some((epoch, order));
-            }
-            let Some((_, order)) = &epoch_cache else {
-                unreachable!("the epoch's order was just set")
-            };
-            let i = order[(position % n) as usize];
+        for i in batch_indices(self.len(), seed, index, batch) {
             if augmentation.is_identity() {
                 pixels.extend_from_slice(self.image(i));
             } else {
@@ -146,13 +143,14 @@ impl ImageSet {
         }
         ImageBatch {
             pixels,
+            shape: [self.channels, self.height, self.width],
             labels,
             batch,
         }
     }
 
     /// The whole set in batches of at most `batch`, in order, unaugmented (evaluation).
-    pub fn eval_batches(&self, batch: usize) -> Vec<ImageBatch> {
+    fn eval_batches(&self, batch: usize) -> Vec<ImageBatch> {
         let indices: Vec<usize> = (0..self.len()).collect();
         indices
             .chunks(batch.max(1))
@@ -160,6 +158,7 @@ impl ImageSet {
                 let part = self.subset(chunk);
                 ImageBatch {
                     batch: chunk.len(),
+                    shape: [self.channels, self.height, self.width],
                     pixels: part.pixels,
                     labels: part.labels.iter().map(|&l| i64::from(l)).collect(),
                 }
@@ -168,20 +167,26 @@ impl ImageSet {
     }
 }
 
-/// The images a classification run trains on and validates on. `train_fraction` of each
-/// class of the training images is used (nested across fractions for one seed); of those,
+impl LabelledBatch for ImageBatch {
+    fn labels(&self) -> &[i64] {
+        &self.labels
+    }
+}
+
+/// The examples a classification run trains on and validates on. `train_fraction` of each
+/// class of the training examples is used (nested across fractions for one seed); of those,
 /// fold `fold` of `folds` is held out when cross-validating, else `val_fraction` of each class.
-pub fn classification_split(
-    train: &ImageSet,
+pub fn classification_split<S: LabelledSet>(
+    train: &S,
     train_fraction: f64,
     val_fraction: f64,
     folds: Option<(usize, usize)>,
     seed: u64,
-) -> (ImageSet, ImageSet) {
-    let used = train.subset(&stratified_subset(&train.labels, train_fraction, seed));
+) -> (S, S) {
+    let used = train.subset(&stratified_subset(train.labels(), train_fraction, seed));
     let (kept, held) = match folds {
-        Some((fold, k)) => fold_indices(&stratified_folds(&used.labels, k, seed), fold),
-        None => stratified_split(&used.labels, val_fraction, seed ^ 0x7a11),
+        Some((fold, k)) => fold_indices(&stratified_folds(used.labels(), k, seed), fold),
+        None => stratified_split(used.labels(), val_fraction, seed ^ 0x7a11),
     };
     (used.subset(&kept), used.subset(&held))
 }

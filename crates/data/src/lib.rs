@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod error;
 pub mod folds;
 pub mod images;
+pub mod labelled;
 pub mod tasks;
 pub mod tokenizer;
 pub mod tokens;
@@ -19,6 +20,7 @@ pub use folds::{fold_indices, stratified_folds, stratified_split, stratified_sub
 pub use images::{
     ImageBatch, ImageSet, ImageSplits, classification_split, load_digits, load_images,
 };
+pub use labelled::{LabelledBatch, LabelledSet, batch_indices};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use tokenizer::Tokenizer;
 pub use tokens::{Batch, TokenData};

@@ -12,7 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_data::{ImageBatch, ImageSet};
+use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet};
 use scalelab_models::{
     Cnn, Mlp, ResNet, SeededInit, cnn_flops_per_sample, cnn_param_counts, mlp_flops_per_sample,
     mlp_param_counts, rank_one_param_ids, resnet_flops_per_sample, resnet_param_counts,
@@ -32,27 +32,36 @@ use crate::{RunOptions, TrainError, machine};
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
 
-/// A model that maps images `[B, C, H, W]` to class logits `[B, K]`.
-pub trait ImageClassifier: Module + Clone {
-    /// Class logits.
-    fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+/// A model that gives class logits `[B, K]` for the batches `B` of one kind of data set.
+pub trait Classifier<B>: Module + Clone {
+    /// Class logits of `batch`, computed on `device`.
+    fn batch_logits(&self, batch: &B, device: &Device) -> Tensor<2>;
 }
 
-impl ImageClassifier for Mlp {
-    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward(images)
+/// The images of a batch as `[B, C, H, W]`.
+fn image_tensor(batch: &ImageBatch, device: &Device) -> Tensor<4> {
+    let [c, h, w] = batch.shape;
+    Tensor::<4>::from_data(
+        TensorData::new(batch.pixels.clone(), [batch.batch, c, h, w]),
+        device,
+    )
+}
+
+impl Classifier<ImageBatch> for Mlp {
+    fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
+        self.forward(image_tensor(batch, device))
     }
 }
 
-impl ImageClassifier for Cnn {
-    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward(images)
+impl Classifier<ImageBatch> for Cnn {
+    fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
+        self.forward(image_tensor(batch, device))
     }
 }
 
-impl ImageClassifier for ResNet {
-    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward(images)
+impl Classifier<ImageBatch> for ResNet {
+    fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
+        self.forward(image_tensor(batch, device))
     }
 }
 
@@ -168,12 +177,13 @@ pub fn train_classifier(
     }
 }
 
-fn classify_loop<M: ImageClassifier>(
+/// Trains `model` on `train` (see the module docs) and writes its record.
+pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     mut model: M,
     config: &ClassifyConfig,
-    train: &ImageSet,
-    val: &ImageSet,
-    test: &ImageSet,
+    train: &S,
+    val: &S,
+    test: &S,
     options: &RunOptions,
 ) -> Result<ClassifyRecord, TrainError> {
     let t = &config.train;
@@ -190,12 +200,11 @@ fn classify_loop<M: ImageClassifier>(
     };
     let no_decay = rank_one_param_ids(&model);
     let mut optimizer = adamw([0.9, 0.999], 1e-8, t.weight_decay, no_decay);
-    let input = [train.channels, train.height, train.width];
-    let loss_of = |model: &M, batch: &ImageBatch| {
-        let (images, labels) = batch_tensors(batch, input, &device);
+    let loss_of = |model: &M, batch: &S::Batch| {
+        let labels = label_tensor(batch.labels(), &device);
         let loss = CrossEntropyLossConfig::new()
             .init(&device)
-            .forward(model.logits(images), labels);
+            .forward(model.batch_logits(batch, &device), labels);
         add_penalties(loss, model, t.l1, t.l2)
     };
 
@@ -295,18 +304,8 @@ fn classify_loop<M: ImageClassifier>(
     Ok(record)
 }
 
-fn batch_tensors(
-    batch: &ImageBatch,
-    [c, h, w]: [usize; 3],
-    device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>) {
-    let images = Tensor::<4>::from_data(
-        TensorData::new(batch.pixels.clone(), [batch.batch, c, h, w]),
-        device,
-    );
-    let labels =
-        Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.batch]), device);
-    (images, labels)
+fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device)
 }
 
 /// `loss + l1·Σ|w| + l2/2·Σw²` over every weight matrix and kernel (rank ≥ 2).
@@ -347,27 +346,25 @@ fn add_penalties<M: Module>(loss: Tensor<1>, model: &M, l1: f64, l2: f64) -> Ten
     }
 }
 
-/// Class probabilities `[n, K]` of every image of `set`, without autodiff or dropout.
-fn predict<M: ImageClassifier>(model: &M, set: &ImageSet) -> Vec<f32> {
+/// Class probabilities `[n, K]` of every example of `set`, without autodiff or dropout.
+fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> Vec<f32> {
     let model = model.valid();
-    let input = [set.channels, set.height, set.width];
     let device = model.devices().into_iter().next().unwrap_or_default();
-    let mut probs = Vec::with_capacity(set.len() * set.n_classes);
+    let mut probs = Vec::with_capacity(set.len() * set.n_classes());
     for batch in set.eval_batches(EVAL_BATCH) {
-        let (images, _) = batch_tensors(&batch, input, &device);
-        let p = softmax(model.logits(images), 1);
+        let p = softmax(model.batch_logits(&batch, &device), 1);
         probs.extend(p.into_data().try_to_vec::<f32>().unwrap_or_default());
     }
     probs
 }
 
-fn evaluate<M: ImageClassifier>(model: &M, set: &ImageSet) -> ClassMetrics {
-    class_metrics(&predict(model, set), &set.labels, set.n_classes)
+fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> ClassMetrics {
+    class_metrics(&predict(model, set), set.labels(), set.n_classes())
 }
 
-fn eval_point<M: ImageClassifier>(
+fn eval_point<S: LabelledSet, M: Classifier<S::Batch>>(
     model: &M,
-    val: &ImageSet,
+    val: &S,
     samples: u64,
     flops: f64,
     train_loss: Option<f64>,

@@ -18,8 +18,8 @@ pub mod task_eval;
 pub mod trainer;
 
 pub use classify::{
-    ImageClassifier, classifier_flops, classifier_params, classify_run_id, planned_samples,
-    train_classifier,
+    Classifier, classifier_flops, classifier_params, classify_loop, classify_run_id,
+    planned_samples, train_classifier,
 };
 pub use error::TrainError;
 pub use metrics::class_metrics;
