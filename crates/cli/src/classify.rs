@@ -7,29 +7,101 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use scalelab_analysis::{FitOptions, fit_power};
-use scalelab_data::{LabelledSet, classification_split, load_images};
+use scalelab_data::{
+    ImageSplits, LabelledSet, TextSplits, classification_split, load_images, load_sentiment,
+};
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, mean_by, render_classify_report};
-use scalelab_spec::{ClassMetrics, ClassifyRecord, ClassifyStudySpec};
+use scalelab_spec::{
+    ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, InputShape,
+};
 use scalelab_train::{
     RunOptions, classifier_params, classify_run_id, planned_samples, train_classifier,
+    train_text_classifier,
 };
 use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs};
 use crate::{human, read_toml, set_threads, write_text};
 
+/// A loaded data set of either kind.
+enum Loaded {
+    Images(ImageSplits),
+    Text(TextSplits),
+}
+
+impl Loaded {
+    fn load(spec: &ClassifySpec) -> Result<Self> {
+        let dataset = spec.dataset()?;
+        let dir = spec.data.dir.as_deref().map(Path::new);
+        Ok(if dataset.is_text() {
+            spec.data.check_text()?;
+            Loaded::Text(load_sentiment(
+                dir,
+                spec.data.bpe_vocab_size,
+                spec.data.max_tokens,
+            )?)
+        } else {
+            Loaded::Images(load_images(dataset, dir)?)
+        })
+    }
+
+    fn input(&self) -> InputShape {
+        match self {
+            Loaded::Images(s) => {
+                InputShape::Image([s.train.channels, s.train.height, s.train.width])
+            }
+            Loaded::Text(s) => InputShape::Tokens {
+                vocab: s.vocab,
+                ctx: s.train.ctx,
+            },
+        }
+    }
+
+    fn n_classes(&self) -> usize {
+        match self {
+            Loaded::Images(s) => s.train.n_classes,
+            Loaded::Text(s) => s.train.n_classes,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Loaded::Images(s) => &s.name,
+            Loaded::Text(s) => &s.name,
+        }
+    }
+
+    /// Splits the training examples for `config` (its fold, if any), says what will train
+    /// through `announce(train, validation, test)`, and trains.
+    fn train(
+        &self,
+        config: &ClassifyConfig,
+        options: &RunOptions,
+        announce: impl Fn(usize, usize, usize),
+    ) -> Result<ClassifyRecord> {
+        let folds = config.fold.map(|f| (f, config.folds));
+        let (tf, vf, seed) = (config.train_fraction, config.val_fraction, config.seed);
+        Ok(match self {
+            Loaded::Images(s) => {
+                let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
+                announce(train.len(), val.len(), s.test.len());
+                train_classifier(config, &train, &val, &s.test, options)?
+            }
+            Loaded::Text(s) => {
+                let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
+                announce(train.len(), val.len(), s.test.len());
+                train_text_classifier(config, &train, &val, &s.test, options)?
+            }
+        })
+    }
+}
+
 /// Runs the command.
 pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let spec = args.spec()?;
     let threads = set_threads(args.threads)?;
-    let dataset = spec.dataset()?;
-    let splits = load_images(dataset, spec.data.dir.as_deref().map(Path::new))?;
-    let input = [
-        splits.train.channels,
-        splits.train.height,
-        splits.train.width,
-    ];
-    let config = spec.resolve(input, splits.train.n_classes)?;
+    let data = Loaded::load(&spec)?;
+    let config = spec.resolve(data.input(), data.n_classes())?;
     let folds: Vec<Option<usize>> = if config.folds >= 2 {
         (0..config.folds).map(Some).collect()
     } else {
@@ -40,28 +112,11 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     for fold in folds {
         let mut config = config.clone();
         config.fold = fold;
-        let (train, val) = classification_split(
-            &splits.train,
-            config.train_fraction,
-            config.val_fraction,
-            fold.map(|f| (f, config.folds)),
-            config.seed,
-        );
         let id = classify_run_id(&config);
         let (steps, per_step) = planned_samples(&config);
         let fold_text = fold.map_or(String::new(), |f| {
             format!(" | fold {} of {}", f + 1, config.folds)
         });
-        eprintln!(
-            "run {id}: {} | {} params | {}: {} train / {} val / {} test images | {} samples in {steps} steps | {threads} threads{fold_text}",
-            config.model.describe(),
-            human(params.total as f64),
-            splits.name,
-            train.len(),
-            val.len(),
-            splits.test.len(),
-            human((steps * per_step) as f64),
-        );
         let options = RunOptions {
             run_dir: args.out.join(&id),
             device: burn::tensor::Device::flex(),
@@ -69,7 +124,17 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             resume: false,
             stop_after_tokens: None,
         };
-        let record = train_classifier(&config, &train, &val, &splits.test, &options)
+        let announce = |train: usize, val: usize, test: usize| {
+            eprintln!(
+                "run {id}: {} | {} params | {}: {train} train / {val} val / {test} test examples | {} samples in {steps} steps | {threads} threads{fold_text}",
+                config.model.describe(),
+                human(params.total as f64),
+                data.name(),
+                human((steps * per_step) as f64),
+            );
+        };
+        let record = data
+            .train(&config, &options, announce)
             .with_context(|| format!("training classifier run {id}"))?;
         eprintln!(
             "record written to {}",
@@ -117,7 +182,7 @@ fn print_record(out: &mut impl Write, r: &ClassifyRecord) -> Result<()> {
     )?;
     writeln!(
         out,
-        "trained     {} samples on {} images ({:.1} epochs), {:.3e} FLOPs; weights kept at {} samples{}",
+        "trained     {} samples on {} examples ({:.1} epochs), {:.3e} FLOPs; weights kept at {} samples{}",
         r.samples_seen,
         r.train_examples,
         r.samples_seen as f64 / r.train_examples.max(1) as f64,
@@ -235,27 +300,18 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         .with_context(|| format!("in {}", args.file.display()))?;
     let threads = set_threads(args.threads)?;
     let dir = args.out.join(&spec.name);
-    let dataset = spec
-        .base
-        .dataset()
-        .with_context(|| format!("in {}", args.file.display()))?;
-    let splits = load_images(dataset, spec.base.data.dir.as_deref().map(Path::new))?;
-    let input = [
-        splits.train.channels,
-        splits.train.height,
-        splits.train.width,
-    ];
+    let data = Loaded::load(&spec.base).with_context(|| format!("in {}", args.file.display()))?;
     eprintln!(
         "classification study {} in {}: {} runs on {} ({threads} threads)",
         spec.name,
         dir.display(),
         cells.len(),
-        splits.name
+        data.name()
     );
     let mut runs = Vec::new();
     for (i, (cell, run_spec)) in cells.into_iter().enumerate() {
         let config = run_spec
-            .resolve(input, splits.train.n_classes)
+            .resolve(data.input(), data.n_classes())
             .with_context(|| {
                 format!("in {} ({} run {})", args.file.display(), cell.model, i + 1)
             })?;
@@ -272,13 +328,6 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
                 )
             })?
         } else {
-            let (train, val) = classification_split(
-                &splits.train,
-                config.train_fraction,
-                config.val_fraction,
-                None,
-                config.seed,
-            );
             let options = RunOptions {
                 run_dir,
                 device: burn::tensor::Device::flex(),
@@ -286,7 +335,8 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
                 resume: false,
                 stop_after_tokens: None,
             };
-            let record = train_classifier(&config, &train, &val, &splits.test, &options)
+            let record = data
+                .train(&config, &options, |_, _, _| {})
                 .with_context(|| format!("training run {id}"))?;
             eprintln!(
                 "  done  {id} {:<16} D={:<6} {:<14} seed {}  test acc {:.4}  gap {:+.4}  {:.1} s",

@@ -337,3 +337,89 @@ fn a_resnet_with_batch_norm_learns_the_digits() {
     let accuracy = r["test"]["accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.85, "test accuracy {accuracy}");
 }
+
+#[test]
+fn recurrent_models_learn_sentiment_sentences() {
+    // A separable stand-in for the UCI files: positive sentences praise, negative ones pan,
+    // in the package's JSON layout (with its trailing empty entry).
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sent");
+    std::fs::create_dir_all(&data).unwrap();
+    let good = ["great", "wonderful", "loved", "excellent", "superb"];
+    let bad = ["awful", "terrible", "hated", "boring", "dreadful"];
+    let things = ["film", "food", "phone", "service", "story", "battery"];
+    for (f, name) in ["imdb.json", "yelp.json", "amazon.json"].iter().enumerate() {
+        let mut entries = Vec::new();
+        for i in 0..40 {
+            let positive = i % 2 == 0;
+            let word = if positive { good[i % 5] } else { bad[i % 5] };
+            let text = format!("The {} was {word}.", things[(i + f) % 6]);
+            entries.push(serde_json::json!({ "text": text, "class": u8::from(positive) }));
+        }
+        entries.push(serde_json::json!({ "text": "", "class": null }));
+        std::fs::write(data.join(name), serde_json::to_string(&entries).unwrap()).unwrap();
+    }
+    for preset in ["lstm", "gru"] {
+        let out = scalelab(
+            &[
+                "classify",
+                "--dataset",
+                "sentiment",
+                "--data-dir",
+                "sent",
+                "--preset",
+                preset,
+                "--samples",
+                "3000",
+                "--lr",
+                "3e-3",
+                "--threads",
+                "1",
+                "--json",
+            ],
+            dir.path(),
+        );
+        let r = json(&out);
+        assert_eq!(r["config"]["model"]["family"], "rnn");
+        assert_eq!(r["config"]["model"]["cell"], preset);
+        // 120 sentences: a quarter is the test set.
+        assert_eq!(r["test"]["examples"], 30);
+        let accuracy = r["test"]["accuracy"].as_f64().unwrap();
+        assert!(accuracy >= 0.9, "{preset}: test accuracy {accuracy}");
+        assert!(r["params"]["embedding"].as_u64().unwrap() > 0);
+    }
+
+    // An image family on text, and a missing directory, are clear errors.
+    let out = scalelab(
+        &[
+            "classify",
+            "--dataset",
+            "sentiment",
+            "--data-dir",
+            "sent",
+            "--preset",
+            "mlp",
+        ],
+        dir.path(),
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("model.family") && err.contains("lstm or gru"),
+        "{err}"
+    );
+    let out = scalelab(
+        &[
+            "classify",
+            "--dataset",
+            "sentiment",
+            "--data-dir",
+            "nowhere",
+        ],
+        dir.path(),
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("imdb.json") && err.contains("fetch-data.sh sentiment"),
+        "{err}"
+    );
+}

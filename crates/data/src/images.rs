@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use scalelab_spec::{Augmentation, ImageDataset};
+use scalelab_spec::{Augmentation, Dataset};
 
 use crate::DataError;
 use crate::folds::{fold_indices, stratified_folds, stratified_split, stratified_subset};
@@ -246,12 +246,16 @@ pub fn affine(set: &ImageSet, i: usize, angle: f64, scale: f64, dx: f64, dy: f64
 
 /// Loads a data set: the embedded digits, or MNIST / Fashion-MNIST from `dir` (default
 /// `data/mnist` and `data/fashion-mnist`, where `scripts/fetch-data.sh` puts them).
-pub fn load_images(dataset: ImageDataset, dir: Option<&Path>) -> Result<ImageSplits, DataError> {
+pub fn load_images(dataset: Dataset, dir: Option<&Path>) -> Result<ImageSplits, DataError> {
     match dataset {
-        ImageDataset::Digits => load_digits(),
-        ImageDataset::Mnist | ImageDataset::FashionMnist => {
+        Dataset::Sentiment => Err(DataError::Empty {
+            name: "sentiment".into(),
+            hint: "sentiment is a text data set: load it with `load_sentiment`".into(),
+        }),
+        Dataset::Digits => load_digits(),
+        Dataset::Mnist | Dataset::FashionMnist => {
             let (name, default_dir, class_names): (&str, &str, &[&str]) = match dataset {
-                ImageDataset::Mnist => (
+                Dataset::Mnist => (
                     "mnist",
                     "data/mnist",
                     &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],

@@ -11,6 +11,7 @@ pub mod folds;
 pub mod images;
 pub mod labelled;
 pub mod tasks;
+pub mod text_sets;
 pub mod tokenizer;
 pub mod tokens;
 
@@ -22,5 +23,6 @@ pub use images::{
 };
 pub use labelled::{LabelledBatch, LabelledSet, batch_indices};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
+pub use text_sets::{TextSet, TextSplits, TokenBatch, load_sentiment};
 pub use tokenizer::Tokenizer;
 pub use tokens::{Batch, TokenData};

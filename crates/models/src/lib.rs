@@ -8,12 +8,14 @@ pub mod gpt;
 pub mod init;
 pub mod mlp;
 pub mod resnet;
+pub mod rnn;
 
 pub use cnn::{Cnn, cnn_flops_per_sample, cnn_param_counts};
 pub use gpt::{FLOPS_CONVENTION, Gpt, flops_per_token, param_counts};
 pub use init::{FormulaInit, InitKind, SeededInit, WeightInit};
 pub use mlp::{Mlp, mlp_flops_per_sample, mlp_param_counts};
 pub use resnet::{ResNet, resnet_flops_per_sample, resnet_param_counts};
+pub use rnn::{RnnClassifier, rnn_flops_per_sample, rnn_param_counts};
 
 /// Ids of every rank-1 parameter (biases, norm gains and biases): the tensors that weight
 /// decay and weight penalties skip, as in nanoGPT.

@@ -38,21 +38,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FlopsConvention, Machine, ParamCounts, SpecError};
 
-/// A labelled image data set.
+/// A labelled data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ImageDataset {
+pub enum Dataset {
     /// The 1,797 8×8 UCI digits, embedded; a fixed stratified quarter is the test set.
     Digits,
     /// MNIST, 60,000 training and 10,000 test images of 28×28, from IDX files.
     Mnist,
     /// Fashion-MNIST, same layout as MNIST.
     FashionMnist,
+    /// UCI "Sentiment Labelled Sentences" (Kotzias et al. 2015): 3,000 IMDb, Yelp and Amazon
+    /// sentences, positive or negative; a fixed stratified quarter is the test set.
+    Sentiment,
 }
 
-impl ImageDataset {
+impl Dataset {
     /// The names accepted in specs.
-    pub const NAMES: &'static str = "digits, mnist, fashion_mnist";
+    pub const NAMES: &'static str = "digits, mnist, fashion_mnist, sentiment";
+
+    /// Whether examples are text (token sequences) rather than images.
+    pub fn is_text(self) -> bool {
+        self == Self::Sentiment
+    }
 
     /// Parses a spec's dataset name.
     pub fn parse(name: &str) -> Result<Self, SpecError> {
@@ -60,6 +68,7 @@ impl ImageDataset {
             "digits" => Ok(Self::Digits),
             "mnist" => Ok(Self::Mnist),
             "fashion_mnist" | "fashion-mnist" => Ok(Self::FashionMnist),
+            "sentiment" => Ok(Self::Sentiment),
             other => Err(SpecError::invalid(
                 "data.dataset",
                 other,
@@ -79,12 +88,21 @@ pub struct Augmentation {
     pub rotate_degrees: f64,
     /// Largest relative change of size, either way (0.1: 90%–110%).
     pub scale: f64,
+    /// Text: probability of dropping each token of a training sentence.
+    pub token_dropout: f64,
+    /// Text: probability of swapping each token with the next.
+    pub token_swap: f64,
 }
 
 impl Augmentation {
-    /// Whether no map is applied.
+    /// Whether no image map is applied.
     pub fn is_identity(&self) -> bool {
         self.shift_pixels == 0.0 && self.rotate_degrees == 0.0 && self.scale == 0.0
+    }
+
+    /// Whether no token is dropped or swapped.
+    pub fn is_text_identity(&self) -> bool {
+        self.token_dropout == 0.0 && self.token_swap == 0.0
     }
 
     fn check(&self) -> Result<(), SpecError> {
@@ -92,6 +110,8 @@ impl Augmentation {
             ("augment.shift_pixels", self.shift_pixels, 8.0),
             ("augment.rotate_degrees", self.rotate_degrees, 180.0),
             ("augment.scale", self.scale, 0.5),
+            ("augment.token_dropout", self.token_dropout, 0.5),
+            ("augment.token_swap", self.token_swap, 0.5),
         ] {
             if !(value.is_finite() && (0.0..=hi).contains(&value)) {
                 return Err(SpecError::invalid(
@@ -109,18 +129,20 @@ impl Augmentation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifierSpec {
-    /// `mlp`, `cnn` or `resnet`.
+    /// `mlp`, `cnn`, `resnet` (images) or `lstm`, `gru` (text).
     pub family: String,
     /// A named shape (`logistic`, `mlp-small`, `mlp`, `mlp-large`, `cnn-small`, `cnn`); the
     /// keys below override it.
     pub preset: Option<String>,
     /// MLP: hidden layers (0 is logistic regression). CNN: stages of two 3×3 convolutions and a
-    /// 2×2 max-pool. ResNet: stages of one residual block (pooling between stages).
+    /// 2×2 max-pool. ResNet: stages of one residual block (pooling between stages). LSTM,
+    /// GRU: stacked recurrent layers.
     pub depth: Option<usize>,
     /// MLP: units of every hidden layer. CNN, ResNet: channels of the first stage, doubled
-    /// each stage.
+    /// each stage. LSTM, GRU: hidden units.
     pub width: Option<usize>,
-    /// CNN: units of the hidden fully connected layer.
+    /// CNN: units of the hidden fully connected layer. LSTM, GRU: width of the token
+    /// embedding.
     pub fc: Option<usize>,
     /// Dropout before every hidden linear layer and the classifier.
     pub dropout: f64,
@@ -139,7 +161,8 @@ impl Default for ClassifierSpec {
     }
 }
 
-/// The shapes named by `model.preset`: `(family, depth, width, fc)`.
+/// The shapes named by `model.preset`: `(name, family, depth, width, fc)`; for the recurrent
+/// families `fc` is the embedding width.
 pub const CLASSIFIER_PRESETS: &[(&str, &str, usize, usize, usize)] = &[
     ("logistic", "mlp", 0, 0, 0),
     ("mlp-small", "mlp", 1, 128, 0),
@@ -149,6 +172,8 @@ pub const CLASSIFIER_PRESETS: &[(&str, &str, usize, usize, usize)] = &[
     ("cnn", "cnn", 2, 32, 128),
     ("resnet-small", "resnet", 2, 16, 0),
     ("resnet", "resnet", 3, 32, 0),
+    ("lstm", "lstm", 1, 128, 64),
+    ("gru", "gru", 1, 128, 64),
 ];
 
 /// A resolved classifier shape.
@@ -180,6 +205,26 @@ pub enum ClassifierConfig {
         /// Dropout probability.
         dropout: f64,
     },
+    /// A recurrent classifier: token embedding, stacked LSTM or GRU layers, a linear
+    /// classifier of the last real token's hidden state.
+    Rnn {
+        /// The cell.
+        cell: RnnCell,
+        /// Vocabulary size (padding included).
+        vocab: usize,
+        /// Longest sequence.
+        ctx: usize,
+        /// Embedding width.
+        embed: usize,
+        /// Hidden units of each layer.
+        hidden: usize,
+        /// Stacked layers.
+        layers: usize,
+        /// Classes.
+        classes: usize,
+        /// Dropout probability (on the embedding and before the classifier).
+        dropout: f64,
+    },
     /// ResNet-style network with batch norm (He et al. 2016): a 3×3 stem, one basic block
     /// per stage (2×2 max-pool before stages after the first), global average pooling, a
     /// linear classifier.
@@ -195,6 +240,30 @@ pub enum ClassifierConfig {
     },
 }
 
+/// The cell of a recurrent classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RnnCell {
+    /// Long short-term memory (Hochreiter & Schmidhuber 1997), PyTorch's gate layout.
+    Lstm,
+    /// Gated recurrent unit (Cho et al. 2014), PyTorch's gate layout.
+    Gru,
+}
+
+/// What a classifier reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputShape {
+    /// Images of `[channels, rows, columns]`.
+    Image([usize; 3]),
+    /// Token sequences of at most `ctx` tokens from a vocabulary of `vocab` (padding included).
+    Tokens {
+        /// Vocabulary size, the padding token included.
+        vocab: usize,
+        /// Longest sequence.
+        ctx: usize,
+    },
+}
+
 impl ClassifierConfig {
     /// The family's name.
     pub fn family(&self) -> &'static str {
@@ -202,6 +271,13 @@ impl ClassifierConfig {
             Self::Mlp { .. } => "mlp",
             Self::Cnn { .. } => "cnn",
             Self::Resnet { .. } => "resnet",
+            Self::Rnn {
+                cell: RnnCell::Lstm,
+                ..
+            } => "lstm",
+            Self::Rnn {
+                cell: RnnCell::Gru, ..
+            } => "gru",
         }
     }
 
@@ -210,7 +286,8 @@ impl ClassifierConfig {
         match self {
             Self::Mlp { dropout, .. }
             | Self::Cnn { dropout, .. }
-            | Self::Resnet { dropout, .. } => *dropout,
+            | Self::Resnet { dropout, .. }
+            | Self::Rnn { dropout, .. } => *dropout,
         }
     }
 
@@ -247,15 +324,27 @@ impl ClassifierConfig {
                 "resnet {}x{}x{} blocks{:?} → {classes}",
                 input[0], input[1], input[2], stages
             ),
+            Self::Rnn {
+                vocab,
+                ctx,
+                embed,
+                hidden,
+                layers,
+                classes,
+                ..
+            } => format!(
+                "{} vocab {vocab} ctx {ctx} embed {embed} {layers}x{hidden} → {classes}",
+                self.family()
+            ),
         }
     }
 }
 
 impl ClassifierSpec {
-    /// Resolves the shape for inputs of `[channels, height, width]` and `classes` classes.
+    /// Resolves the shape for `input` and `classes` classes.
     pub fn resolve(
         &self,
-        input: [usize; 3],
+        input: InputShape,
         classes: usize,
     ) -> Result<ClassifierConfig, SpecError> {
         let (mut family, mut depth, mut width, mut fc) = (self.family.as_str(), None, None, None);
@@ -287,6 +376,47 @@ impl ClassifierSpec {
                 Err(SpecError::invalid(key, 0, "must be at least 1"))
             } else {
                 Ok(v)
+            }
+        };
+        let text = matches!(input, InputShape::Tokens { .. });
+        let image_family = matches!(family, "mlp" | "cnn" | "resnet");
+        if text && image_family || !text && matches!(family, "lstm" | "gru") {
+            return Err(SpecError::invalid(
+                "model.family",
+                family,
+                if text {
+                    "the data set is text: use lstm or gru"
+                } else {
+                    "the data set is images: use mlp, cnn or resnet"
+                },
+            ));
+        }
+        let input = match input {
+            InputShape::Image(shape) => shape,
+            InputShape::Tokens { vocab, ctx } => {
+                let cell = if family == "gru" {
+                    RnnCell::Gru
+                } else {
+                    RnnCell::Lstm
+                };
+                let layers = positive("model.depth", depth.unwrap_or(1))?;
+                if layers > 8 {
+                    return Err(SpecError::invalid(
+                        "model.depth",
+                        layers,
+                        "at most 8 layers",
+                    ));
+                }
+                return Ok(ClassifierConfig::Rnn {
+                    cell,
+                    vocab,
+                    ctx,
+                    embed: positive("model.fc", fc.unwrap_or(64))?,
+                    hidden: positive("model.width", width.unwrap_or(128))?,
+                    layers,
+                    classes,
+                    dropout: self.dropout,
+                });
             }
         };
         match family {
@@ -359,7 +489,7 @@ impl ClassifierSpec {
             other => Err(SpecError::invalid(
                 "model.family",
                 other,
-                "use mlp, cnn or resnet (lstm, gru and encoder are planned)",
+                "use mlp, cnn or resnet for images, lstm or gru for text (the encoder is planned)",
             )),
         }
     }
@@ -377,6 +507,10 @@ pub struct ImageDataSpec {
     pub train_fraction: f64,
     /// Share of the used training images held out for validation (early stopping, curves).
     pub val_fraction: f64,
+    /// Text: vocabulary of the byte-level BPE trained on the training sentences.
+    pub bpe_vocab_size: usize,
+    /// Text: longest sequence in tokens (longer sentences are cut).
+    pub max_tokens: usize,
 }
 
 impl Default for ImageDataSpec {
@@ -386,7 +520,30 @@ impl Default for ImageDataSpec {
             dir: None,
             train_fraction: 1.0,
             val_fraction: 0.1,
+            bpe_vocab_size: 1000,
+            max_tokens: 48,
         }
+    }
+}
+
+impl ImageDataSpec {
+    /// Checks the text settings (the tokenizer is trained before the spec resolves).
+    pub fn check_text(&self) -> Result<(), SpecError> {
+        if !(260..=65_536).contains(&self.bpe_vocab_size) {
+            return Err(SpecError::invalid(
+                "data.bpe_vocab_size",
+                self.bpe_vocab_size,
+                "a vocabulary of 260 to 65,536 tokens (256 bytes and some merges), e.g. 1000",
+            ));
+        }
+        if !(1..=1024).contains(&self.max_tokens) {
+            return Err(SpecError::invalid(
+                "data.max_tokens",
+                self.max_tokens,
+                "1 to 1,024 tokens, e.g. 48",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -496,7 +653,7 @@ pub struct ClassifyConfig {
     /// Seed.
     pub seed: u64,
     /// The data set.
-    pub dataset: ImageDataset,
+    pub dataset: Dataset,
     /// Directory of its files, if not the default.
     pub data_dir: Option<String>,
     /// Share of the training images used.
@@ -517,12 +674,12 @@ pub struct ClassifyConfig {
 
 impl ClassifySpec {
     /// The data set this spec names (checked before the data are read).
-    pub fn dataset(&self) -> Result<ImageDataset, SpecError> {
-        ImageDataset::parse(&self.data.dataset)
+    pub fn dataset(&self) -> Result<Dataset, SpecError> {
+        Dataset::parse(&self.data.dataset)
     }
 
-    /// Resolves the spec for images of `input = [channels, height, width]` and `classes`.
-    pub fn resolve(&self, input: [usize; 3], classes: usize) -> Result<ClassifyConfig, SpecError> {
+    /// Resolves the spec for `input` and `classes`.
+    pub fn resolve(&self, input: InputShape, classes: usize) -> Result<ClassifyConfig, SpecError> {
         let dataset = self.dataset()?;
         let model = self.model.resolve(input, classes)?;
         let t = &self.train;

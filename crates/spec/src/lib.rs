@@ -16,8 +16,8 @@ pub mod task;
 pub use classify::{
     Augmentation, CLASSIFIER_PRESETS, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassScores,
     ClassifierConfig, ClassifierSpec, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifySpec,
-    ClassifyStudySpec, ClassifyTrainConfig, ClassifyTrainSpec, ImageDataSpec, ImageDataset,
-    Regulariser, SampleBudget, StudyCell,
+    ClassifyStudySpec, ClassifyTrainConfig, ClassifyTrainSpec, Dataset, ImageDataSpec, InputShape,
+    Regulariser, RnnCell, SampleBudget, StudyCell,
 };
 pub use error::SpecError;
 pub use model::{GptConfig, GptPreset, GptSpec};

@@ -12,14 +12,15 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet};
+use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet, TextSet, TokenBatch};
 use scalelab_models::{
-    Cnn, Mlp, ResNet, SeededInit, cnn_flops_per_sample, cnn_param_counts, mlp_flops_per_sample,
-    mlp_param_counts, rank_one_param_ids, resnet_flops_per_sample, resnet_param_counts,
+    Cnn, Mlp, ResNet, RnnClassifier, SeededInit, cnn_flops_per_sample, cnn_param_counts,
+    mlp_flops_per_sample, mlp_param_counts, rank_one_param_ids, resnet_flops_per_sample,
+    resnet_param_counts, rnn_flops_per_sample, rnn_param_counts,
 };
 use scalelab_spec::{
     CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig, ClassifyConfig, ClassifyPoint,
-    ClassifyRecord, FlopsConvention, ParamCounts, SampleBudget,
+    ClassifyRecord, FlopsConvention, ParamCounts, SampleBudget, SpecError,
 };
 use sha2::{Digest, Sha256};
 
@@ -59,6 +60,16 @@ impl Classifier<ImageBatch> for Cnn {
     }
 }
 
+impl Classifier<TokenBatch> for RnnClassifier {
+    fn batch_logits(&self, batch: &TokenBatch, device: &Device) -> Tensor<2> {
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(batch.ids.clone(), [batch.batch, batch.ctx]),
+            device,
+        );
+        self.forward(ids, &batch.lengths)
+    }
+}
+
 impl Classifier<ImageBatch> for ResNet {
     fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
         self.forward(image_tensor(batch, device))
@@ -87,6 +98,15 @@ pub fn classifier_params(model: &ClassifierConfig) -> ParamCounts {
             classes,
             ..
         } => resnet_param_counts(*input, stages, *classes),
+        ClassifierConfig::Rnn {
+            cell,
+            vocab,
+            embed,
+            hidden,
+            layers,
+            classes,
+            ..
+        } => rnn_param_counts(*cell, *vocab, *embed, *hidden, *layers, *classes),
     }
 }
 
@@ -112,6 +132,15 @@ pub fn classifier_flops(model: &ClassifierConfig) -> f64 {
             classes,
             ..
         } => resnet_flops_per_sample(*input, stages, *classes),
+        ClassifierConfig::Rnn {
+            cell,
+            ctx,
+            embed,
+            hidden,
+            layers,
+            classes,
+            ..
+        } => rnn_flops_per_sample(*cell, *embed, *hidden, *layers, *classes, *ctx),
     }
 }
 
@@ -174,6 +203,45 @@ pub fn train_classifier(
             let model = ResNet::new(*input, stages, *classes, *dropout, &mut init, &device);
             classify_loop(model, config, train, val, test, options)
         }
+        ClassifierConfig::Rnn { .. } => Err(TrainError::Spec(SpecError::invalid(
+            "model.family",
+            config.model.family(),
+            "a recurrent model reads text: use a text data set such as sentiment",
+        ))),
+    }
+}
+
+/// Trains the text classifier of `config` on `train`, validates on `val`, tests on `test`.
+pub fn train_text_classifier(
+    config: &ClassifyConfig,
+    train: &TextSet,
+    val: &TextSet,
+    test: &TextSet,
+    options: &RunOptions,
+) -> Result<ClassifyRecord, TrainError> {
+    let device = options.device.clone().autodiff();
+    let mut init = SeededInit::new(config.seed);
+    match &config.model {
+        ClassifierConfig::Rnn {
+            cell,
+            vocab,
+            embed,
+            hidden,
+            layers,
+            classes,
+            dropout,
+            ..
+        } => {
+            let model = RnnClassifier::new(
+                *cell, *vocab, *embed, *hidden, *layers, *classes, *dropout, &mut init, &device,
+            );
+            classify_loop(model, config, train, val, test, options)
+        }
+        other => Err(TrainError::Spec(SpecError::invalid(
+            "model.family",
+            other.family(),
+            "the data set is text: use lstm or gru",
+        ))),
     }
 }
 

@@ -19,7 +19,7 @@ pub mod trainer;
 
 pub use classify::{
     Classifier, classifier_flops, classifier_params, classify_loop, classify_run_id,
-    planned_samples, train_classifier,
+    planned_samples, train_classifier, train_text_classifier,
 };
 pub use error::TrainError;
 pub use metrics::class_metrics;

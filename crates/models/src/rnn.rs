@@ -1,0 +1,312 @@
+//! Recurrent sequence classifiers: a token embedding, stacked LSTM (Hochreiter & Schmidhuber
+//! 1997) or GRU (Cho et al. 2014) layers with PyTorch's gate layouts, and a linear classifier
+//! of the hidden state at each sequence's last real token. Padding positions leave the state
+//! unchanged, so padded and unpadded sequences give the same result.
+//!
+//! Read top to bottom: cost accounting, the cells, the model. Shapes: `[B, T]` token ids,
+//! `E` embedding width, `H` hidden units, `G·H` gate pre-activations (`G` = 4 for LSTM, 3 for
+//! GRU), `K` classes.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
+use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use scalelab_spec::{ParamCounts, RnnCell};
+
+use crate::init::{InitKind, ParamFactory, WeightInit};
+
+// ---------------------------------------------------------------------------------------------
+// Cost accounting, from the shape alone.
+// ---------------------------------------------------------------------------------------------
+
+fn gates(cell: RnnCell) -> u64 {
+    match cell {
+        RnnCell::Lstm => 4,
+        RnnCell::Gru => 3,
+    }
+}
+
+/// Exact trainable parameters. The token embedding is the embedding of the Kaplan convention.
+/// Per layer: input weights `d_in·G·H` and bias `G·H`, hidden weights `H·G·H` (and, for the
+/// GRU, a hidden bias `G·H`, which its candidate gate needs inside the reset product).
+pub fn rnn_param_counts(
+    cell: RnnCell,
+    vocab: usize,
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    classes: usize,
+) -> ParamCounts {
+    let (v, e, h, k, g) = (
+        vocab as u64,
+        embed as u64,
+        hidden as u64,
+        classes as u64,
+        gates(cell),
+    );
+    let hidden_bias = if cell == RnnCell::Gru { g * h } else { 0 };
+    let recurrent: u64 = (0..layers)
+        .map(|l| {
+            let d_in = if l == 0 { e } else { h };
+            d_in * g * h + g * h + h * g * h + hidden_bias
+        })
+        .sum();
+    let classifier = h * k + k;
+    let embedding = v * e;
+    ParamCounts {
+        total: embedding + recurrent + classifier,
+        non_embedding: recurrent + classifier,
+        embedding,
+    }
+}
+
+/// Training FLOPs per sample of `ctx` positions (padding included, as it is computed):
+/// 6 × the multiply-adds of the input and hidden weights at every position, and of the
+/// classifier once. Embedding lookups are free.
+pub fn rnn_flops_per_sample(
+    cell: RnnCell,
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    classes: usize,
+    ctx: usize,
+) -> f64 {
+    let (e, h, g) = (embed as u64, hidden as u64, gates(cell));
+    let per_position: u64 = (0..layers)
+        .map(|l| {
+            let d_in = if l == 0 { e } else { h };
+            d_in * g * h + h * g * h
+        })
+        .sum();
+    6.0 * (per_position * ctx as u64 + h * classes as u64) as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cells.
+// ---------------------------------------------------------------------------------------------
+
+/// One recurrent layer: input and hidden projections to the gates.
+#[derive(Module, Debug)]
+pub struct RecurrentLayer {
+    input: Linear,
+    hidden: Linear,
+    /// 4: LSTM, 3: GRU.
+    gates: usize,
+}
+
+impl RecurrentLayer {
+    /// Runs the layer over `x` `[B, T, d_in]`; positions where `mask` `[B, T]` is 0 keep the
+    /// previous state. Returns the hidden states `[B, T, H]`.
+    fn forward(&self, x: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let device = x.device();
+        let h_units = self.hidden.weight.dims()[0];
+        let projected = self.input.forward(x); // [B, T, G·H], all positions at once
+        let mut h = Tensor::<2>::zeros([b, h_units], &device); // [B, H]
+        let mut c = Tensor::<2>::zeros([b, h_units], &device); // [B, H] (LSTM cell state)
+        let mut outputs = Vec::with_capacity(t);
+        for step in 0..t {
+            let x_t = projected
+                .clone()
+                .narrow(1, step, 1)
+                .reshape([b, self.gates * h_units]);
+            let m = mask.clone().narrow(1, step, 1); // [B, 1]
+            let hz = self.hidden.forward(h.clone()); // [B, G·H]
+            let (h_new, c_new) = if self.gates == 4 {
+                // LSTM, gates i, f, g, o.
+                let z = x_t + hz;
+                let gate = |k: usize| z.clone().narrow(1, k * h_units, h_units);
+                let (i, f, g, o) = (
+                    sigmoid(gate(0)),
+                    sigmoid(gate(1)),
+                    tanh(gate(2)),
+                    sigmoid(gate(3)),
+                );
+                let c_new = f * c.clone() + i * g;
+                (o * tanh(c_new.clone()), c_new)
+            } else {
+                // GRU, gates r, z, n: n = tanh(x_n + r ⊙ (h U_n + b_hn)).
+                let xg = |k: usize| x_t.clone().narrow(1, k * h_units, h_units);
+                let hg = |k: usize| hz.clone().narrow(1, k * h_units, h_units);
+                let r = sigmoid(xg(0) + hg(0));
+                let z = sigmoid(xg(1) + hg(1));
+                let n = tanh(xg(2) + r * hg(2));
+                let h_new = (z.clone().neg() + 1.0) * n + z * h.clone();
+                (h_new, c.clone())
+            };
+            // Padding keeps the state: h ← m·h_new + (1 − m)·h.
+            h = h_new * m.clone() + h * (m.clone().neg() + 1.0);
+            c = c_new * m.clone() + c * (m.neg() + 1.0);
+            outputs.push(h.clone().unsqueeze_dim::<3>(1)); // [B, 1, H]
+        }
+        Tensor::cat(outputs, 1) // [B, T, H]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model.
+// ---------------------------------------------------------------------------------------------
+
+/// A recurrent sequence classifier.
+#[derive(Module, Debug)]
+pub struct RnnClassifier {
+    embedding: Embedding,
+    layers: Vec<RecurrentLayer>,
+    classifier: Linear,
+    dropout: Dropout,
+}
+
+impl RnnClassifier {
+    /// Builds the classifier: embedding N(0, 1) as PyTorch's, recurrent weights
+    /// N(0, 1/H) (PyTorch draws U(−1/√H, 1/√H), of similar scale), zero biases, classifier
+    /// N(0, 1/H).
+    #[allow(clippy::too_many_arguments, reason = "the shape of the model, named")]
+    pub fn new(
+        cell: RnnCell,
+        vocab: usize,
+        embed: usize,
+        hidden: usize,
+        layers: usize,
+        classes: usize,
+        dropout: f64,
+        init: &mut dyn WeightInit,
+        device: &Device,
+    ) -> Self {
+        let mut p = ParamFactory::new(init, device);
+        let g = gates(cell) as usize;
+        let std = (1.0 / hidden as f64).sqrt();
+        let embedding = Embedding {
+            weight: p.param(
+                "embedding.weight",
+                [vocab, embed],
+                InitKind::Normal { std: 1.0 },
+            ),
+        };
+        let layers = (0..layers)
+            .map(|l| {
+                let d_in = if l == 0 { embed } else { hidden };
+                RecurrentLayer {
+                    input: p.linear(&format!("layers.{l}.input"), d_in, g * hidden, std, true),
+                    hidden: p.linear(
+                        &format!("layers.{l}.hidden"),
+                        hidden,
+                        g * hidden,
+                        std,
+                        cell == RnnCell::Gru,
+                    ),
+                    gates: g,
+                }
+            })
+            .collect();
+        let classifier = p.linear("classifier", hidden, classes, std, true);
+        Self {
+            embedding,
+            layers,
+            classifier,
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
+    pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        let [b, t] = tokens.dims();
+        let device = tokens.device();
+        // mask[b, s] = 1 for real tokens; last[b, s] = 1 at each sequence's last real token.
+        let mask: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&n| (0..t).map(move |s| f32::from(u8::from(s < n))))
+            .collect();
+        let last: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&n| (0..t).map(move |s| f32::from(u8::from(s + 1 == n.clamp(1, t)))))
+            .collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), &device);
+        let last = Tensor::<3>::from_data(TensorData::new(last, [b, t, 1]), &device);
+        let mut x = self.dropout.forward(self.embedding.forward(tokens)); // [B, T, E]
+        for layer in &self.layers {
+            x = layer.forward(x, mask.clone()); // [B, T, H]
+        }
+        let [_, _, h] = x.dims();
+        let final_state = (x * last).sum_dim(1).reshape([b, h]); // [B, H]
+        self.classifier.forward(self.dropout.forward(final_state)) // [B, K]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::SeededInit;
+    use crate::test_util::count_params;
+
+    fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
+        let ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.iter().copied().chain(std::iter::repeat(0)).take(t))
+            .collect();
+        Tensor::<2, Int>::from_data(TensorData::new(ids, [rows.len(), t]), device)
+    }
+
+    #[test]
+    fn counts_match_the_built_model_and_by_hand() {
+        let device = Device::default();
+        for cell in [RnnCell::Lstm, RnnCell::Gru] {
+            for layers in [1, 2] {
+                let m = RnnClassifier::new(
+                    cell,
+                    11,
+                    5,
+                    7,
+                    layers,
+                    3,
+                    0.0,
+                    &mut SeededInit::new(0),
+                    &device,
+                );
+                assert_eq!(
+                    count_params(&m),
+                    rnn_param_counts(cell, 11, 5, 7, layers, 3).total
+                );
+            }
+        }
+        // PyTorch's nn.LSTM(64, 128) has 4·128·(64 + 128) = 98,304 weights and two biases of
+        // 4·128, 99,328 in all; we keep one bias (PyTorch's two only ever appear summed).
+        let c = rnn_param_counts(RnnCell::Lstm, 1000, 64, 128, 1, 2);
+        assert_eq!(c.non_embedding - (128 * 2 + 2), 99_328 - 512);
+        assert_eq!(c.embedding, 64_000);
+        // GRU: nn.GRU(64, 128) has 3·128·(64 + 128) + 2·3·128 = 74,496, the same as ours.
+        let g = rnn_param_counts(RnnCell::Gru, 1000, 64, 128, 1, 2);
+        assert_eq!(g.non_embedding - (128 * 2 + 2), 74_496);
+    }
+
+    #[test]
+    fn padding_does_not_change_the_result() {
+        let device = Device::default();
+        for cell in [RnnCell::Lstm, RnnCell::Gru] {
+            let m = RnnClassifier::new(cell, 9, 4, 6, 2, 3, 0.0, &mut SeededInit::new(1), &device);
+            let short = m.forward(tokens(&[&[3, 1, 4]], 3, &device), &[3]);
+            let padded = m.forward(tokens(&[&[3, 1, 4]], 7, &device), &[3]);
+            let a = short.into_data().try_to_vec::<f32>().unwrap();
+            let b = padded.into_data().try_to_vec::<f32>().unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-6, "{cell:?}: {a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for cell in [RnnCell::Lstm, RnnCell::Gru] {
+            // The checker feeds a float tensor; the model reads it as token ids 0..8.
+            let ids: Vec<f32> = [1, 5, 2, 7, 3, 0, 4, 6].iter().map(|&v| v as f32).collect();
+            crate::test_util::gradient_check(
+                |init, device| RnnClassifier::new(cell, 8, 3, 4, 2, 3, 0.0, init, device),
+                |model, x| {
+                    let [b, _, _, t] = x.dims();
+                    model.forward(x.reshape([b, t]).int(), &[4, 3])
+                },
+                ([2, 1, 1, 4], ids),
+                6,
+            );
+        }
+    }
+}
