@@ -955,17 +955,17 @@ pub struct StudyCell {
 }
 
 impl ClassifierSpec {
-    /// A label: the preset's name, else `family-dDEPTH-wWIDTH`.
+    /// A label: the preset's name, else the family, with `-dDEPTH` and `-wWIDTH` for the keys
+    /// that are set.
     pub fn label(&self) -> String {
-        match &self.preset {
-            Some(p) if self.depth.is_none() && self.width.is_none() => p.clone(),
-            _ => format!(
-                "{}-d{}-w{}",
-                self.preset.as_deref().unwrap_or(&self.family),
-                self.depth.map_or("?".into(), |d| d.to_string()),
-                self.width.map_or("?".into(), |w| w.to_string())
-            ),
+        let mut label = self.preset.clone().unwrap_or_else(|| self.family.clone());
+        if let Some(d) = self.depth {
+            label.push_str(&format!("-d{d}"));
         }
+        if let Some(w) = self.width {
+            label.push_str(&format!("-w{w}"));
+        }
+        label
     }
 }
 
