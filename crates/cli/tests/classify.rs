@@ -359,7 +359,7 @@ fn recurrent_models_learn_sentiment_sentences() {
         entries.push(serde_json::json!({ "text": "", "class": null }));
         std::fs::write(data.join(name), serde_json::to_string(&entries).unwrap()).unwrap();
     }
-    for preset in ["lstm", "gru"] {
+    for preset in ["lstm", "gru", "encoder-small"] {
         let out = scalelab(
             &[
                 "classify",
@@ -380,8 +380,12 @@ fn recurrent_models_learn_sentiment_sentences() {
             dir.path(),
         );
         let r = json(&out);
-        assert_eq!(r["config"]["model"]["family"], "rnn");
-        assert_eq!(r["config"]["model"]["cell"], preset);
+        if preset == "encoder-small" {
+            assert_eq!(r["config"]["model"]["family"], "encoder");
+        } else {
+            assert_eq!(r["config"]["model"]["family"], "rnn");
+            assert_eq!(r["config"]["model"]["cell"], preset);
+        }
         // 120 sentences: a quarter is the test set.
         assert_eq!(r["test"]["examples"], 30);
         let accuracy = r["test"]["accuracy"].as_f64().unwrap();
@@ -404,7 +408,7 @@ fn recurrent_models_learn_sentiment_sentences() {
     );
     let err = stderr(&out);
     assert!(
-        err.contains("model.family") && err.contains("lstm or gru"),
+        err.contains("model.family") && err.contains("lstm, gru or encoder"),
         "{err}"
     );
     let out = scalelab(

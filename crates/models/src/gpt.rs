@@ -85,7 +85,43 @@ pub struct Block {
 }
 
 impl Block {
+    /// A block of width `d`, MLP width `f` and `n_heads` heads: weights N(0, std²), the two
+    /// residual projections N(0, residual_std²), zero biases, unit norms.
+    #[allow(clippy::too_many_arguments, reason = "the shape of the block, named")]
+    pub(crate) fn new(
+        p: &mut ParamFactory,
+        name: &str,
+        d: usize,
+        f: usize,
+        n_heads: usize,
+        dropout: f64,
+        std: f64,
+        residual_std: f64,
+    ) -> Self {
+        Block {
+            ln1: p.layer_norm(&format!("{name}.ln1"), d),
+            qkv: p.linear(&format!("{name}.qkv"), d, 3 * d, std, true),
+            proj: p.linear(&format!("{name}.proj"), d, d, residual_std, true),
+            ln2: p.layer_norm(&format!("{name}.ln2"), d),
+            fc: p.linear(&format!("{name}.fc"), d, f, std, true),
+            fc_proj: p.linear(&format!("{name}.fc_proj"), f, d, residual_std, true),
+            dropout: DropoutConfig::new(dropout).init(),
+            n_heads,
+        }
+    }
+
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_with(x, None, true)
+    }
+
+    /// The block with an additive attention bias `[B, nh, T, T]` (e.g. −∞ at padding keys)
+    /// and causal or bidirectional attention.
+    pub(crate) fn forward_with(
+        &self,
+        x: Tensor<3>,
+        attn_bias: Option<Tensor<4>>,
+        is_causal: bool,
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let (nh, hs) = (self.n_heads, d / self.n_heads);
 
@@ -102,9 +138,9 @@ impl Block {
         let options = AttentionModuleOptions {
             scale: None, // 1/sqrt(hs)
             softcap: None,
-            is_causal: true,
+            is_causal,
         };
-        let y = attention(q, k, v, None, None, options); // [B, nh, T, hs]
+        let y = attention(q, k, v, None, attn_bias, options); // [B, nh, T, hs]
         let y = y.swap_dims(1, 2).reshape([b, t, d]); // [B, T, d]
         let x = x + self.dropout.forward(self.proj.forward(y));
 
@@ -149,15 +185,17 @@ impl Gpt {
             ),
         };
         let blocks = (0..config.n_layers)
-            .map(|i| Block {
-                ln1: p.layer_norm(&format!("blocks.{i}.ln1"), d),
-                qkv: p.linear(&format!("blocks.{i}.qkv"), d, 3 * d, STD, true),
-                proj: p.linear(&format!("blocks.{i}.proj"), d, d, residual_std, true),
-                ln2: p.layer_norm(&format!("blocks.{i}.ln2"), d),
-                fc: p.linear(&format!("blocks.{i}.fc"), d, f, STD, true),
-                fc_proj: p.linear(&format!("blocks.{i}.fc_proj"), f, d, residual_std, true),
-                dropout: DropoutConfig::new(config.dropout).init(),
-                n_heads: config.n_heads,
+            .map(|i| {
+                Block::new(
+                    &mut p,
+                    &format!("blocks.{i}"),
+                    d,
+                    f,
+                    config.n_heads,
+                    config.dropout,
+                    STD,
+                    residual_std,
+                )
             })
             .collect();
         let ln_f = p.layer_norm("ln_f", d);

@@ -4,6 +4,7 @@
 //! Models only build and run: the training loop, data and records live in other crates.
 
 pub mod cnn;
+pub mod encoder;
 pub mod gpt;
 pub mod init;
 pub mod mlp;
@@ -11,6 +12,7 @@ pub mod resnet;
 pub mod rnn;
 
 pub use cnn::{Cnn, cnn_flops_per_sample, cnn_param_counts};
+pub use encoder::{Encoder, encoder_flops_per_sample, encoder_param_counts};
 pub use gpt::{FLOPS_CONVENTION, Gpt, flops_per_token, param_counts};
 pub use init::{FormulaInit, InitKind, SeededInit, WeightInit};
 pub use mlp::{Mlp, mlp_flops_per_sample, mlp_param_counts};

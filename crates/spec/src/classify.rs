@@ -129,7 +129,7 @@ impl Augmentation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifierSpec {
-    /// `mlp`, `cnn`, `resnet` (images) or `lstm`, `gru` (text).
+    /// `mlp`, `cnn`, `resnet` (images) or `lstm`, `gru`, `encoder` (text).
     pub family: String,
     /// A named shape (`logistic`, `mlp-small`, `mlp`, `mlp-large`, `cnn-small`, `cnn`); the
     /// keys below override it.
@@ -144,6 +144,8 @@ pub struct ClassifierSpec {
     /// CNN: units of the hidden fully connected layer. LSTM, GRU: width of the token
     /// embedding.
     pub fc: Option<usize>,
+    /// Encoder: attention heads (default: width / 16).
+    pub heads: Option<usize>,
     /// Dropout before every hidden linear layer and the classifier.
     pub dropout: f64,
 }
@@ -156,6 +158,7 @@ impl Default for ClassifierSpec {
             depth: None,
             width: None,
             fc: None,
+            heads: None,
             dropout: 0.0,
         }
     }
@@ -174,6 +177,7 @@ pub const CLASSIFIER_PRESETS: &[(&str, &str, usize, usize, usize)] = &[
     ("resnet", "resnet", 3, 32, 0),
     ("lstm", "lstm", 1, 128, 64),
     ("gru", "gru", 1, 128, 64),
+    ("encoder-small", "encoder", 2, 64, 0),
 ];
 
 /// A resolved classifier shape.
@@ -223,6 +227,23 @@ pub enum ClassifierConfig {
         /// Classes.
         classes: usize,
         /// Dropout probability (on the embedding and before the classifier).
+        dropout: f64,
+    },
+    /// A bidirectional Transformer encoder (BERT-style) with mean pooling of the real tokens.
+    Encoder {
+        /// Vocabulary size (padding included).
+        vocab: usize,
+        /// Longest sequence.
+        ctx: usize,
+        /// Residual width.
+        d_model: usize,
+        /// Blocks.
+        n_layers: usize,
+        /// Attention heads.
+        n_heads: usize,
+        /// Classes.
+        classes: usize,
+        /// Dropout probability.
         dropout: f64,
     },
     /// ResNet-style network with batch norm (He et al. 2016): a 3×3 stem, one basic block
@@ -278,6 +299,7 @@ impl ClassifierConfig {
             Self::Rnn {
                 cell: RnnCell::Gru, ..
             } => "gru",
+            Self::Encoder { .. } => "encoder",
         }
     }
 
@@ -287,7 +309,8 @@ impl ClassifierConfig {
             Self::Mlp { dropout, .. }
             | Self::Cnn { dropout, .. }
             | Self::Resnet { dropout, .. }
-            | Self::Rnn { dropout, .. } => *dropout,
+            | Self::Rnn { dropout, .. }
+            | Self::Encoder { dropout, .. } => *dropout,
         }
     }
 
@@ -336,6 +359,17 @@ impl ClassifierConfig {
                 "{} vocab {vocab} ctx {ctx} embed {embed} {layers}x{hidden} → {classes}",
                 self.family()
             ),
+            Self::Encoder {
+                vocab,
+                ctx,
+                d_model,
+                n_layers,
+                n_heads,
+                classes,
+                ..
+            } => format!(
+                "encoder vocab {vocab} ctx {ctx} {n_layers}L d{d_model} {n_heads}h → {classes}"
+            ),
         }
     }
 }
@@ -380,12 +414,12 @@ impl ClassifierSpec {
         };
         let text = matches!(input, InputShape::Tokens { .. });
         let image_family = matches!(family, "mlp" | "cnn" | "resnet");
-        if text && image_family || !text && matches!(family, "lstm" | "gru") {
+        if text && image_family || !text && matches!(family, "lstm" | "gru" | "encoder") {
             return Err(SpecError::invalid(
                 "model.family",
                 family,
                 if text {
-                    "the data set is text: use lstm or gru"
+                    "the data set is text: use lstm, gru or encoder"
                 } else {
                     "the data set is images: use mlp, cnn or resnet"
                 },
@@ -393,6 +427,26 @@ impl ClassifierSpec {
         }
         let input = match input {
             InputShape::Image(shape) => shape,
+            InputShape::Tokens { vocab, ctx } if family == "encoder" => {
+                let d_model = positive("model.width", width.unwrap_or(64))?;
+                let n_heads = positive("model.heads", self.heads.unwrap_or((d_model / 16).max(1)))?;
+                if d_model % n_heads != 0 {
+                    return Err(SpecError::invalid(
+                        "model.heads",
+                        n_heads,
+                        format!("a divisor of the width {d_model}"),
+                    ));
+                }
+                return Ok(ClassifierConfig::Encoder {
+                    vocab,
+                    ctx,
+                    d_model,
+                    n_layers: positive("model.depth", depth.unwrap_or(2))?,
+                    n_heads,
+                    classes,
+                    dropout: self.dropout,
+                });
+            }
             InputShape::Tokens { vocab, ctx } => {
                 let cell = if family == "gru" {
                     RnnCell::Gru
@@ -489,7 +543,7 @@ impl ClassifierSpec {
             other => Err(SpecError::invalid(
                 "model.family",
                 other,
-                "use mlp, cnn or resnet for images, lstm or gru for text (the encoder is planned)",
+                "use mlp, cnn or resnet for images, lstm, gru or encoder for text",
             )),
         }
     }

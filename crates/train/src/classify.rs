@@ -14,9 +14,10 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet, TextSet, TokenBatch};
 use scalelab_models::{
-    Cnn, Mlp, ResNet, RnnClassifier, SeededInit, cnn_flops_per_sample, cnn_param_counts,
-    mlp_flops_per_sample, mlp_param_counts, rank_one_param_ids, resnet_flops_per_sample,
-    resnet_param_counts, rnn_flops_per_sample, rnn_param_counts,
+    Cnn, Encoder, Mlp, ResNet, RnnClassifier, SeededInit, cnn_flops_per_sample, cnn_param_counts,
+    encoder_flops_per_sample, encoder_param_counts, mlp_flops_per_sample, mlp_param_counts,
+    rank_one_param_ids, resnet_flops_per_sample, resnet_param_counts, rnn_flops_per_sample,
+    rnn_param_counts,
 };
 use scalelab_spec::{
     CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig, ClassifyConfig, ClassifyPoint,
@@ -60,13 +61,23 @@ impl Classifier<ImageBatch> for Cnn {
     }
 }
 
+/// The token ids of a batch as `[B, T]`.
+fn token_tensor(batch: &TokenBatch, device: &Device) -> Tensor<2, Int> {
+    Tensor::<2, Int>::from_data(
+        TensorData::new(batch.ids.clone(), [batch.batch, batch.ctx]),
+        device,
+    )
+}
+
 impl Classifier<TokenBatch> for RnnClassifier {
     fn batch_logits(&self, batch: &TokenBatch, device: &Device) -> Tensor<2> {
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(batch.ids.clone(), [batch.batch, batch.ctx]),
-            device,
-        );
-        self.forward(ids, &batch.lengths)
+        self.forward(token_tensor(batch, device), &batch.lengths)
+    }
+}
+
+impl Classifier<TokenBatch> for Encoder {
+    fn batch_logits(&self, batch: &TokenBatch, device: &Device) -> Tensor<2> {
+        self.forward(token_tensor(batch, device), &batch.lengths)
     }
 }
 
@@ -107,6 +118,14 @@ pub fn classifier_params(model: &ClassifierConfig) -> ParamCounts {
             classes,
             ..
         } => rnn_param_counts(*cell, *vocab, *embed, *hidden, *layers, *classes),
+        ClassifierConfig::Encoder {
+            vocab,
+            ctx,
+            d_model,
+            n_layers,
+            classes,
+            ..
+        } => encoder_param_counts(*vocab, *ctx, *d_model, *n_layers, *classes),
     }
 }
 
@@ -141,6 +160,13 @@ pub fn classifier_flops(model: &ClassifierConfig) -> f64 {
             classes,
             ..
         } => rnn_flops_per_sample(*cell, *embed, *hidden, *layers, *classes, *ctx),
+        ClassifierConfig::Encoder {
+            ctx,
+            d_model,
+            n_layers,
+            classes,
+            ..
+        } => encoder_flops_per_sample(*ctx, *d_model, *n_layers, *classes),
     }
 }
 
@@ -203,11 +229,13 @@ pub fn train_classifier(
             let model = ResNet::new(*input, stages, *classes, *dropout, &mut init, &device);
             classify_loop(model, config, train, val, test, options)
         }
-        ClassifierConfig::Rnn { .. } => Err(TrainError::Spec(SpecError::invalid(
-            "model.family",
-            config.model.family(),
-            "a recurrent model reads text: use a text data set such as sentiment",
-        ))),
+        ClassifierConfig::Rnn { .. } | ClassifierConfig::Encoder { .. } => {
+            Err(TrainError::Spec(SpecError::invalid(
+                "model.family",
+                config.model.family(),
+                "a recurrent model reads text: use a text data set such as sentiment",
+            )))
+        }
     }
 }
 
@@ -237,10 +265,24 @@ pub fn train_text_classifier(
             );
             classify_loop(model, config, train, val, test, options)
         }
+        ClassifierConfig::Encoder {
+            vocab,
+            ctx,
+            d_model,
+            n_layers,
+            n_heads,
+            classes,
+            dropout,
+        } => {
+            let model = Encoder::new(
+                *vocab, *ctx, *d_model, *n_layers, *n_heads, *classes, *dropout, &mut init, &device,
+            );
+            classify_loop(model, config, train, val, test, options)
+        }
         other => Err(TrainError::Spec(SpecError::invalid(
             "model.family",
             other.family(),
-            "the data set is text: use lstm or gru",
+            "the data set is text: use lstm, gru or encoder",
         ))),
     }
 }

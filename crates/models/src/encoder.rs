@@ -1,0 +1,217 @@
+//! Encoder: a BERT-style bidirectional Transformer classifier (Devlin et al. 2019), built from
+//! the same pre-LayerNorm blocks as the GPT (`gpt.rs`) with attention in both directions and
+//! padding keys masked out. Token and learned position embeddings, the blocks, a final
+//! LayerNorm, the mean of the real tokens' states, and a linear classifier. (BERT classifies
+//! from a `[CLS]` token; mean pooling needs no special token and is as common in small
+//! models.)
+//!
+//! Read top to bottom: cost accounting, the model. Shapes: `[B, T, d]` batch, time, width.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use scalelab_spec::ParamCounts;
+
+use crate::gpt::Block;
+use crate::init::{InitKind, ParamFactory, WeightInit};
+
+/// MLP width of each block as a multiple of `d`, as in the GPT and BERT.
+const FF_MULT: usize = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Cost accounting, from the shape alone.
+// ---------------------------------------------------------------------------------------------
+
+/// Exact trainable parameters; the token and position embeddings are the embedding part
+/// (Kaplan convention). Blocks count as in [`crate::param_counts`].
+pub fn encoder_param_counts(
+    vocab: usize,
+    ctx: usize,
+    d_model: usize,
+    n_layers: usize,
+    classes: usize,
+) -> ParamCounts {
+    let (v, t, d, l, k) = (
+        vocab as u64,
+        ctx as u64,
+        d_model as u64,
+        n_layers as u64,
+        classes as u64,
+    );
+    let f = FF_MULT as u64 * d;
+    let block = 2 * (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+    let non_embedding = l * block + 2 * d + d * k + k;
+    let embedding = v * d + t * d;
+    ParamCounts {
+        total: non_embedding + embedding,
+        non_embedding,
+        embedding,
+    }
+}
+
+/// Training FLOPs per sample of `ctx` tokens: per token 6 × the block matrices' weights plus
+/// 12·L·T·d for the attention scores and weighted sums (as the GPT's convention), and
+/// 6·d·K once for the classifier.
+pub fn encoder_flops_per_sample(
+    ctx: usize,
+    d_model: usize,
+    n_layers: usize,
+    classes: usize,
+) -> f64 {
+    let (t, d, l) = (ctx as f64, d_model as f64, n_layers as f64);
+    let f = FF_MULT as f64 * d;
+    let per_token = 6.0 * l * (4.0 * d * d + 2.0 * d * f) + 12.0 * l * t * d;
+    per_token * t + 6.0 * d * classes as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model.
+// ---------------------------------------------------------------------------------------------
+
+/// A bidirectional Transformer encoder classifier.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    token_embedding: Embedding,
+    position_embedding: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    classifier: Linear,
+    dropout: Dropout,
+    n_heads: usize,
+}
+
+impl Encoder {
+    /// Builds the encoder with the GPT's initialisation (N(0, 0.02), residual projections
+    /// N(0, 0.02/√(2L)), zero biases, unit norms).
+    #[allow(clippy::too_many_arguments, reason = "the shape of the model, named")]
+    pub fn new(
+        vocab: usize,
+        ctx: usize,
+        d_model: usize,
+        n_layers: usize,
+        n_heads: usize,
+        classes: usize,
+        dropout: f64,
+        init: &mut dyn WeightInit,
+        device: &Device,
+    ) -> Self {
+        const STD: f64 = 0.02;
+        let residual_std = STD / (2.0 * n_layers.max(1) as f64).sqrt();
+        let mut p = ParamFactory::new(init, device);
+        let normal = InitKind::Normal { std: STD };
+        let token_embedding = Embedding {
+            weight: p.param("token_embedding.weight", [vocab, d_model], normal),
+        };
+        let position_embedding = Embedding {
+            weight: p.param("position_embedding.weight", [ctx, d_model], normal),
+        };
+        let blocks = (0..n_layers)
+            .map(|i| {
+                Block::new(
+                    &mut p,
+                    &format!("blocks.{i}"),
+                    d_model,
+                    FF_MULT * d_model,
+                    n_heads,
+                    dropout,
+                    STD,
+                    residual_std,
+                )
+            })
+            .collect();
+        let ln_f = p.layer_norm("ln_f", d_model);
+        let classifier = p.linear("classifier", d_model, classes, STD, true);
+        Self {
+            token_embedding,
+            position_embedding,
+            blocks,
+            ln_f,
+            classifier,
+            dropout: DropoutConfig::new(dropout).init(),
+            n_heads,
+        }
+    }
+
+    /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
+    pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        let [b, t] = tokens.dims();
+        let device = tokens.device();
+        let real: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&n| (0..t).map(move |s| f32::from(u8::from(s < n.max(1)))))
+            .collect();
+        let real = Tensor::<2>::from_data(TensorData::new(real, [b, t]), &device); // [B, T]
+        // −1e9 on padding keys, 0 elsewhere, for every head and query: [B, nh, T, T].
+        let bias = (real.clone().neg() + 1.0)
+            .mul_scalar(-1e9)
+            .reshape([b, 1, 1, t])
+            .expand([b, self.n_heads, t, t]);
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+        let x = self.token_embedding.forward(tokens) // [B, T, d]
+            + self.position_embedding.forward(positions); // [1, T, d]
+        let mut x = self.dropout.forward(x);
+        for block in &self.blocks {
+            x = block.forward_with(x, Some(bias.clone()), false); // [B, T, d]
+        }
+        let x = self.ln_f.forward(x); // [B, T, d]
+        let [_, _, d] = x.dims();
+        let weights = real.clone().reshape([b, t, 1]); // [B, T, 1]
+        let counts = real.sum_dim(1).reshape([b, 1]); // [B, 1]
+        let pooled = (x * weights).sum_dim(1).reshape([b, d]) / counts; // [B, d]
+        self.classifier.forward(self.dropout.forward(pooled)) // [B, K]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::SeededInit;
+    use crate::test_util::count_params;
+
+    fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
+        let ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.iter().copied().chain(std::iter::repeat(5)).take(t))
+            .collect();
+        Tensor::<2, Int>::from_data(TensorData::new(ids, [rows.len(), t]), device)
+    }
+
+    #[test]
+    fn counts_match_the_built_model_and_the_gpt() {
+        let device = Device::default();
+        let m = Encoder::new(13, 6, 8, 2, 2, 3, 0.0, &mut SeededInit::new(0), &device);
+        assert_eq!(count_params(&m), encoder_param_counts(13, 6, 8, 2, 3).total);
+        // The blocks and final norm are the GPT's: an encoder of GPT-2 small's shape without
+        // its head has GPT-2 small's 85,056,000 non-embedding parameters plus a classifier.
+        let c = encoder_param_counts(50257, 1024, 768, 12, 2);
+        assert_eq!(c.non_embedding, 85_056_000 + 768 * 2 + 2);
+        assert_eq!(c.embedding, 50257 * 768 + 1024 * 768);
+    }
+
+    #[test]
+    fn padding_does_not_change_the_result() {
+        let device = Device::default();
+        let m = Encoder::new(9, 8, 8, 2, 2, 3, 0.0, &mut SeededInit::new(2), &device);
+        let short = m.forward(tokens(&[&[3, 1, 4]], 3, &device), &[3]);
+        let padded = m.forward(tokens(&[&[3, 1, 4]], 8, &device), &[3]);
+        let a = short.into_data().try_to_vec::<f32>().unwrap();
+        let b = padded.into_data().try_to_vec::<f32>().unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let ids: Vec<f32> = [1, 5, 2, 7, 3, 0, 4, 6].iter().map(|&v| v as f32).collect();
+        crate::test_util::gradient_check(
+            |init, device| Encoder::new(8, 4, 4, 1, 2, 3, 0.0, init, device),
+            |model, x| {
+                let [b, _, _, t] = x.dims();
+                model.forward(x.reshape([b, t]).int(), &[4, 3])
+            },
+            ([2, 1, 1, 4], ids),
+            6,
+        );
+    }
+}
