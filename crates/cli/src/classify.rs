@@ -8,11 +8,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use scalelab_analysis::{FitOptions, fit_power};
 use scalelab_data::{
-    ImageSplits, LabelledSet, TextSplits, classification_split, load_images, load_sentiment,
+    ImageSplits, LabelledSet, TextSplits, classification_split, load_images, load_pang_lee,
+    load_sentiment,
 };
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, mean_by, render_classify_report};
 use scalelab_spec::{
-    ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, InputShape,
+    ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
+    InputShape,
 };
 use scalelab_train::{
     RunOptions, classifier_params, classify_run_id, planned_samples, train_classifier,
@@ -33,13 +35,13 @@ impl Loaded {
     fn load(spec: &ClassifySpec) -> Result<Self> {
         let dataset = spec.dataset()?;
         let dir = spec.data.dir.as_deref().map(Path::new);
-        Ok(if dataset.is_text() {
+        let (vocab, max_tokens) = (spec.data.bpe_vocab_size, spec.data.max_tokens);
+        Ok(if dataset == Dataset::PangLee {
             spec.data.check_text()?;
-            Loaded::Text(load_sentiment(
-                dir,
-                spec.data.bpe_vocab_size,
-                spec.data.max_tokens,
-            )?)
+            Loaded::Text(load_pang_lee(dir, vocab, max_tokens)?)
+        } else if dataset.is_text() {
+            spec.data.check_text()?;
+            Loaded::Text(load_sentiment(dir, vocab, max_tokens)?)
         } else {
             Loaded::Images(load_images(dataset, dir)?)
         })

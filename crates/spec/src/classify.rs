@@ -51,15 +51,18 @@ pub enum Dataset {
     /// UCI "Sentiment Labelled Sentences" (Kotzias et al. 2015): 3,000 IMDb, Yelp and Amazon
     /// sentences, positive or negative; a fixed stratified quarter is the test set.
     Sentiment,
+    /// Pang & Lee's sentence polarity data (2005): 4,000 movie-review sentences, half
+    /// positive; a fixed stratified quarter is the test set.
+    PangLee,
 }
 
 impl Dataset {
     /// The names accepted in specs.
-    pub const NAMES: &'static str = "digits, mnist, fashion_mnist, sentiment";
+    pub const NAMES: &'static str = "digits, mnist, fashion_mnist, sentiment, pang_lee";
 
     /// Whether examples are text (token sequences) rather than images.
     pub fn is_text(self) -> bool {
-        self == Self::Sentiment
+        matches!(self, Self::Sentiment | Self::PangLee)
     }
 
     /// Parses a spec's dataset name.
@@ -69,6 +72,7 @@ impl Dataset {
             "mnist" => Ok(Self::Mnist),
             "fashion_mnist" | "fashion-mnist" => Ok(Self::FashionMnist),
             "sentiment" => Ok(Self::Sentiment),
+            "pang_lee" | "pang-lee" => Ok(Self::PangLee),
             other => Err(SpecError::invalid(
                 "data.dataset",
                 other,
