@@ -16,6 +16,7 @@ use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
     InputShape,
 };
+use scalelab_sweep::Store;
 use scalelab_train::{
     RunOptions, classifier_params, classify_run_id, planned_samples, train_classifier,
     train_text_classifier,
@@ -293,8 +294,9 @@ fn print_folds(out: &mut impl Write, records: &[ClassifyRecord]) -> Result<()> {
 }
 
 /// `scalelab classify-study FILE`: every model × training fraction × regulariser × seed of a
-/// classification study, resumable (finished runs are read back from their records), then a
-/// CSV of the results and the report page.
+/// classification study, resumable (finished runs are kept in the study's SQLite store, and
+/// a record written by an interrupted invocation is imported), then a CSV of the results and
+/// the report page.
 pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
     let spec: ClassifyStudySpec = read_toml(&args.file)?;
     let cells = spec
@@ -310,6 +312,7 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         cells.len(),
         data.name()
     );
+    let store = Store::open(&dir)?;
     let mut runs = Vec::new();
     for (i, (cell, run_spec)) in cells.into_iter().enumerate() {
         let config = run_spec
@@ -320,15 +323,20 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         let id = classify_run_id(&config);
         let run_dir = dir.join("runs").join(&id);
         let record_path = run_dir.join("record.json");
-        let record: ClassifyRecord = if record_path.is_file() {
+        let record: ClassifyRecord = if let Some(record) = store.classify_record(&id)? {
+            record
+        } else if record_path.is_file() {
+            // Trained by an invocation that stopped before storing it.
             let text = std::fs::read_to_string(&record_path)
                 .with_context(|| format!("reading {}", record_path.display()))?;
-            serde_json::from_str(&text).with_context(|| {
+            let record = serde_json::from_str(&text).with_context(|| {
                 format!(
                     "{} is not a classification record; delete it to train the run again",
                     record_path.display()
                 )
-            })?
+            })?;
+            store.record_classify(&cell, &record)?;
+            record
         } else {
             let options = RunOptions {
                 run_dir,
@@ -340,6 +348,7 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
             let record = data
                 .train(&config, &options, |_, _, _| {})
                 .with_context(|| format!("training run {id}"))?;
+            store.record_classify(&cell, &record)?;
             eprintln!(
                 "  done  {id} {:<16} D={:<6} {:<14} seed {}  test acc {:.4}  gap {:+.4}  {:.1} s",
                 cell.model,

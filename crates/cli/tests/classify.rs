@@ -301,6 +301,17 @@ lr = 1e-2
         csv
     );
 
+    // Without its SQLite store, the study imports the runs' records instead of training.
+    assert!(study.join("study.sqlite").is_file());
+    std::fs::remove_file(study.join("study.sqlite")).unwrap();
+    let again = scalelab(&["classify-study", "tiny.toml", "--threads", "1"], dir.path());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("done "), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read_to_string(study.join("results.csv")).unwrap(),
+        csv
+    );
+
     // A bad grid names the file and the key.
     std::fs::write(dir.path().join("bad.toml"), "name = \"bad\"\nmodels = []\n").unwrap();
     let out = scalelab(&["classify-study", "bad.toml"], dir.path());

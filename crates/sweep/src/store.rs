@@ -6,7 +6,10 @@
 //! - `runs`: one row per planned run, keyed by run id, with its resolved spec (JSON), shape,
 //!   parameter counts in both conventions, planned tokens and FLOPs, budget, status
 //!   (`planned`, `completed`, `diverged`, `failed`), final metrics and the whole run record;
-//! - `curves(run_id, tokens, ...)`: every evaluation of every finished run.
+//! - `curves(run_id, tokens, ...)`: every evaluation of every finished run;
+//! - `classify_runs`: one row per finished run of a classification study, keyed by run id,
+//!   with its cell of the grid (model, training fraction, regulariser, seed), its headline
+//!   metrics and its whole record.
 //!
 //! A run's result is written in one transaction, so a study killed at any moment leaves each
 //! run either recorded whole or not at all.
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use scalelab_spec::{RunRecord, RunStatus, STUDY_SCHEMA_VERSION};
+use scalelab_spec::{ClassifyRecord, RunRecord, RunStatus, STUDY_SCHEMA_VERSION, StudyCell};
 use serde::{Deserialize, Serialize};
 
 use crate::{PlannedRun, SweepError};
@@ -132,6 +135,21 @@ CREATE TABLE IF NOT EXISTS curves (
     lr REAL NOT NULL,
     wall_secs REAL NOT NULL,
     PRIMARY KEY (run_id, tokens)
+);
+CREATE TABLE IF NOT EXISTS classify_runs (
+    run_id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    family TEXT NOT NULL,
+    params_total INTEGER NOT NULL,
+    train_fraction REAL NOT NULL,
+    train_examples INTEGER NOT NULL,
+    regulariser TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    train_accuracy REAL NOT NULL,
+    test_accuracy REAL NOT NULL,
+    test_loss REAL NOT NULL,
+    cell_json TEXT NOT NULL,
+    record_json TEXT NOT NULL
 );
 ";
 
@@ -397,5 +415,66 @@ impl Store {
                     message: format!("the stored record of run {run_id}: {e}"),
                 }),
         }
+    }
+
+    /// Records a finished classification run (replacing an earlier record of the same id),
+    /// in one statement.
+    pub fn record_classify(
+        &self,
+        cell: &StudyCell,
+        record: &ClassifyRecord,
+    ) -> Result<(), SweepError> {
+        let json = |what: &str, value: serde_json::Result<String>| {
+            value.map_err(|e| SweepError::Record {
+                path: self.path.clone(),
+                message: format!("cannot serialise the {what} of run {}: {e}", record.run_id),
+            })
+        };
+        let cell_json = json("cell", serde_json::to_string(cell))?;
+        let record_json = json("record", serde_json::to_string(record))?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO classify_runs (run_id, model, family, params_total,
+                 train_fraction, train_examples, regulariser, seed, train_accuracy,
+                 test_accuracy, test_loss, cell_json, record_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    record.run_id,
+                    cell.model,
+                    record.config.model.family(),
+                    record.params.total as i64,
+                    cell.train_fraction,
+                    record.train_examples as i64,
+                    cell.regulariser,
+                    cell.seed as i64,
+                    record.train.accuracy,
+                    record.test.accuracy,
+                    record.test.loss,
+                    cell_json,
+                    record_json
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The stored record of a classification run, if any.
+    pub fn classify_record(&self, run_id: &str) -> Result<Option<ClassifyRecord>, SweepError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record_json FROM classify_runs WHERE run_id = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|json| {
+            serde_json::from_str(&json).map_err(|e| SweepError::Record {
+                path: self.path.clone(),
+                message: format!("the stored record of classification run {run_id}: {e}"),
+            })
+        })
+        .transpose()
     }
 }
