@@ -304,7 +304,10 @@ lr = 1e-2
     // Without its SQLite store, the study imports the runs' records instead of training.
     assert!(study.join("study.sqlite").is_file());
     std::fs::remove_file(study.join("study.sqlite")).unwrap();
-    let again = scalelab(&["classify-study", "tiny.toml", "--threads", "1"], dir.path());
+    let again = scalelab(
+        &["classify-study", "tiny.toml", "--threads", "1"],
+        dir.path(),
+    );
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(!stderr(&again).contains("done "), "{}", stderr(&again));
     assert_eq!(

@@ -94,15 +94,26 @@ fn law_table(out: &mut String, fit: &LawFit, what: &str) {
     for c in &fit.constants {
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{:.4}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&c.name),
-            c.value,
-            c.interval
-                .as_ref()
-                .map_or("—".to_string(), |i| format!("[{:.4}, {:.4}]", i.lo, i.hi))
+            num(c.value),
+            c.interval.as_ref().map_or("—".to_string(), |i| format!(
+                "[{}, {}]",
+                num(i.lo),
+                num(i.hi)
+            ))
         );
     }
     let _ = writeln!(out, "</table>");
+}
+
+/// A constant in four significant figures, in scientific notation when large or small.
+fn num(v: f64) -> String {
+    if v != 0.0 && !(1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 /// Renders the study's page.
