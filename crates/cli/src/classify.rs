@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use scalelab_analysis::{FitOptions, fit_power};
 use scalelab_data::{
-    ImageSplits, LabelledSet, TextSplits, classification_split, load_images, load_pang_lee,
-    load_sentiment,
+    ImageSplits, LabelledSet, TaggedSplits, TextSplits, classification_split, load_images,
+    load_pang_lee, load_pos, load_sentiment,
 };
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, mean_by, render_classify_report};
 use scalelab_spec::{
@@ -30,6 +30,7 @@ use crate::{human, read_toml, set_threads, write_text};
 enum Loaded {
     Images(ImageSplits),
     Text(TextSplits),
+    Tagged(TaggedSplits),
 }
 
 impl Loaded {
@@ -37,7 +38,10 @@ impl Loaded {
         let dataset = spec.dataset()?;
         let dir = spec.data.dir.as_deref().map(Path::new);
         let (vocab, max_tokens) = (spec.data.bpe_vocab_size, spec.data.max_tokens);
-        Ok(if dataset == Dataset::PangLee {
+        Ok(if dataset == Dataset::Pos {
+            spec.data.check_text()?;
+            Loaded::Tagged(load_pos(dir, max_tokens)?)
+        } else if dataset == Dataset::PangLee {
             spec.data.check_text()?;
             Loaded::Text(load_pang_lee(dir, vocab, max_tokens)?)
         } else if dataset.is_text() {
@@ -56,6 +60,12 @@ impl Loaded {
             Loaded::Text(s) => InputShape::Tokens {
                 vocab: s.vocab,
                 ctx: s.train.ctx,
+                per_token: false,
+            },
+            Loaded::Tagged(s) => InputShape::Tokens {
+                vocab: s.vocab,
+                ctx: s.train.ctx,
+                per_token: true,
             },
         }
     }
@@ -64,6 +74,7 @@ impl Loaded {
         match self {
             Loaded::Images(s) => s.train.n_classes,
             Loaded::Text(s) => s.train.n_classes,
+            Loaded::Tagged(s) => s.train.n_tags,
         }
     }
 
@@ -71,6 +82,7 @@ impl Loaded {
         match self {
             Loaded::Images(s) => &s.name,
             Loaded::Text(s) => &s.name,
+            Loaded::Tagged(s) => &s.name,
         }
     }
 
@@ -91,6 +103,11 @@ impl Loaded {
                 train_classifier(config, &train, &val, &s.test, options)?
             }
             Loaded::Text(s) => {
+                let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
+                announce(train.len(), val.len(), s.test.len());
+                train_text_classifier(config, &train, &val, &s.test, options)?
+            }
+            Loaded::Tagged(s) => {
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
                 train_text_classifier(config, &train, &val, &s.test, options)?

@@ -441,3 +441,61 @@ fn recurrent_models_learn_sentiment_sentences() {
         "{err}"
     );
 }
+
+#[test]
+fn taggers_learn_part_of_speech_and_report_per_token_metrics() {
+    // A small tagged corpus in the OANC file's layout: determiner, adjective, noun, verb.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pos");
+    std::fs::create_dir_all(&data).unwrap();
+    let (dets, adjs) = (["the", "a", "every"], ["red", "small", "old", "quick"]);
+    let (nouns, verbs) = (
+        ["cat", "dog", "car", "tree", "bird"],
+        ["runs", "sleeps", "falls"],
+    );
+    let mut lines = String::new();
+    for i in 0..120 {
+        let mut line = format!("{}/DT ", dets[i % 3]);
+        if i % 2 == 0 {
+            line.push_str(&format!("{}/JJ ", adjs[i % 4]));
+        }
+        line.push_str(&format!("{}/NN {}/VBZ ./.\n", nouns[i % 5], verbs[i % 3]));
+        lines.push_str(&line);
+    }
+    std::fs::write(data.join("tagged-en-oanc.txt"), lines).unwrap();
+    for preset in ["encoder-small", "lstm"] {
+        let out = scalelab(
+            &[
+                "classify",
+                "--dataset",
+                "pos",
+                "--data-dir",
+                "pos",
+                "--preset",
+                preset,
+                "--samples",
+                "3000",
+                "--lr",
+                "3e-3",
+                "--threads",
+                "1",
+                "--json",
+            ],
+            dir.path(),
+        );
+        let r = json(&out);
+        assert_eq!(r["config"]["model"]["per_token"], true, "{preset}");
+        // 30 test sentences of 4 or 5 tokens: every token is an example.
+        let n = r["test"]["examples"].as_u64().unwrap();
+        assert!((120..=150).contains(&n), "{preset}: {n} test tokens");
+        assert_eq!(r["test"]["per_class"].as_array().unwrap().len(), 5);
+        let accuracy = r["test"]["accuracy"].as_f64().unwrap();
+        assert!(accuracy > 0.95, "{preset}: token accuracy {accuracy}");
+    }
+    let out = scalelab(
+        &["classify", "--dataset", "pos", "--data-dir", "nowhere"],
+        dir.path(),
+    );
+    let err = stderr(&out);
+    assert!(err.contains("fetch-data.sh pos"), "{err}");
+}

@@ -248,7 +248,7 @@ pub fn affine(set: &ImageSet, i: usize, angle: f64, scale: f64, dx: f64, dy: f64
 /// `data/mnist` and `data/fashion-mnist`, where `scripts/fetch-data.sh` puts them).
 pub fn load_images(dataset: Dataset, dir: Option<&Path>) -> Result<ImageSplits, DataError> {
     match dataset {
-        Dataset::Sentiment | Dataset::PangLee => Err(DataError::Empty {
+        Dataset::Sentiment | Dataset::PangLee | Dataset::Pos => Err(DataError::Empty {
             name: format!("{dataset:?}"),
             hint: "a text data set: load it with `load_sentiment` or `load_pang_lee`".into(),
         }),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod folds;
 pub mod images;
 pub mod labelled;
+pub mod tagged;
 pub mod tasks;
 pub mod text_sets;
 pub mod tokenizer;
@@ -22,6 +23,7 @@ pub use images::{
     ImageBatch, ImageSet, ImageSplits, classification_split, load_digits, load_images,
 };
 pub use labelled::{LabelledBatch, LabelledSet, batch_indices};
+pub use tagged::{TaggedBatch, TaggedSet, TaggedSplits, load_pos};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use text_sets::{TextSet, TextSplits, TokenBatch, load_pang_lee, load_sentiment};
 pub use tokenizer::Tokenizer;

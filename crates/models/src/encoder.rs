@@ -14,6 +14,7 @@ use scalelab_spec::ParamCounts;
 
 use crate::gpt::Block;
 use crate::init::{InitKind, ParamFactory, WeightInit};
+use crate::rnn::tag_logits;
 
 /// MLP width of each block as a multiple of `d`, as in the GPT and BERT.
 const FF_MULT: usize = 4;
@@ -51,17 +52,19 @@ pub fn encoder_param_counts(
 
 /// Training FLOPs per sample of `ctx` tokens: per token 6 × the block matrices' weights plus
 /// 12·L·T·d for the attention scores and weighted sums (as the GPT's convention), and
-/// 6·d·K once for the classifier.
+/// 6·d·K for the classifier, once or (tagging, `per_token`) at every token.
 pub fn encoder_flops_per_sample(
     ctx: usize,
     d_model: usize,
     n_layers: usize,
     classes: usize,
+    per_token: bool,
 ) -> f64 {
     let (t, d, l) = (ctx as f64, d_model as f64, n_layers as f64);
     let f = FF_MULT as f64 * d;
-    let per_token = 6.0 * l * (4.0 * d * d + 2.0 * d * f) + 12.0 * l * t * d;
-    per_token * t + 6.0 * d * classes as f64
+    let per_position = 6.0 * l * (4.0 * d * d + 2.0 * d * f) + 12.0 * l * t * d;
+    let heads = if per_token { t } else { 1.0 };
+    per_position * t + heads * 6.0 * d * classes as f64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,6 +138,24 @@ impl Encoder {
     /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
     pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
         let [b, t] = tokens.dims();
+        let (x, real) = self.states(tokens, lengths); // [B, T, d], [B, T]
+        let [_, _, d] = x.dims();
+        let weights = real.clone().reshape([b, t, 1]); // [B, T, 1]
+        let counts = real.sum_dim(1).reshape([b, 1]); // [B, 1]
+        let pooled = (x * weights).sum_dim(1).reshape([b, d]) / counts; // [B, d]
+        self.classifier.forward(self.dropout.forward(pooled)) // [B, K]
+    }
+
+    /// Tag logits `[N, K]` of every real token (`N = Σ lengths`, sentence by sentence); each
+    /// token's state has attended to the whole sentence.
+    pub fn forward_tags(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        let (x, _) = self.states(tokens, lengths); // [B, T, d]
+        tag_logits(&self.classifier, self.dropout.forward(x), lengths)
+    }
+
+    /// The final states `[B, T, d]` and the real-token mask `[B, T]`.
+    fn states(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> (Tensor<3>, Tensor<2>) {
+        let [b, t] = tokens.dims();
         let device = tokens.device();
         let real: Vec<f32> = lengths
             .iter()
@@ -153,12 +174,7 @@ impl Encoder {
         for block in &self.blocks {
             x = block.forward_with(x, Some(bias.clone()), false); // [B, T, d]
         }
-        let x = self.ln_f.forward(x); // [B, T, d]
-        let [_, _, d] = x.dims();
-        let weights = real.clone().reshape([b, t, 1]); // [B, T, 1]
-        let counts = real.sum_dim(1).reshape([b, 1]); // [B, 1]
-        let pooled = (x * weights).sum_dim(1).reshape([b, d]) / counts; // [B, d]
-        self.classifier.forward(self.dropout.forward(pooled)) // [B, K]
+        (self.ln_f.forward(x), real) // [B, T, d], [B, T]
     }
 }
 
@@ -194,6 +210,15 @@ mod tests {
         let m = Encoder::new(9, 8, 8, 2, 2, 3, 0.0, &mut SeededInit::new(2), &device);
         let short = m.forward(tokens(&[&[3, 1, 4]], 3, &device), &[3]);
         let padded = m.forward(tokens(&[&[3, 1, 4]], 8, &device), &[3]);
+        let a = short.into_data().try_to_vec::<f32>().unwrap();
+        let b = padded.into_data().try_to_vec::<f32>().unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+        // Tagging: a row per real token, unchanged by padding.
+        let short = m.forward_tags(tokens(&[&[3, 1, 4]], 3, &device), &[3]);
+        let padded = m.forward_tags(tokens(&[&[3, 1, 4]], 8, &device), &[3]);
+        assert_eq!(short.dims(), [3, 3]);
         let a = short.into_data().try_to_vec::<f32>().unwrap();
         let b = padded.into_data().try_to_vec::<f32>().unwrap();
         for (x, y) in a.iter().zip(&b) {

@@ -62,7 +62,7 @@ pub fn rnn_param_counts(
 
 /// Training FLOPs per sample of `ctx` positions (padding included, as it is computed):
 /// 6 × the multiply-adds of the input and hidden weights at every position, and of the
-/// classifier once. Embedding lookups are free.
+/// classifier once (at every position when tagging, `per_token`). Embedding lookups are free.
 pub fn rnn_flops_per_sample(
     cell: RnnCell,
     embed: usize,
@@ -70,6 +70,7 @@ pub fn rnn_flops_per_sample(
     layers: usize,
     classes: usize,
     ctx: usize,
+    per_token: bool,
 ) -> f64 {
     let (e, h, g) = (embed as u64, hidden as u64, gates(cell));
     let per_position: u64 = (0..layers)
@@ -78,7 +79,25 @@ pub fn rnn_flops_per_sample(
             d_in * g * h + h * g * h
         })
         .sum();
-    6.0 * (per_position * ctx as u64 + h * classes as u64) as f64
+    let heads = if per_token { ctx as u64 } else { 1 };
+    6.0 * (per_position * ctx as u64 + heads * h * classes as u64) as f64
+}
+
+/// Logits `[N, K]` of the real positions of `states` `[B, T, d]` under `classifier`, in
+/// sentence order (`N = Σ lengths`): the tagging head shared by the text families.
+pub(crate) fn tag_logits(classifier: &Linear, states: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
+    let [b, t, _] = states.dims();
+    let device = states.device();
+    let logits = classifier.forward(states); // [B, T, K]
+    let k = logits.dims()[2];
+    let real: Vec<i64> = lengths
+        .iter()
+        .enumerate()
+        .flat_map(|(row, &n)| (0..n.clamp(1, t)).map(move |s| (row * t + s) as i64))
+        .collect();
+    let n = real.len();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(real, [n]), &device);
+    logits.reshape([b * t, k]).select(0, index) // [N, K]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +228,22 @@ impl RnnClassifier {
 
     /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
     pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        let [b, _] = tokens.dims();
+        let (x, last) = self.states(tokens, lengths); // [B, T, H], [B, T, 1]
+        let [_, _, h] = x.dims();
+        let final_state = (x * last).sum_dim(1).reshape([b, h]); // [B, H]
+        self.classifier.forward(self.dropout.forward(final_state)) // [B, K]
+    }
+
+    /// Tag logits `[N, K]` of every real token (`N = Σ lengths`, sentence by sentence). The
+    /// state at a token has read only the tokens up to it (a left-to-right tagger).
+    pub fn forward_tags(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        let (x, _) = self.states(tokens, lengths); // [B, T, H]
+        tag_logits(&self.classifier, self.dropout.forward(x), lengths)
+    }
+
+    /// The top layer's states `[B, T, H]` and the one-hot of each last real token `[B, T, 1]`.
+    fn states(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> (Tensor<3>, Tensor<3>) {
         let [b, t] = tokens.dims();
         let device = tokens.device();
         // mask[b, s] = 1 for real tokens; last[b, s] = 1 at each sequence's last real token.
@@ -226,9 +261,7 @@ impl RnnClassifier {
         for layer in &self.layers {
             x = layer.forward(x, mask.clone()); // [B, T, H]
         }
-        let [_, _, h] = x.dims();
-        let final_state = (x * last).sum_dim(1).reshape([b, h]); // [B, H]
-        self.classifier.forward(self.dropout.forward(final_state)) // [B, K]
+        (x, last)
     }
 }
 
@@ -289,6 +322,21 @@ mod tests {
             let b = padded.into_data().try_to_vec::<f32>().unwrap();
             for (x, y) in a.iter().zip(&b) {
                 assert!((x - y).abs() < 1e-6, "{cell:?}: {a:?} vs {b:?}");
+            }
+            // Tagging: one row of logits per real token, the same with or without padding,
+            // and a token's tags do not depend on the tokens after it.
+            let short = m.forward_tags(tokens(&[&[3, 1, 4], &[2]], 3, &device), &[3, 1]);
+            let padded = m.forward_tags(tokens(&[&[3, 1, 8], &[2]], 6, &device), &[2, 1]);
+            assert_eq!(short.dims(), [4, 3]);
+            assert_eq!(padded.dims(), [3, 3]);
+            let a = short.into_data().try_to_vec::<f32>().unwrap();
+            let b = padded.into_data().try_to_vec::<f32>().unwrap();
+            // Rows: sentence 1 tokens 0, 1 (and 2 in `short`), then sentence 2 token 0.
+            for (x, y) in a[..6].iter().zip(&b[..6]) {
+                assert!((x - y).abs() < 1e-6, "{cell:?}");
+            }
+            for (x, y) in a[9..].iter().zip(&b[6..]) {
+                assert!((x - y).abs() < 1e-6, "{cell:?}");
             }
         }
     }

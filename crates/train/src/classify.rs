@@ -12,7 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet, TextSet, TokenBatch};
+use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet, TaggedBatch, TokenBatch};
 use scalelab_models::{
     Cnn, Encoder, Mlp, ResNet, RnnClassifier, SeededInit, cnn_flops_per_sample, cnn_param_counts,
     encoder_flops_per_sample, encoder_param_counts, mlp_flops_per_sample, mlp_param_counts,
@@ -61,23 +61,44 @@ impl Classifier<ImageBatch> for Cnn {
     }
 }
 
-/// The token ids of a batch as `[B, T]`.
-fn token_tensor(batch: &TokenBatch, device: &Device) -> Tensor<2, Int> {
-    Tensor::<2, Int>::from_data(
-        TensorData::new(batch.ids.clone(), [batch.batch, batch.ctx]),
-        device,
-    )
+/// Padded token ids `[B, T]` as a tensor.
+fn token_tensor(ids: &[i64], batch: usize, ctx: usize, device: &Device) -> Tensor<2, Int> {
+    Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [batch, ctx]), device)
 }
 
 impl Classifier<TokenBatch> for RnnClassifier {
     fn batch_logits(&self, batch: &TokenBatch, device: &Device) -> Tensor<2> {
-        self.forward(token_tensor(batch, device), &batch.lengths)
+        self.forward(
+            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
+            &batch.lengths,
+        )
     }
 }
 
 impl Classifier<TokenBatch> for Encoder {
     fn batch_logits(&self, batch: &TokenBatch, device: &Device) -> Tensor<2> {
-        self.forward(token_tensor(batch, device), &batch.lengths)
+        self.forward(
+            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
+            &batch.lengths,
+        )
+    }
+}
+
+impl Classifier<TaggedBatch> for RnnClassifier {
+    fn batch_logits(&self, batch: &TaggedBatch, device: &Device) -> Tensor<2> {
+        self.forward_tags(
+            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
+            &batch.lengths,
+        )
+    }
+}
+
+impl Classifier<TaggedBatch> for Encoder {
+    fn batch_logits(&self, batch: &TaggedBatch, device: &Device) -> Tensor<2> {
+        self.forward_tags(
+            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
+            &batch.lengths,
+        )
     }
 }
 
@@ -158,15 +179,17 @@ pub fn classifier_flops(model: &ClassifierConfig) -> f64 {
             hidden,
             layers,
             classes,
+            per_token,
             ..
-        } => rnn_flops_per_sample(*cell, *embed, *hidden, *layers, *classes, *ctx),
+        } => rnn_flops_per_sample(*cell, *embed, *hidden, *layers, *classes, *ctx, *per_token),
         ClassifierConfig::Encoder {
             ctx,
             d_model,
             n_layers,
             classes,
+            per_token,
             ..
-        } => encoder_flops_per_sample(*ctx, *d_model, *n_layers, *classes),
+        } => encoder_flops_per_sample(*ctx, *d_model, *n_layers, *classes, *per_token),
     }
 }
 
@@ -239,14 +262,20 @@ pub fn train_classifier(
     }
 }
 
-/// Trains the text classifier of `config` on `train`, validates on `val`, tests on `test`.
-pub fn train_text_classifier(
+/// Trains the text classifier (sentence sets) or tagger (tagged sets) of `config` on
+/// `train`, validates on `val`, tests on `test`.
+pub fn train_text_classifier<S>(
     config: &ClassifyConfig,
-    train: &TextSet,
-    val: &TextSet,
-    test: &TextSet,
+    train: &S,
+    val: &S,
+    test: &S,
     options: &RunOptions,
-) -> Result<ClassifyRecord, TrainError> {
+) -> Result<ClassifyRecord, TrainError>
+where
+    S: LabelledSet,
+    RnnClassifier: Classifier<S::Batch>,
+    Encoder: Classifier<S::Batch>,
+{
     let device = options.device.clone().autodiff();
     let mut init = SeededInit::new(config.seed);
     match &config.model {
@@ -273,6 +302,7 @@ pub fn train_text_classifier(
             n_heads,
             classes,
             dropout,
+            ..
         } => {
             let model = Encoder::new(
                 *vocab, *ctx, *d_model, *n_layers, *n_heads, *classes, *dropout, &mut init, &device,
@@ -456,20 +486,24 @@ fn add_penalties<M: Module>(loss: Tensor<1>, model: &M, l1: f64, l2: f64) -> Ten
     }
 }
 
-/// Class probabilities `[n, K]` of every example of `set`, without autodiff or dropout.
-fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> Vec<f32> {
+/// Class probabilities `[n, K]` of every target of `set` (an example, or a token when
+/// tagging) and the targets, without autodiff or dropout.
+fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> (Vec<f32>, Vec<u32>) {
     let model = model.valid();
     let device = model.devices().into_iter().next().unwrap_or_default();
     let mut probs = Vec::with_capacity(set.len() * set.n_classes());
+    let mut targets = Vec::with_capacity(set.len());
     for batch in set.eval_batches(EVAL_BATCH) {
         let p = softmax(model.batch_logits(&batch, &device), 1);
         probs.extend(p.into_data().try_to_vec::<f32>().unwrap_or_default());
+        targets.extend(batch.labels().iter().map(|&l| l as u32));
     }
-    probs
+    (probs, targets)
 }
 
 fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> ClassMetrics {
-    class_metrics(&predict(model, set), set.labels(), set.n_classes())
+    let (probs, targets) = predict(model, set);
+    class_metrics(&probs, &targets, set.n_classes())
 }
 
 fn eval_point<S: LabelledSet, M: Classifier<S::Batch>>(
