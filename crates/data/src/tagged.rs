@@ -176,9 +176,12 @@ impl LabelledBatch for TaggedBatch {
     }
 }
 
+/// A sentence's words and their tags.
+pub type TaggedSentence = (Vec<String>, Vec<String>);
+
 /// Parses `word/TAG` sentences, one a line (the tag follows the last `/`, so `1/2/CD` is the
 /// word `1/2`). Blank lines are skipped.
-pub fn parse_tagged(path: &Path, text: &str) -> Result<Vec<(Vec<String>, Vec<String>)>, DataError> {
+pub fn parse_tagged(path: &Path, text: &str) -> Result<Vec<TaggedSentence>, DataError> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let mut words = Vec::new();
@@ -222,7 +225,7 @@ pub fn load_pos(dir: Option<&Path>, max_tokens: usize) -> Result<TaggedSplits, D
 
 /// Splits parsed sentences and maps words and tags to ids (see the module docs).
 pub fn tagged_splits(
-    sentences: Vec<(Vec<String>, Vec<String>)>,
+    sentences: Vec<TaggedSentence>,
     max_tokens: usize,
 ) -> Result<TaggedSplits, DataError> {
     if sentences.is_empty() {
@@ -319,7 +322,7 @@ mod tests {
 
     #[test]
     fn ids_batches_and_targets_line_up() {
-        let sentences: Vec<(Vec<String>, Vec<String>)> = (0..40)
+        let sentences: Vec<TaggedSentence> = (0..40)
             .map(|i| {
                 let words = vec![
                     "the".to_string(),
