@@ -332,11 +332,12 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
     let store = Store::open(&dir)?;
     let mut runs = Vec::new();
     for (i, (cell, run_spec)) in cells.into_iter().enumerate() {
-        let config = run_spec
+        let mut config = run_spec
             .resolve(data.input(), data.n_classes())
             .with_context(|| {
                 format!("in {} ({} run {})", args.file.display(), cell.model, i + 1)
             })?;
+        config.fold = cell.fold;
         let id = classify_run_id(&config);
         let run_dir = dir.join("runs").join(&id);
         let record_path = run_dir.join("record.json");
@@ -462,6 +463,7 @@ fn results_csv(runs: &[ClassifyRun]) -> Result<String> {
         "train_examples",
         "regulariser",
         "seed",
+        "fold",
         "samples",
         "train_flops",
         "train_accuracy",
@@ -483,6 +485,7 @@ fn results_csv(runs: &[ClassifyRun]) -> Result<String> {
             rec.train_examples.to_string(),
             r.cell.regulariser.clone(),
             r.cell.seed.to_string(),
+            r.cell.fold.map_or(String::new(), |f| f.to_string()),
             rec.kept_samples.to_string(),
             format!("{:e}", rec.train_flops),
             rec.train.accuracy.to_string(),

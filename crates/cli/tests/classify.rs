@@ -315,6 +315,22 @@ lr = 1e-2
         csv
     );
 
+    // Folds in the base spec: every cell runs once per fold, each validated on its fold.
+    let folded = "name = \"folded\"\nmodels = [{ preset = \"logistic\" }]\n[base]\nfolds = 3\n[base.train]\nbudget_samples = 2000\nlr = 1e-2\n";
+    std::fs::write(dir.path().join("folded.toml"), folded).unwrap();
+    let out = scalelab(
+        &["classify-study", "folded.toml", "--threads", "1"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(dir.path().join("studies/folded/results.csv")).unwrap();
+    let folds: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(8).unwrap())
+        .collect();
+    assert_eq!(folds, vec!["0", "1", "2"], "{csv}");
+
     // A bad grid names the file and the key.
     std::fs::write(dir.path().join("bad.toml"), "name = \"bad\"\nmodels = []\n").unwrap();
     let out = scalelab(&["classify-study", "bad.toml"], dir.path());

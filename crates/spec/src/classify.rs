@@ -1038,6 +1038,10 @@ pub struct StudyCell {
     pub regulariser: String,
     /// Seed.
     pub seed: u64,
+    /// The held-out fold when the base spec asks for `folds = k` (each fold is a run, and the
+    /// report averages folds as it averages seeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
 }
 
 impl ClassifierSpec {
@@ -1056,7 +1060,8 @@ impl ClassifierSpec {
 }
 
 impl ClassifyStudySpec {
-    /// Every run of the grid as a spec, in order model, fraction, regulariser, seed.
+    /// Every run of the grid as a spec, in order model, fraction, regulariser, seed (and fold,
+    /// when the base spec asks for folds).
     pub fn expand(&self) -> Result<Vec<(StudyCell, ClassifySpec)>, SpecError> {
         let is_name = !self.name.is_empty()
             && self
@@ -1095,11 +1100,18 @@ impl ClassifyStudySpec {
         } else {
             self.regularisers.clone()
         };
+        let folds: Vec<Option<usize>> = if self.base.folds >= 2 {
+            (0..self.base.folds).map(Some).collect()
+        } else {
+            vec![None]
+        };
         let mut runs = Vec::new();
         for model in &self.models {
             for &fraction in &fractions {
                 for (i, reg) in regularisers.iter().enumerate() {
-                    for &seed in &seeds {
+                    for (&seed, &fold) in
+                        seeds.iter().flat_map(|s| folds.iter().map(move |f| (s, f)))
+                    {
                         let mut spec = self.base.clone();
                         spec.seed = seed;
                         spec.model = model.clone();
@@ -1133,6 +1145,7 @@ impl ClassifyStudySpec {
                                 train_fraction: fraction,
                                 regulariser: name,
                                 seed,
+                                fold,
                             },
                             spec,
                         ));
