@@ -1,6 +1,7 @@
 //! CSV exports of a study: `runs.csv` (one row per run), `curves.csv` (one row per
-//! evaluation) and, for studies with a task, `task_curves.csv` and `emergence_n.csv`. The first column of both is the schema version, so readers can tell apart
-//! files written by different versions.
+//! evaluation) and, for studies with a task, `task_curves.csv` and `emergence_n.csv`. The
+//! first column of each is the schema version, so readers can tell apart files written by
+//! different versions. Every file is written atomically.
 
 use std::path::Path;
 
@@ -21,6 +22,15 @@ fn csv_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
     }
 }
 
+/// Writes the finished CSV atomically: a temporary file beside `path`, then a rename, so a
+/// reader never sees half a file and an interrupted export leaves the old one whole.
+fn finish(path: &Path, w: csv::Writer<Vec<u8>>) -> Result<(), ReportError> {
+    let bytes = w.into_inner().map_err(|e| csv_err(path, e))?;
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| csv_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| csv_err(path, e))
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| v.to_string())
 }
@@ -28,7 +38,7 @@ fn opt(v: Option<f64>) -> String {
 /// Writes one row per run; columns `N` (the study's convention), `D` (tokens seen) and
 /// `loss` (final validation loss) can be fed straight to `scalelab fit`.
 pub fn write_runs_csv(path: &Path, runs: &[StoredRun]) -> Result<(), ReportError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "schema_version",
         "run_id",
@@ -77,7 +87,7 @@ pub fn write_runs_csv(path: &Path, runs: &[StoredRun]) -> Result<(), ReportError
         ])
         .map_err(|e| csv_err(path, e))?;
     }
-    w.flush().map_err(|e| csv_err(path, e))
+    finish(path, w)
 }
 
 /// Writes one row per evaluation of every run.
@@ -86,7 +96,7 @@ pub fn write_curves_csv(
     runs: &[StoredRun],
     curves: &[Vec<StoredCurvePoint>],
 ) -> Result<(), ReportError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "schema_version",
         "run_id",
@@ -113,13 +123,13 @@ pub fn write_curves_csv(
             .map_err(|e| csv_err(path, e))?;
         }
     }
-    w.flush().map_err(|e| csv_err(path, e))
+    finish(path, w)
 }
 
 /// Every task evaluation of every run, one row per (evaluation, split, metric): columns
 /// `schema_version, run, size, N, tokens, split, task, metric, value, n_test`.
 pub fn write_task_curves_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<(), ReportError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "schema_version",
         "run",
@@ -156,13 +166,13 @@ pub fn write_task_curves_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Resul
             }
         }
     }
-    w.flush().map_err(|e| csv_err(path, e))
+    finish(path, w)
 }
 
 /// The last test evaluation of each size (at its largest budget), in the layout
 /// `scalelab emergence --input` reads: `scale, task, metric, value, n_test` with scale = N.
 pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<(), ReportError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["scale", "task", "metric", "value", "n_test"])
         .map_err(|e| csv_err(path, e))?;
     for (_, n, p) in finals_by_size(runs) {
@@ -177,5 +187,5 @@ pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<
             .map_err(|e| csv_err(path, e))?;
         }
     }
-    w.flush().map_err(|e| csv_err(path, e))
+    finish(path, w)
 }
