@@ -123,6 +123,7 @@ pub fn render(fig: &Figure, width: u32, height: u32) -> Result<String, ReportErr
     let (Some(xr), Some(yr)) = (bounds(xs, fig.x_log), bounds(ys, fig.y_log)) else {
         return Err(err(&"no finite points to draw"));
     };
+    let corner = legend_corner(fig, xr, yr);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
@@ -133,10 +134,11 @@ pub fn render(fig: &Figure, width: u32, height: u32) -> Result<String, ReportErr
                 fig,
                 (xr.0..xr.1).log_scale(),
                 (yr.0..yr.1).log_scale(),
+                corner,
             ),
-            (true, false) => draw(&root, fig, (xr.0..xr.1).log_scale(), yr.0..yr.1),
-            (false, true) => draw(&root, fig, xr.0..xr.1, (yr.0..yr.1).log_scale()),
-            (false, false) => draw(&root, fig, xr.0..xr.1, yr.0..yr.1),
+            (true, false) => draw(&root, fig, (xr.0..xr.1).log_scale(), yr.0..yr.1, corner),
+            (false, true) => draw(&root, fig, xr.0..xr.1, (yr.0..yr.1).log_scale(), corner),
+            (false, false) => draw(&root, fig, xr.0..xr.1, yr.0..yr.1, corner),
         }
         .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
@@ -144,11 +146,64 @@ pub fn render(fig: &Figure, width: u32, height: u32) -> Result<String, ReportErr
     Ok(svg)
 }
 
+/// Where the legend covers least: the corner (upper right, upper left, lower right, lower
+/// left, in that order of preference) whose box of 40% × 35% of the plot holds the fewest
+/// points of the drawn lines (each segment sampled at eight points) and bands.
+fn legend_corner(fig: &Figure, xr: (f64, f64), yr: (f64, f64)) -> SeriesLabelPosition {
+    let unit = |v: f64, (lo, hi): (f64, f64), log: bool| {
+        if log {
+            (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
+        } else {
+            (v - lo) / (hi - lo)
+        }
+    };
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for s in &fig.series {
+        for w in s.points.windows(2) {
+            for k in 0..8 {
+                let t = f64::from(k) / 8.0;
+                points.push((
+                    w[0].0 + t * (w[1].0 - w[0].0),
+                    w[0].1 + t * (w[1].1 - w[0].1),
+                ));
+            }
+        }
+        points.extend(s.points.last().copied());
+    }
+    for b in &fig.bands {
+        points.extend(b.rows.iter().flat_map(|r| [(r.0, r.1), (r.0, r.2)]));
+    }
+    let normalised: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .map(|&(x, y)| (unit(x, xr, fig.x_log), unit(y, yr, fig.y_log)))
+        .collect();
+    let count = |right: bool, upper: bool| {
+        normalised
+            .iter()
+            .filter(|&&(x, y)| {
+                (if right { x >= 0.6 } else { x <= 0.4 })
+                    && (if upper { y >= 0.65 } else { y <= 0.35 })
+            })
+            .count()
+    };
+    [
+        (count(true, true), SeriesLabelPosition::UpperRight),
+        (count(false, true), SeriesLabelPosition::UpperLeft),
+        (count(true, false), SeriesLabelPosition::LowerRight),
+        (count(false, false), SeriesLabelPosition::LowerLeft),
+    ]
+    .into_iter()
+    .min_by_key(|(n, _)| *n)
+    .map_or(SeriesLabelPosition::UpperRight, |(_, p)| p)
+}
+
 fn draw<X, Y>(
     root: &DrawingArea<SVGBackend<'_>, Shift>,
     fig: &Figure,
     x: X,
     y: Y,
+    corner: SeriesLabelPosition,
 ) -> Result<(), DrawingAreaErrorKind<<SVGBackend<'static> as DrawingBackend>::ErrorType>>
 where
     X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
@@ -212,7 +267,7 @@ where
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
-            .position(SeriesLabelPosition::UpperRight)
+            .position(corner)
             .draw()?;
     }
     Ok(())
@@ -235,6 +290,35 @@ pub fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legend_goes_where_the_lines_are_not() {
+        let fig = |points: Vec<(f64, f64)>| Figure {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            x_log: false,
+            y_log: false,
+            series: vec![Series {
+                label: "s".into(),
+                points,
+                color: 0,
+                style: Style::Line,
+            }],
+            bands: vec![],
+        };
+        let at = |f: &Figure| {
+            let xs = f.series[0].points.iter().map(|p| p.0);
+            let ys = f.series[0].points.iter().map(|p| p.1);
+            legend_corner(f, bounds(xs, false).unwrap(), bounds(ys, false).unwrap())
+        };
+        // A falling loss curve fills the upper left and lower right: the legend goes upper right.
+        let falling = fig(vec![(0.0, 1.0), (0.2, 0.4), (1.0, 0.0)]);
+        assert!(matches!(at(&falling), SeriesLabelPosition::UpperRight));
+        // A rising accuracy curve that saturates at the top right: not there.
+        let rising = fig(vec![(0.0, 0.0), (0.5, 0.9), (1.0, 1.0)]);
+        assert!(matches!(at(&rising), SeriesLabelPosition::LowerRight));
+    }
 
     #[test]
     fn a_figure_renders_to_svg_with_its_labels() {
