@@ -276,6 +276,7 @@ fn task_studies_report_abilities_and_export_for_the_emergence_test() {
         "Emergence verdicts",
         "over model size N",
         "over training tokens",
+        "This study trains on a task",
     ] {
         assert!(html.contains(heading), "the report lacks {heading}");
     }

@@ -240,6 +240,13 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         "<p class=\"lead\">This page shows how the validation loss of a family of language models falls as the models get bigger (more parameters, <i>N</i>) and as they are trained with more compute (<i>C</i>, training FLOPs). Loss is cross-entropy on held-out text in nats per token (a token is one byte with the byte tokenizer; the runs table also gives bits per byte); lower is better. A <i>scaling law</i> is a formula fitted to these points, such as L = E + A·N<sup>−α</sup>: E is the loss no model size removes, α how fast loss falls with size. Shaded bands and bracketed ranges are {:.0}% bootstrap intervals: refitting on resampled runs moves the law within them.</p>",
         level * 100.0
     );
+    if let Some(abilities) = &input.abilities {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">This study trains on a task ({}). Where it trains on the task alone, the \"validation loss\" below is the cross-entropy of the answer tokens of the task's held-out examples, not of text; the sections on abilities show what the models can do.</p>",
+            esc(&abilities.task)
+        );
+    }
     let _ = writeln!(
         out,
         "<table class=\"summary\"><tr><td>runs</td><td>{} completed, {} diverged, {} failed, {} not yet run</td></tr><tr><td>training compute</td><td>{:.3e} FLOPs ({})</td></tr><tr><td>wall time</td><td>{:.0} s of run time in total</td></tr><tr><td>N means</td><td>{} parameters</td></tr><tr><td>regenerate</td><td><code>{}</code></td></tr></table>",
