@@ -458,22 +458,25 @@ pub struct ClassifyArgs {
     /// A TOML classification spec (see examples/digits.toml); flags below override it.
     #[arg(short, long)]
     pub config: Option<PathBuf>,
-    /// Data set: digits (embedded), mnist or fashion_mnist.
+    /// Data set: digits (embedded), mnist, fashion_mnist (images); sentiment, pang_lee (text);
+    /// pos (part-of-speech tagging).
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Directory of the data set's IDX files.
+    /// Directory of the data set's files (IDX, JSON, CSV or tagged text).
     #[arg(long)]
     pub data_dir: Option<String>,
-    /// Model family: mlp or cnn.
+    /// Model family: mlp, cnn, resnet (images); lstm, gru, encoder (text).
     #[arg(long)]
     pub family: Option<String>,
-    /// Named shape: logistic, mlp-small, mlp, mlp-large, cnn-small, cnn.
+    /// Named shape: logistic, mlp-small, mlp, mlp-large, cnn-small, cnn, resnet-small, resnet,
+    /// lstm, gru, encoder-small.
     #[arg(long)]
     pub preset: Option<String>,
-    /// MLP hidden layers, or CNN stages.
+    /// MLP hidden layers, CNN/ResNet stages, recurrent layers or encoder blocks.
     #[arg(long)]
     pub depth: Option<usize>,
-    /// MLP hidden units, or CNN channels of the first stage.
+    /// MLP hidden units, CNN/ResNet channels of the first stage, recurrent hidden units or the
+    /// encoder's width.
     #[arg(long)]
     pub width: Option<usize>,
     /// Dropout probability.

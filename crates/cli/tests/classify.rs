@@ -515,3 +515,25 @@ fn taggers_learn_part_of_speech_and_report_per_token_metrics() {
     let err = stderr(&out);
     assert!(err.contains("fetch-data.sh pos"), "{err}");
 }
+
+#[test]
+fn the_example_spec_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.toml");
+    let out = scalelab(
+        &[
+            "classify",
+            "-c",
+            &spec.to_string_lossy(),
+            "--samples",
+            "3000",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let r = json(&out);
+    assert_eq!(r["params"]["total"], 85_002);
+    assert_eq!(r["config"]["train"]["budget"]["samples"], 3000);
+}
