@@ -421,6 +421,12 @@ fn recurrent_models_learn_sentiment_sentences() {
         let accuracy = r["test"]["accuracy"].as_f64().unwrap();
         assert!(accuracy >= 0.9, "{preset}: test accuracy {accuracy}");
         assert!(r["params"]["embedding"].as_u64().unwrap() > 0);
+        assert!(
+            r["param_convention"]
+                .as_str()
+                .unwrap()
+                .contains("token and position embeddings")
+        );
     }
 
     // An image family on text, and a missing directory, are clear errors.

@@ -140,7 +140,7 @@ pub fn render_classify_report(
     });
     let _ = writeln!(
         out,
-        "<table class=\"summary\"><tr><td>runs</td><td>{}</td></tr><tr><td>data set</td><td>{}</td></tr><tr><td>training compute</td><td>{flops:.3e} FLOPs (6 × forward multiply-adds a sample)</td></tr><tr><td>wall time</td><td>{wall:.0} s of run time</td></tr><tr><td>N means</td><td>all trainable parameters (no embeddings in these families)</td></tr><tr><td>regenerate</td><td><code>{}</code></td></tr></table>",
+        "<table class=\"summary\"><tr><td>runs</td><td>{}</td></tr><tr><td>data set</td><td>{}</td></tr><tr><td>training compute</td><td>{flops:.3e} FLOPs (6 × forward multiply-adds a sample)</td></tr><tr><td>wall time</td><td>{wall:.0} s of run time</td></tr><tr><td>N means</td><td>all trainable parameters, embeddings of the text families included</td></tr><tr><td>regenerate</td><td><code>{}</code></td></tr></table>",
         runs.len(),
         esc(&dataset),
         esc(&report.command)

@@ -872,6 +872,9 @@ impl ClassifySpec {
     }
 }
 
+/// The parameter-count convention of classification records.
+pub const CLASSIFY_PARAM_CONVENTION: &str = "total = all trainable parameters; non_embedding = total minus the token and position embeddings of the text families (the image families have none, so there non_embedding = total)";
+
 /// Schema version of [`ClassifyRecord`].
 pub const CLASSIFY_RECORD_SCHEMA_VERSION: u32 = 1;
 
@@ -939,7 +942,8 @@ pub struct ClassifyRecord {
     pub config: ClassifyConfig,
     /// Source revision of the program.
     pub git_revision: String,
-    /// Parameter counts: these families have no embeddings, so `non_embedding = total`.
+    /// Parameter counts. The image families have no embeddings (`non_embedding = total`); the
+    /// text families count their token (and position) embeddings as `embedding`.
     pub params: ParamCounts,
     /// Names the parameter-count conventions.
     pub param_convention: String,

@@ -14,10 +14,10 @@ pub mod study;
 pub mod task;
 
 pub use classify::{
-    Augmentation, CLASSIFIER_PRESETS, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassScores,
-    ClassifierConfig, ClassifierSpec, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifySpec,
-    ClassifyStudySpec, ClassifyTrainConfig, ClassifyTrainSpec, Dataset, ImageDataSpec, InputShape,
-    Regulariser, RnnCell, SampleBudget, StudyCell,
+    Augmentation, CLASSIFIER_PRESETS, CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION,
+    ClassMetrics, ClassScores, ClassifierConfig, ClassifierSpec, ClassifyConfig, ClassifyPoint,
+    ClassifyRecord, ClassifySpec, ClassifyStudySpec, ClassifyTrainConfig, ClassifyTrainSpec,
+    Dataset, ImageDataSpec, InputShape, Regulariser, RnnCell, SampleBudget, StudyCell,
 };
 pub use error::SpecError;
 pub use model::{GptConfig, GptPreset, GptSpec};

@@ -20,8 +20,9 @@ use scalelab_models::{
     rnn_param_counts,
 };
 use scalelab_spec::{
-    CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig, ClassifyConfig, ClassifyPoint,
-    ClassifyRecord, FlopsConvention, ParamCounts, SampleBudget, SpecError,
+    CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig,
+    ClassifyConfig, ClassifyPoint, ClassifyRecord, FlopsConvention, ParamCounts, SampleBudget,
+    SpecError,
 };
 use sha2::{Digest, Sha256};
 
@@ -415,7 +416,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         config: config.clone(),
         git_revision: machine::git_revision().to_string(),
         params: classifier_params(&config.model),
-        param_convention: "total = all trainable parameters; these families have no embeddings, so non_embedding = total".into(),
+        param_convention: CLASSIFY_PARAM_CONVENTION.into(),
         flops_per_sample,
         flops_convention: FlopsConvention::SixForwardMacsPerSample,
         train_examples: train.len() as u64,
