@@ -252,6 +252,9 @@ pub struct ModelFlags {
     /// Tie the output head to the token embedding.
     #[arg(long)]
     pub tie: bool,
+    /// Language-model family: gpt (default), lstm or gru (n_layers layers of d_model units).
+    #[arg(long)]
+    pub family: Option<String>,
 }
 
 impl ModelFlags {
@@ -278,6 +281,7 @@ impl ModelFlags {
         if self.tie {
             model.tie_embeddings = true;
         }
+        set(&mut model.family, self.family.clone());
     }
 }
 

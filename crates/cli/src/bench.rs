@@ -52,6 +52,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             vocab_size: 256,
             dropout: 0.0,
             tie_embeddings: false,
+            family: Default::default(),
         };
         let ours = pool.install(|| {
             bench_gpt_step(

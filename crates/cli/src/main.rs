@@ -126,7 +126,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let (steps, tokens_per_step) = planned_tokens(&config);
     let params = param_counts(&config.model);
     eprintln!(
-        "run {id}: GPT {}L d{} {}h ctx{} | {} params ({} non-embedding) | {data_line} | {} tokens in {steps} steps | {threads} threads",
+        "run {id}: {} {}L d{} {}h ctx{} | {} params ({} non-embedding) | {data_line} | {} tokens in {steps} steps | {threads} threads",
+        format!("{:?}", config.model.family).to_uppercase(),
         config.model.n_layers,
         config.model.d_model,
         config.model.n_heads,

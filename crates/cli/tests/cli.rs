@@ -170,3 +170,73 @@ fn killed_run_resumes_to_a_valid_record() {
         "the curve still starts at the beginning"
     );
 }
+
+#[test]
+fn recurrent_language_models_train_through_the_same_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("book.txt"),
+        "It was the best of times, it was the worst of times. ".repeat(300),
+    )
+    .unwrap();
+    for family in ["lstm", "gru"] {
+        let out = scalelab(
+            &[
+                "train",
+                "--family",
+                family,
+                "--n-layers",
+                "1",
+                "--d-model",
+                "32",
+                "--ctx",
+                "32",
+                "--batch",
+                "4",
+                "--lr",
+                "1e-2",
+                "--tokens",
+                "20480",
+                "--eval-every",
+                "5120",
+                "--eval-tokens",
+                "2048",
+                "--threads",
+                "1",
+                "--data",
+                "book.txt",
+                "--json",
+                "-q",
+            ],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{family}: {}", stderr(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["config"]["model"]["family"], family);
+        // Embedding 256·32 and head 32·256 are the embedding part; one layer of G gates has
+        // 32·G·32 input and hidden weights and G·32 biases (GRU: two bias vectors).
+        let gates = if family == "lstm" { 4 } else { 3 };
+        let biases = if family == "lstm" { 1 } else { 2 };
+        assert_eq!(r["params"]["embedding"], 2 * 256 * 32);
+        assert_eq!(
+            r["params"]["non_embedding"],
+            2 * 32 * gates * 32 + biases * gates * 32
+        );
+        let curve = r["curve"].as_array().unwrap();
+        let first = curve[0]["val_loss"].as_f64().unwrap();
+        let last = r["final_val_loss"].as_f64().unwrap();
+        assert!(last < first - 1.0, "{family}: {first} -> {last}");
+    }
+    // A GPT's record does not name a family, so GPT run ids are unchanged.
+    let mut args = TINY.to_vec();
+    args.extend(["--tokens", "1024", "--data", "book.txt", "--json"]);
+    let out = scalelab(&args, dir.path());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["config"]["model"].get("family").is_none());
+    let out = scalelab(&["train", "--family", "rwkv"], dir.path());
+    let err = stderr(&out);
+    assert!(
+        err.contains("model.family") && err.contains("gpt (default), lstm or gru"),
+        "{err}"
+    );
+}

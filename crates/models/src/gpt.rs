@@ -23,7 +23,7 @@ use crate::init::{InitKind, ParamFactory, WeightInit};
 // ---------------------------------------------------------------------------------------------
 
 /// Exact trainable parameter counts of a GPT of this shape, in both conventions.
-pub fn param_counts(c: &GptConfig) -> ParamCounts {
+pub fn gpt_param_counts(c: &GptConfig) -> ParamCounts {
     let (v, t, d, f, l) = (
         c.vocab_size as u64,
         c.ctx_len as u64,
@@ -48,7 +48,7 @@ pub fn param_counts(c: &GptConfig) -> ParamCounts {
 }
 
 /// Training FLOPs per token (forward + backward) under [`FlopsConvention::SixNMatmulPlusAttention`].
-pub fn flops_per_token(c: &GptConfig) -> f64 {
+pub fn gpt_flops_per_token(c: &GptConfig) -> f64 {
     let (v, t, d, f, l) = (
         c.vocab_size as f64,
         c.ctx_len as f64,
@@ -66,6 +66,26 @@ pub fn flops_per_token(c: &GptConfig) -> f64 {
 
 /// The FLOP convention of [`flops_per_token`].
 pub const FLOPS_CONVENTION: FlopsConvention = FlopsConvention::SixNMatmulPlusAttention;
+
+/// Mean cross-entropy in nats, `[1]`, of `logits` `[B, T, V]` against `targets` `[B, T]` at
+/// positions `start..T` (every language model's loss).
+pub(crate) fn next_token_loss(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    start: usize,
+) -> Tensor<1> {
+    let [b, t, _] = logits.dims();
+    let device = logits.device();
+    let (mut logits, mut targets) = (logits, targets);
+    if start > 0 {
+        logits = logits.narrow(1, start, t - start); // [B, T - start, V]
+        targets = targets.narrow(1, start, t - start); // [B, T - start]
+    }
+    let [_, n, v] = logits.dims();
+    CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits.reshape([b * n, v]), targets.reshape([b * n]))
+}
 
 // ---------------------------------------------------------------------------------------------
 // The model.
@@ -248,18 +268,7 @@ impl Gpt {
         targets: Tensor<2, Int>,
         start: usize,
     ) -> Tensor<1> {
-        let [b, t] = tokens.dims();
-        let device = tokens.device();
-        let mut logits = self.forward(tokens); // [B, T, V]
-        let mut targets = targets;
-        if start > 0 {
-            logits = logits.narrow(1, start, t - start); // [B, T - start, V]
-            targets = targets.narrow(1, start, t - start); // [B, T - start]
-        }
-        let [_, n, v] = logits.dims();
-        CrossEntropyLossConfig::new()
-            .init(&device)
-            .forward(logits.reshape([b * n, v]), targets.reshape([b * n]))
+        next_token_loss(self.forward(tokens), targets, start)
     }
 
     /// Ids of the parameters that weight decay must skip: biases and norm gains/biases
@@ -273,6 +282,7 @@ impl Gpt {
 mod tests {
     use super::*;
     use crate::init::{FormulaInit, SeededInit};
+    use crate::{flops_per_token, param_counts};
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::TensorData;
     use scalelab_spec::GptSpec;
@@ -464,6 +474,7 @@ mod tests {
                 vocab_size: 50,
                 dropout: 0.0,
                 tie_embeddings: tie,
+                family: Default::default(),
             };
             let device = Device::flex();
             let model = Gpt::new(&c, &mut FormulaInit::new(0.3), &device);

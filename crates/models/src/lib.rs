@@ -13,11 +13,33 @@ pub mod rnn;
 
 pub use cnn::{Cnn, cnn_flops_per_sample, cnn_param_counts};
 pub use encoder::{Encoder, encoder_flops_per_sample, encoder_param_counts};
-pub use gpt::{FLOPS_CONVENTION, Gpt, flops_per_token, param_counts};
+pub use gpt::{FLOPS_CONVENTION, Gpt, gpt_flops_per_token, gpt_param_counts};
 pub use init::{FormulaInit, InitKind, SeededInit, WeightInit};
 pub use mlp::{Mlp, mlp_flops_per_sample, mlp_param_counts};
 pub use resnet::{ResNet, resnet_flops_per_sample, resnet_param_counts};
-pub use rnn::{RnnClassifier, rnn_flops_per_sample, rnn_param_counts};
+pub use rnn::{
+    RnnClassifier, RnnLm, rnn_flops_per_sample, rnn_lm_flops_per_token, rnn_lm_param_counts,
+    rnn_param_counts,
+};
+
+/// Exact parameter counts of the language model of `c`, whatever its family.
+pub fn param_counts(c: &scalelab_spec::GptConfig) -> scalelab_spec::ParamCounts {
+    if c.family.is_gpt() {
+        gpt_param_counts(c)
+    } else {
+        rnn_lm_param_counts(c)
+    }
+}
+
+/// Training FLOPs per token of the language model of `c`, whatever its family (the
+/// recurrent models have no attention term).
+pub fn flops_per_token(c: &scalelab_spec::GptConfig) -> f64 {
+    if c.family.is_gpt() {
+        gpt_flops_per_token(c)
+    } else {
+        rnn_lm_flops_per_token(c)
+    }
+}
 
 /// Ids of every rank-1 parameter (biases, norm gains and biases): the tensors that weight
 /// decay and weight penalties skip, as in nanoGPT.

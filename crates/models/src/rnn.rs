@@ -11,8 +11,9 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_spec::{ParamCounts, RnnCell};
+use scalelab_spec::{GptConfig, LmFamily, ParamCounts, RnnCell};
 
+use crate::gpt::next_token_loss;
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -265,6 +266,112 @@ impl RnnClassifier {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The language model.
+// ---------------------------------------------------------------------------------------------
+
+fn lm_cell(c: &GptConfig) -> RnnCell {
+    if c.family == LmFamily::Gru {
+        RnnCell::Gru
+    } else {
+        RnnCell::Lstm
+    }
+}
+
+/// Exact parameters of a recurrent language model of `c` (`n_layers` layers of `d_model`
+/// units, embedding width `d_model`, an untied head without bias). As for the GPT, the token
+/// embedding and the head are the embedding part (Kaplan convention).
+pub fn rnn_lm_param_counts(c: &GptConfig) -> ParamCounts {
+    let counts = rnn_param_counts(
+        lm_cell(c),
+        c.vocab_size,
+        c.d_model,
+        c.d_model,
+        c.n_layers,
+        0,
+    );
+    let head = (c.d_model * c.vocab_size) as u64;
+    ParamCounts {
+        total: counts.total + head,
+        non_embedding: counts.non_embedding,
+        embedding: counts.embedding + head,
+    }
+}
+
+/// Training FLOPs per token of a recurrent language model: 6 × the multiply-adds of the
+/// input and hidden weights of every layer and of the head.
+pub fn rnn_lm_flops_per_token(c: &GptConfig) -> f64 {
+    rnn_flops_per_sample(lm_cell(c), c.d_model, c.d_model, c.n_layers, 0, 1, false)
+        + 6.0 * (c.d_model * c.vocab_size) as f64
+}
+
+/// A recurrent language model: next-token logits at every position.
+#[derive(Module, Debug)]
+pub struct RnnLm {
+    embedding: Embedding,
+    layers: Vec<RecurrentLayer>,
+    head: Linear,
+    dropout: Dropout,
+}
+
+impl RnnLm {
+    /// Builds the model of `c` (family `lstm` or `gru`), initialised as [`RnnClassifier`].
+    pub fn new(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        let mut p = ParamFactory::new(init, device);
+        let cell = lm_cell(c);
+        let (d, g) = (c.d_model, gates(cell) as usize);
+        let std = (1.0 / d as f64).sqrt();
+        let embedding = Embedding {
+            weight: p.param(
+                "embedding.weight",
+                [c.vocab_size, d],
+                InitKind::Normal { std: 1.0 },
+            ),
+        };
+        let layers = (0..c.n_layers)
+            .map(|l| RecurrentLayer {
+                input: p.linear(&format!("layers.{l}.input"), d, g * d, std, true),
+                hidden: p.linear(
+                    &format!("layers.{l}.hidden"),
+                    d,
+                    g * d,
+                    std,
+                    cell == RnnCell::Gru,
+                ),
+                gates: g,
+            })
+            .collect();
+        let head = p.linear("head", d, c.vocab_size, std, false);
+        Self {
+            embedding,
+            layers,
+            head,
+            dropout: DropoutConfig::new(c.dropout).init(),
+        }
+    }
+
+    /// Next-token logits `[B, T, V]` of `tokens` `[B, T]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = tokens.dims();
+        let mask = Tensor::<2>::ones([b, t], &tokens.device()); // every position is real
+        let mut x = self.dropout.forward(self.embedding.forward(tokens)); // [B, T, d]
+        for layer in &self.layers {
+            x = layer.forward(x, mask.clone()); // [B, T, d]
+        }
+        self.head.forward(self.dropout.forward(x)) // [B, T, V]
+    }
+
+    /// Mean next-token cross-entropy, `[1]`, at positions `start..T`.
+    pub fn loss_from(
+        &self,
+        tokens: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        start: usize,
+    ) -> Tensor<1> {
+        next_token_loss(self.forward(tokens), targets, start)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +462,32 @@ mod tests {
                 ([2, 1, 1, 4], ids),
                 6,
             );
+        }
+    }
+
+    #[test]
+    fn language_model_counts_and_causality() {
+        let device = Device::default();
+        for family in [LmFamily::Lstm, LmFamily::Gru] {
+            let c = GptConfig {
+                n_layers: 2,
+                d_model: 6,
+                n_heads: 1,
+                d_ff: 24,
+                ctx_len: 8,
+                vocab_size: 11,
+                dropout: 0.0,
+                tie_embeddings: false,
+                family,
+            };
+            let m = RnnLm::new(&c, &mut SeededInit::new(0), &device);
+            assert_eq!(count_params(&m), rnn_lm_param_counts(&c).total);
+            // The logits at position 1 do not depend on the token at position 2.
+            let a = m.forward(tokens(&[&[1, 2, 3]], 3, &device));
+            let b = m.forward(tokens(&[&[1, 2, 7]], 3, &device));
+            let a = a.narrow(1, 0, 2).into_data().try_to_vec::<f32>().unwrap();
+            let b = b.narrow(1, 0, 2).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(a, b, "{family:?}");
         }
     }
 }

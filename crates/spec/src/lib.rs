@@ -20,7 +20,7 @@ pub use classify::{
     Dataset, ImageDataSpec, InputShape, Regulariser, RnnCell, SampleBudget, StudyCell,
 };
 pub use error::SpecError;
-pub use model::{GptConfig, GptPreset, GptSpec};
+pub use model::{GptConfig, GptPreset, GptSpec, LmFamily};
 pub use record::{
     CurvePoint, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunRecord,
     RunStatus, TaskMetrics,

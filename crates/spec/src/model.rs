@@ -36,6 +36,10 @@ pub struct GptSpec {
     pub dropout: f64,
     /// Share the token embedding with the output head (GPT-2 does).
     pub tie_embeddings: bool,
+    /// The language model's family: `gpt` (default), or `lstm` / `gru` — a recurrent
+    /// language model of `n_layers` layers of `d_model` units (heads, `d_ff`, positions and
+    /// tying do not apply), to compare with the Transformer at equal parameters or compute.
+    pub family: String,
 }
 
 impl Default for GptSpec {
@@ -52,7 +56,29 @@ impl Default for GptSpec {
             ctx_len: 256,
             dropout: 0.0,
             tie_embeddings: false,
+            family: "gpt".into(),
         }
+    }
+}
+
+/// The family of a language model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LmFamily {
+    /// The decoder-only Transformer.
+    #[default]
+    Gpt,
+    /// A stacked LSTM language model.
+    Lstm,
+    /// A stacked GRU language model.
+    Gru,
+}
+
+impl LmFamily {
+    /// Whether this is the Transformer (the default, left out of serialised configs so that
+    /// run ids of GPT runs do not change).
+    pub fn is_gpt(&self) -> bool {
+        *self == Self::Gpt
     }
 }
 
@@ -135,6 +161,9 @@ pub struct GptConfig {
     pub dropout: f64,
     /// Whether the output head reuses the token embedding.
     pub tie_embeddings: bool,
+    /// The family (GPT unless said otherwise).
+    #[serde(default, skip_serializing_if = "LmFamily::is_gpt")]
+    pub family: LmFamily,
 }
 
 impl GptConfig {
@@ -215,6 +244,18 @@ impl GptSpec {
                 "dropout is a probability in [0, 1)",
             ));
         }
+        let family = match self.family.as_str() {
+            "gpt" => LmFamily::Gpt,
+            "lstm" => LmFamily::Lstm,
+            "gru" => LmFamily::Gru,
+            other => {
+                return Err(SpecError::invalid(
+                    "model.family",
+                    other,
+                    "use gpt (default), lstm or gru",
+                ));
+            }
+        };
         Ok(GptConfig {
             n_layers,
             d_model,
@@ -224,6 +265,7 @@ impl GptSpec {
             vocab_size,
             dropout: self.dropout,
             tie_embeddings: self.tie_embeddings,
+            family,
         })
     }
 }

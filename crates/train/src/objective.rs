@@ -4,7 +4,7 @@
 use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::Batch;
-use scalelab_models::Gpt;
+use scalelab_models::{Gpt, RnnLm, rank_one_param_ids};
 
 /// A model the training loop can optimise.
 pub trait Objective: Module + Sized {
@@ -37,5 +37,20 @@ impl Objective for Gpt {
 
     fn no_decay_param_ids(&self) -> Vec<ParamId> {
         Gpt::no_decay_param_ids(self)
+    }
+}
+
+impl Objective for RnnLm {
+    fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1> {
+        let (inputs, targets) = token_tensors(batch, device);
+        self.loss_from(inputs, targets, batch.loss_start)
+    }
+
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward(tokens)
+    }
+
+    fn no_decay_param_ids(&self) -> Vec<ParamId> {
+        rank_one_param_ids(self)
     }
 }

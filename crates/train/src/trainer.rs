@@ -13,7 +13,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use scalelab_data::{Batch, TrainingData};
-use scalelab_models::{FLOPS_CONVENTION, Gpt, SeededInit, flops_per_token, param_counts};
+use scalelab_models::{FLOPS_CONVENTION, Gpt, RnnLm, SeededInit, flops_per_token, param_counts};
 use scalelab_spec::{
     Budget, CurvePoint, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord, RunStatus,
     TrainConfig,
@@ -86,7 +86,8 @@ pub fn planned_tokens(config: &RunConfig) -> (u64, u64) {
     (steps, tokens_per_step)
 }
 
-/// Trains the GPT of `config` on `data`.
+/// Trains the language model of `config` on `data`: the GPT, or a recurrent model when the
+/// config's family says so.
 pub fn train_gpt(
     config: &RunConfig,
     data: &TrainingData,
@@ -94,15 +95,15 @@ pub fn train_gpt(
     progress: &mut dyn Progress,
 ) -> Result<Outcome, TrainError> {
     let device = options.device.clone().autodiff();
-    let model = Gpt::new(&config.model, &mut SeededInit::new(config.seed), &device);
-    train_loop(
-        model,
-        config,
-        data,
-        options,
-        progress,
-        param_counts(&config.model),
-    )
+    let mut init = SeededInit::new(config.seed);
+    let params = param_counts(&config.model);
+    if config.model.family.is_gpt() {
+        let model = Gpt::new(&config.model, &mut init, &device);
+        train_loop(model, config, data, options, progress, params)
+    } else {
+        let model = RnnLm::new(&config.model, &mut init, &device);
+        train_loop(model, config, data, options, progress, params)
+    }
 }
 
 pub(crate) fn build_optimizer(
