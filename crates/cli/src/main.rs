@@ -125,12 +125,19 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 
     let (steps, tokens_per_step) = planned_tokens(&config);
     let params = param_counts(&config.model);
+    let m = &config.model;
+    let shape = if m.family.is_gpt() {
+        format!("GPT {}L d{} {}h", m.n_layers, m.d_model, m.n_heads)
+    } else {
+        format!(
+            "{} {}L d{}",
+            format!("{:?}", m.family).to_uppercase(),
+            m.n_layers,
+            m.d_model
+        )
+    };
     eprintln!(
-        "run {id}: {} {}L d{} {}h ctx{} | {} params ({} non-embedding) | {data_line} | {} tokens in {steps} steps | {threads} threads",
-        format!("{:?}", config.model.family).to_uppercase(),
-        config.model.n_layers,
-        config.model.d_model,
-        config.model.n_heads,
+        "run {id}: {shape} ctx{} | {} params ({} non-embedding) | {data_line} | {} tokens in {steps} steps | {threads} threads",
         config.model.ctx_len,
         human(params.total as f64),
         human(params.non_embedding as f64),
