@@ -312,3 +312,37 @@ fn every_example_study_plans() {
         assert!(plan.contains(&format!("study {name} (")), "{name}: {plan}");
     }
 }
+
+#[test]
+fn a_study_of_recurrent_language_models_runs_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let spec = r#"
+name = "lstm-sizes"
+seeds = [0]
+[model]
+family = "lstm"
+ctx_len = 32
+[sizes]
+shapes = [{ n_layers = 1, d_model = 16, n_heads = 1 }, { n_layers = 1, d_model = 32, n_heads = 1 }]
+[budget]
+tokens = [10240]
+[train]
+batch_size = 8
+lr = 1e-2
+eval_every_tokens = 5120
+eval_tokens = 2048
+"#;
+    std::fs::write(cwd.join("lstm.toml"), spec).unwrap();
+    let out = scalelab(&["study", "run", "lstm.toml", "--dir", "s"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 completed"), "{}", stderr(&out));
+    // The plan's parameter counts are the recurrent model's: 256·16 embedding + 16·256 head
+    // as the embedding part, 16·4·16 input and hidden weights and 4·16 biases otherwise.
+    let out = scalelab(&["study", "export", "s"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = std::fs::read_to_string(cwd.join("s/runs.csv")).unwrap();
+    let small = 2 * 16 * 4 * 16 + 4 * 16;
+    assert!(runs.contains(&format!(",{small},")), "{runs}");
+    assert!(cwd.join("s/report.html").is_file());
+}
