@@ -227,17 +227,29 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         let c = &config;
-        println!(
-            "shape              {} layers, d_model {}, {} heads of {}, d_ff {}, ctx {}, vocab {}{}",
-            c.n_layers,
-            c.d_model,
-            c.n_heads,
-            c.head_dim(),
-            c.d_ff,
-            c.ctx_len,
-            c.vocab_size,
-            if c.tie_embeddings { ", tied head" } else { "" }
-        );
+        if !c.family.is_gpt() {
+            println!(
+                "shape              {} of {} layers × {} units (embedding {}), ctx {}, vocab {}, untied head",
+                format!("{:?}", c.family).to_uppercase(),
+                c.n_layers,
+                c.d_model,
+                c.d_model,
+                c.ctx_len,
+                c.vocab_size
+            );
+        } else {
+            println!(
+                "shape              {} layers, d_model {}, {} heads of {}, d_ff {}, ctx {}, vocab {}{}",
+                c.n_layers,
+                c.d_model,
+                c.n_heads,
+                c.head_dim(),
+                c.d_ff,
+                c.ctx_len,
+                c.vocab_size,
+                if c.tie_embeddings { ", tied head" } else { "" }
+            );
+        }
         println!(
             "params (total)     {:>14}  Chinchilla convention: every parameter",
             params.total
@@ -247,7 +259,12 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
             params.non_embedding
         );
         println!("params (embedding) {:>14}", params.embedding);
-        println!("train FLOPs/token  {:>14.0}  6·N_matmul + 12·L·T·d", fpt);
+        let formula = if c.family.is_gpt() {
+            "6·N_matmul + 12·L·T·d"
+        } else {
+            "6·(gate and head matrices)"
+        };
+        println!("train FLOPs/token  {:>14.0}  {formula}", fpt);
         println!(
             "                   {:>14.0}  6·N_total, for comparison",
             6.0 * params.total as f64
