@@ -427,8 +427,31 @@ fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
             .collect();
         mean_by(&rows).pop().map_or_else(Vec::new, |(_, pts)| pts)
     };
+    // Error against N within one family: the one with the most sizes (families move the
+    // curve, so a fit across them mixes laws).
+    let mut families: Vec<(&str, Vec<u64>)> = Vec::new();
+    for r in &base {
+        let family = r.record.config.model.family();
+        let n = r.record.params.total;
+        match families.iter_mut().find(|(f, _)| *f == family) {
+            Some((_, sizes)) if !sizes.contains(&n) => sizes.push(n),
+            Some(_) => {}
+            None => families.push((family, vec![n])),
+        }
+    }
+    let family = families
+        .iter()
+        .max_by_key(|(_, sizes)| sizes.len())
+        .map_or("", |(f, _)| *f);
+    if families.len() > 1 {
+        report.fit_notes.push(format!(
+            "The fit against N uses the {family} runs only (the family with the most sizes): \
+             families move the curve, so one law across them would mix laws."
+        ));
+    }
     let by_n = points(&|r| {
-        (r.cell.train_fraction == max_fraction).then_some(r.record.params.total as f64)
+        (r.cell.train_fraction == max_fraction && r.record.config.model.family() == family)
+            .then_some(r.record.params.total as f64)
     });
     let by_d =
         points(&|r| (r.record.params.total == max_n).then_some(r.record.train_examples as f64));
