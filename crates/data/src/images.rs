@@ -149,21 +149,14 @@ impl LabelledSet for ImageSet {
         }
     }
 
-    /// The whole set in batches of at most `batch`, in order, unaugmented (evaluation).
-    fn eval_batches(&self, batch: usize) -> Vec<ImageBatch> {
-        let indices: Vec<usize> = (0..self.len()).collect();
-        indices
-            .chunks(batch.max(1))
-            .map(|chunk| {
-                let part = self.subset(chunk);
-                ImageBatch {
-                    batch: chunk.len(),
-                    shape: [self.channels, self.height, self.width],
-                    pixels: part.pixels,
-                    labels: part.labels.iter().map(|&l| i64::from(l)).collect(),
-                }
-            })
-            .collect()
+    fn batch(&self, indices: &[usize]) -> ImageBatch {
+        let part = self.subset(indices);
+        ImageBatch {
+            batch: indices.len(),
+            shape: [self.channels, self.height, self.width],
+            pixels: part.pixels,
+            labels: part.labels.iter().map(|&l| i64::from(l)).collect(),
+        }
     }
 }
 

@@ -34,8 +34,16 @@ pub trait LabelledSet: Sized {
         batch: usize,
         augmentation: &Augmentation,
     ) -> Self::Batch;
+    /// The examples at `indices` as one batch, unaugmented.
+    fn batch(&self, indices: &[usize]) -> Self::Batch;
     /// The whole set in order, in batches of at most `batch`, unaugmented.
-    fn eval_batches(&self, batch: usize) -> Vec<Self::Batch>;
+    fn eval_batches(&self, batch: usize) -> Vec<Self::Batch> {
+        let indices: Vec<usize> = (0..self.len()).collect();
+        indices
+            .chunks(batch.max(1))
+            .map(|chunk| self.batch(chunk))
+            .collect()
+    }
 }
 
 /// A batch with its labels.

@@ -154,19 +154,13 @@ impl LabelledSet for TaggedSet {
         self.batch_of(rows)
     }
 
-    fn eval_batches(&self, batch: usize) -> Vec<TaggedBatch> {
-        let indices: Vec<usize> = (0..self.len()).collect();
-        indices
-            .chunks(batch.max(1))
-            .map(|chunk| {
-                self.batch_of(
-                    chunk
-                        .iter()
-                        .map(|&i| (self.words[i].clone(), self.tags[i].clone()))
-                        .collect(),
-                )
-            })
-            .collect()
+    fn batch(&self, indices: &[usize]) -> TaggedBatch {
+        self.batch_of(
+            indices
+                .iter()
+                .map(|&i| (self.words[i].clone(), self.tags[i].clone()))
+                .collect(),
+        )
     }
 }
 

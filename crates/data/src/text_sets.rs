@@ -138,15 +138,9 @@ impl LabelledSet for TextSet {
         self.batch_of(rows.into_iter(), labels)
     }
 
-    fn eval_batches(&self, batch: usize) -> Vec<TokenBatch> {
-        let indices: Vec<usize> = (0..self.len()).collect();
-        indices
-            .chunks(batch.max(1))
-            .map(|chunk| {
-                let labels = chunk.iter().map(|&i| i64::from(self.labels[i])).collect();
-                self.batch_of(chunk.iter().map(|&i| self.tokens[i].clone()), labels)
-            })
-            .collect()
+    fn batch(&self, indices: &[usize]) -> TokenBatch {
+        let labels = indices.iter().map(|&i| i64::from(self.labels[i])).collect();
+        self.batch_of(indices.iter().map(|&i| self.tokens[i].clone()), labels)
     }
 }
 
