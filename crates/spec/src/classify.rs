@@ -145,8 +145,7 @@ impl Augmentation {
 pub struct ClassifierSpec {
     /// `mlp`, `cnn`, `resnet` (images) or `lstm`, `gru`, `encoder` (text).
     pub family: String,
-    /// A named shape (`logistic`, `mlp-small`, `mlp`, `mlp-large`, `cnn-small`, `cnn`); the
-    /// keys below override it.
+    /// A named shape (see [`CLASSIFIER_PRESETS`]); the keys below override it.
     pub preset: Option<String>,
     /// MLP: hidden layers (0 is logistic regression). CNN: stages of two 3×3 convolutions and a
     /// 2×2 max-pool. ResNet: stages of one residual block (pooling between stages). LSTM,

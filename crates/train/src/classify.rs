@@ -350,9 +350,11 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     };
 
     let mut curve = vec![eval_point(&model, val, 0, 0.0, None)];
-    // Snapshots for evaluation: `valid()` copies running statistics (batch norm), which a
-    // plain clone would share with the model that keeps training.
-    let mut best = (curve[0].val_loss, 0u64, model.valid());
+    // With early stopping, the best weights are kept as a snapshot: `valid()` copies running
+    // statistics (batch norm), which a plain clone would share with the model that keeps
+    // training. Without it, no snapshot is taken.
+    let keep_best = t.early_stopping_patience > 0;
+    let mut best = (curve[0].val_loss, 0u64, keep_best.then(|| model.valid()));
     let mut since_best = 0usize;
     let mut pending = (0.0, 0u64);
     let mut stopped_early = false;
@@ -392,23 +394,26 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
             );
             pending = (0.0, 0);
             if point.val_loss < best.0 {
-                best = (point.val_loss, samples_after, model.valid());
+                best = (
+                    point.val_loss,
+                    samples_after,
+                    keep_best.then(|| model.valid()),
+                );
                 since_best = 0;
             } else {
                 since_best += 1;
             }
             curve.push(point);
-            if t.early_stopping_patience > 0 && since_best >= t.early_stopping_patience {
+            if keep_best && since_best >= t.early_stopping_patience {
                 stopped_early = !last;
                 break;
             }
         }
     }
     let samples_seen = curve.last().map_or(0, |p| p.samples);
-    let (kept_samples, kept) = if t.early_stopping_patience > 0 {
-        (best.1, best.2)
-    } else {
-        (samples_seen, model.valid())
+    let (kept_samples, kept) = match best.2 {
+        Some(snapshot) => (best.1, snapshot),
+        None => (samples_seen, model.valid()),
     };
     let record = ClassifyRecord {
         schema_version: CLASSIFY_RECORD_SCHEMA_VERSION,
