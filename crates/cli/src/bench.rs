@@ -85,17 +85,20 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "| model (ctx 128, batch 16) | threads | scalelab ms/step | tokens/s | GFLOP/s | loss first→last | PyTorch eager ms/step | ratio (scalelab / PyTorch) |"
+        "| model (ctx 128, batch 16) | threads | scalelab ms/step | forward / backward / AdamW ms | tokens/s | GFLOP/s | loss first→last | PyTorch eager ms/step | ratio (scalelab / PyTorch) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (c, ours, peer) in &rows {
         println!(
-            "| d{} / {} layers ({:.2}M params) | {} | {:.1} | {:.0} | {:.1} | {:.3}→{:.3} | {} | {} |",
+            "| d{} / {} layers ({:.2}M params) | {} | {:.1} | {:.0} / {:.0} / {:.0} | {:.0} | {:.1} | {:.3}→{:.3} | {} | {} |",
             c.d_model,
             c.n_layers,
             ours.params as f64 / 1e6,
             c.threads,
             ours.median_ms,
+            ours.phases.forward_ms,
+            ours.phases.backward_ms,
+            ours.phases.optimizer_ms,
             ours.tokens_per_sec,
             ours.gflops,
             ours.loss_first,

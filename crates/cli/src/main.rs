@@ -26,6 +26,12 @@ use scalelab_train::{Outcome, RunOptions, planned_tokens, run_id, train_gpt};
 
 use crate::args::{Cli, Command, InfoArgs, TrainArgs};
 
+/// Training allocates and frees megabyte-sized tensor buffers every step; mimalloc keeps them
+/// for reuse, where glibc returns each to the kernel and faults its pages in again (about 10%
+/// of a small model's step, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,

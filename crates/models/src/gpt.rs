@@ -144,11 +144,14 @@ impl Block {
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let (nh, hs) = (self.n_heads, d / self.n_heads);
+        // The linear layers see the batch as one [B·T, ·] matrix: one large GEMM each, which
+        // the CPU backend splits across cores, instead of B small ones.
+        let x = x.reshape([b * t, d]); // [B·T, d]
 
         // Causal self-attention.
-        let qkv = self.qkv.forward(self.ln1.forward(x.clone())); // [B, T, 3d]
+        let qkv = self.qkv.forward(self.ln1.forward(x.clone())); // [B·T, 3d]
         let mut heads = qkv
-            .chunk(3, 2) // 3 × [B, T, d]
+            .chunk(3, 1) // 3 × [B·T, d]
             .into_iter()
             .map(|z| z.reshape([b, t, nh, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
         let (q, k, v) = match (heads.next(), heads.next(), heads.next()) {
@@ -161,12 +164,13 @@ impl Block {
             is_causal,
         };
         let y = attention(q, k, v, None, attn_bias, options); // [B, nh, T, hs]
-        let y = y.swap_dims(1, 2).reshape([b, t, d]); // [B, T, d]
+        let y = y.swap_dims(1, 2).reshape([b * t, d]); // [B·T, d]
         let x = x + self.dropout.forward(self.proj.forward(y));
 
         // MLP.
-        let h = gelu(self.fc.forward(self.ln2.forward(x.clone()))); // [B, T, d_ff]
-        x + self.dropout.forward(self.fc_proj.forward(h)) // [B, T, d]
+        let h = gelu(self.fc.forward(self.ln2.forward(x.clone()))); // [B·T, d_ff]
+        let x = x + self.dropout.forward(self.fc_proj.forward(h)); // [B·T, d]
+        x.reshape([b, t, d])
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,6 +35,20 @@ pub struct StepTiming {
     pub loss_first: f64,
     /// Loss of the last step (lower: the model learns the repeated batch).
     pub loss_last: f64,
+    /// Where a step's time goes, medians over the same number of separately timed steps.
+    pub phases: PhaseTiming,
+}
+
+/// Median milliseconds of each phase of a training step. The CPU backend runs eagerly, so
+/// each phase's wall time is its own work.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PhaseTiming {
+    /// Forward pass to the loss, read back as a number.
+    pub forward_ms: f64,
+    /// Backward pass and collection of the parameters' gradients.
+    pub backward_ms: f64,
+    /// The AdamW update.
+    pub optimizer_ms: f64,
 }
 
 /// Times `warmup + steps` training steps of a GPT of shape `config` on a batch of `batch` sequences.
@@ -94,8 +109,23 @@ pub fn bench_gpt_step(
             times.push(ms);
         }
     }
-    times.sort_by(f64::total_cmp);
-    let median_ms = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    // The same step again, in its three phases.
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..steps {
+        let start = Instant::now();
+        let loss = model.batch_loss(&fixed, &device);
+        let _ = loss.clone().into_scalar::<f32>();
+        let forward = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let backward = Instant::now();
+        model = optimizer.step(3e-4, model, grads);
+        let done = Instant::now();
+        phases[0].push((forward - start).as_secs_f64() * 1e3);
+        phases[1].push((backward - forward).as_secs_f64() * 1e3);
+        phases[2].push((done - backward).as_secs_f64() * 1e3);
+    }
+    let [forward_ms, backward_ms, optimizer_ms] = phases.map(|mut p| median(&mut p));
+    let median_ms = median(&mut times);
     let params = param_counts(config).total;
     let tokens = n as f64;
     let flops = 6.0 * params as f64 * tokens
@@ -109,5 +139,16 @@ pub fn bench_gpt_step(
         gflops: flops / (median_ms / 1e3) / 1e9,
         loss_first: losses.first().copied().unwrap_or(f64::NAN),
         loss_last: losses.last().copied().unwrap_or(f64::NAN),
+        phases: PhaseTiming {
+            forward_ms,
+            backward_ms,
+            optimizer_ms,
+        },
     }
+}
+
+/// Median of `values` (sorted in place); NaN when empty.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
