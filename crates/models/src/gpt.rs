@@ -16,6 +16,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
+use crate::fused::causal_attention;
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -158,12 +159,18 @@ impl Block {
             (Some(q), Some(k), Some(v)) => (q, k, v),
             _ => unreachable!("chunk(3) yields three tensors"),
         };
-        let options = AttentionModuleOptions {
-            scale: None, // 1/sqrt(hs)
-            softcap: None,
-            is_causal,
+        let y = match attn_bias {
+            // The common case, fused on the CPU backend (fused.rs).
+            None if is_causal => causal_attention(q, k, v), // [B, nh, T, hs]
+            attn_bias => {
+                let options = AttentionModuleOptions {
+                    scale: None, // 1/sqrt(hs)
+                    softcap: None,
+                    is_causal,
+                };
+                attention(q, k, v, None, attn_bias, options) // [B, nh, T, hs]
+            }
         };
-        let y = attention(q, k, v, None, attn_bias, options); // [B, nh, T, hs]
         let y = y.swap_dims(1, 2).reshape([b * t, d]); // [B·T, d]
         let x = x + self.dropout.forward(self.proj.forward(y));
 

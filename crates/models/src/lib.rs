@@ -5,6 +5,7 @@
 
 pub mod cnn;
 pub mod encoder;
+pub mod fused;
 pub mod gpt;
 pub mod init;
 pub mod mlp;
