@@ -448,6 +448,10 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Compare a finished study instead (its directory): its recorded run times against the
+    /// peer's step times at each of its shapes, and its FLOP/s against the SGEMM peak.
+    #[arg(long, value_name = "DIR")]
+    pub study: Option<PathBuf>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {

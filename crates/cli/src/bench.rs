@@ -1,42 +1,62 @@
 //! `scalelab bench`: times one training step of the two reference models of
 //! `shared/peer/` and, given a Python with PyTorch, runs the peer script right after each
 //! measurement so that both are measured in the same run, and prints the ratio.
+//!
+//! `scalelab bench --study DIR` compares a finished study instead: its recorded wall time
+//! against what the same runs' steps take in the peer, measured at each of the study's shapes.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use anyhow::{Context, Result};
-use scalelab_spec::GptConfig;
-use scalelab_train::bench::bench_gpt_step;
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use scalelab_spec::{GptConfig, LmFamily, RunRecord};
+use scalelab_sweep::Store;
+use scalelab_train::bench::{bench_gpt_step, sgemm_gflops};
 
 use crate::args::BenchArgs;
 use crate::set_threads;
 
-/// One reference setting: shape and threads, as in shared/peer/README.md.
+/// One setting measured on both sides: shape, sequences per step and threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Case {
     d_model: usize,
     n_layers: usize,
     n_heads: usize,
+    ctx: usize,
+    batch: usize,
     threads: usize,
 }
 
+/// The two reference settings of shared/peer/README.md.
 const CASES: [Case; 2] = [
     Case {
         d_model: 256,
         n_layers: 4,
         n_heads: 4,
+        ctx: 128,
+        batch: 16,
         threads: 2,
     },
     Case {
         d_model: 64,
         n_layers: 2,
         n_heads: 4,
+        ctx: 128,
+        batch: 16,
         threads: 1,
     },
 ];
 
+/// Side of the square matrices of the SGEMM peak measurement.
+const SGEMM_N: usize = 1024;
+
 /// Runs the benchmark.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    if let Some(dir) = &args.study {
+        return study(dir, &args);
+    }
     let mut rows = Vec::new();
     for case in CASES {
         // The pool is global: build one of the case's size for this measurement.
@@ -48,7 +68,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             d_model: case.d_model,
             n_heads: case.n_heads,
             d_ff: 4 * case.d_model,
-            ctx_len: 128,
+            ctx_len: case.ctx,
             vocab_size: 256,
             dropout: 0.0,
             tie_embeddings: false,
@@ -57,10 +77,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let ours = pool.install(|| {
             bench_gpt_step(
                 &config,
-                16,
+                case.batch,
                 args.warmup,
                 args.steps,
-                &burn::tensor::Device::flex(),
+                &Device::flex(),
             )
         });
         let peer = match &args.peer_python {
@@ -110,27 +130,149 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The runs of one shape in a study.
+#[derive(Default)]
+struct ShapeRuns {
+    runs: usize,
+    steps: u64,
+    wall_secs: f64,
+    flops: f64,
+}
+
+/// Compares a finished study with the peer: per shape, the study's recorded run time against
+/// the peer's step time × the same steps; for the whole study, wall time and achieved FLOP/s
+/// against the measured SGEMM peak.
+fn study(dir: &Path, args: &BenchArgs) -> Result<ExitCode> {
+    let dir = crate::study::study_dir(dir)?;
+    let store = Store::open(&dir)?;
+    let mut records: Vec<RunRecord> = Vec::new();
+    for run in store.runs()? {
+        if let Some(record) = store.run_record(&run.run_id)? {
+            records.push(record);
+        }
+    }
+    if records.is_empty() {
+        bail!(
+            "{} has no finished runs to compare\nhint: run `scalelab study run` on it first",
+            dir.display()
+        );
+    }
+    let mut shapes: BTreeMap<Case, ShapeRuns> = BTreeMap::new();
+    for r in &records {
+        let m = &r.config.model;
+        if m.family != LmFamily::Gpt {
+            bail!(
+                "run {} is a {:?} language model; the peer is a GPT\nhint: compare studies of GPTs",
+                r.run_id,
+                m.family
+            );
+        }
+        let case = Case {
+            d_model: m.d_model,
+            n_layers: m.n_layers,
+            n_heads: m.n_heads,
+            ctx: m.ctx_len,
+            batch: r.config.train.batch_size * r.config.train.grad_accum,
+            threads: r.threads,
+        };
+        let entry = shapes.entry(case).or_default();
+        entry.runs += 1;
+        entry.steps += r.tokens_seen / r.tokens_per_step.max(1);
+        entry.wall_secs += r.wall_secs;
+        entry.flops += r.train_flops;
+    }
+    // The study's wall clock: first start to last end of its recorded runs.
+    let start = records
+        .iter()
+        .map(|r| r.started_unix_secs as f64)
+        .fold(f64::INFINITY, f64::min);
+    let end = records
+        .iter()
+        .map(|r| r.started_unix_secs as f64 + r.wall_secs)
+        .fold(0.0, f64::max);
+    let wall = end - start;
+    let serial: f64 = shapes.values().map(|s| s.wall_secs).sum();
+    let flops: f64 = shapes.values().map(|s| s.flops).sum();
+
+    let threads = set_threads(None)?;
+    let sgemm = sgemm_gflops(SGEMM_N, 10, &Device::flex());
+    let peer_sgemm = match &args.peer_python {
+        Some(python) => Some(peer_sgemm_gflops(python, threads)?),
+        None => None,
+    };
+
+    println!(
+        "study {} ({} runs, {} shapes), {}",
+        dir.display(),
+        records.len(),
+        shapes.len(),
+        records[0].machine.cpu
+    );
+    println!();
+    println!(
+        "| shape (d / layers / heads, ctx × batch, threads) | runs | steps | scalelab s (recorded, whole runs) | PyTorch eager ms/step | PyTorch s (steps only) | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut peer_serial = Some(0.0);
+    for (case, s) in &shapes {
+        let peer_ms = match &args.peer_python {
+            Some(python) => Some(run_peer(python, &args.peer_script, case, args)?),
+            None => None,
+        };
+        let peer_secs = peer_ms.map(|ms| ms * s.steps as f64 / 1e3);
+        peer_serial = peer_serial.zip(peer_secs).map(|(a, b)| a + b);
+        println!(
+            "| d{} / {} / {}, {} × {}, {} | {} | {} | {:.1} | {} | {} | {} |",
+            case.d_model,
+            case.n_layers,
+            case.n_heads,
+            case.ctx,
+            case.batch,
+            case.threads,
+            s.runs,
+            s.steps,
+            s.wall_secs,
+            peer_ms.map_or("-".into(), |p| format!("{p:.2}")),
+            peer_secs.map_or("-".into(), |p| format!("{p:.1}")),
+            peer_secs.map_or("-".into(), |p| format!("{:.2}", s.wall_secs / p)),
+        );
+    }
+    println!();
+    println!("run time, summed over runs: scalelab {serial:.0} s");
+    println!("study wall clock (first start to last end): {wall:.0} s");
+    if let Some(peer) = peer_serial {
+        // The peer's runs packed onto the cores as the study packed its own.
+        let peer_wall = peer * wall / serial.max(1e-9);
+        println!(
+            "PyTorch eager, the same steps: {peer:.0} s summed, about {peer_wall:.0} s wall packed as the study was; scalelab / PyTorch = {:.2}",
+            wall / peer_wall.max(1e-9)
+        );
+    }
+    let achieved = flops / wall.max(1e-9) / 1e9;
+    println!(
+        "achieved {achieved:.2} GFLOP/s over the study ({:.3e} training FLOPs, {}); SGEMM {SGEMM_N}³ on {threads} threads: Burn {sgemm:.1} GFLOP/s, so {:.1}% of it{}",
+        flops,
+        serde_json::to_string(&records[0].flops_convention)?.trim_matches('"'),
+        100.0 * achieved / sgemm,
+        peer_sgemm.map_or(String::new(), |p| format!(
+            "; PyTorch (MKL) {p:.1} GFLOP/s, so {:.1}% of that",
+            100.0 * achieved / p
+        )),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_peer(python: &Path, script: &Path, case: &Case, args: &BenchArgs) -> Result<f64> {
     let output = Command::new(python)
         .arg(script)
-        .args([
-            "--d",
-            &case.d_model.to_string(),
-            "--layers",
-            &case.n_layers.to_string(),
-        ])
-        .args([
-            "--heads",
-            &case.n_heads.to_string(),
-            "--threads",
-            &case.threads.to_string(),
-        ])
-        .args([
-            "--steps",
-            &args.steps.to_string(),
-            "--warmup",
-            &args.warmup.to_string(),
-        ])
+        .args(["--d", &case.d_model.to_string()])
+        .args(["--layers", &case.n_layers.to_string()])
+        .args(["--heads", &case.n_heads.to_string()])
+        .args(["--ctx", &case.ctx.to_string()])
+        .args(["--batch", &case.batch.to_string()])
+        .args(["--threads", &case.threads.to_string()])
+        .args(["--steps", &args.steps.to_string()])
+        .args(["--warmup", &args.warmup.to_string()])
         .output()
         .with_context(|| format!("running the peer {} {}", python.display(), script.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -147,6 +289,29 @@ fn run_peer(python: &Path, script: &Path, case: &Case, args: &BenchArgs) -> Resu
         .with_context(|| {
             format!(
                 "the peer printed no RESULT line; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+/// PyTorch's f32 GEMM rate on `threads` threads, for the same square product.
+fn peer_sgemm_gflops(python: &Path, threads: usize) -> Result<f64> {
+    let script = format!(
+        "import torch, time\ntorch.set_num_threads({threads})\na = torch.rand({SGEMM_N}, {SGEMM_N})\n\
+         a @ a\nts = []\nfor _ in range(10):\n    t = time.perf_counter(); a @ a; ts.append(time.perf_counter() - t)\n\
+         print(2 * {SGEMM_N}**3 / sorted(ts)[5] / 1e9)\n"
+    );
+    let output = Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .with_context(|| format!("running {} for its SGEMM rate", python.display()))?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .with_context(|| {
+            format!(
+                "{} printed no SGEMM rate; stderr:\n{}",
+                python.display(),
                 String::from_utf8_lossy(&output.stderr)
             )
         })

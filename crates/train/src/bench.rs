@@ -152,3 +152,19 @@ fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
+
+/// GFLOP/s of Burn's f32 matrix product of two `n × n` matrices on `device` (the GEMM every
+/// training step runs on), median of `reps` products after one warm-up: the practical peak the
+/// training steps are measured against.
+pub fn sgemm_gflops(n: usize, reps: usize, device: &Device) -> f64 {
+    let a = burn::tensor::Tensor::<2>::random([n, n], burn::tensor::Distribution::Default, device);
+    let mut times = Vec::with_capacity(reps);
+    for i in 0..=reps {
+        let start = Instant::now();
+        let _ = a.clone().matmul(a.clone()).into_data();
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * (n as f64).powi(3) / median(&mut times) / 1e9
+}
