@@ -10,13 +10,12 @@
 use burn::module::{Module, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::fused::causal_attention;
+use crate::fused::{causal_attention, gelu};
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
