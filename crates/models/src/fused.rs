@@ -20,10 +20,13 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension, tensor::FloatTensor};
+use burn::nn::LayerNorm;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+
+use crate::init::LAYER_NORM_EPSILON;
 
 /// Operations fused by hand on the CPU backend.
 #[backend_extension(Flex, Autodiff)]
@@ -38,6 +41,14 @@ pub trait FusedOps: Backend {
 
     /// GELU, `x·Φ(x)` with the exact normal CDF, element-wise.
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// LayerNorm over the last axis of `x` with gain `gamma` and bias `beta` `[d]`.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> FloatTensor<Self>;
 }
 
 /// Causal self-attention of `q`, `k`, `v` `[B, nh, T, hs]` → `[B, nh, T, hs]`, scaled by
@@ -77,6 +88,21 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
 }
 
+/// `norm` applied to `x` `[..., d]`: one row-parallel pass forward and one backward on the CPU
+/// backend, Burn's LayerNorm (nine recorded operations) elsewhere. `norm` must have been built
+/// with [`LAYER_NORM_EPSILON`] and a bias, as every LayerNorm of this crate is.
+pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm) -> Tensor<D> {
+    let Some(beta) = norm.beta.as_ref().filter(|_| fused_device(&x)) else {
+        return norm.forward(x);
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        LAYER_NORM_EPSILON as f32,
+    ))
+}
+
 /// Whether the fused kernels serve `tensor`'s device: `flex`, with or without autodiff, in f32.
 fn fused_device<const D: usize>(tensor: &Tensor<D>) -> bool {
     let device = tensor.device();
@@ -91,6 +117,15 @@ impl FusedOps for Flex {
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
         gelu_forward(&x)
+    }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f32,
+    ) -> FlexTensor {
+        layer_norm_forward(&x, &gamma, &beta, epsilon).0
     }
 }
 
@@ -204,6 +239,53 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 prep.finish(x, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(gelu_forward(&x.into_primitive())),
+        }
+    }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNormOp;
+
+        impl Backward<Flex, 3> for LayerNormOp {
+            /// The input, the gain, and each row's mean and 1/std.
+            type State = (FlexTensor, FlexTensor, Vec<[f32; 2]>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (x, gamma, stats) = ops.state;
+                let grads_x_gamma_beta = layer_norm_backward(&x, &gamma, &stats, &grad);
+                for (parent, g) in ops.parents.into_iter().zip(grads_x_gamma_beta) {
+                    if let Some(node) = parent {
+                        grads.register::<Flex>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match LayerNormOp
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
+                let (y, stats) = layer_norm_forward(&x, &gamma, &beta, epsilon);
+                prep.finish((x, gamma, stats), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
+                prep.finish(layer_norm_forward(&x, &gamma, &beta, epsilon).0)
+            }
         }
     }
 }
@@ -381,6 +463,119 @@ fn exp_nonpositive(x: f32) -> f32 {
     p * f32::from_bits(biased << 23)
 }
 
+/// LayerNorm of the rows of `x` `[..., d]`: `(x − mean)·rstd·γ + β` with
+/// `rstd = 1/√(var + ε)` (biased variance, as PyTorch and Burn), and each row's `[mean, rstd]`.
+fn layer_norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f32,
+) -> (FlexTensor, Vec<[f32; 2]>) {
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let (x, gamma, beta) = (
+        x.to_contiguous(),
+        gamma.to_contiguous(),
+        beta.to_contiguous(),
+    );
+    let (xs, gamma, beta) = (
+        contiguous_f32(&x),
+        contiguous_f32(&gamma),
+        contiguous_f32(&beta),
+    );
+    let mut out = FlexTensor::empty(shape, DType::F32);
+    let mut stats = vec![[0.0; 2]; xs.len() / d];
+    let arch = pulp::Arch::new();
+    out.storage_mut::<f32>()
+        .par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(xs.par_chunks(d * ROWS_PER_TASK))
+        .zip(stats.par_chunks_mut(ROWS_PER_TASK))
+        .for_each(|((out, xs), stats)| {
+            arch.dispatch(|| {
+                for ((y, x), stat) in out.chunks_mut(d).zip(xs.chunks(d)).zip(stats.iter_mut()) {
+                    let mean = x.iter().sum::<f32>() / d as f32;
+                    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                    let rstd = 1.0 / (var + epsilon).sqrt();
+                    for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                        *y = (x - mean) * rstd * g + b;
+                    }
+                    *stat = [mean, rstd];
+                }
+            })
+        });
+    (out, stats)
+}
+
+/// Gradients of LayerNorm's input, gain and bias from the output's gradient `grad`:
+/// with `x̂ = (x − mean)·rstd` and `ĝ = grad·γ` per row,
+/// `dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `dγ = Σ_rows grad·x̂`, `dβ = Σ_rows grad`.
+fn layer_norm_backward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    stats: &[[f32; 2]],
+    grad: &FlexTensor,
+) -> [FlexTensor; 3] {
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let (x, gamma, grad) = (
+        x.to_contiguous(),
+        gamma.to_contiguous(),
+        grad.to_contiguous(),
+    );
+    let (xs, gamma, grads) = (
+        contiguous_f32(&x),
+        contiguous_f32(&gamma),
+        contiguous_f32(&grad),
+    );
+    let mut dx = FlexTensor::empty(shape, DType::F32);
+    let arch = pulp::Arch::new();
+    // Each task's partial sums of dγ and dβ, [2·d], added up after.
+    let partial = dx
+        .storage_mut::<f32>()
+        .par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(xs.par_chunks(d * ROWS_PER_TASK))
+        .zip(grads.par_chunks(d * ROWS_PER_TASK))
+        .zip(stats.par_chunks(ROWS_PER_TASK))
+        .map(|(((dx, xs), grads), stats)| {
+            let mut sums = vec![0.0f32; 2 * d];
+            arch.dispatch(|| {
+                let (dgamma, dbeta) = sums.split_at_mut(d);
+                let rows = dx.chunks_mut(d).zip(xs.chunks(d)).zip(grads.chunks(d));
+                for (((dx, x), g), &[mean, rstd]) in rows.zip(stats) {
+                    let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
+                    for (((&x, &g), &w), (dw, db)) in x
+                        .iter()
+                        .zip(g)
+                        .zip(gamma)
+                        .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
+                    {
+                        let xhat = (x - mean) * rstd;
+                        *dw += g * xhat;
+                        *db += g;
+                        sum_g += g * w;
+                        sum_gx += g * w * xhat;
+                    }
+                    let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
+                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(gamma) {
+                        let xhat = (x - mean) * rstd;
+                        *dx = rstd * (g * w - mean_g - xhat * mean_gx);
+                    }
+                }
+            });
+            sums
+        })
+        .reduce(
+            || vec![0.0f32; 2 * d],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    let vector = |v: &[f32]| FlexTensor::from_data(TensorData::new(v.to_vec(), [d]));
+    let (dgamma, dbeta) = partial.split_at(d);
+    [dx, vector(dgamma), vector(dbeta)]
+}
+
 /// The f32 elements of a contiguous tensor.
 fn contiguous_f32(tensor: &FlexTensor) -> &[f32] {
     tensor
@@ -475,6 +670,59 @@ mod tests {
                 .into_data()
         };
         grad(&g_fused).assert_approx_eq::<f32>(&grad(&g_unfused), Tolerance::absolute(1e-6));
+    }
+
+    #[test]
+    fn fused_layer_norm_matches_burns_layer_norm_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let d = 48;
+        let mut norm = burn::nn::LayerNormConfig::new(d)
+            .with_epsilon(LAYER_NORM_EPSILON)
+            .init(&device);
+        // A non-trivial gain and bias, and rows far from zero mean and unit variance.
+        let vector = |shift: f64| {
+            burn::module::Param::from_tensor(
+                Tensor::<1>::random([d], Distribution::Normal(shift, 0.5), &device).require_grad(),
+            )
+        };
+        norm.gamma = vector(1.0);
+        norm.beta = Some(vector(0.0));
+        let x = (Tensor::<3>::random([3, 37, d], Distribution::Normal(2.0, 3.0), &device))
+            .require_grad();
+        let weights = Tensor::<3>::random([3, 37, d], Distribution::Normal(0.0, 1.0), &device);
+        let fused = layer_norm(x.clone(), &norm);
+        let unfused = norm.forward(x.clone());
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(1e-5));
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_unfused = (unfused * weights).sum().backward();
+        let close = |a: Option<Tensor<3>>, b: Option<Tensor<3>>| {
+            let (a, b) = (
+                a.unwrap_or_else(|| panic!("no gradient")),
+                b.unwrap_or_else(|| panic!("no gradient")),
+            );
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4));
+        };
+        close(x.grad(&g_fused), x.grad(&g_unfused));
+        let beta = norm
+            .beta
+            .as_ref()
+            .map(|b| b.val())
+            .unwrap_or_else(|| unreachable!());
+        for (name, p) in [("gamma", norm.gamma.val()), ("beta", beta)] {
+            let a = p
+                .grad(&g_fused)
+                .unwrap_or_else(|| panic!("no fused {name} gradient"));
+            let b = p
+                .grad(&g_unfused)
+                .unwrap_or_else(|| panic!("no {name} gradient"));
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4));
+        }
     }
 
     #[test]

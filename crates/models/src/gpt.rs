@@ -15,7 +15,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::fused::{causal_attention, gelu};
+use crate::fused::{causal_attention, gelu, layer_norm};
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ impl Block {
         let x = x.reshape([b * t, d]); // [B·T, d]
 
         // Causal self-attention.
-        let qkv = self.qkv.forward(self.ln1.forward(x.clone())); // [B·T, 3d]
+        let qkv = self.qkv.forward(layer_norm(x.clone(), &self.ln1)); // [B·T, 3d]
         let mut heads = qkv
             .chunk(3, 1) // 3 × [B·T, d]
             .into_iter()
@@ -174,7 +174,7 @@ impl Block {
         let x = x + self.dropout.forward(self.proj.forward(y));
 
         // MLP.
-        let h = gelu(self.fc.forward(self.ln2.forward(x.clone()))); // [B·T, d_ff]
+        let h = gelu(self.fc.forward(layer_norm(x.clone(), &self.ln2))); // [B·T, d_ff]
         let x = x + self.dropout.forward(self.fc_proj.forward(h)); // [B·T, d]
         x.reshape([b, t, d])
     }
@@ -252,7 +252,7 @@ impl Gpt {
         for block in &self.blocks {
             x = block.forward(x); // [B, T, d]
         }
-        let x = self.ln_f.forward(x); // [B, T, d]
+        let x = layer_norm(x, &self.ln_f); // [B, T, d]
         match &self.head {
             Some(head) => head.forward(x), // [B, T, V]
             // Tied: multiply by the token embedding transposed, [V, d] → [d, V].

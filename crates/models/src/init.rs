@@ -10,6 +10,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
+/// The epsilon of every LayerNorm built here (PyTorch's default), which the fused LayerNorm
+/// (fused.rs) uses too.
+pub const LAYER_NORM_EPSILON: f64 = 1e-5;
+
 /// How a parameter tensor should start.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InitKind {
@@ -149,7 +153,9 @@ impl<'a> ParamFactory<'a> {
 
     /// LayerNorm over `d`, epsilon 1e-5 as PyTorch's default, unit gain, zero bias.
     pub(crate) fn layer_norm(&mut self, name: &str, d: usize) -> LayerNorm {
-        let mut norm = LayerNormConfig::new(d).with_epsilon(1e-5).init(self.device);
+        let mut norm = LayerNormConfig::new(d)
+            .with_epsilon(LAYER_NORM_EPSILON)
+            .init(self.device);
         norm.gamma = self.param(&format!("{name}.gamma"), [d], InitKind::Ones);
         norm.beta = Some(self.param(&format!("{name}.beta"), [d], InitKind::Zeros));
         norm
