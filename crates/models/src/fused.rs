@@ -17,13 +17,13 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::FlexTensor;
+use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension, tensor::FloatTensor};
 use burn::nn::LayerNorm;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::init::LAYER_NORM_EPSILON;
@@ -137,7 +137,7 @@ fn attention_forward(
     scale: f32,
 ) -> (FlexTensor, FlexTensor) {
     let scores = Flex::float_matmul(q, Flex::float_swap_dims(k, 2, 3)); // [B, nh, T, T]
-    let probs = causal_softmax(&scores, scale); // [B, nh, T, T], zero above the diagonal
+    let probs = causal_softmax(scores, scale); // [B, nh, T, T], zero above the diagonal
     let out = Flex::float_matmul(probs.clone(), v); // [B, nh, T, hs]
     (out, probs)
 }
@@ -155,7 +155,7 @@ fn attention_backward(
     let dv = Flex::float_matmul(Flex::float_swap_dims(probs.clone(), 2, 3), grad.clone());
     let dp = Flex::float_matmul(grad, Flex::float_swap_dims(v, 2, 3)); // [B, nh, T, T]
     // P = softmax(S), S = q·kᵀ·scale: dS·scale in one pass.
-    let ds = softmax_backward(&probs, &dp, scale); // [B, nh, T, T]
+    let ds = softmax_backward(&probs, dp, scale); // [B, nh, T, T]
     let dq = Flex::float_matmul(ds.clone(), k); // [B, nh, T, hs]
     let dk = Flex::float_matmul(Flex::float_swap_dims(ds, 2, 3), q); // [B, nh, T, hs]
     [dq, dk, dv]
@@ -227,7 +227,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 let grad = grads.consume::<Flex>(&ops.node);
                 let [parent] = ops.parents;
                 if let Some(node) = parent {
-                    grads.register::<Flex>(node.id, gelu_backward(&ops.state, &grad));
+                    grads.register::<Flex>(node.id, gelu_backward(&ops.state, grad));
                 }
             }
         }
@@ -263,7 +263,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             ) {
                 let grad = grads.consume::<Flex>(&ops.node);
                 let (x, gamma, stats) = ops.state;
-                let grads_x_gamma_beta = layer_norm_backward(&x, &gamma, &stats, &grad);
+                let grads_x_gamma_beta = layer_norm_backward(&x, &gamma, &stats, grad);
                 for (parent, g) in ops.parents.into_iter().zip(grads_x_gamma_beta) {
                     if let Some(node) = parent {
                         grads.register::<Flex>(node.id, g);
@@ -294,55 +294,56 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 const ROWS_PER_TASK: usize = 64;
 
 /// `softmax(scores·scale)` over the last axis of `[B, nh, T, T]`, with key `j > i` masked
-/// out of query row `i` (set to 0).
-fn causal_softmax(scores: &FlexTensor, scale: f32) -> FlexTensor {
+/// out of query row `i` (set to 0); in `scores`' own buffer when nothing else holds it.
+fn causal_softmax(scores: FlexTensor, scale: f32) -> FlexTensor {
     let shape = scores.shape();
     let t = shape[shape.num_dims() - 1];
-    let scores = scores.to_contiguous();
-    let input = contiguous_f32(&scores);
-    let mut out = FlexTensor::empty(shape, DType::F32);
-    out.storage_mut::<f32>()
+    let mut probs = writable(scores);
+    let arch = pulp::Arch::new();
+    elements_mut(&mut probs)
         .par_chunks_mut(t * ROWS_PER_TASK)
-        .zip(input.par_chunks(t * ROWS_PER_TASK))
         .enumerate()
-        .for_each(|(chunk, (out, input))| {
-            for (r, (o, s)) in out.chunks_mut(t).zip(input.chunks(t)).enumerate() {
-                let i = (chunk * ROWS_PER_TASK + r) % t; // query position
-                let (o_seen, o_future) = o.split_at_mut(i + 1);
-                let s_seen = &s[..=i];
-                let max = s_seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
-                let mut sum = 0.0;
-                for (o, &x) in o_seen.iter_mut().zip(s_seen) {
-                    *o = (x * scale - max).exp();
-                    sum += *o;
+        .for_each(|(chunk, rows)| {
+            arch.dispatch(|| {
+                for (r, row) in rows.chunks_mut(t).enumerate() {
+                    let i = (chunk * ROWS_PER_TASK + r) % t; // query position
+                    let (seen, future) = row.split_at_mut(i + 1);
+                    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
+                    let mut sum = 0.0;
+                    for s in seen.iter_mut() {
+                        *s = exp_nonpositive(*s * scale - max);
+                        sum += *s;
+                    }
+                    let inv = 1.0 / sum;
+                    seen.iter_mut().for_each(|p| *p *= inv);
+                    future.fill(0.0);
                 }
-                let inv = 1.0 / sum;
-                o_seen.iter_mut().for_each(|o| *o *= inv);
-                o_future.fill(0.0);
-            }
+            })
         });
-    out
+    probs
 }
 
 /// `P ⊙ (dP − rowsum(dP ⊙ P))·scale`: the gradient of the pre-scale scores from that of the
-/// probabilities `P`, rows of the last axis.
-fn softmax_backward(probs: &FlexTensor, dprobs: &FlexTensor, scale: f32) -> FlexTensor {
+/// probabilities `P`, rows of the last axis; in `dprobs`' buffer when nothing else holds it.
+fn softmax_backward(probs: &FlexTensor, dprobs: FlexTensor, scale: f32) -> FlexTensor {
     let shape = probs.shape();
     let t = shape[shape.num_dims() - 1];
-    let (probs, dprobs) = (probs.to_contiguous(), dprobs.to_contiguous());
-    let (p, dp) = (contiguous_f32(&probs), contiguous_f32(&dprobs));
-    let mut out = FlexTensor::empty(shape, DType::F32);
-    out.storage_mut::<f32>()
+    let probs = probs.to_contiguous();
+    let p = contiguous_f32(&probs);
+    let mut out = writable(dprobs);
+    let arch = pulp::Arch::new();
+    elements_mut(&mut out)
         .par_chunks_mut(t * ROWS_PER_TASK)
         .zip(p.par_chunks(t * ROWS_PER_TASK))
-        .zip(dp.par_chunks(t * ROWS_PER_TASK))
-        .for_each(|((out, p), dp)| {
-            for ((o, p), dp) in out.chunks_mut(t).zip(p.chunks(t)).zip(dp.chunks(t)) {
-                let dot: f32 = p.iter().zip(dp).map(|(p, d)| p * d).sum();
-                for ((o, &p), &d) in o.iter_mut().zip(p).zip(dp) {
-                    *o = p * (d - dot) * scale;
+        .for_each(|(dp, p)| {
+            arch.dispatch(|| {
+                for (dp, p) in dp.chunks_mut(t).zip(p.chunks(t)) {
+                    let dot: f32 = p.iter().zip(dp.iter()).map(|(p, d)| p * d).sum();
+                    for (d, &p) in dp.iter_mut().zip(p) {
+                        *d = p * (*d - dot) * scale;
+                    }
                 }
-            }
+            })
         });
     out
 }
@@ -352,68 +353,73 @@ const ELEMENTS_PER_TASK: usize = 1 << 14;
 
 /// `gelu(x)` element-wise.
 fn gelu_forward(x: &FlexTensor) -> FlexTensor {
-    map_elements(x, None, |x, _| gelu_and_slope(x).0)
+    map_in_place(zeros(x.shape()), x, |x, _| gelu_and_slope(x).0)
 }
 
-/// `grad · gelu'(x)` element-wise.
-fn gelu_backward(x: &FlexTensor, grad: &FlexTensor) -> FlexTensor {
-    map_elements(x, Some(grad), |x, g| g * gelu_and_slope(x).1)
+/// `grad · gelu'(x)` element-wise, in `grad`'s buffer when nothing else holds it.
+fn gelu_backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+    map_in_place(grad, x, |x, g| g * gelu_and_slope(x).1)
 }
 
-/// A new tensor of `a`'s shape holding `f(a, b)` element by element (`b`, when given, has the
-/// same shape; otherwise `f` sees zeros), split across the thread pool and vectorised for the
-/// CPU's widest SIMD instructions.
-fn map_elements(
-    a: &FlexTensor,
-    b: Option<&FlexTensor>,
-    f: impl Fn(f32, f32) -> f32 + Sync,
-) -> FlexTensor {
+/// `out ← f(a, out)` element by element (`a` of `out`'s shape), split across the thread pool
+/// and vectorised for the CPU's widest SIMD instructions.
+fn map_in_place(out: FlexTensor, a: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> FlexTensor {
     /// One task's slices, run under the CPU's SIMD features so that the loop vectorises.
     struct Task<'a, F> {
         out: &'a mut [f32],
         a: &'a [f32],
-        b: Option<&'a [f32]>,
         f: &'a F,
     }
     impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for Task<'_, F> {
         type Output = ();
         #[inline(always)]
         fn with_simd<S: pulp::Simd>(self, _: S) {
-            let f = self.f;
-            match self.b {
-                Some(b) => {
-                    for ((out, &a), &b) in self.out.iter_mut().zip(self.a).zip(b) {
-                        *out = f(a, b);
-                    }
-                }
-                None => {
-                    for (out, &a) in self.out.iter_mut().zip(self.a) {
-                        *out = f(a, 0.0);
-                    }
-                }
+            for (out, &a) in self.out.iter_mut().zip(self.a) {
+                *out = (self.f)(a, *out);
             }
         }
     }
 
-    let shape = a.shape();
     let a = a.to_contiguous();
-    let b = b.map(FlexTensor::to_contiguous);
-    let (a, b) = (contiguous_f32(&a), b.as_ref().map(contiguous_f32));
-    let mut out = FlexTensor::empty(shape, DType::F32);
+    let a = contiguous_f32(&a);
+    let mut out = writable(out);
     let arch = pulp::Arch::new();
-    out.storage_mut::<f32>()
+    elements_mut(&mut out)
         .par_chunks_mut(ELEMENTS_PER_TASK)
-        .enumerate()
-        .for_each(|(chunk, out)| {
-            let range = chunk * ELEMENTS_PER_TASK..chunk * ELEMENTS_PER_TASK + out.len();
-            arch.dispatch(Task {
-                out,
-                a: &a[range.clone()],
-                b: b.map(|b| &b[range]),
-                f: &f,
-            });
-        });
+        .zip(a.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(out, a)| arch.dispatch(Task { out, a, f: &f }));
     out
+}
+
+/// A zero f32 tensor of `shape`. Its buffer is allocated 16-byte aligned, so Burn keeps it as
+/// it is; `FlexTensor::empty` zero-fills bytes and then copies them into an aligned buffer.
+fn zeros(shape: Shape) -> FlexTensor {
+    let n = shape.num_elements();
+    if !n.is_multiple_of(4) {
+        // The aligned buffer would be longer than the tensor; keep buffers exact.
+        return FlexTensor::empty(shape, DType::F32);
+    }
+    let bytes = Bytes::from_elems(vec![0u128; n / 4]);
+    FlexTensor::new(bytes, Layout::contiguous(shape), DType::F32)
+}
+
+/// `tensor`, contiguous, to write into: its own buffer when nothing else holds it (a copy is
+/// made on the first write otherwise).
+fn writable(tensor: FlexTensor) -> FlexTensor {
+    if tensor.is_contiguous() && tensor.dtype() == DType::F32 {
+        tensor
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+/// The f32 elements of a contiguous tensor, to write (its view, not the whole buffer).
+fn elements_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+    let (start, end) = tensor
+        .layout()
+        .contiguous_offsets()
+        .unwrap_or_else(|| unreachable!("made contiguous by `writable`"));
+    &mut tensor.storage_mut::<f32>()[start..end]
 }
 
 /// `(gelu(x), gelu'(x))` = `(x·Φ(x), Φ(x) + x·φ(x))`, with one exponential for both.
@@ -483,10 +489,10 @@ fn layer_norm_forward(
         contiguous_f32(&gamma),
         contiguous_f32(&beta),
     );
-    let mut out = FlexTensor::empty(shape, DType::F32);
+    let mut out = zeros(shape);
     let mut stats = vec![[0.0; 2]; xs.len() / d];
     let arch = pulp::Arch::new();
-    out.storage_mut::<f32>()
+    elements_mut(&mut out)
         .par_chunks_mut(d * ROWS_PER_TASK)
         .zip(xs.par_chunks(d * ROWS_PER_TASK))
         .zip(stats.par_chunks_mut(ROWS_PER_TASK))
@@ -509,43 +515,35 @@ fn layer_norm_forward(
 /// Gradients of LayerNorm's input, gain and bias from the output's gradient `grad`:
 /// with `x̂ = (x − mean)·rstd` and `ĝ = grad·γ` per row,
 /// `dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `dγ = Σ_rows grad·x̂`, `dβ = Σ_rows grad`.
+/// `dx` is written over `grad` (each row's sums are taken before its elements are replaced),
+/// in `grad`'s buffer when nothing else holds it.
 fn layer_norm_backward(
     x: &FlexTensor,
     gamma: &FlexTensor,
     stats: &[[f32; 2]],
-    grad: &FlexTensor,
+    grad: FlexTensor,
 ) -> [FlexTensor; 3] {
     let shape = x.shape();
     let d = shape[shape.num_dims() - 1];
-    let (x, gamma, grad) = (
-        x.to_contiguous(),
-        gamma.to_contiguous(),
-        grad.to_contiguous(),
-    );
-    let (xs, gamma, grads) = (
-        contiguous_f32(&x),
-        contiguous_f32(&gamma),
-        contiguous_f32(&grad),
-    );
-    let mut dx = FlexTensor::empty(shape, DType::F32);
+    let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
+    let (xs, gamma) = (contiguous_f32(&x), contiguous_f32(&gamma));
+    let mut dx = writable(grad);
     let arch = pulp::Arch::new();
     // Each task's partial sums of dγ and dβ, [2·d], added up after.
-    let partial = dx
-        .storage_mut::<f32>()
+    let partial = elements_mut(&mut dx)
         .par_chunks_mut(d * ROWS_PER_TASK)
         .zip(xs.par_chunks(d * ROWS_PER_TASK))
-        .zip(grads.par_chunks(d * ROWS_PER_TASK))
         .zip(stats.par_chunks(ROWS_PER_TASK))
-        .map(|(((dx, xs), grads), stats)| {
+        .map(|((rows, xs), stats)| {
             let mut sums = vec![0.0f32; 2 * d];
             arch.dispatch(|| {
                 let (dgamma, dbeta) = sums.split_at_mut(d);
-                let rows = dx.chunks_mut(d).zip(xs.chunks(d)).zip(grads.chunks(d));
-                for (((dx, x), g), &[mean, rstd]) in rows.zip(stats) {
+                for ((row, x), &[mean, rstd]) in rows.chunks_mut(d).zip(xs.chunks(d)).zip(stats) {
+                    // `row` holds the output's gradient, then the input's.
                     let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
                     for (((&x, &g), &w), (dw, db)) in x
                         .iter()
-                        .zip(g)
+                        .zip(row.iter())
                         .zip(gamma)
                         .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
                     {
@@ -556,9 +554,9 @@ fn layer_norm_backward(
                         sum_gx += g * w * xhat;
                     }
                     let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
-                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(gamma) {
+                    for ((g, &x), &w) in row.iter_mut().zip(x).zip(gamma) {
                         let xhat = (x - mean) * rstd;
-                        *dx = rstd * (g * w - mean_g - xhat * mean_gx);
+                        *g = rstd * (*g * w - mean_g - xhat * mean_gx);
                     }
                 }
             });
@@ -723,6 +721,22 @@ mod tests {
             a.into_data()
                 .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4));
         }
+    }
+
+    #[test]
+    fn kernels_write_in_place_only_into_buffers_nothing_else_holds() {
+        let x = FlexTensor::from_data(TensorData::new(vec![-1.0f32, 0.5, 2.0, 3.0], [2, 2]));
+        let grad = FlexTensor::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]));
+        let before = grad.clone().into_data();
+        // `grad` is shared with `kept`: the kernel must leave `kept` as it was.
+        let kept = grad.clone();
+        let dx = gelu_backward(&x, grad);
+        assert_eq!(kept.into_data(), before);
+        assert_ne!(dx.into_data(), before);
+        // Unshared, the result takes over the buffer.
+        let grad = FlexTensor::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]));
+        let buffer = grad.bytes().as_ptr();
+        assert_eq!(gelu_backward(&x, grad).bytes().as_ptr(), buffer);
     }
 
     #[test]
