@@ -448,6 +448,25 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Measure one model of this width instead of the two reference models (with --layers,
+    /// --heads, --ctx, --batch and --threads).
+    #[arg(long)]
+    pub d_model: Option<usize>,
+    /// Blocks of the --d-model model.
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Attention heads of the --d-model model.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Context length of the --d-model model.
+    #[arg(long, default_value_t = 128)]
+    pub ctx: usize,
+    /// Sequences per step of the --d-model model.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Threads of the --d-model model.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Compare a finished study instead (its directory): its recorded run times against the
     /// peer's step times at each of its shapes, and its FLOP/s against the SGEMM peak.
     #[arg(long, value_name = "DIR")]

@@ -57,8 +57,38 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.study {
         return study(dir, &args);
     }
+    let cases = match args.d_model {
+        Some(d_model) => vec![Case {
+            d_model,
+            n_layers: args.layers,
+            n_heads: args.heads,
+            ctx: args.ctx,
+            batch: args.batch,
+            threads: args.threads,
+        }],
+        None => CASES.to_vec(),
+    };
+    if let Some(case) = cases.iter().find(|c| {
+        c.d_model == 0
+            || c.n_layers == 0
+            || c.n_heads == 0
+            || c.d_model % c.n_heads != 0
+            || c.ctx == 0
+            || c.batch == 0
+            || c.threads == 0
+    }) {
+        bail!(
+            "invalid benchmark shape: width {} with {} heads, {} layers, context {}, batch {}, {} threads\nhint: use positive sizes and a width divisible by the heads",
+            case.d_model,
+            case.n_heads,
+            case.n_layers,
+            case.ctx,
+            case.batch,
+            case.threads
+        );
+    }
     let mut rows = Vec::new();
-    for case in CASES {
+    for case in cases {
         // The pool is global: build one of the case's size for this measurement.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(case.threads)
@@ -95,7 +125,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             .iter()
             .map(|(c, ours, peer)| {
                 serde_json::json!({
-                    "d_model": c.d_model, "n_layers": c.n_layers, "threads": c.threads,
+                    "d_model": c.d_model, "n_layers": c.n_layers, "n_heads": c.n_heads,
+                    "ctx": c.ctx, "batch": c.batch, "threads": c.threads,
                     "scalelab": ours, "peer_median_ms": peer,
                     "ratio": peer.map(|p| ours.median_ms / p),
                 })
@@ -105,15 +136,17 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "| model (ctx 128, batch 16) | threads | scalelab ms/step | forward / backward / AdamW ms | tokens/s | GFLOP/s | loss first→last | PyTorch eager ms/step | ratio (scalelab / PyTorch) |"
+        "| model (ctx × batch) | threads | scalelab ms/step | forward / backward / AdamW ms | tokens/s | GFLOP/s | loss first→last | PyTorch eager ms/step | ratio (scalelab / PyTorch) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (c, ours, peer) in &rows {
         println!(
-            "| d{} / {} layers ({:.2}M params) | {} | {:.1} | {:.0} / {:.0} / {:.0} | {:.0} | {:.1} | {:.3}→{:.3} | {} | {} |",
+            "| d{} / {} layers ({:.2}M params, {} × {}) | {} | {:.1} | {:.1} / {:.1} / {:.1} | {:.0} | {:.1} | {:.3}→{:.3} | {} | {} |",
             c.d_model,
             c.n_layers,
             ours.params as f64 / 1e6,
+            c.ctx,
+            c.batch,
             c.threads,
             ours.median_ms,
             ours.phases.forward_ms,
