@@ -19,11 +19,13 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension, tensor::FloatTensor};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::LayerNorm;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bytes, DType, Shape, Tensor, TensorData};
+use burn::tensor::{Bytes, DType, Int, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::init::LAYER_NORM_EPSILON;
@@ -41,6 +43,12 @@ pub trait FusedOps: Backend {
 
     /// GELU, `x·Φ(x)` with the exact normal CDF, element-wise.
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Mean cross-entropy `[1]` of `logits` `[N, V]` against class ids `targets` `[N]`.
+    fn fused_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
 
     /// LayerNorm over the last axis of `x` with gain `gamma` and bias `beta` `[d]`.
     fn fused_layer_norm(
@@ -103,6 +111,21 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm) -> Tensor<D> {
     ))
 }
 
+/// Mean cross-entropy in nats, `[1]`, of `logits` `[N, V]` against `targets` `[N]`: one
+/// row-parallel pass forward (keeping the probabilities) and one backward on the CPU backend,
+/// Burn's `CrossEntropyLoss` elsewhere.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    if !fused_device(&logits) {
+        return CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits, targets);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_cross_entropy(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+    ))
+}
+
 /// Whether the fused kernels serve `tensor`'s device: `flex`, with or without autodiff, in f32.
 fn fused_device<const D: usize>(tensor: &Tensor<D>) -> bool {
     let device = tensor.device();
@@ -126,6 +149,10 @@ impl FusedOps for Flex {
         epsilon: f32,
     ) -> FlexTensor {
         layer_norm_forward(&x, &gamma, &beta, epsilon).0
+    }
+
+    fn fused_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        cross_entropy_forward(&logits, &class_ids(targets)).0
     }
 }
 
@@ -288,6 +315,71 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             }
         }
     }
+
+    fn fused_cross_entropy(logits: FloatTensor<Self>, targets: FlexTensor) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct CrossEntropy;
+
+        impl Backward<Flex, 1> for CrossEntropy {
+            /// The probabilities and the class ids.
+            type State = (FlexTensor, Vec<usize>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<Flex>(&ops.node);
+                let [parent] = ops.parents;
+                let (probs, targets) = ops.state;
+                if let Some(node) = parent {
+                    let upstream = contiguous_f32(&grad.to_contiguous())[0];
+                    let dlogits = cross_entropy_backward(probs, &targets, upstream);
+                    grads.register::<Flex>(node.id, dlogits);
+                }
+            }
+        }
+
+        let targets = class_ids(targets);
+        match CrossEntropy
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (loss, probs) = cross_entropy_forward(&logits.into_primitive(), &targets);
+                prep.finish((probs, targets), loss)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(cross_entropy_forward(&logits.into_primitive(), &targets).0)
+            }
+        }
+    }
+}
+
+/// Defines a kernel: a struct of the given fields whose body runs inside pulp's dispatch,
+/// compiled for the CPU's widest SIMD instructions (call it as `arch.dispatch(Name { .. })`).
+/// A closure given to `dispatch` is compiled on its own, for the baseline CPU, and does not
+/// vectorise; a body written here is inlined into the dispatching function.
+macro_rules! kernel {
+    (
+        $(#[$doc:meta])*
+        struct $name:ident<$lt:lifetime> { $($field:ident: $ty:ty),* $(,)? } -> $out:ty $body:block
+    ) => {
+        $(#[$doc])*
+        struct $name<$lt> {
+            $($field: $ty),*
+        }
+        impl<$lt> pulp::WithSimd for $name<$lt> {
+            type Output = $out;
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> $out {
+                let Self { $($field),* } = self;
+                $body
+            }
+        }
+    };
 }
 
 /// Rows processed per parallel task.
@@ -304,23 +396,34 @@ fn causal_softmax(scores: FlexTensor, scale: f32) -> FlexTensor {
         .par_chunks_mut(t * ROWS_PER_TASK)
         .enumerate()
         .for_each(|(chunk, rows)| {
-            arch.dispatch(|| {
-                for (r, row) in rows.chunks_mut(t).enumerate() {
-                    let i = (chunk * ROWS_PER_TASK + r) % t; // query position
-                    let (seen, future) = row.split_at_mut(i + 1);
-                    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
-                    let mut sum = 0.0;
-                    for s in seen.iter_mut() {
-                        *s = exp_nonpositive(*s * scale - max);
-                        sum += *s;
-                    }
-                    let inv = 1.0 / sum;
-                    seen.iter_mut().for_each(|p| *p *= inv);
-                    future.fill(0.0);
-                }
+            arch.dispatch(SoftmaxRows {
+                rows,
+                first_row: chunk * ROWS_PER_TASK,
+                t,
+                scale,
             })
         });
     probs
+}
+
+kernel! {
+    /// Causally masked softmax of `rows` (of length `t`, the first being row `first_row` of
+    /// the scores), in place.
+    struct SoftmaxRows<'a> { rows: &'a mut [f32], first_row: usize, t: usize, scale: f32 } -> () {
+        for (r, row) in rows.chunks_mut(t).enumerate() {
+            let i = (first_row + r) % t; // query position
+            let (seen, future) = row.split_at_mut(i + 1);
+            let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
+            let mut sum = 0.0;
+            for s in seen.iter_mut() {
+                *s = exp_nonpositive(*s * scale - max);
+                sum += *s;
+            }
+            let inv = 1.0 / sum;
+            seen.iter_mut().for_each(|p| *p *= inv);
+            future.fill(0.0);
+        }
+    }
 }
 
 /// `P ⊙ (dP − rowsum(dP ⊙ P))·scale`: the gradient of the pre-scale scores from that of the
@@ -335,17 +438,20 @@ fn softmax_backward(probs: &FlexTensor, dprobs: FlexTensor, scale: f32) -> FlexT
     elements_mut(&mut out)
         .par_chunks_mut(t * ROWS_PER_TASK)
         .zip(p.par_chunks(t * ROWS_PER_TASK))
-        .for_each(|(dp, p)| {
-            arch.dispatch(|| {
-                for (dp, p) in dp.chunks_mut(t).zip(p.chunks(t)) {
-                    let dot: f32 = p.iter().zip(dp.iter()).map(|(p, d)| p * d).sum();
-                    for (d, &p) in dp.iter_mut().zip(p) {
-                        *d = p * (*d - dot) * scale;
-                    }
-                }
-            })
-        });
+        .for_each(|(dp, p)| arch.dispatch(SoftmaxBackwardRows { dp, p, t, scale }));
     out
+}
+
+kernel! {
+    /// `dp ← p ⊙ (dp − rowsum(dp ⊙ p))·scale` for rows of length `t`.
+    struct SoftmaxBackwardRows<'a> { dp: &'a mut [f32], p: &'a [f32], t: usize, scale: f32 } -> () {
+        for (dp, p) in dp.chunks_mut(t).zip(p.chunks(t)) {
+            let dot: f32 = p.iter().zip(dp.iter()).map(|(p, d)| p * d).sum();
+            for (d, &p) in dp.iter_mut().zip(p) {
+                *d = p * (*d - dot) * scale;
+            }
+        }
+    }
 }
 
 /// Elements per parallel task of the element-wise kernels.
@@ -497,19 +603,40 @@ fn layer_norm_forward(
         .zip(xs.par_chunks(d * ROWS_PER_TASK))
         .zip(stats.par_chunks_mut(ROWS_PER_TASK))
         .for_each(|((out, xs), stats)| {
-            arch.dispatch(|| {
-                for ((y, x), stat) in out.chunks_mut(d).zip(xs.chunks(d)).zip(stats.iter_mut()) {
-                    let mean = x.iter().sum::<f32>() / d as f32;
-                    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                    let rstd = 1.0 / (var + epsilon).sqrt();
-                    for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-                        *y = (x - mean) * rstd * g + b;
-                    }
-                    *stat = [mean, rstd];
-                }
+            arch.dispatch(LayerNormRows {
+                out,
+                xs,
+                stats,
+                gamma,
+                beta,
+                d,
+                epsilon,
             })
         });
     (out, stats)
+}
+
+kernel! {
+    /// LayerNorm of the rows (length `d`) of `xs` into `out`, with each row's `[mean, rstd]`.
+    struct LayerNormRows<'a> {
+        out: &'a mut [f32],
+        xs: &'a [f32],
+        stats: &'a mut [[f32; 2]],
+        gamma: &'a [f32],
+        beta: &'a [f32],
+        d: usize,
+        epsilon: f32,
+    } -> () {
+        for ((y, x), stat) in out.chunks_mut(d).zip(xs.chunks(d)).zip(stats.iter_mut()) {
+            let mean = x.iter().sum::<f32>() / d as f32;
+            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let rstd = 1.0 / (var + epsilon).sqrt();
+            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                *y = (x - mean) * rstd * g + b;
+            }
+            *stat = [mean, rstd];
+        }
+    }
 }
 
 /// Gradients of LayerNorm's input, gain and bias from the output's gradient `grad`:
@@ -536,29 +663,13 @@ fn layer_norm_backward(
         .zip(stats.par_chunks(ROWS_PER_TASK))
         .map(|((rows, xs), stats)| {
             let mut sums = vec![0.0f32; 2 * d];
-            arch.dispatch(|| {
-                let (dgamma, dbeta) = sums.split_at_mut(d);
-                for ((row, x), &[mean, rstd]) in rows.chunks_mut(d).zip(xs.chunks(d)).zip(stats) {
-                    // `row` holds the output's gradient, then the input's.
-                    let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
-                    for (((&x, &g), &w), (dw, db)) in x
-                        .iter()
-                        .zip(row.iter())
-                        .zip(gamma)
-                        .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
-                    {
-                        let xhat = (x - mean) * rstd;
-                        *dw += g * xhat;
-                        *db += g;
-                        sum_g += g * w;
-                        sum_gx += g * w * xhat;
-                    }
-                    let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
-                    for ((g, &x), &w) in row.iter_mut().zip(x).zip(gamma) {
-                        let xhat = (x - mean) * rstd;
-                        *g = rstd * (*g * w - mean_g - xhat * mean_gx);
-                    }
-                }
+            arch.dispatch(LayerNormBackwardRows {
+                rows,
+                xs,
+                stats,
+                gamma,
+                sums: &mut sums,
+                d,
             });
             sums
         })
@@ -572,6 +683,143 @@ fn layer_norm_backward(
     let vector = |v: &[f32]| FlexTensor::from_data(TensorData::new(v.to_vec(), [d]));
     let (dgamma, dbeta) = partial.split_at(d);
     [dx, vector(dgamma), vector(dbeta)]
+}
+
+kernel! {
+    /// LayerNorm's backward pass over rows of length `d`: `rows` holds the output's gradient
+    /// and receives the input's; `sums` `[2·d]` accumulates dγ then dβ.
+    struct LayerNormBackwardRows<'a> {
+        rows: &'a mut [f32],
+        xs: &'a [f32],
+        stats: &'a [[f32; 2]],
+        gamma: &'a [f32],
+        sums: &'a mut [f32],
+        d: usize,
+    } -> () {
+        let (dgamma, dbeta) = sums.split_at_mut(d);
+        for ((row, x), &[mean, rstd]) in rows.chunks_mut(d).zip(xs.chunks(d)).zip(stats) {
+            let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
+            for (((&x, &g), &w), (dw, db)) in x
+                .iter()
+                .zip(row.iter())
+                .zip(gamma)
+                .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
+            {
+                let xhat = (x - mean) * rstd;
+                *dw += g * xhat;
+                *db += g;
+                sum_g += g * w;
+                sum_gx += g * w * xhat;
+            }
+            let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
+            for ((g, &x), &w) in row.iter_mut().zip(x).zip(gamma) {
+                let xhat = (x - mean) * rstd;
+                *g = rstd * (*g * w - mean_g - xhat * mean_gx);
+            }
+        }
+    }
+}
+
+/// Class ids of an integer tensor, as indices.
+fn class_ids(targets: FlexTensor) -> Vec<usize> {
+    targets
+        .into_data()
+        .iter::<i64>()
+        .map(|t| usize::try_from(t).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// The mean over rows of `logsumexp(z) − z[target]` for the rows `z` of `logits` `[N, V]`, as a
+/// `[1]` tensor, and the softmax probabilities `[N, V]`. Panics on a class id out of range, as
+/// Burn's cross-entropy does.
+fn cross_entropy_forward(logits: &FlexTensor, targets: &[usize]) -> (FlexTensor, FlexTensor) {
+    let shape = logits.shape();
+    let v = shape[shape.num_dims() - 1];
+    let n = targets.len();
+    assert!(
+        targets.iter().all(|&t| t < v),
+        "cross-entropy: a class id is not below the {v} classes"
+    );
+    let logits = logits.to_contiguous();
+    let z = contiguous_f32(&logits);
+    let mut probs = zeros(shape);
+    let arch = pulp::Arch::new();
+    let total: f64 = elements_mut(&mut probs)
+        .par_chunks_mut(v * ROWS_PER_TASK)
+        .zip(z.par_chunks(v * ROWS_PER_TASK))
+        .zip(targets.par_chunks(ROWS_PER_TASK))
+        .map(|((probs, z), targets)| {
+            arch.dispatch(CrossEntropyRows {
+                probs,
+                z,
+                targets,
+                v,
+            })
+        })
+        .sum();
+    let loss = FlexTensor::from_data(TensorData::new(vec![(total / n as f64) as f32], [1]));
+    (loss, probs)
+}
+
+/// `(softmax(z) − onehot(target))·upstream/N` for every row, over the probabilities' buffer.
+fn cross_entropy_backward(probs: FlexTensor, targets: &[usize], upstream: f32) -> FlexTensor {
+    let shape = probs.shape();
+    let v = shape[shape.num_dims() - 1];
+    let scale = upstream / targets.len() as f32;
+    let mut grad = writable(probs);
+    let arch = pulp::Arch::new();
+    elements_mut(&mut grad)
+        .par_chunks_mut(v * ROWS_PER_TASK)
+        .zip(targets.par_chunks(ROWS_PER_TASK))
+        .for_each(|(rows, targets)| {
+            arch.dispatch(CrossEntropyBackwardRows {
+                rows,
+                targets,
+                v,
+                scale,
+            })
+        });
+    grad
+}
+
+kernel! {
+    /// Softmax of each row (length `v`) of `z` into `probs`; returns the sum over rows of
+    /// `logsumexp(z) − z[target]`.
+    struct CrossEntropyRows<'a> {
+        probs: &'a mut [f32],
+        z: &'a [f32],
+        targets: &'a [usize],
+        v: usize,
+    } -> f64 {
+        let mut total = 0.0f64;
+        for ((p, z), &target) in probs.chunks_mut(v).zip(z.chunks(v)).zip(targets) {
+            let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0.0f32;
+            for (p, &z) in p.iter_mut().zip(z) {
+                *p = exp_nonpositive(z - max);
+                sum += *p;
+            }
+            let inv = 1.0 / sum;
+            p.iter_mut().for_each(|p| *p *= inv);
+            total += f64::from(sum.ln() + max - z[target]);
+        }
+        total
+    }
+}
+
+kernel! {
+    /// `row ← (row − onehot(target))·scale` for rows of length `v`.
+    struct CrossEntropyBackwardRows<'a> {
+        rows: &'a mut [f32],
+        targets: &'a [usize],
+        v: usize,
+        scale: f32,
+    } -> () {
+        for (row, &target) in rows.chunks_mut(v).zip(targets) {
+            row[target] -= 1.0;
+            row.iter_mut().for_each(|g| *g *= scale);
+        }
+    }
 }
 
 /// The f32 elements of a contiguous tensor.
@@ -721,6 +969,34 @@ mod tests {
             a.into_data()
                 .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4));
         }
+    }
+
+    #[test]
+    fn fused_cross_entropy_matches_burns_and_its_gradient() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let (n, v) = (150, 37);
+        let logits =
+            (Tensor::<2>::random([n, v], Distribution::Normal(0.0, 3.0), &device)).require_grad();
+        let ids: Vec<i64> = (0..n as i64).map(|i| (i * 7) % v as i64).collect();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &device);
+        // Scaled, so the upstream gradient is not 1.
+        let fused = cross_entropy(logits.clone(), targets.clone()) * 3.0;
+        let unfused = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(logits.clone(), targets)
+            * 3.0;
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(1e-5));
+        let grad = |loss: Tensor<1>| {
+            logits
+                .grad(&loss.backward())
+                .unwrap_or_else(|| panic!("no gradient"))
+                .into_data()
+        };
+        grad(fused).assert_approx_eq::<f32>(&grad(unfused), Tolerance::absolute(1e-6));
     }
 
     #[test]

@@ -8,14 +8,13 @@
 //! Training code lives in `scalelab-train`; this file only builds and runs the model.
 
 use burn::module::{Module, ParamId};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::fused::{causal_attention, gelu, layer_norm};
+use crate::fused::{causal_attention, cross_entropy, gelu, layer_norm};
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -75,16 +74,13 @@ pub(crate) fn next_token_loss(
     start: usize,
 ) -> Tensor<1> {
     let [b, t, _] = logits.dims();
-    let device = logits.device();
     let (mut logits, mut targets) = (logits, targets);
     if start > 0 {
         logits = logits.narrow(1, start, t - start); // [B, T - start, V]
         targets = targets.narrow(1, start, t - start); // [B, T - start]
     }
     let [_, n, v] = logits.dims();
-    CrossEntropyLossConfig::new()
-        .init(&device)
-        .forward(logits.reshape([b * n, v]), targets.reshape([b * n]))
+    cross_entropy(logits.reshape([b * n, v]), targets.reshape([b * n]))
 }
 
 // ---------------------------------------------------------------------------------------------
