@@ -467,6 +467,10 @@ pub struct BenchArgs {
     /// Threads of the --d-model model.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Run Burn's own operations instead of scalelab's fused CPU kernels (attention softmax,
+    /// GELU, LayerNorm, cross-entropy), to measure what the kernels save.
+    #[arg(long)]
+    pub unfused: bool,
     /// Compare a finished study instead (its directory): its recorded run times against the
     /// peer's step times at each of its shapes, and its FLOP/s against the SGEMM peak.
     #[arg(long, value_name = "DIR")]

@@ -12,6 +12,8 @@
 //! Devices other than `flex` (and `flex` with autodiff) are not listed in the extension, so
 //! [`causal_attention`] uses Burn's own attention there.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -126,8 +128,21 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     ))
 }
 
+/// Whether the fused kernels are in use (they are unless [`set_fused`] turned them off).
+static FUSED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused kernels on or off for the whole process (off: every operation of this
+/// module runs Burn's own composition). For measuring what they save, and for tests that
+/// compare training with and without them.
+pub fn set_fused(enabled: bool) {
+    FUSED.store(enabled, Ordering::Relaxed);
+}
+
 /// Whether the fused kernels serve `tensor`'s device: `flex`, with or without autodiff, in f32.
 fn fused_device<const D: usize>(tensor: &Tensor<D>) -> bool {
+    if !FUSED.load(Ordering::Relaxed) {
+        return false;
+    }
     let device = tensor.device();
     let flex = burn::tensor::Device::flex();
     tensor.dtype() == DType::F32 && (device == flex || device == flex.clone().autodiff())

@@ -35,6 +35,8 @@ pub struct StepTiming {
     pub loss_first: f64,
     /// Loss of the last step (lower: the model learns the repeated batch).
     pub loss_last: f64,
+    /// The loss of every step, warm-up included.
+    pub losses: Vec<f64>,
     /// Where a step's time goes, medians over the same number of separately timed steps.
     pub phases: PhaseTiming,
 }
@@ -139,6 +141,7 @@ pub fn bench_gpt_step(
         gflops: flops / (median_ms / 1e3) / 1e9,
         loss_first: losses.first().copied().unwrap_or(f64::NAN),
         loss_last: losses.last().copied().unwrap_or(f64::NAN),
+        losses,
         phases: PhaseTiming {
             forward_ms,
             backward_ms,
