@@ -42,8 +42,8 @@ perf report -i "$tmp/perf.data" --no-children --sort symbol --percent-limit 0 2>
         print ""
         print "| kind of work | share of samples |"
         print "|---|---|"
-        n = asorti(share, kinds)
-        for (i = 1; i <= n; i++) order[i] = kinds[i]
+        n = 0
+        for (k in share) order[++n] = k
         # Largest first.
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
             if (share[order[j]] > share[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }

@@ -400,6 +400,60 @@ macro_rules! kernel {
 /// Rows processed per parallel task.
 const ROWS_PER_TASK: usize = 64;
 
+/// Independent accumulators of the reductions below: one SIMD register of f32 lanes, so that
+/// a sum is not one long chain of dependent additions (which the compiler may not reorder).
+const LANES: usize = 16;
+
+/// `Σ f(a[i], b[i], c[i])` over the shortest slice, accumulated in [`LANES`] interleaved
+/// partial sums.
+#[inline(always)]
+fn sum_map3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let n = a.len().min(b.len()).min(c.len());
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    let mut acc = [0.0f32; LANES];
+    let chunks = a
+        .chunks_exact(LANES)
+        .zip(b.chunks_exact(LANES))
+        .zip(c.chunks_exact(LANES));
+    for ((ca, cb), cc) in chunks {
+        for (((acc, &x), &y), &z) in acc.iter_mut().zip(ca).zip(cb).zip(cc) {
+            *acc += f(x, y, z);
+        }
+    }
+    let tail = n - n % LANES;
+    let rest: f32 = (tail..n).map(|i| f(a[i], b[i], c[i])).sum();
+    acc.iter().sum::<f32>() + rest
+}
+
+/// `Σ f(a[i], b[i])`, as [`sum_map3`].
+#[inline(always)]
+fn sum_map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    sum_map3(a, b, b, |x, y, _| f(x, y))
+}
+
+/// `Σ f(a[i])`, as [`sum_map2`].
+#[inline(always)]
+fn sum_map(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    sum_map2(a, a, |x, _| f(x))
+}
+
+/// The largest element (−∞ for none), in [`LANES`] interleaved partial maxima.
+#[inline(always)]
+fn max_of(a: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    for c in chunks {
+        for (acc, &x) in acc.iter_mut().zip(c) {
+            *acc = acc.max(x);
+        }
+    }
+    acc.iter().fold(rest, |m, &x| m.max(x))
+}
+
 /// `softmax(scores·scale)` over the last axis of `[B, nh, T, T]`, with key `j > i` masked
 /// out of query row `i` (set to 0); in `scores`' own buffer when nothing else holds it.
 fn causal_softmax(scores: FlexTensor, scale: f32) -> FlexTensor {
@@ -428,13 +482,9 @@ kernel! {
         for (r, row) in rows.chunks_mut(t).enumerate() {
             let i = (first_row + r) % t; // query position
             let (seen, future) = row.split_at_mut(i + 1);
-            let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
-            let mut sum = 0.0;
-            for s in seen.iter_mut() {
-                *s = exp_nonpositive(*s * scale - max);
-                sum += *s;
-            }
-            let inv = 1.0 / sum;
+            let max = max_of(seen) * scale;
+            seen.iter_mut().for_each(|s| *s = exp_nonpositive(*s * scale - max));
+            let inv = 1.0 / sum_map(seen, |p| p);
             seen.iter_mut().for_each(|p| *p *= inv);
             future.fill(0.0);
         }
@@ -461,7 +511,7 @@ kernel! {
     /// `dp ← p ⊙ (dp − rowsum(dp ⊙ p))·scale` for rows of length `t`.
     struct SoftmaxBackwardRows<'a> { dp: &'a mut [f32], p: &'a [f32], t: usize, scale: f32 } -> () {
         for (dp, p) in dp.chunks_mut(t).zip(p.chunks(t)) {
-            let dot: f32 = p.iter().zip(dp.iter()).map(|(p, d)| p * d).sum();
+            let dot = sum_map2(p, dp, |p, d| p * d);
             for (d, &p) in dp.iter_mut().zip(p) {
                 *d = p * (*d - dot) * scale;
             }
@@ -643,8 +693,8 @@ kernel! {
         epsilon: f32,
     } -> () {
         for ((y, x), stat) in out.chunks_mut(d).zip(xs.chunks(d)).zip(stats.iter_mut()) {
-            let mean = x.iter().sum::<f32>() / d as f32;
-            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let mean = sum_map(x, |v| v) / d as f32;
+            let var = sum_map(x, |v| (v - mean) * (v - mean)) / d as f32;
             let rstd = 1.0 / (var + epsilon).sqrt();
             for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
                 *y = (x - mean) * rstd * g + b;
@@ -713,20 +763,18 @@ kernel! {
     } -> () {
         let (dgamma, dbeta) = sums.split_at_mut(d);
         for ((row, x), &[mean, rstd]) in rows.chunks_mut(d).zip(xs.chunks(d)).zip(stats) {
-            let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
-            for (((&x, &g), &w), (dw, db)) in x
+            for ((&x, &g), (dw, db)) in x
                 .iter()
                 .zip(row.iter())
-                .zip(gamma)
                 .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
             {
-                let xhat = (x - mean) * rstd;
-                *dw += g * xhat;
+                *dw += g * (x - mean) * rstd;
                 *db += g;
-                sum_g += g * w;
-                sum_gx += g * w * xhat;
             }
-            let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
+            // ĝ = g·γ; its mean and the mean of ĝ·x̂.
+            let mean_g = sum_map2(row, gamma, |g, w| g * w) / d as f32;
+            let gx = sum_map3(x, row, gamma, |x, g, w| (x - mean) * rstd * g * w);
+            let mean_gx = gx / d as f32;
             for ((g, &x), &w) in row.iter_mut().zip(x).zip(gamma) {
                 let xhat = (x - mean) * rstd;
                 *g = rstd * (*g * w - mean_g - xhat * mean_gx);
@@ -808,12 +856,11 @@ kernel! {
     } -> f64 {
         let mut total = 0.0f64;
         for ((p, z), &target) in probs.chunks_mut(v).zip(z.chunks(v)).zip(targets) {
-            let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0.0f32;
+            let max = max_of(z);
             for (p, &z) in p.iter_mut().zip(z) {
                 *p = exp_nonpositive(z - max);
-                sum += *p;
             }
+            let sum = sum_map(p, |p| p);
             let inv = 1.0 / sum;
             p.iter_mut().for_each(|p| *p *= inv);
             total += f64::from(sum.ln() + max - z[target]);
