@@ -24,8 +24,9 @@ use crate::args::{StudyCommand, StudyDirArgs, StudyFileArgs, StudyRunArgs};
 use crate::{human, read_toml};
 
 /// A rough rate for estimates before any run of the study has finished: FLOP/s of one
-/// single-threaded run of a small GPT on a 2-core Zen-class CPU (measured; see README).
-const DEFAULT_FLOPS_PER_SEC: f64 = 4e9;
+/// single-threaded run of a small GPT (the quickstart's runs averaged 37 GFLOP/s each on a
+/// 2-core AVX-512 Xeon, BENCHMARKS.md; taken lower for CPUs without AVX-512).
+const DEFAULT_FLOPS_PER_SEC: f64 = 2e10;
 
 pub fn run(command: StudyCommand) -> Result<ExitCode> {
     match command {
