@@ -43,6 +43,15 @@ pub trait FusedOps: Backend {
         scale: f32,
     ) -> FloatTensor<Self>;
 
+    /// Causal self-attention from the packed projections `qkv` `[B·T, 3d]` (q, k, v side by
+    /// side, each `heads` heads wide) of `batch` sequences, to `[B·T, d]` (heads side by side).
+    fn causal_self_attention(
+        qkv: FloatTensor<Self>,
+        batch: usize,
+        heads: usize,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
     /// GELU, `x·Φ(x)` with the exact normal CDF, element-wise.
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -86,6 +95,44 @@ pub fn unfused_causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Ten
         is_causal: true,
     };
     attention(q, k, v, None, None, options)
+}
+
+/// Causal self-attention of `batch` sequences from their packed projections `qkv`
+/// `[B·T, 3d]` (the query, key and value projections side by side, each `heads` heads of
+/// `hs = d/heads`) to `[B·T, d]`, scaled by `1/√hs`. On the CPU backend one operation: it
+/// splits the heads out of `qkv` and merges them back itself, and its backward pass writes the
+/// projections' gradient as one `[B·T, 3d]` tensor, where Burn's chunk → reshape → swap
+/// builds three zero-filled full-width gradients and adds them up.
+pub fn causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize) -> Tensor<2> {
+    let [_, three_d] = qkv.dims();
+    let hs = three_d / 3 / heads;
+    if !fused_device(&qkv) {
+        return unfused_causal_self_attention(qkv, batch, heads);
+    }
+    let scale = 1.0 / (hs as f32).sqrt();
+    Tensor::from_dispatch(<Dispatch as FusedOps>::causal_self_attention(
+        qkv.into_dispatch(),
+        batch,
+        heads,
+        scale,
+    ))
+}
+
+/// [`causal_self_attention`] as Burn's operations: chunk, reshape and swap into heads, Burn's
+/// attention, swap and reshape back. The reference the fused operation is tested against.
+pub fn unfused_causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize) -> Tensor<2> {
+    let [n, three_d] = qkv.dims();
+    let (t, d) = (n / batch, three_d / 3);
+    let hs = d / heads;
+    let mut qkv = qkv
+        .chunk(3, 1) // 3 × [B·T, d]
+        .into_iter()
+        .map(|z| z.reshape([batch, t, heads, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
+    let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+        unreachable!("chunk(3) yields three tensors")
+    };
+    let y = unfused_causal_attention(q, k, v); // [B, nh, T, hs]
+    y.swap_dims(1, 2).reshape([n, d]) // [B·T, d]
 }
 
 /// GELU with the exact normal CDF, `x·Φ(x)`: one multi-threaded, vectorised pass forward
@@ -151,6 +198,15 @@ fn fused_device<const D: usize>(tensor: &Tensor<D>) -> bool {
 impl FusedOps for Flex {
     fn causal_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f32) -> FlexTensor {
         attention_forward(q, k, v, scale).0
+    }
+
+    fn causal_self_attention(
+        qkv: FlexTensor,
+        batch: usize,
+        heads: usize,
+        scale: f32,
+    ) -> FlexTensor {
+        self_attention_forward(&qkv, batch, heads, scale).0
     }
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
@@ -248,6 +304,48 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 let [q, k, v] = [q, k, v].map(|x| x.into_primitive());
                 prep.finish(attention_forward(q, k, v, scale).0)
+            }
+        }
+    }
+
+    fn causal_self_attention(
+        qkv: FloatTensor<Self>,
+        batch: usize,
+        heads: usize,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SelfAttention;
+
+        impl Backward<Flex, 1> for SelfAttention {
+            type State = SelfAttentionState;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<Flex>(&ops.node);
+                let [parent] = ops.parents;
+                if let Some(node) = parent {
+                    grads.register::<Flex>(node.id, self_attention_backward(ops.state, &grad));
+                }
+            }
+        }
+
+        match SelfAttention
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, state) =
+                    self_attention_forward(&qkv.into_primitive(), batch, heads, scale);
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(self_attention_forward(&qkv.into_primitive(), batch, heads, scale).0)
             }
         }
     }
@@ -371,6 +469,112 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             }
         }
     }
+}
+
+/// What the backward pass of [`causal_self_attention`] keeps: the heads `[B, nh, T, hs]`, the
+/// probabilities `[B, nh, T, T]`, the scale.
+#[derive(Debug, Clone)]
+struct SelfAttentionState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    probs: FlexTensor,
+    scale: f32,
+}
+
+/// Forward pass from `qkv` `[B·T, 3d]`: the output `[B·T, d]` and what the backward pass needs.
+fn self_attention_forward(
+    qkv: &FlexTensor,
+    batch: usize,
+    heads: usize,
+    scale: f32,
+) -> (FlexTensor, SelfAttentionState) {
+    let shape = qkv.shape();
+    let (n, d) = (shape[0], shape[1] / 3);
+    let qkv = qkv.to_contiguous();
+    let packed = contiguous_f32(&qkv);
+    let [q, k, v] = [0, 1, 2].map(|part| split_heads(packed, 3 * d, part * d, batch, heads, d));
+    let (out, probs) = attention_forward(q.clone(), k.clone(), v.clone(), scale);
+    let mut merged = zeros(Shape::new([n, d]));
+    merge_heads(&out, elements_mut(&mut merged), d, 0, d);
+    let state = SelfAttentionState {
+        q,
+        k,
+        v,
+        probs,
+        scale,
+    };
+    (merged, state)
+}
+
+/// Gradient of `qkv` `[B·T, 3d]` from the output's gradient `grad` `[B·T, d]`.
+fn self_attention_backward(state: SelfAttentionState, grad: &FlexTensor) -> FlexTensor {
+    let SelfAttentionState {
+        q,
+        k,
+        v,
+        probs,
+        scale,
+    } = state;
+    let [batch, heads, _, _] = q.shape().dims::<4>();
+    let shape = grad.shape();
+    let (n, d) = (shape[0], shape[1]);
+    let grad = grad.to_contiguous();
+    let grad = split_heads(contiguous_f32(&grad), d, 0, batch, heads, d);
+    let grads = attention_backward(q, k, v, probs, grad, scale);
+    let mut dqkv = zeros(Shape::new([n, 3 * d]));
+    let packed = elements_mut(&mut dqkv);
+    for (part, g) in grads.iter().enumerate() {
+        merge_heads(g, packed, 3 * d, part * d, d);
+    }
+    dqkv
+}
+
+/// The `[B, nh, T, hs]` heads of the `d` columns from `offset` of a row-major matrix with rows
+/// of `row_len` (`B·T` rows, `nh` heads of `hs = d/nh` side by side).
+fn split_heads(
+    matrix: &[f32],
+    row_len: usize,
+    offset: usize,
+    batch: usize,
+    heads: usize,
+    d: usize,
+) -> FlexTensor {
+    let t = matrix.len() / row_len / batch;
+    let hs = d / heads;
+    let mut out = zeros(Shape::new([batch, heads, t, hs]));
+    elements_mut(&mut out)
+        .par_chunks_mut(t * hs) // one (sequence, head)
+        .enumerate()
+        .for_each(|(bh, block)| {
+            let (b, h) = (bh / heads, bh % heads);
+            for (i, row) in block.chunks_mut(hs).enumerate() {
+                let start = (b * t + i) * row_len + offset + h * hs;
+                row.copy_from_slice(&matrix[start..start + hs]);
+            }
+        });
+    out
+}
+
+/// Writes heads `[B, nh, T, hs]` into the `d` columns from `offset` of a row-major matrix with
+/// rows of `row_len`: the inverse of [`split_heads`].
+fn merge_heads(heads: &FlexTensor, matrix: &mut [f32], row_len: usize, offset: usize, d: usize) {
+    let [_, nh, t, hs] = heads.shape().dims::<4>();
+    debug_assert_eq!(nh * hs, d);
+    let heads = heads.to_contiguous();
+    let src = contiguous_f32(&heads);
+    matrix
+        .par_chunks_mut(row_len * t) // one sequence
+        .enumerate()
+        .for_each(|(b, rows)| {
+            for (i, row) in rows.chunks_mut(row_len).enumerate() {
+                for h in 0..nh {
+                    let from = ((b * nh + h) * t + i) * hs;
+                    row[offset + h * hs..offset + (h + 1) * hs]
+                        .copy_from_slice(&src[from..from + hs]);
+                }
+            }
+        });
 }
 
 /// Defines a kernel: a struct of the given fields whose body runs inside pulp's dispatch,
@@ -1086,6 +1290,28 @@ mod tests {
             &burn::tensor::activation::gelu(xt).into_data(),
             Tolerance::absolute(1e-6),
         );
+    }
+
+    #[test]
+    fn fused_self_attention_matches_the_unfused_composition() {
+        // [B·T, 3d] with B 3, T 11, d 12 (4 heads of 3): values and the gradient of qkv.
+        let device = Device::flex().autodiff();
+        device.seed(13);
+        let qkv =
+            Tensor::<2>::random([33, 36], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weights = Tensor::<2>::random([33, 12], Distribution::Normal(0.0, 1.0), &device);
+        let fused = causal_self_attention(qkv.clone(), 3, 4);
+        let unfused = unfused_causal_self_attention(qkv.clone(), 3, 4);
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(1e-5));
+        let grad = |out: Tensor<2>| {
+            qkv.grad(&(out * weights.clone()).sum().backward())
+                .unwrap_or_else(|| panic!("no gradient"))
+                .into_data()
+        };
+        grad(fused).assert_approx_eq::<f32>(&grad(unfused), Tolerance::absolute(1e-5));
     }
 
     #[test]

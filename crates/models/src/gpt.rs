@@ -14,7 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::fused::{causal_attention, cross_entropy, gelu, layer_norm};
+use crate::fused::{causal_self_attention, cross_entropy, gelu, layer_norm};
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -146,27 +146,26 @@ impl Block {
 
         // Causal self-attention.
         let qkv = self.qkv.forward(layer_norm(x.clone(), &self.ln1)); // [B·T, 3d]
-        let mut heads = qkv
-            .chunk(3, 1) // 3 × [B·T, d]
-            .into_iter()
-            .map(|z| z.reshape([b, t, nh, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
-        let (q, k, v) = match (heads.next(), heads.next(), heads.next()) {
-            (Some(q), Some(k), Some(v)) => (q, k, v),
-            _ => unreachable!("chunk(3) yields three tensors"),
-        };
         let y = match attn_bias {
             // The common case, fused on the CPU backend (fused.rs).
-            None if is_causal => causal_attention(q, k, v), // [B, nh, T, hs]
+            None if is_causal => causal_self_attention(qkv, b, nh), // [B·T, d]
             attn_bias => {
+                let mut heads = qkv
+                    .chunk(3, 1) // 3 × [B·T, d]
+                    .into_iter()
+                    .map(|z| z.reshape([b, t, nh, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
+                let (Some(q), Some(k), Some(v)) = (heads.next(), heads.next(), heads.next()) else {
+                    unreachable!("chunk(3) yields three tensors")
+                };
                 let options = AttentionModuleOptions {
                     scale: None, // 1/sqrt(hs)
                     softcap: None,
                     is_causal,
                 };
-                attention(q, k, v, None, attn_bias, options) // [B, nh, T, hs]
+                let y = attention(q, k, v, None, attn_bias, options); // [B, nh, T, hs]
+                y.swap_dims(1, 2).reshape([b * t, d]) // [B·T, d]
             }
         };
-        let y = y.swap_dims(1, 2).reshape([b * t, d]); // [B·T, d]
         let x = x + self.dropout.forward(self.proj.forward(y));
 
         // MLP.
