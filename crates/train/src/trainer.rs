@@ -10,9 +10,13 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{
+    AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsAccumulator, GradientsParams,
+    ModuleOptimizer, Optimizer,
+};
 use burn::tensor::{Device, Tensor};
 use scalelab_data::{Batch, TrainingData};
+use scalelab_models::fused::{self, AdamWStep};
 use scalelab_models::{FLOPS_CONVENTION, Gpt, RnnLm, SeededInit, flops_per_token, param_counts};
 use scalelab_spec::{
     Budget, CurvePoint, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord, RunStatus,
@@ -118,25 +122,80 @@ pub(crate) fn build_optimizer(
     )
 }
 
-/// AdamW with decoupled `weight_decay` on every parameter but `no_decay`.
+/// AdamW with decoupled `weight_decay` on every parameter but `no_decay`: Burn's `AdamW`,
+/// with each parameter's step fused into one pass on the CPU backend ([`FusedAdamW`]).
 pub(crate) fn adamw(
     betas: [f64; 2],
     epsilon: f64,
     weight_decay: f64,
     no_decay: Vec<burn::module::ParamId>,
 ) -> ModuleOptimizer {
-    let config = |weight_decay: f64| {
-        AdamWConfig::new()
+    let config = |weight_decay: f64| FusedAdamW {
+        burn: AdamWConfig::new()
             .with_beta_1(betas[0] as f32)
             .with_beta_2(betas[1] as f32)
             .with_epsilon(epsilon as f32)
             .with_weight_decay(weight_decay as f32)
+            .build(),
+        beta_1: betas[0] as f32,
+        beta_2: betas[1] as f32,
+        epsilon: epsilon as f32,
+        weight_decay: weight_decay as f32,
     };
-    config(weight_decay).init().with_group(
+    ModuleOptimizer::from(config(weight_decay)).with_group(
         ParamGroup::from_ids(no_decay),
-        config(0.0).build(),
+        config(0.0),
         None,
     )
+}
+
+/// Burn's AdamW (its state, so checkpoints keep their format) with the step of each parameter
+/// done by scalelab's fused kernel on the CPU backend and by Burn's `AdamW` elsewhere.
+#[derive(Clone)]
+struct FusedAdamW {
+    burn: AdamW,
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+}
+
+impl Optimizer for FusedAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        if !fused::available(&tensor) {
+            return self.burn.step(lr, tensor, grad, state);
+        }
+        let (time, moments) = match state {
+            Some(s) => (
+                s.momentum.time + 1,
+                [s.momentum.moment_1, s.momentum.moment_2],
+            ),
+            None => (1, [grad.zeros_like(), grad.zeros_like()]),
+        };
+        let step = AdamWStep {
+            lr,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            time: time as i32,
+        };
+        let [param, moment_1, moment_2] = fused::adamw_step(tensor, grad, moments, step);
+        let state = AdaptiveMomentumState::new(time, moment_1, moment_2);
+        (param, Some(AdamWState::new(state)))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        AdamW::to_device(state, device)
+    }
 }
 
 fn train_loop<M: Objective>(
@@ -470,6 +529,59 @@ fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fused_adamw_follows_burns_adamw() {
+        use burn::tensor::{Distribution, Tolerance};
+        let device = Device::flex();
+        device.seed(17);
+        let optimizer = |weight_decay: f64| FusedAdamW {
+            burn: AdamWConfig::new()
+                .with_weight_decay(weight_decay as f32)
+                .build(),
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+            weight_decay: weight_decay as f32,
+        };
+        for weight_decay in [0.0, 0.1] {
+            let opt = optimizer(weight_decay);
+            assert!(fused::available(&Tensor::<2>::zeros([1, 1], &device)));
+            let start = Tensor::<2>::random([37, 5], Distribution::Normal(0.0, 1.0), &device);
+            let (mut fused, mut burn) = (start.clone(), start);
+            let (mut fused_state, mut burn_state) = (None, None);
+            for _ in 0..6 {
+                let g = Tensor::<2>::random([37, 5], Distribution::Normal(0.0, 1.0), &device);
+                (fused, fused_state) = opt.step(1e-2, fused, g.clone(), fused_state);
+                (burn, burn_state) = opt.burn.step(1e-2, burn, g, burn_state);
+            }
+            let tolerance = Tolerance::absolute(1e-6);
+            fused
+                .clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&burn.into_data(), tolerance);
+            let (f, b) = match (fused_state, burn_state) {
+                (Some(f), Some(b)) => (f.momentum, b.momentum),
+                _ => panic!("both optimisers keep a state"),
+            };
+            assert_eq!(f.time, b.time);
+            f.moment_1
+                .into_data()
+                .assert_approx_eq::<f32>(&b.moment_1.into_data(), tolerance);
+            f.moment_2
+                .into_data()
+                .assert_approx_eq::<f32>(&b.moment_2.into_data(), tolerance);
+            // The parameters moved: the comparison is not of two unchanged tensors.
+            assert!(
+                fused
+                    .sub(Tensor::<2>::zeros([37, 5], &device))
+                    .abs()
+                    .sum()
+                    .into_scalar::<f32>()
+                    > 0.0
+            );
+        }
+    }
 
     #[test]
     fn crossing_multiples() {
