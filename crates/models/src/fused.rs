@@ -1,16 +1,22 @@
 //! Fused operations for the CPU (`flex`) backend, added through Burn's backend extension
-//! with hand-written backward passes.
+//! with hand-written backward passes. Each public function here computes the same function
+//! as Burn's own operations (tested against them, values and gradients) and runs them on other
+//! devices, or when [`set_fused`] turned the kernels off.
 //!
-//! Causal self-attention, `softmax(q·kᵀ·scale + causal mask)·v`, is the one fused operation so
-//! far. Burn's autodiff runs attention as eleven recorded operations (two matmuls, a scale, a
-//! mask built and filled with −∞, a NaN-safe softmax of six element-wise passes) and
-//! differentiates each; here the forward pass is two matmuls around one row-parallel pass that
-//! scales, masks and normalises, and the backward pass is four matmuls around one row-parallel
-//! pass (`dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale`). The probabilities `P` are kept for the
-//! backward pass, as the unfused graph keeps them too.
+//! - [`causal_self_attention`] / [`causal_attention`]: Burn's autodiff runs attention as eleven
+//!   recorded operations (two matmuls, a scale, a mask built and filled with −∞, a NaN-safe
+//!   softmax of six element-wise passes); here the forward pass is two matmuls around one
+//!   row-parallel pass that scales, masks and normalises, and the backward pass four matmuls
+//!   around one pass (`dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale`). The probabilities `P` are kept
+//!   for the backward pass, as the unfused graph keeps them too. The packed form takes the
+//!   `[B·T, 3d]` projections and splits and merges the heads itself.
+//! - [`gelu`], [`layer_norm`], [`cross_entropy`]: one pass forward, one backward.
+//! - [`adamw_step`]: one pass over a parameter, its gradient and its two moments.
 //!
-//! Devices other than `flex` (and `flex` with autodiff) are not listed in the extension, so
-//! [`causal_attention`] uses Burn's own attention there.
+//! The kernels split rows or elements across the rayon pool and are compiled inside `pulp`'s
+//! run-time SIMD dispatch (the structs of the `kernel!` macro), write into their input's buffer when
+//! nothing else holds it, and allocate new buffers 16-byte aligned (Burn's own allocation
+//! zero-fills and then copies).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
