@@ -14,9 +14,9 @@
 //! - [`adamw_step`]: one pass over a parameter, its gradient and its two moments.
 //!
 //! The kernels split rows or elements across the rayon pool and are compiled inside `pulp`'s
-//! run-time SIMD dispatch (the structs of the `kernel!` macro), write into their input's buffer when
-//! nothing else holds it, and allocate new buffers 16-byte aligned (Burn's own allocation
-//! zero-fills and then copies).
+//! run-time SIMD dispatch (the structs of the `kernel!` macro), write into their input's
+//! buffer when nothing else holds it, and allocate new buffers 16-byte aligned (Burn's own
+//! allocation zero-fills and then copies).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
