@@ -24,7 +24,7 @@ use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
@@ -359,35 +359,20 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 self,
                 ops: Ops<Self::State, 3>,
                 grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
+                _: &mut Checkpointer,
             ) {
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (q, k, v, probs, scale) = ops.state;
-                let grads_qkv = attention_backward(q, k, v, probs, grad, scale);
-                for (parent, g) in ops.parents.into_iter().zip(grads_qkv) {
-                    if let Some(node) = parent {
-                        grads.register::<Flex>(node.id, g);
-                    }
-                }
+                register(ops, grads, |(q, k, v, probs, scale), grad| {
+                    attention_backward(q, k, v, probs, grad, scale)
+                });
             }
         }
 
-        match CausalAttention
-            .prepare::<C>([q.node(), k.node(), v.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let [q, k, v] = [q, k, v].map(|x| x.into_primitive());
-                let (out, probs) = attention_forward(q.clone(), k.clone(), v.clone(), scale);
-                let state = (q, k, v, probs, scale);
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                let [q, k, v] = [q, k, v].map(|x| x.into_primitive());
-                prep.finish(attention_forward(q, k, v, scale).0)
-            }
-        }
+        let parents = [q.node(), k.node(), v.node()];
+        let [q, k, v] = [q, k, v].map(|x| x.into_primitive());
+        record::<_, C, 3>(CausalAttention, parents, || {
+            let (out, probs) = attention_forward(q.clone(), k.clone(), v.clone(), scale);
+            (out, (q, k, v, probs, scale))
+        })
     }
 
     fn causal_self_attention(
@@ -406,30 +391,19 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 self,
                 ops: Ops<Self::State, 1>,
                 grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
+                _: &mut Checkpointer,
             ) {
-                let grad = grads.consume::<Flex>(&ops.node);
-                let [parent] = ops.parents;
-                if let Some(node) = parent {
-                    grads.register::<Flex>(node.id, self_attention_backward(ops.state, &grad));
-                }
+                register(ops, grads, |state, grad| {
+                    [self_attention_backward(state, &grad)]
+                });
             }
         }
 
-        match SelfAttention
-            .prepare::<C>([qkv.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (out, state) =
-                    self_attention_forward(&qkv.into_primitive(), batch, heads, scale);
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(self_attention_forward(&qkv.into_primitive(), batch, heads, scale).0)
-            }
-        }
+        let parents = [qkv.node()];
+        let qkv = qkv.into_primitive();
+        record::<_, C, 1>(SelfAttention, parents, || {
+            self_attention_forward(&qkv, batch, heads, scale)
+        })
     }
 
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -444,24 +418,15 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 self,
                 ops: Ops<Self::State, 1>,
                 grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
+                _: &mut Checkpointer,
             ) {
-                let grad = grads.consume::<Flex>(&ops.node);
-                let [parent] = ops.parents;
-                if let Some(node) = parent {
-                    grads.register::<Flex>(node.id, gelu_backward(&ops.state, grad));
-                }
+                register(ops, grads, |x, grad| [gelu_backward(&x, grad)]);
             }
         }
 
-        match Gelu.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let x = x.into_primitive();
-                let y = gelu_forward(&x);
-                prep.finish(x, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(gelu_forward(&x.into_primitive())),
-        }
+        let parents = [x.node()];
+        let x = x.into_primitive();
+        record::<_, C, 1>(Gelu, parents, || (gelu_forward(&x), x))
     }
 
     fn fused_layer_norm(
@@ -481,34 +446,20 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 self,
                 ops: Ops<Self::State, 3>,
                 grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
+                _: &mut Checkpointer,
             ) {
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (x, gamma, stats) = ops.state;
-                let grads_x_gamma_beta = layer_norm_backward(&x, &gamma, &stats, grad);
-                for (parent, g) in ops.parents.into_iter().zip(grads_x_gamma_beta) {
-                    if let Some(node) = parent {
-                        grads.register::<Flex>(node.id, g);
-                    }
-                }
+                register(ops, grads, |(x, gamma, stats), grad| {
+                    layer_norm_backward(&x, &gamma, &stats, grad)
+                });
             }
         }
 
-        match LayerNormOp
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
-                let (y, stats) = layer_norm_forward(&x, &gamma, &beta, epsilon);
-                prep.finish((x, gamma, stats), y)
-            }
-            OpsKind::UnTracked(prep) => {
-                let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
-                prep.finish(layer_norm_forward(&x, &gamma, &beta, epsilon).0)
-            }
-        }
+        let parents = [x.node(), gamma.node(), beta.node()];
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
+        record::<_, C, 3>(LayerNormOp, parents, || {
+            let (y, stats) = layer_norm_forward(&x, &gamma, &beta, epsilon);
+            (y, (x, gamma, stats))
+        })
     }
 
     fn fused_cross_entropy(logits: FloatTensor<Self>, targets: FlexTensor) -> FloatTensor<Self> {
@@ -523,32 +474,57 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 self,
                 ops: Ops<Self::State, 1>,
                 grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
+                _: &mut Checkpointer,
             ) {
-                let grad = grads.consume::<Flex>(&ops.node);
-                let [parent] = ops.parents;
-                let (probs, targets) = ops.state;
-                if let Some(node) = parent {
+                register(ops, grads, |(probs, targets), grad| {
                     let upstream = contiguous_f32(&grad.to_contiguous())[0];
-                    let dlogits = cross_entropy_backward(probs, &targets, upstream);
-                    grads.register::<Flex>(node.id, dlogits);
-                }
+                    [cross_entropy_backward(probs, &targets, upstream)]
+                });
             }
         }
 
+        let parents = [logits.node()];
+        let logits = logits.into_primitive();
         let targets = class_ids(targets);
-        match CrossEntropy
-            .prepare::<C>([logits.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (loss, probs) = cross_entropy_forward(&logits.into_primitive(), &targets);
-                prep.finish((probs, targets), loss)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(cross_entropy_forward(&logits.into_primitive(), &targets).0)
-            }
+        record::<_, C, 1>(CrossEntropy, parents, || {
+            let (loss, probs) = cross_entropy_forward(&logits, &targets);
+            (loss, (probs, targets))
+        })
+    }
+}
+
+/// Puts a fused operation in the autodiff graph: `forward` returns the output and the state
+/// its backward pass needs (a by-product of the forward pass, so computing it costs nothing
+/// when no input is tracked; the state is then dropped).
+fn record<O, C, const N: usize>(
+    op: O,
+    parents: [NodeGuard; N],
+    forward: impl FnOnce() -> (FlexTensor, O::State),
+) -> FloatTensor<Autodiff<Flex, C>>
+where
+    O: Backward<Flex, N>,
+    C: CheckpointStrategy,
+{
+    match op.prepare::<C>(parents).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = forward();
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward().0),
+    }
+}
+
+/// The backward step of every fused operation: `gradients` turns the kept state and the
+/// output's gradient into the inputs' gradients, registered for the inputs that are tracked.
+fn register<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    gradients: impl FnOnce(S, FlexTensor) -> [FlexTensor; N],
+) {
+    let grad = grads.consume::<Flex>(&ops.node);
+    for (parent, g) in ops.parents.into_iter().zip(gradients(ops.state, grad)) {
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, g);
         }
     }
 }
