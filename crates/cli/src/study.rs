@@ -168,18 +168,9 @@ impl Launcher for SelfLauncher {
             .arg(self.threads.to_string())
             .arg("--quiet")
             .arg("--exit-with-parent");
-        // The allocator keeps freed pages instead of returning them to the kernel after a
-        // delay: a training step frees and reallocates the same large buffers, and faulting
-        // them in again cost about 5% of a step (BENCHMARKS.md). A user's own setting wins.
-        if std::env::var_os(PURGE_DELAY).is_none() {
-            c.env(PURGE_DELAY, "-1");
-        }
         c
     }
 }
-
-/// mimalloc's option for how long freed memory stays mapped (milliseconds; -1: always).
-const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
 
 /// Progress lines on stderr.
 struct Lines {
