@@ -29,13 +29,14 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Dispatch, ExtensionType, Flex, backend_extension};
-use burn::nn::LayerNorm;
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bytes, DType, Int, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::gemm::{self, MatRef};
 use crate::init::LAYER_NORM_EPSILON;
 
 /// Operations fused by hand on the CPU backend.
@@ -56,6 +57,13 @@ pub trait FusedOps: Backend {
         batch: usize,
         heads: usize,
         scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// A linear layer, `x·weight + bias` for `x` `[N, in]`, `weight` `[in, out]`, `bias` `[out]`.
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
     /// GELU, `x·Φ(x)` with the exact normal CDF, element-wise.
@@ -216,6 +224,29 @@ pub fn unfused_causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize)
     y.swap_dims(1, 2).reshape([n, d]) // [B·T, d]
 }
 
+/// `layer` applied to `x` `[..., in]` → `[..., out]`. On the CPU backend, for layers with a
+/// bias, one operation: the output rows start as copies of the bias and the product `x·W` is
+/// added by the GEMM kernels straight into them; backward, `dx = dy·Wᵀ` and `dW = xᵀ·dy` go
+/// into new uninitialised buffers and `db` is one column-sum pass. Burn's `Linear` runs a
+/// matmul (output zero-filled and copied first), a broadcast add, and in the backward pass two
+/// matmuls and a sum, each into a fresh zero-filled buffer.
+pub fn linear<const D: usize>(x: Tensor<D>, layer: &Linear) -> Tensor<D> {
+    let Some(bias) = layer.bias.as_ref().filter(|_| available(&x)) else {
+        return layer.forward(x);
+    };
+    let mut dims = x.dims();
+    let [_, d_out] = layer.weight.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let x = x.reshape([rows, dims[D - 1]]); // [N, in]
+    let out = Tensor::<2>::from_dispatch(<Dispatch as FusedOps>::fused_linear(
+        x.into_dispatch(),
+        layer.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+    )); // [N, out]
+    dims[D - 1] = d_out;
+    out.reshape(dims)
+}
+
 /// GELU with the exact normal CDF, `x·Φ(x)`: one multi-threaded, vectorised pass forward
 /// and one backward on the CPU backend, Burn's `gelu` elsewhere. Both compute the same
 /// function (the fused one's error function is within 1.5e-7 of the exact one).
@@ -289,6 +320,10 @@ impl FusedOps for Flex {
         scale: f32,
     ) -> FlexTensor {
         self_attention_forward(&qkv, batch, heads, scale).0
+    }
+
+    fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        linear_forward(&x, &weight, &bias)
     }
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
@@ -403,6 +438,37 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let qkv = qkv.into_primitive();
         record::<_, C, 1>(SelfAttention, parents, || {
             self_attention_forward(&qkv, batch, heads, scale)
+        })
+    }
+
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LinearOp;
+
+        impl Backward<Flex, 3> for LinearOp {
+            /// The input and the weight.
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(x, weight), grad| {
+                    linear_backward(&x, &weight, &grad)
+                });
+            }
+        }
+
+        let parents = [x.node(), weight.node(), bias.node()];
+        let [x, weight, bias] = [x, weight, bias].map(|t| t.into_primitive());
+        record::<_, C, 3>(LinearOp, parents, || {
+            (linear_forward(&x, &weight, &bias), (x, weight))
         })
     }
 
@@ -586,6 +652,50 @@ fn self_attention_backward(state: SelfAttentionState, grad: &FlexTensor) -> Flex
         merge_heads(g, packed, 3 * d, part * d, d);
     }
     dqkv
+}
+
+/// `x·weight + bias`: `x` `[N, in]`, `weight` `[in, out]`, `bias` `[out]` → `[N, out]`.
+fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+    let (x, weight, bias) = (matrix_view(x), matrix_view(weight), bias.to_contiguous());
+    gemm::affine(matrix(&x), matrix(&weight), contiguous_f32(&bias))
+}
+
+/// Gradients of a linear layer's input, weight and bias from its output's gradient `grad`
+/// `[N, out]`: `dx = grad·Wᵀ` `[N, in]`, `dW = xᵀ·grad` `[in, out]`, `db` = column sums `[out]`.
+fn linear_backward(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor) -> [FlexTensor; 3] {
+    let (x, weight, grad) = (matrix_view(x), matrix_view(weight), grad.to_contiguous());
+    let (x_m, w_m, g_m) = (matrix(&x), matrix(&weight), matrix(&grad));
+    let dx = gemm::product(g_m, w_m.t());
+    let dw = gemm::product(x_m.t(), g_m);
+    let [_, d_out] = grad.shape().dims::<2>();
+    let db = gemm::column_sums(contiguous_f32(&grad), d_out);
+    let db = FlexTensor::new(
+        Bytes::from_elems(db),
+        Layout::contiguous(Shape::new([d_out])),
+        DType::F32,
+    );
+    [dx, dw, db]
+}
+
+/// `tensor` itself when it is a 2-D f32 view the GEMM kernels can read (strides not negative),
+/// a contiguous copy otherwise.
+fn matrix_view(tensor: &FlexTensor) -> FlexTensor {
+    if tensor.layout().num_dims() == 2 && tensor.layout().has_positive_strides() {
+        tensor.clone()
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+/// The matrix of a 2-D f32 tensor with non-negative strides (see [`matrix_view`]).
+fn matrix(tensor: &FlexTensor) -> MatRef<'_> {
+    let layout = tensor.layout();
+    let Some((rows, cols, row_stride, col_stride)) = layout.as_2d_strides() else {
+        unreachable!("made 2-D by the caller")
+    };
+    let stride = |s: isize| usize::try_from(s).unwrap_or_else(|_| unreachable!("strides checked"));
+    let data = &tensor.storage::<f32>()[layout.start_offset()..];
+    MatRef::strided(data, rows, cols, stride(row_stride), stride(col_stride))
 }
 
 /// The `[B, nh, T, hs]` heads of the `d` columns from `offset` of a row-major matrix with rows
@@ -1320,6 +1430,78 @@ mod tests {
                 .into_data()
         };
         grad(&g_fused).assert_approx_eq::<f32>(&grad(&g_unfused), Tolerance::absolute(1e-6));
+    }
+
+    #[test]
+    fn fused_linear_matches_burns_linear_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let (d_in, d_out) = (40, 72);
+        let param = |shape: [usize; 2]| {
+            burn::module::Param::from_tensor(
+                Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad(),
+            )
+        };
+        let layer = Linear {
+            weight: param([d_in, d_out]),
+            bias: Some(burn::module::Param::from_tensor(
+                Tensor::<1>::random([d_out], Distribution::Normal(0.5, 1.0), &device)
+                    .require_grad(),
+            )),
+        };
+        // A 3-D input (the layer sees [3·37, in]) and a transposed, strided one.
+        let x = Tensor::<3>::random([3, 37, d_in], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let x_t =
+            Tensor::<2>::random([d_in, 50], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weights = Tensor::<3>::random([3, 37, d_out], Distribution::Normal(0.0, 1.0), &device);
+        let weights_t = Tensor::<2>::random([50, d_out], Distribution::Normal(0.0, 1.0), &device);
+        let loss = |fused: bool| {
+            let (y, y_t) = if fused {
+                (
+                    linear(x.clone(), &layer),
+                    linear(x_t.clone().transpose(), &layer),
+                )
+            } else {
+                (
+                    layer.forward(x.clone()),
+                    layer.forward(x_t.clone().transpose()),
+                )
+            };
+            let values = (y.clone().into_data(), y_t.clone().into_data());
+            let loss = (y * weights.clone()).sum() + (y_t * weights_t.clone()).sum();
+            (values, loss.backward())
+        };
+        let ((y, y_t), g_fused) = loss(true);
+        let ((y_ref, y_t_ref), g_ref) = loss(false);
+        y.assert_approx_eq::<f32>(&y_ref, Tolerance::absolute(1e-4));
+        y_t.assert_approx_eq::<f32>(&y_t_ref, Tolerance::absolute(1e-4));
+        let grad = |t: Option<TensorData>| t.unwrap_or_else(|| panic!("no gradient"));
+        let check = |a: Option<TensorData>, b: Option<TensorData>| {
+            grad(a).assert_approx_eq::<f32>(&grad(b), Tolerance::absolute(1e-3));
+        };
+        check(
+            x.grad(&g_fused).map(|g| g.into_data()),
+            x.grad(&g_ref).map(|g| g.into_data()),
+        );
+        check(
+            x_t.grad(&g_fused).map(|g| g.into_data()),
+            x_t.grad(&g_ref).map(|g| g.into_data()),
+        );
+        let weight = layer.weight.val();
+        check(
+            weight.grad(&g_fused).map(|g| g.into_data()),
+            weight.grad(&g_ref).map(|g| g.into_data()),
+        );
+        let bias = layer
+            .bias
+            .as_ref()
+            .map(|b| b.val())
+            .unwrap_or_else(|| unreachable!());
+        check(
+            bias.grad(&g_fused).map(|g| g.into_data()),
+            bias.grad(&g_ref).map(|g| g.into_data()),
+        );
     }
 
     #[test]

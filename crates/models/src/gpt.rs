@@ -14,7 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::fused::{causal_self_attention, cross_entropy, gelu, layer_norm};
+use crate::fused::{causal_self_attention, cross_entropy, gelu, layer_norm, linear};
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ impl Block {
         let x = x.reshape([b * t, d]); // [B·T, d]
 
         // Causal self-attention.
-        let qkv = self.qkv.forward(layer_norm(x.clone(), &self.ln1)); // [B·T, 3d]
+        let qkv = linear(layer_norm(x.clone(), &self.ln1), &self.qkv); // [B·T, 3d]
         let y = match attn_bias {
             // The common case, fused on the CPU backend (fused.rs).
             None if is_causal => causal_self_attention(qkv, b, nh), // [B·T, d]
@@ -166,11 +166,11 @@ impl Block {
                 y.swap_dims(1, 2).reshape([b * t, d]) // [B·T, d]
             }
         };
-        let x = x + self.dropout.forward(self.proj.forward(y));
+        let x = x + self.dropout.forward(linear(y, &self.proj));
 
         // MLP.
-        let h = gelu(self.fc.forward(layer_norm(x.clone(), &self.ln2))); // [B·T, d_ff]
-        let x = x + self.dropout.forward(self.fc_proj.forward(h)); // [B·T, d]
+        let h = gelu(linear(layer_norm(x.clone(), &self.ln2), &self.fc)); // [B·T, d_ff]
+        let x = x + self.dropout.forward(linear(h, &self.fc_proj)); // [B·T, d]
         x.reshape([b, t, d])
     }
 }

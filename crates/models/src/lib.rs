@@ -6,6 +6,7 @@
 pub mod cnn;
 pub mod encoder;
 pub mod fused;
+mod gemm;
 pub mod gpt;
 pub mod init;
 pub mod mlp;

@@ -1,0 +1,398 @@
+//! Matrix products written straight into new buffers, through the `gemm` crate (the kernels
+//! Burn's CPU backend calls too). Burn's `float_matmul` allocates every output with
+//! `FlexTensor::empty`, which zero-fills a byte buffer and then copies it to align it: two
+//! passes over memory the product is about to overwrite. Here an output is allocated
+//! uninitialised and written once, by the product; a linear layer's output starts as its
+//! bias, copied into every row, and the product is added to it.
+//!
+//! The unsafe code of this module is the `gemm` call (raw pointers and strides, which
+//! [`MatRef`] checks against its slice when it is built) and [`new_tensor`], which hands out
+//! uninitialised memory to a closure that must write all of it. Nothing unsafe is exported.
+#![allow(unsafe_code)]
+
+use std::mem::MaybeUninit;
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::{Bytes, DType, Shape};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Products of at least this many multiply-adds are split across the rayon pool's threads
+/// (the threshold Burn's CPU backend uses); smaller ones run on the calling thread.
+const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
+
+/// A read-only `rows × cols` f32 matrix in a slice: element `(i, j)` at
+/// `i·row_stride + j·col_stride`. Every element lies inside the slice (checked when built).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// The row-major matrix filling `data`.
+    ///
+    /// # Panics
+    /// If `data` does not hold `rows · cols` elements.
+    pub(crate) fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "a {rows} × {cols} row-major matrix"
+        );
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    /// A strided view of `data`.
+    ///
+    /// # Panics
+    /// If an element of the view lies outside `data`.
+    pub(crate) fn strided(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+            assert!(
+                last < data.len(),
+                "a {rows} × {cols} view with strides ({row_stride}, {col_stride}) reads element \
+                 {last} of {}",
+                data.len()
+            );
+        }
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// The transpose: the same elements, rows and columns swapped (no copy).
+    pub(crate) fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// Whether a product of `m × k` by `k × n` is split across threads.
+fn parallelism(m: usize, n: usize, k: usize, split: bool) -> Parallelism {
+    if split && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+        Parallelism::Rayon(0) // the current pool's threads
+    } else {
+        Parallelism::None
+    }
+}
+
+/// `dst ← a·b`, or `dst ← dst + a·b` when `accumulate` (then `dst` must be initialised: the
+/// caller's contract, see [`product_into`] and [`product_into_uninit`]). `dst` is row-major
+/// `a.rows × b.cols`. Every element of `dst` is written.
+///
+/// # Safety
+/// When `accumulate`, every element of `dst` is initialised.
+unsafe fn product_raw(
+    dst: &mut [MaybeUninit<f32>],
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    accumulate: bool,
+    split: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(
+        b.rows, k,
+        "inner dimensions of a {m} × {k} by {} × {n} product",
+        b.rows
+    );
+    assert_eq!(dst.len(), m * n, "a {m} × {n} product's output");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(MaybeUninit::new(0.0));
+        }
+        return;
+    }
+    let as_isize = |x: usize| {
+        isize::try_from(x).unwrap_or_else(|_| unreachable!("a slice's length fits isize"))
+    };
+    // SAFETY: `a` and `b` read only elements inside their slices (checked in
+    // `MatRef::strided`), `dst` is exactly `m · n` elements written row-major with strides
+    // (n, 1), and it cannot alias `a` or `b` (a unique borrow against shared ones). With
+    // `read_dst` false the kernels write `dst` without reading it; with `accumulate` the
+    // caller guarantees it is initialised.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast::<f32>(),
+            1,
+            as_isize(n),
+            accumulate,
+            a.data.as_ptr(),
+            as_isize(a.col_stride),
+            as_isize(a.row_stride),
+            b.data.as_ptr(),
+            as_isize(b.col_stride),
+            as_isize(b.row_stride),
+            1.0, // dst's weight when read
+            1.0, // the product's weight
+            false,
+            false,
+            false,
+            parallelism(m, n, k, split),
+        );
+    }
+}
+
+/// `dst ← a·b` (or `dst ← dst + a·b` when `accumulate`), `dst` row-major `a.rows × b.cols`;
+/// split across the rayon pool's threads when it is large and `split`.
+pub(crate) fn product_into(
+    dst: &mut [f32],
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    accumulate: bool,
+    split: bool,
+) {
+    // f32 and MaybeUninit<f32> have the same layout; every element of `dst` is initialised.
+    let len = dst.len();
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, the slice stays initialised (the
+    // product writes only f32 values), and `dst` is borrowed for the whole call.
+    let dst = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), len) };
+    // SAFETY: every element of `dst` is initialised.
+    unsafe { product_raw(dst, a, b, accumulate, split) }
+}
+
+/// `dst ← a·b` into memory that need not be initialised; every element is written.
+fn product_into_uninit(dst: &mut [MaybeUninit<f32>], a: MatRef<'_>, b: MatRef<'_>, split: bool) {
+    // SAFETY: not accumulating, so `dst` is only written.
+    unsafe { product_raw(dst, a, b, false, split) }
+}
+
+/// A new f32 tensor of `shape` whose elements `write` computes into uninitialised memory.
+///
+/// # Safety
+/// `write` initialises every element of the slice it is given.
+unsafe fn new_tensor(shape: Shape, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> FlexTensor {
+    let n = shape.num_elements();
+    let mut buffer = Vec::<f32>::with_capacity(n);
+    write(&mut buffer.spare_capacity_mut()[..n]);
+    // SAFETY: the capacity is at least `n` and `write` initialised the first `n` elements.
+    unsafe { buffer.set_len(n) };
+    FlexTensor::new(
+        Bytes::from_elems(buffer),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+/// `a·b` as a new `[a.rows, b.cols]` tensor, split across threads when large.
+pub(crate) fn product(a: MatRef<'_>, b: MatRef<'_>) -> FlexTensor {
+    let shape = Shape::new([a.rows, b.cols]);
+    // SAFETY: `product_into_uninit` writes every element.
+    unsafe { new_tensor(shape, |dst| product_into_uninit(dst, a, b, true)) }
+}
+
+/// `x·w + bias` (the bias added to every row) as a new `[x.rows, w.cols]` tensor: the rows
+/// start as copies of the bias and the product is added to them.
+///
+/// # Panics
+/// If `bias` does not have `w.cols` elements.
+pub(crate) fn affine(x: MatRef<'_>, w: MatRef<'_>, bias: &[f32]) -> FlexTensor {
+    assert_eq!(bias.len(), w.cols, "a bias per output column");
+    let mut out = Vec::with_capacity(x.rows * w.cols);
+    for _ in 0..x.rows {
+        out.extend_from_slice(bias);
+    }
+    product_into(&mut out, x, w, true, true);
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(Shape::new([x.rows, w.cols])),
+        DType::F32,
+    )
+}
+
+/// The products `a(g)·b(g)` of `groups` pairs of same-shape matrices as a new
+/// `[groups, rows, cols]` tensor; the groups are spread over the rayon pool's threads (each
+/// product on one).
+pub(crate) fn batched_product<'a>(
+    groups: usize,
+    a: impl Fn(usize) -> MatRef<'a> + Sync,
+    b: impl Fn(usize) -> MatRef<'a> + Sync,
+) -> FlexTensor {
+    let (rows, cols) = if groups == 0 {
+        (0, 0)
+    } else {
+        (a(0).rows, b(0).cols)
+    };
+    let shape = Shape::new([groups, rows, cols]);
+    if rows * cols == 0 {
+        return FlexTensor::empty(shape, DType::F32);
+    }
+    let write = |dst: &mut [MaybeUninit<f32>]| {
+        dst.par_chunks_mut(rows * cols)
+            .enumerate()
+            .for_each(|(g, dst)| {
+                let (a, b) = (a(g), b(g));
+                assert!(a.rows == rows && b.cols == cols, "same-shape products");
+                product_into_uninit(dst, a, b, false);
+            });
+    };
+    // SAFETY: the `groups` chunks of `rows · cols` cover the buffer and each is written whole.
+    unsafe { new_tensor(shape, write) }
+}
+
+/// The sums of the columns of the row-major `rows × cols` matrix `m` (a bias's gradient).
+pub(crate) fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
+    const COLUMNS_PER_TASK: usize = 64;
+    let mut sums = vec![0.0; cols];
+    sums.par_chunks_mut(COLUMNS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, sums)| {
+            let (start, len) = (task * COLUMNS_PER_TASK, sums.len());
+            for row in m.chunks_exact(cols) {
+                for (s, x) in sums.iter_mut().zip(&row[start..start + len]) {
+                    *s += x;
+                }
+            }
+        });
+    sums
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::TensorMetadata;
+
+    use super::*;
+
+    /// The textbook triple loop.
+    fn naive(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
+        let mut out = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                out[i * b.cols + j] = (0..a.cols)
+                    .map(|p| {
+                        a.data[i * a.row_stride + p * a.col_stride]
+                            * b.data[p * b.row_stride + j * b.col_stride]
+                    })
+                    .sum();
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    fn close(x: &[f32], y: &[f32]) {
+        assert_eq!(x.len(), y.len());
+        for (i, (a, b)) in x.iter().zip(y).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "element {i}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn products_match_the_triple_loop_plain_and_transposed() {
+        // Large enough (300·200·260 > 192³) to take the multi-threaded path too.
+        for (m, k, n) in [(3, 5, 7), (300, 260, 200), (1, 1, 1), (4, 0, 3)] {
+            let a = values(m * k, 1);
+            let b = values(k * n, 2);
+            let (a, b) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n));
+            let out = product(a, b);
+            close(out.as_slice::<f32>().unwrap_or_default(), &naive(a, b));
+            assert_eq!(out.shape().dims::<2>(), [m, n]);
+            // (bᵀ)ᵀ·(aᵀ)ᵀ read through transposed strides: the same product.
+            let bt: Vec<f32> = naive(b.t(), MatRef::row_major(&identity(k), k, k));
+            let bt = MatRef::row_major(&bt, n, k).t();
+            close(
+                product(a, bt).as_slice::<f32>().unwrap_or_default(),
+                &naive(a, b),
+            );
+        }
+    }
+
+    fn identity(n: usize) -> Vec<f32> {
+        let mut m = vec![0.0; n * n];
+        for i in 0..n {
+            m[i * n + i] = 1.0;
+        }
+        m
+    }
+
+    #[test]
+    fn affine_adds_the_bias_to_every_row_and_accumulation_adds_to_dst() {
+        let (m, k, n) = (6, 4, 5);
+        let (x, w, bias) = (values(m * k, 3), values(k * n, 4), values(n, 5));
+        let (x, w) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, k, n));
+        let expected: Vec<f32> = naive(x, w)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + bias[i % n])
+            .collect();
+        close(
+            affine(x, w, &bias).as_slice::<f32>().unwrap_or_default(),
+            &expected,
+        );
+        let mut dst = values(m * n, 6);
+        let before = dst.clone();
+        product_into(&mut dst, x, w, true, true);
+        let sum: Vec<f32> = naive(x, w)
+            .iter()
+            .zip(&before)
+            .map(|(p, d)| p + d)
+            .collect();
+        close(&dst, &sum);
+    }
+
+    #[test]
+    fn batched_products_match_each_product() {
+        let (groups, m, k, n) = (5, 7, 3, 9);
+        let (a, b) = (values(groups * m * k, 7), values(groups * k * n, 8));
+        let a_of = |g: usize| MatRef::row_major(&a[g * m * k..(g + 1) * m * k], m, k);
+        // b stored as [groups, n, k] and read transposed.
+        let b_of = |g: usize| MatRef::row_major(&b[g * k * n..(g + 1) * k * n], n, k).t();
+        let out = batched_product(groups, a_of, b_of);
+        assert_eq!(out.shape().dims::<3>(), [groups, m, n]);
+        let out = out.as_slice::<f32>().unwrap_or_default();
+        for g in 0..groups {
+            close(&out[g * m * n..(g + 1) * m * n], &naive(a_of(g), b_of(g)));
+        }
+    }
+
+    #[test]
+    fn column_sums_add_every_row() {
+        let (rows, cols) = (9, 130); // more than one task of columns, a partial last one
+        let m = values(rows * cols, 9);
+        let sums = column_sums(&m, cols);
+        for (j, s) in sums.iter().enumerate() {
+            let expected: f32 = (0..rows).map(|i| m[i * cols + j]).sum();
+            assert!((s - expected).abs() < 1e-5, "column {j}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "reads element")]
+    fn a_view_past_its_slice_is_refused() {
+        let data = [0.0; 10];
+        let _ = MatRef::strided(&data, 3, 4, 4, 1);
+    }
+}
