@@ -351,9 +351,10 @@ fn attention_forward(
     v: FlexTensor,
     scale: f32,
 ) -> (FlexTensor, FlexTensor) {
-    let scores = Flex::float_matmul(q, Flex::float_swap_dims(k, 2, 3)); // [B, nh, T, T]
+    let [q, k, v] = [q, k, v].map(|x| x.to_contiguous());
+    let scores = per_head(heads(&q), transposed(heads(&k))); // [B, nh, T, T]
     let probs = causal_softmax(scores, scale); // [B, nh, T, T], zero above the diagonal
-    let out = Flex::float_matmul(probs.clone(), v); // [B, nh, T, hs]
+    let out = per_head(heads(&probs), heads(&v)); // [B, nh, T, hs]
     (out, probs)
 }
 
@@ -366,14 +367,62 @@ fn attention_backward(
     grad: FlexTensor,
     scale: f32,
 ) -> [FlexTensor; 3] {
+    let [q, k, v, probs, grad] = [q, k, v, probs, grad].map(|x| x.to_contiguous());
     // out = P·v: dv = Pᵀ·grad, dP = grad·vᵀ.
-    let dv = Flex::float_matmul(Flex::float_swap_dims(probs.clone(), 2, 3), grad.clone());
-    let dp = Flex::float_matmul(grad, Flex::float_swap_dims(v, 2, 3)); // [B, nh, T, T]
+    let dv = per_head(transposed(heads(&probs)), heads(&grad)); // [B, nh, T, hs]
+    let dp = per_head(heads(&grad), transposed(heads(&v))); // [B, nh, T, T]
     // P = softmax(S), S = q·kᵀ·scale: dS·scale in one pass.
     let ds = softmax_backward(&probs, dp, scale); // [B, nh, T, T]
-    let dq = Flex::float_matmul(ds.clone(), k); // [B, nh, T, hs]
-    let dk = Flex::float_matmul(Flex::float_swap_dims(ds, 2, 3), q); // [B, nh, T, hs]
+    let dq = per_head(heads(&ds), heads(&k)); // [B, nh, T, hs]
+    let dk = per_head(transposed(heads(&ds)), heads(&q)); // [B, nh, T, hs]
     [dq, dk, dv]
+}
+
+/// The matrices of a contiguous `[B, nh, rows, cols]` f32 tensor, one per (sequence, head).
+#[derive(Clone, Copy)]
+struct Heads<'a> {
+    data: &'a [f32],
+    batch: usize,
+    heads: usize,
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
+
+fn heads(tensor: &FlexTensor) -> Heads<'_> {
+    let [batch, heads, rows, cols] = tensor.shape().dims::<4>();
+    Heads {
+        data: contiguous_f32(tensor),
+        batch,
+        heads,
+        rows,
+        cols,
+        transposed: false,
+    }
+}
+
+/// The same matrices, each transposed (no copy).
+fn transposed(heads: Heads<'_>) -> Heads<'_> {
+    Heads {
+        transposed: !heads.transposed,
+        ..heads
+    }
+}
+
+impl<'a> Heads<'a> {
+    fn matrix(&self, g: usize) -> MatRef<'a> {
+        let size = self.rows * self.cols;
+        let m = MatRef::row_major(&self.data[g * size..(g + 1) * size], self.rows, self.cols);
+        if self.transposed { m.t() } else { m }
+    }
+}
+
+/// The products `a·b` of every (sequence, head) as a new `[B, nh, ·, ·]` tensor, the heads
+/// spread over the rayon pool.
+fn per_head(a: Heads<'_>, b: Heads<'_>) -> FlexTensor {
+    let product = gemm::batched_product(a.batch * a.heads, |g| a.matrix(g), |g| b.matrix(g));
+    let [_, rows, cols] = product.shape().dims::<3>();
+    Flex::float_reshape(product, Shape::new([a.batch, a.heads, rows, cols]))
 }
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
