@@ -717,7 +717,7 @@ fn linear_backward(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor) -> [F
     let dx = gemm::product(g_m, w_m.t());
     let dw = gemm::product(x_m.t(), g_m);
     let [_, d_out] = grad.shape().dims::<2>();
-    let db = gemm::column_sums(contiguous_f32(&grad), d_out);
+    let db = column_sums(contiguous_f32(&grad), d_out);
     let db = FlexTensor::new(
         Bytes::from_elems(db),
         Layout::contiguous(Shape::new([d_out])),
@@ -873,6 +873,41 @@ fn max_of(a: &[f32]) -> f32 {
         }
     }
     acc.iter().fold(rest, |m, &x| m.max(x))
+}
+
+/// The sums of the columns of the row-major matrix `m` with rows of `cols` (a bias's
+/// gradient): each task adds a block of rows into its own row of sums, then the sums are
+/// added up.
+fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
+    const ROWS_PER_SUM: usize = 256;
+    let arch = pulp::Arch::new();
+    m.par_chunks(cols * ROWS_PER_SUM)
+        .map(|rows| {
+            let mut sums = vec![0.0; cols];
+            arch.dispatch(AddRows {
+                sums: &mut sums,
+                rows,
+            });
+            sums
+        })
+        .reduce(
+            || vec![0.0; cols],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
+}
+
+kernel! {
+    /// Adds every row of `rows` (rows as long as `sums`) into `sums`.
+    struct AddRows<'a> { sums: &'a mut [f32], rows: &'a [f32] } -> () {
+        for row in rows.chunks_exact(sums.len()) {
+            for (s, x) in sums.iter_mut().zip(row) {
+                *s += x;
+            }
+        }
+    }
 }
 
 /// `softmax(scores·scale)` over the last axis of `[B, nh, T, T]`, with key `j > i` masked
@@ -1551,6 +1586,17 @@ mod tests {
             bias.grad(&g_fused).map(|g| g.into_data()),
             bias.grad(&g_ref).map(|g| g.into_data()),
         );
+    }
+
+    #[test]
+    fn column_sums_add_every_row() {
+        let (rows, cols) = (600, 13); // three tasks of rows, a partial last one
+        let m: Vec<f32> = (0..rows * cols).map(|i| (i % 17) as f32 - 8.0).collect();
+        let sums = column_sums(&m, cols);
+        for (j, s) in sums.iter().enumerate() {
+            let expected: f32 = (0..rows).map(|i| m[i * cols + j]).sum();
+            assert!((s - expected).abs() < 1e-5, "column {j}");
+        }
     }
 
     #[test]

@@ -255,23 +255,6 @@ pub(crate) fn batched_product<'a>(
     unsafe { new_tensor(shape, write) }
 }
 
-/// The sums of the columns of the row-major `rows × cols` matrix `m` (a bias's gradient).
-pub(crate) fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
-    const COLUMNS_PER_TASK: usize = 64;
-    let mut sums = vec![0.0; cols];
-    sums.par_chunks_mut(COLUMNS_PER_TASK)
-        .enumerate()
-        .for_each(|(task, sums)| {
-            let (start, len) = (task * COLUMNS_PER_TASK, sums.len());
-            for row in m.chunks_exact(cols) {
-                for (s, x) in sums.iter_mut().zip(&row[start..start + len]) {
-                    *s += x;
-                }
-            }
-        });
-    sums
-}
-
 #[cfg(test)]
 mod tests {
     use burn::backend::TensorMetadata;
@@ -375,17 +358,6 @@ mod tests {
         let out = out.as_slice::<f32>().unwrap_or_default();
         for g in 0..groups {
             close(&out[g * m * n..(g + 1) * m * n], &naive(a_of(g), b_of(g)));
-        }
-    }
-
-    #[test]
-    fn column_sums_add_every_row() {
-        let (rows, cols) = (9, 130); // more than one task of columns, a partial last one
-        let m = values(rows * cols, 9);
-        let sums = column_sums(&m, cols);
-        for (j, s) in sums.iter().enumerate() {
-            let expected: f32 = (0..rows).map(|i| m[i * cols + j]).sum();
-            assert!((s - expected).abs() < 1e-5, "column {j}");
         }
     }
 
