@@ -36,6 +36,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bytes, DType, Int, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::buffer;
 use crate::gemm::{self, MatRef};
 use crate::init::LAYER_NORM_EPSILON;
 
@@ -668,8 +669,7 @@ fn self_attention_forward(
     let packed = contiguous_f32(&qkv);
     let [q, k, v] = [0, 1, 2].map(|part| split_heads(packed, 3 * d, part * d, batch, heads, d));
     let (out, probs) = attention_forward(q.clone(), k.clone(), v.clone(), scale);
-    let mut merged = zeros(Shape::new([n, d]));
-    merge_heads(&out, elements_mut(&mut merged), d, 0, d);
+    let merged = merge_heads(&[&out], n, d); // [B·T, d]
     let state = SelfAttentionState {
         q,
         k,
@@ -694,13 +694,8 @@ fn self_attention_backward(state: SelfAttentionState, grad: &FlexTensor) -> Flex
     let (n, d) = (shape[0], shape[1]);
     let grad = grad.to_contiguous();
     let grad = split_heads(contiguous_f32(&grad), d, 0, batch, heads, d);
-    let grads = attention_backward(q, k, v, probs, grad, scale);
-    let mut dqkv = zeros(Shape::new([n, 3 * d]));
-    let packed = elements_mut(&mut dqkv);
-    for (part, g) in grads.iter().enumerate() {
-        merge_heads(g, packed, 3 * d, part * d, d);
-    }
-    dqkv
+    let [dq, dk, dv] = attention_backward(q, k, v, probs, grad, scale);
+    merge_heads(&[&dq, &dk, &dv], n, d) // [B·T, 3d]
 }
 
 /// `x·weight + bias`: `x` `[N, in]`, `weight` `[in, out]`, `bias` `[out]` → `[N, out]`.
@@ -759,39 +754,43 @@ fn split_heads(
 ) -> FlexTensor {
     let t = matrix.len() / row_len / batch;
     let hs = d / heads;
-    let mut out = zeros(Shape::new([batch, heads, t, hs]));
-    elements_mut(&mut out)
-        .par_chunks_mut(t * hs) // one (sequence, head)
-        .enumerate()
-        .for_each(|(bh, block)| {
-            let (b, h) = (bh / heads, bh % heads);
-            for (i, row) in block.chunks_mut(hs).enumerate() {
-                let start = (b * t + i) * row_len + offset + h * hs;
-                row.copy_from_slice(&matrix[start..start + hs]);
-            }
-        });
-    out
+    let shape = Shape::new([batch, heads, t, hs]);
+    let one_per_head = (0..batch * heads).into_par_iter();
+    buffer::par_new_tensor(shape, t * hs, one_per_head, |block, bh| {
+        let (b, h) = (bh / heads, bh % heads);
+        for (i, row) in block.chunks_mut(hs).enumerate() {
+            let start = (b * t + i) * row_len + offset + h * hs;
+            row.copy_from_slice(&matrix[start..start + hs]);
+        }
+    })
+    .0
 }
 
-/// Writes heads `[B, nh, T, hs]` into the `d` columns from `offset` of a row-major matrix with
-/// rows of `row_len`: the inverse of [`split_heads`].
-fn merge_heads(heads: &FlexTensor, matrix: &mut [f32], row_len: usize, offset: usize, d: usize) {
-    let [_, nh, t, hs] = heads.shape().dims::<4>();
+/// The heads `[B, nh, T, hs]` of each of `parts` side by side in a new `[B·T, parts·d]`
+/// matrix (`n = B·T` rows; part `p`'s heads fill columns `p·d..(p+1)·d`): the inverse of
+/// [`split_heads`].
+fn merge_heads(parts: &[&FlexTensor], n: usize, d: usize) -> FlexTensor {
+    let Some([batch, nh, t, hs]) = parts.first().map(|p| p.shape().dims::<4>()) else {
+        unreachable!("at least one part")
+    };
     debug_assert_eq!(nh * hs, d);
-    let heads = heads.to_contiguous();
-    let src = contiguous_f32(&heads);
-    matrix
-        .par_chunks_mut(row_len * t) // one sequence
-        .enumerate()
-        .for_each(|(b, rows)| {
-            for (i, row) in rows.chunks_mut(row_len).enumerate() {
+    let parts: Vec<FlexTensor> = parts.iter().map(|p| p.to_contiguous()).collect();
+    let sources: Vec<&[f32]> = parts.iter().map(contiguous_f32).collect();
+    let row_len = sources.len() * d;
+    let one_per_sequence = (0..batch).into_par_iter();
+    let shape = Shape::new([n, row_len]);
+    buffer::par_new_tensor(shape, row_len * t, one_per_sequence, |rows, b| {
+        for (i, row) in rows.chunks_mut(row_len).enumerate() {
+            for (part, src) in sources.iter().enumerate() {
                 for h in 0..nh {
                     let from = ((b * nh + h) * t + i) * hs;
-                    row[offset + h * hs..offset + (h + 1) * hs]
-                        .copy_from_slice(&src[from..from + hs]);
+                    let to = part * d + h * hs;
+                    row[to..to + hs].copy_from_slice(&src[from..from + hs]);
                 }
             }
-        });
+        }
+    })
+    .0
 }
 
 /// Defines a kernel: a struct of the given fields whose body runs inside pulp's dispatch,
@@ -980,7 +979,15 @@ const ELEMENTS_PER_TASK: usize = 1 << 14;
 
 /// `gelu(x)` element-wise.
 fn gelu_forward(x: &FlexTensor) -> FlexTensor {
-    map_in_place(zeros(x.shape()), x, |x, _| gelu_and_slope(x).0)
+    let x_c = x.to_contiguous();
+    let xs = contiguous_f32(&x_c);
+    let arch = pulp::Arch::new();
+    let f = |x: f32, _| gelu_and_slope(x).0;
+    let chunks = xs.par_chunks(ELEMENTS_PER_TASK);
+    buffer::par_new_tensor(x.shape(), ELEMENTS_PER_TASK, chunks, |out, a| {
+        arch.dispatch(MapTask { out, a, f: &f })
+    })
+    .0
 }
 
 /// `grad · gelu'(x)` element-wise, in `grad`'s buffer when nothing else holds it.
@@ -991,22 +998,6 @@ fn gelu_backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
 /// `out ← f(a, out)` element by element (`a` of `out`'s shape), split across the thread pool
 /// and vectorised for the CPU's widest SIMD instructions.
 fn map_in_place(out: FlexTensor, a: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> FlexTensor {
-    /// One task's slices, run under the CPU's SIMD features so that the loop vectorises.
-    struct Task<'a, F> {
-        out: &'a mut [f32],
-        a: &'a [f32],
-        f: &'a F,
-    }
-    impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for Task<'_, F> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _: S) {
-            for (out, &a) in self.out.iter_mut().zip(self.a) {
-                *out = (self.f)(a, *out);
-            }
-        }
-    }
-
     let a = a.to_contiguous();
     let a = contiguous_f32(&a);
     let mut out = writable(out);
@@ -1014,20 +1005,26 @@ fn map_in_place(out: FlexTensor, a: &FlexTensor, f: impl Fn(f32, f32) -> f32 + S
     elements_mut(&mut out)
         .par_chunks_mut(ELEMENTS_PER_TASK)
         .zip(a.par_chunks(ELEMENTS_PER_TASK))
-        .for_each(|(out, a)| arch.dispatch(Task { out, a, f: &f }));
+        .for_each(|(out, a)| arch.dispatch(MapTask { out, a, f: &f }));
     out
 }
 
-/// A zero f32 tensor of `shape`. Its buffer is allocated 16-byte aligned, so Burn keeps it as
-/// it is; `FlexTensor::empty` zero-fills bytes and then copies them into an aligned buffer.
-fn zeros(shape: Shape) -> FlexTensor {
-    let n = shape.num_elements();
-    if !n.is_multiple_of(4) {
-        // The aligned buffer would be longer than the tensor; keep buffers exact.
-        return FlexTensor::empty(shape, DType::F32);
+/// One task's slices of [`map_in_place`], `out ← f(a, out)`, run under the CPU's SIMD features
+/// so that the loop vectorises.
+struct MapTask<'a, F> {
+    out: &'a mut [f32],
+    a: &'a [f32],
+    f: &'a F,
+}
+
+impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for MapTask<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for (out, &a) in self.out.iter_mut().zip(self.a) {
+            *out = (self.f)(a, *out);
+        }
     }
-    let bytes = Bytes::from_elems(vec![0u128; n / 4]);
-    FlexTensor::new(bytes, Layout::contiguous(shape), DType::F32)
 }
 
 /// `tensor`, contiguous, to write into: its own buffer when nothing else holds it (a copy is
@@ -1116,24 +1113,22 @@ fn layer_norm_forward(
         contiguous_f32(&gamma),
         contiguous_f32(&beta),
     );
-    let mut out = zeros(shape);
     let mut stats = vec![[0.0; 2]; xs.len() / d];
     let arch = pulp::Arch::new();
-    elements_mut(&mut out)
-        .par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(xs.par_chunks(d * ROWS_PER_TASK))
-        .zip(stats.par_chunks_mut(ROWS_PER_TASK))
-        .for_each(|((out, xs), stats)| {
-            arch.dispatch(LayerNormRows {
-                out,
-                xs,
-                stats,
-                gamma,
-                beta,
-                d,
-                epsilon,
-            })
-        });
+    let inputs = xs
+        .par_chunks(d * ROWS_PER_TASK)
+        .zip(stats.par_chunks_mut(ROWS_PER_TASK));
+    let (out, _) = buffer::par_new_tensor(shape, d * ROWS_PER_TASK, inputs, |out, (xs, stats)| {
+        arch.dispatch(LayerNormRows {
+            out,
+            xs,
+            stats,
+            gamma,
+            beta,
+            d,
+            epsilon,
+        })
+    });
     (out, stats)
 }
 
@@ -1261,21 +1256,20 @@ fn cross_entropy_forward(logits: &FlexTensor, targets: &[usize]) -> (FlexTensor,
     );
     let logits = logits.to_contiguous();
     let z = contiguous_f32(&logits);
-    let mut probs = zeros(shape);
     let arch = pulp::Arch::new();
-    let total: f64 = elements_mut(&mut probs)
-        .par_chunks_mut(v * ROWS_PER_TASK)
-        .zip(z.par_chunks(v * ROWS_PER_TASK))
-        .zip(targets.par_chunks(ROWS_PER_TASK))
-        .map(|((probs, z), targets)| {
+    let inputs = z
+        .par_chunks(v * ROWS_PER_TASK)
+        .zip(targets.par_chunks(ROWS_PER_TASK));
+    let (probs, losses) =
+        buffer::par_new_tensor(shape, v * ROWS_PER_TASK, inputs, |probs, (z, targets)| {
             arch.dispatch(CrossEntropyRows {
                 probs,
                 z,
                 targets,
                 v,
             })
-        })
-        .sum();
+        });
+    let total: f64 = losses.iter().sum();
     let loss = FlexTensor::from_data(TensorData::new(vec![(total / n as f64) as f32], [1]));
     (loss, probs)
 }

@@ -6,16 +6,18 @@
 //! bias, copied into every row, and the product is added to it.
 //!
 //! The unsafe code of this module is the `gemm` call (raw pointers and strides, which
-//! [`MatRef`] checks against its slice when it is built) and [`new_tensor`], which hands out
-//! uninitialised memory to a closure that must write all of it. Nothing unsafe is exported.
+//! [`MatRef`] checks against its slice when it is built) and its use of
+//! [`buffer::new_tensor`] for outputs the product writes whole. Nothing unsafe is exported.
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{Bytes, DType, Shape};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Shape};
 use gemm::Parallelism;
 use rayon::prelude::*;
+
+use crate::buffer::{self, new_tensor};
 
 /// Products of at least this many multiply-adds are split across the rayon pool's threads
 /// (the threshold Burn's CPU backend uses); smaller ones run on the calling thread.
@@ -182,23 +184,6 @@ fn product_into_uninit(dst: &mut [MaybeUninit<f32>], a: MatRef<'_>, b: MatRef<'_
     unsafe { product_raw(dst, a, b, false, split) }
 }
 
-/// A new f32 tensor of `shape` whose elements `write` computes into uninitialised memory.
-///
-/// # Safety
-/// `write` initialises every element of the slice it is given.
-unsafe fn new_tensor(shape: Shape, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> FlexTensor {
-    let n = shape.num_elements();
-    let mut buffer = Vec::<f32>::with_capacity(n);
-    write(&mut buffer.spare_capacity_mut()[..n]);
-    // SAFETY: the capacity is at least `n` and `write` initialised the first `n` elements.
-    unsafe { buffer.set_len(n) };
-    FlexTensor::new(
-        Bytes::from_elems(buffer),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
-}
-
 /// `a·b` as a new `[a.rows, b.cols]` tensor, split across threads when large.
 pub(crate) fn product(a: MatRef<'_>, b: MatRef<'_>) -> FlexTensor {
     let shape = Shape::new([a.rows, b.cols]);
@@ -212,17 +197,22 @@ pub(crate) fn product(a: MatRef<'_>, b: MatRef<'_>) -> FlexTensor {
 /// # Panics
 /// If `bias` does not have `w.cols` elements.
 pub(crate) fn affine(x: MatRef<'_>, w: MatRef<'_>, bias: &[f32]) -> FlexTensor {
-    assert_eq!(bias.len(), w.cols, "a bias per output column");
-    let mut out = Vec::with_capacity(x.rows * w.cols);
-    for _ in 0..x.rows {
-        out.extend_from_slice(bias);
-    }
-    product_into(&mut out, x, w, true, true);
-    FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(Shape::new([x.rows, w.cols])),
-        DType::F32,
+    const ROWS_PER_TASK: usize = 64;
+    let (rows, cols) = (x.rows, w.cols);
+    assert_eq!(bias.len(), cols, "a bias per output column");
+    let mut out = buffer::par_new_tensor(
+        Shape::new([rows, cols]),
+        ROWS_PER_TASK * cols,
+        (0..rows.div_ceil(ROWS_PER_TASK)).into_par_iter(),
+        |chunk, _| {
+            chunk
+                .chunks_mut(cols)
+                .for_each(|row| row.copy_from_slice(bias))
+        },
     )
+    .0;
+    product_into(out.storage_mut::<f32>(), x, w, true, true);
+    out
 }
 
 /// The products `a(g)·b(g)` of `groups` pairs of same-shape matrices as a new

@@ -3,6 +3,7 @@
 //!
 //! Models only build and run: the training loop, data and records live in other crates.
 
+mod buffer;
 pub mod cnn;
 pub mod encoder;
 pub mod fused;
