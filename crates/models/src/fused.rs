@@ -67,6 +67,10 @@ pub trait FusedOps: Backend {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
+    /// A matrix product `x·weight` for `x` `[N, in]`, `weight` `[in, out]` (a linear layer
+    /// without a bias).
+    fn fused_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// GELU, `x·Φ(x)` with the exact normal CDF, element-wise.
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -232,18 +236,45 @@ pub fn unfused_causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize)
 /// matmul (output zero-filled and copied first), a broadcast add, and in the backward pass two
 /// matmuls and a sum, each into a fresh zero-filled buffer.
 pub fn linear<const D: usize>(x: Tensor<D>, layer: &Linear) -> Tensor<D> {
-    let Some(bias) = layer.bias.as_ref().filter(|_| available(&x)) else {
+    if !available(&x) {
         return layer.forward(x);
-    };
+    }
+    let weight = layer.weight.val();
+    match &layer.bias {
+        Some(bias) => as_rows(x, weight.dims()[1], |x| {
+            <Dispatch as FusedOps>::fused_linear(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.val().into_dispatch(),
+            )
+        }),
+        None => matmul(x, weight),
+    }
+}
+
+/// `x` `[..., in]` times `weight` `[in, out]` → `[..., out]` (a linear layer without a bias;
+/// `weight` may be a transposed view, as a tied output head's is). On the CPU backend one
+/// operation writing its output and both gradients once (see [`linear`]); Burn's `matmul`
+/// elsewhere.
+pub fn matmul<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    if !available(&x) {
+        return x.matmul(weight.unsqueeze());
+    }
+    as_rows(x, weight.dims()[1], |x| {
+        <Dispatch as FusedOps>::fused_matmul(x.into_dispatch(), weight.into_dispatch())
+    })
+}
+
+/// Runs `op` on `x` `[..., in]` seen as the matrix `[N, in]` and gives its `[N, out]` result
+/// the leading dimensions of `x` back.
+fn as_rows<const D: usize>(
+    x: Tensor<D>,
+    d_out: usize,
+    op: impl FnOnce(Tensor<2>) -> burn::tensor::DispatchTensor,
+) -> Tensor<D> {
     let mut dims = x.dims();
-    let [_, d_out] = layer.weight.dims();
     let rows = dims[..D - 1].iter().product::<usize>();
-    let x = x.reshape([rows, dims[D - 1]]); // [N, in]
-    let out = Tensor::<2>::from_dispatch(<Dispatch as FusedOps>::fused_linear(
-        x.into_dispatch(),
-        layer.weight.val().into_dispatch(),
-        bias.val().into_dispatch(),
-    )); // [N, out]
+    let out = Tensor::<2>::from_dispatch(op(x.reshape([rows, dims[D - 1]]))); // [N, out]
     dims[D - 1] = d_out;
     out.reshape(dims)
 }
@@ -325,6 +356,11 @@ impl FusedOps for Flex {
 
     fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         linear_forward(&x, &weight, &bias)
+    }
+
+    fn fused_matmul(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        let (x, weight) = (matrix_view(&x), matrix_view(&weight));
+        gemm::product(matrix(&x), matrix(&weight))
     }
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
@@ -510,7 +546,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 _: &mut Checkpointer,
             ) {
                 register(ops, grads, |(x, weight), grad| {
-                    linear_backward(&x, &weight, &grad)
+                    linear_backward(&x, &weight, &grad, true)
                 });
             }
         }
@@ -519,6 +555,35 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let [x, weight, bias] = [x, weight, bias].map(|t| t.into_primitive());
         record::<_, C, 3>(LinearOp, parents, || {
             (linear_forward(&x, &weight, &bias), (x, weight))
+        })
+    }
+
+    fn fused_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Matmul;
+
+        impl Backward<Flex, 2> for Matmul {
+            /// The input and the weight.
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(x, weight), grad| {
+                    let [dx, dw, _] = linear_backward(&x, &weight, &grad, false);
+                    [dx, dw]
+                });
+            }
+        }
+
+        let parents = [x.node(), weight.node()];
+        let [x, weight] = [x, weight].map(|t| t.into_primitive());
+        record::<_, C, 2>(Matmul, parents, || {
+            let (xm, wm) = (matrix_view(&x), matrix_view(&weight));
+            (gemm::product(matrix(&xm), matrix(&wm)), (x, weight))
         })
     }
 
@@ -705,14 +770,25 @@ fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Fle
 }
 
 /// Gradients of a linear layer's input, weight and bias from its output's gradient `grad`
-/// `[N, out]`: `dx = grad·Wᵀ` `[N, in]`, `dW = xᵀ·grad` `[in, out]`, `db` = column sums `[out]`.
-fn linear_backward(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor) -> [FlexTensor; 3] {
+/// `[N, out]`: `dx = grad·Wᵀ` `[N, in]`, `dW = xᵀ·grad` `[in, out]`, `db` = column sums `[out]`
+/// (an empty `[0]` tensor unless `with_bias`).
+fn linear_backward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    with_bias: bool,
+) -> [FlexTensor; 3] {
     let (x, weight, grad) = (matrix_view(x), matrix_view(weight), grad.to_contiguous());
     let (x_m, w_m, g_m) = (matrix(&x), matrix(&weight), matrix(&grad));
     let dx = gemm::product(g_m, w_m.t());
     let dw = gemm::product(x_m.t(), g_m);
     let [_, d_out] = grad.shape().dims::<2>();
-    let db = column_sums(contiguous_f32(&grad), d_out);
+    let db = if with_bias {
+        column_sums(contiguous_f32(&grad), d_out)
+    } else {
+        Vec::new()
+    };
+    let d_out = db.len();
     let db = FlexTensor::new(
         Bytes::from_elems(db),
         Layout::contiguous(Shape::new([d_out])),
@@ -1591,6 +1667,35 @@ mod tests {
             let expected: f32 = (0..rows).map(|i| m[i * cols + j]).sum();
             assert!((s - expected).abs() < 1e-5, "column {j}");
         }
+    }
+
+    #[test]
+    fn fused_matmul_matches_burns_matmul_with_a_transposed_weight_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(13);
+        // A tied head: x [2, 9, 24] times the embedding [V = 30, 24] transposed.
+        let x =
+            Tensor::<3>::random([2, 9, 24], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let embedding =
+            Tensor::<2>::random([30, 24], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weights = Tensor::<3>::random([2, 9, 30], Distribution::Normal(0.0, 1.0), &device);
+        let fused = matmul(x.clone(), embedding.clone().transpose());
+        let reference = x.clone().matmul(embedding.clone().transpose().unsqueeze());
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.clone().into_data(), Tolerance::absolute(1e-4));
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_ref = (reference * weights).sum().backward();
+        let grad = |t: Option<TensorData>| t.unwrap_or_else(|| panic!("no gradient"));
+        grad(x.grad(&g_fused).map(|g| g.into_data())).assert_approx_eq::<f32>(
+            &grad(x.grad(&g_ref).map(|g| g.into_data())),
+            Tolerance::absolute(1e-4),
+        );
+        grad(embedding.grad(&g_fused).map(|g| g.into_data())).assert_approx_eq::<f32>(
+            &grad(embedding.grad(&g_ref).map(|g| g.into_data())),
+            Tolerance::absolute(1e-4),
+        );
     }
 
     #[test]

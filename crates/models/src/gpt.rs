@@ -14,7 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::fused::{causal_self_attention, cross_entropy, gelu, layer_norm, linear};
+use crate::fused::{causal_self_attention, cross_entropy, gelu, layer_norm, linear, matmul};
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -249,15 +249,9 @@ impl Gpt {
         }
         let x = layer_norm(x, &self.ln_f); // [B, T, d]
         match &self.head {
-            Some(head) => head.forward(x), // [B, T, V]
+            Some(head) => linear(x, head), // [B, T, V]
             // Tied: multiply by the token embedding transposed, [V, d] → [d, V].
-            None => x.matmul(
-                self.token_embedding
-                    .weight
-                    .val()
-                    .transpose()
-                    .unsqueeze::<3>(),
-            ),
+            None => matmul(x, self.token_embedding.weight.val().transpose()),
         }
     }
 
