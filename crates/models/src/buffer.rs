@@ -1,11 +1,13 @@
-//! New f32 tensors for the fused kernels, without a separate pass that zero-fills them first.
+//! New f32 tensors for the fused kernels, written once, with no pass that zero-fills them
+//! first.
 //!
 //! Burn's `FlexTensor::empty` zero-fills a byte buffer and copies it to align it; the kernels
-//! here used to zero-fill their outputs up front, one core writing megabytes that are about to
-//! be overwritten and evicting them from the cache on the way (about 2.4% of a d256 step,
-//! BENCHMARKS.md). [`par_new_tensor`] instead cuts a new buffer into chunks and lets the task
-//! that computes a chunk zero it just before, while it is in that core's cache;
-//! [`new_tensor`] hands uninitialised memory to a writer that fills all of it (a GEMM).
+//! here used to zero-fill their outputs too (one core writing megabytes that are overwritten
+//! at once: about 2.4% of a d256 step up front, still 4% when each task zeroed its own chunk,
+//! BENCHMARKS.md). [`par_new_tensor`] hands each task its chunk of uninitialised memory as a
+//! [`Chunk`], which can only be written front to back from values ([`Chunk::write`]) and
+//! proves at the end that all of it was ([`Chunk::finish`]); [`new_tensor`] hands
+//! uninitialised memory to a writer that fills all of it (a GEMM).
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
@@ -30,18 +32,97 @@ pub(crate) unsafe fn new_tensor(
     tensor(buffer, shape)
 }
 
+/// A task's part of a new buffer, not yet written: [`Chunk::write`] fills it front to back,
+/// [`Chunk::finish`] checks that nothing is left.
+pub(crate) struct Chunk<'a> {
+    rest: &'a mut [MaybeUninit<f32>],
+    /// Where the chunk starts and how long it is, for [`Filled`].
+    start: usize,
+    len: usize,
+}
+
+/// Proof that a [`Chunk`] was written whole: only [`Chunk::finish`] makes one.
+#[must_use]
+pub(crate) struct Filled {
+    start: usize,
+    len: usize,
+}
+
+impl<'a> Chunk<'a> {
+    fn new(chunk: &'a mut [MaybeUninit<f32>]) -> Self {
+        Self {
+            start: chunk.as_ptr().addr(),
+            len: chunk.len(),
+            rest: chunk,
+        }
+    }
+
+    /// Writes the next `len` elements from `values` and returns them, initialised, to be read
+    /// or changed further.
+    ///
+    /// # Panics
+    /// If fewer than `len` elements are left, or `values` yields fewer than `len`.
+    #[inline(always)]
+    pub(crate) fn write(
+        &mut self,
+        len: usize,
+        values: impl IntoIterator<Item = f32>,
+    ) -> &'a mut [f32] {
+        let rest = std::mem::take(&mut self.rest);
+        assert!(
+            len <= rest.len(),
+            "{len} elements written, {} left",
+            rest.len()
+        );
+        let (head, tail) = rest.split_at_mut(len);
+        self.rest = tail;
+        let mut written = 0;
+        for (slot, value) in head.iter_mut().zip(values) {
+            slot.write(value);
+            written += 1;
+        }
+        assert_eq!(written, len, "fewer values than elements to write");
+        // SAFETY: all `len` elements of `head` were just written; `MaybeUninit<f32>` has the
+        // layout of `f32`; `head` is borrowed for `'a` and no longer reachable through `self`.
+        unsafe { &mut *(std::ptr::from_mut(head) as *mut [f32]) }
+    }
+
+    /// Copies `values` into the next `values.len()` elements.
+    #[inline(always)]
+    pub(crate) fn copy(&mut self, values: &[f32]) -> &'a mut [f32] {
+        self.write(values.len(), values.iter().copied())
+    }
+
+    /// The proof that the whole chunk was written.
+    ///
+    /// # Panics
+    /// If some of it was not.
+    pub(crate) fn finish(self) -> Filled {
+        assert!(
+            self.rest.is_empty(),
+            "{} elements of a chunk left unwritten",
+            self.rest.len()
+        );
+        Filled {
+            start: self.start,
+            len: self.len,
+        }
+    }
+}
+
 /// A new f32 tensor of `shape`, computed in parallel: its buffer is cut into chunks of
 /// `chunk_len` elements (the last may be shorter), one per item of `inputs`, and each task
-/// zeroes its chunk and calls `fill(chunk, item)`. Returns the tensor and what each call
-/// returned, in order.
+/// writes its chunk through `fill(chunk, item)`, which returns the chunk's [`Filled`] proof and
+/// a value. Returns the tensor and the values, in order.
 ///
 /// # Panics
-/// If `inputs` does not have one item per chunk.
+/// If `inputs` does not have one item per chunk, or a task does not prove its own chunk
+/// written.
 pub(crate) fn par_new_tensor<I, R>(
     shape: Shape,
     chunk_len: usize,
     inputs: I,
-    fill: impl Fn(&mut [f32], I::Item) -> R + Sync,
+    fill: impl Fn(Chunk<'_>, I::Item) -> (Filled, R) + Sync,
 ) -> (FlexTensor, Vec<R>)
 where
     I: IndexedParallelIterator,
@@ -58,23 +139,21 @@ where
     let results = buffer.spare_capacity_mut()[..n]
         .par_chunks_mut(chunk_len)
         .zip(inputs)
-        .map(|(chunk, item)| fill(zeroed(chunk), item))
+        .map(|(chunk, item)| {
+            let (start, len) = (chunk.as_ptr().addr(), chunk.len());
+            let (filled, result) = fill(Chunk::new(chunk), item);
+            assert!(
+                filled.start == start && filled.len == len,
+                "a task proved another chunk written than its own"
+            );
+            result
+        })
         .collect();
     // SAFETY: the capacity is at least `n`; the chunks cover the first `n` elements (one input
-    // per chunk, checked above, so the zip visits every chunk) and `zeroed` initialised each.
+    // per chunk, checked above, so the zip visits every chunk), and each task proved its chunk
+    // written whole (a `Filled` is made only by `Chunk::finish`, after the last write).
     unsafe { buffer.set_len(n) };
     (tensor(buffer, shape), results)
-}
-
-/// `chunk` set to zeros, as initialised memory.
-fn zeroed(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    for x in chunk.iter_mut() {
-        x.write(0.0);
-    }
-    let len = chunk.len();
-    // SAFETY: every element was just written; `MaybeUninit<f32>` has the layout of `f32`, and
-    // the result borrows `chunk` for its whole life.
-    unsafe { std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<f32>(), len) }
 }
 
 /// A contiguous f32 tensor of `shape` over `buffer` (no copy).
@@ -91,21 +170,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_chunk_is_filled_in_order_and_results_come_back_in_order() {
+    fn every_chunk_is_written_in_order_and_results_come_back_in_order() {
         // 10 elements in chunks of 4: 4 + 4 + 2.
-        let (t, firsts) = par_new_tensor(
+        let (t, lens) = par_new_tensor(
             Shape::new([2, 5]),
             4,
             (0..3usize).into_par_iter(),
-            |chunk, i| {
-                assert!(chunk.iter().all(|&x| x == 0.0), "chunks start zeroed");
-                for (j, x) in chunk.iter_mut().enumerate() {
-                    *x = (i * 4 + j) as f32;
-                }
-                chunk.len()
+            |mut chunk, i| {
+                let len = chunk.len;
+                let first = chunk.write(1, [(i * 4) as f32]);
+                first[0] += 0.0; // written values can be read and changed
+                chunk.write(len - 1, (1..len).map(|j| (i * 4 + j) as f32));
+                (chunk.finish(), len)
             },
         );
-        assert_eq!(firsts, vec![4, 4, 2]);
+        assert_eq!(lens, vec![4, 4, 2]);
         let expected: Vec<f32> = (0..10).map(|x| x as f32).collect();
         assert_eq!(t.as_slice::<f32>(), Some(&expected[..]));
     }
@@ -113,6 +192,36 @@ mod tests {
     #[test]
     #[should_panic(expected = "one input per chunk")]
     fn too_few_inputs_are_refused() {
-        let _ = par_new_tensor(Shape::new([10]), 4, (0..2usize).into_par_iter(), |_, _| ());
+        let _ = par_new_tensor(Shape::new([10]), 4, (0..2usize).into_par_iter(), |c, _| {
+            (c.finish(), ())
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "left unwritten")]
+    fn a_chunk_left_partly_unwritten_is_refused() {
+        let _ = par_new_tensor(
+            Shape::new([8]),
+            4,
+            (0..2usize).into_par_iter(),
+            |mut c, _| {
+                c.copy(&[1.0, 2.0]);
+                (c.finish(), ())
+            },
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "fewer values")]
+    fn too_few_values_are_refused() {
+        let _ = par_new_tensor(
+            Shape::new([4]),
+            4,
+            (0..1usize).into_par_iter(),
+            |mut c, _| {
+                c.write(4, [1.0, 2.0]);
+                (c.finish(), ())
+            },
+        );
     }
 }

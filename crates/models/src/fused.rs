@@ -36,7 +36,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bytes, DType, Int, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::buffer;
+use crate::buffer::{self, Chunk, Filled};
 use crate::gemm::{self, MatRef};
 use crate::init::LAYER_NORM_EPSILON;
 
@@ -832,12 +832,13 @@ fn split_heads(
     let hs = d / heads;
     let shape = Shape::new([batch, heads, t, hs]);
     let one_per_head = (0..batch * heads).into_par_iter();
-    buffer::par_new_tensor(shape, t * hs, one_per_head, |block, bh| {
+    buffer::par_new_tensor(shape, t * hs, one_per_head, |mut block, bh| {
         let (b, h) = (bh / heads, bh % heads);
-        for (i, row) in block.chunks_mut(hs).enumerate() {
+        for i in 0..t {
             let start = (b * t + i) * row_len + offset + h * hs;
-            row.copy_from_slice(&matrix[start..start + hs]);
+            block.copy(&matrix[start..start + hs]);
         }
+        (block.finish(), ())
     })
     .0
 }
@@ -855,16 +856,17 @@ fn merge_heads(parts: &[&FlexTensor], n: usize, d: usize) -> FlexTensor {
     let row_len = sources.len() * d;
     let one_per_sequence = (0..batch).into_par_iter();
     let shape = Shape::new([n, row_len]);
-    buffer::par_new_tensor(shape, row_len * t, one_per_sequence, |rows, b| {
-        for (i, row) in rows.chunks_mut(row_len).enumerate() {
-            for (part, src) in sources.iter().enumerate() {
+    buffer::par_new_tensor(shape, row_len * t, one_per_sequence, |mut rows, b| {
+        // Row by row, part by part, head by head: the order of the output in memory.
+        for i in 0..t {
+            for src in &sources {
                 for h in 0..nh {
                     let from = ((b * nh + h) * t + i) * hs;
-                    let to = part * d + h * hs;
-                    row[to..to + hs].copy_from_slice(&src[from..from + hs]);
+                    rows.copy(&src[from..from + hs]);
                 }
             }
         }
+        (rows.finish(), ())
     })
     .0
 }
@@ -1058,12 +1060,20 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     let x_c = x.to_contiguous();
     let xs = contiguous_f32(&x_c);
     let arch = pulp::Arch::new();
-    let f = |x: f32, _| gelu_and_slope(x).0;
     let chunks = xs.par_chunks(ELEMENTS_PER_TASK);
-    buffer::par_new_tensor(x.shape(), ELEMENTS_PER_TASK, chunks, |out, a| {
-        arch.dispatch(MapTask { out, a, f: &f })
+    buffer::par_new_tensor(x.shape(), ELEMENTS_PER_TASK, chunks, |out, xs| {
+        (arch.dispatch(GeluForward { out, xs }), ())
     })
     .0
+}
+
+kernel! {
+    /// `gelu(x)` of every element of `xs` into `out`.
+    struct GeluForward<'a> { out: Chunk<'a>, xs: &'a [f32] } -> Filled {
+        let mut out = out;
+        out.write(xs.len(), xs.iter().map(|&x| gelu_and_slope(x).0));
+        out.finish()
+    }
 }
 
 /// `grad · gelu'(x)` element-wise, in `grad`'s buffer when nothing else holds it.
@@ -1195,7 +1205,7 @@ fn layer_norm_forward(
         .par_chunks(d * ROWS_PER_TASK)
         .zip(stats.par_chunks_mut(ROWS_PER_TASK));
     let (out, _) = buffer::par_new_tensor(shape, d * ROWS_PER_TASK, inputs, |out, (xs, stats)| {
-        arch.dispatch(LayerNormRows {
+        let kernel = LayerNormRows {
             out,
             xs,
             stats,
@@ -1203,7 +1213,8 @@ fn layer_norm_forward(
             beta,
             d,
             epsilon,
-        })
+        };
+        (arch.dispatch(kernel), ())
     });
     (out, stats)
 }
@@ -1211,23 +1222,24 @@ fn layer_norm_forward(
 kernel! {
     /// LayerNorm of the rows (length `d`) of `xs` into `out`, with each row's `[mean, rstd]`.
     struct LayerNormRows<'a> {
-        out: &'a mut [f32],
+        out: Chunk<'a>,
         xs: &'a [f32],
         stats: &'a mut [[f32; 2]],
         gamma: &'a [f32],
         beta: &'a [f32],
         d: usize,
         epsilon: f32,
-    } -> () {
-        for ((y, x), stat) in out.chunks_mut(d).zip(xs.chunks(d)).zip(stats.iter_mut()) {
+    } -> Filled {
+        let mut out = out;
+        for (x, stat) in xs.chunks(d).zip(stats.iter_mut()) {
             let mean = sum_map(x, |v| v) / d as f32;
             let var = sum_map(x, |v| (v - mean) * (v - mean)) / d as f32;
             let rstd = 1.0 / (var + epsilon).sqrt();
-            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-                *y = (x - mean) * rstd * g + b;
-            }
+            let y = x.iter().zip(gamma).zip(beta).map(|((&x, &g), &b)| (x - mean) * rstd * g + b);
+            out.write(d, y);
             *stat = [mean, rstd];
         }
+        out.finish()
     }
 }
 
@@ -1375,23 +1387,22 @@ kernel! {
     /// Softmax of each row (length `v`) of `z` into `probs`; returns the sum over rows of
     /// `logsumexp(z) − z[target]`.
     struct CrossEntropyRows<'a> {
-        probs: &'a mut [f32],
+        probs: Chunk<'a>,
         z: &'a [f32],
         targets: &'a [usize],
         v: usize,
-    } -> f64 {
+    } -> (Filled, f64) {
+        let mut probs = probs;
         let mut total = 0.0f64;
-        for ((p, z), &target) in probs.chunks_mut(v).zip(z.chunks(v)).zip(targets) {
+        for (z, &target) in z.chunks(v).zip(targets) {
             let max = max_of(z);
-            for (p, &z) in p.iter_mut().zip(z) {
-                *p = exp_nonpositive(z - max);
-            }
+            let p = probs.write(v, z.iter().map(|&z| exp_nonpositive(z - max)));
             let sum = sum_map(p, |p| p);
             let inv = 1.0 / sum;
             p.iter_mut().for_each(|p| *p *= inv);
             total += f64::from(sum.ln() + max - z[target]);
         }
-        total
+        (probs.finish(), total)
     }
 }
 

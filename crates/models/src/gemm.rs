@@ -200,14 +200,16 @@ pub(crate) fn affine(x: MatRef<'_>, w: MatRef<'_>, bias: &[f32]) -> FlexTensor {
     const ROWS_PER_TASK: usize = 64;
     let (rows, cols) = (x.rows, w.cols);
     assert_eq!(bias.len(), cols, "a bias per output column");
+    let tasks = rows.div_ceil(ROWS_PER_TASK);
     let mut out = buffer::par_new_tensor(
         Shape::new([rows, cols]),
         ROWS_PER_TASK * cols,
-        (0..rows.div_ceil(ROWS_PER_TASK)).into_par_iter(),
-        |chunk, _| {
-            chunk
-                .chunks_mut(cols)
-                .for_each(|row| row.copy_from_slice(bias))
+        (0..tasks).into_par_iter(),
+        |mut chunk, task| {
+            for _ in task * ROWS_PER_TASK..rows.min((task + 1) * ROWS_PER_TASK) {
+                chunk.copy(bias);
+            }
+            (chunk.finish(), ())
         },
     )
     .0;
