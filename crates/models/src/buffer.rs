@@ -87,10 +87,22 @@ impl<'a> Chunk<'a> {
         unsafe { &mut *(std::ptr::from_mut(head) as *mut [f32]) }
     }
 
-    /// Copies `values` into the next `values.len()` elements.
+    /// Copies `values` into the next `values.len()` elements (a `memcpy`).
+    ///
+    /// # Panics
+    /// If fewer elements are left.
     #[inline(always)]
     pub(crate) fn copy(&mut self, values: &[f32]) -> &'a mut [f32] {
-        self.write(values.len(), values.iter().copied())
+        let rest = std::mem::take(&mut self.rest);
+        let len = values.len();
+        assert!(
+            len <= rest.len(),
+            "{len} elements written, {} left",
+            rest.len()
+        );
+        let (head, tail) = rest.split_at_mut(len);
+        self.rest = tail;
+        head.write_copy_of_slice(values)
     }
 
     /// The proof that the whole chunk was written.

@@ -710,18 +710,58 @@ fn register<S, const N: usize>(
     }
 }
 
-/// What the backward pass of [`causal_self_attention`] keeps: the heads `[B, nh, T, hs]`, the
-/// probabilities `[B, nh, T, T]`, the scale.
+/// What the backward pass of [`causal_self_attention`] keeps: the packed projections
+/// `[B·T, 3d]` (contiguous), the probabilities `[B, nh, T, T]`, the shape and the scale.
 #[derive(Debug, Clone)]
 struct SelfAttentionState {
-    q: FlexTensor,
-    k: FlexTensor,
-    v: FlexTensor,
+    qkv: FlexTensor,
     probs: FlexTensor,
+    batch: usize,
+    heads: usize,
     scale: f32,
 }
 
+/// The per-head matrices of a row-major `[B·T, width]` matrix whose rows hold heads of `hs`
+/// side by side from column `offset`: head `h` of sequence `b` is a `T × hs` view (rows `width`
+/// apart), read where it lies. `part(b, h)` for the queries, keys, values of `qkv`
+/// (`offset` 0, d, 2d) or the heads of a `[B·T, d]` gradient.
+#[derive(Clone, Copy)]
+struct HeadViews<'a> {
+    data: &'a [f32],
+    t: usize,
+    hs: usize,
+    heads: usize,
+    width: usize,
+    offset: usize,
+}
+
+impl<'a> HeadViews<'a> {
+    fn new(data: &'a [f32], t: usize, heads: usize, width: usize, offset: usize, d: usize) -> Self {
+        Self {
+            data,
+            t,
+            hs: d / heads,
+            heads,
+            width,
+            offset,
+        }
+    }
+
+    /// Head `h` of sequence `b`, `[T, hs]`.
+    fn part(&self, b: usize, h: usize) -> MatRef<'a> {
+        let start = b * self.t * self.width + self.offset + h * self.hs;
+        MatRef::strided(&self.data[start..], self.t, self.hs, self.width, 1)
+    }
+
+    /// Head `g = b·nh + h`, for products indexed by (sequence, head) pairs.
+    fn flat(&self, g: usize) -> MatRef<'a> {
+        self.part(g / self.heads, g % self.heads)
+    }
+}
+
 /// Forward pass from `qkv` `[B·T, 3d]`: the output `[B·T, d]` and what the backward pass needs.
+/// The products read the heads where they lie in `qkv` and write theirs straight into the
+/// `[B·T, d]` output, so no head is copied out or back.
 fn self_attention_forward(
     qkv: &FlexTensor,
     batch: usize,
@@ -730,37 +770,69 @@ fn self_attention_forward(
 ) -> (FlexTensor, SelfAttentionState) {
     let shape = qkv.shape();
     let (n, d) = (shape[0], shape[1] / 3);
+    let t = n / batch;
     let qkv = qkv.to_contiguous();
     let packed = contiguous_f32(&qkv);
-    let [q, k, v] = [0, 1, 2].map(|part| split_heads(packed, 3 * d, part * d, batch, heads, d));
-    let (out, probs) = attention_forward(q.clone(), k.clone(), v.clone(), scale);
-    let merged = merge_heads(&[&out], n, d); // [B·T, d]
+    let [q, k, v] = [0, d, 2 * d].map(|offset| HeadViews::new(packed, t, heads, 3 * d, offset, d));
+    let scores = gemm::batched_product(batch * heads, |g| q.flat(g), |g| k.flat(g).t());
+    let scores = Flex::float_reshape(scores, Shape::new([batch, heads, t, t])); // [B, nh, T, T]
+    let probs = causal_softmax(scores, scale); // zero above the diagonal
+    let p = heads_of(&probs);
+    let out = gemm::heads_side_by_side(batch, heads, |b, h| p(b, h), |b, h| v.part(b, h));
     let state = SelfAttentionState {
-        q,
-        k,
-        v,
+        qkv,
         probs,
+        batch,
+        heads,
         scale,
     };
-    (merged, state)
+    (out, state) // [B·T, d]
 }
 
 /// Gradient of `qkv` `[B·T, 3d]` from the output's gradient `grad` `[B·T, d]`.
 fn self_attention_backward(state: SelfAttentionState, grad: &FlexTensor) -> FlexTensor {
     let SelfAttentionState {
-        q,
-        k,
-        v,
+        qkv,
         probs,
+        batch,
+        heads,
         scale,
     } = state;
-    let [batch, heads, _, _] = q.shape().dims::<4>();
     let shape = grad.shape();
     let (n, d) = (shape[0], shape[1]);
+    let t = n / batch;
+    let packed = contiguous_f32(&qkv);
+    let [q, k, v] = [0, d, 2 * d].map(|offset| HeadViews::new(packed, t, heads, 3 * d, offset, d));
     let grad = grad.to_contiguous();
-    let grad = split_heads(contiguous_f32(&grad), d, 0, batch, heads, d);
-    let [dq, dk, dv] = attention_backward(q, k, v, probs, grad, scale);
-    merge_heads(&[&dq, &dk, &dv], n, d) // [B·T, 3d]
+    let g = HeadViews::new(contiguous_f32(&grad), t, heads, d, 0, d);
+    // out = P·v: dP = grad·vᵀ (dv = Pᵀ·grad below).
+    let dp = gemm::batched_product(batch * heads, |i| g.flat(i), |i| v.flat(i).t());
+    let dp = Flex::float_reshape(dp, Shape::new([batch, heads, t, t]));
+    // P = softmax(S), S = q·kᵀ·scale: dS·scale in one pass.
+    let ds = softmax_backward(&probs, dp, scale); // [B, nh, T, T]
+    let (p, ds) = (heads_of(&probs), heads_of(&ds));
+    // dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·grad, side by side as [B·T, 3d] (parts of nh heads).
+    let lhs = |b: usize, j: usize| match j / heads {
+        0 => ds(b, j % heads),
+        1 => ds(b, j % heads).t(),
+        _ => p(b, j % heads).t(),
+    };
+    let rhs = |b: usize, j: usize| match j / heads {
+        0 => k.part(b, j % heads),
+        1 => q.part(b, j % heads),
+        _ => g.part(b, j % heads),
+    };
+    gemm::heads_side_by_side(batch, 3 * heads, lhs, rhs)
+}
+
+/// The `[T, T]` matrix of (sequence, head) of a contiguous `[B, nh, T, T]` tensor.
+fn heads_of<'a>(tensor: &'a FlexTensor) -> impl Fn(usize, usize) -> MatRef<'a> + Sync + Copy {
+    let [_, nh, rows, cols] = tensor.shape().dims::<4>();
+    let data = contiguous_f32(tensor);
+    move |b, h| {
+        let g = b * nh + h;
+        MatRef::row_major(&data[g * rows * cols..(g + 1) * rows * cols], rows, cols)
+    }
 }
 
 /// `x·weight + bias`: `x` `[N, in]`, `weight` `[in, out]`, `bias` `[out]` → `[N, out]`.
@@ -816,59 +888,6 @@ fn matrix(tensor: &FlexTensor) -> MatRef<'_> {
     let stride = |s: isize| usize::try_from(s).unwrap_or_else(|_| unreachable!("strides checked"));
     let data = &tensor.storage::<f32>()[layout.start_offset()..];
     MatRef::strided(data, rows, cols, stride(row_stride), stride(col_stride))
-}
-
-/// The `[B, nh, T, hs]` heads of the `d` columns from `offset` of a row-major matrix with rows
-/// of `row_len` (`B·T` rows, `nh` heads of `hs = d/nh` side by side).
-fn split_heads(
-    matrix: &[f32],
-    row_len: usize,
-    offset: usize,
-    batch: usize,
-    heads: usize,
-    d: usize,
-) -> FlexTensor {
-    let t = matrix.len() / row_len / batch;
-    let hs = d / heads;
-    let shape = Shape::new([batch, heads, t, hs]);
-    let one_per_head = (0..batch * heads).into_par_iter();
-    buffer::par_new_tensor(shape, t * hs, one_per_head, |mut block, bh| {
-        let (b, h) = (bh / heads, bh % heads);
-        for i in 0..t {
-            let start = (b * t + i) * row_len + offset + h * hs;
-            block.copy(&matrix[start..start + hs]);
-        }
-        (block.finish(), ())
-    })
-    .0
-}
-
-/// The heads `[B, nh, T, hs]` of each of `parts` side by side in a new `[B·T, parts·d]`
-/// matrix (`n = B·T` rows; part `p`'s heads fill columns `p·d..(p+1)·d`): the inverse of
-/// [`split_heads`].
-fn merge_heads(parts: &[&FlexTensor], n: usize, d: usize) -> FlexTensor {
-    let Some([batch, nh, t, hs]) = parts.first().map(|p| p.shape().dims::<4>()) else {
-        unreachable!("at least one part")
-    };
-    debug_assert_eq!(nh * hs, d);
-    let parts: Vec<FlexTensor> = parts.iter().map(|p| p.to_contiguous()).collect();
-    let sources: Vec<&[f32]> = parts.iter().map(contiguous_f32).collect();
-    let row_len = sources.len() * d;
-    let one_per_sequence = (0..batch).into_par_iter();
-    let shape = Shape::new([n, row_len]);
-    buffer::par_new_tensor(shape, row_len * t, one_per_sequence, |mut rows, b| {
-        // Row by row, part by part, head by head: the order of the output in memory.
-        for i in 0..t {
-            for src in &sources {
-                for h in 0..nh {
-                    let from = ((b * nh + h) * t + i) * hs;
-                    rows.copy(&src[from..from + hs]);
-                }
-            }
-        }
-        (rows.finish(), ())
-    })
-    .0
 }
 
 /// Defines a kernel: a struct of the given fields whose body runs inside pulp's dispatch,

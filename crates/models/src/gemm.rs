@@ -99,13 +99,16 @@ fn parallelism(m: usize, n: usize, k: usize, split: bool) -> Parallelism {
 }
 
 /// `dst ← a·b`, or `dst ← dst + a·b` when `accumulate` (then `dst` must be initialised: the
-/// caller's contract, see [`product_into`] and [`product_into_uninit`]). `dst` is row-major
-/// `a.rows × b.cols`. Every element of `dst` is written.
+/// caller's contract, see [`product_into`] and [`product_into_uninit`]). The product's
+/// `a.rows × b.cols` elements go row-major into `dst` with rows `dst_row_stride` apart (the
+/// elements between rows are neither read nor written). Every element of the product is
+/// written.
 ///
 /// # Safety
-/// When `accumulate`, every element of `dst` is initialised.
+/// When `accumulate`, the product's elements of `dst` are initialised.
 unsafe fn product_raw(
     dst: &mut [MaybeUninit<f32>],
+    dst_row_stride: usize,
     a: MatRef<'_>,
     b: MatRef<'_>,
     accumulate: bool,
@@ -117,13 +120,19 @@ unsafe fn product_raw(
         "inner dimensions of a {m} × {k} by {} × {n} product",
         b.rows
     );
-    assert_eq!(dst.len(), m * n, "a {m} × {n} product's output");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        n <= dst_row_stride && (m - 1) * dst_row_stride + n <= dst.len(),
+        "a {m} × {n} product's output with rows {dst_row_stride} apart in {} elements",
+        dst.len()
+    );
     if k == 0 {
         if !accumulate {
-            dst.fill(MaybeUninit::new(0.0));
+            for row in dst.chunks_mut(dst_row_stride).take(m) {
+                row[..n].fill(MaybeUninit::new(0.0));
+            }
         }
         return;
     }
@@ -131,8 +140,8 @@ unsafe fn product_raw(
         isize::try_from(x).unwrap_or_else(|_| unreachable!("a slice's length fits isize"))
     };
     // SAFETY: `a` and `b` read only elements inside their slices (checked in
-    // `MatRef::strided`), `dst` is exactly `m · n` elements written row-major with strides
-    // (n, 1), and it cannot alias `a` or `b` (a unique borrow against shared ones). With
+    // `MatRef::strided`), `dst` holds the `m × n` elements at strides (dst_row_stride, 1)
+    // (checked above), and it cannot alias `a` or `b` (a unique borrow against shared ones). With
     // `read_dst` false the kernels write `dst` without reading it; with `accumulate` the
     // caller guarantees it is initialised.
     unsafe {
@@ -142,7 +151,7 @@ unsafe fn product_raw(
             k,
             dst.as_mut_ptr().cast::<f32>(),
             1,
-            as_isize(n),
+            as_isize(dst_row_stride),
             accumulate,
             a.data.as_ptr(),
             as_isize(a.col_stride),
@@ -169,19 +178,32 @@ pub(crate) fn product_into(
     accumulate: bool,
     split: bool,
 ) {
-    // f32 and MaybeUninit<f32> have the same layout; every element of `dst` is initialised.
+    assert_eq!(
+        dst.len(),
+        a.rows * b.cols,
+        "a {} × {} product's output",
+        a.rows,
+        b.cols
+    );
     let len = dst.len();
     // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, the slice stays initialised (the
     // product writes only f32 values), and `dst` is borrowed for the whole call.
     let dst = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), len) };
     // SAFETY: every element of `dst` is initialised.
-    unsafe { product_raw(dst, a, b, accumulate, split) }
+    unsafe { product_raw(dst, b.cols, a, b, accumulate, split) }
 }
 
 /// `dst ← a·b` into memory that need not be initialised; every element is written.
 fn product_into_uninit(dst: &mut [MaybeUninit<f32>], a: MatRef<'_>, b: MatRef<'_>, split: bool) {
+    assert_eq!(
+        dst.len(),
+        a.rows * b.cols,
+        "a {} × {} product's output",
+        a.rows,
+        b.cols
+    );
     // SAFETY: not accumulating, so `dst` is only written.
-    unsafe { product_raw(dst, a, b, false, split) }
+    unsafe { product_raw(dst, b.cols, a, b, false, split) }
 }
 
 /// `a·b` as a new `[a.rows, b.cols]` tensor, split across threads when large.
@@ -244,6 +266,44 @@ pub(crate) fn batched_product<'a>(
             });
     };
     // SAFETY: the `groups` chunks of `rows · cols` cover the buffer and each is written whole.
+    unsafe { new_tensor(shape, write) }
+}
+
+/// The products `a(s, h)·b(s, h)` (each `rows × cols`) of `sequences × heads` pairs, written
+/// side by side as a new `[sequences·rows, heads·cols]` matrix: sequence `s`'s rows, columns
+/// `h·cols..(h+1)·cols` hold product `(s, h)`. This is how attention's per-head results merge
+/// back into one row per token, written by the products themselves (no merge copy). The
+/// sequences are spread over the rayon pool's threads (each product on one).
+pub(crate) fn heads_side_by_side<'a>(
+    sequences: usize,
+    heads: usize,
+    a: impl Fn(usize, usize) -> MatRef<'a> + Sync,
+    b: impl Fn(usize, usize) -> MatRef<'a> + Sync,
+) -> FlexTensor {
+    let (rows, cols) = if sequences * heads == 0 {
+        (0, 0)
+    } else {
+        (a(0, 0).rows, b(0, 0).cols)
+    };
+    let width = heads * cols;
+    let shape = Shape::new([sequences * rows, width]);
+    if rows * width == 0 {
+        return FlexTensor::empty(shape, DType::F32);
+    }
+    let write = |dst: &mut [MaybeUninit<f32>]| {
+        dst.par_chunks_mut(rows * width)
+            .enumerate()
+            .for_each(|(s, block)| {
+                for h in 0..heads {
+                    let (a, b) = (a(s, h), b(s, h));
+                    assert!(a.rows == rows && b.cols == cols, "same-shape products");
+                    // SAFETY: not accumulating, so the product is only written.
+                    unsafe { product_raw(&mut block[h * cols..], width, a, b, false, false) };
+                }
+            });
+    };
+    // SAFETY: each sequence's block of `rows × width` is written whole: product `(s, h)` writes
+    // columns `h·cols..(h+1)·cols` of all its `rows` rows, and the heads cover the width.
     unsafe { new_tensor(shape, write) }
 }
 
@@ -350,6 +410,33 @@ mod tests {
         let out = out.as_slice::<f32>().unwrap_or_default();
         for g in 0..groups {
             close(&out[g * m * n..(g + 1) * m * n], &naive(a_of(g), b_of(g)));
+        }
+    }
+
+    #[test]
+    fn heads_side_by_side_places_each_product_in_its_columns() {
+        let (sequences, heads, m, k, n) = (3, 4, 5, 6, 2);
+        let a = values(sequences * heads * m * k, 10);
+        let b = values(sequences * heads * k * n, 11);
+        let a_of = |s: usize, h: usize| {
+            let g = s * heads + h;
+            MatRef::row_major(&a[g * m * k..(g + 1) * m * k], m, k)
+        };
+        let b_of = |s: usize, h: usize| {
+            let g = s * heads + h;
+            MatRef::row_major(&b[g * k * n..(g + 1) * k * n], k, n)
+        };
+        let out = heads_side_by_side(sequences, heads, a_of, b_of);
+        assert_eq!(out.shape().dims::<2>(), [sequences * m, heads * n]);
+        let out = out.as_slice::<f32>().unwrap_or_default();
+        for s in 0..sequences {
+            for h in 0..heads {
+                let expected = naive(a_of(s, h), b_of(s, h));
+                for i in 0..m {
+                    let row = &out[(s * m + i) * heads * n + h * n..][..n];
+                    close(row, &expected[i * n..(i + 1) * n]);
+                }
+            }
         }
     }
 
