@@ -778,7 +778,7 @@ fn self_attention_forward(
     let scores = Flex::float_reshape(scores, Shape::new([batch, heads, t, t])); // [B, nh, T, T]
     let probs = causal_softmax(scores, scale); // zero above the diagonal
     let p = heads_of(&probs);
-    let out = gemm::heads_side_by_side(batch, heads, |b, h| p(b, h), |b, h| v.part(b, h));
+    let out = gemm::heads_side_by_side(batch, heads, p, |b, h| v.part(b, h));
     let state = SelfAttentionState {
         qkv,
         probs,
