@@ -67,6 +67,15 @@ pub trait FusedOps: Backend {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
+    /// A linear layer added to a residual stream: `residual + x·weight + bias` for `x`
+    /// `[N, in]`, `weight` `[in, out]`, `bias` `[out]`, `residual` `[N, out]`.
+    fn fused_linear_add(
+        residual: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
     /// A matrix product `x·weight` for `x` `[N, in]`, `weight` `[in, out]` (a linear layer
     /// without a bias).
     fn fused_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -252,6 +261,28 @@ pub fn linear<const D: usize>(x: Tensor<D>, layer: &Linear) -> Tensor<D> {
     }
 }
 
+/// `residual + layer(x)`, `x` `[..., in]`, `residual` `[..., out]`: a residual connection. On
+/// the CPU backend, for layers with a bias, one operation: the output rows start as the
+/// residual's plus the bias and the product is added by the GEMM kernels, so the sum costs
+/// no pass of its own; backward, the residual's gradient is the output's (no copy).
+pub fn linear_add<const D: usize>(residual: Tensor<D>, x: Tensor<D>, layer: &Linear) -> Tensor<D> {
+    let Some(bias) = layer.bias.as_ref().filter(|_| available(&x)) else {
+        return residual + layer.forward(x);
+    };
+    let residual_dims = residual.dims();
+    let rows = residual_dims[..D - 1].iter().product::<usize>();
+    let residual = residual.reshape([rows, residual_dims[D - 1]]); // [N, out]
+    let weight = layer.weight.val();
+    as_rows(x, weight.dims()[1], |x| {
+        <Dispatch as FusedOps>::fused_linear_add(
+            residual.into_dispatch(),
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.val().into_dispatch(),
+        )
+    })
+}
+
 /// `x` `[..., in]` times `weight` `[in, out]` → `[..., out]` (a linear layer without a bias;
 /// `weight` may be a transposed view, as a tied output head's is). On the CPU backend one
 /// operation writing its output and both gradients once (see [`linear`]); Burn's `matmul`
@@ -356,6 +387,15 @@ impl FusedOps for Flex {
 
     fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         linear_forward(&x, &weight, &bias)
+    }
+
+    fn fused_linear_add(
+        residual: FlexTensor,
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+    ) -> FlexTensor {
+        linear_add_forward(&residual, &x, &weight, &bias)
     }
 
     fn fused_matmul(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
@@ -555,6 +595,40 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let [x, weight, bias] = [x, weight, bias].map(|t| t.into_primitive());
         record::<_, C, 3>(LinearOp, parents, || {
             (linear_forward(&x, &weight, &bias), (x, weight))
+        })
+    }
+
+    fn fused_linear_add(
+        residual: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LinearAdd;
+
+        impl Backward<Flex, 4> for LinearAdd {
+            /// The input and the weight.
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(x, weight), grad| {
+                    let [dx, dw, db] = linear_backward(&x, &weight, &grad, true);
+                    [grad, dx, dw, db] // the residual passes the gradient through
+                });
+            }
+        }
+
+        let parents = [residual.node(), x.node(), weight.node(), bias.node()];
+        let [residual, x, weight, bias] = [residual, x, weight, bias].map(|t| t.into_primitive());
+        record::<_, C, 4>(LinearAdd, parents, || {
+            let out = linear_add_forward(&residual, &x, &weight, &bias);
+            (out, (x, weight))
         })
     }
 
@@ -838,7 +912,20 @@ fn heads_of<'a>(tensor: &'a FlexTensor) -> impl Fn(usize, usize) -> MatRef<'a> +
 /// `x·weight + bias`: `x` `[N, in]`, `weight` `[in, out]`, `bias` `[out]` → `[N, out]`.
 fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
     let (x, weight, bias) = (matrix_view(x), matrix_view(weight), bias.to_contiguous());
-    gemm::affine(matrix(&x), matrix(&weight), contiguous_f32(&bias))
+    gemm::affine(matrix(&x), matrix(&weight), contiguous_f32(&bias), None)
+}
+
+/// `residual + x·weight + bias`, `residual` `[N, out]`.
+fn linear_add_forward(
+    residual: &FlexTensor,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+) -> FlexTensor {
+    let (x, weight) = (matrix_view(x), matrix_view(weight));
+    let (bias, residual) = (bias.to_contiguous(), residual.to_contiguous());
+    let residual = Some(contiguous_f32(&residual));
+    gemm::affine(matrix(&x), matrix(&weight), contiguous_f32(&bias), residual)
 }
 
 /// Gradients of a linear layer's input, weight and bias from its output's gradient `grad`
@@ -1697,6 +1784,55 @@ mod tests {
             let expected: f32 = (0..rows).map(|i| m[i * cols + j]).sum();
             assert!((s - expected).abs() < 1e-5, "column {j}");
         }
+    }
+
+    #[test]
+    fn fused_linear_add_matches_a_residual_plus_burns_linear_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(17);
+        let (d_in, d_out) = (24, 16);
+        let random = |shape: [usize; 2]| {
+            Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad()
+        };
+        let layer = Linear {
+            weight: burn::module::Param::from_tensor(random([d_in, d_out])),
+            bias: Some(burn::module::Param::from_tensor(
+                Tensor::<1>::random([d_out], Distribution::Normal(0.5, 1.0), &device)
+                    .require_grad(),
+            )),
+        };
+        let (residual, x) = (random([70, d_out]), random([70, d_in]));
+        let weights = Tensor::<2>::random([70, d_out], Distribution::Normal(0.0, 1.0), &device);
+        let fused = linear_add(residual.clone(), x.clone(), &layer);
+        let reference = residual.clone() + layer.forward(x.clone());
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.clone().into_data(), Tolerance::absolute(1e-4));
+        // The residual also feeds the loss directly, as in a block: its gradients add up.
+        let g_fused = ((fused + residual.clone()) * weights.clone())
+            .sum()
+            .backward();
+        let g_ref = ((reference + residual.clone()) * weights).sum().backward();
+        let grad = |t: Option<TensorData>| t.unwrap_or_else(|| panic!("no gradient"));
+        let check = |a: Option<TensorData>, b: Option<TensorData>| {
+            grad(a).assert_approx_eq::<f32>(&grad(b), Tolerance::absolute(1e-4));
+        };
+        for t in [&residual, &x, &layer.weight.val()] {
+            check(
+                t.grad(&g_fused).map(|g| g.into_data()),
+                t.grad(&g_ref).map(|g| g.into_data()),
+            );
+        }
+        let bias = layer
+            .bias
+            .as_ref()
+            .map(|b| b.val())
+            .unwrap_or_else(|| unreachable!());
+        check(
+            bias.grad(&g_fused).map(|g| g.into_data()),
+            bias.grad(&g_ref).map(|g| g.into_data()),
+        );
     }
 
     #[test]

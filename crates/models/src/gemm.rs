@@ -213,23 +213,42 @@ pub(crate) fn product(a: MatRef<'_>, b: MatRef<'_>) -> FlexTensor {
     unsafe { new_tensor(shape, |dst| product_into_uninit(dst, a, b, true)) }
 }
 
-/// `x·w + bias` (the bias added to every row) as a new `[x.rows, w.cols]` tensor: the rows
-/// start as copies of the bias and the product is added to them.
+/// `residual + x·w + bias` (the bias added to every row; `residual`, when given, row-major
+/// `[x.rows, w.cols]`) as a new `[x.rows, w.cols]` tensor: the rows start as the bias (plus
+/// the residual's row) and the product is added to them.
 ///
 /// # Panics
-/// If `bias` does not have `w.cols` elements.
-pub(crate) fn affine(x: MatRef<'_>, w: MatRef<'_>, bias: &[f32]) -> FlexTensor {
+/// If `bias` does not have `w.cols` elements or `residual` not `x.rows · w.cols`.
+pub(crate) fn affine(
+    x: MatRef<'_>,
+    w: MatRef<'_>,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+) -> FlexTensor {
     const ROWS_PER_TASK: usize = 64;
     let (rows, cols) = (x.rows, w.cols);
     assert_eq!(bias.len(), cols, "a bias per output column");
+    if let Some(residual) = residual {
+        assert_eq!(
+            residual.len(),
+            rows * cols,
+            "a residual of the output's shape"
+        );
+    }
     let tasks = rows.div_ceil(ROWS_PER_TASK);
     let mut out = buffer::par_new_tensor(
         Shape::new([rows, cols]),
         ROWS_PER_TASK * cols,
         (0..tasks).into_par_iter(),
         |mut chunk, task| {
-            for _ in task * ROWS_PER_TASK..rows.min((task + 1) * ROWS_PER_TASK) {
-                chunk.copy(bias);
+            for row in task * ROWS_PER_TASK..rows.min((task + 1) * ROWS_PER_TASK) {
+                match residual {
+                    None => chunk.copy(bias),
+                    Some(r) => {
+                        let r = &r[row * cols..(row + 1) * cols];
+                        chunk.write(cols, r.iter().zip(bias).map(|(r, b)| r + b))
+                    }
+                };
             }
             (chunk.finish(), ())
         },
@@ -374,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn affine_adds_the_bias_to_every_row_and_accumulation_adds_to_dst() {
+    fn affine_adds_the_bias_and_residual_and_accumulation_adds_to_dst() {
         let (m, k, n) = (6, 4, 5);
         let (x, w, bias) = (values(m * k, 3), values(k * n, 4), values(n, 5));
         let (x, w) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, k, n));
@@ -384,8 +403,18 @@ mod tests {
             .map(|(i, v)| v + bias[i % n])
             .collect();
         close(
-            affine(x, w, &bias).as_slice::<f32>().unwrap_or_default(),
+            affine(x, w, &bias, None)
+                .as_slice::<f32>()
+                .unwrap_or_default(),
             &expected,
+        );
+        let residual = values(m * n, 7);
+        let with_residual: Vec<f32> = expected.iter().zip(&residual).map(|(e, r)| e + r).collect();
+        close(
+            affine(x, w, &bias, Some(&residual))
+                .as_slice::<f32>()
+                .unwrap_or_default(),
+            &with_residual,
         );
         let mut dst = values(m * n, 6);
         let before = dst.clone();

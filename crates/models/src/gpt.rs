@@ -14,7 +14,9 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
 
-use crate::fused::{causal_self_attention, cross_entropy, gelu, layer_norm, linear, matmul};
+use crate::fused::{
+    causal_self_attention, cross_entropy, gelu, layer_norm, linear, linear_add, matmul,
+};
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
 // ---------------------------------------------------------------------------------------------
@@ -166,12 +168,21 @@ impl Block {
                 y.swap_dims(1, 2).reshape([b * t, d]) // [B·T, d]
             }
         };
-        let x = x + self.dropout.forward(linear(y, &self.proj));
+        let x = self.residual(x, y, &self.proj); // [B·T, d]
 
         // MLP.
         let h = gelu(linear(layer_norm(x.clone(), &self.ln2), &self.fc)); // [B·T, d_ff]
-        let x = x + self.dropout.forward(linear(h, &self.fc_proj)); // [B·T, d]
+        let x = self.residual(x, h, &self.fc_proj); // [B·T, d]
         x.reshape([b, t, d])
+    }
+
+    /// `x + dropout(layer(y))`: without dropout one fused operation (fused.rs).
+    fn residual(&self, x: Tensor<2>, y: Tensor<2>, layer: &Linear) -> Tensor<2> {
+        if self.dropout.prob == 0.0 {
+            linear_add(x, y, layer)
+        } else {
+            x + self.dropout.forward(linear(y, layer))
+        }
     }
 }
 
