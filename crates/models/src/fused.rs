@@ -1059,12 +1059,13 @@ fn max_of(a: &[f32]) -> f32 {
 }
 
 /// The sums of the columns of the row-major matrix `m` with rows of `cols` (a bias's
-/// gradient): each task adds a block of rows into its own row of sums, then the sums are
-/// added up.
+/// gradient): each task adds a fixed block of rows into its own row of sums, then the rows of
+/// sums are added in order (so the result does not depend on how the threads split the work).
 fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
     const ROWS_PER_SUM: usize = 256;
     let arch = pulp::Arch::new();
-    m.par_chunks(cols * ROWS_PER_SUM)
+    let partial: Vec<Vec<f32>> = m
+        .par_chunks(cols * ROWS_PER_SUM)
         .map(|rows| {
             let mut sums = vec![0.0; cols];
             arch.dispatch(AddRows {
@@ -1073,13 +1074,12 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
             });
             sums
         })
-        .reduce(
-            || vec![0.0; cols],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+        .collect();
+    let mut sums = vec![0.0; cols];
+    for p in &partial {
+        sums.iter_mut().zip(p).for_each(|(s, p)| *s += p);
+    }
+    sums
 }
 
 kernel! {
@@ -1383,13 +1383,13 @@ fn layer_norm_backward(
             });
             sums
         })
-        .reduce(
-            || vec![0.0f32; 2 * d],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
+        .collect::<Vec<_>>()
+        .into_iter()
+        // In task order, so the sums do not depend on how the threads split the work.
+        .fold(vec![0.0f32; 2 * d], |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+            a
+        });
     let vector = |v: &[f32]| FlexTensor::from_data(TensorData::new(v.to_vec(), [d]));
     let (dgamma, dbeta) = partial.split_at(d);
     [dx, vector(dgamma), vector(dbeta)]
