@@ -9,14 +9,20 @@
 //!   row-parallel pass that scales, masks and normalises, and the backward pass four matmuls
 //!   around one pass (`dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale`). The probabilities `P` are kept
 //!   for the backward pass, as the unfused graph keeps them too. The packed form takes the
-//!   `[B·T, 3d]` projections and splits and merges the heads itself.
+//!   `[B·T, 3d]` projections, reads each head where it lies in them (strided views) and
+//!   writes its output and its gradient straight into the `[B·T, d]` and `[B·T, 3d]` layouts.
+//! - [`linear`], [`linear_add`] (a residual connection), [`matmul`] (a layer without a bias,
+//!   the output head): the `gemm` crate called directly (`gemm.rs`); a layer's output rows
+//!   start as its bias (plus the residual) and the product is added in; backward, the two
+//!   products go into new buffers and the bias gradient is one column-sum pass.
 //! - [`gelu`], [`layer_norm`], [`cross_entropy`]: one pass forward, one backward.
 //! - [`adamw_step`]: one pass over a parameter, its gradient and its two moments.
 //!
 //! The kernels split rows or elements across the rayon pool and are compiled inside `pulp`'s
 //! run-time SIMD dispatch (the structs of the `kernel!` macro), write into their input's
-//! buffer when nothing else holds it, and allocate new buffers 16-byte aligned (Burn's own
-//! allocation zero-fills and then copies).
+//! buffer when nothing else holds it, and write new outputs once through `buffer.rs` (Burn's
+//! own allocation zero-fills and then copies). Reductions across tasks add their partial sums
+//! in task order, so results do not depend on how the threads split the work.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

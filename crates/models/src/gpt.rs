@@ -65,7 +65,7 @@ pub fn gpt_flops_per_token(c: &GptConfig) -> f64 {
     6.0 * matmul_weights + 12.0 * l * t * d
 }
 
-/// The FLOP convention of [`flops_per_token`].
+/// The FLOP convention of [`flops_per_token`](crate::flops_per_token).
 pub const FLOPS_CONVENTION: FlopsConvention = FlopsConvention::SixNMatmulPlusAttention;
 
 /// Mean cross-entropy in nats, `[1]`, of `logits` `[B, T, V]` against `targets` `[B, T]` at
