@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType, Shape};
@@ -36,25 +37,34 @@ pub(crate) unsafe fn new_tensor(
 /// [`Chunk::finish`] checks that nothing is left.
 pub(crate) struct Chunk<'a> {
     rest: &'a mut [MaybeUninit<f32>],
-    /// Where the chunk starts and how long it is, for [`Filled`].
+    /// Which chunk of which call this is, for [`Filled`].
+    id: ChunkId,
+}
+
+/// A chunk's identity: the [`par_new_tensor`] call it belongs to (numbered, so a proof kept
+/// from an earlier call at the same address cannot pass), where it starts, how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChunkId {
+    call: u64,
     start: usize,
     len: usize,
 }
 
 /// Proof that a [`Chunk`] was written whole: only [`Chunk::finish`] makes one.
 #[must_use]
-pub(crate) struct Filled {
-    start: usize,
-    len: usize,
-}
+pub(crate) struct Filled(ChunkId);
+
+/// Numbers the calls of [`par_new_tensor`].
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl<'a> Chunk<'a> {
-    fn new(chunk: &'a mut [MaybeUninit<f32>]) -> Self {
-        Self {
+    fn new(call: u64, chunk: &'a mut [MaybeUninit<f32>]) -> Self {
+        let id = ChunkId {
+            call,
             start: chunk.as_ptr().addr(),
             len: chunk.len(),
-            rest: chunk,
-        }
+        };
+        Self { rest: chunk, id }
     }
 
     /// Writes the next `len` elements from `values` and returns them, initialised, to be read
@@ -115,10 +125,7 @@ impl<'a> Chunk<'a> {
             "{} elements of a chunk left unwritten",
             self.rest.len()
         );
-        Filled {
-            start: self.start,
-            len: self.len,
-        }
+        Filled(self.id)
     }
 }
 
@@ -147,15 +154,17 @@ where
         n.div_ceil(chunk_len),
         "one input per chunk of {chunk_len} of {n} elements"
     );
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut buffer = Vec::<f32>::with_capacity(n);
     let results = buffer.spare_capacity_mut()[..n]
         .par_chunks_mut(chunk_len)
         .zip(inputs)
         .map(|(chunk, item)| {
-            let (start, len) = (chunk.as_ptr().addr(), chunk.len());
-            let (filled, result) = fill(Chunk::new(chunk), item);
-            assert!(
-                filled.start == start && filled.len == len,
+            let chunk = Chunk::new(call, chunk);
+            let id = chunk.id;
+            let (Filled(proved), result) = fill(chunk, item);
+            assert_eq!(
+                proved, id,
                 "a task proved another chunk written than its own"
             );
             result
@@ -189,7 +198,7 @@ mod tests {
             4,
             (0..3usize).into_par_iter(),
             |mut chunk, i| {
-                let len = chunk.len;
+                let len = chunk.id.len;
                 let first = chunk.write(1, [(i * 4) as f32]);
                 first[0] += 0.0; // written values can be read and changed
                 chunk.write(len - 1, (1..len).map(|j| (i * 4 + j) as f32));
@@ -220,6 +229,42 @@ mod tests {
                 c.copy(&[1.0, 2.0]);
                 (c.finish(), ())
             },
+        );
+    }
+
+    #[test]
+    fn a_proof_kept_from_another_call_is_refused() {
+        // A proof smuggled out of one call (that then fails) and handed in by the next, whose
+        // chunk may sit at the same address, must not pass for the new chunk.
+        let kept = std::sync::Mutex::new(None);
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            par_new_tensor(
+                Shape::new([4]),
+                4,
+                (0..1usize).into_par_iter(),
+                |mut c, _| -> (Filled, ()) {
+                    c.copy(&[1.0; 4]);
+                    *kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.finish());
+                    panic!("leave without returning the proof")
+                },
+            )
+        }));
+        assert!(first.is_err());
+        let second = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            par_new_tensor(
+                Shape::new([4]),
+                4,
+                (0..1usize).into_par_iter(),
+                |_unwritten, _| {
+                    let proof = kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    (proof.unwrap_or_else(|| unreachable!("kept above")), ())
+                },
+            )
+        }));
+        let message = second.err().and_then(|e| e.downcast::<String>().ok());
+        assert!(
+            message.is_some_and(|m| m.contains("another chunk")),
+            "the second call must refuse the kept proof"
         );
     }
 

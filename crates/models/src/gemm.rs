@@ -60,7 +60,11 @@ impl<'a> MatRef<'a> {
         col_stride: usize,
     ) -> Self {
         if rows > 0 && cols > 0 {
-            let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+            let last = (rows - 1)
+                .checked_mul(row_stride)
+                .zip((cols - 1).checked_mul(col_stride))
+                .and_then(|(r, c)| r.checked_add(c))
+                .unwrap_or(usize::MAX);
             assert!(
                 last < data.len(),
                 "a {rows} × {cols} view with strides ({row_stride}, {col_stride}) reads element \
@@ -123,8 +127,11 @@ unsafe fn product_raw(
     if m == 0 || n == 0 {
         return;
     }
+    let end = (m - 1)
+        .checked_mul(dst_row_stride)
+        .and_then(|x| x.checked_add(n));
     assert!(
-        n <= dst_row_stride && (m - 1) * dst_row_stride + n <= dst.len(),
+        n <= dst_row_stride && end.is_some_and(|end| end <= dst.len()),
         "a {m} × {n} product's output with rows {dst_row_stride} apart in {} elements",
         dst.len()
     );
