@@ -435,9 +435,9 @@ fn attention_forward(
     scale: f32,
 ) -> (FlexTensor, FlexTensor) {
     let [q, k, v] = [q, k, v].map(|x| x.to_contiguous());
-    let scores = per_head(heads(&q), transposed(heads(&k))); // [B, nh, T, T]
+    let scores = per_head(heads_of(&q), transposed(heads_of(&k))); // [B, nh, T, T]
     let probs = causal_softmax(scores, scale); // [B, nh, T, T], zero above the diagonal
-    let out = per_head(heads(&probs), heads(&v)); // [B, nh, T, hs]
+    let out = per_head(heads_of(&probs), heads_of(&v)); // [B, nh, T, hs]
     (out, probs)
 }
 
@@ -452,12 +452,12 @@ fn attention_backward(
 ) -> [FlexTensor; 3] {
     let [q, k, v, probs, grad] = [q, k, v, probs, grad].map(|x| x.to_contiguous());
     // out = P·v: dv = Pᵀ·grad, dP = grad·vᵀ.
-    let dv = per_head(transposed(heads(&probs)), heads(&grad)); // [B, nh, T, hs]
-    let dp = per_head(heads(&grad), transposed(heads(&v))); // [B, nh, T, T]
+    let dv = per_head(transposed(heads_of(&probs)), heads_of(&grad)); // [B, nh, T, hs]
+    let dp = per_head(heads_of(&grad), transposed(heads_of(&v))); // [B, nh, T, T]
     // P = softmax(S), S = q·kᵀ·scale: dS·scale in one pass.
     let ds = softmax_backward(&probs, dp, scale); // [B, nh, T, T]
-    let dq = per_head(heads(&ds), heads(&k)); // [B, nh, T, hs]
-    let dk = per_head(transposed(heads(&ds)), heads(&q)); // [B, nh, T, hs]
+    let dq = per_head(heads_of(&ds), heads_of(&k)); // [B, nh, T, hs]
+    let dk = per_head(transposed(heads_of(&ds)), heads_of(&q)); // [B, nh, T, hs]
     [dq, dk, dv]
 }
 
@@ -472,7 +472,8 @@ struct Heads<'a> {
     transposed: bool,
 }
 
-fn heads(tensor: &FlexTensor) -> Heads<'_> {
+/// The per-(sequence, head) matrices of a contiguous `[B, nh, rows, cols]` tensor.
+fn heads_of(tensor: &FlexTensor) -> Heads<'_> {
     let [batch, heads, rows, cols] = tensor.shape().dims::<4>();
     Heads {
         data: contiguous_f32(tensor),
@@ -493,10 +494,16 @@ fn transposed(heads: Heads<'_>) -> Heads<'_> {
 }
 
 impl<'a> Heads<'a> {
+    /// The matrix of (sequence, head) `g = b·nh + h`.
     fn matrix(&self, g: usize) -> MatRef<'a> {
         let size = self.rows * self.cols;
         let m = MatRef::row_major(&self.data[g * size..(g + 1) * size], self.rows, self.cols);
         if self.transposed { m.t() } else { m }
+    }
+
+    /// The matrix of head `h` of sequence `b`.
+    fn part(&self, b: usize, h: usize) -> MatRef<'a> {
+        self.matrix(b * self.heads + h)
     }
 }
 
@@ -858,7 +865,7 @@ fn self_attention_forward(
     let scores = Flex::float_reshape(scores, Shape::new([batch, heads, t, t])); // [B, nh, T, T]
     let probs = causal_softmax(scores, scale); // zero above the diagonal
     let p = heads_of(&probs);
-    let out = gemm::heads_side_by_side(batch, heads, p, |b, h| v.part(b, h));
+    let out = gemm::heads_side_by_side(batch, heads, |b, h| p.part(b, h), |b, h| v.part(b, h));
     let state = SelfAttentionState {
         qkv,
         probs,
@@ -893,9 +900,9 @@ fn self_attention_backward(state: SelfAttentionState, grad: &FlexTensor) -> Flex
     let (p, ds) = (heads_of(&probs), heads_of(&ds));
     // dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·grad, side by side as [B·T, 3d] (parts of nh heads).
     let lhs = |b: usize, j: usize| match j / heads {
-        0 => ds(b, j % heads),
-        1 => ds(b, j % heads).t(),
-        _ => p(b, j % heads).t(),
+        0 => ds.part(b, j % heads),
+        1 => ds.part(b, j % heads).t(),
+        _ => p.part(b, j % heads).t(),
     };
     let rhs = |b: usize, j: usize| match j / heads {
         0 => k.part(b, j % heads),
@@ -903,16 +910,6 @@ fn self_attention_backward(state: SelfAttentionState, grad: &FlexTensor) -> Flex
         _ => g.part(b, j % heads),
     };
     gemm::heads_side_by_side(batch, 3 * heads, lhs, rhs)
-}
-
-/// The `[T, T]` matrix of (sequence, head) of a contiguous `[B, nh, T, T]` tensor.
-fn heads_of<'a>(tensor: &'a FlexTensor) -> impl Fn(usize, usize) -> MatRef<'a> + Sync + Copy {
-    let [_, nh, rows, cols] = tensor.shape().dims::<4>();
-    let data = contiguous_f32(tensor);
-    move |b, h| {
-        let g = b * nh + h;
-        MatRef::row_major(&data[g * rows * cols..(g + 1) * rows * cols], rows, cols)
-    }
 }
 
 /// `x·weight + bias`: `x` `[N, in]`, `weight` `[in, out]`, `bias` `[out]` → `[N, out]`.
