@@ -1706,23 +1706,27 @@ mod tests {
         grad(&g_fused).assert_approx_eq::<f32>(&grad(&g_unfused), Tolerance::absolute(1e-6));
     }
 
+    /// A linear layer with random weight and bias (away from zero), both tracked.
+    fn random_linear(device: &Device, d_in: usize, d_out: usize) -> Linear {
+        let param = |t: Tensor<2>| burn::module::Param::from_tensor(t.require_grad());
+        Linear {
+            weight: param(Tensor::random(
+                [d_in, d_out],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            )),
+            bias: Some(burn::module::Param::from_tensor(
+                Tensor::<1>::random([d_out], Distribution::Normal(0.5, 1.0), device).require_grad(),
+            )),
+        }
+    }
+
     #[test]
     fn fused_linear_matches_burns_linear_and_its_gradients() {
         let device = Device::flex().autodiff();
         device.seed(11);
         let (d_in, d_out) = (40, 72);
-        let param = |shape: [usize; 2]| {
-            burn::module::Param::from_tensor(
-                Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad(),
-            )
-        };
-        let layer = Linear {
-            weight: param([d_in, d_out]),
-            bias: Some(burn::module::Param::from_tensor(
-                Tensor::<1>::random([d_out], Distribution::Normal(0.5, 1.0), &device)
-                    .require_grad(),
-            )),
-        };
+        let layer = random_linear(&device, d_in, d_out);
         // A 3-D input (the layer sees [3·37, in]) and a transposed, strided one.
         let x = Tensor::<3>::random([3, 37, d_in], Distribution::Normal(0.0, 1.0), &device)
             .require_grad();
@@ -1794,15 +1798,9 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(17);
         let (d_in, d_out) = (24, 16);
+        let layer = random_linear(&device, d_in, d_out);
         let random = |shape: [usize; 2]| {
             Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad()
-        };
-        let layer = Linear {
-            weight: burn::module::Param::from_tensor(random([d_in, d_out])),
-            bias: Some(burn::module::Param::from_tensor(
-                Tensor::<1>::random([d_out], Distribution::Normal(0.5, 1.0), &device)
-                    .require_grad(),
-            )),
         };
         let (residual, x) = (random([70, d_out]), random([70, d_in]));
         let weights = Tensor::<2>::random([70, d_out], Distribution::Normal(0.0, 1.0), &device);
