@@ -405,8 +405,7 @@ impl FusedOps for Flex {
     }
 
     fn fused_matmul(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        let (x, weight) = (matrix_view(&x), matrix_view(&weight));
-        gemm::product(matrix(&x), matrix(&weight))
+        matmul_forward(&x, &weight)
     }
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
@@ -669,8 +668,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let parents = [x.node(), weight.node()];
         let [x, weight] = [x, weight].map(|t| t.into_primitive());
         record::<_, C, 2>(Matmul, parents, || {
-            let (xm, wm) = (matrix_view(&x), matrix_view(&weight));
-            (gemm::product(matrix(&xm), matrix(&wm)), (x, weight))
+            (matmul_forward(&x, &weight), (x, weight))
         })
     }
 
@@ -916,6 +914,12 @@ fn self_attention_backward(state: SelfAttentionState, grad: &FlexTensor) -> Flex
 fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
     let (x, weight, bias) = (matrix_view(x), matrix_view(weight), bias.to_contiguous());
     gemm::affine(matrix(&x), matrix(&weight), contiguous_f32(&bias), None)
+}
+
+/// `x·weight`: `x` `[N, in]`, `weight` `[in, out]` (any non-negative strides) → `[N, out]`.
+fn matmul_forward(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
+    let (x, weight) = (matrix_view(x), matrix_view(weight));
+    gemm::product(matrix(&x), matrix(&weight))
 }
 
 /// `residual + x·weight + bias`, `residual` `[N, out]`.

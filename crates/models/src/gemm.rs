@@ -12,7 +12,10 @@
 
 use std::mem::MaybeUninit;
 
+use burn::backend::Flex;
+use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::tensor::{DType, Shape};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -273,26 +276,10 @@ pub(crate) fn batched_product<'a>(
     a: impl Fn(usize) -> MatRef<'a> + Sync,
     b: impl Fn(usize) -> MatRef<'a> + Sync,
 ) -> FlexTensor {
-    let (rows, cols) = if groups == 0 {
-        (0, 0)
-    } else {
-        (a(0).rows, b(0).cols)
-    };
-    let shape = Shape::new([groups, rows, cols]);
-    if rows * cols == 0 {
-        return FlexTensor::empty(shape, DType::F32);
-    }
-    let write = |dst: &mut [MaybeUninit<f32>]| {
-        dst.par_chunks_mut(rows * cols)
-            .enumerate()
-            .for_each(|(g, dst)| {
-                let (a, b) = (a(g), b(g));
-                assert!(a.rows == rows && b.cols == cols, "same-shape products");
-                product_into_uninit(dst, a, b, false);
-            });
-    };
-    // SAFETY: the `groups` chunks of `rows · cols` cover the buffer and each is written whole.
-    unsafe { new_tensor(shape, write) }
+    // One head per group, side by side: `[groups·rows, cols]`, the layout of `[groups, rows, cols]`.
+    let out = heads_side_by_side(groups, 1, |g, _| a(g), |g, _| b(g));
+    let [n, cols] = out.shape().dims::<2>();
+    Flex::float_reshape(out, Shape::new([groups, n / groups.max(1), cols]))
 }
 
 /// The products `a(s, h)·b(s, h)` (each `rows × cols`) of `sequences × heads` pairs, written
