@@ -9,10 +9,12 @@
 //! trained with a cosine schedule sits above the loss a run of that length would reach, so
 //! runs of several lengths (or the final points only) make the frontier honest.
 
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::{percentile_interval, resample};
 use crate::linear::fit_line;
-use crate::{AnalysisError, FitOptions, LawFit, Line, fit_power};
+use crate::{AnalysisError, FitOptions, Interval, LawFit, Line, fit_power};
 
 /// One evaluation of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -89,6 +91,11 @@ pub struct Approach1 {
     pub d_opt: Option<Line>,
     /// `L = E + A·C^(-α)` through the frontier points; `None` with fewer than 4 of them.
     pub loss_fit: Option<LawFit>,
+    /// Bootstrap interval of a (runs resampled with replacement: the frontier is a property
+    /// of the set of runs, so a replicate is another draw of them).
+    pub a_interval: Option<Interval>,
+    /// Bootstrap interval of b.
+    pub b_interval: Option<Interval>,
 }
 
 /// Log-interpolated loss (and tokens) of one run at `flops`, if the run's curve spans it.
@@ -108,10 +115,32 @@ fn at_flops(points: &[CurvePoint], flops: f64) -> Option<(f64, f64)> {
     ))
 }
 
-/// Chinchilla approach 1 over `bins` log-spaced budgets.
+/// Chinchilla approach 1 over `bins` log-spaced budgets, within `span` (FLOPs) when given
+/// (an IsoFLOP study samples between its smallest and largest budget: below the smallest,
+/// every point is the middle of a run, which overstates the loss a run of that length
+/// would reach); `opts.bootstrap` replicates give the intervals of a and b.
 pub fn approach1(
     runs: &[RunCurve],
     bins: usize,
+    span: Option<(f64, f64)>,
+    opts: &FitOptions,
+) -> Result<Approach1, AnalysisError> {
+    let mut out = frontier_exponents(runs, bins, span, opts)?;
+    let frontier = efficient_frontier(runs);
+    if frontier.len() >= 4 {
+        let c: Vec<f64> = frontier.iter().map(|p| p.flops).collect();
+        let l: Vec<f64> = frontier.iter().map(|p| p.loss).collect();
+        out.loss_fit = fit_power("C", &c, &l, opts).ok();
+    }
+    Ok(out)
+}
+
+/// Approach 1's winners and exponents with their intervals, without the power law in C
+/// (`loss_fit` is `None`).
+pub fn frontier_exponents(
+    runs: &[RunCurve],
+    bins: usize,
+    span: Option<(f64, f64)>,
     opts: &FitOptions,
 ) -> Result<Approach1, AnalysisError> {
     let what = "compute-efficient frontier (approach 1)";
@@ -158,6 +187,47 @@ pub fn approach1(
             hint: "the runs' evaluations span no range of FLOPs; evaluate during training".into(),
         });
     }
+    let (lo, hi) = match span {
+        Some((a, b)) if a > 0.0 && b > a => (lo.max(a), hi.min(b)),
+        _ => (lo, hi),
+    };
+    let ns: Vec<f64> = runs.iter().map(|r| r.n).collect();
+    let samples = winners(&sorted, &ns, bins, lo, hi);
+    let (n_opt, d_opt) = slopes(&samples);
+    let mut a_s = Vec::new();
+    let mut b_s = Vec::new();
+    if n_opt.is_some() {
+        for replicate in 0..opts.bootstrap {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+            rng.set_stream(replicate as u64);
+            let idx = resample(runs.len(), &mut rng);
+            let curves: Vec<Vec<CurvePoint>> = idx.iter().map(|&i| sorted[i].clone()).collect();
+            let ns: Vec<f64> = idx.iter().map(|&i| runs[i].n).collect();
+            if let (Some(a), Some(b)) = slopes(&winners(&curves, &ns, bins, lo, hi)) {
+                a_s.push(a.slope);
+                b_s.push(b.slope);
+            }
+        }
+    }
+    Ok(Approach1 {
+        samples,
+        n_opt,
+        d_opt,
+        loss_fit: None,
+        a_interval: percentile_interval(&a_s, opts.level),
+        b_interval: percentile_interval(&b_s, opts.level),
+    })
+}
+
+/// The run with the lowest interpolated loss at each of `bins` log-spaced budgets in
+/// `[lo, hi]`.
+fn winners(
+    sorted: &[Vec<CurvePoint>],
+    ns: &[f64],
+    bins: usize,
+    lo: f64,
+    hi: f64,
+) -> Vec<FrontierPoint> {
     let mut samples = Vec::new();
     for i in 0..bins {
         let c = (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (bins - 1) as f64).exp();
@@ -171,39 +241,28 @@ pub fn approach1(
                 flops: c,
                 loss,
                 run,
-                n: runs[run].n,
+                n: ns[run],
                 tokens,
             });
         }
     }
+    samples
+}
+
+/// `ln N_opt` and `ln D_opt` against `ln C` through the winners; `None` when one run (or one
+/// size) wins everywhere.
+fn slopes(samples: &[FrontierPoint]) -> (Option<Line>, Option<Line>) {
     let lc: Vec<f64> = samples.iter().map(|s| s.flops.ln()).collect();
     let ln: Vec<f64> = samples.iter().map(|s| s.n.ln()).collect();
     let ld: Vec<f64> = samples.iter().map(|s| s.tokens.max(1.0).ln()).collect();
-    let distinct_runs = {
-        let mut r: Vec<usize> = samples.iter().map(|s| s.run).collect();
-        r.sort_unstable();
-        r.dedup();
-        r.len()
-    };
-    let (n_opt, d_opt) = if distinct_runs >= 2 {
+    let mut sizes: Vec<f64> = samples.iter().map(|s| s.n).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    if sizes.len() >= 2 {
         (fit_line(&lc, &ln), fit_line(&lc, &ld))
     } else {
         (None, None)
-    };
-    let frontier = efficient_frontier(runs);
-    let loss_fit = if frontier.len() >= 4 {
-        let c: Vec<f64> = frontier.iter().map(|p| p.flops).collect();
-        let l: Vec<f64> = frontier.iter().map(|p| p.loss).collect();
-        fit_power("C", &c, &l, opts).ok()
-    } else {
-        None
-    };
-    Ok(Approach1 {
-        samples,
-        n_opt,
-        d_opt,
-        loss_fit,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -237,7 +296,7 @@ mod tests {
             got,
             vec![(1.0, 5.0, 0), (2.0, 4.0, 0), (4.0, 3.0, 1), (8.0, 2.0, 1)]
         );
-        let a = approach1(&runs, 5, &FitOptions::default()).unwrap();
+        let a = approach1(&runs, 5, None, &FitOptions::default()).unwrap();
         assert_eq!(a.samples.first().unwrap().run, 0);
         assert_eq!(a.samples.last().unwrap().run, 1);
         assert!(a.n_opt.unwrap().slope > 0.0, "N_opt must grow with C");
@@ -247,7 +306,7 @@ mod tests {
     fn one_run_is_too_few() {
         let runs = [curve(10.0, &[(1.0, 5.0), (2.0, 4.0)])];
         assert!(matches!(
-            approach1(&runs, 5, &FitOptions::default()),
+            approach1(&runs, 5, None, &FitOptions::default()),
             Err(AnalysisError::TooFewPoints { .. })
         ));
     }

@@ -103,6 +103,40 @@ pub struct FitOptions {
     pub seed: u64,
     /// Starts per bootstrap replicate: the best grid points on the resample, plus the full fit.
     pub bootstrap_starts: usize,
+    /// What a bootstrap replicate redraws.
+    pub resampling: Resampling,
+    /// Starts of the full fit: `None` runs L-BFGS from every point of the grid, as
+    /// Hoffmann et al. do; `Some(k)` from the k grid points with the lowest objective (for
+    /// studies of the fitting procedure itself, which refit hundreds of synthetic data sets).
+    pub grid_starts: Option<usize>,
+}
+
+/// What a bootstrap replicate redraws.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resampling {
+    /// The points themselves, with replacement (the case bootstrap): right when the points
+    /// are a sample from some population of runs, as rows of a CSV from elsewhere may be.
+    #[default]
+    Cases,
+    /// The design is kept and only the noise is redrawn: each point's fitted log-loss plus a
+    /// residual drawn with replacement from the fit's residuals (scaled by √(n/(n−p)) for the
+    /// p constants fitted). This is what another seed of the same runs would do, and it
+    /// never drops the sizes or budgets that pin a constant down (Efron & Tibshirani 1993,
+    /// §9.5).
+    Residuals,
+}
+
+impl Resampling {
+    /// A sentence for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Resampling::Cases => "runs resampled with replacement (case bootstrap)",
+            Resampling::Residuals => {
+                "design kept, residuals of the fit redrawn with replacement and added to its predictions (residual bootstrap: what another seed of the same runs would give)"
+            }
+        }
+    }
 }
 
 impl Default for FitOptions {
@@ -114,6 +148,8 @@ impl Default for FitOptions {
             level: 0.95,
             seed: 0,
             bootstrap_starts: 8,
+            resampling: Resampling::Cases,
+            grid_starts: None,
         }
     }
 }
@@ -652,6 +688,23 @@ fn best_of<L: LogLaw>(
         .min_by(|x, y| x.cost.total_cmp(&y.cost))
 }
 
+/// The `k` points of `grid` with the lowest objective on `obs`.
+fn best_starts<L: LogLaw>(
+    law: &L,
+    obs: &[Obs],
+    delta: f64,
+    grid: &[Vec<f64>],
+    k: usize,
+) -> Vec<Vec<f64>> {
+    let mut ranked: Vec<(f64, &Vec<f64>)> = grid
+        .iter()
+        .map(|t| (objective_value(law, obs, delta, t), t))
+        .filter(|(c, _)| c.is_finite())
+        .collect();
+    ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
+    ranked.iter().take(k).map(|(_, t)| (*t).clone()).collect()
+}
+
 fn run_fit<L: LogLaw>(
     law: &L,
     what: &str,
@@ -681,7 +734,11 @@ fn run_fit<L: LogLaw>(
         });
     }
     let grid = law.grid();
-    let best = best_of(law, obs, opts.huber_delta, &grid, opts.max_iters).ok_or_else(|| {
+    let starts = match opts.grid_starts {
+        None => grid.clone(),
+        Some(k) => best_starts(law, obs, opts.huber_delta, &grid, k),
+    };
+    let best = best_of(law, obs, opts.huber_delta, &starts, opts.max_iters).ok_or_else(|| {
         AnalysisError::NoSolution {
             what: what.to_string(),
             starts: grid.len(),
@@ -693,25 +750,52 @@ fn run_fit<L: LogLaw>(
         .sum::<f64>()
         .sqrt();
 
-    // Bootstrap: refit on resamples of the points, starting from the best grid points on the
-    // resample and from the full fit.
+    // Bootstrap: refit on resamples of the points (or of the residuals), starting from the
+    // best grid points on the resample and from the full fit.
+    let mut scratch = vec![0.0; L::DIM];
+    let fitted: Vec<f64> = obs
+        .iter()
+        .map(|o| law.log_predict(&best.theta, &o.x, &mut scratch))
+        .collect();
+    let inflation = (obs.len() as f64 / (obs.len() - L::DIM) as f64).sqrt();
+    let residuals: Vec<f64> = obs
+        .iter()
+        .zip(&fitted)
+        .map(|(o, f)| (o.log_y - f) * inflation)
+        .collect();
+    let ranked_on_data = match opts.resampling {
+        Resampling::Cases => Vec::new(),
+        Resampling::Residuals => {
+            best_starts(law, obs, opts.huber_delta, &grid, opts.bootstrap_starts)
+        }
+    };
     let mut samples: Vec<Vec<f64>> = Vec::new();
     for replicate in 0..opts.bootstrap {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
         rng.set_stream(replicate as u64);
         let idx = resample(obs.len(), &mut rng);
-        let sample: Vec<Obs> = idx.iter().map(|&i| obs[i]).collect();
-        let mut ranked: Vec<(f64, &Vec<f64>)> = grid
-            .iter()
-            .map(|t| (objective_value(law, &sample, opts.huber_delta, t), t))
-            .filter(|(c, _)| c.is_finite())
-            .collect();
-        ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
-        let mut starts: Vec<Vec<f64>> = ranked
-            .iter()
-            .take(opts.bootstrap_starts)
-            .map(|(_, t)| (*t).clone())
-            .collect();
+        let sample: Vec<Obs> = match opts.resampling {
+            Resampling::Cases => idx.iter().map(|&i| obs[i]).collect(),
+            Resampling::Residuals => obs
+                .iter()
+                .zip(&fitted)
+                .zip(&idx)
+                .map(|((o, f), &j)| Obs {
+                    x: o.x,
+                    log_y: f + residuals[j],
+                })
+                .collect(),
+        };
+        // A case resample can move the optimum far, so its starts are ranked on the resample;
+        // a residual resample keeps the design, and the ranking on the data serves it.
+        let mut starts = match opts.resampling {
+            Resampling::Cases => {
+                best_starts(law, &sample, opts.huber_delta, &grid, opts.bootstrap_starts)
+            }
+            Resampling::Residuals => {
+                ranked_on_data[..opts.bootstrap_starts.min(ranked_on_data.len())].to_vec()
+            }
+        };
         starts.push(best.theta.clone());
         if let Some(sol) = best_of(law, &sample, opts.huber_delta, &starts, opts.max_iters) {
             let values: Vec<f64> = law.constants(&sol.theta).iter().map(|c| c.1).collect();
@@ -741,7 +825,7 @@ fn run_fit<L: LogLaw>(
         objective: best.cost,
         gradient_norm,
         points: obs.len(),
-        starts: grid.len(),
+        starts: starts.len(),
         bootstrap_used: samples.len(),
         huber_delta: opts.huber_delta,
         samples,

@@ -6,7 +6,9 @@
 //!   from a grid of initialisations);
 //! - [`fit_kaplan`]: `L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D`, Kaplan et al. 2020 eq. 1.5;
 //! - [`bootstrap`] intervals for every constant and for derived exponents;
-//! - [`frontier`] (approach 1), [`isoflop`] (approach 2) and [`optimal`] allocation;
+//! - [`frontier`] (approach 1), [`isoflop`] (approach 2) and [`optimal`] allocation, and
+//!   [`compute_optimal`]: all three approaches of an IsoFLOP study, compared and checked on
+//!   a held-out budget;
 //! - [`extrapolation`]: fit the small runs, predict the large ones;
 //! - [`emergence`]: sharp, unpredictable jumps of an ability across scale, and the mirage
 //!   check that compares a task's discontinuous and continuous metrics.
@@ -18,6 +20,7 @@ mod law;
 mod linear;
 
 pub mod bootstrap;
+pub mod compute_optimal;
 pub mod emergence;
 pub mod extrapolation;
 pub mod frontier;
@@ -26,7 +29,7 @@ pub mod optimal;
 
 pub use error::AnalysisError;
 pub use law::{
-    Constant, FitOptions, Interval, LawFit, LawKind, Point, fit_chinchilla, fit_kaplan, fit_law,
-    fit_power,
+    Constant, FitOptions, Interval, LawFit, LawKind, Point, Resampling, fit_chinchilla, fit_kaplan,
+    fit_law, fit_power,
 };
 pub use linear::{Line, fit_line_loglog};

@@ -8,10 +8,95 @@
 //! N_opt(C) = G·(C/6)^a,  D_opt(C) = G⁻¹·(C/6)^b,
 //! G = (αA / (βB))^(1/(α+β)),  a = β/(α+β),  b = α/(α+β).
 //! ```
+//!
+//! A study counts its FLOPs exactly, and at small scale `C = 6·N·D` is not what it spends:
+//! with N counting every parameter, embedding lookups cost no FLOPs and the attention term
+//! costs some that no parameter accounts for. [`FlopModel`] fits `C = κ·N^γ·D` to the study's
+//! own sizes, and [`Chinchilla::optimal_with`] minimises the law along that line instead:
+//!
+//! ```text
+//! N_opt = (αA / (γβB))^(1/(α+γβ)) · (C/κ)^a,  D_opt = C / (κ·N_opt^γ),
+//! a = β/(α+γβ),  b = α/(α+γβ),
+//! ```
+//!
+//! which is eq. 4 again when κ = 6 and γ = 1. How N is counted changes γ, and so the exponent
+//! a; this is most of the Kaplan–Chinchilla disagreement (Pearce & Song 2024).
+//!
+//! Repeated data are worth less than fresh: [`effective_tokens`] is the data-constrained
+//! D′ of Muennighoff et al. 2023 (eq. 5), `D′ = U + U·R*·(1 − e^(−R/R*))` with `R = D/U − 1`
+//! repetitions of U unique tokens and R* = 15.4 (their fitted R_D*).
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AnalysisError, LawFit, LawKind};
+use crate::bootstrap::percentile_interval;
+use crate::{AnalysisError, Interval, LawFit, LawKind};
+
+/// Muennighoff et al. 2023's fitted R_D*: the number of repetitions after which repeated
+/// tokens are worth 1 − 1/e less than fresh ones.
+pub const REPEAT_HALF_LIFE: f64 = 15.39;
+
+/// The data-constrained effective token count D′ of D tokens drawn from `unique` distinct
+/// ones (Muennighoff et al. 2023, eq. 5): D itself while `D ≤ U`.
+pub fn effective_tokens(tokens: f64, unique: f64) -> f64 {
+    if unique.is_nan() || unique <= 0.0 || tokens <= unique {
+        return tokens;
+    }
+    let repeats = tokens / unique - 1.0;
+    unique + unique * REPEAT_HALF_LIFE * (1.0 - (-repeats / REPEAT_HALF_LIFE).exp())
+}
+
+/// How training FLOPs follow from N and D: `C = κ·N^γ·D`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FlopModel {
+    /// FLOPs per token per parameter^γ (6 in Hoffmann et al.'s `C = 6ND`).
+    pub kappa: f64,
+    /// How FLOPs per token grow with N (1 in `C = 6ND`).
+    pub gamma: f64,
+}
+
+impl FlopModel {
+    /// Hoffmann et al. 2022's `C = 6·N·D`.
+    pub const SIX_N: FlopModel = FlopModel {
+        kappa: 6.0,
+        gamma: 1.0,
+    };
+
+    /// The least-squares line `ln(FLOPs per token) = ln κ + γ·ln N` through a study's sizes,
+    /// given as `(N, FLOPs per token)`; `κ = FLOPs per token / N` (γ = 1) with one size, and
+    /// `C = 6ND` with none.
+    pub fn fit(sizes: &[(f64, f64)]) -> FlopModel {
+        let ok: Vec<(f64, f64)> = sizes
+            .iter()
+            .copied()
+            .filter(|(n, f)| n.is_finite() && *n > 0.0 && f.is_finite() && *f > 0.0)
+            .collect();
+        let x: Vec<f64> = ok.iter().map(|p| p.0.ln()).collect();
+        let y: Vec<f64> = ok.iter().map(|p| p.1.ln()).collect();
+        match crate::linear::fit_line(&x, &y) {
+            Some(line) => FlopModel {
+                kappa: line.intercept.exp(),
+                gamma: line.slope,
+            },
+            None => match ok.first() {
+                Some(&(n, f)) => FlopModel {
+                    kappa: f / n,
+                    gamma: 1.0,
+                },
+                None => FlopModel::SIX_N,
+            },
+        }
+    }
+
+    /// FLOPs per token of a model of N parameters.
+    pub fn flops_per_token(&self, n: f64) -> f64 {
+        self.kappa * n.powf(self.gamma)
+    }
+
+    /// Tokens a model of N parameters trains on with C FLOPs.
+    pub fn tokens(&self, flops: f64, n: f64) -> f64 {
+        flops / self.flops_per_token(n)
+    }
+}
 
 /// The constants of a Chinchilla law.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -62,8 +147,19 @@ impl Chinchilla {
         self.e + self.a * n.powf(-self.alpha) + self.b * d.powf(-self.beta)
     }
 
-    /// The compute-optimal N, D and loss for `flops` training FLOPs.
+    /// The compute-optimal N, D and loss for `flops` training FLOPs with `C = 6ND`.
     pub fn optimal(&self, flops: f64) -> Result<Allocation, AnalysisError> {
+        self.optimal_with(flops, &FlopModel::SIX_N)
+    }
+
+    /// The exponents `(a, b)` of `N_opt ∝ C^a` and `D_opt ∝ C^b` under `model`.
+    pub fn exponents(&self, model: &FlopModel) -> (f64, f64) {
+        let s = self.alpha + model.gamma * self.beta;
+        (self.beta / s, self.alpha / s)
+    }
+
+    /// The compute-optimal N, D and loss for `flops` training FLOPs spent as `model` says.
+    pub fn optimal_with(&self, flops: f64, model: &FlopModel) -> Result<Allocation, AnalysisError> {
         if !(flops.is_finite() && flops > 0.0) {
             return Err(AnalysisError::InvalidArgument {
                 name: "flops",
@@ -78,18 +174,33 @@ impl Chinchilla {
                 hint: "the loss must fall with both N and D (A, B, alpha, beta > 0) for an optimum to exist",
             });
         }
-        let s = self.alpha + self.beta;
-        let g = (self.alpha * self.a / (self.beta * self.b)).powf(1.0 / s);
-        let n = g * (flops / 6.0).powf(self.beta / s);
-        let d = flops / (6.0 * n);
+        if !(model.kappa > 0.0 && model.gamma > 0.0) {
+            return Err(AnalysisError::InvalidArgument {
+                name: "flop model",
+                value: format!("kappa = {}, gamma = {}", model.kappa, model.gamma),
+                hint: "FLOPs per token must grow with N (kappa, gamma > 0)",
+            });
+        }
+        let (a, b) = self.exponents(model);
+        let s = self.alpha + model.gamma * self.beta;
+        let g = (self.alpha * self.a / (model.gamma * self.beta * self.b)).powf(1.0 / s);
+        let n = g * (flops / model.kappa).powf(a);
+        let d = model.tokens(flops, n);
+        if !(n.is_finite() && d.is_finite() && n > 0.0 && d > 0.0) {
+            return Err(AnalysisError::InvalidArgument {
+                name: "flops",
+                value: flops.to_string(),
+                hint: "the optimum overflows at this budget with these constants; give a budget nearer the fitted range",
+            });
+        }
         Ok(Allocation {
             flops,
             n_opt: n,
             d_opt: d,
             tokens_per_param: d / n,
             loss: self.loss(n, d),
-            n_exponent: self.beta / s,
-            d_exponent: self.alpha / s,
+            n_exponent: a,
+            d_exponent: b,
         })
     }
 }
@@ -111,6 +222,72 @@ pub struct Allocation {
     pub n_exponent: f64,
     /// b in D_opt ∝ C^b.
     pub d_exponent: f64,
+}
+
+/// A compute-optimal allocation with bootstrap intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedAllocation {
+    /// The allocation from the fit to every run.
+    pub best: Allocation,
+    /// Interval of N_opt.
+    pub n_opt: Option<Interval>,
+    /// Interval of D_opt.
+    pub d_opt: Option<Interval>,
+    /// Interval of D_opt / N_opt.
+    pub tokens_per_param: Option<Interval>,
+    /// Interval of the predicted loss.
+    pub loss: Option<Interval>,
+    /// The loss with D replaced by the data-constrained D′ of the unique tokens available,
+    /// when D_opt exceeds them.
+    pub loss_data_constrained: Option<f64>,
+    /// Bootstrap replicates that gave an allocation.
+    pub replicates: usize,
+}
+
+/// The allocation at `flops` from a Chinchilla fit and its bootstrap replicates.
+/// `unique_tokens`, when known, gives the data-constrained loss of an allocation that needs
+/// more tokens than the data hold.
+pub fn plan_allocation(
+    fit: &LawFit,
+    model: &FlopModel,
+    flops: f64,
+    unique_tokens: Option<f64>,
+    level: f64,
+) -> Result<PlannedAllocation, AnalysisError> {
+    let law = Chinchilla::from_fit(fit)?;
+    let best = law.optimal_with(flops, model)?;
+    let replicas: Vec<Allocation> = fit
+        .samples
+        .iter()
+        .filter(|s| s.len() >= 5)
+        .filter_map(|s| {
+            Chinchilla {
+                e: s[0],
+                a: s[1],
+                b: s[2],
+                alpha: s[3],
+                beta: s[4],
+            }
+            .optimal_with(flops, model)
+            .ok()
+        })
+        .collect();
+    let interval = |f: fn(&Allocation) -> f64| {
+        let v: Vec<f64> = replicas.iter().map(f).collect();
+        percentile_interval(&v, level)
+    };
+    let loss_data_constrained = unique_tokens
+        .filter(|&u| best.d_opt > u)
+        .map(|u| law.loss(best.n_opt, effective_tokens(best.d_opt, u)));
+    Ok(PlannedAllocation {
+        best,
+        n_opt: interval(|x| x.n_opt),
+        d_opt: interval(|x| x.d_opt),
+        tokens_per_param: interval(|x| x.tokens_per_param),
+        loss: interval(|x| x.loss),
+        loss_data_constrained,
+        replicates: replicas.len(),
+    })
 }
 
 #[cfg(test)]
@@ -148,6 +325,66 @@ mod tests {
             let n = x.n_opt * f;
             assert!(p.loss(n, c / (6.0 * n)) > x.loss);
         }
+    }
+
+    /// Under `C = κ·N^γ·D` the closed form is the minimum along the line found by brute force
+    /// over a fine grid of N, and κ = 6, γ = 1 gives eq. 4's allocation.
+    #[test]
+    fn the_flop_model_moves_the_optimum_to_its_isoflop_line() {
+        let p = Chinchilla::PAPER;
+        let six = p.optimal(1e21).unwrap();
+        let same = p.optimal_with(1e21, &FlopModel::SIX_N).unwrap();
+        assert_eq!(six, same);
+        let model = FlopModel {
+            kappa: 4.0,
+            gamma: 1.1,
+        };
+        let c = 1e20;
+        let x = p.optimal_with(c, &model).unwrap();
+        assert!((model.kappa * x.n_opt.powf(model.gamma) * x.d_opt / c - 1.0).abs() < 1e-12);
+        let (mut best_n, mut best_loss) = (0.0, f64::INFINITY);
+        for k in 0..20_000 {
+            let n = 1e6 * 10f64.powf(k as f64 * 6.0 / 20_000.0);
+            let loss = p.loss(n, model.tokens(c, n));
+            if loss < best_loss {
+                (best_n, best_loss) = (n, loss);
+            }
+        }
+        assert!(
+            (best_n / x.n_opt - 1.0).abs() < 1e-3,
+            "{best_n} vs {}",
+            x.n_opt
+        );
+        // No point of the grid beats the closed form.
+        assert!(best_loss >= x.loss && best_loss - x.loss < 1e-6);
+        // a = β/(α+γβ) = 0.28/(0.34+0.308).
+        assert!((x.n_exponent - 0.28 / (0.34 + 1.1 * 0.28)).abs() < 1e-15);
+    }
+
+    /// A FLOP model fitted to sizes with FLOPs per token exactly 5·N^1.2 recovers it.
+    #[test]
+    fn flop_models_are_fitted_in_log_space() {
+        let sizes: Vec<(f64, f64)> = [1e4, 3e4, 1e5, 4e5]
+            .iter()
+            .map(|&n| (n, 5.0 * f64::powf(n, 1.2)))
+            .collect();
+        let m = FlopModel::fit(&sizes);
+        assert!((m.kappa - 5.0).abs() < 1e-9 && (m.gamma - 1.2).abs() < 1e-12);
+        let one = FlopModel::fit(&[(1e4, 7e4)]);
+        assert_eq!((one.kappa, one.gamma), (7.0, 1.0));
+        assert_eq!(FlopModel::fit(&[]), FlopModel::SIX_N);
+    }
+
+    /// D′ by hand: U = 100, D = 400 (R = 3): 100 + 100·15.39·(1 − e^(−3/15.39)) = 372.571...
+    /// (Python: `100 + 100*15.39*(1 - math.exp(-3/15.39))`).
+    #[test]
+    fn repeated_tokens_count_for_less() {
+        assert_eq!(effective_tokens(50.0, 100.0), 50.0);
+        assert_eq!(effective_tokens(100.0, 100.0), 100.0);
+        let d = effective_tokens(400.0, 100.0);
+        assert!((d - 372.5710606653).abs() < 1e-6, "{d}");
+        // Never more than U·(1 + R*), however often the data repeat.
+        assert!(effective_tokens(1e12, 100.0) <= 100.0 * (1.0 + REPEAT_HALF_LIFE));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use scalelab_analysis::optimal::Chinchilla;
+use scalelab_analysis::optimal::{Chinchilla, plan_allocation};
 use scalelab_analysis::{FitOptions, LawFit, Point, fit_chinchilla, fit_kaplan, fit_power};
 
 use crate::args::{FitArgs, LawArg, PlanArgs};
@@ -161,17 +161,30 @@ pub fn fit(args: FitArgs) -> Result<ExitCode> {
 }
 
 pub fn plan(args: PlanArgs) -> Result<ExitCode> {
-    let (law, source) = if let Some(study) = &args.study {
+    if let Some(study) = &args.study {
+        // The study's own law, its FLOP model and bootstrap replicates: every number with its
+        // interval.
         let dir = crate::study::study_dir(study)?;
-        let fit = crate::study::chinchilla_of(&dir)?;
-        for c in fit.cautions() {
-            eprintln!("caution: the study's fit is poorly constrained: {c}");
+        let law = crate::study::law_of(&dir)?;
+        let plans = args
+            .flops
+            .iter()
+            .map(|&c| plan_allocation(&law.fit, &law.flop_model, c, law.unique_tokens, law.level))
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.json {
+            let value = serde_json::json!({
+                "source": law.source, "law": Chinchilla::from_fit(&law.fit)?,
+                "flop_model": law.flop_model, "largest_budget": law.largest_budget,
+                "unique_tokens": law.unique_tokens, "cautions": law.fit.cautions(),
+                "allocations": plans,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            crate::study::print_plans(&law, &plans);
         }
-        (
-            Chinchilla::from_fit(&fit)?,
-            format!("Chinchilla fit of the study in {}", dir.display()),
-        )
-    } else {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (law, source) = {
         let p = Chinchilla::PAPER;
         let given = [args.e, args.a, args.b, args.alpha, args.beta]
             .iter()

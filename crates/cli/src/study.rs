@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+use scalelab_analysis::compute_optimal::{self, ComputeOptimal, IsoRun};
 use scalelab_analysis::extrapolation::extrapolation_check;
 use scalelab_analysis::frontier::{CurvePoint, RunCurve, approach1};
-use scalelab_analysis::isoflop::{IsoFlopGroup, approach2};
-use scalelab_analysis::optimal::Chinchilla;
-use scalelab_analysis::{FitOptions, LawKind, Point, fit_chinchilla, fit_power};
+use scalelab_analysis::optimal::{FlopModel, PlannedAllocation, plan_allocation};
+use scalelab_analysis::{FitOptions, LawFit, LawKind, Point, fit_chinchilla, fit_power};
 use scalelab_report::{
     ReportInput, StudyAnalysis, render_html, write_curves_csv, write_emergence_csv, write_runs_csv,
     write_task_curves_csv,
 };
-use scalelab_spec::StudySpec;
+use scalelab_spec::{AnalysisSpec, StudySpec};
 use scalelab_sweep::{
     Launcher, PlannedRun, RunEnd, Store, StoredCurvePoint, StoredRun, StudyPlan, StudyProgress,
     plan_study, run_study, study_vocab,
@@ -297,12 +297,28 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
         );
     }
     if !args.no_report {
-        let path = report(StudyDirArgs {
+        let (path, law) = report(StudyDirArgs {
             study: dir.clone(),
             out: None,
             json: false,
         })?;
         println!("{}", path.display());
+        // The study's answer for a budget ten times its largest.
+        if let Some(law) = law
+            && law.largest_budget > 0.0
+        {
+            let c = 10.0 * law.largest_budget;
+            match plan_allocation(&law.fit, &law.flop_model, c, law.unique_tokens, law.level) {
+                Ok(p) => {
+                    println!(
+                        "compute-optimal plan for 10x the largest budget (scalelab plan --study {} --flops {c:.3e}):",
+                        dir.display()
+                    );
+                    print_plans(&law, &[p]);
+                }
+                Err(e) => eprintln!("no plan for {c:.3e} FLOPs: {e}"),
+            }
+        }
     }
     Ok(if summary.failed > 0 {
         eprintln!("some runs failed; run the same command again to retry them");
@@ -375,22 +391,27 @@ fn stored(dir: &Path) -> Result<(Store, Vec<StoredRun>, Vec<Vec<StoredCurvePoint
     Ok((store, runs, curves))
 }
 
-fn report(args: StudyDirArgs) -> Result<PathBuf> {
+fn report(args: StudyDirArgs) -> Result<(PathBuf, StudyLawOrNot)> {
     let dir = study_dir(&args.study)?;
-    let (store, runs, curves) = stored(&dir)?;
-    let text = store.meta("spec_toml")?.unwrap_or_default();
-    let spec: Option<StudySpec> = toml::from_str(&text).ok();
+    let Analysed {
+        store,
+        runs,
+        curves,
+        analysis,
+        spec,
+        spec_toml: text,
+    } = analysis_of(&dir)?;
     let settings = spec
         .as_ref()
         .map(|s| s.analysis.clone())
         .unwrap_or_default();
-    let analysis = analyse(
-        &runs,
-        &curves,
-        settings.bootstrap,
-        settings.hold_out,
-        settings.seed,
-    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&analysis_json(&dir, &analysis))?
+        );
+    }
+    let law = study_law(&dir, &analysis).ok();
     let abilities = crate::abilities::analyse_abilities(&store, &runs, settings.seed)?;
     let input = ReportInput {
         name: store.meta("name")?.unwrap_or_default(),
@@ -412,7 +433,83 @@ fn report(args: StudyDirArgs) -> Result<PathBuf> {
     let path = args.out.unwrap_or_else(|| dir.join("report.html"));
     crate::write_text(&path, &html)?;
     eprintln!("report written to {}", path.display());
-    Ok(path)
+    Ok((path, law))
+}
+
+type StudyLawOrNot = Option<StudyLaw>;
+
+/// `study report --json`: the compute-optimal analysis (the study's own convention at the
+/// top, the other beside it), the law and the planner's allocations.
+fn analysis_json(dir: &Path, a: &StudyAnalysis) -> serde_json::Value {
+    let block = |co: &ComputeOptimal| {
+        serde_json::json!({
+            "param_convention": co.param_convention,
+            "flop_model": co.flop_model,
+            "budgets": co.budgets,
+            "runs": co.runs,
+            "unique_tokens": co.unique_tokens,
+            "max_epochs": co.max_epochs,
+            "approach1": co.approach1.as_ref().map(|x| serde_json::json!({
+                "a": x.a.value, "b": x.b.value,
+                "intervals": { "a": x.a.interval, "b": x.b.interval },
+                "cautions": x.cautions,
+                "winners": x.detail.samples,
+            })),
+            "approach2": co.approach2.as_ref().map(|x| serde_json::json!({
+                "a": x.a.value, "b": x.b.value,
+                "intervals": { "a": x.a.interval, "b": x.b.interval },
+                "cautions": x.cautions,
+                "budgets": x.detail.curves.iter().map(|c| serde_json::json!({
+                    "budget": c.flops, "n_opt": c.n_opt, "n_opt_interval": c.n_opt_interval,
+                    "d_opt": c.d_opt, "loss_opt": c.loss_opt, "inside": c.inside,
+                    "n_range": c.n_range, "rms_residual": c.rms_residual, "note": c.note,
+                })).collect::<Vec<_>>(),
+                "bootstrap_used": x.detail.bootstrap_used,
+            })),
+            "approach3": co.approach3.as_ref().map(|x| {
+                let mut intervals = serde_json::Map::new();
+                let mut out = serde_json::Map::new();
+                for c in &x.fit.constants {
+                    if c.name == "a" || c.name == "b" {
+                        continue;
+                    }
+                    out.insert(c.name.clone(), serde_json::json!(c.value));
+                    intervals.insert(c.name.clone(), serde_json::json!(c.interval));
+                }
+                out.insert("a".into(), serde_json::json!(x.a.value));
+                out.insert("b".into(), serde_json::json!(x.b.value));
+                intervals.insert("a".into(), serde_json::json!(x.a.interval));
+                intervals.insert("b".into(), serde_json::json!(x.b.interval));
+                out.insert("intervals".into(), serde_json::Value::Object(intervals));
+                out.insert("cautions".into(), serde_json::json!(x.cautions));
+                out.insert("data_constrained".into(), serde_json::json!(x.data_constrained));
+                out.insert("gradient_norm".into(), serde_json::json!(x.fit.gradient_norm));
+                out.insert("bootstrap_used".into(), serde_json::json!(x.fit.bootstrap_used));
+                serde_json::Value::Object(out)
+            }),
+            "consistency": co.consistency,
+            "held_out": co.held_out,
+            "bootstrap": {
+                "replicates": co.bootstrap, "level": co.level,
+                "schemes": co.bootstrap_schemes.iter().map(|(k, s)| (format!("approach{k}"), s.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+            },
+            "notes": co.notes,
+        })
+    };
+    let mut value = match a.compute_optimal.first() {
+        Some(co) => block(co),
+        None => serde_json::json!({}),
+    };
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("study".into(), serde_json::json!(dir));
+        obj.insert(
+            "conventions".into(),
+            serde_json::json!(a.compute_optimal.iter().map(block).collect::<Vec<_>>()),
+        );
+        obj.insert("allocations".into(), serde_json::json!(a.allocations));
+        obj.insert("notes_study".into(), serde_json::json!(a.notes));
+    }
+    value
 }
 
 fn export(args: StudyDirArgs) -> Result<ExitCode> {
@@ -438,13 +535,18 @@ fn export(args: StudyDirArgs) -> Result<ExitCode> {
 pub fn analyse(
     runs: &[StoredRun],
     curves: &[Vec<StoredCurvePoint>],
-    bootstrap: usize,
-    hold_out: usize,
-    seed: u64,
+    settings: &AnalysisSpec,
 ) -> StudyAnalysis {
+    let AnalysisSpec {
+        bootstrap,
+        hold_out,
+        seed,
+        fit_starts,
+    } = *settings;
     let opts = FitOptions {
         bootstrap,
         seed,
+        grid_starts: fit_starts,
         ..FitOptions::default()
     };
     let mut a = StudyAnalysis {
@@ -461,6 +563,7 @@ pub fn analyse(
             .push("no run has completed yet; run the study first".into());
         return a;
     }
+    let final_loss = |r: &StoredRun| r.final_val_loss.unwrap_or(f64::NAN);
     // Loss against N: each size at its largest budget.
     let mut sizes: Vec<&str> = done.iter().map(|(_, r)| r.size.as_str()).collect();
     sizes.sort_unstable();
@@ -473,8 +576,7 @@ pub fn analyse(
             .collect();
         let top = of_size.iter().map(|r| r.planned_flops).fold(0.0, f64::max);
         for r in of_size.iter().filter(|r| r.planned_flops == top) {
-            a.loss_vs_n_points
-                .push((r.n, r.final_val_loss.unwrap_or(f64::NAN)));
+            a.loss_vs_n_points.push((r.n, final_loss(r)));
         }
     }
     a.loss_vs_n_points.sort_by(|x, y| x.0.total_cmp(&y.0));
@@ -483,22 +585,25 @@ pub fn analyse(
         Ok(fit) => a.loss_vs_n = Some(fit),
         Err(e) => a.notes.push(format!("no power law in N: {e}")),
     }
-    // The frontier and approach 1.
+    let curve_of = |i: usize| -> Vec<CurvePoint> {
+        curves[i]
+            .iter()
+            .map(|p| CurvePoint {
+                flops: p.flops,
+                tokens: p.tokens as f64,
+                loss: p.val_loss,
+            })
+            .collect()
+    };
+    // The frontier and approach 1 over every run.
     let run_curves: Vec<RunCurve> = done
         .iter()
         .map(|(i, r)| RunCurve {
             n: r.n,
-            points: curves[*i]
-                .iter()
-                .map(|p| CurvePoint {
-                    flops: p.flops,
-                    tokens: p.tokens as f64,
-                    loss: p.val_loss,
-                })
-                .collect(),
+            points: curve_of(*i),
         })
         .collect();
-    match approach1(&run_curves, 20, &opts) {
+    match approach1(&run_curves, 20, None, &opts) {
         Ok(f) => {
             if f.loss_fit.is_none() {
                 a.notes
@@ -508,98 +613,265 @@ pub fn analyse(
         }
         Err(e) => a.notes.push(format!("no compute frontier: {e}")),
     }
-    // The parametric law, when D varies.
-    let points: Vec<Point> = done
+    let unique_tokens = done
         .iter()
-        .map(|(_, r)| Point {
-            n: r.n,
-            d: r.tokens_seen as f64,
-            loss: r.final_val_loss.unwrap_or(f64::NAN),
+        .filter_map(|(_, r)| r.unique_train_tokens)
+        .min()
+        .map(|u| u as f64);
+    // The largest budget: an IsoFLOP study's largest C, else the most FLOPs a run spent.
+    let top_flops = done
+        .iter()
+        .map(|(_, r)| {
+            if r.budget_kind == "flops" {
+                r.budget_value
+            } else {
+                r.train_flops
+            }
         })
+        .fold(0.0, f64::max);
+    // IsoFLOP studies: the three approaches, with N counted both ways (the study's own
+    // convention first).
+    let iso: Vec<(usize, &StoredRun)> = done
+        .iter()
+        .copied()
+        .filter(|(_, r)| r.budget_kind == "flops")
         .collect();
-    let mut ds: Vec<f64> = points.iter().map(|p| p.d).collect();
-    ds.sort_by(f64::total_cmp);
-    ds.dedup();
-    let chinchilla = if ds.len() >= 2 {
-        match fit_chinchilla(&points, &opts) {
-            Ok(fit) => Some(fit),
-            Err(e) => {
-                a.notes.push(format!("no Chinchilla fit: {e}"));
-                None
+    if !iso.is_empty() {
+        let own = iso[0].1.param_convention.clone();
+        let other = if own == "total" {
+            "non_embedding"
+        } else {
+            "total"
+        };
+        let co_opts = compute_optimal::Options {
+            bootstrap,
+            level: opts.level,
+            seed,
+            unique_tokens,
+            hold_out_largest: hold_out > 0,
+            grid_starts: fit_starts,
+            ..compute_optimal::Options::default()
+        };
+        for convention in [own.as_str(), other] {
+            let iso_runs: Vec<IsoRun> = iso
+                .iter()
+                .map(|&(i, r)| IsoRun {
+                    budget: r.budget_value,
+                    n: if convention == "total" {
+                        r.params_total as f64
+                    } else {
+                        r.params_non_embedding as f64
+                    },
+                    flops_per_token: r.flops_per_token,
+                    tokens: r.tokens_seen as f64,
+                    loss: final_loss(r),
+                    curve: curve_of(i),
+                })
+                .collect();
+            match compute_optimal::compute_optimal(&iso_runs, convention, &co_opts) {
+                Ok(x) => a.compute_optimal.push(x),
+                Err(e) => a
+                    .notes
+                    .push(format!("no compute-optimal analysis ({convention} N): {e}")),
             }
         }
-    } else {
-        a.notes.push("every run trained on the same number of tokens, so L(N, D) is not fitted; the loss-against-N law above is at that fixed D".into());
-        None
-    };
-    if let Some(fit) = &chinchilla
-        && let Ok(law) = Chinchilla::from_fit(fit)
-    {
-        let top = done.iter().map(|(_, r)| r.train_flops).fold(0.0, f64::max);
-        a.allocations = [1.0, 10.0, 100.0]
-            .iter()
-            .filter_map(|m| law.optimal(top * m).ok())
-            .collect();
+        if hold_out > 0 {
+            a.notes.push("an IsoFLOP study checks its law on its largest budget (held out), not on its largest sizes".into());
+        }
     }
-    a.chinchilla = chinchilla;
-    // IsoFLOP profiles.
-    let mut budgets: Vec<f64> = done
-        .iter()
-        .filter(|(_, r)| r.budget_kind == "flops")
-        .map(|(_, r)| r.budget_value)
-        .collect();
-    budgets.sort_by(f64::total_cmp);
-    budgets.dedup();
-    if !budgets.is_empty() {
-        let groups: Vec<IsoFlopGroup> = budgets
+    // The parametric law: approach 3 of an IsoFLOP study, else a fit to every run when D
+    // varies.
+    let flop_model;
+    if let Some(co) = a.compute_optimal.first() {
+        a.chinchilla = co.approach3.as_ref().map(|x| x.fit.clone());
+        flop_model = co.flop_model;
+    } else {
+        let mut model_sizes: Vec<(f64, f64)> =
+            done.iter().map(|(_, r)| (r.n, r.flops_per_token)).collect();
+        model_sizes.sort_by(|x, y| x.0.total_cmp(&y.0));
+        model_sizes.dedup();
+        flop_model = FlopModel::fit(&model_sizes);
+        let points: Vec<Point> = done
             .iter()
-            .map(|&c| IsoFlopGroup {
-                flops: c,
-                points: done
-                    .iter()
-                    .filter(|(_, r)| r.budget_kind == "flops" && r.budget_value == c)
-                    .map(|(_, r)| (r.n, r.final_val_loss.unwrap_or(f64::NAN)))
-                    .collect(),
+            .map(|(_, r)| Point {
+                n: r.n,
+                d: r.tokens_seen as f64,
+                loss: final_loss(r),
             })
             .collect();
-        match approach2(&groups, bootstrap, opts.level, seed) {
-            Ok(iso) => a.isoflop = Some(iso),
-            Err(e) => a.notes.push(format!("no IsoFLOP analysis: {e}")),
+        let mut ds: Vec<f64> = points.iter().map(|p| p.d).collect();
+        ds.sort_by(f64::total_cmp);
+        ds.dedup();
+        if ds.len() >= 2 {
+            match fit_chinchilla(&points, &opts) {
+                Ok(fit) => a.chinchilla = Some(fit),
+                Err(e) => a.notes.push(format!("no Chinchilla fit: {e}")),
+            }
+        } else {
+            a.notes.push("every run trained on the same number of tokens, so L(N, D) is not fitted; the loss-against-N law above is at that fixed D".into());
+        }
+        // Extrapolation: refit without the largest sizes.
+        if hold_out > 0 {
+            let check_opts = FitOptions {
+                bootstrap: 0,
+                ..opts
+            };
+            let result = if a.chinchilla.is_some() {
+                extrapolation_check(LawKind::Chinchilla, &points, hold_out, &check_opts)
+            } else {
+                let pts: Vec<Point> = a
+                    .loss_vs_n_points
+                    .iter()
+                    .map(|&(n, loss)| Point { n, d: 1.0, loss })
+                    .collect();
+                extrapolation_check(LawKind::Power, &pts, hold_out, &check_opts)
+            };
+            match result {
+                Ok(x) => a.extrapolation = Some(x),
+                Err(e) => a.notes.push(format!("no extrapolation check: {e}")),
+            }
         }
     }
-    // Extrapolation: refit without the largest sizes.
-    if hold_out > 0 {
-        let check_opts = FitOptions {
-            bootstrap: 0,
-            ..opts
-        };
-        let result = if a.chinchilla.is_some() {
-            extrapolation_check(LawKind::Chinchilla, &points, hold_out, &check_opts)
-        } else {
-            let pts: Vec<Point> = a
-                .loss_vs_n_points
-                .iter()
-                .map(|&(n, loss)| Point { n, d: 1.0, loss })
-                .collect();
-            extrapolation_check(LawKind::Power, &pts, hold_out, &check_opts)
-        };
-        match result {
-            Ok(x) => a.extrapolation = Some(x),
-            Err(e) => a.notes.push(format!("no extrapolation check: {e}")),
-        }
+    a.flop_model = Some(flop_model);
+    a.unique_tokens = unique_tokens;
+    a.largest_budget = top_flops;
+    if let Some(fit) = &a.chinchilla {
+        a.allocations = [1.0, 10.0, 100.0]
+            .iter()
+            .filter_map(|m| {
+                plan_allocation(fit, &flop_model, top_flops * m, unique_tokens, opts.level).ok()
+            })
+            .collect();
     }
     a
 }
 
-/// The Chinchilla fit of a study's recorded runs (for `scalelab plan --study`).
-pub(crate) fn chinchilla_of(dir: &Path) -> Result<scalelab_analysis::LawFit> {
-    let (_, runs, curves) = stored(dir)?;
-    let analysis = analyse(&runs, &curves, 0, 0, 0);
-    analysis.chinchilla.ok_or_else(|| {
+/// A study read back from its store, with its analysis.
+struct Analysed {
+    store: Store,
+    runs: Vec<StoredRun>,
+    curves: Vec<Vec<StoredCurvePoint>>,
+    analysis: StudyAnalysis,
+    spec: Option<StudySpec>,
+    spec_toml: String,
+}
+
+/// The study's analysis with the settings of its own spec.
+fn analysis_of(dir: &Path) -> Result<Analysed> {
+    let (store, runs, curves) = stored(dir)?;
+    let spec_toml = store.meta("spec_toml")?.unwrap_or_default();
+    let spec: Option<StudySpec> = toml::from_str(&spec_toml).ok();
+    let settings = spec
+        .as_ref()
+        .map(|s| s.analysis.clone())
+        .unwrap_or_default();
+    let analysis = analyse(&runs, &curves, &settings);
+    Ok(Analysed {
+        store,
+        runs,
+        curves,
+        analysis,
+        spec,
+        spec_toml,
+    })
+}
+
+/// What `scalelab plan --study` plans with: the study's parametric law with its bootstrap
+/// replicates, the FLOP model of its sizes, its unique tokens and its largest budget.
+pub(crate) struct StudyLaw {
+    pub fit: LawFit,
+    pub flop_model: FlopModel,
+    pub unique_tokens: Option<f64>,
+    pub largest_budget: f64,
+    pub level: f64,
+    pub source: String,
+}
+
+/// The parametric law of a study's recorded runs (for `scalelab plan --study`).
+pub(crate) fn law_of(dir: &Path) -> Result<StudyLaw> {
+    study_law(dir, &analysis_of(dir)?.analysis)
+}
+
+fn study_law(dir: &Path, analysis: &StudyAnalysis) -> Result<StudyLaw> {
+    let fit = analysis.chinchilla.clone().ok_or_else(|| {
         anyhow::anyhow!(
             "the study in {} has no Chinchilla fit ({})\nhint: a study needs runs at several sizes and several token budgets; or give --E, --A, --B, --alpha, --beta",
             dir.display(),
             analysis.notes.join("; ")
         )
+    })?;
+    let source = if analysis.compute_optimal.is_empty() {
+        format!("Chinchilla fit of the study in {}", dir.display())
+    } else {
+        format!(
+            "approach 3 of the IsoFLOP study in {} (N {}; residual bootstrap)",
+            dir.display(),
+            analysis.compute_optimal[0].param_convention
+        )
+    };
+    Ok(StudyLaw {
+        fit,
+        flop_model: analysis.flop_model.unwrap_or(FlopModel::SIX_N),
+        unique_tokens: analysis.unique_tokens,
+        largest_budget: analysis.largest_budget,
+        level: analysis.level,
+        source,
     })
+}
+
+/// Prints a planned allocation as `scalelab plan` does.
+pub(crate) fn print_plans(law: &StudyLaw, plans: &[PlannedAllocation]) {
+    println!("law: {}", law.source);
+    for c in law.fit.cautions() {
+        eprintln!("caution: the study's fit is poorly constrained: {c}");
+    }
+    let show = |v: f64, i: Option<scalelab_analysis::Interval>| match i {
+        Some(i) => format!("{} [{}, {}]", human(v), human(i.lo), human(i.hi)),
+        None => human(v),
+    };
+    let pct = (law.level * 100.0).round();
+    println!(
+        "{:>10}  {:<28} {:<28} {:<24} {:<24}",
+        "FLOPs",
+        format!("N_opt [{pct}%]"),
+        "D_opt (tokens)",
+        "tokens/param",
+        "predicted loss"
+    );
+    for p in plans {
+        let x = &p.best;
+        let ratio = match p.tokens_per_param {
+            Some(i) => format!("{:.1} [{:.1}, {:.1}]", x.tokens_per_param, i.lo, i.hi),
+            None => format!("{:.1}", x.tokens_per_param),
+        };
+        let loss = match p.loss {
+            Some(i) => format!("{:.4} [{:.4}, {:.4}]", x.loss, i.lo, i.hi),
+            None => format!("{:.4}", x.loss),
+        };
+        println!(
+            "{:>10.3e}  {:<28} {:<28} {:<24} {:<24}",
+            x.flops,
+            show(x.n_opt, p.n_opt),
+            show(x.d_opt, p.d_opt),
+            ratio,
+            loss
+        );
+        if law.largest_budget > 0.0 && x.flops > 100.0 * law.largest_budget {
+            eprintln!(
+                "warning: {:.2e} FLOPs is {:.1} decades beyond the study's largest budget ({:.2e}); a law fitted over this range is an extrapolation there, and its intervals only count the noise of the runs, not a change of regime",
+                x.flops,
+                (x.flops / law.largest_budget).log10(),
+                law.largest_budget
+            );
+        }
+        if let (Some(u), Some(l)) = (law.unique_tokens, p.loss_data_constrained) {
+            eprintln!(
+                "warning: D_opt = {} tokens is more than the corpus's {} distinct training tokens ({:.1} epochs); with repeated data the law predicts {:.4} instead (Muennighoff et al. 2023)",
+                human(x.d_opt),
+                human(u),
+                x.d_opt / u,
+                l
+            );
+        }
+    }
 }

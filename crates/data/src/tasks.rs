@@ -413,6 +413,14 @@ impl TrainingData {
         }
     }
 
+    /// Distinct tokens of the corpus's training split; `None` for a task trained alone.
+    pub fn unique_train_tokens(&self) -> Option<u64> {
+        match self {
+            Self::Text(text) | Self::Mixed { text, .. } => Some(text.train.len() as u64),
+            Self::Task(_) => None,
+        }
+    }
+
     /// Bytes of text per validation token (1 for tasks: they are in the byte vocabulary).
     pub fn val_bytes_per_token(&self) -> f64 {
         match self {

@@ -5,11 +5,11 @@
 
 use std::fmt::Write;
 
+use scalelab_analysis::compute_optimal::ComputeOptimal;
 use scalelab_analysis::extrapolation::Extrapolation;
 use scalelab_analysis::frontier::Approach1;
-use scalelab_analysis::isoflop::Approach2;
-use scalelab_analysis::optimal::Allocation;
-use scalelab_analysis::{Interval, LawFit};
+use scalelab_analysis::optimal::{FlopModel, PlannedAllocation};
+use scalelab_analysis::{Constant, Interval, LawFit};
 use scalelab_sweep::{StoredCurvePoint, StoredRun};
 
 use crate::ReportError;
@@ -27,12 +27,19 @@ pub struct StudyAnalysis {
     pub frontier: Option<Approach1>,
     /// `L(N, D) = E + A/N^α + B/D^β`, when the study varies both N and D.
     pub chinchilla: Option<LawFit>,
-    /// IsoFLOP profiles (approach 2), for IsoFLOP studies.
-    pub isoflop: Option<Approach2>,
+    /// The three compute-optimal approaches of an IsoFLOP study, N counted the study's way
+    /// first and the other way second.
+    pub compute_optimal: Vec<ComputeOptimal>,
     /// Fit on the smaller runs, predict the largest.
     pub extrapolation: Option<Extrapolation>,
-    /// Compute-optimal allocations at a few budgets.
-    pub allocations: Vec<Allocation>,
+    /// Compute-optimal allocations at a few budgets, with intervals.
+    pub allocations: Vec<PlannedAllocation>,
+    /// `C = κ·N^γ·D` through the study's sizes.
+    pub flop_model: Option<FlopModel>,
+    /// Distinct training tokens of the corpus, when recorded.
+    pub unique_tokens: Option<f64>,
+    /// The most FLOPs any run spent.
+    pub largest_budget: f64,
     /// Interval coverage used throughout.
     pub level: f64,
     /// Why a fit is missing, or what to keep in mind.
@@ -449,95 +456,13 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         }
     }
 
-    // 4. IsoFLOP profiles.
-    if let Some(iso) = &a.isoflop {
-        heading(&mut out, &mut section, "IsoFLOP profiles");
-        let mut series = Vec::new();
-        for (k, c) in iso.curves.iter().enumerate() {
-            let pts: Vec<(f64, f64)> = input
-                .runs
-                .iter()
-                .filter(|r| {
-                    r.budget_kind == "flops"
-                        && r.budget_value == c.flops
-                        && r.final_val_loss.is_some()
-                })
-                .map(|r| (r.n, r.final_val_loss.unwrap_or(f64::NAN)))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            let lo = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
-            let hi = pts.iter().map(|p| p.0).fold(0.0, f64::max);
-            series.push(Series {
-                label: format!("C = {:.1e}", c.flops),
-                points: pts,
-                color: k,
-                style: Style::Markers,
-            });
-            if let Some(q) = c.coeffs {
-                series.push(Series {
-                    label: String::new(),
-                    points: log_grid(lo, hi, 40)
-                        .into_iter()
-                        .map(|n| (n, q[0] + q[1] * n.ln() + q[2] * n.ln().powi(2)))
-                        .collect(),
-                    color: k,
-                    style: Style::Dashed,
-                });
-            }
-        }
-        if !series.is_empty() {
-            figure(
-                &mut out,
-                &Figure {
-                    title: "final loss against N at fixed compute".into(),
-                    x_label: format!("parameters N ({convention})"),
-                    y_label: "validation loss (nats/token)".into(),
-                    x_log: true,
-                    y_log: false,
-                    series,
-                    bands: vec![],
-                },
-                "Each colour is one compute budget: every model there was trained on exactly that many FLOPs, so small models saw many tokens and large ones few. The dashed parabola's lowest point is the compute-optimal size for that budget (Chinchilla approach 2).",
-            )?;
-        }
-        let _ = writeln!(
-            out,
-            "<table><tr><th>budget C</th><th>N<sub>opt</sub></th><th>D<sub>opt</sub></th><th>loss at optimum</th><th>note</th></tr>"
-        );
-        for c in &iso.curves {
-            let _ = writeln!(
-                out,
-                "<tr><td>{:.2e}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                c.flops,
-                c.n_opt.map_or("—".into(), sig),
-                c.d_opt.map_or("—".into(), sig),
-                c.loss_opt.map_or("—".into(), sig),
-                esc(&c.note.clone().unwrap_or_else(|| {
-                    if c.inside {
-                        String::new()
-                    } else {
-                        "optimum outside the sizes trained (extrapolated)".into()
-                    }
-                }))
-            );
-        }
-        let _ = writeln!(out, "</table>");
-        if let (Some(n), Some(d)) = (&iso.n_opt, &iso.d_opt) {
-            let _ = writeln!(
-                out,
-                "<p>N<sub>opt</sub> ∝ C<sup>a</sup> with a = {} {}; D<sub>opt</sub> ∝ C<sup>b</sup> with b = {} {}. (Chinchilla approach 2: a = 0.49, b = 0.51.)</p>",
-                sig(n.slope),
-                interval_text(iso.a_interval),
-                sig(d.slope),
-                interval_text(iso.b_interval)
-            );
-        }
+    // 4. IsoFLOP profiles and the compute-optimal answer.
+    if let Some(co) = a.compute_optimal.first() {
+        compute_optimal_sections(&mut out, &mut section, input, co, &a.compute_optimal, level)?;
     } else {
         let _ = writeln!(
             out,
-            "<p class=\"small\">No IsoFLOP profiles (Chinchilla approach 2): they need runs trained to fixed FLOP budgets, which a study asks for with <code>budget.flops</code> (see examples/chinchilla-large.toml).</p>"
+            "<p class=\"small\">No IsoFLOP profiles (Chinchilla approach 2): they need runs trained to fixed FLOP budgets, which a study asks for with <code>budget.flops</code> (see examples/quickstart.toml).</p>"
         );
     }
 
@@ -566,19 +491,39 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
                 ""
             }
         );
+        if let Some(m) = &a.flop_model {
+            let _ = writeln!(
+                out,
+                "<p>Along the study's own FLOP line C = {}·N<sup>{}</sup>·D (fitted to its sizes; Hoffmann et al. use 6·N·D), with {:.0}% bootstrap intervals. Reproduce: <code>scalelab plan --study DIR --flops C</code>.</p>",
+                sig(m.kappa),
+                sig(m.gamma),
+                level * 100.0
+            );
+        }
         let _ = writeln!(
             out,
             "<table><tr><th>budget C (FLOPs)</th><th>N<sub>opt</sub></th><th>D<sub>opt</sub> (tokens)</th><th>tokens per parameter</th><th>predicted loss</th></tr>"
         );
-        for x in &a.allocations {
+        for p in &a.allocations {
+            let x = &p.best;
+            let beyond = a.unique_tokens.is_some_and(|u| x.d_opt > u);
             let _ = writeln!(
                 out,
-                "<tr><td>{:.1e}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{:.1e}</td><td>{} {}</td><td>{} {}{}</td><td>{} {}</td><td>{} {}</td></tr>",
                 x.flops,
                 sig(x.n_opt),
+                interval_text(p.n_opt),
                 sig(x.d_opt),
+                interval_text(p.d_opt),
+                if beyond {
+                    " (more than the corpus holds)"
+                } else {
+                    ""
+                },
                 sig(x.tokens_per_param),
-                sig(x.loss)
+                interval_text(p.tokens_per_param),
+                sig(x.loss),
+                interval_text(p.loss)
             );
         }
         let _ = writeln!(out, "</table>");
@@ -672,3 +617,256 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
 }
 
 pub(crate) const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.summary td{text-align:left}figure{margin:1em 0}figcaption{font-size:.9em;color:#444}.small{font-size:.85em;color:#555}.note{background:#fff6e0;padding:.4em .8em;border-left:3px solid #e69f00}.caution{background:#fdecea;padding:.4em .8em;border-left:3px solid #d55e00;font-size:.9em}.lead{font-size:1.02em}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}code{font-size:.9em}";
+
+fn approach_row(out: &mut String, name: &str, a: &Constant, b: &Constant, cautions: &[String]) {
+    let _ = writeln!(
+        out,
+        "<tr><td>{name}</td><td>{} {}</td><td>{} {}</td><td>{}</td></tr>",
+        sig(a.value),
+        interval_text(a.interval),
+        sig(b.value),
+        interval_text(b.interval),
+        if cautions.is_empty() {
+            "none".to_string()
+        } else {
+            cautions
+                .iter()
+                .map(|c| esc(c))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        }
+    );
+}
+
+/// The IsoFLOP profiles, the three approaches side by side, the held-out budget, and the
+/// exponents with N counted both ways.
+fn compute_optimal_sections(
+    out: &mut String,
+    section: &mut usize,
+    input: &ReportInput,
+    co: &ComputeOptimal,
+    all: &[ComputeOptimal],
+    level: f64,
+) -> Result<(), ReportError> {
+    let convention = &co.param_convention;
+    if let Some(a2) = &co.approach2 {
+        heading(out, section, "IsoFLOP profiles");
+        let mut series = Vec::new();
+        for (k, c) in a2.detail.curves.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = input
+                .runs
+                .iter()
+                .filter(|r| {
+                    r.budget_kind == "flops"
+                        && r.budget_value == c.flops
+                        && r.status == "completed"
+                        && r.final_val_loss.is_some()
+                })
+                .map(|r| (r.n, r.final_val_loss.unwrap_or(f64::NAN)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let held = co.held_out.as_ref().is_some_and(|h| h.budget == c.flops);
+            series.push(Series {
+                label: format!(
+                    "C = {:.1e}{}",
+                    c.flops,
+                    if held { " (held out)" } else { "" }
+                ),
+                points: pts,
+                color: k,
+                style: Style::Markers,
+            });
+            if let Some(q) = c.coeffs {
+                series.push(Series {
+                    label: String::new(),
+                    points: log_grid(c.n_range.0, c.n_range.1, 40)
+                        .into_iter()
+                        .map(|n| (n, q[0] + q[1] * n.ln() + q[2] * n.ln().powi(2)))
+                        .collect(),
+                    color: k,
+                    style: Style::Dashed,
+                });
+            }
+        }
+        if !series.is_empty() {
+            figure(
+                out,
+                &Figure {
+                    title: "final loss against N at fixed compute".into(),
+                    x_label: format!("parameters N ({convention})"),
+                    y_label: "validation loss (nats/token)".into(),
+                    x_log: true,
+                    y_log: false,
+                    series,
+                    bands: vec![],
+                },
+                "Each colour is one compute budget: every model there was trained on exactly that many FLOPs, so small models saw many tokens and large ones few. The dashed parabola's lowest point is the compute-optimal size for that budget (Chinchilla approach 2).",
+            )?;
+        }
+        let _ = writeln!(
+            out,
+            "<table><tr><th>budget C</th><th>sizes</th><th>N<sub>opt</sub> [{:.0}%]</th><th>D<sub>opt</sub></th><th>loss at optimum</th><th>parabola rms residual</th><th>note</th></tr>",
+            level * 100.0
+        );
+        for c in &a2.detail.curves {
+            let sizes = input
+                .runs
+                .iter()
+                .filter(|r| {
+                    r.budget_kind == "flops" && r.budget_value == c.flops && r.status == "completed"
+                })
+                .count();
+            let _ = writeln!(
+                out,
+                "<tr><td>{:.2e}</td><td>{sizes}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                c.flops,
+                c.n_opt.map_or("—".into(), sig),
+                interval_text(c.n_opt_interval),
+                c.d_opt.map_or("—".into(), sig),
+                c.loss_opt.map_or("—".into(), sig),
+                sig(c.rms_residual),
+                esc(&c.note.clone().unwrap_or_else(|| {
+                    if c.inside {
+                        String::new()
+                    } else {
+                        "optimum outside the sizes trained (extrapolated)".into()
+                    }
+                }))
+            );
+        }
+        let _ = writeln!(out, "</table>");
+    }
+
+    heading(out, section, "The compute-optimal answer, three ways");
+    let _ = writeln!(
+        out,
+        "<p>N<sub>opt</sub> ∝ C<sup>a</sup> and D<sub>opt</sub> ∝ C<sup>b</sup> from the three approaches of Hoffmann et al. 2022 (their values: a ≈ 0.50, 0.49, 0.46; b ≈ 0.50, 0.51, 0.54), N counted as <b>{}</b>, {:.0}% bootstrap intervals from {} replicates. Approach 3's exponents are taken along the study's FLOP line C = {}·N<sup>{}</sup>·D: a = β/(α+γβ), b = α/(α+γβ), which are β/(α+β) and α/(α+β) when γ = 1.</p>",
+        esc(convention),
+        level * 100.0,
+        co.bootstrap,
+        sig(co.flop_model.kappa),
+        sig(co.flop_model.gamma)
+    );
+    let _ = writeln!(
+        out,
+        "<table><tr><th>approach</th><th>a</th><th>b</th><th>cautions</th></tr>"
+    );
+    if let Some(x) = &co.approach1 {
+        approach_row(
+            out,
+            "1: frontier of every run's curve",
+            &x.a,
+            &x.b,
+            &x.cautions,
+        );
+    }
+    if let Some(x) = &co.approach2 {
+        approach_row(out, "2: IsoFLOP parabolas", &x.a, &x.b, &x.cautions);
+    }
+    if let Some(x) = &co.approach3 {
+        approach_row(
+            out,
+            "3: L(N, D) = E + A/N^α + B/D^β",
+            &x.a,
+            &x.b,
+            &x.cautions,
+        );
+    }
+    let _ = writeln!(out, "</table>");
+    let _ = writeln!(
+        out,
+        "<p><b>Consistency.</b> {}</p>",
+        esc(&co.consistency.summary)
+    );
+    let _ = writeln!(
+        out,
+        "<p class=\"small\">Bootstrap schemes: {}.</p>",
+        co.bootstrap_schemes
+            .iter()
+            .map(|(k, s)| format!("approach {k}: {}", esc(s)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if let (Some(u), Some(e)) = (co.unique_tokens, co.max_epochs) {
+        let constrained = co.approach3.as_ref().is_some_and(|x| x.data_constrained);
+        let _ = writeln!(
+            out,
+            "<p>Data: the corpus's training split holds {} distinct tokens; the most any run saw is {:.2} passes over it. {}</p>",
+            sig(u),
+            e,
+            if constrained {
+                "Some runs repeated data, so approach 3 is fitted to the data-constrained effective tokens D′ = U + U·R*·(1 − e<sup>−R/R*</sup>) (Muennighoff et al. 2023, R* = 15.4) rather than to D."
+            } else {
+                "No run repeated data."
+            }
+        );
+    }
+    for n in &co.notes {
+        let _ = writeln!(out, "<p class=\"small\">{}</p>", esc(n));
+    }
+
+    if let Some(h) = &co.held_out {
+        heading(out, section, "A prediction to check: the held-out budget");
+        let _ = writeln!(
+            out,
+            "<p>Approaches 2 and 3 were fitted again without the {} runs at the largest budget, C = {:.2e}, and predicted its optimum.</p>",
+            h.runs, h.budget
+        );
+        let _ = writeln!(
+            out,
+            "<table><tr><th></th><th>predicted</th><th>measured</th></tr>\
+             <tr><td>N<sub>opt</sub> (approach 3)</td><td>{} {}</td><td rowspan=\"2\">{} (the held-out profile's own parabola); best run N = {}</td></tr>\
+             <tr><td>N<sub>opt</sub> (approach 2)</td><td>{} {}</td></tr>\
+             <tr><td>loss at the optimum (approach 3)</td><td>{} {}</td><td>{} (best run)</td></tr></table>",
+            h.predicted_n_opt.map_or("—".into(), sig),
+            interval_text(h.predicted_n_opt_interval),
+            h.measured_n_opt.map_or("—".into(), sig),
+            sig(h.measured_best_n),
+            h.predicted_n_opt_approach2.map_or("—".into(), sig),
+            interval_text(h.predicted_n_opt_approach2_interval),
+            h.predicted_loss.map_or("—".into(), sig),
+            interval_text(h.predicted_loss_interval),
+            sig(h.measured_loss)
+        );
+        if let Some(e) = h.relative_error {
+            let _ = writeln!(
+                out,
+                "<p>The predicted loss is {:.2}% {} the best measured one.</p>",
+                100.0 * e.abs(),
+                if e < 0.0 { "below" } else { "above" }
+            );
+        }
+    }
+
+    if all.len() > 1 {
+        heading(out, section, "Kaplan or Chinchilla? N counted two ways");
+        let _ = writeln!(
+            out,
+            "<p>Kaplan et al. 2020 counted N without embeddings and found N<sub>opt</sub> ∝ C<sup>0.73</sup>; Hoffmann et al. 2022 counted every parameter and found about 0.5. Pearce &amp; Song 2024 and Porian et al. 2024 trace most of the gap to that choice and to small-scale settings: at small N the embeddings are a large share of the parameters but cost almost no FLOPs. The same runs, analysed both ways:</p>"
+        );
+        let _ = writeln!(
+            out,
+            "<table><tr><th>N counted as</th><th>FLOPs per token ∝ N<sup>γ</sup></th><th>approach 1 a</th><th>approach 2 a</th><th>approach 3 a</th></tr>"
+        );
+        for c in all {
+            let cell = |x: Option<&Constant>| {
+                x.map_or("—".into(), |x| {
+                    format!("{} {}", sig(x.value), interval_text(x.interval))
+                })
+            };
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>γ = {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&c.param_convention),
+                sig(c.flop_model.gamma),
+                cell(c.approach1.as_ref().map(|x| &x.a)),
+                cell(c.approach2.as_ref().map(|x| &x.a)),
+                cell(c.approach3.as_ref().map(|x| &x.a)),
+            );
+        }
+        let _ = writeln!(out, "</table>");
+    }
+    Ok(())
+}

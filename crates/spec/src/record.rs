@@ -176,4 +176,13 @@ pub struct RunRecord {
     pub started_unix_secs: u64,
     /// Whether the run continued from a checkpoint.
     pub resumed: bool,
+    /// Distinct tokens in the training split of the corpus (none for a task trained alone,
+    /// whose examples are drawn afresh). Absent in records written before it was kept.
+    #[serde(default)]
+    pub unique_train_tokens: Option<u64>,
+    /// Passes over those tokens: `tokens_seen / unique_train_tokens`. Above 1 the run
+    /// repeated data (batches are random windows, so a pass is a count of tokens, not of
+    /// ordered sweeps).
+    #[serde(default)]
+    pub epochs: Option<f64>,
 }

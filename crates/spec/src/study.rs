@@ -105,6 +105,15 @@ pub struct BudgetAxis {
     /// IsoFLOP budgets C: every size is trained to exactly C FLOPs, so D = C / (FLOPs per
     /// token), which is C/(6N) when N counts the matrix weights and attention is neglected.
     pub flops: Vec<f64>,
+    /// With `flops`: at each budget, train only the sizes that would see at least this many
+    /// tokens per parameter (N in the study's convention). Together with
+    /// `max_tokens_per_param` this centres each IsoFLOP profile's ladder on the region where
+    /// its optimum can lie, as Hoffmann et al. 2022 chose a range of sizes per budget, instead
+    /// of training tiny models for many epochs at large budgets.
+    pub min_tokens_per_param: Option<f64>,
+    /// With `flops`: at each budget, train only the sizes that would see at most this many
+    /// tokens per parameter.
+    pub max_tokens_per_param: Option<f64>,
 }
 
 /// The budget axis, checked.
@@ -150,6 +159,10 @@ pub struct AnalysisSpec {
     pub hold_out: usize,
     /// Seed of the bootstrap.
     pub seed: u64,
+    /// Starts of the full Chinchilla fit: unset runs L-BFGS from all 4,500 points of
+    /// Hoffmann et al.'s grid (the default, and what the README's figures use); a number k
+    /// starts from the k grid points with the lowest objective, for quicker reports.
+    pub fit_starts: Option<usize>,
 }
 
 impl Default for AnalysisSpec {
@@ -158,6 +171,7 @@ impl Default for AnalysisSpec {
             bootstrap: 200,
             hold_out: 1,
             seed: 0,
+            fit_starts: None,
         }
     }
 }
@@ -192,6 +206,13 @@ impl StudySpec {
                 "sizes.depths",
                 d,
                 "depths are numbers of layers, at least 1",
+            ));
+        }
+        if self.analysis.fit_starts == Some(0) {
+            return Err(SpecError::invalid(
+                "analysis.fit_starts",
+                0,
+                "start the fit from at least one grid point, or leave it unset for the paper's whole grid",
             ));
         }
         if self.train.budget_tokens.is_some() || self.train.budget_flops.is_some() {
@@ -233,6 +254,36 @@ impl StudySpec {
                 "budget.tokens_per_param",
                 r,
                 "ratios must be finite and > 0 (Chinchilla's optimum is about 20)",
+            ));
+        }
+        for (key, value) in [
+            ("budget.min_tokens_per_param", b.min_tokens_per_param),
+            ("budget.max_tokens_per_param", b.max_tokens_per_param),
+        ] {
+            if let Some(v) = value {
+                if b.flops.is_empty() {
+                    return Err(SpecError::invalid(
+                        key,
+                        v,
+                        "a tokens-per-parameter window only applies to IsoFLOP budgets (budget.flops)",
+                    ));
+                }
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(SpecError::invalid(
+                        key,
+                        v,
+                        "must be a finite number of tokens per parameter > 0, e.g. 5",
+                    ));
+                }
+            }
+        }
+        if let (Some(lo), Some(hi)) = (b.min_tokens_per_param, b.max_tokens_per_param)
+            && lo >= hi
+        {
+            return Err(SpecError::invalid(
+                "budget.min_tokens_per_param",
+                lo,
+                format!("must be below budget.max_tokens_per_param ({hi})"),
             ));
         }
         if let Some(c) = b.flops.iter().find(|c| !(c.is_finite() && **c > 0.0)) {

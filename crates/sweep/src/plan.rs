@@ -184,6 +184,11 @@ pub fn plan_study(
                 let config = run_spec.resolve(vocab_size).map_err(err)?;
                 let (steps, tokens_per_step) = planned_tokens(&config);
                 let fpt = flops_per_token(&config.model);
+                if let BudgetPoint::Flops(c) = point
+                    && !in_window(&spec.budget, c / fpt / n)
+                {
+                    continue;
+                }
                 let id = run_id(&config);
                 if runs.iter().any(|r| r.run_id == id) {
                     duplicates += 1;
@@ -205,6 +210,24 @@ pub fn plan_study(
             }
         }
     }
+    if let BudgetKind::Flops(budgets) = &budget
+        && (spec.budget.min_tokens_per_param.is_some()
+            || spec.budget.max_tokens_per_param.is_some())
+    {
+        for &c in budgets {
+            let sizes = runs
+                .iter()
+                .filter(|r| r.budget == BudgetPoint::Flops(c) && r.seed == spec.seeds[0])
+                .count();
+            if sizes < 3 {
+                return Err(err(scalelab_spec::SpecError::invalid(
+                    "budget.min_tokens_per_param/max_tokens_per_param",
+                    format!("{sizes} size(s) at C = {c:e}"),
+                    "an IsoFLOP profile needs at least three sizes for its parabola; widen the window or add sizes to the ladder",
+                )));
+            }
+        }
+    }
     runs.sort_by(|a, b| a.flops.total_cmp(&b.flops));
     Ok(StudyPlan {
         spec: spec.clone(),
@@ -212,6 +235,16 @@ pub fn plan_study(
         vocab_size,
         duplicates,
     })
+}
+
+/// Whether `tokens_per_param` lies in the study's IsoFLOP window (ends included).
+fn in_window(budget: &scalelab_spec::BudgetAxis, tokens_per_param: f64) -> bool {
+    budget
+        .min_tokens_per_param
+        .is_none_or(|lo| tokens_per_param >= lo)
+        && budget
+            .max_tokens_per_param
+            .is_none_or(|hi| tokens_per_param <= hi)
 }
 
 #[cfg(test)]
@@ -252,6 +285,44 @@ mod tests {
             let step_flops = 128.0 * r.flops_per_token;
             assert!(r.flops >= 1e11 - step_flops && r.flops < 1e11 + step_flops);
         }
+    }
+
+    /// The window keeps, at each budget, exactly the sizes whose D/N lies inside it, so
+    /// larger budgets train larger models; a window that leaves fewer than three sizes at
+    /// some budget is refused.
+    #[test]
+    fn isoflop_windows_move_the_ladder_with_the_budget() {
+        let mut s =
+            study("flops = [1e10, 1e12]\nmin_tokens_per_param = 5.0\nmax_tokens_per_param = 400.0");
+        s.sizes.depths = vec![1, 2, 3, 4, 5, 6];
+        s.seeds = vec![0];
+        let plan = plan_study(&s, &s.data, 256, Path::new("t.toml")).unwrap();
+        for c in [1e10, 1e12] {
+            let at: Vec<&PlannedRun> = plan
+                .runs
+                .iter()
+                .filter(|r| r.budget == BudgetPoint::Flops(c))
+                .collect();
+            assert!(at.len() >= 3, "{c}: {}", at.len());
+            for r in &at {
+                let ratio = c / r.flops_per_token / r.n;
+                assert!((5.0..=400.0).contains(&ratio), "{} at {c}: {ratio}", r.size);
+            }
+        }
+        let largest = |c: f64| {
+            plan.runs
+                .iter()
+                .filter(|r| r.budget == BudgetPoint::Flops(c))
+                .map(|r| r.n)
+                .fold(0.0, f64::max)
+        };
+        assert!(largest(1e12) > largest(1e10));
+        let narrow =
+            study("flops = [1e12]\nmin_tokens_per_param = 20.0\nmax_tokens_per_param = 21.0");
+        let err = plan_study(&narrow, &narrow.data, 256, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least three sizes"), "{err}");
     }
 
     #[test]

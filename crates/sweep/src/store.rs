@@ -73,6 +73,8 @@ pub struct StoredRun {
     pub wall_secs: f64,
     /// Why the run failed or diverged.
     pub message: Option<String>,
+    /// Distinct tokens of the training split (from the record; none before it is recorded).
+    pub unique_train_tokens: Option<u64>,
 }
 
 /// One evaluation of a stored run.
@@ -122,7 +124,8 @@ CREATE TABLE IF NOT EXISTS runs (
     final_val_bpb REAL,
     wall_secs REAL NOT NULL DEFAULT 0,
     message TEXT,
-    record_json TEXT
+    record_json TEXT,
+    unique_train_tokens INTEGER
 );
 CREATE TABLE IF NOT EXISTS curves (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -183,6 +186,18 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Stores written before the training split's size was kept gain the column (empty).
+        let has_unique: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('runs') WHERE name = 'unique_train_tokens'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !has_unique {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN unique_train_tokens INTEGER")
+                .map_err(err)?;
+        }
         conn.pragma_update(None, "user_version", i64::from(STUDY_SCHEMA_VERSION))
             .map_err(err)?;
         Ok(Store { conn, path })
@@ -279,7 +294,8 @@ impl Store {
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "UPDATE runs SET status = ?2, tokens_seen = ?3, train_flops = ?4, final_val_loss = ?5,
-                final_val_bpb = ?6, wall_secs = ?7, message = ?8, record_json = ?9
+                final_val_bpb = ?6, wall_secs = ?7, message = ?8, record_json = ?9,
+                unique_train_tokens = ?10
              WHERE run_id = ?1",
             params![
                 record.run_id,
@@ -291,6 +307,7 @@ impl Store {
                 record.wall_secs,
                 message,
                 json,
+                record.unique_train_tokens.map(|u| u as i64),
             ],
         )
         .map_err(err)?;
@@ -337,7 +354,7 @@ impl Store {
                 "SELECT run_id, size, seed, n_layers, d_model, n_heads, params_total,
                     params_non_embedding, n, param_convention, flops_per_token, planned_tokens,
                     planned_flops, budget_kind, budget_value, status, tokens_seen, train_flops,
-                    final_val_loss, final_val_bpb, wall_secs, message
+                    final_val_loss, final_val_bpb, wall_secs, message, unique_train_tokens
                  FROM runs ORDER BY planned_flops, run_id",
             )
             .map_err(|e| self.err(e))?;
@@ -366,6 +383,7 @@ impl Store {
                     final_val_bpb: r.get(19)?,
                     wall_secs: r.get(20)?,
                     message: r.get(21)?,
+                    unique_train_tokens: r.get::<_, Option<i64>>(22)?.map(|u| u as u64),
                 })
             })
             .map_err(|e| self.err(e))?;

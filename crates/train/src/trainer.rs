@@ -400,6 +400,11 @@ fn train_loop<M: Objective>(
         machine: machine::describe(&options.backend),
         started_unix_secs: state.started_unix_secs,
         resumed: resume_from.is_some(),
+        unique_train_tokens: data.unique_train_tokens(),
+        epochs: data
+            .unique_train_tokens()
+            .filter(|&u| u > 0)
+            .map(|u| state.tokens_seen as f64 / u as f64),
     };
     let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
         what: "run record",
