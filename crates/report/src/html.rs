@@ -445,7 +445,8 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
             );
             constants_table(&mut out, fit, level);
         }
-        if let (Some(n), Some(d)) = (&f.n_opt, &f.d_opt) {
+        // An IsoFLOP study's approach 1 is in the three-ways section, between its budgets.
+        if let (Some(n), Some(d), true) = (&f.n_opt, &f.d_opt, a.compute_optimal.is_empty()) {
             let _ = writeln!(
                 out,
                 "<p>Approach 1 (best run at {} log-spaced budgets): N<sub>opt</sub> ∝ C<sup>{}</sup>, D<sub>opt</sub> ∝ C<sup>{}</sup>. Chinchilla found about 0.5 for both. With few sizes the best run changes in steps, so treat these exponents as rough.</p>",
@@ -471,9 +472,14 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         section += 1;
         let _ = writeln!(
             out,
-            "<h2>{}. Parametric law L(N, D)</h2><p><code>{}</code>, fitted as Hoffmann et al. 2022 (approach 3): Huber loss on log-loss, L-BFGS from a grid of starts. a = β/(α+β) and b = α/(α+β) are the exponents of N<sub>opt</sub> and D<sub>opt</sub> in C. Chinchilla: E = 1.69, A = 406.4, B = 410.7, α = 0.34, β = 0.28.</p>",
+            "<h2>{}. Parametric law L(N, D)</h2><p><code>{}</code>, fitted as Hoffmann et al. 2022 (approach 3): Huber loss on log-loss, L-BFGS from a grid of starts. a = β/(α+β) and b = α/(α+β) are the exponents of N<sub>opt</sub> and D<sub>opt</sub> in C when C = 6ND{}. Chinchilla: E = 1.69, A = 406.4, B = 410.7, α = 0.34, β = 0.28.</p>",
             section,
-            esc(fit.law.formula())
+            esc(fit.law.formula()),
+            if a.compute_optimal.is_empty() {
+                ""
+            } else {
+                " (this study's runs spend C = κ·N<sup>γ</sup>·D, and its exponents along that line are those of approach 3 above; D here is the data-constrained D′ where runs repeated data)"
+            }
         );
         constants_table(&mut out, fit, level);
     }
