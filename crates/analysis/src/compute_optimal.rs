@@ -313,17 +313,7 @@ fn run_approach3(
     let (a_s, b_s): (Vec<f64>, Vec<f64>) = fit
         .samples
         .iter()
-        .filter(|s| s.len() >= 5)
-        .map(|s| {
-            Chinchilla {
-                e: s[0],
-                a: s[1],
-                b: s[2],
-                alpha: s[3],
-                beta: s[4],
-            }
-            .exponents(model)
-        })
+        .filter_map(|s| Some(Chinchilla::from_sample(s)?.exponents(model)))
         .unzip();
     Ok(Approach3 {
         a: constant("a", a, &a_s, opts.level),
@@ -339,31 +329,20 @@ fn consistency(
     a2: Option<&Approach2Summary>,
     a3: Option<&Approach3>,
 ) -> Consistency {
-    let mut a = Vec::new();
-    if let Some(x) = a1 {
-        a.push(ApproachA {
-            approach: 1,
-            value: x.a.value,
-            interval: x.a.interval,
-            cautioned: !x.cautions.is_empty(),
-        });
-    }
-    if let Some(x) = a2 {
-        a.push(ApproachA {
-            approach: 2,
-            value: x.a.value,
-            interval: x.a.interval,
-            cautioned: !x.cautions.is_empty(),
-        });
-    }
-    if let Some(x) = a3 {
-        a.push(ApproachA {
-            approach: 3,
-            value: x.a.value,
-            interval: x.a.interval,
-            cautioned: !x.cautions.is_empty(),
-        });
-    }
+    let a: Vec<ApproachA> = [
+        a1.map(|x| (1, &x.a, x.cautions.is_empty())),
+        a2.map(|x| (2, &x.a, x.cautions.is_empty())),
+        a3.map(|x| (3, &x.a, x.cautions.is_empty())),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(approach, a, clean)| ApproachA {
+        approach,
+        value: a.value,
+        interval: a.interval,
+        cautioned: !clean,
+    })
+    .collect();
     let mut pairs = Vec::new();
     for (i, p) in a.iter().enumerate() {
         for q in &a[i + 1..] {

@@ -142,6 +142,21 @@ impl Chinchilla {
         })
     }
 
+    /// The constants of one bootstrap replicate of a Chinchilla fit
+    /// ([`LawFit::samples`]: E, A, B, α, β first).
+    pub fn from_sample(sample: &[f64]) -> Option<Chinchilla> {
+        match *sample {
+            [e, a, b, alpha, beta, ..] => Some(Chinchilla {
+                e,
+                a,
+                b,
+                alpha,
+                beta,
+            }),
+            _ => None,
+        }
+    }
+
     /// Loss at (N, D).
     pub fn loss(&self, n: f64, d: f64) -> f64 {
         self.e + self.a * n.powf(-self.alpha) + self.b * d.powf(-self.beta)
@@ -259,18 +274,7 @@ pub fn plan_allocation(
     let replicas: Vec<Allocation> = fit
         .samples
         .iter()
-        .filter(|s| s.len() >= 5)
-        .filter_map(|s| {
-            Chinchilla {
-                e: s[0],
-                a: s[1],
-                b: s[2],
-                alpha: s[3],
-                beta: s[4],
-            }
-            .optimal_with(flops, model)
-            .ok()
-        })
+        .filter_map(|s| Chinchilla::from_sample(s)?.optimal_with(flops, model).ok())
         .collect();
     let interval = |f: fn(&Allocation) -> f64| {
         let v: Vec<f64> = replicas.iter().map(f).collect();

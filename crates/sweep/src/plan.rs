@@ -294,7 +294,25 @@ mod tests {
     fn isoflop_windows_move_the_ladder_with_the_budget() {
         let mut s =
             study("flops = [1e10, 1e12]\nmin_tokens_per_param = 5.0\nmax_tokens_per_param = 400.0");
-        s.sizes.depths = vec![1, 2, 3, 4, 5, 6];
+        s.sizes.depths = vec![];
+        s.sizes.shapes = [
+            (1, 8),
+            (1, 16),
+            (1, 24),
+            (2, 24),
+            (2, 32),
+            (2, 48),
+            (3, 48),
+            (3, 64),
+        ]
+        .iter()
+        .map(|&(n_layers, d_model)| scalelab_spec::ShapeSpec {
+            n_layers,
+            d_model,
+            n_heads: d_model / 8,
+            d_ff: None,
+        })
+        .collect();
         s.seeds = vec![0];
         let plan = plan_study(&s, &s.data, 256, Path::new("t.toml")).unwrap();
         for c in [1e10, 1e12] {
