@@ -451,9 +451,7 @@ pub fn compute_optimal(
             ),
         });
     }
-    let mut sizes: Vec<(f64, f64)> = runs.iter().map(|r| (r.n, r.flops_per_token)).collect();
-    sizes.sort_by(|x, y| x.0.total_cmp(&y.0));
-    sizes.dedup();
+    let sizes: Vec<(f64, f64)> = runs.iter().map(|r| (r.n, r.flops_per_token)).collect();
     let model = FlopModel::fit(&sizes);
     let all: Vec<&IsoRun> = runs.iter().collect();
     let mut notes = Vec::new();

@@ -62,14 +62,17 @@ impl FlopModel {
     };
 
     /// The least-squares line `ln(FLOPs per token) = ln κ + γ·ln N` through a study's sizes,
-    /// given as `(N, FLOPs per token)`; `κ = FLOPs per token / N` (γ = 1) with one size, and
-    /// `C = 6ND` with none.
+    /// given as `(N, FLOPs per token)` of its runs (each distinct size counted once, however
+    /// many runs it had); `κ = FLOPs per token / N` (γ = 1) with one size, and `C = 6ND` with
+    /// none.
     pub fn fit(sizes: &[(f64, f64)]) -> FlopModel {
-        let ok: Vec<(f64, f64)> = sizes
+        let mut ok: Vec<(f64, f64)> = sizes
             .iter()
             .copied()
             .filter(|(n, f)| n.is_finite() && *n > 0.0 && f.is_finite() && *f > 0.0)
             .collect();
+        ok.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1)));
+        ok.dedup();
         let x: Vec<f64> = ok.iter().map(|p| p.0.ln()).collect();
         let y: Vec<f64> = ok.iter().map(|p| p.1.ln()).collect();
         match crate::linear::fit_line(&x, &y) {

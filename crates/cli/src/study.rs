@@ -391,7 +391,7 @@ fn stored(dir: &Path) -> Result<(Store, Vec<StoredRun>, Vec<Vec<StoredCurvePoint
     Ok((store, runs, curves))
 }
 
-fn report(args: StudyDirArgs) -> Result<(PathBuf, StudyLawOrNot)> {
+fn report(args: StudyDirArgs) -> Result<(PathBuf, Option<StudyLaw>)> {
     let dir = study_dir(&args.study)?;
     let Analysed {
         store,
@@ -399,12 +399,9 @@ fn report(args: StudyDirArgs) -> Result<(PathBuf, StudyLawOrNot)> {
         curves,
         analysis,
         spec,
+        settings,
         spec_toml: text,
     } = analysis_of(&dir)?;
-    let settings = spec
-        .as_ref()
-        .map(|s| s.analysis.clone())
-        .unwrap_or_default();
     if args.json {
         println!(
             "{}",
@@ -435,8 +432,6 @@ fn report(args: StudyDirArgs) -> Result<(PathBuf, StudyLawOrNot)> {
     eprintln!("report written to {}", path.display());
     Ok((path, law))
 }
-
-type StudyLawOrNot = Option<StudyLaw>;
 
 /// `study report --json`: the compute-optimal analysis (the study's own convention at the
 /// top, the other beside it), the law and the planner's allocations.
@@ -686,11 +681,8 @@ pub fn analyse(
         a.chinchilla = co.approach3.as_ref().map(|x| x.fit.clone());
         flop_model = co.flop_model;
     } else {
-        let mut model_sizes: Vec<(f64, f64)> =
-            done.iter().map(|(_, r)| (r.n, r.flops_per_token)).collect();
-        model_sizes.sort_by(|x, y| x.0.total_cmp(&y.0));
-        model_sizes.dedup();
-        flop_model = FlopModel::fit(&model_sizes);
+        let sizes: Vec<(f64, f64)> = done.iter().map(|(_, r)| (r.n, r.flops_per_token)).collect();
+        flop_model = FlopModel::fit(&sizes);
         let points: Vec<Point> = done
             .iter()
             .map(|(_, r)| Point {
@@ -753,6 +745,8 @@ struct Analysed {
     curves: Vec<Vec<StoredCurvePoint>>,
     analysis: StudyAnalysis,
     spec: Option<StudySpec>,
+    /// The spec's analysis settings (the defaults when the stored spec does not parse).
+    settings: AnalysisSpec,
     spec_toml: String,
 }
 
@@ -772,6 +766,7 @@ fn analysis_of(dir: &Path) -> Result<Analysed> {
         curves,
         analysis,
         spec,
+        settings,
         spec_toml,
     })
 }
