@@ -5,10 +5,16 @@
 //! that a discontinuous metric (exact match of a several-token answer) turns smooth per-token
 //! improvement into such a jump, and that small test sets cannot tell a small accuracy from
 //! zero. This module measures one metric over one scale axis (parameters, FLOPs or training
-//! tokens) and then compares the metrics of one task.
+//! tokens); [`mirage`] then asks, per task, whether the per-token quantity predicts the jump.
 //!
-//! For one metric, with `x = log10(scale)` and the value oriented so that up is better and
-//! normalised by its observed range R to `u ∈ [0, 1]`:
+//! Every continuous metric is measured in the space where a smooth power law in scale is a
+//! straight line against `x = log10(scale)`, oriented so that up is better
+//! ([`Metric::scored`]): the logit of per-token accuracy (clamped to `[1/2n, 1 − 1/2n]`, so
+//! that a value below the test set's resolution cannot make a jump of its own),
+//! `−ln(distance to the floor)` for a log-probability, a cross-entropy, an edit distance or a
+//! Brier score. Exact match is measured as the share it is, the scale on which an emergent
+//! ability is claimed; whether its jump is an artefact is the mirage test's question, not a
+//! matter of rescaling it. There, normalised by the observed range to `u ∈ [0, 1]`:
 //!
 //! - **sharpness**: the largest rise of the piecewise-linear `u(x)` over any window of one
 //!   decade — the share of the whole observed improvement that happens within one decade of
@@ -22,11 +28,10 @@
 //!   up to the start of the steepest window, at least the first two) predicts the larger ones
 //!   (every point past the transition, so that a long plateau between the window's start and
 //!   a late jump does not dilute the miss); the error is the mean of (observed − predicted)
-//!   over those larger scales, oriented and in
-//!   units of R. Positive means the larger models beat the smooth trend. Emergent requires at
-//!   least `min_extrapolation_error` (0.2): a jump the smaller scales did not foretell. A
-//!   metric that improves fastest at the smallest scales and then saturates (a power law in
-//!   scale) has a negative error and is never emergent;
+//!   over those larger scales, oriented and in units of the range. Positive means the larger
+//!   models beat the smooth trend. Emergent requires at least `min_extrapolation_error` (0.2):
+//!   a jump the smaller scales did not foretell. A power law in scale is a straight line here
+//!   and has no error; one that saturates bends down and has a negative error;
 //! - **resolution**: for accuracies with a known test-set size n, a value below 1/n cannot be
 //!   told from zero (Schaeffer et al. 2023 §3); such points are counted, and a change of the
 //!   metric smaller than its binomial noise is not called a jump.
@@ -37,6 +42,12 @@ use rand_distr::{Binomial, Distribution};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::{AnalysisError, Interval, bootstrap::percentile_interval};
+
+pub mod mirage;
+pub use mirage::{
+    ExactMatchPrediction, MirageKind, MirageVerdict, PerToken, PerTokenFit, TaskEmergence, TaskRow,
+    analyse_tasks,
+};
 
 /// A task metric whose meaning, direction and range are known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,16 +60,40 @@ pub enum Metric {
     EditDistance,
     /// Mean log-probability of the right answer, ≤ 0.
     LogProb,
+    /// Mean per-token cross-entropy of the right answer, nats, ≥ 0 (lower is better).
+    CrossEntropy,
     /// Mean multi-class Brier score, in [0, 2] (lower is better).
     Brier,
 }
 
+/// Test-set size taken where a row gives none: an accuracy's resolution floor and binomial
+/// intervals need one, and 1,000 is the usual size of a task's test set (and scalelab's
+/// default `test_size`). Explanations say when it was assumed.
+pub const ASSUMED_N_TEST: u64 = 1000;
+
+/// Smallest distance to its floor (0) a log-probability, cross-entropy or Brier score is taken
+/// to have in the linearised space: a perfect score is not infinitely far from an almost
+/// perfect one.
+const TINY: f64 = 1e-6;
+
 /// Names of the metrics, for messages.
-pub const METRIC_NAMES: &str = "exact_match, token_accuracy, edit_distance, log_prob, brier";
+pub const METRIC_NAMES: &str =
+    "exact_match, token_accuracy, edit_distance, log_prob, cross_entropy, brier";
 
 impl Metric {
     /// Every metric, discontinuous first.
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 6] = [
+        Metric::ExactMatch,
+        Metric::TokenAccuracy,
+        Metric::EditDistance,
+        Metric::LogProb,
+        Metric::CrossEntropy,
+        Metric::Brier,
+    ];
+
+    /// The metrics a scalelab task evaluation records (cross-entropy per token is its
+    /// log-probability over the answer length, so it is not stored twice).
+    pub const RECORDED: [Metric; 5] = [
         Metric::ExactMatch,
         Metric::TokenAccuracy,
         Metric::EditDistance,
@@ -67,7 +102,7 @@ impl Metric {
     ];
 
     /// The metric of a name (`exact_match`, `token_accuracy`, `edit_distance`, `log_prob`,
-    /// `brier`).
+    /// `cross_entropy`, `brier`).
     pub fn from_name(name: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -79,7 +114,40 @@ impl Metric {
             Metric::TokenAccuracy => "token_accuracy",
             Metric::EditDistance => "edit_distance",
             Metric::LogProb => "log_prob",
+            Metric::CrossEntropy => "cross_entropy",
             Metric::Brier => "brier",
+        }
+    }
+
+    /// The space the test measures the metric in, in words.
+    pub fn space(self) -> &'static str {
+        match self {
+            Metric::ExactMatch => "the share itself, as emergence is claimed",
+            Metric::TokenAccuracy => "logit, clamped to [1/2n, 1 - 1/2n]",
+            Metric::LogProb => "-ln(-log_prob)",
+            Metric::CrossEntropy => "-ln(cross_entropy)",
+            Metric::EditDistance => "-ln(edit_distance), floored at 1/2n",
+            Metric::Brier => "-ln(brier)",
+        }
+    }
+
+    /// `value` in the space the test measures it in, oriented so that up is better: for a
+    /// continuous metric the space where a power law in scale is a straight line; for exact
+    /// match the share itself, the scale on which an emergent ability is claimed (Wei et al.
+    /// 2022) and whose jump the mirage test then explains or not. `n_test` (trials, for an
+    /// accuracy) sets the resolution floor, and [`ASSUMED_N_TEST`] stands in when it is
+    /// unknown. Finite for every valid value.
+    pub fn scored(self, value: f64, n_test: Option<u64>) -> f64 {
+        let half = 0.5 / n_test.unwrap_or(ASSUMED_N_TEST).max(1) as f64;
+        match self {
+            Metric::ExactMatch => value,
+            Metric::TokenAccuracy => {
+                let a = value.clamp(half, 1.0 - half);
+                (a / (1.0 - a)).ln()
+            }
+            Metric::LogProb => -(-value).max(TINY).ln(),
+            Metric::CrossEntropy | Metric::Brier => -value.max(TINY).ln(),
+            Metric::EditDistance => -value.max(half).ln(),
         }
     }
 
@@ -88,6 +156,24 @@ impl Metric {
         matches!(
             self,
             Metric::ExactMatch | Metric::TokenAccuracy | Metric::LogProb
+        )
+    }
+
+    /// Whether an accuracy lies within its resolution `[1/n, 1 − 1/n]` (n from the point, or
+    /// [`ASSUMED_N_TEST`]); every value of any other metric is resolved.
+    pub fn is_resolved(self, p: &MetricPoint) -> bool {
+        if !self.is_accuracy() {
+            return true;
+        }
+        let r = 1.0 / p.n_test.unwrap_or(ASSUMED_N_TEST).max(1) as f64;
+        p.value >= r && p.value <= 1.0 - r
+    }
+
+    /// Whether the metric is a per-token quantity the mirage test can fit.
+    pub fn is_per_token(self) -> bool {
+        matches!(
+            self,
+            Metric::TokenAccuracy | Metric::LogProb | Metric::CrossEntropy
         )
     }
 
@@ -106,7 +192,7 @@ impl Metric {
         let ok = v.is_finite()
             && match self {
                 Metric::ExactMatch | Metric::TokenAccuracy => (0.0..=1.0).contains(&v),
-                Metric::EditDistance => v >= 0.0,
+                Metric::EditDistance | Metric::CrossEntropy => v >= 0.0,
                 Metric::LogProb => v <= 0.0,
                 Metric::Brier => (0.0..=2.0).contains(&v),
             };
@@ -116,6 +202,7 @@ impl Metric {
         Err(match self {
             Metric::ExactMatch | Metric::TokenAccuracy => "a share in [0, 1]",
             Metric::EditDistance => "a distance >= 0",
+            Metric::CrossEntropy => "a cross-entropy >= 0 (nats per token)",
             Metric::LogProb => "a log-probability <= 0",
             Metric::Brier => "a Brier score in [0, 2]",
         })
@@ -133,7 +220,7 @@ pub struct MetricPoint {
     pub n_test: Option<u64>,
 }
 
-/// Thresholds of the verdict.
+/// Thresholds of the verdicts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmergenceOptions {
     /// Least sharpness (share of the change within one decade) of an emergent jump.
@@ -142,10 +229,15 @@ pub struct EmergenceOptions {
     pub min_extrapolation_error: f64,
     /// Coverage of intervals.
     pub level: f64,
-    /// Parametric bootstrap replicates (when test-set sizes are known).
+    /// Bootstrap replicates: binomial resampling of accuracies for the transition interval,
+    /// residual resampling of the per-token fit for the mirage test's band.
     pub bootstrap: usize,
-    /// Seed of the bootstrap.
+    /// Seed of the bootstraps.
     pub seed: u64,
+    /// The per-token quantity the mirage test fits.
+    pub per_token: PerToken,
+    /// Tokens in every task's answer, overriding the rows' `answer_tokens`.
+    pub answer_tokens: Option<f64>,
 }
 
 impl Default for EmergenceOptions {
@@ -156,6 +248,8 @@ impl Default for EmergenceOptions {
             level: 0.95,
             bootstrap: 200,
             seed: 0,
+            per_token: PerToken::Auto,
+            answer_tokens: None,
         }
     }
 }
@@ -176,14 +270,17 @@ pub struct MetricEmergence {
     pub transition_scale: f64,
     /// Interval of the transition scale.
     pub transition_interval: Interval,
-    /// Share of the observed improvement within the steepest decade, in [0, 1].
+    /// Share of the observed improvement (in the linearised space) within the steepest
+    /// decade, in [0, 1].
     pub sharpness: f64,
-    /// Mean (observed − trend) over the larger scales, oriented, in units of the range;
-    /// positive: better than the smaller scales foretold.
+    /// Mean (observed − trend) over the larger scales, oriented, in units of the linearised
+    /// range; positive: better than the smaller scales foretold.
     pub extrapolation_error: f64,
     /// Points the smooth trend was fitted to.
     pub trend_points: usize,
-    /// Observed range of the metric (largest minus smallest value).
+    /// The largest scale the trend was fitted to: where the steepest decade starts.
+    pub trend_up_to: f64,
+    /// Observed range of the metric itself (largest minus smallest value).
     pub range: f64,
     /// Accuracies below the resolution 1/n of their test set (0 where n is unknown).
     pub unresolved_points: usize,
@@ -193,15 +290,24 @@ pub struct MetricEmergence {
     pub reason: String,
 }
 
-/// Tests whether `metric`, measured at `points`, is emergent. `what` names the series in
-/// errors (task and metric).
-pub fn metric_emergence(
+impl MetricEmergence {
+    /// Whether this metric is sharp and its transition interval meets `other`'s: "jumps with
+    /// it" (each interval is the bracket of measured scales around its transition, widened
+    /// by the bootstrap, so two transitions between the same or adjacent scales meet).
+    pub fn jumps_with(&self, other: &MetricEmergence) -> bool {
+        self.emergent
+            && self.transition_interval.lo <= other.transition_interval.hi
+            && other.transition_interval.lo <= self.transition_interval.hi
+    }
+}
+
+/// Checks `points` of `metric` and merges repeated scales (seeds are averaged, test sets
+/// pooled); sorted by scale. `what` names the series in errors.
+pub(crate) fn merged_points(
     what: &str,
     metric: Metric,
     points: &[MetricPoint],
-    options: &EmergenceOptions,
-) -> Result<MetricEmergence, AnalysisError> {
-    check_options(options)?;
+) -> Result<Vec<MetricPoint>, AnalysisError> {
     let mut pts: Vec<MetricPoint> = points.to_vec();
     for (index, p) in pts.iter().enumerate() {
         if !(p.scale.is_finite() && p.scale > 0.0) {
@@ -229,7 +335,6 @@ pub fn metric_emergence(
         }
     }
     pts.sort_by(|a, b| a.scale.total_cmp(&b.scale));
-    // Repeated scales (seeds) are averaged.
     let mut merged: Vec<MetricPoint> = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
     for p in pts {
@@ -241,7 +346,7 @@ pub fn metric_emergence(
                 });
                 last.value += (p.value - last.value) / k as f64;
                 last.n_test = match (last.n_test, p.n_test) {
-                    (Some(a), Some(b)) => Some(a + b),
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
                     _ => None,
                 };
             }
@@ -251,6 +356,19 @@ pub fn metric_emergence(
             }
         }
     }
+    Ok(merged)
+}
+
+/// Tests whether `metric`, measured at `points`, is emergent. `what` names the series in
+/// errors (task and metric).
+pub fn metric_emergence(
+    what: &str,
+    metric: Metric,
+    points: &[MetricPoint],
+    options: &EmergenceOptions,
+) -> Result<MetricEmergence, AnalysisError> {
+    check_options(options)?;
+    let merged = merged_points(what, metric, points)?;
     if merged.len() < MIN_SCALES {
         return Err(AnalysisError::TooFewPoints {
             what: format!("{what}: emergence needs distinct scales"),
@@ -259,10 +377,32 @@ pub fn metric_emergence(
         });
     }
 
-    let xs: Vec<f64> = merged.iter().map(|p| p.scale.log10()).collect();
-    let sign = if metric.higher_is_better() { 1.0 } else { -1.0 };
-    let scores: Vec<f64> = merged.iter().map(|p| sign * p.value).collect();
+    // A per-token accuracy outside [1/n, 1 − 1/n] is censored: its logit is not known, and
+    // clamping would draw a flat floor that looks like the start of a jump. It is left out
+    // of the shape while enough resolved points remain. (Exact match keeps its zeros: being
+    // absent at small scale is part of the claim the test checks.)
+    let resolved: Vec<MetricPoint> = merged
+        .iter()
+        .filter(|p| metric != Metric::TokenAccuracy || metric.is_resolved(p))
+        .copied()
+        .collect();
+    let shaped = if resolved.len() >= MIN_SCALES {
+        &resolved
+    } else {
+        &merged
+    };
+    let xs: Vec<f64> = shaped.iter().map(|p| p.scale.log10()).collect();
+    let scores: Vec<f64> = shaped
+        .iter()
+        .map(|p| metric.scored(p.value, p.n_test))
+        .collect();
     let shape = Shape::of(&xs, &scores);
+    let lo = merged.iter().map(|p| p.value).fold(f64::INFINITY, f64::min);
+    let hi = merged
+        .iter()
+        .map(|p| p.value)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let range = hi - lo;
 
     let unresolved_points = if metric.is_accuracy() {
         merged
@@ -295,7 +435,7 @@ pub fn metric_emergence(
         0.0
     };
 
-    let interval = transition_interval(&xs, &merged, metric, sign, &shape, options);
+    let interval = transition_interval(&xs, shaped, metric, &shape, options);
     let mut verdict = MetricEmergence {
         metric,
         points: merged.len(),
@@ -305,16 +445,16 @@ pub fn metric_emergence(
         sharpness: shape.sharpness,
         extrapolation_error: shape.extrapolation_error,
         trend_points: shape.trend_points,
-        range: shape.range,
+        trend_up_to: 10f64.powf(xs[shape.trend_points - 1]),
+        range,
         unresolved_points,
         resolution,
         reason: String::new(),
     };
     let decades = xs[xs.len() - 1] - xs[0];
-    verdict.reason = if shape.range <= 1e-12 || shape.range <= 4.0 * noise {
+    verdict.reason = if range <= 1e-12 || shape.range <= 1e-12 || range <= 4.0 * noise {
         format!(
-            "no resolved change: the metric moves by {:.3} over {decades:.1} decades{}",
-            shape.range,
+            "no resolved change: the metric moves by {range:.3} over {decades:.1} decades{}",
             if noise > 0.0 {
                 format!(", within its binomial noise (±{:.3})", 2.0 * noise)
             } else {
@@ -324,14 +464,16 @@ pub fn metric_emergence(
     } else if shape.extrapolation_error < options.min_extrapolation_error {
         if shape.extrapolation_error < 0.0 {
             format!(
-                "smooth: the larger scales fall {:.0}% of the range short of the trend of the \
-                 smaller ones (improvement slows down, as a power law does)",
+                "smooth: in its linearised space ({}) the larger scales fall {:.0}% of the \
+                 range short of the trend of the smaller ones (improvement slows down)",
+                metric.space(),
                 -100.0 * shape.extrapolation_error
             )
         } else {
             format!(
-                "predictable: the trend of the {} smaller scales predicts the larger ones \
-                 within {:.0}% of the range",
+                "predictable: in its linearised space ({}) the trend of the {} smaller scales \
+                 predicts the larger ones within {:.0}% of the range",
+                metric.space(),
                 shape.trend_points,
                 100.0 * shape.extrapolation_error
             )
@@ -346,8 +488,10 @@ pub fn metric_emergence(
     } else {
         verdict.emergent = true;
         format!(
-            "emergent: {:.0}% of the change happens within one decade around {}, and the trend \
-             of the {} smaller scales misses the larger ones by {:.0}% of the range",
+            "sharp: in its linearised space ({}) {:.0}% of the change happens within one decade \
+             around {}, and the trend of the {} smaller scales misses the larger ones by {:.0}% \
+             of the range",
+            metric.space(),
             100.0 * shape.sharpness,
             short(verdict.transition_scale),
             shape.trend_points,
@@ -357,7 +501,7 @@ pub fn metric_emergence(
     Ok(verdict)
 }
 
-fn check_options(options: &EmergenceOptions) -> Result<(), AnalysisError> {
+pub(crate) fn check_options(options: &EmergenceOptions) -> Result<(), AnalysisError> {
     if !(options.level > 0.0 && options.level < 1.0) {
         return Err(AnalysisError::InvalidArgument {
             name: "level",
@@ -379,11 +523,20 @@ fn check_options(options: &EmergenceOptions) -> Result<(), AnalysisError> {
             hint: "a finite share of the range, e.g. 0.2",
         });
     }
+    if let Some(l) = options.answer_tokens
+        && !(l.is_finite() && l >= 1.0)
+    {
+        return Err(AnalysisError::InvalidArgument {
+            name: "answer_tokens",
+            value: l.to_string(),
+            hint: "the number of tokens in an answer, at least 1",
+        });
+    }
     Ok(())
 }
 
 /// A scale in short form: 3.2e5.
-fn short(x: f64) -> String {
+pub(crate) fn short(x: f64) -> String {
     format!("{x:.2e}")
 }
 
@@ -511,7 +664,6 @@ fn transition_interval(
     xs: &[f64],
     points: &[MetricPoint],
     metric: Metric,
-    sign: f64,
     shape: &Shape,
     options: &EmergenceOptions,
 ) -> Interval {
@@ -527,7 +679,7 @@ fn transition_interval(
                 .map(|(p, &n)| {
                     let k = Binomial::new(n, p.value.clamp(0.0, 1.0))
                         .map_or(p.value * n as f64, |b| b.sample(&mut rng) as f64);
-                    sign * k / n as f64
+                    metric.scored(k / n as f64, Some(n))
                 })
                 .collect();
             samples.push(Shape::of(xs, &scores).transition_x);
@@ -542,168 +694,6 @@ fn transition_interval(
         hi: 10f64.powf(hi),
         level: options.level,
     }
-}
-
-/// What the metrics of one task say together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MirageKind {
-    /// The discontinuous metric jumps while every continuous one improves smoothly: the
-    /// jump is an artefact of the metric.
-    Mirage,
-    /// The discontinuous metric jumps and so does a continuous one: the ability itself
-    /// changes abruptly.
-    Real,
-    /// The discontinuous metric does not jump: nothing to explain.
-    NoEmergence,
-}
-
-impl MirageKind {
-    /// Its name in JSON and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            MirageKind::Mirage => "mirage",
-            MirageKind::Real => "real",
-            MirageKind::NoEmergence => "no_emergence",
-        }
-    }
-}
-
-/// The mirage check of one task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MirageVerdict {
-    /// The verdict.
-    pub kind: MirageKind,
-    /// The evidence, in sentences.
-    pub explanation: String,
-}
-
-/// Compares a task's discontinuous metric (exact match) with its continuous ones (token
-/// accuracy, edit distance, log-probability, Brier score). `None` when the task lacks exact
-/// match or every continuous metric.
-pub fn mirage_check(verdicts: &[MetricEmergence]) -> Option<MirageVerdict> {
-    let exact = verdicts.iter().find(|v| v.metric.is_discontinuous())?;
-    let continuous: Vec<&MetricEmergence> = verdicts
-        .iter()
-        .filter(|v| !v.metric.is_discontinuous())
-        .collect();
-    if continuous.is_empty() {
-        return None;
-    }
-    let list = |vs: &[&MetricEmergence]| {
-        vs.iter()
-            .map(|v| format!("{} ({:+.2})", v.metric.name(), v.extrapolation_error))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let resolution_note = if exact.unresolved_points > 0 {
-        format!(
-            " At {} of the {} scales exact match is below the test set's resolution ({}): \
-             there it cannot be told from zero.",
-            exact.unresolved_points,
-            exact.points,
-            exact
-                .resolution
-                .map_or("1/n".into(), |r| format!("{r:.1e}"))
-        )
-    } else {
-        String::new()
-    };
-    if !exact.emergent {
-        return Some(MirageVerdict {
-            kind: MirageKind::NoEmergence,
-            explanation: format!(
-                "Exact match is not emergent on this scale grid ({}).{resolution_note}",
-                exact.reason
-            ),
-        });
-    }
-    let jumping: Vec<&MetricEmergence> =
-        continuous.iter().copied().filter(|v| v.emergent).collect();
-    if jumping.is_empty() {
-        Some(MirageVerdict {
-            kind: MirageKind::Mirage,
-            explanation: format!(
-                "Exact match jumps near {} (sharpness {:.2}; the smaller scales' trend misses \
-                 by {:+.2} of the range), while {} improve smoothly (their extrapolation errors \
-                 in brackets: none beats its trend by enough to be a jump). The per-token \
-                 ability grows steadily; requiring every token of the answer to be right turns \
-                 that into a jump (Schaeffer et al. 2023).{resolution_note}",
-                short(exact.transition_scale),
-                exact.sharpness,
-                exact.extrapolation_error,
-                list(&continuous),
-            ),
-        })
-    } else {
-        Some(MirageVerdict {
-            kind: MirageKind::Real,
-            explanation: format!(
-                "Exact match jumps near {} and so do {}: the continuous metrics beat the \
-                 smaller scales' trend too, so the ability itself changes abruptly, not only \
-                 its all-or-nothing score.{resolution_note}",
-                short(exact.transition_scale),
-                list(&jumping),
-            ),
-        })
-    }
-}
-
-/// One row of a table of task results (`scale,task,metric,value[,n_test]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskRow {
-    /// The task's name.
-    pub task: String,
-    /// The metric.
-    pub metric: Metric,
-    /// The measurement.
-    pub point: MetricPoint,
-}
-
-/// The emergence test of every metric of one task, and its mirage check.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskEmergence {
-    /// The task's name.
-    pub task: String,
-    /// One verdict per metric, in [`Metric::ALL`] order.
-    pub metrics: Vec<MetricEmergence>,
-    /// The mirage check, when the task has exact match and a continuous metric.
-    pub mirage: Option<MirageVerdict>,
-}
-
-/// Runs the test on every (task, metric) series of `rows`, tasks in order of first appearance.
-pub fn analyse_tasks(
-    rows: &[TaskRow],
-    options: &EmergenceOptions,
-) -> Result<Vec<TaskEmergence>, AnalysisError> {
-    let mut tasks: Vec<&str> = Vec::new();
-    for row in rows {
-        if !tasks.contains(&row.task.as_str()) {
-            tasks.push(&row.task);
-        }
-    }
-    tasks
-        .into_iter()
-        .map(|task| {
-            let mut metrics = Vec::new();
-            for metric in Metric::ALL {
-                let points: Vec<MetricPoint> = rows
-                    .iter()
-                    .filter(|r| r.task == task && r.metric == metric)
-                    .map(|r| r.point)
-                    .collect();
-                if !points.is_empty() {
-                    let what = format!("task `{task}`, metric `{}`", metric.name());
-                    metrics.push(metric_emergence(&what, metric, &points, options)?);
-                }
-            }
-            let mirage = mirage_check(&metrics);
-            Ok(TaskEmergence {
-                task: task.to_string(),
-                metrics,
-                mirage,
-            })
-        })
-        .collect()
 }
 
 /// The Wilson score interval of `successes` in `n` trials at coverage `level` (Wilson 1927):

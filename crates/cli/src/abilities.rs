@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use scalelab_analysis::emergence::{
-    EmergenceOptions, MIN_SCALES, Metric, MetricPoint, TaskRow, analyse_tasks,
+    EmergenceOptions, MIN_SCALES, Metric, MetricPoint, PerToken, TaskRow, analyse_tasks,
 };
 use scalelab_report::{AbilityAnalysis, Delay, TaskPoint, TaskRun, finals_by_size, metric_rows};
 use scalelab_spec::{TaskConfig, TaskKind, TaskMetrics, TaskTrainSet};
@@ -62,6 +62,7 @@ fn rows(task: &str, scale: f64, m: &TaskMetrics) -> Vec<TaskRow> {
                 value,
                 n_test,
             },
+            answer_tokens: Some(m.answer_tokens as f64),
         })
         .collect()
 }
@@ -73,8 +74,12 @@ pub(crate) fn analyse_abilities(
     seed: u64,
 ) -> Result<Option<AbilityAnalysis>> {
     let mut a = AbilityAnalysis::default();
+    // scalelab scores exact match by greedy decoding (every argmax right), so the per-token
+    // quantity whose L-th power predicts it is the per-token argmax accuracy; the answer's
+    // probability exp(log_prob) predicts a sampled exact match instead.
     let options = EmergenceOptions {
         seed,
+        per_token: PerToken::TokenAccuracy,
         ..EmergenceOptions::default()
     };
     let budgets = {
@@ -126,7 +131,7 @@ pub(crate) fn analyse_abilities(
             .filter(|p| p.tokens > 0.0)
             .flat_map(|p| rows(task.kind.name(), p.tokens, &p.test))
             .collect();
-        if over_time.len() / Metric::ALL.len() >= MIN_SCALES {
+        if over_time.len() / Metric::RECORDED.len() >= MIN_SCALES {
             match analyse_tasks(&over_time, &options) {
                 Ok(mut t) if !t.is_empty() => a.over_tokens.push((label.clone(), t.remove(0))),
                 Ok(_) => {}

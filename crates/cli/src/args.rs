@@ -60,10 +60,19 @@ pub struct ClassifyStudyArgs {
 /// `scalelab emergence`.
 #[derive(Debug, Args)]
 pub struct EmergenceArgs {
-    /// CSV with columns scale,task,metric,value and optionally n_test; metric is one of
-    /// exact_match, token_accuracy, edit_distance, log_prob, brier.
+    /// CSV with columns scale,task,metric,value and optionally n_test, answer_tokens; metric
+    /// is one of exact_match, token_accuracy, edit_distance, log_prob, cross_entropy, brier.
     #[arg(long)]
     pub input: PathBuf,
+    /// Tokens in every task's answer (overrides the CSV's answer_tokens column); exact match
+    /// is predicted as p^L.
+    #[arg(long)]
+    pub answer_tokens: Option<f64>,
+    /// The per-token quantity the mirage test fits: auto (cross_entropy, else log_prob, else
+    /// token_accuracy), cross_entropy, log_prob or token_accuracy. token_accuracy predicts an
+    /// exact match scored by greedy decoding.
+    #[arg(long, default_value = "auto")]
+    pub per_token: String,
     /// Least share of the observed change within one decade for a jump to count as sharp.
     #[arg(long, default_value_t = 0.25)]
     pub min_sharpness: f64,
@@ -74,14 +83,15 @@ pub struct EmergenceArgs {
     /// Coverage of the transition interval.
     #[arg(long, default_value_t = 0.95)]
     pub level: f64,
-    /// Parametric bootstrap replicates (used when n_test is given).
+    /// Bootstrap replicates: binomial resampling of accuracies (when n_test is given) for
+    /// transition intervals, residual resampling of the mirage test's per-token fit.
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print JSON: per task, each metric's emergent, transition_scale, sharpness,
-    /// extrapolation_error, and the task's mirage verdict.
+    /// extrapolation_error, and the task's mirage verdict with predicted_exact_match.
     #[arg(long)]
     pub json: bool,
 }

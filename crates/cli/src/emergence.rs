@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use scalelab_analysis::emergence::{
-    EmergenceOptions, METRIC_NAMES, Metric, MetricPoint, TaskEmergence, TaskRow, analyse_tasks,
+    EmergenceOptions, METRIC_NAMES, Metric, MetricPoint, MirageVerdict, PerToken, TaskEmergence,
+    TaskRow, analyse_tasks,
 };
 
 use crate::args::EmergenceArgs;
 
-/// Reads `scale,task,metric,value[,n_test]` rows; every error names the file and the line.
+/// Reads `scale,task,metric,value[,n_test][,answer_tokens]` rows; every error names the file
+/// and the line.
 pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
     let mut reader = csv::Reader::from_path(path)
         .with_context(|| format!("cannot read CSV file {}", path.display()))?;
@@ -23,7 +25,7 @@ pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
     for name in ["scale", "task", "metric", "value"] {
         let Some(i) = column(name) else {
             bail!(
-                "{}: no column `{name}`; the header has: {}\nhint: the columns are scale,task,metric,value and optionally n_test",
+                "{}: no column `{name}`; the header has: {}\nhint: the columns are scale,task,metric,value and optionally n_test, answer_tokens",
                 path.display(),
                 headers.iter().collect::<Vec<_>>().join(", ")
             );
@@ -31,6 +33,7 @@ pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
         index.push(i);
     }
     let n_test_col = column("n_test");
+    let length_col = column("answer_tokens");
     let mut rows = Vec::new();
     for (row, record) in reader.records().enumerate() {
         let line = row + 2; // the header is line 1
@@ -70,6 +73,15 @@ pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
                 )
             })?),
         };
+        let answer_tokens = match length_col.map(field) {
+            None | Some("") => None,
+            Some(raw) => Some(raw.parse::<f64>().ok().filter(|l| l.is_finite() && *l >= 1.0).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: line {line}, column `answer_tokens`: `{raw}` is not a number of tokens >= 1\nhint: answer_tokens is the length of the task's answer in tokens (a mean over examples may be fractional); leave it empty if unknown",
+                    path.display()
+                )
+            })?),
+        };
         rows.push(TaskRow {
             task: task.to_string(),
             metric,
@@ -78,6 +90,7 @@ pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
                 value,
                 n_test,
             },
+            answer_tokens,
         });
     }
     if rows.is_empty() {
@@ -100,6 +113,7 @@ pub(crate) fn emergence_json(tasks: &[TaskEmergence]) -> serde_json::Value {
                 .map(|m| {
                     serde_json::json!({
                         "metric": m.metric.name(),
+                        "space": m.metric.space(),
                         "points": m.points,
                         "emergent": m.emergent,
                         "transition_scale": m.transition_scale,
@@ -120,10 +134,46 @@ pub(crate) fn emergence_json(tasks: &[TaskEmergence]) -> serde_json::Value {
                 "metrics": metrics,
                 "mirage": t.mirage.as_ref().map(|v| v.kind.name()),
                 "mirage_explanation": t.mirage.as_ref().map(|v| v.explanation.clone()),
+                "predicted_exact_match": t.mirage.as_ref().and_then(prediction_json),
             })
         })
         .collect();
     serde_json::Value::Array(tasks)
+}
+
+/// The mirage test's fit and its predictions at the larger scales, as JSON.
+fn prediction_json(v: &MirageVerdict) -> Option<serde_json::Value> {
+    let e = v.evidence.as_ref()?;
+    let interval = |i: &scalelab_analysis::Interval| serde_json::json!([i.lo, i.hi]);
+    let larger: Vec<serde_json::Value> = e
+        .larger
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "scale": p.scale,
+                "measured": p.measured,
+                "measured_interval": interval(&p.measured_interval),
+                "predicted": p.predicted,
+                "band": interval(&p.band),
+                "implied_by_per_token": p.implied,
+                "implied_interval": interval(&p.implied_interval),
+            })
+        })
+        .collect();
+    Some(serde_json::json!({
+        "fitted": e.quantity.name(),
+        "law": "l(s) = E + A*s^-alpha, exact match = exp(-L*l(s))",
+        "answer_tokens": e.answer_tokens,
+        "fit_points": e.fit_points,
+        "fit_up_to": e.fit_up_to,
+        "E": e.e,
+        "A": e.a,
+        "alpha": e.alpha,
+        "residual_sd": e.residual_sd,
+        "level": e.level,
+        "at_transition": larger.first(),
+        "larger_scales": larger,
+    }))
 }
 
 pub(crate) fn run(args: EmergenceArgs) -> Result<ExitCode> {
@@ -134,6 +184,14 @@ pub(crate) fn run(args: EmergenceArgs) -> Result<ExitCode> {
         level: args.level,
         bootstrap: args.bootstrap,
         seed: args.seed,
+        per_token: PerToken::from_name(&args.per_token).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--per-token {}: unknown quantity\nhint: use one of {}",
+                args.per_token,
+                PerToken::NAMES
+            )
+        })?,
+        answer_tokens: args.answer_tokens,
     };
     let tasks = analyse_tasks(&rows, &options)
         .with_context(|| format!("analysing {}", args.input.display()))?;
@@ -163,6 +221,29 @@ pub(crate) fn run(args: EmergenceArgs) -> Result<ExitCode> {
         }
         for m in &t.metrics {
             println!("  {}: {}", m.metric.name(), m.reason);
+        }
+        if let Some(e) = t.mirage.as_ref().and_then(|v| v.evidence.as_ref()) {
+            println!(
+                "  exact match predicted from {} ({:.1}% intervals):",
+                e.quantity.name(),
+                100.0 * e.level
+            );
+            println!(
+                "  {:>10} {:>24} {:>24} {:>9}",
+                "scale", "measured", "predicted", "implied"
+            );
+            for p in &e.larger {
+                println!(
+                    "  {:>10.3e} {:>24} {:>24} {:>9.3}",
+                    p.scale,
+                    format!(
+                        "{:.3} [{:.3}, {:.3}]",
+                        p.measured, p.measured_interval.lo, p.measured_interval.hi
+                    ),
+                    format!("{:.3} [{:.3}, {:.3}]", p.predicted, p.band.lo, p.band.hi),
+                    p.implied
+                );
+            }
         }
         if let Some(v) = &t.mirage {
             println!("  verdict: {} — {}", v.kind.name(), v.explanation);

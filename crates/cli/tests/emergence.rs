@@ -1,40 +1,56 @@
 //! `scalelab emergence` end to end on CSV files whose answers are known, and its errors.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 mod common;
 use common::{scalelab, stderr};
 
-/// The metrics of an 8-token answer whose per-token accuracy is p(N) = 1 − 70·N^-0.5, each
-/// token right independently (Schaeffer et al. 2023 §2): exact match p^8, edit distance
-/// 8·(1 − p), log-probability 8·ln p. 1,000 test examples per point.
-fn schaeffer_csv() -> String {
-    let mut csv = String::from("scale,task,metric,value,n_test\n");
-    for i in 0..11 {
-        let n = 10f64.powf(4.0 + 0.5 * f64::from(i));
-        let p = 1.0 - 70.0 * n.powf(-0.5);
+/// The issue's table, built as Schaeffer et al. 2023 §2 build their mirage: per-token
+/// probability of the right token p(N) = exp(−(c/N)^α) with c = 3e8, α = 0.6, at 14 scales
+/// from 1e7 to 1.8e10; a 5-token answer, each token right independently: exact match p^5,
+/// edit distance 5·(1 − p), log-probability of the answer 5·ln p. 1,000 test examples per
+/// point; the answer length in a column when `length_column`.
+fn schaeffer_csv(length_column: bool) -> String {
+    let mut csv = String::from("scale,task,metric,value,n_test");
+    csv.push_str(if length_column {
+        ",answer_tokens\n"
+    } else {
+        "\n"
+    });
+    for i in 0..14 {
+        let n = 10f64.powf(7.0 + f64::from(i) * (1.8e10f64.log10() - 7.0) / 13.0);
+        let loss = (3e8 / n).powf(0.6);
+        let p = (-loss).exp();
         for (metric, value) in [
-            ("exact_match", p.powi(8)),
-            ("token_accuracy", p),
-            ("edit_distance", 8.0 * (1.0 - p)),
-            ("log_prob", 8.0 * p.ln()),
+            ("exact_match", (-5.0 * loss).exp()),
+            ("edit_distance", 5.0 * (1.0 - p)),
+            ("log_prob", -5.0 * loss),
         ] {
-            csv.push_str(&format!("{n},add8,{metric},{value},1000\n"));
+            csv.push_str(&format!("{n},add5,{metric},{value},1000"));
+            csv.push_str(if length_column { ",5\n" } else { "\n" });
         }
     }
     csv
 }
 
-#[test]
-fn exact_match_is_flagged_and_called_a_mirage() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("results.csv"), schaeffer_csv()).unwrap();
-    let out = scalelab(
-        &["emergence", "--input", "results.csv", "--json"],
-        dir.path(),
-    );
+fn emergence_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["emergence", "--input", "results.csv", "--json"];
+    all.extend_from_slice(args);
+    let out = scalelab(&all, dir);
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_issues_table_is_called_a_mirage_with_its_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("results.csv"), schaeffer_csv(true)).unwrap();
+    let v = emergence_json(dir.path(), &[]);
     let task = &v[0];
-    assert_eq!(task["task"], "add8");
+    assert_eq!(task["task"], "add5");
     let metric = |name: &str| {
         task["metrics"]
             .as_array()
@@ -44,24 +60,50 @@ fn exact_match_is_flagged_and_called_a_mirage() {
             .unwrap()
             .clone()
     };
-    assert_eq!(metric("exact_match")["emergent"], true);
-    for name in ["token_accuracy", "edit_distance", "log_prob"] {
-        assert_eq!(metric(name)["emergent"], false, "{name}");
-    }
     let em = metric("exact_match");
+    assert_eq!(em["emergent"], true);
     let t = em["transition_scale"].as_f64().unwrap();
-    assert!((1e5..1e6).contains(&t), "{t}");
+    assert!((3e9..8e9).contains(&t), "{t}");
     assert!(em["sharpness"].as_f64().unwrap() > 0.25);
     assert!(em["extrapolation_error"].as_f64().unwrap() > 0.2);
+    // A power law is a straight line in −ln(−log_prob): not sharp, no miss.
+    let lp = metric("log_prob");
+    assert_eq!(lp["emergent"], false);
+    assert!(lp["extrapolation_error"].as_f64().unwrap().abs() < 1e-6);
     assert_eq!(task["mirage"], "mirage");
-    assert!(
-        task["mirage_explanation"]
-            .as_str()
-            .unwrap()
-            .contains("Schaeffer"),
-        "{}",
-        task["mirage_explanation"]
+    let explanation = task["mirage_explanation"].as_str().unwrap();
+    for words in [
+        "log_prob",
+        "predicted",
+        "measured",
+        "Transitions",
+        "edit_distance",
+    ] {
+        assert!(explanation.contains(words), "{explanation}");
+    }
+    let p = &task["predicted_exact_match"];
+    assert_eq!(p["fitted"], "log_prob");
+    assert_eq!(p["answer_tokens"], 5.0);
+    assert!((p["alpha"].as_f64().unwrap() - 0.6).abs() < 1e-3, "{p}");
+    let at = &p["at_transition"];
+    let (predicted, measured) = (
+        at["predicted"].as_f64().unwrap(),
+        at["measured"].as_f64().unwrap(),
     );
+    assert!((predicted - measured).abs() < 1e-3, "{at}");
+    let band = at["band"].as_array().unwrap();
+    assert!(band[0].as_f64().unwrap() <= predicted && predicted <= band[1].as_f64().unwrap());
+
+    // The answer length from the command line instead of a column: the same verdict.
+    std::fs::write(dir.path().join("results.csv"), schaeffer_csv(false)).unwrap();
+    let v = emergence_json(dir.path(), &["--answer-tokens", "5"]);
+    assert_eq!(v[0]["mirage"], "mirage");
+    assert_eq!(v[0]["predicted_exact_match"]["answer_tokens"], 5.0);
+    // Without it the log-probability still predicts exp(log_prob); per-token accuracy is
+    // absent, so asking for it leaves the verdict undetermined, saying why.
+    let v = emergence_json(dir.path(), &["--per-token", "token_accuracy"]);
+    assert_eq!(v[0]["mirage"], "undetermined");
+    assert!(v[0]["predicted_exact_match"].is_null());
 }
 
 #[test]
@@ -106,6 +148,14 @@ fn bad_tables_name_file_line_and_fix() {
         "scale,task,metric,value,n_test\n1e6,add,exact_match,0,-3\n",
     );
     assert!(err.contains("line 2, column `n_test`"), "{err}");
+    let err = run(
+        "len.csv",
+        "scale,task,metric,value,answer_tokens\n1e6,add,exact_match,0,0.5\n",
+    );
+    assert!(
+        err.contains("line 2, column `answer_tokens`") && err.contains("0.5"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -91,7 +91,7 @@ pub fn finals_by_size(runs: &[TaskRun]) -> Vec<(&str, f64, &TaskPoint)> {
 /// Every metric of `m` with its value and, for accuracies, its number of trials (examples
 /// for exact match, answer tokens for token accuracy).
 pub fn metric_rows(m: &TaskMetrics) -> [(Metric, f64, Option<u64>); 5] {
-    Metric::ALL.map(|metric| {
+    Metric::RECORDED.map(|metric| {
         let trials = match metric {
             Metric::ExactMatch => Some(m.examples as u64),
             Metric::TokenAccuracy => Some((m.examples * m.answer_tokens) as u64),
@@ -108,6 +108,7 @@ pub fn metric_value(m: &TaskMetrics, metric: Metric) -> f64 {
         Metric::TokenAccuracy => m.token_accuracy,
         Metric::EditDistance => m.edit_distance,
         Metric::LogProb => m.log_prob,
+        Metric::CrossEntropy => -m.log_prob / m.answer_tokens.max(1) as f64,
         Metric::Brier => m.brier,
     }
 }
@@ -118,6 +119,7 @@ fn label(metric: Metric) -> &'static str {
         Metric::TokenAccuracy => "per-token accuracy",
         Metric::EditDistance => "edit distance (tokens)",
         Metric::LogProb => "log-probability of the answer (nats)",
+        Metric::CrossEntropy => "per-token cross-entropy (nats)",
         Metric::Brier => "Brier score",
     }
 }
@@ -297,7 +299,7 @@ pub(crate) fn render_abilities(
             out,
             "<p>The last evaluation of each size at its largest budget, every metric side by side. The dotted line on the accuracy plots is the resolution floor 1/n of the test set: values below it are indistinguishable from zero.</p>"
         );
-        for metric in Metric::ALL {
+        for metric in Metric::RECORDED {
             let points: Vec<(f64, f64)> = finals
                 .iter()
                 .map(|(n, m)| (*n, metric_value(m, metric)))
@@ -358,29 +360,30 @@ pub(crate) fn render_abilities(
         heading(out, section, "Emergence verdicts");
         let _ = writeln!(
             out,
-            "<p>A metric is called <b>emergent</b> when its rise is sharp (at least a quarter of the whole observed change within one decade of scale) and a straight line through the smaller scales (in log scale) under-predicts the larger ones by at least 20% of the observed range. <i>Sharpness</i> is that share; the <i>extrapolation error</i> is the mean miss, positive when the larger scales beat the trend; the <i>transition</i> is the middle of the steepest decade, with the two measured scales that bracket it (widened by a binomial bootstrap for accuracies). The <i>mirage check</i> (Schaeffer et al. 2023) asks whether exact match jumps while the continuous metrics of the same outputs improve smoothly.</p>"
+            "<p>Each metric is measured in the space where a smooth power law in scale is a straight line: the logit of per-token accuracy (values below the resolution 1/n left out), −ln of the distance to the floor for log-probability, edit distance and Brier score; exact match as the share it is, the scale on which emergence is claimed. A metric is <b>sharp</b> (marked emergent) when at least a quarter of its observed change in that space happens within one decade of scale and a straight line through the smaller scales under-predicts the larger ones by at least 20% of the range. <i>Sharpness</i> is that share; the <i>extrapolation error</i> is the mean miss; the <i>transition</i> is the middle of the steepest decade, with the measured scales that bracket it (widened by a binomial bootstrap for accuracies); two metrics jump together when their transition intervals meet.</p><p>The <b>mirage test</b> (Schaeffer et al. 2023) asks whether exact match's jump is explained by smooth per-token improvement: it fits ℓ = −ln(per-token accuracy) as E + A·s<sup>−α</sup> to the scales before the jump and predicts exact match as exp(−L·ℓ) at every larger scale (scalelab scores exact match by greedy decoding, every argmax right, so per-token argmax accuracy is the quantity whose L-th power predicts it). <b>mirage</b>: every measured exact match lies within the prediction band; <b>real</b>: exact match, or the per-token accuracy itself, beats the prediction beyond binomial noise; <b>no emergence</b>: exact match has no sharp jump; <b>undetermined</b>: the data cannot decide, and the explanation says why.</p>"
         );
         if let Some(t) = &a.over_n {
-            verdict_table(out, "over model size N", t);
+            verdict_table(out, "over model size N", t)?;
         }
         for (run, t) in &a.over_tokens {
-            verdict_table(out, &format!("over training tokens, {run}"), t);
+            verdict_table(out, &format!("over training tokens, {run}"), t)?;
         }
     }
     Ok(())
 }
 
-fn verdict_table(out: &mut String, axis: &str, t: &TaskEmergence) {
+fn verdict_table(out: &mut String, axis: &str, t: &TaskEmergence) -> Result<(), ReportError> {
     let _ = writeln!(
         out,
-        "<h3>{}</h3><table><tr><th>metric</th><th>emergent</th><th>transition</th><th>interval</th><th>sharpness</th><th>extrapolation error</th><th>why</th></tr>",
+        "<h3>{}</h3><table><tr><th>metric</th><th>measured as</th><th>sharp</th><th>transition</th><th>interval</th><th>sharpness</th><th>extrapolation error</th><th>why</th></tr>",
         esc(axis)
     );
     for m in &t.metrics {
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td><td>{:.2}</td><td>{:+.2}</td><td class=\"small\">{}</td></tr>",
+            "<tr><td>{}</td><td class=\"small\">{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td><td>{:.2}</td><td>{:+.2}</td><td class=\"small\">{}</td></tr>",
             m.metric.name(),
+            esc(m.metric.space()),
             if m.emergent { "<b>yes</b>" } else { "no" },
             short(m.transition_scale),
             short(m.transition_interval.lo),
@@ -391,12 +394,66 @@ fn verdict_table(out: &mut String, axis: &str, t: &TaskEmergence) {
         );
     }
     let _ = writeln!(out, "</table>");
-    if let Some(v) = &t.mirage {
+    let Some(v) = &t.mirage else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        out,
+        "<p><b>Mirage test: {}.</b> {}</p>",
+        v.kind.name().replace('_', " "),
+        esc(&v.explanation)
+    );
+    let Some(e) = &v.evidence else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        out,
+        "<table><tr><th>scale</th><th>measured exact match</th><th>predicted from the smaller scales</th><th>implied by the measured {}</th></tr>",
+        e.quantity.name()
+    );
+    for p in &e.larger {
         let _ = writeln!(
             out,
-            "<p><b>Mirage check: {}.</b> {}</p>",
-            v.kind.name().replace('_', " "),
-            esc(&v.explanation)
+            "<tr><td>{}</td><td>{:.3} [{:.3}, {:.3}]</td><td>{:.3} [{:.3}, {:.3}]</td><td>{:.3}</td></tr>",
+            short(p.scale),
+            p.measured,
+            p.measured_interval.lo,
+            p.measured_interval.hi,
+            p.predicted,
+            p.band.lo,
+            p.band.hi,
+            p.implied
         );
     }
+    let _ = writeln!(out, "</table>");
+    figure(
+        out,
+        &Figure {
+            title: format!("exact match {axis}: measured against the smooth per-token prediction"),
+            x_label: "scale".into(),
+            y_label: "exact match".into(),
+            x_log: true,
+            y_log: false,
+            series: vec![
+                Series {
+                    label: "measured".into(),
+                    points: e.larger.iter().map(|p| (p.scale, p.measured)).collect(),
+                    color: 0,
+                    style: Style::LineMarkers,
+                },
+                Series {
+                    label: format!("predicted from {} before the jump", e.quantity.name()),
+                    points: e.larger.iter().map(|p| (p.scale, p.predicted)).collect(),
+                    color: 1,
+                    style: Style::Dashed,
+                },
+            ],
+            bands: vec![Band {
+                label: format!("{:.1}% prediction band", 100.0 * e.level),
+                rows: e.larger.iter().map(|p| (p.scale, p.band.lo, p.band.hi)).collect(),
+                color: 1,
+            }],
+        },
+        "The larger scales only: the per-token fit was made on the scales before the jump.",
+    )
 }

@@ -170,11 +170,19 @@ pub fn write_task_curves_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Resul
 }
 
 /// The last test evaluation of each size (at its largest budget), in the layout
-/// `scalelab emergence --input` reads: `scale, task, metric, value, n_test` with scale = N.
+/// `scalelab emergence --input` reads: `scale, task, metric, value, n_test, answer_tokens`
+/// with scale = N.
 pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<(), ReportError> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["scale", "task", "metric", "value", "n_test"])
-        .map_err(|e| csv_err(path, e))?;
+    w.write_record([
+        "scale",
+        "task",
+        "metric",
+        "value",
+        "n_test",
+        "answer_tokens",
+    ])
+    .map_err(|e| csv_err(path, e))?;
     for (_, n, p) in finals_by_size(runs) {
         for (metric, value, n_test) in metric_rows(&p.test) {
             w.write_record([
@@ -183,6 +191,7 @@ pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<
                 metric.name().to_string(),
                 value.to_string(),
                 n_test.map_or(String::new(), |n| n.to_string()),
+                p.test.answer_tokens.to_string(),
             ])
             .map_err(|e| csv_err(path, e))?;
         }
