@@ -45,8 +45,8 @@ use crate::{AnalysisError, Interval, bootstrap::percentile_interval};
 
 pub mod mirage;
 pub use mirage::{
-    ExactMatchPrediction, MirageKind, MirageVerdict, PerToken, PerTokenFit, TaskEmergence, TaskRow,
-    analyse_tasks,
+    ExactMatchPrediction, ExampleRow, MirageKind, MirageVerdict, PerToken, PerTokenFit,
+    TaskEmergence, TaskRow, analyse_tasks,
 };
 
 /// A task metric whose meaning, direction and range are known.

@@ -105,7 +105,7 @@ fn analyse(rows: &[TaskRow], per_token: PerToken) -> TaskEmergence {
         bootstrap: 50,
         ..EmergenceOptions::default()
     };
-    analyse_tasks(rows, &options).unwrap().remove(0)
+    analyse_tasks(rows, &[], &options).unwrap().remove(0)
 }
 
 fn only(rows: &[TaskRow], keep: &[Metric]) -> Vec<TaskRow> {
@@ -353,4 +353,69 @@ fn transitions_a_decade_apart_are_not_called_together() {
         "{}",
         v.explanation
     );
+}
+
+#[test]
+fn per_example_scores_keep_the_mirage_when_examples_differ_in_difficulty() {
+    use scalelab_analysis::emergence::ExampleRow;
+    use statrs::distribution::{ContinuousCDF, Normal};
+    // Schaeffer's construction with 400 examples of different difficulty: example e's
+    // per-token loss is (c_e/N)^α, c_e = c·exp(z_e) with z_e spread as a standard normal.
+    // Exact match is the mean of the examples' p_e^L, which is above exp(mean log p^L)
+    // (Jensen): the mean log-probability alone under-predicts it.
+    let (c, alpha, length) = (3e8, 0.6, 5);
+    let standard = Normal::standard();
+    let spread: Vec<f64> = (0..400)
+        .map(|i| c * standard.inverse_cdf((f64::from(i) + 0.5) / 400.0).exp())
+        .collect();
+    let scales = window(c, alpha, length, Window::Middle);
+    let l = f64::from(length);
+    let mut rows = Vec::new();
+    let mut examples = Vec::new();
+    for &n in &scales {
+        let losses: Vec<f64> = spread.iter().map(|ce| l * (ce / n).powf(alpha)).collect();
+        let exact = losses.iter().map(|x| (-x).exp()).sum::<f64>() / 400.0;
+        let log_prob = -losses.iter().sum::<f64>() / 400.0;
+        for (metric, value) in [(Metric::ExactMatch, exact), (Metric::LogProb, log_prob)] {
+            rows.push(TaskRow {
+                task: "task".into(),
+                metric,
+                point: MetricPoint {
+                    scale: n,
+                    value,
+                    n_test: Some(400),
+                },
+                answer_tokens: Some(l),
+            });
+        }
+        examples.extend(losses.iter().map(|x| ExampleRow {
+            task: "task".into(),
+            scale: n,
+            log_prob: -x,
+        }));
+    }
+    let options = EmergenceOptions {
+        bootstrap: 50,
+        ..EmergenceOptions::default()
+    };
+    let means = analyse_tasks(&rows, &[], &options).unwrap().remove(0);
+    let v = means.mirage.unwrap();
+    assert_eq!(v.kind, MirageKind::Real, "{}", v.explanation);
+    let e = v.evidence.unwrap();
+    assert!(e.larger.iter().all(|p| p.predicted < p.measured), "{e:?}");
+
+    let with = analyse_tasks(&rows, &examples, &options).unwrap().remove(0);
+    let v = with.mirage.unwrap();
+    assert_eq!(v.kind, MirageKind::Mirage, "{}", v.explanation);
+    assert!(
+        v.explanation.contains("mean over 400 examples"),
+        "{}",
+        v.explanation
+    );
+    let e = v.evidence.unwrap();
+    assert_eq!(e.examples.map(|x| x.1), Some(400));
+    for p in &e.larger {
+        assert!((p.predicted - p.measured).abs() < 1e-3, "{p:?}");
+        assert!((p.implied - p.measured).abs() < 1e-9, "{p:?}");
+    }
 }

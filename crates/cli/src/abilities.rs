@@ -2,13 +2,17 @@
 //! memorisation-to-generalisation delay, and the emergence test over training tokens and
 //! over model size.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use scalelab_analysis::emergence::{
     EmergenceOptions, MIN_SCALES, Metric, MetricPoint, PerToken, TaskRow, analyse_tasks,
 };
 use scalelab_report::{AbilityAnalysis, Delay, TaskPoint, TaskRun, finals_by_size, metric_rows};
-use scalelab_spec::{TaskConfig, TaskKind, TaskMetrics, TaskTrainSet};
-use scalelab_sweep::{Store, StoredRun};
+use scalelab_spec::{
+    ExampleScore, TASK_EXAMPLES_FILE, TaskConfig, TaskKind, TaskMetrics, TaskTrainSet,
+};
+use scalelab_sweep::{Store, StoredRun, run_dir};
 
 use crate::human;
 
@@ -132,7 +136,7 @@ pub(crate) fn analyse_abilities(
             .flat_map(|p| rows(task.kind.name(), p.tokens, &p.test))
             .collect();
         if over_time.len() / Metric::RECORDED.len() >= MIN_SCALES {
-            match analyse_tasks(&over_time, &options) {
+            match analyse_tasks(&over_time, &[], &options) {
                 Ok(mut t) if !t.is_empty() => a.over_tokens.push((label.clone(), t.remove(0))),
                 Ok(_) => {}
                 Err(e) => a
@@ -159,7 +163,7 @@ pub(crate) fn analyse_abilities(
         .collect();
     let sizes = finals.len();
     if sizes >= MIN_SCALES {
-        match analyse_tasks(&over_n, &options) {
+        match analyse_tasks(&over_n, &[], &options) {
             Ok(mut t) if !t.is_empty() => a.over_n = Some(t.remove(0)),
             Ok(_) => {}
             Err(e) => a.notes.push(format!("no emergence test over N: {e}")),
@@ -170,4 +174,46 @@ pub(crate) fn analyse_abilities(
         ));
     }
     Ok(Some(a))
+}
+
+/// Each size's per-example test scores at its last evaluation, from the `task_examples.csv`
+/// beside the record of its completed run with the largest budget: `(N, scores)`, sizes in
+/// order of first appearance; sizes whose run wrote none are left out.
+pub(crate) fn final_examples(
+    study_dir: &Path,
+    runs: &[StoredRun],
+) -> Result<Vec<(f64, Vec<ExampleScore>)>> {
+    let mut sizes: Vec<&str> = Vec::new();
+    for r in runs {
+        if !sizes.contains(&r.size.as_str()) {
+            sizes.push(&r.size);
+        }
+    }
+    let mut out = Vec::new();
+    for size in sizes {
+        let Some(run) = runs
+            .iter()
+            .filter(|r| r.size == size && r.status == "completed")
+            .max_by_key(|r| r.planned_tokens)
+        else {
+            continue;
+        };
+        let path = run_dir(study_dir, &run.run_id).join(TASK_EXAMPLES_FILE);
+        if !path.exists() {
+            continue;
+        }
+        let mut reader = csv::Reader::from_path(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let scores = reader
+            .deserialize()
+            .collect::<Result<Vec<ExampleScore>, _>>()
+            .with_context(|| {
+                format!(
+                    "{}: not a table of example scores\nhint: the run writes it at its last evaluation; delete the file and re-run the run to rewrite it",
+                    path.display()
+                )
+            })?;
+        out.push((run.n, scores));
+    }
+    Ok(out)
 }

@@ -62,8 +62,15 @@ pub struct ClassifyStudyArgs {
 pub struct EmergenceArgs {
     /// CSV with columns scale,task,metric,value and optionally n_test, answer_tokens; metric
     /// is one of exact_match, token_accuracy, edit_distance, log_prob, cross_entropy, brier.
+    #[arg(long, required_unless_present = "per_example")]
+    pub input: Option<PathBuf>,
+    /// CSV of per-example scores: scale,task,example,token_index,logprob (one row per answer
+    /// token) or scale,task,example,log_prob[,exact_match][,answer_tokens] (one row per
+    /// example, as `study export` writes). The mirage test then predicts from the
+    /// distribution across examples; means, n_test and answer_tokens missing from --input
+    /// are taken from it.
     #[arg(long)]
-    pub input: PathBuf,
+    pub per_example: Option<PathBuf>,
     /// Tokens in every task's answer (overrides the CSV's answer_tokens column); exact match
     /// is predicted as p^L.
     #[arg(long)]

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use scalelab_analysis::emergence::{
-    EmergenceOptions, METRIC_NAMES, Metric, MetricPoint, MirageVerdict, PerToken, TaskEmergence,
-    TaskRow, analyse_tasks,
+    EmergenceOptions, ExampleRow, METRIC_NAMES, Metric, MetricPoint, MirageVerdict, PerToken,
+    TaskEmergence, TaskRow, analyse_tasks,
 };
 
 use crate::args::EmergenceArgs;
@@ -162,7 +162,7 @@ fn prediction_json(v: &MirageVerdict) -> Option<serde_json::Value> {
         .collect();
     Some(serde_json::json!({
         "fitted": e.quantity.name(),
-        "law": "l(s) = E + A*s^-alpha, exact match = exp(-L*l(s))",
+        "law": "l(s) = E + A*s^-alpha; exact match = exp(-L*l(s)), or its mean over examples with their relative losses",
         "answer_tokens": e.answer_tokens,
         "fit_points": e.fit_points,
         "fit_up_to": e.fit_up_to,
@@ -171,13 +171,226 @@ fn prediction_json(v: &MirageVerdict) -> Option<serde_json::Value> {
         "alpha": e.alpha,
         "residual_sd": e.residual_sd,
         "level": e.level,
+        "examples": e.examples.map(|(scale, n)| serde_json::json!({"relative_losses_at": scale, "count": n})),
         "at_transition": larger.first(),
         "larger_scales": larger,
     }))
 }
 
+/// An example: task, scale (as bits, to group on), and its name in the file.
+type ExampleKey = (String, u64, String);
+/// An example's log-probability, answer tokens and exact match.
+type ExampleSum = (f64, f64, Option<bool>);
+
+/// Reads per-example scores in either layout (see `--per-example`): the examples, and the
+/// summary rows they give (mean log-probability, exact match when present, with n_test and
+/// answer_tokens), one set per (task, scale).
+pub(crate) fn read_example_rows(path: &Path) -> Result<(Vec<ExampleRow>, Vec<TaskRow>)> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read CSV file {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: cannot read the header row", path.display()))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let per_token = column("token_index").is_some();
+    let required: &[&str] = if per_token {
+        &["scale", "task", "example", "token_index", "logprob"]
+    } else {
+        &["scale", "task", "example", "log_prob"]
+    };
+    let mut index = Vec::new();
+    for name in required {
+        let Some(i) = column(name) else {
+            bail!(
+                "{}: no column `{name}`; the header has: {}\nhint: per-example scores are scale,task,example,token_index,logprob (a row per answer token) or scale,task,example,log_prob[,exact_match][,answer_tokens] (a row per example)",
+                path.display(),
+                headers.iter().collect::<Vec<_>>().join(", ")
+            );
+        };
+        index.push(i);
+    }
+    let (exact_col, length_col) = (column("exact_match"), column("answer_tokens"));
+    let mut examples: Vec<(ExampleKey, ExampleSum)> = Vec::new();
+    let mut position: std::collections::HashMap<ExampleKey, usize> =
+        std::collections::HashMap::new();
+    for (row, record) in reader.records().enumerate() {
+        let line = row + 2;
+        let record =
+            record.with_context(|| format!("{}: line {line} is not valid CSV", path.display()))?;
+        let field = |i: usize| record.get(i).unwrap_or("").trim();
+        let number = |name: &str, raw: &str| -> Result<f64> {
+            raw.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: line {line}, column `{name}`: `{raw}` is not a finite number\nhint: fix or delete that row",
+                    path.display()
+                )
+            })
+        };
+        let scale = number("scale", field(index[0]))?;
+        if scale <= 0.0 {
+            bail!(
+                "{}: line {line}, column `scale`: {scale} is not positive\nhint: scale is parameters, FLOPs or tokens",
+                path.display()
+            );
+        }
+        let task = field(index[1]).to_string();
+        if task.is_empty() {
+            bail!(
+                "{}: line {line}, column `task` is empty\nhint: name the task of every row",
+                path.display()
+            );
+        }
+        let example = field(index[2]).to_string();
+        let name = if per_token { "logprob" } else { "log_prob" };
+        let log_prob = number(name, field(index[index.len() - 1]))?;
+        if log_prob > 0.0 {
+            bail!(
+                "{}: line {line}, column `{name}`: {log_prob} is above 0\nhint: a log-probability is <= 0 (natural log)",
+                path.display()
+            );
+        }
+        let tokens = match length_col.map(field) {
+            Some(raw) if !per_token && !raw.is_empty() => {
+                number("answer_tokens", raw).and_then(|l| {
+                    if l >= 1.0 {
+                        Ok(l)
+                    } else {
+                        bail!(
+                            "{}: line {line}, column `answer_tokens`: {l} is below 1\nhint: the length of the example's answer in tokens",
+                            path.display()
+                        )
+                    }
+                })?
+            }
+            _ => 1.0,
+        };
+        let exact = match exact_col.map(field) {
+            None | Some("") => None,
+            Some("1" | "true") => Some(true),
+            Some("0" | "false") => Some(false),
+            Some(raw) => bail!(
+                "{}: line {line}, column `exact_match`: `{raw}` is not 0 or 1\nhint: whether the example's whole answer was right",
+                path.display()
+            ),
+        };
+        let key = (task, scale.to_bits(), example);
+        match position.get(&key) {
+            Some(&i) if per_token => {
+                let e = &mut examples[i].1;
+                e.0 += log_prob;
+                e.1 += 1.0;
+            }
+            Some(_) => bail!(
+                "{}: line {line}: example `{}` of task `{}` at scale {scale} appears twice\nhint: one row per example (or give token_index for a row per token)",
+                path.display(),
+                key.2,
+                key.0
+            ),
+            None => {
+                position.insert(key.clone(), examples.len());
+                examples.push((key, (log_prob, tokens, exact)));
+            }
+        }
+    }
+    if examples.is_empty() {
+        bail!(
+            "{}: no rows after the header\nhint: one row per example (or per answer token)",
+            path.display()
+        );
+    }
+    // Summary rows per (task, scale), in order of first appearance.
+    let mut groups: Vec<(String, u64)> = Vec::new();
+    for ((task, scale, _), _) in &examples {
+        if !groups.iter().any(|(t, s)| t == task && s == scale) {
+            groups.push((task.clone(), *scale));
+        }
+    }
+    let mut summary = Vec::new();
+    for (task, bits) in groups {
+        let members: Vec<&ExampleSum> = examples
+            .iter()
+            .filter(|((t, s, _), _)| *t == task && *s == bits)
+            .map(|(_, v)| v)
+            .collect();
+        let n = members.len() as f64;
+        let scale = f64::from_bits(bits);
+        let length = (per_token || length_col.is_some())
+            .then(|| members.iter().map(|m| m.1).sum::<f64>() / n);
+        let mut push = |metric, value| {
+            summary.push(TaskRow {
+                task: task.clone(),
+                metric,
+                point: MetricPoint {
+                    scale,
+                    value,
+                    n_test: Some(members.len() as u64),
+                },
+                answer_tokens: length,
+            });
+        };
+        push(
+            Metric::LogProb,
+            members.iter().map(|m| m.0).sum::<f64>() / n,
+        );
+        let right: Option<Vec<bool>> = members.iter().map(|m| m.2).collect();
+        if let Some(right) = right {
+            push(
+                Metric::ExactMatch,
+                right.iter().filter(|&&r| r).count() as f64 / n,
+            );
+        }
+    }
+    let rows = examples
+        .into_iter()
+        .map(|((task, scale, _), (log_prob, _, _))| ExampleRow {
+            task,
+            scale: f64::from_bits(scale),
+            log_prob,
+        })
+        .collect();
+    Ok((rows, summary))
+}
+
+/// The summary rows of `--input`, completed by those of `--per-example`: a (task, scale,
+/// metric) the input lacks comes from the examples, and an answer length the input lacks
+/// too.
+fn merge_rows(mut rows: Vec<TaskRow>, derived: Vec<TaskRow>) -> Vec<TaskRow> {
+    for d in derived {
+        let same = |r: &TaskRow| r.task == d.task && r.point.scale == d.point.scale;
+        if d.answer_tokens.is_some() {
+            for r in rows
+                .iter_mut()
+                .filter(|r| same(r) && r.answer_tokens.is_none())
+            {
+                r.answer_tokens = d.answer_tokens;
+            }
+        }
+        if !rows.iter().any(|r| same(r) && r.metric == d.metric) {
+            rows.push(d);
+        }
+    }
+    rows
+}
+
 pub(crate) fn run(args: EmergenceArgs) -> Result<ExitCode> {
-    let rows = read_task_rows(&args.input)?;
+    let mut rows = match &args.input {
+        Some(input) => read_task_rows(input)?,
+        None => Vec::new(),
+    };
+    let mut examples = Vec::new();
+    if let Some(path) = &args.per_example {
+        let (e, derived) = read_example_rows(path)?;
+        examples = e;
+        rows = merge_rows(rows, derived);
+    }
+    let source = args
+        .input
+        .iter()
+        .chain(&args.per_example)
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
     let options = EmergenceOptions {
         min_sharpness: args.min_sharpness,
         min_extrapolation_error: args.min_extrapolation_error,
@@ -193,8 +406,8 @@ pub(crate) fn run(args: EmergenceArgs) -> Result<ExitCode> {
         })?,
         answer_tokens: args.answer_tokens,
     };
-    let tasks = analyse_tasks(&rows, &options)
-        .with_context(|| format!("analysing {}", args.input.display()))?;
+    let tasks =
+        analyse_tasks(&rows, &examples, &options).with_context(|| format!("analysing {source}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&emergence_json(&tasks))?);
         return Ok(ExitCode::SUCCESS);

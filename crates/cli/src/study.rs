@@ -11,8 +11,8 @@ use scalelab_analysis::frontier::{CurvePoint, RunCurve, approach1};
 use scalelab_analysis::optimal::{FlopModel, PlannedAllocation, plan_allocation};
 use scalelab_analysis::{FitOptions, LawFit, LawKind, Point, fit_chinchilla, fit_power};
 use scalelab_report::{
-    ReportInput, StudyAnalysis, render_html, write_curves_csv, write_emergence_csv, write_runs_csv,
-    write_task_curves_csv,
+    ReportInput, StudyAnalysis, render_html, write_curves_csv, write_emergence_csv,
+    write_emergence_examples_csv, write_runs_csv, write_task_curves_csv,
 };
 use scalelab_spec::{AnalysisSpec, StudySpec};
 use scalelab_sweep::{
@@ -522,6 +522,12 @@ fn export(args: StudyDirArgs) -> Result<ExitCode> {
         write_emergence_csv(&out.join("emergence_n.csv"), task, &a.runs)?;
         println!("{}", out.join("task_curves.csv").display());
         println!("{}", out.join("emergence_n.csv").display());
+        let examples = crate::abilities::final_examples(&dir, &runs)?;
+        if !examples.is_empty() {
+            let path = out.join("emergence_n_examples.csv");
+            write_emergence_examples_csv(&path, task, &examples)?;
+            println!("{}", path.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -106,6 +106,86 @@ fn the_issues_table_is_called_a_mirage_with_its_evidence() {
     assert!(v[0]["predicted_exact_match"].is_null());
 }
 
+/// Schaeffer's construction with examples of different difficulty (c_e = 3e8·e^z for 200
+/// z's spread over ±2): `(summary CSV of the means, per-example CSV, per-token CSV)`.
+fn heterogeneous_csvs() -> (String, String, String) {
+    let mut summary = String::from("scale,task,metric,value,n_test,answer_tokens\n");
+    let mut examples = String::from("scale,task,example,log_prob,exact_match,answer_tokens\n");
+    let mut tokens = String::from("scale,task,example,token_index,logprob\n");
+    for i in 0..25 {
+        let n = 10f64.powf(6.5 + 0.25 * f64::from(i));
+        let losses: Vec<f64> = (0..200)
+            .map(|e| (3e8 * (4.0 * f64::from(e) / 199.0 - 2.0).exp() / n).powf(0.6))
+            .collect();
+        let exact = losses.iter().map(|l| (-5.0 * l).exp()).sum::<f64>() / 200.0;
+        let log_prob = -5.0 * losses.iter().sum::<f64>() / 200.0;
+        summary.push_str(&format!("{n},add5,exact_match,{exact},200,5\n"));
+        summary.push_str(&format!("{n},add5,log_prob,{log_prob},200,5\n"));
+        for (e, l) in losses.iter().enumerate() {
+            // Exact match left empty: the summary row carries it.
+            examples.push_str(&format!("{n},add5,{e},{},,5\n", -5.0 * l));
+            for t in 0..5 {
+                tokens.push_str(&format!("{n},add5,{e},{t},{}\n", -l));
+            }
+        }
+    }
+    (summary, examples, tokens)
+}
+
+#[test]
+fn per_example_scores_turn_a_misleading_mean_into_the_mirage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, examples, tokens) = heterogeneous_csvs();
+    std::fs::write(dir.path().join("results.csv"), summary).unwrap();
+    std::fs::write(dir.path().join("examples.csv"), examples).unwrap();
+    std::fs::write(dir.path().join("tokens.csv"), tokens).unwrap();
+    // From the means alone exp(mean log p^L) under-predicts the mean of p^L.
+    let v = emergence_json(dir.path(), &[]);
+    assert_eq!(v[0]["mirage"], "real", "{}", v[0]["mirage_explanation"]);
+    for file in ["examples.csv", "tokens.csv"] {
+        let v = emergence_json(dir.path(), &["--per-example", file]);
+        assert_eq!(
+            v[0]["mirage"], "mirage",
+            "{file}: {}",
+            v[0]["mirage_explanation"]
+        );
+        let p = &v[0]["predicted_exact_match"];
+        assert_eq!(p["examples"]["count"], 200, "{file}: {p}");
+        assert_eq!(p["answer_tokens"], 5.0, "{file}");
+    }
+}
+
+#[test]
+fn bad_per_example_files_name_file_line_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let out = scalelab(&["emergence", "--per-example", name], dir.path());
+        assert_eq!(out.status.code(), Some(1), "{name} must fail");
+        stderr(&out)
+    };
+    let err = run("pos.csv", "scale,task,example,log_prob\n1e6,add,0,0.5\n");
+    assert!(
+        err.contains("pos.csv: line 2") && err.contains("log_prob") && err.contains("<= 0"),
+        "{err}"
+    );
+    let err = run(
+        "twice.csv",
+        "scale,task,example,log_prob\n1e6,add,0,-1\n1e6,add,0,-2\n",
+    );
+    assert!(
+        err.contains("line 3") && err.contains("appears twice"),
+        "{err}"
+    );
+    let err = run("cols.csv", "scale,task,logprob\n1e6,add,-1\n");
+    assert!(err.contains("no column `example`"), "{err}");
+    let err = run(
+        "em.csv",
+        "scale,task,example,log_prob,exact_match\n1e6,add,0,-1,yes\n",
+    );
+    assert!(err.contains("`yes` is not 0 or 1"), "{err}");
+}
+
 #[test]
 fn bad_tables_name_file_line_and_fix() {
     let dir = tempfile::tempdir().unwrap();

@@ -299,6 +299,51 @@ fn task_studies_report_abilities_and_export_for_the_emergence_test() {
             .lines()
             .any(|l| l.contains(",train,copy,exact_match,"))
     );
+    // Every run keeps its test examples' scores beside its record; the export gathers each
+    // size's, and their means are the record's.
+    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(cwd.join("s/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for run in &runs {
+        let examples = std::fs::read_to_string(run.join("task_examples.csv")).unwrap();
+        let mut lines = examples.lines();
+        assert_eq!(
+            lines.next(),
+            Some("example,answer_tokens,exact_match,log_prob,correct_tokens")
+        );
+        let rows: Vec<Vec<String>> = lines
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+        assert_eq!(rows.len(), 100);
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("record.json")).unwrap())
+                .unwrap();
+        let last = record["curve"].as_array().unwrap().last().unwrap()["task_test"].clone();
+        let mean = |col: usize, f: &dyn Fn(&str) -> f64| {
+            rows.iter().map(|r| f(&r[col])).sum::<f64>() / rows.len() as f64
+        };
+        let exact = mean(2, &|v| f64::from(u8::from(v == "true")));
+        let log_prob = mean(3, &|v| v.parse().unwrap());
+        assert!((exact - last["exact_match"].as_f64().unwrap()).abs() < 1e-9);
+        assert!((log_prob - last["log_prob"].as_f64().unwrap()).abs() < 1e-6);
+    }
+    let examples = std::fs::read_to_string(cwd.join("s/emergence_n_examples.csv")).unwrap();
+    assert_eq!(examples.lines().count(), 1 + 4 * 100);
+    let out = scalelab(
+        &[
+            "emergence",
+            "--input",
+            "s/emergence_n.csv",
+            "--per-example",
+            "s/emergence_n_examples.csv",
+            "--json",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0]["mirage"].is_string(), "{}", v[0]);
 }
 
 #[test]

@@ -450,7 +450,11 @@ fn verdict_table(out: &mut String, axis: &str, t: &TaskEmergence) -> Result<(), 
             ],
             bands: vec![Band {
                 label: format!("{:.1}% prediction band", 100.0 * e.level),
-                rows: e.larger.iter().map(|p| (p.scale, p.band.lo, p.band.hi)).collect(),
+                rows: e
+                    .larger
+                    .iter()
+                    .map(|p| (p.scale, p.band.lo, p.band.hi))
+                    .collect(),
                 color: 1,
             }],
         },

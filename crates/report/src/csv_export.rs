@@ -1,10 +1,12 @@
 //! CSV exports of a study: `runs.csv` (one row per run), `curves.csv` (one row per
-//! evaluation) and, for studies with a task, `task_curves.csv` and `emergence_n.csv`. The
+//! evaluation) and, for studies with a task, `task_curves.csv`, `emergence_n.csv` and
+//! `emergence_n_examples.csv`. The
 //! first column of each is the schema version, so readers can tell apart files written by
 //! different versions. Every file is written atomically.
 
 use std::path::Path;
 
+use scalelab_spec::ExampleScore;
 use scalelab_sweep::{StoredCurvePoint, StoredRun};
 
 use crate::TaskRun;
@@ -192,6 +194,40 @@ pub fn write_emergence_csv(path: &Path, task: &str, runs: &[TaskRun]) -> Result<
                 value.to_string(),
                 n_test.map_or(String::new(), |n| n.to_string()),
                 p.test.answer_tokens.to_string(),
+            ])
+            .map_err(|e| csv_err(path, e))?;
+        }
+    }
+    finish(path, w)
+}
+
+/// Each size's per-example test scores at its last evaluation (from the runs'
+/// `task_examples.csv`), in the layout `scalelab emergence --per-example` reads:
+/// `scale, task, example, log_prob, exact_match, answer_tokens` with scale = N.
+pub fn write_emergence_examples_csv(
+    path: &Path,
+    task: &str,
+    sizes: &[(f64, Vec<ExampleScore>)],
+) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "scale",
+        "task",
+        "example",
+        "log_prob",
+        "exact_match",
+        "answer_tokens",
+    ])
+    .map_err(|e| csv_err(path, e))?;
+    for (n, examples) in sizes {
+        for e in examples {
+            w.write_record([
+                n.to_string(),
+                task.to_string(),
+                e.example.to_string(),
+                e.log_prob.to_string(),
+                u8::from(e.exact_match).to_string(),
+                e.answer_tokens.to_string(),
             ])
             .map_err(|e| csv_err(path, e))?;
         }

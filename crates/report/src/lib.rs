@@ -15,8 +15,8 @@ pub use abilities::{
 };
 pub use classify::{ClassifyRun, ClassifyStudyReport, mean_by, render_classify_report};
 pub use csv_export::{
-    CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_runs_csv,
-    write_task_curves_csv,
+    CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_emergence_examples_csv,
+    write_runs_csv, write_task_curves_csv,
 };
 pub use html::{ReportInput, StudyAnalysis, render_html};
 

@@ -22,8 +22,8 @@ pub use classify::{
 pub use error::SpecError;
 pub use model::{GptConfig, GptPreset, GptSpec, LmFamily};
 pub use record::{
-    CurvePoint, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunRecord,
-    RunStatus, TaskMetrics,
+    CurvePoint, ExampleScore, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION,
+    RunRecord, RunStatus, TASK_EXAMPLES_FILE, TaskMetrics,
 };
 pub use run::{
     Budget, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerSpec, TrainConfig,

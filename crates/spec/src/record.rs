@@ -77,6 +77,26 @@ pub struct CurvePoint {
     pub task_train: Option<TaskMetrics>,
 }
 
+/// File beside a task run's `record.json` with every test example's scores at the run's last
+/// evaluation, one [`ExampleScore`] a row: the distribution the emergence lab's mirage test
+/// can use instead of the means.
+pub const TASK_EXAMPLES_FILE: &str = "task_examples.csv";
+
+/// One test example's scores at one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExampleScore {
+    /// Index of the example in the task's test set.
+    pub example: usize,
+    /// Tokens in its answer.
+    pub answer_tokens: usize,
+    /// Whether greedy decoding reproduced the whole answer.
+    pub exact_match: bool,
+    /// Log-probability (nats) of the whole right answer, teacher-forced.
+    pub log_prob: f64,
+    /// Answer tokens whose teacher-forced argmax is right.
+    pub correct_tokens: usize,
+}
+
 /// A model's abilities on a set of task examples, every metric from the same outputs
 /// (Schaeffer et al. 2023 compare exactly these).
 ///

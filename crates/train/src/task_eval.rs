@@ -7,7 +7,7 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::{Example, answer_batch, edit_distance};
-use scalelab_spec::TaskMetrics;
+use scalelab_spec::{ExampleScore, TaskMetrics};
 
 use crate::Objective;
 
@@ -21,9 +21,19 @@ pub fn evaluate_task<M: Objective>(
     examples: &[Example],
     device: &Device,
 ) -> TaskMetrics {
+    evaluate_task_examples(model, examples, device).0
+}
+
+/// [`evaluate_task`], with every example's own scores too.
+pub fn evaluate_task_examples<M: Objective>(
+    model: &M,
+    examples: &[Example],
+    device: &Device,
+) -> (TaskMetrics, Vec<ExampleScore>) {
     let answer_tokens = examples.first().map_or(0, |e| e.answer.len());
     let (mut exact, mut correct_tokens, mut edits) = (0usize, 0usize, 0usize);
     let (mut log_prob, mut brier) = (0.0f64, 0.0f64);
+    let mut scores_each = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(CHUNK) {
         // Teacher-forced: log-probabilities at the answer positions.
         let batch = answer_batch(chunk);
@@ -36,23 +46,29 @@ pub fn evaluate_task<M: Objective>(
             .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap_or_default();
-        let targets = chunk
-            .iter()
-            .flat_map(|e| e.answer.iter().map(|&y| y as usize));
-        let scores = score_tokens(&lp, v, targets);
-        correct_tokens += scores.correct;
-        log_prob += scores.log_prob;
-        brier += scores.brier;
         // Greedy: the model's own answer, one token at a time.
         let generated = greedy_answers(model, chunk, answer_tokens, device);
-        for (e, answer) in chunk.iter().zip(&generated) {
-            exact += usize::from(answer == &e.answer);
+        let rows = (answer_tokens * v).max(1);
+        for ((e, answer), lp) in chunk.iter().zip(&generated).zip(lp.chunks(rows)) {
+            let scores = score_tokens(lp, v, e.answer.iter().map(|&y| y as usize));
+            correct_tokens += scores.correct;
+            log_prob += scores.log_prob;
+            brier += scores.brier;
+            let right = answer == &e.answer;
+            exact += usize::from(right);
             edits += edit_distance(answer, &e.answer);
+            scores_each.push(ExampleScore {
+                example: scores_each.len(),
+                answer_tokens: e.answer.len(),
+                exact_match: right,
+                log_prob: scores.log_prob,
+                correct_tokens: scores.correct,
+            });
         }
     }
     let n = examples.len().max(1) as f64;
     let tokens = (examples.len() * answer_tokens).max(1) as f64;
-    TaskMetrics {
+    let metrics = TaskMetrics {
         examples: examples.len(),
         answer_tokens,
         exact_match: exact as f64 / n,
@@ -60,7 +76,8 @@ pub fn evaluate_task<M: Objective>(
         edit_distance: edits as f64 / n,
         log_prob: log_prob / n,
         brier: brier / tokens,
-    }
+    };
+    (metrics, scores_each)
 }
 
 /// Sums over answer tokens of the teacher-forced scores.

@@ -19,15 +19,15 @@ use scalelab_data::{Batch, TrainingData};
 use scalelab_models::fused::{self, AdamWStep};
 use scalelab_models::{FLOPS_CONVENTION, Gpt, RnnLm, SeededInit, flops_per_token, param_counts};
 use scalelab_spec::{
-    Budget, CurvePoint, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord, RunStatus,
-    TrainConfig,
+    Budget, CurvePoint, ExampleScore, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord,
+    RunStatus, TASK_EXAMPLES_FILE, TrainConfig,
 };
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{self, CHECKPOINT_SCHEMA_VERSION, CheckpointState};
 use crate::fsutil::write_atomic;
 use crate::schedule::learning_rate;
-use crate::task_eval::evaluate_task;
+use crate::task_eval::{evaluate_task, evaluate_task_examples};
 use crate::{Objective, TrainError, machine};
 
 /// Where a run writes and how it may continue.
@@ -254,19 +254,21 @@ fn train_loop<M: Objective>(
 
     let eval_point = |model: &M, state: &CheckpointState, lr: f64, wall_secs: f64| {
         let val_loss = evaluate(model, &val_batches, &device);
-        let (task_test, task_train) = match &task_sets {
+        let (task_test, task_train, examples) = match &task_sets {
             Some((test, train)) => {
                 let inner = model.valid();
                 let device = device.clone().without_autodiff();
+                let (test, examples) = evaluate_task_examples(&inner, test, &device);
                 (
-                    Some(evaluate_task(&inner, test, &device)),
+                    Some(test),
                     (!train.is_empty()).then(|| evaluate_task(&inner, train, &device)),
+                    Some(examples),
                 )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let (sum, count) = state.pending_loss;
-        CurvePoint {
+        let point = CurvePoint {
             step: state.step,
             tokens: state.tokens_seen,
             flops: state.tokens_seen as f64 * flops_per_token,
@@ -278,10 +280,14 @@ fn train_loop<M: Objective>(
             weight_norm: Some(weight_norm(model)),
             task_test,
             task_train,
-        }
+        };
+        (point, examples)
     };
+    // The test examples' own scores at the latest evaluation, written beside the record.
+    let mut last_examples = None;
     if state.curve.is_empty() {
-        let point = eval_point(&model, &state, 0.0, wall(&clock));
+        let (point, examples) = eval_point(&model, &state, 0.0, wall(&clock));
+        last_examples = examples;
         progress.eval(&point);
         state.curve.push(point);
     }
@@ -342,7 +348,8 @@ fn train_loop<M: Objective>(
             checkpoint::save_snapshot(&options.run_dir, &model, tokens_after)?;
         }
         if last || crossed(tokens_before, tokens_after, t.eval_every_tokens) || log_point {
-            let point = eval_point(&model, &state, lr, wall(&clock));
+            let (point, examples) = eval_point(&model, &state, lr, wall(&clock));
+            last_examples = examples;
             if !point.val_loss.is_finite() {
                 status = RunStatus::Diverged {
                     tokens: state.tokens_seen,
@@ -410,6 +417,9 @@ fn train_loop<M: Objective>(
         what: "run record",
         source,
     })?;
+    if let Some(examples) = &last_examples {
+        write_task_examples(&options.run_dir.join(TASK_EXAMPLES_FILE), examples)?;
+    }
     write_atomic(&options.run_dir.join("record.json"), &json)?;
     Ok(Outcome::Finished(Box::new(record)))
 }
@@ -529,6 +539,26 @@ fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm:
         model.visit(&mut Scale { grads, factor });
     }
     norm
+}
+
+/// Writes the test examples' scores as CSV (`example,answer_tokens,exact_match,log_prob,
+/// correct_tokens`), atomically. A run resumed after its last evaluation has none to write,
+/// and keeps the file of the process that made it.
+fn write_task_examples(
+    path: &std::path::Path,
+    examples: &[ExampleScore],
+) -> Result<(), TrainError> {
+    let io = |source: std::io::Error| TrainError::Io {
+        action: "writing the test examples' scores",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for e in examples {
+        w.serialize(e).map_err(|e| io(std::io::Error::other(e)))?;
+    }
+    let bytes = w.into_inner().map_err(|e| io(e.into_error()))?;
+    write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

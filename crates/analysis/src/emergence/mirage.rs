@@ -159,6 +159,9 @@ pub struct PerTokenFit {
     pub residual_sd: f64,
     /// Coverage of each comparison (the chosen level, Bonferroni-adjusted).
     pub level: f64,
+    /// When the prediction used per-example scores: the scale their relative losses were
+    /// taken at, and how many examples.
+    pub examples: Option<(f64, usize)>,
     /// Every larger scale, in order; the first is the one nearest the transition.
     pub larger: Vec<ExactMatchPrediction>,
 }
@@ -187,6 +190,18 @@ pub struct TaskRow {
     pub answer_tokens: Option<f64>,
 }
 
+/// One test example's log-probability of its right answer at one scale: the distribution the
+/// mirage test uses, when given, instead of the mean alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExampleRow {
+    /// The task's name.
+    pub task: String,
+    /// The scale it was measured at.
+    pub scale: f64,
+    /// Log-probability (nats) of the example's whole right answer, ≤ 0.
+    pub log_prob: f64,
+}
+
 /// The emergence test of every metric of one task, and its mirage test.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskEmergence {
@@ -199,11 +214,28 @@ pub struct TaskEmergence {
 }
 
 /// Runs the test on every (task, metric) series of `rows`, tasks in order of first appearance.
+///
+/// `examples` (possibly empty) are per-example log-probabilities: with them, a prediction from
+/// a log-probability or cross-entropy is the mean over the examples of their answer's
+/// probability rather than the probability of the mean (which Jensen's inequality puts below
+/// it when examples differ in difficulty).
 pub fn analyse_tasks(
     rows: &[TaskRow],
+    examples: &[ExampleRow],
     options: &EmergenceOptions,
 ) -> Result<Vec<TaskEmergence>, AnalysisError> {
     check_options(options)?;
+    for (index, e) in examples.iter().enumerate() {
+        if !(e.log_prob.is_finite() && e.log_prob <= 0.0) {
+            return Err(AnalysisError::OutOfRange {
+                what: format!("task `{}`, per-example scores", e.task),
+                metric: "log_prob",
+                index,
+                value: e.log_prob,
+                hint: "a log-probability <= 0",
+            });
+        }
+    }
     let mut tasks: Vec<&str> = Vec::new();
     for row in rows {
         if !tasks.contains(&row.task.as_str()) {
@@ -242,7 +274,8 @@ pub fn analyse_tasks(
             let answer_tokens = options.answer_tokens.or_else(|| {
                 (!lengths.is_empty()).then(|| lengths.iter().sum::<f64>() / lengths.len() as f64)
             });
-            let mirage = mirage_test(&series, &metrics, answer_tokens, options);
+            let examples: Vec<&ExampleRow> = examples.iter().filter(|e| e.task == task).collect();
+            let mirage = mirage_test(&series, &metrics, answer_tokens, &examples, options);
             Ok(TaskEmergence {
                 task: task.to_string(),
                 metrics,
@@ -276,7 +309,7 @@ fn transitions(verdicts: &[MetricEmergence], exact: &MetricEmergence) -> String 
             )
         } else {
             format!(
-                "{} sharp at {}, apart from exact match's interval ({:.1} decades away)",
+                "{} sharp at {}, apart from exact match's interval ({:.2} decades away)",
                 v.metric.name(),
                 short(v.transition_scale),
                 (v.transition_scale / exact.transition_scale).log10().abs()
@@ -306,10 +339,19 @@ fn per_token_loss(metric: Metric, p: &MetricPoint, length: f64) -> f64 {
     loss.max(1e-12)
 }
 
+/// An answer length: whole numbers without decimals.
+fn tokens(l: f64) -> String {
+    if l.fract() == 0.0 {
+        format!("{l:.0}")
+    } else {
+        format!("{l:.2}")
+    }
+}
+
 fn describe_quantity(metric: Metric, length: Option<f64>) -> String {
     match (metric, length) {
         (Metric::CrossEntropy, _) => "the per-token cross-entropy ℓ".into(),
-        (Metric::LogProb, Some(l)) => format!("the per-token loss ℓ = −log_prob/{l:.3}"),
+        (Metric::LogProb, Some(l)) => format!("the per-token loss ℓ = −log_prob/{}", tokens(l)),
         (Metric::LogProb, None) => {
             "the answer's loss ℓ = −log_prob (answer length unknown; exact match predicted as exp(−ℓ))"
                 .into()
@@ -324,6 +366,7 @@ fn mirage_test(
     series: &[(Metric, Vec<MetricPoint>)],
     verdicts: &[MetricEmergence],
     answer_tokens: Option<f64>,
+    examples: &[&ExampleRow],
     options: &EmergenceOptions,
 ) -> Option<MirageVerdict> {
     let exact = verdicts.iter().find(|v| v.metric == Metric::ExactMatch)?;
@@ -469,6 +512,31 @@ fn mirage_test(
         .sqrt();
     let level = 1.0 - (1.0 - options.level) / larger.len() as f64;
     let z = Normal::standard().inverse_cdf(0.5 + level / 2.0);
+    // With per-example log-probabilities, each example keeps its answer loss relative to the
+    // mean at the largest fitted scale that has them, w = λ/λ̄, and exact match is predicted
+    // as the mean of exp(−w·L·ℓ) over the examples.
+    let at = |scale: f64| -> Vec<f64> {
+        examples
+            .iter()
+            .filter(|e| e.scale == scale)
+            .map(|e| -e.log_prob)
+            .collect()
+    };
+    let weights: Option<(f64, Vec<f64>)> =
+        if matches!(quantity, Metric::LogProb | Metric::CrossEntropy) {
+            xs.iter().rev().find_map(|&scale| {
+                let losses = at(scale);
+                let mean = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+                (!losses.is_empty() && mean > 0.0)
+                    .then(|| (scale, losses.iter().map(|l| l / mean).collect()))
+            })
+        } else {
+            None
+        };
+    let to_exact = |loss: f64| match &weights {
+        Some((_, w)) => w.iter().map(|w| (-w * factor * loss).exp()).sum::<f64>() / w.len() as f64,
+        None => (-factor * loss).exp(),
+    };
     let predictions: Vec<ExactMatchPrediction> = larger
         .iter()
         .map(|(e, loss)| {
@@ -480,15 +548,20 @@ fn mirage_test(
             });
             let spread = (z * residual_sd).exp();
             let n = e.n_test.unwrap_or(ASSUMED_N_TEST);
-            let implied = (-factor * loss).exp();
+            let own = at(e.scale);
+            let implied = if weights.is_some() && !own.is_empty() {
+                own.iter().map(|l| (-l).exp()).sum::<f64>() / own.len() as f64
+            } else {
+                (-factor * loss).exp()
+            };
             ExactMatchPrediction {
                 scale: e.scale,
                 measured: e.value,
                 measured_interval: wilson_interval(e.value * n as f64, n, level),
-                predicted: (-factor * predicted_loss).exp(),
+                predicted: to_exact(predicted_loss),
                 band: Interval {
-                    lo: (-factor * band.hi.max(predicted_loss) * spread).exp(),
-                    hi: (-factor * band.lo.min(predicted_loss) / spread).exp(),
+                    lo: to_exact(band.hi.max(predicted_loss) * spread),
+                    hi: to_exact(band.lo.min(predicted_loss) / spread),
                     level,
                 },
                 implied,
@@ -506,6 +579,7 @@ fn mirage_test(
         alpha: fit.get("alpha").unwrap_or(0.0),
         residual_sd,
         level,
+        examples: weights.as_ref().map(|(scale, w)| (*scale, w.len())),
         larger: predictions,
     };
     Some(judge(evidence, verdict))
@@ -521,7 +595,7 @@ fn judge(
     let fitted = format!(
         "Fitted {} = E + A·s^-α to the {} scales before the jump (up to {}; \
          E = {:.3e}, A = {:.3e}, α = {:.3}, residual sd {:.3} in ln ℓ) and predicted exact \
-         match as exp(−{}·ℓ). At {}, the first larger scale, predicted {:.3} \
+         match as {}. At {}, the first larger scale, predicted {:.3} \
          [{:.3}, {:.3}], measured {:.3} [{:.3}, {:.3}] ({:.1}% intervals, Bonferroni over the \
          {} larger scales).",
         describe_quantity(evidence.quantity, evidence.answer_tokens),
@@ -531,9 +605,19 @@ fn judge(
         evidence.a,
         evidence.alpha,
         evidence.residual_sd,
-        match (evidence.quantity, evidence.answer_tokens) {
-            (Metric::LogProb, None) => "1".to_string(),
-            (_, l) => format!("{:.3}", l.unwrap_or(1.0)),
+        {
+            let l = match (evidence.quantity, evidence.answer_tokens) {
+                (Metric::LogProb, None) => "1".to_string(),
+                (_, l) => tokens(l.unwrap_or(1.0)),
+            };
+            match evidence.examples {
+                Some((scale, n)) => format!(
+                    "the mean over {n} examples of exp(−w·{l}·ℓ), w each example's answer loss \
+                     relative to the mean at {}",
+                    short(scale)
+                ),
+                None => format!("exp(−{l}·ℓ)"),
+            }
         },
         short(first.scale),
         first.predicted,
@@ -545,14 +629,15 @@ fn judge(
         100.0 * evidence.level,
         p.len()
     );
-    let above = p
-        .iter()
-        .find(|q| q.measured_interval.lo > q.band.hi)
-        .copied();
-    let itself = p
-        .iter()
-        .find(|q| q.implied_interval.lo > q.band.hi)
-        .copied();
+    // The clearest departure of each kind: the largest gap between the intervals.
+    let clearest = |gap: &dyn Fn(&ExactMatchPrediction) -> f64| {
+        p.iter()
+            .filter(|q| gap(q) > 0.0)
+            .max_by(|a, b| gap(a).total_cmp(&gap(b)))
+            .copied()
+    };
+    let above = clearest(&|q| q.measured_interval.lo - q.band.hi);
+    let itself = clearest(&|q| q.implied_interval.lo - q.band.hi);
     let below = p
         .iter()
         .find(|q| q.measured_interval.hi < q.band.lo || q.implied_interval.hi < q.band.lo)
