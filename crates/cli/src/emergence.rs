@@ -14,24 +14,12 @@ use crate::args::EmergenceArgs;
 /// Reads `scale,task,metric,value[,n_test][,answer_tokens]` rows; every error names the file
 /// and the line.
 pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read CSV file {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{}: cannot read the header row", path.display()))?
-        .clone();
+    let (mut reader, headers, index) = crate::open_csv(
+        path,
+        &["scale", "task", "metric", "value"],
+        "the columns are scale,task,metric,value and optionally n_test, answer_tokens",
+    )?;
     let column = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let mut index = Vec::new();
-    for name in ["scale", "task", "metric", "value"] {
-        let Some(i) = column(name) else {
-            bail!(
-                "{}: no column `{name}`; the header has: {}\nhint: the columns are scale,task,metric,value and optionally n_test, answer_tokens",
-                path.display(),
-                headers.iter().collect::<Vec<_>>().join(", ")
-            );
-        };
-        index.push(i);
-    }
     let n_test_col = column("n_test");
     let length_col = column("answer_tokens");
     let mut rows = Vec::new();
@@ -186,30 +174,21 @@ type ExampleSum = (f64, f64, Option<bool>);
 /// summary rows they give (mean log-probability, exact match when present, with n_test and
 /// answer_tokens), one set per (task, scale).
 pub(crate) fn read_example_rows(path: &Path) -> Result<(Vec<ExampleRow>, Vec<TaskRow>)> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read CSV file {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{}: cannot read the header row", path.display()))?
-        .clone();
-    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let per_token = column("token_index").is_some();
+    let headers = csv::Reader::from_path(path)
+        .and_then(|mut r| r.headers().cloned())
+        .with_context(|| format!("cannot read the header row of CSV file {}", path.display()))?;
+    let per_token = headers.iter().any(|h| h.trim() == "token_index");
     let required: &[&str] = if per_token {
         &["scale", "task", "example", "token_index", "logprob"]
     } else {
         &["scale", "task", "example", "log_prob"]
     };
-    let mut index = Vec::new();
-    for name in required {
-        let Some(i) = column(name) else {
-            bail!(
-                "{}: no column `{name}`; the header has: {}\nhint: per-example scores are scale,task,example,token_index,logprob (a row per answer token) or scale,task,example,log_prob[,exact_match][,answer_tokens] (a row per example)",
-                path.display(),
-                headers.iter().collect::<Vec<_>>().join(", ")
-            );
-        };
-        index.push(i);
-    }
+    let (mut reader, headers, index) = crate::open_csv(
+        path,
+        required,
+        "per-example scores are scale,task,example,token_index,logprob (a row per answer token) or scale,task,example,log_prob[,exact_match][,answer_tokens] (a row per example)",
+    )?;
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
     let (exact_col, length_col) = (column("exact_match"), column("answer_tokens"));
     let mut examples: Vec<(ExampleKey, ExampleSum)> = Vec::new();
     let mut position: std::collections::HashMap<ExampleKey, usize> =

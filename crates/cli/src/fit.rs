@@ -13,23 +13,11 @@ use crate::human;
 
 /// The named columns of a CSV file, as numbers, with row numbers in errors.
 fn read_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read CSV file {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{}: cannot read the header row", path.display()))?
-        .clone();
-    let mut index = Vec::new();
-    for name in names {
-        let Some(i) = headers.iter().position(|h| h.trim() == *name) else {
-            bail!(
-                "{}: no column `{name}`; the header has: {}\nhint: name the columns N, D and loss, or choose others with --n-col, --d-col, --loss-col (and --x for --law power)",
-                path.display(),
-                headers.iter().collect::<Vec<_>>().join(", ")
-            );
-        };
-        index.push(i);
-    }
+    let (mut reader, _, index) = crate::open_csv(
+        path,
+        names,
+        "name the columns N, D and loss, or choose others with --n-col, --d-col, --loss-col (and --x for --law power)",
+    )?;
     let mut columns = vec![Vec::new(); names.len()];
     for (row, record) in reader.records().enumerate() {
         let line = row + 2; // the header is line 1

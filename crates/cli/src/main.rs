@@ -328,6 +328,33 @@ pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// An opened CSV file, its header, and the positions of the columns `names` in it (in that
+/// order); a missing column is an error that names the file, the header and `hint`.
+pub(crate) fn open_csv(
+    path: &Path,
+    names: &[&str],
+    hint: &str,
+) -> Result<(csv::Reader<std::fs::File>, csv::StringRecord, Vec<usize>)> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read CSV file {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: cannot read the header row", path.display()))?
+        .clone();
+    let mut index = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(i) = headers.iter().position(|h| h.trim() == *name) else {
+            anyhow::bail!(
+                "{}: no column `{name}`; the header has: {}\nhint: {hint}",
+                path.display(),
+                headers.iter().collect::<Vec<_>>().join(", ")
+            );
+        };
+        index.push(i);
+    }
+    Ok((reader, headers, index))
+}
+
 /// Reads a TOML file into `T`, naming the file and the key on error.
 pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path)
