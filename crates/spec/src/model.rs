@@ -210,7 +210,21 @@ impl GptSpec {
                 let depth = self.depth.unwrap_or(4);
                 positive("model.depth", depth)?;
                 // Round the width up to a whole number of heads.
-                let width = (depth * self.aspect_ratio).div_ceil(self.head_dim) * self.head_dim;
+                let width = depth
+                    .checked_mul(self.aspect_ratio)
+                    .map(|w| w.div_ceil(self.head_dim))
+                    .and_then(|w| w.checked_mul(self.head_dim))
+                    .ok_or_else(|| {
+                        SpecError::invalid(
+                            "model.depth",
+                            depth,
+                            format!(
+                                "depth × aspect_ratio ({}) overflows; pick a depth below {}",
+                                self.aspect_ratio,
+                                usize::MAX / self.aspect_ratio.max(1) / 2
+                            ),
+                        )
+                    })?;
                 (depth, width, width / self.head_dim)
             }
         };
@@ -234,6 +248,26 @@ impl GptSpec {
                 n_heads,
                 format!(
                     "d_model = {d_model} must be a multiple of n_heads; pick a divisor of {d_model}"
+                ),
+            ));
+        }
+        // Every count downstream (parameters, FLOPs, memory) is then safe in u64: an upper
+        // bound on the parameters of any family of this shape, in f64, stays below the limit.
+        let (l, d, f, t, v) = (
+            n_layers as f64,
+            d_model as f64,
+            d_ff as f64,
+            self.ctx_len as f64,
+            vocab_size as f64,
+        );
+        let bound = l * (12.0 * d * d + 2.0 * d * f + 16.0 * d + 2.0 * f) + d * (2.0 * v + t + 2.0);
+        if bound > MAX_PARAMS {
+            return Err(SpecError::invalid(
+                "model.d_model",
+                d_model,
+                format!(
+                    "with n_layers = {n_layers}, d_ff = {d_ff}, ctx_len = {} and {vocab_size} tokens the model would have about {bound:.1e} parameters, more than the {MAX_PARAMS:.0e} scalelab counts; pick a smaller depth or width",
+                    self.ctx_len
                 ),
             ));
         }
@@ -270,6 +304,10 @@ impl GptSpec {
     }
 }
 
+/// Most parameters a model spec may resolve to (ten trillion, beyond any model trained
+/// today): it keeps every parameter, FLOP and memory count within u64 and f64 precision.
+pub const MAX_PARAMS: f64 = 1e13;
+
 fn positive(key: &str, value: usize) -> Result<(), SpecError> {
     if value == 0 {
         return Err(SpecError::invalid(key, value, "must be at least 1"));
@@ -297,6 +335,37 @@ mod tests {
         };
         let c = spec.resolve(256).unwrap();
         assert_eq!((c.d_model, c.n_heads), (128, 2));
+    }
+
+    #[test]
+    fn shapes_too_large_to_count_are_refused_by_name() {
+        // depth 100000 × aspect 64: 6.4M wide, ~4.9e19 parameters, past u64 in the counts.
+        let err = GptSpec::with_depth(100_000)
+            .resolve(256)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.d_model") && err.contains("parameters") && err.contains("1e13"),
+            "{err}"
+        );
+        // A depth whose width overflows usize itself.
+        let err = GptSpec::with_depth(usize::MAX / 2)
+            .resolve(256)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.depth") && err.contains("overflows"),
+            "{err}"
+        );
+        // GPT-3's shape (96 layers of 12288, 175B parameters) still resolves.
+        let spec = GptSpec {
+            n_layers: Some(96),
+            d_model: Some(12288),
+            n_heads: Some(96),
+            ctx_len: 2048,
+            ..GptSpec::default()
+        };
+        assert!(spec.resolve(50257).is_ok());
     }
 
     #[test]
