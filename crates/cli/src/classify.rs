@@ -18,8 +18,7 @@ use scalelab_spec::{
 };
 use scalelab_sweep::Store;
 use scalelab_train::{
-    RunOptions, classifier_params, classify_run_id, planned_samples, train_classifier,
-    train_text_classifier,
+    RunOptions, classifier_params, planned_samples, run_id, train_classifier, train_text_classifier,
 };
 use serde_json::json;
 
@@ -132,7 +131,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     for fold in folds {
         let mut config = config.clone();
         config.fold = fold;
-        let id = classify_run_id(&config);
+        let id = run_id(&config)?;
         let (steps, per_step) = planned_samples(&config);
         let fold_text = fold.map_or(String::new(), |f| {
             format!(" | fold {} of {}", f + 1, config.folds)
@@ -338,7 +337,7 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
                 format!("in {} ({} run {})", args.file.display(), cell.model, i + 1)
             })?;
         config.fold = cell.fold;
-        let id = classify_run_id(&config);
+        let id = run_id(&config)?;
         let run_dir = dir.join("runs").join(&id);
         let record_path = run_dir.join("record.json");
         let record: ClassifyRecord = if let Some(record) = store.classify_record(&id)? {

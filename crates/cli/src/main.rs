@@ -110,7 +110,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let text = TokenData::prepare(&corpus, &data_config, spec.model.ctx_len)
         .with_context(|| format!("preparing corpus {}", corpus.name))?;
     let config = spec.resolve(text.tokenizer.vocab_size())?;
-    let id = run_id(&config);
+    let id = run_id(&config)?;
     let run_dir = args.run_dir.clone().unwrap_or_else(|| args.out.join(&id));
     let record_path = run_dir.join("record.json");
 

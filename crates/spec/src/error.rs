@@ -15,6 +15,14 @@ pub enum SpecError {
         /// What to write instead.
         hint: String,
     },
+    /// A configuration could not be written as JSON to hash it.
+    #[error("cannot serialise {what} to derive its run id: {message}")]
+    Unserialisable {
+        /// What was being serialised.
+        what: &'static str,
+        /// The serialiser's message.
+        message: String,
+    },
     /// A named preset does not exist.
     #[error("unknown preset `{name}`\nhint: use one of: {known}")]
     UnknownPreset {

@@ -20,6 +20,22 @@ pub use classify::{
     Dataset, ImageDataSpec, InputShape, Regulariser, RnnCell, SampleBudget, StudyCell,
 };
 pub use error::SpecError;
+
+/// The id of a run: the first 8 bytes of the SHA-256 of its resolved configuration as JSON,
+/// in hex. Every kind of run (language model, task, classifier) takes its id here, so the
+/// same configuration always gets the same id and a finished run is never trained twice.
+pub fn run_id<T: serde::Serialize>(config: &T) -> Result<String, SpecError> {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(config).map_err(|e| SpecError::Unserialisable {
+        what: "the run configuration",
+        message: e.to_string(),
+    })?;
+    Ok(Sha256::digest(&json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
 pub use model::{GptConfig, GptPreset, GptSpec, LmFamily};
 pub use record::{
     CurvePoint, ExampleScore, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION,

@@ -189,7 +189,7 @@ pub fn plan_study(
                 {
                     continue;
                 }
-                let id = run_id(&config);
+                let id = run_id(&config).map_err(err)?;
                 if runs.iter().any(|r| r.run_id == id) {
                     duplicates += 1;
                     continue;

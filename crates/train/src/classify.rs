@@ -22,9 +22,8 @@ use scalelab_models::{
 use scalelab_spec::{
     CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig,
     ClassifyConfig, ClassifyPoint, ClassifyRecord, FlopsConvention, ParamCounts, SampleBudget,
-    SpecError,
+    SpecError, run_id,
 };
-use sha2::{Digest, Sha256};
 
 use crate::fsutil::write_atomic;
 use crate::metrics::class_metrics;
@@ -192,16 +191,6 @@ pub fn classifier_flops(model: &ClassifierConfig) -> f64 {
             ..
         } => encoder_flops_per_sample(*ctx, *d_model, *n_layers, *classes, *per_token),
     }
-}
-
-/// A classification run's identity: SHA-256 of its resolved config, 16 hex digits.
-pub fn classify_run_id(config: &ClassifyConfig) -> String {
-    let json = serde_json::to_vec(config).unwrap_or_default();
-    Sha256::digest(&json)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// `(optimiser steps, samples per step)` of a run's budget.
@@ -417,7 +406,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     };
     let record = ClassifyRecord {
         schema_version: CLASSIFY_RECORD_SCHEMA_VERSION,
-        run_id: classify_run_id(config),
+        run_id: run_id(config)?,
         config: config.clone(),
         git_revision: machine::git_revision().to_string(),
         params: classifier_params(&config.model),

@@ -20,9 +20,8 @@ use scalelab_models::fused::{self, AdamWStep};
 use scalelab_models::{FLOPS_CONVENTION, Gpt, RnnLm, SeededInit, flops_per_token, param_counts};
 use scalelab_spec::{
     Budget, CurvePoint, ExampleScore, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord,
-    RunStatus, TASK_EXAMPLES_FILE, TrainConfig,
+    RunStatus, TASK_EXAMPLES_FILE, TrainConfig, run_id,
 };
-use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{self, CHECKPOINT_SCHEMA_VERSION, CheckpointState};
 use crate::fsutil::write_atomic;
@@ -70,13 +69,6 @@ pub trait Progress {
 /// Progress that goes nowhere.
 pub struct NoProgress;
 impl Progress for NoProgress {}
-
-/// A run's identity: the first 16 hex digits of SHA-256 over its resolved config as JSON.
-pub fn run_id(config: &RunConfig) -> String {
-    let json = serde_json::to_vec(config).unwrap_or_default();
-    let digest = Sha256::digest(&json);
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
 
 /// Tokens the run will train on: the budget rounded up to whole optimiser steps.
 pub fn planned_tokens(config: &RunConfig) -> (u64, u64) {
@@ -209,7 +201,7 @@ fn train_loop<M: Objective>(
     let t = &config.train;
     let ctx = config.model.ctx_len;
     let device = options.device.clone().autodiff();
-    let id = run_id(config);
+    let id = run_id(config)?;
     let (total_steps, tokens_per_step) = planned_tokens(config);
     let total_tokens = total_steps * tokens_per_step;
     let flops_per_token = flops_per_token(&config.model);
