@@ -759,8 +759,21 @@ struct Analysed {
 /// The study's analysis with the settings of its own spec.
 fn analysis_of(dir: &Path) -> Result<Analysed> {
     let (store, runs, curves) = stored(dir)?;
+    // `study run` stores the study file it ran; a store without one is analysed with the
+    // default settings, and one whose copy does not parse (a store is a file a user may
+    // edit) is an error, not a silent default.
     let spec_toml = store.meta("spec_toml")?.unwrap_or_default();
-    let spec: Option<StudySpec> = toml::from_str(&spec_toml).ok();
+    let spec: Option<StudySpec> = if spec_toml.trim().is_empty() {
+        None
+    } else {
+        Some(toml::from_str(&spec_toml).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: the study file stored in it does not parse: {}\nhint: the [analysis] settings come from it; run the study again from its TOML file to store a good copy",
+                store.path().display(),
+                e.to_string().trim_end()
+            )
+        })?)
+    };
     let settings = spec
         .as_ref()
         .map(|s| s.analysis.clone())

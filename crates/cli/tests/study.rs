@@ -347,6 +347,34 @@ fn task_studies_report_abilities_and_export_for_the_emergence_test() {
 }
 
 #[test]
+fn a_damaged_stored_study_file_is_named_not_replaced_by_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("tiny.toml"), TINY).unwrap();
+    let out = scalelab(
+        &["study", "run", "tiny.toml", "--dir", "s", "--no-report"],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = scalelab(&["study", "report", "s"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = rusqlite::Connection::open(cwd.join("s/study.sqlite")).unwrap();
+    db.execute(
+        "UPDATE meta SET value = '[analysis' WHERE key = 'spec_toml'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let out = scalelab(&["study", "report", "s"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("study.sqlite") && err.contains("does not parse") && err.contains("hint:"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_example_study_plans() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for name in [

@@ -16,6 +16,16 @@ pub enum SweepError {
     /// The corpus or tokenizer could not be prepared.
     #[error(transparent)]
     Data(#[from] scalelab_data::DataError),
+    /// A value could not be written as JSON for the store.
+    #[error("study store {path}: cannot serialise {what}: {source}")]
+    Serialise {
+        /// The store file.
+        path: PathBuf,
+        /// What was being serialised.
+        what: &'static str,
+        /// The serialiser's error.
+        source: serde_json::Error,
+    },
     /// The SQLite store failed.
     #[error("study store {path}: {source}\nhint: {hint}")]
     Store {

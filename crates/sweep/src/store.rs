@@ -244,7 +244,12 @@ impl Store {
             hint: "the file may be held by another program",
         })?;
         for r in runs {
-            let spec_json = serde_json::to_string(&r.spec).unwrap_or_default();
+            let spec_json =
+                serde_json::to_string(&r.spec).map_err(|source| SweepError::Serialise {
+                    path: self.path.clone(),
+                    what: "a planned run's spec",
+                    source,
+                })?;
             tx.execute(
                 "INSERT OR IGNORE INTO runs (run_id, size, seed, n_layers, d_model, n_heads,
                     params_total, params_non_embedding, n, param_convention, flops_per_token,
@@ -290,7 +295,11 @@ impl Store {
             RunStatus::Completed => ("completed", None),
             RunStatus::Diverged { reason, .. } => ("diverged", Some(reason.clone())),
         };
-        let json = serde_json::to_string(record).unwrap_or_default();
+        let json = serde_json::to_string(record).map_err(|source| SweepError::Serialise {
+            path: path.clone(),
+            what: "a run record",
+            source,
+        })?;
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "UPDATE runs SET status = ?2, tokens_seen = ?3, train_flops = ?4, final_val_loss = ?5,
