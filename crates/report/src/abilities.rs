@@ -9,7 +9,7 @@ use scalelab_analysis::emergence::{Metric, TaskEmergence, wilson_interval};
 use scalelab_spec::TaskMetrics;
 
 use crate::ReportError;
-use crate::html::{esc, figure, heading};
+use crate::page::{esc, figure, heading};
 use crate::plot::{Band, Figure, Series, Style, short};
 
 /// One evaluation of a run on its task.

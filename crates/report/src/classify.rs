@@ -8,7 +8,7 @@ use scalelab_analysis::LawFit;
 use scalelab_spec::{ClassifyRecord, StudyCell};
 
 use crate::ReportError;
-use crate::html::{CSS, esc, figure};
+use crate::page::{CSS, constants_table, esc, figure};
 use crate::plot::{Figure, Series, Style};
 
 /// One run of a classification study, where it sits and what it recorded.
@@ -83,37 +83,19 @@ fn series(groups: Vec<(String, Vec<(f64, f64)>)>) -> Vec<Series> {
         .collect()
 }
 
+/// What would pin a poorly constrained classification law down.
+const CLASSIFY_REMEDY: &str =
+    "More training fractions or model sizes, or more seeds per cell, would pin it down.";
+
 fn law_table(out: &mut String, fit: &LawFit, what: &str) {
     let _ = writeln!(
         out,
-        "<p>{what}: test error fitted as {} with X = {}, to {} points (Huber loss on log error, as the language-model laws).</p><table><tr><th>constant</th><th>value</th><th>95% bootstrap interval</th></tr>",
+        "<p>{what}: test error fitted as {} with X = {}, to {} points (Huber loss on log error, as the language-model laws).</p>",
         esc(fit.law.formula()),
         esc(&fit.axis),
         fit.points
     );
-    for c in &fit.constants {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&c.name),
-            num(c.value),
-            c.interval.as_ref().map_or("—".to_string(), |i| format!(
-                "[{}, {}]",
-                num(i.lo),
-                num(i.hi)
-            ))
-        );
-    }
-    let _ = writeln!(out, "</table>");
-}
-
-/// A constant in four significant figures, in scientific notation when large or small.
-fn num(v: f64) -> String {
-    if v != 0.0 && !(1e-3..1e4).contains(&v.abs()) {
-        format!("{v:.3e}")
-    } else {
-        format!("{v:.4}")
-    }
+    constants_table(out, fit, 0.95, CLASSIFY_REMEDY);
 }
 
 /// Renders the study's page.

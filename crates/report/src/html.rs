@@ -9,12 +9,16 @@ use scalelab_analysis::compute_optimal::ComputeOptimal;
 use scalelab_analysis::extrapolation::Extrapolation;
 use scalelab_analysis::frontier::Approach1;
 use scalelab_analysis::optimal::{FlopModel, PlannedAllocation};
-use scalelab_analysis::{Constant, Interval, LawFit};
+use scalelab_analysis::{Constant, LawFit};
 use scalelab_sweep::{StoredCurvePoint, StoredRun};
 
 use crate::ReportError;
 use crate::abilities::{AbilityAnalysis, render_abilities};
-use crate::plot::{Band, Figure, Series, Style, render, short};
+/// What would pin a poorly constrained language-model law down.
+const LM_REMEDY: &str = "More sizes, more budgets per size (approach 3 needs at least three) or more seeds would pin it down.";
+
+use crate::page::{CSS, constants_table, esc, figure, heading, interval_text, sig};
+use crate::plot::{Band, Figure, Series, Style, short};
 
 /// The fits of a study, as the analysis crate produced them.
 #[derive(Debug, Clone, Default)]
@@ -69,82 +73,6 @@ pub struct ReportInput {
     pub abilities: Option<AbilityAnalysis>,
 }
 
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn interval_text(i: Option<Interval>) -> String {
-    i.map_or("—".into(), |i| format!("[{}, {}]", sig(i.lo), sig(i.hi)))
-}
-
-/// Four significant digits.
-pub(crate) fn sig(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{v:.3e}")
-    } else {
-        let digits = if a == 0.0 {
-            0
-        } else {
-            (3 - a.log10().floor() as i32).max(0) as usize
-        };
-        format!("{v:.digits$}")
-    }
-}
-
-fn constants_table(out: &mut String, fit: &LawFit, level: f64) {
-    let _ = writeln!(
-        out,
-        "<table><tr><th>constant</th><th>value</th><th>{:.0}% bootstrap interval</th></tr>",
-        level * 100.0
-    );
-    for c in &fit.constants {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&c.name),
-            sig(c.value),
-            interval_text(c.interval)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "</table><p class=\"small\">{} points; Huber δ = {}; objective {:.3e}; gradient norm at the optimum {:.1e}; {} of the bootstrap replicates gave a fit; {} starting points.</p>",
-        fit.points,
-        fit.huber_delta,
-        fit.objective,
-        fit.gradient_norm,
-        fit.bootstrap_used,
-        fit.starts
-    );
-    if fit.get("E").is_some_and(|e| e < 1e-6) {
-        let _ = writeln!(
-            out,
-            "<p class=\"small\">E is at its bound of zero: these points show no loss floor, so the law is a pure power law without an irreducible term.</p>"
-        );
-    }
-    let cautions = fit.cautions();
-    if !cautions.is_empty() {
-        let _ = writeln!(
-            out,
-            "<div class=\"caution\"><b>Read with care: this fit is poorly constrained.</b><ul>"
-        );
-        for c in &cautions {
-            let _ = writeln!(out, "<li>{}</li>", esc(c));
-        }
-        let _ = writeln!(
-            out,
-            "</ul>More sizes, more budgets per size (approach 3 needs at least three) or more seeds would pin it down.</div>"
-        );
-    }
-}
-
 /// The dashed line of a fitted `L = E + A·X^-α` over `range` (log-spaced), and its bootstrap
 /// band when the fit has replicates; `colors` are the line's and the band's.
 fn power_law_curve(
@@ -176,22 +104,6 @@ fn power_law_curve(
         color: colors.1,
     });
     (line, band)
-}
-
-/// A numbered section heading: sections a study has no data for are left out, so the
-/// numbers are given as the page is written.
-pub(crate) fn heading(out: &mut String, section: &mut usize, title: &str) {
-    *section += 1;
-    let _ = writeln!(out, "<h2>{section}. {title}</h2>");
-}
-
-pub(crate) fn figure(out: &mut String, fig: &Figure, caption: &str) -> Result<(), ReportError> {
-    let svg = render(fig, 760, 460)?;
-    let _ = writeln!(
-        out,
-        "<figure>{svg}<figcaption>{caption}</figcaption></figure>"
-    );
-    Ok(())
 }
 
 fn log_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
@@ -361,7 +273,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
                 "<p>Fitted law: <code>{}</code> with X = N.</p>",
                 esc(fit.law.formula())
             );
-            constants_table(&mut out, fit, level);
+            constants_table(&mut out, fit, level, LM_REMEDY);
         }
     }
 
@@ -443,7 +355,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
                 "<p>Frontier law: <code>{}</code> with X = C.</p>",
                 esc(fit.law.formula())
             );
-            constants_table(&mut out, fit, level);
+            constants_table(&mut out, fit, level, LM_REMEDY);
         }
         // An IsoFLOP study's approach 1 is in the three-ways section, between its budgets.
         if let (Some(n), Some(d), true) = (&f.n_opt, &f.d_opt, a.compute_optimal.is_empty()) {
@@ -481,7 +393,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
                 " (this study's runs spend C = κ·N<sup>γ</sup>·D, and its exponents along that line are those of approach 3 above; D here is the data-constrained D′ where runs repeated data)"
             }
         );
-        constants_table(&mut out, fit, level);
+        constants_table(&mut out, fit, level, LM_REMEDY);
     }
     if !a.allocations.is_empty() {
         let shaky = a
@@ -621,8 +533,6 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     );
     Ok(out)
 }
-
-pub(crate) const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.summary td{text-align:left}figure{margin:1em 0}figcaption{font-size:.9em;color:#444}.small{font-size:.85em;color:#555}.note{background:#fff6e0;padding:.4em .8em;border-left:3px solid #e69f00}.caution{background:#fdecea;padding:.4em .8em;border-left:3px solid #d55e00;font-size:.9em}.lead{font-size:1.02em}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}code{font-size:.9em}";
 
 fn approach_row(out: &mut String, name: &str, a: &Constant, b: &Constant, cautions: &[String]) {
     let _ = writeln!(

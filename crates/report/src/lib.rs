@@ -8,6 +8,7 @@ mod abilities;
 mod classify;
 mod csv_export;
 mod html;
+mod page;
 mod plot;
 
 pub use abilities::{
