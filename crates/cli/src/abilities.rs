@@ -12,7 +12,7 @@ use scalelab_report::{AbilityAnalysis, Delay, TaskPoint, TaskRun, finals_by_size
 use scalelab_spec::{
     ExampleScore, TASK_EXAMPLES_FILE, TaskConfig, TaskKind, TaskMetrics, TaskTrainSet,
 };
-use scalelab_sweep::{Store, StoredRun, run_dir};
+use scalelab_sweep::{RunState, Store, StoredRun, run_dir};
 
 use crate::human;
 
@@ -92,7 +92,7 @@ pub(crate) fn analyse_abilities(
         b.dedup();
         b.len()
     };
-    for r in runs.iter().filter(|r| r.status == "completed") {
+    for r in runs.iter().filter(|r| r.status == RunState::Completed) {
         let Some(record) = store.run_record(&r.run_id)? else {
             continue;
         };
@@ -193,7 +193,7 @@ pub(crate) fn final_examples(
     for size in sizes {
         let Some(run) = runs
             .iter()
-            .filter(|r| r.size == size && r.status == "completed")
+            .filter(|r| r.size == size && r.status == RunState::Completed)
             .max_by_key(|r| r.planned_tokens)
         else {
             continue;

@@ -16,8 +16,8 @@ use scalelab_report::{
 };
 use scalelab_spec::{AnalysisSpec, StudySpec};
 use scalelab_sweep::{
-    Launcher, PlannedRun, RunEnd, Store, StoredCurvePoint, StoredRun, StudyPlan, StudyProgress,
-    plan_study, run_study, study_vocab,
+    Launcher, PlannedRun, RunEnd, RunState, Store, StoredCurvePoint, StoredRun, StudyPlan,
+    StudyProgress, plan_study, run_study, study_vocab,
 };
 
 use crate::args::{StudyCommand, StudyDirArgs, StudyFileArgs, StudyRunArgs};
@@ -66,7 +66,7 @@ fn measured_rate(dir: &Path) -> Option<f64> {
     let runs = store.runs().ok()?;
     let (flops, secs) = runs
         .iter()
-        .filter(|r| r.status == "completed" && r.wall_secs > 0.0)
+        .filter(|r| r.status == RunState::Completed && r.wall_secs > 0.0)
         .fold((0.0, 0.0), |(f, s), r| (f + r.train_flops, s + r.wall_secs));
     (secs > 0.0).then_some(flops / secs)
 }
@@ -277,7 +277,7 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
     let achieved: f64 = store
         .runs()?
         .iter()
-        .filter(|r| r.status == "completed")
+        .filter(|r| r.status == RunState::Completed)
         .map(|r| r.train_flops)
         .sum::<f64>();
     eprintln!(
@@ -355,15 +355,15 @@ fn status(args: StudyDirArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let count = |s: &str| runs.iter().filter(|r| r.status == s).count();
+    let count = |s: RunState| runs.iter().filter(|r| r.status == s).count();
     println!(
         "{}: {} runs: {} completed, {} diverged, {} failed, {} to do",
         dir.display(),
         runs.len(),
-        count("completed"),
-        count("diverged"),
-        count("failed"),
-        count("planned")
+        count(RunState::Completed),
+        count(RunState::Diverged),
+        count(RunState::Failed),
+        count(RunState::Planned)
     );
     for r in &runs {
         println!(
@@ -557,7 +557,7 @@ pub fn analyse(
     let done: Vec<(usize, &StoredRun)> = runs
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.status == "completed" && r.final_val_loss.is_some())
+        .filter(|(_, r)| r.status == RunState::Completed && r.final_val_loss.is_some())
         .collect();
     if done.is_empty() {
         a.notes

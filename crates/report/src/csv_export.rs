@@ -84,7 +84,7 @@ pub fn write_runs_csv(path: &Path, runs: &[StoredRun]) -> Result<(), ReportError
             r.flops_per_token.to_string(),
             r.budget_kind.clone(),
             r.budget_value.to_string(),
-            r.status.clone(),
+            r.status.name().to_string(),
             r.wall_secs.to_string(),
         ])
         .map_err(|e| csv_err(path, e))?;

@@ -10,7 +10,7 @@ use scalelab_analysis::extrapolation::Extrapolation;
 use scalelab_analysis::frontier::Approach1;
 use scalelab_analysis::optimal::{FlopModel, PlannedAllocation};
 use scalelab_analysis::{Constant, LawFit};
-use scalelab_sweep::{StoredCurvePoint, StoredRun};
+use scalelab_sweep::{RunState, StoredCurvePoint, StoredRun};
 
 use crate::ReportError;
 use crate::abilities::{AbilityAnalysis, render_abilities};
@@ -139,9 +139,9 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     let done: Vec<&StoredRun> = input
         .runs
         .iter()
-        .filter(|r| r.status == "completed")
+        .filter(|r| r.status == RunState::Completed)
         .collect();
-    let count = |s: &str| input.runs.iter().filter(|r| r.status == s).count();
+    let count = |s: RunState| input.runs.iter().filter(|r| r.status == s).count();
     let total_flops: f64 = done.iter().map(|r| r.train_flops).sum();
     let wall: f64 = input.runs.iter().map(|r| r.wall_secs).sum();
     let convention = input
@@ -169,10 +169,10 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     let _ = writeln!(
         out,
         "<table class=\"summary\"><tr><td>runs</td><td>{} completed, {} diverged, {} failed, {} not yet run</td></tr><tr><td>training compute</td><td>{:.3e} FLOPs ({})</td></tr><tr><td>wall time</td><td>{:.0} s of run time in total</td></tr><tr><td>N means</td><td>{} parameters</td></tr><tr><td>regenerate</td><td><code>{}</code></td></tr></table>",
-        count("completed"),
-        count("diverged"),
-        count("failed"),
-        count("planned"),
+        count(RunState::Completed),
+        count(RunState::Diverged),
+        count(RunState::Failed),
+        count(RunState::Planned),
         total_flops,
         esc(&input.flops_convention),
         wall,
@@ -520,7 +520,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
             r.tokens_seen.max(r.planned_tokens),
             r.train_flops.max(r.planned_flops),
             r.seed,
-            esc(&r.status),
+            r.status.name(),
             r.final_val_loss.map_or("—".into(), |v| format!("{v:.4}")),
             r.final_val_bpb.map_or("—".into(), |v| format!("{v:.4}")),
             r.wall_secs
@@ -575,7 +575,7 @@ fn compute_optimal_sections(
                 .filter(|r| {
                     r.budget_kind == "flops"
                         && r.budget_value == c.flops
-                        && r.status == "completed"
+                        && r.status == RunState::Completed
                         && r.final_val_loss.is_some()
                 })
                 .map(|r| (r.n, r.final_val_loss.unwrap_or(f64::NAN)))
@@ -631,7 +631,9 @@ fn compute_optimal_sections(
                 .runs
                 .iter()
                 .filter(|r| {
-                    r.budget_kind == "flops" && r.budget_value == c.flops && r.status == "completed"
+                    r.budget_kind == "flops"
+                        && r.budget_value == c.flops
+                        && r.status == RunState::Completed
                 })
                 .count();
             let _ = writeln!(

@@ -19,4 +19,4 @@ pub mod store;
 pub use error::SweepError;
 pub use plan::{BudgetPoint, PlannedRun, StudyPlan, plan_study, study_vocab};
 pub use schedule::{Launcher, RunEnd, StudyProgress, StudySummary, run_dir, run_study};
-pub use store::{STORE_FILE, Store, StoredCurvePoint, StoredRun};
+pub use store::{RunState, STORE_FILE, Store, StoredCurvePoint, StoredRun};

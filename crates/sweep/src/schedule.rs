@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use scalelab_spec::RunRecord;
 
-use crate::{PlannedRun, Store, StudyPlan, SweepError};
+use crate::{PlannedRun, RunState, Store, StudyPlan, SweepError};
 
 /// Builds the command that trains one run.
 pub trait Launcher {
@@ -31,8 +31,8 @@ pub trait Launcher {
 pub enum RunEnd {
     /// The child wrote its record and it is stored.
     Recorded {
-        /// `completed` or `diverged`.
-        status: String,
+        /// Completed or diverged.
+        status: RunState,
         /// Final validation loss.
         final_val_loss: Option<f64>,
         /// Wall seconds of the run.
@@ -106,7 +106,7 @@ pub fn run_study(
     let is_done = |id: &str| {
         stored
             .iter()
-            .any(|s| s.run_id == id && (s.status == "completed" || s.status == "diverged"))
+            .any(|s| s.run_id == id && s.status.is_recorded())
     };
     let mut summary = StudySummary {
         total: plan.runs.len(),
@@ -185,9 +185,10 @@ pub fn run_study(
                 Ok(Some(exit)) => {
                     let end = collect(store, study_dir, run, &format!("{exit}"))?;
                     match &end {
-                        RunEnd::Recorded { status, .. } if status == "diverged" => {
-                            summary.diverged += 1
-                        }
+                        RunEnd::Recorded {
+                            status: RunState::Diverged,
+                            ..
+                        } => summary.diverged += 1,
                         RunEnd::Recorded { .. } => summary.completed += 1,
                         RunEnd::Failed { .. } => summary.failed += 1,
                     }
@@ -245,10 +246,7 @@ fn collect(
     }
     store.record(&record)?;
     Ok(RunEnd::Recorded {
-        status: match record.status {
-            scalelab_spec::RunStatus::Completed => "completed".into(),
-            scalelab_spec::RunStatus::Diverged { .. } => "diverged".into(),
-        },
+        status: RunState::from(&record.status),
         final_val_loss: record.final_val_loss,
         wall_secs: record.wall_secs,
     })

@@ -26,6 +26,65 @@ use crate::{PlannedRun, SweepError};
 /// File name of the store inside a study directory.
 pub const STORE_FILE: &str = "study.sqlite";
 
+/// Where a run of a study stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Not trained yet (or interrupted).
+    Planned,
+    /// Its budget was spent and its record stored.
+    Completed,
+    /// Its loss became NaN or infinite; its record says where.
+    Diverged,
+    /// The training process ended without a record.
+    Failed,
+}
+
+impl RunState {
+    /// Every state, in the order reports count them.
+    pub const ALL: [RunState; 4] = [
+        RunState::Completed,
+        RunState::Diverged,
+        RunState::Failed,
+        RunState::Planned,
+    ];
+
+    /// Its name in the store, JSON and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Planned => "planned",
+            RunState::Completed => "completed",
+            RunState::Diverged => "diverged",
+            RunState::Failed => "failed",
+        }
+    }
+
+    /// The state of a name.
+    pub fn from_name(name: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the run has a record (completed or diverged): it is not trained again.
+    pub fn is_recorded(self) -> bool {
+        matches!(self, RunState::Completed | RunState::Diverged)
+    }
+}
+
+impl From<&RunStatus> for RunState {
+    fn from(status: &RunStatus) -> Self {
+        match status {
+            RunStatus::Completed => RunState::Completed,
+            RunStatus::Diverged { .. } => RunState::Diverged,
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A run as the store holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredRun {
@@ -59,8 +118,8 @@ pub struct StoredRun {
     pub budget_kind: String,
     /// The budget value on that axis.
     pub budget_value: f64,
-    /// `planned`, `completed`, `diverged` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: RunState,
     /// Tokens trained (0 until recorded).
     pub tokens_seen: u64,
     /// FLOPs spent.
@@ -291,9 +350,10 @@ impl Store {
             source,
             hint: "the file may be damaged or held by another program",
         };
-        let (status, message) = match &record.status {
-            RunStatus::Completed => ("completed", None),
-            RunStatus::Diverged { reason, .. } => ("diverged", Some(reason.clone())),
+        let status = RunState::from(&record.status).name();
+        let message = match &record.status {
+            RunStatus::Completed => None,
+            RunStatus::Diverged { reason, .. } => Some(reason.clone()),
         };
         let json = serde_json::to_string(record).map_err(|source| SweepError::Serialise {
             path: path.clone(),
@@ -385,7 +445,19 @@ impl Store {
                     planned_flops: r.get(12)?,
                     budget_kind: r.get(13)?,
                     budget_value: r.get(14)?,
-                    status: r.get(15)?,
+                    status: {
+                        let name: String = r.get(15)?;
+                        RunState::from_name(&name).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                15,
+                                rusqlite::types::Type::Text,
+                                format!(
+                                    "unknown run status `{name}` (planned, completed, diverged or failed)"
+                                )
+                                .into(),
+                            )
+                        })?
+                    },
                     tokens_seen: r.get::<_, i64>(16)? as u64,
                     train_flops: r.get(17)?,
                     final_val_loss: r.get(18)?,
@@ -503,5 +575,39 @@ impl Store {
             })
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_states_read_back_by_name_and_unknown_ones_are_named() {
+        for s in RunState::ALL {
+            assert_eq!(RunState::from_name(s.name()), Some(s));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap_or_default(),
+                format!("\"{s}\"")
+            );
+        }
+        assert!(RunState::Completed.is_recorded() && RunState::Diverged.is_recorded());
+        assert!(!RunState::Failed.is_recorded() && !RunState::Planned.is_recorded());
+        // A store whose status column holds something else says what and where.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO runs (run_id, size, seed, n_layers, d_model, n_heads, params_total,
+                    params_non_embedding, n, param_convention, flops_per_token, planned_tokens,
+                    planned_flops, budget_kind, budget_value, spec_json, status)
+                 VALUES ('r', 's', 0, 1, 8, 1, 1, 1, 1.0, 'total', 1.0, 1, 1.0, 'tokens', 1.0,
+                    '{}', 'finished')",
+                [],
+            )
+            .unwrap();
+        let err = store.runs().unwrap_err().to_string();
+        assert!(err.contains("unknown run status `finished`"), "{err}");
     }
 }
