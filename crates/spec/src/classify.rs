@@ -395,6 +395,9 @@ impl ClassifierConfig {
     }
 }
 
+/// Widest layer (`model.width`, `model.fc`) a classifier may have.
+pub const MAX_CLASSIFIER_WIDTH: usize = 1 << 20;
+
 impl ClassifierSpec {
     /// Resolves the shape for `input` and `classes` classes.
     pub fn resolve(
@@ -419,6 +422,19 @@ impl ClassifierSpec {
         let depth = self.depth.or(depth);
         let width = self.width.or(width);
         let fc = self.fc.or(fc);
+        // Every width at most 2^20 units: with the depth limits of each family, parameter
+        // and FLOP counts then stay far inside u64.
+        for (key, value) in [("model.width", width), ("model.fc", fc)] {
+            if let Some(v) = value
+                && v > MAX_CLASSIFIER_WIDTH
+            {
+                return Err(SpecError::invalid(
+                    key,
+                    v,
+                    format!("at most {MAX_CLASSIFIER_WIDTH} units"),
+                ));
+            }
+        }
         if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
             return Err(SpecError::invalid(
                 "model.dropout",
@@ -1157,5 +1173,41 @@ impl ClassifyStudySpec {
             }
         }
         Ok(runs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_too_large_to_count_are_refused_by_name() {
+        let image = InputShape::Image([1, 8, 8]);
+        for (family, key) in [("mlp", "model.width"), ("cnn", "model.width")] {
+            let spec = ClassifierSpec {
+                family: family.into(),
+                width: Some(usize::MAX),
+                ..ClassifierSpec::default()
+            };
+            let err = spec.resolve(image, 10).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains("at most 1048576"),
+                "{err}"
+            );
+        }
+        let spec = ClassifierSpec {
+            family: "cnn".into(),
+            fc: Some(MAX_CLASSIFIER_WIDTH + 1),
+            ..ClassifierSpec::default()
+        };
+        let err = spec.resolve(image, 10).unwrap_err().to_string();
+        assert!(err.contains("model.fc"), "{err}");
+        // The widest allowed still resolves.
+        let spec = ClassifierSpec {
+            family: "mlp".into(),
+            width: Some(MAX_CLASSIFIER_WIDTH),
+            ..ClassifierSpec::default()
+        };
+        assert!(spec.resolve(image, 10).is_ok());
     }
 }
