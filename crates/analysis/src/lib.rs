@@ -10,8 +10,9 @@
 //!   [`compute_optimal`]: all three approaches of an IsoFLOP study, compared and checked on
 //!   a held-out budget;
 //! - [`extrapolation`]: fit the small runs, predict the large ones;
+//! - [`summary`]: means over seeds;
 //! - [`emergence`]: sharp, unpredictable jumps of an ability across scale, and the mirage
-//!   check that compares a task's discontinuous and continuous metrics.
+//!   test that asks whether smooth per-token improvement predicts them.
 //!
 //! No Burn and no I/O: callers bring numbers, this crate brings the statistics.
 
@@ -26,6 +27,7 @@ pub mod extrapolation;
 pub mod frontier;
 pub mod isoflop;
 pub mod optimal;
+pub mod summary;
 
 pub use error::AnalysisError;
 pub use law::{

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use scalelab_analysis::summary::mean_by;
 use scalelab_analysis::{FitOptions, fit_power};
 use scalelab_data::{
     ImageSplits, LabelledSet, TaggedSplits, TextSplits, classification_split, load_images,
     load_pang_lee, load_pos, load_sentiment,
 };
-use scalelab_report::{ClassifyRun, ClassifyStudyReport, mean_by, render_classify_report};
+use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
     InputShape,
