@@ -89,6 +89,10 @@ pub struct Approach1 {
     pub n_opt: Option<Line>,
     /// `ln D_opt = slope·ln C + intercept`.
     pub d_opt: Option<Line>,
+    /// The compute-efficient frontier of every run's curve ([`efficient_frontier`]); empty
+    /// from [`frontier_exponents`].
+    #[serde(default)]
+    pub frontier: Vec<FrontierPoint>,
     /// `L = E + A·C^(-α)` through the frontier points; `None` with fewer than 4 of them.
     pub loss_fit: Option<LawFit>,
     /// Bootstrap interval of a (runs resampled with replacement: the frontier is a property
@@ -132,6 +136,7 @@ pub fn approach1(
         let l: Vec<f64> = frontier.iter().map(|p| p.loss).collect();
         out.loss_fit = fit_power("C", &c, &l, opts).ok();
     }
+    out.frontier = frontier;
     Ok(out)
 }
 
@@ -213,6 +218,7 @@ pub fn frontier_exponents(
         samples,
         n_opt,
         d_opt,
+        frontier: Vec::new(),
         loss_fit: None,
         a_interval: percentile_interval(&a_s, opts.level),
         b_interval: percentile_interval(&b_s, opts.level),

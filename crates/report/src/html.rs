@@ -304,24 +304,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
                 style: Style::Line,
             });
         }
-        let front = scalelab_analysis::frontier::efficient_frontier(
-            &input
-                .runs
-                .iter()
-                .zip(&input.curves)
-                .map(|(r, c)| scalelab_analysis::frontier::RunCurve {
-                    n: r.n,
-                    points: c
-                        .iter()
-                        .map(|p| scalelab_analysis::frontier::CurvePoint {
-                            flops: p.flops,
-                            tokens: p.tokens as f64,
-                            loss: p.val_loss,
-                        })
-                        .collect(),
-                })
-                .collect::<Vec<_>>(),
-        );
+        let front = &f.frontier;
         series.push(Series {
             label: "compute-efficient frontier".into(),
             points: front.iter().map(|p| (p.flops, p.loss)).collect(),
