@@ -169,14 +169,6 @@ impl Metric {
         p.value >= r && p.value <= 1.0 - r
     }
 
-    /// Whether the metric is a per-token quantity the mirage test can fit.
-    pub fn is_per_token(self) -> bool {
-        matches!(
-            self,
-            Metric::TokenAccuracy | Metric::LogProb | Metric::CrossEntropy
-        )
-    }
-
     /// Whether the metric jumps from wrong to right with no partial credit.
     pub fn is_discontinuous(self) -> bool {
         self == Metric::ExactMatch

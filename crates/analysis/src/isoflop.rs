@@ -53,6 +53,9 @@ pub struct IsoFlopCurve {
     pub rms_residual: f64,
     /// Why there is no optimum, when there is none.
     pub note: Option<String>,
+    /// The `(N, final loss)` points the parabola was fitted to.
+    #[serde(default)]
+    pub points: Vec<(f64, f64)>,
 }
 
 /// Approach 2's result.
@@ -109,6 +112,7 @@ fn curve_of(flops: f64, points: &[(f64, f64)], model: &FlopModel) -> IsoFlopCurv
         n_range: (lo.exp(), hi.exp()),
         rms_residual: 0.0,
         note: Some(note.to_string()),
+        points: points.to_vec(),
     };
     let Some(c) = fit_parabola(&x, &y) else {
         return none("fewer than three distinct sizes at this budget");
@@ -142,6 +146,7 @@ fn curve_of(flops: f64, points: &[(f64, f64)], model: &FlopModel) -> IsoFlopCurv
         n_range: (lo.exp(), hi.exp()),
         rms_residual,
         note: None,
+        points: points.to_vec(),
     }
 }
 

@@ -354,7 +354,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
 
     // 4. IsoFLOP profiles and the compute-optimal answer.
     if let Some(co) = a.compute_optimal.first() {
-        compute_optimal_sections(&mut out, &mut section, input, co, &a.compute_optimal, level)?;
+        compute_optimal_sections(&mut out, &mut section, co, &a.compute_optimal, level)?;
     } else {
         let _ = writeln!(
             out,
@@ -542,7 +542,6 @@ fn approach_row(out: &mut String, name: &str, a: &Constant, b: &Constant, cautio
 fn compute_optimal_sections(
     out: &mut String,
     section: &mut usize,
-    input: &ReportInput,
     co: &ComputeOptimal,
     all: &[ComputeOptimal],
     level: f64,
@@ -552,17 +551,7 @@ fn compute_optimal_sections(
         heading(out, section, "IsoFLOP profiles");
         let mut series = Vec::new();
         for (k, c) in a2.detail.curves.iter().enumerate() {
-            let pts: Vec<(f64, f64)> = input
-                .runs
-                .iter()
-                .filter(|r| {
-                    r.budget_kind == "flops"
-                        && r.budget_value == c.flops
-                        && r.status == RunState::Completed
-                        && r.final_val_loss.is_some()
-                })
-                .map(|r| (r.n, r.final_val_loss.unwrap_or(f64::NAN)))
-                .collect();
+            let pts = c.points.clone();
             if pts.is_empty() {
                 continue;
             }
@@ -610,15 +599,7 @@ fn compute_optimal_sections(
             level * 100.0
         );
         for c in &a2.detail.curves {
-            let sizes = input
-                .runs
-                .iter()
-                .filter(|r| {
-                    r.budget_kind == "flops"
-                        && r.budget_value == c.flops
-                        && r.status == RunState::Completed
-                })
-                .count();
+            let sizes = c.points.len();
             let _ = writeln!(
                 out,
                 "<tr><td>{:.2e}</td><td>{sizes}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
