@@ -57,7 +57,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.study {
         return study(dir, &args);
     }
-    scalelab_models::fused::set_fused(!args.unfused);
+    scalelab_kernels::set_fused(!args.unfused);
     let cases = match args.d_model {
         Some(d_model) => vec![Case {
             d_model,

@@ -18,9 +18,7 @@ use scalelab_spec::{
     InputShape,
 };
 use scalelab_sweep::Store;
-use scalelab_train::{
-    RunOptions, classifier_params, planned_samples, run_id, train_classifier, train_text_classifier,
-};
+use scalelab_train::{RunOptions, run_id, train_classifier, train_text_classifier};
 use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs};
@@ -127,13 +125,13 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     } else {
         vec![None]
     };
-    let params = classifier_params(&config.model);
+    let params = config.model.param_counts();
     let mut records = Vec::new();
     for fold in folds {
         let mut config = config.clone();
         config.fold = fold;
         let id = run_id(&config)?;
-        let (steps, per_step) = planned_samples(&config);
+        let (steps, per_step) = config.planned_steps();
         let fold_text = fold.map_or(String::new(), |f| {
             format!(" | fold {} of {}", f + 1, config.folds)
         });

@@ -20,9 +20,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use scalelab_data::{TokenData, TrainingData, load_corpus};
-use scalelab_models::{flops_per_token, param_counts};
 use scalelab_spec::{ParamCounts, RunRecord, RunStatus};
-use scalelab_train::{Outcome, RunOptions, planned_tokens, run_id, train_gpt};
+use scalelab_train::{Outcome, RunOptions, run_id, train_gpt};
 
 use crate::args::{Cli, Command, InfoArgs, TrainArgs};
 
@@ -32,31 +31,8 @@ use crate::args::{Cli, Command, InfoArgs, TrainArgs};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (`mimalloc.h`, the same index in its v2 and v3): how
-/// long freed memory stays mapped before it goes back to the kernel, in milliseconds.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// The environment variable that sets the same option; a user's own setting wins.
-const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
-
-/// Keeps freed memory mapped for the life of the process (purge delay −1). A training step
-/// frees and reallocates the same large buffers; by default mimalloc returns them to the
-/// kernel after 1 s and every step faults their pages in again, zeroed by the kernel (75,000
-/// page faults and about 5% of a d256 step in `scalelab bench`, BENCHMARKS.md).
-fn keep_freed_memory() {
-    if std::env::var_os(PURGE_DELAY_ENV).is_some() {
-        return;
-    }
-    #[allow(unsafe_code)]
-    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table (atomically); it has
-    // no preconditions on its arguments, and purge_delay accepts any value (−1: never purge).
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
-    }
-}
-
 fn main() -> ExitCode {
-    keep_freed_memory();
+    scalelab_kernels::alloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
@@ -153,8 +129,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         ),
     };
 
-    let (steps, tokens_per_step) = planned_tokens(&config);
-    let params = param_counts(&config.model);
+    let (steps, tokens_per_step) = config.planned_steps();
+    let params = config.model.param_counts();
     let m = &config.model;
     let shape = if m.family.is_gpt() {
         format!("GPT {}L d{} {}h", m.n_layers, m.d_model, m.n_heads)
@@ -243,15 +219,15 @@ fn status_text(status: &RunStatus) -> String {
 fn info(args: InfoArgs) -> Result<ExitCode> {
     let spec = args.spec()?;
     let config = spec.resolve(args.vocab)?;
-    let params = param_counts(&config);
-    let fpt = flops_per_token(&config);
+    let params = config.param_counts();
+    let fpt = config.flops_per_token();
     if args.json {
         let value = serde_json::json!({
             "config": config,
             "params": params,
             "param_convention": ParamCounts::CONVENTION,
             "flops_per_token": fpt,
-            "flops_convention": scalelab_models::FLOPS_CONVENTION,
+            "flops_convention": scalelab_spec::counts::LM_FLOPS_CONVENTION,
             "flops_per_token_6n_total": 6.0 * params.total as f64,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -366,24 +342,4 @@ pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
             e.to_string().trim_end()
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Index 15 is the purge delay: its default is mimalloc v3's 1000 ms (`src/options.c` of
-    /// the C sources libmimalloc-sys 0.1.49 builds), and `keep_freed_memory` sets it to −1.
-    #[test]
-    #[allow(unsafe_code)]
-    fn the_allocator_keeps_freed_memory_mapped() {
-        if std::env::var_os(PURGE_DELAY_ENV).is_some() {
-            return; // the user's setting wins; nothing to check
-        }
-        // SAFETY: `mi_option_get` reads an integer from mimalloc's option table.
-        let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(get(), 1000);
-        keep_freed_memory();
-        assert_eq!(get(), -1);
-    }
 }

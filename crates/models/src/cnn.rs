@@ -13,70 +13,12 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use scalelab_spec::ParamCounts;
 
 use crate::init::{ParamFactory, WeightInit};
 
-const KERNEL: usize = 3;
-const CONVS_PER_STAGE: usize = 2;
+use scalelab_spec::counts::cnn::{CONVS_PER_STAGE, KERNEL, convs, flat_features};
 
-// ---------------------------------------------------------------------------------------------
-// Cost accounting, from the shape alone.
-// ---------------------------------------------------------------------------------------------
-
-/// Per convolution: `(c_in, c_out, rows, columns)` of its (same-padded) output.
-fn convs(input: [usize; 3], stages: &[usize]) -> Vec<(u64, u64, u64, u64)> {
-    let [mut c, mut h, mut w] = input.map(|v| v as u64);
-    let mut out = Vec::new();
-    for &s in stages {
-        for _ in 0..CONVS_PER_STAGE {
-            out.push((c, s as u64, h, w));
-            c = s as u64;
-        }
-        (h, w) = (h / 2, w / 2); // 2×2 max-pool, floor
-    }
-    out
-}
-
-/// Inputs of the hidden fully connected layer: the last stage's channels × its pooled image.
-fn flat_features(input: [usize; 3], stages: &[usize]) -> u64 {
-    let pooled = |v: usize| (v >> stages.len()) as u64;
-    stages.last().map_or(input[0] as u64, |&c| c as u64) * pooled(input[1]) * pooled(input[2])
-}
-
-/// Exact trainable parameters (kernels, biases, the two linear layers). No embeddings, so
-/// both conventions count the same.
-pub fn cnn_param_counts(
-    input: [usize; 3],
-    stages: &[usize],
-    fc: usize,
-    classes: usize,
-) -> ParamCounts {
-    let k2 = (KERNEL * KERNEL) as u64;
-    let conv: u64 = convs(input, stages)
-        .iter()
-        .map(|&(ci, co, _, _)| ci * co * k2 + co)
-        .sum();
-    let (f, fc, k) = (flat_features(input, stages), fc as u64, classes as u64);
-    let total = conv + (f * fc + fc) + (fc * k + k);
-    ParamCounts {
-        total,
-        non_embedding: total,
-        embedding: 0,
-    }
-}
-
-/// Training FLOPs per sample: 6 × the multiply-adds of the convolutions (every output
-/// position × 3·3·c_in taps, padding included) and the two linear layers.
-pub fn cnn_flops_per_sample(input: [usize; 3], stages: &[usize], fc: usize, classes: usize) -> f64 {
-    let k2 = (KERNEL * KERNEL) as u64;
-    let conv: u64 = convs(input, stages)
-        .iter()
-        .map(|&(ci, co, h, w)| h * w * k2 * ci * co)
-        .sum();
-    let linear = flat_features(input, stages) * fc as u64 + (fc * classes) as u64;
-    6.0 * (conv + linear) as f64
-}
+// Cost accounting lives with the shapes: `scalelab_spec::counts::cnn`.
 
 // ---------------------------------------------------------------------------------------------
 // The model.
@@ -152,6 +94,7 @@ mod tests {
     use crate::init::SeededInit;
     use crate::test_util::count_params;
     use burn::tensor::TensorData;
+    use scalelab_spec::counts::cnn::*;
 
     /// Multiply-adds of a same-padded 3×3 convolution counted one by one, as a naive loop
     /// would perform them (zero padding taps included, as in the closed form).

@@ -10,62 +10,14 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_spec::ParamCounts;
 
 use crate::gpt::Block;
 use crate::init::{InitKind, ParamFactory, WeightInit};
 use crate::rnn::tag_logits;
 
-/// MLP width of each block as a multiple of `d`, as in the GPT and BERT.
-const FF_MULT: usize = 4;
+use scalelab_spec::counts::encoder::FF_MULT;
 
-// ---------------------------------------------------------------------------------------------
-// Cost accounting, from the shape alone.
-// ---------------------------------------------------------------------------------------------
-
-/// Exact trainable parameters; the token and position embeddings are the embedding part
-/// (Kaplan convention). Blocks count as in [`crate::param_counts`].
-pub fn encoder_param_counts(
-    vocab: usize,
-    ctx: usize,
-    d_model: usize,
-    n_layers: usize,
-    classes: usize,
-) -> ParamCounts {
-    let (v, t, d, l, k) = (
-        vocab as u64,
-        ctx as u64,
-        d_model as u64,
-        n_layers as u64,
-        classes as u64,
-    );
-    let f = FF_MULT as u64 * d;
-    let block = 2 * (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
-    let non_embedding = l * block + 2 * d + d * k + k;
-    let embedding = v * d + t * d;
-    ParamCounts {
-        total: non_embedding + embedding,
-        non_embedding,
-        embedding,
-    }
-}
-
-/// Training FLOPs per sample of `ctx` tokens: per token 6 × the block matrices' weights plus
-/// 12·L·T·d for the attention scores and weighted sums (as the GPT's convention), and
-/// 6·d·K for the classifier, once or (tagging, `per_token`) at every token.
-pub fn encoder_flops_per_sample(
-    ctx: usize,
-    d_model: usize,
-    n_layers: usize,
-    classes: usize,
-    per_token: bool,
-) -> f64 {
-    let (t, d, l) = (ctx as f64, d_model as f64, n_layers as f64);
-    let f = FF_MULT as f64 * d;
-    let per_position = 6.0 * l * (4.0 * d * d + 2.0 * d * f) + 12.0 * l * t * d;
-    let heads = if per_token { t } else { 1.0 };
-    per_position * t + heads * 6.0 * d * classes as f64
-}
+// Cost accounting lives with the shapes: `scalelab_spec::counts::encoder`.
 
 // ---------------------------------------------------------------------------------------------
 // The model.
@@ -183,6 +135,7 @@ mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::count_params;
+    use scalelab_spec::counts::encoder::*;
 
     fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
         let ids: Vec<i64> = rows

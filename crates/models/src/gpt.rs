@@ -12,61 +12,14 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
-use scalelab_spec::{FlopsConvention, GptConfig, ParamCounts};
+use scalelab_spec::GptConfig;
 
-use crate::fused::{
+use crate::init::{InitKind, ParamFactory, WeightInit};
+use scalelab_kernels::{
     causal_self_attention, cross_entropy, gelu, layer_norm, linear, linear_add, matmul,
 };
-use crate::init::{InitKind, ParamFactory, WeightInit};
 
-// ---------------------------------------------------------------------------------------------
-// Cost accounting, from the shape alone.
-// ---------------------------------------------------------------------------------------------
-
-/// Exact trainable parameter counts of a GPT of this shape, in both conventions.
-pub fn gpt_param_counts(c: &GptConfig) -> ParamCounts {
-    let (v, t, d, f, l) = (
-        c.vocab_size as u64,
-        c.ctx_len as u64,
-        c.d_model as u64,
-        c.d_ff as u64,
-        c.n_layers as u64,
-    );
-    let layer_norm = 2 * d; // gain and bias
-    let attention = (d * 3 * d + 3 * d) + (d * d + d); // qkv and output projection, with biases
-    let mlp = (d * f + f) + (f * d + d); // up and down projection, with biases
-    let block = 2 * layer_norm + attention + mlp;
-    let token_embedding = v * d;
-    let position_embedding = t * d;
-    let head = if c.tie_embeddings { 0 } else { d * v }; // no bias, as GPT-2
-    let non_embedding = l * block + layer_norm;
-    let embedding = token_embedding + position_embedding + head;
-    ParamCounts {
-        total: non_embedding + embedding,
-        non_embedding,
-        embedding,
-    }
-}
-
-/// Training FLOPs per token (forward + backward) under [`FlopsConvention::SixNMatmulPlusAttention`].
-pub fn gpt_flops_per_token(c: &GptConfig) -> f64 {
-    let (v, t, d, f, l) = (
-        c.vocab_size as f64,
-        c.ctx_len as f64,
-        c.d_model as f64,
-        c.d_ff as f64,
-        c.n_layers as f64,
-    );
-    // Weights that take part in a matrix product: qkv (3d²), projection (d²), MLP (2·d·d_ff)
-    // in every block, and the output head (d·V) whether or not it is tied.
-    let matmul_weights = l * (4.0 * d * d + 2.0 * d * f) + d * v;
-    // Attention scores QKᵀ and the weighted sum AV: 2·T·d multiply-adds per token per layer,
-    // 2 FLOPs each, ×3 for forward and backward = 12·L·T·d.
-    6.0 * matmul_weights + 12.0 * l * t * d
-}
-
-/// The FLOP convention of [`flops_per_token`](crate::flops_per_token).
-pub const FLOPS_CONVENTION: FlopsConvention = FlopsConvention::SixNMatmulPlusAttention;
+// Cost accounting lives with the shapes: `scalelab_spec::counts::gpt`.
 
 /// Mean cross-entropy in nats, `[1]`, of `logits` `[B, T, V]` against `targets` `[B, T]` at
 /// positions `start..T` (every language model's loss).
@@ -149,7 +102,7 @@ impl Block {
         // Causal self-attention.
         let qkv = linear(layer_norm(x.clone(), &self.ln1), &self.qkv); // [B·T, 3d]
         let y = match attn_bias {
-            // The common case, fused on the CPU backend (fused.rs).
+            // The common case, fused on the CPU backend (`scalelab-kernels`).
             None if is_causal => causal_self_attention(qkv, b, nh), // [B·T, d]
             attn_bias => {
                 let mut heads = qkv
@@ -176,7 +129,7 @@ impl Block {
         x.reshape([b, t, d])
     }
 
-    /// `x + dropout(layer(y))`: without dropout one fused operation (fused.rs).
+    /// `x + dropout(layer(y))`: without dropout one fused operation (`scalelab-kernels`).
     fn residual(&self, x: Tensor<2>, y: Tensor<2>, layer: &Linear) -> Tensor<2> {
         if self.dropout.prob == 0.0 {
             linear_add(x, y, layer)
@@ -292,7 +245,6 @@ impl Gpt {
 mod tests {
     use super::*;
     use crate::init::{FormulaInit, SeededInit};
-    use crate::{flops_per_token, param_counts};
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::TensorData;
     use scalelab_spec::GptSpec;
@@ -356,7 +308,7 @@ mod tests {
         ];
         for c in shapes {
             let model = Gpt::new(&c, &mut SeededInit::new(0), &device);
-            let counts = param_counts(&c);
+            let counts = c.param_counts();
             let (total, embedding) = brute_force_counts(&model);
             assert_eq!(counts.total, total, "{c:?}");
             assert_eq!(counts.total, model.num_params() as u64, "{c:?}");
@@ -378,7 +330,7 @@ mod tests {
             },
             50257,
         );
-        let counts = param_counts(&c);
+        let counts = c.param_counts();
         assert_eq!(counts.total, 124_439_808);
         assert_eq!(counts.total - 1024 * 768, 123_653_376);
         // Kaplan's approximation N ≈ 12·L·d² = 84,934,656 ignores biases and norms.
@@ -412,12 +364,12 @@ mod tests {
                     0
                 };
             let attention = 12 * c.n_layers * c.ctx_len * c.d_model;
-            assert_eq!(flops_per_token(&c), (6 * matmul) as f64 + attention as f64);
+            assert_eq!(c.flops_per_token(), (6 * matmul) as f64 + attention as f64);
         }
         // By hand for nano (L2, d64, V256, T256): matmul weights 2·(4·64² + 2·64·256) + 64·256
         // = 2·49152 + 16384 = 114688; 6·114688 + 12·2·256·64 = 688128 + 393216 = 1081344.
         let c = config(GptSpec::with_preset("nano"), 256);
-        assert_eq!(flops_per_token(&c), 1_081_344.0);
+        assert_eq!(c.flops_per_token(), 1_081_344.0);
     }
 
     #[test]

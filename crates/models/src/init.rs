@@ -10,9 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-/// The epsilon of every LayerNorm built here (PyTorch's default), which the fused LayerNorm
-/// (fused.rs) uses too.
-pub const LAYER_NORM_EPSILON: f64 = 1e-5;
+pub use scalelab_kernels::LAYER_NORM_EPSILON;
 
 /// How a parameter tensor should start.
 #[derive(Debug, Clone, Copy, PartialEq)]

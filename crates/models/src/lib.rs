@@ -1,48 +1,24 @@
-//! Model families of scalelab, one file each, each readable top to bottom and each reporting
-//! its exact parameter counts and training FLOPs from its shape.
+//! Model families of scalelab, one file each, each readable top to bottom. Their exact
+//! parameter counts and training FLOPs are computed from the shape alone, without Burn, in
+//! `scalelab_spec::counts`; each family's tests check them against the built modules.
 //!
 //! Models only build and run: the training loop, data and records live in other crates.
 
-mod buffer;
 pub mod cnn;
 pub mod encoder;
-pub mod fused;
-mod gemm;
 pub mod gpt;
 pub mod init;
 pub mod mlp;
 pub mod resnet;
 pub mod rnn;
 
-pub use cnn::{Cnn, cnn_flops_per_sample, cnn_param_counts};
-pub use encoder::{Encoder, encoder_flops_per_sample, encoder_param_counts};
-pub use gpt::{FLOPS_CONVENTION, Gpt, gpt_flops_per_token, gpt_param_counts};
+pub use cnn::Cnn;
+pub use encoder::Encoder;
+pub use gpt::Gpt;
 pub use init::{FormulaInit, InitKind, SeededInit, WeightInit};
-pub use mlp::{Mlp, mlp_flops_per_sample, mlp_param_counts};
-pub use resnet::{ResNet, resnet_flops_per_sample, resnet_param_counts};
-pub use rnn::{
-    RnnClassifier, RnnLm, rnn_flops_per_sample, rnn_lm_flops_per_token, rnn_lm_param_counts,
-    rnn_param_counts,
-};
-
-/// Exact parameter counts of the language model of `c`, whatever its family.
-pub fn param_counts(c: &scalelab_spec::GptConfig) -> scalelab_spec::ParamCounts {
-    if c.family.is_gpt() {
-        gpt_param_counts(c)
-    } else {
-        rnn_lm_param_counts(c)
-    }
-}
-
-/// Training FLOPs per token of the language model of `c`, whatever its family (the
-/// recurrent models have no attention term).
-pub fn flops_per_token(c: &scalelab_spec::GptConfig) -> f64 {
-    if c.family.is_gpt() {
-        gpt_flops_per_token(c)
-    } else {
-        rnn_lm_flops_per_token(c)
-    }
-}
+pub use mlp::Mlp;
+pub use resnet::ResNet;
+pub use rnn::{RnnClassifier, RnnLm};
 
 /// Ids of every rank-1 parameter (biases, norm gains and biases): the tensors that weight
 /// decay and weight penalties skip, as in nanoGPT.

@@ -17,68 +17,12 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use scalelab_spec::ParamCounts;
 
 use crate::init::{ParamFactory, WeightInit};
 
-// ---------------------------------------------------------------------------------------------
-// Cost accounting, from the shape alone.
-// ---------------------------------------------------------------------------------------------
+use scalelab_spec::counts::resnet::blocks;
 
-/// Per block: `(c_in, c_out, rows, columns)` at the block's resolution.
-fn blocks(input: [usize; 3], stages: &[usize]) -> Vec<(u64, u64, u64, u64)> {
-    let (mut h, mut w) = (input[1] as u64, input[2] as u64);
-    let mut c = stages.first().map_or(0, |&s| s as u64);
-    let mut out = Vec::new();
-    for (i, &s) in stages.iter().enumerate() {
-        if i > 0 {
-            (h, w) = (h / 2, w / 2);
-        }
-        out.push((c, s as u64, h, w));
-        c = s as u64;
-    }
-    out
-}
-
-/// Exact trainable parameters: kernels, batch-norm gains and shifts, the classifier. Running
-/// statistics are state, not parameters. No embeddings: both conventions count the same.
-pub fn resnet_param_counts(input: [usize; 3], stages: &[usize], classes: usize) -> ParamCounts {
-    let c0 = stages.first().map_or(0, |&s| s as u64);
-    let stem = 9 * input[0] as u64 * c0 + 2 * c0;
-    let body: u64 = blocks(input, stages)
-        .iter()
-        .map(|&(ci, co, _, _)| {
-            let convs = 9 * ci * co + 2 * co + 9 * co * co + 2 * co;
-            let projection = if ci != co { ci * co + 2 * co } else { 0 };
-            convs + projection
-        })
-        .sum();
-    let last = stages.last().map_or(0, |&s| s as u64);
-    let head = last * classes as u64 + classes as u64;
-    let total = stem + body + head;
-    ParamCounts {
-        total,
-        non_embedding: total,
-        embedding: 0,
-    }
-}
-
-/// Training FLOPs per sample: 6 × the multiply-adds of every convolution (every output
-/// position × taps × c_in) and the classifier.
-pub fn resnet_flops_per_sample(input: [usize; 3], stages: &[usize], classes: usize) -> f64 {
-    let c0 = stages.first().map_or(0, |&s| s as u64);
-    let (h, w) = (input[1] as u64, input[2] as u64);
-    let stem = h * w * 9 * input[0] as u64 * c0;
-    let body: u64 = blocks(input, stages)
-        .iter()
-        .map(|&(ci, co, h, w)| {
-            let projection = if ci != co { h * w * ci * co } else { 0 };
-            h * w * 9 * (ci * co + co * co) + projection
-        })
-        .sum();
-    let last = stages.last().map_or(0, |&s| s as u64);
-    6.0 * (stem + body + last * classes as u64) as f64
-}
+// Cost accounting lives with the shapes: `scalelab_spec::counts::resnet`.
 
 // ---------------------------------------------------------------------------------------------
 // The block.
@@ -201,6 +145,7 @@ mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::count_params;
+    use scalelab_spec::counts::resnet::*;
 
     /// Multiply-adds counted convolution by convolution, output position by position.
     fn brute_force_macs(input: [usize; 3], stages: &[usize], classes: usize) -> u64 {

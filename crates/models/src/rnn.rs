@@ -11,80 +11,13 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_spec::{GptConfig, LmFamily, ParamCounts, RnnCell};
+use scalelab_spec::{GptConfig, RnnCell};
 
 use crate::gpt::next_token_loss;
 use crate::init::{InitKind, ParamFactory, WeightInit};
 
-// ---------------------------------------------------------------------------------------------
-// Cost accounting, from the shape alone.
-// ---------------------------------------------------------------------------------------------
+// Cost accounting lives with the shapes: `scalelab_spec::counts::rnn`.
 
-fn gates(cell: RnnCell) -> u64 {
-    match cell {
-        RnnCell::Lstm => 4,
-        RnnCell::Gru => 3,
-    }
-}
-
-/// Exact trainable parameters. The token embedding is the embedding of the Kaplan convention.
-/// Per layer: input weights `d_in·G·H` and bias `G·H`, hidden weights `H·G·H` (and, for the
-/// GRU, a hidden bias `G·H`, which its candidate gate needs inside the reset product).
-pub fn rnn_param_counts(
-    cell: RnnCell,
-    vocab: usize,
-    embed: usize,
-    hidden: usize,
-    layers: usize,
-    classes: usize,
-) -> ParamCounts {
-    let (v, e, h, k, g) = (
-        vocab as u64,
-        embed as u64,
-        hidden as u64,
-        classes as u64,
-        gates(cell),
-    );
-    let hidden_bias = if cell == RnnCell::Gru { g * h } else { 0 };
-    let recurrent: u64 = (0..layers)
-        .map(|l| {
-            let d_in = if l == 0 { e } else { h };
-            d_in * g * h + g * h + h * g * h + hidden_bias
-        })
-        .sum();
-    let classifier = h * k + k;
-    let embedding = v * e;
-    ParamCounts {
-        total: embedding + recurrent + classifier,
-        non_embedding: recurrent + classifier,
-        embedding,
-    }
-}
-
-/// Training FLOPs per sample of `ctx` positions (padding included, as it is computed):
-/// 6 × the multiply-adds of the input and hidden weights at every position, and of the
-/// classifier once (at every position when tagging, `per_token`). Embedding lookups are free.
-pub fn rnn_flops_per_sample(
-    cell: RnnCell,
-    embed: usize,
-    hidden: usize,
-    layers: usize,
-    classes: usize,
-    ctx: usize,
-    per_token: bool,
-) -> f64 {
-    let (e, h, g) = (embed as u64, hidden as u64, gates(cell));
-    let per_position: u64 = (0..layers)
-        .map(|l| {
-            let d_in = if l == 0 { e } else { h };
-            d_in * g * h + h * g * h
-        })
-        .sum();
-    let heads = if per_token { ctx as u64 } else { 1 };
-    6.0 * (per_position * ctx as u64 + heads * h * classes as u64) as f64
-}
-
-/// Logits `[N, K]` of the real positions of `states` `[B, T, d]` under `classifier`, in
 /// sentence order (`N = Σ lengths`): the tagging head shared by the text families.
 pub(crate) fn tag_logits(classifier: &Linear, states: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
     let [b, t, _] = states.dims();
@@ -193,7 +126,7 @@ impl RnnClassifier {
         device: &Device,
     ) -> Self {
         let mut p = ParamFactory::new(init, device);
-        let g = gates(cell) as usize;
+        let g = cell.gates() as usize;
         let std = (1.0 / hidden as f64).sqrt();
         let embedding = Embedding {
             weight: p.param(
@@ -270,41 +203,6 @@ impl RnnClassifier {
 // The language model.
 // ---------------------------------------------------------------------------------------------
 
-fn lm_cell(c: &GptConfig) -> RnnCell {
-    if c.family == LmFamily::Gru {
-        RnnCell::Gru
-    } else {
-        RnnCell::Lstm
-    }
-}
-
-/// Exact parameters of a recurrent language model of `c` (`n_layers` layers of `d_model`
-/// units, embedding width `d_model`, an untied head without bias). As for the GPT, the token
-/// embedding and the head are the embedding part (Kaplan convention).
-pub fn rnn_lm_param_counts(c: &GptConfig) -> ParamCounts {
-    let counts = rnn_param_counts(
-        lm_cell(c),
-        c.vocab_size,
-        c.d_model,
-        c.d_model,
-        c.n_layers,
-        0,
-    );
-    let head = (c.d_model * c.vocab_size) as u64;
-    ParamCounts {
-        total: counts.total + head,
-        non_embedding: counts.non_embedding,
-        embedding: counts.embedding + head,
-    }
-}
-
-/// Training FLOPs per token of a recurrent language model: 6 × the multiply-adds of the
-/// input and hidden weights of every layer and of the head.
-pub fn rnn_lm_flops_per_token(c: &GptConfig) -> f64 {
-    rnn_flops_per_sample(lm_cell(c), c.d_model, c.d_model, c.n_layers, 0, 1, false)
-        + 6.0 * (c.d_model * c.vocab_size) as f64
-}
-
 /// A recurrent language model: next-token logits at every position.
 #[derive(Module, Debug)]
 pub struct RnnLm {
@@ -318,8 +216,8 @@ impl RnnLm {
     /// Builds the model of `c` (family `lstm` or `gru`), initialised as [`RnnClassifier`].
     pub fn new(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
         let mut p = ParamFactory::new(init, device);
-        let cell = lm_cell(c);
-        let (d, g) = (c.d_model, gates(cell) as usize);
+        let cell = c.family.rnn_cell().unwrap_or(RnnCell::Lstm);
+        let (d, g) = (c.d_model, cell.gates() as usize);
         let std = (1.0 / d as f64).sqrt();
         let embedding = Embedding {
             weight: p.param(
@@ -377,6 +275,8 @@ mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::count_params;
+    use scalelab_spec::LmFamily;
+    use scalelab_spec::counts::rnn::*;
 
     fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
         let ids: Vec<i64> = rows
@@ -481,7 +381,7 @@ mod tests {
                 family,
             };
             let m = RnnLm::new(&c, &mut SeededInit::new(0), &device);
-            assert_eq!(count_params(&m), rnn_lm_param_counts(&c).total);
+            assert_eq!(count_params(&m), c.param_counts().total);
             // The logits at position 1 do not depend on the token at position 2.
             let a = m.forward(tokens(&[&[1, 2, 3]], 3, &device));
             let b = m.forward(tokens(&[&[1, 2, 7]], 3, &device));

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use scalelab_spec::ExampleScore;
-use scalelab_sweep::{StoredCurvePoint, StoredRun};
+use scalelab_spec::{StoredCurvePoint, StoredRun};
 
 use crate::TaskRun;
 use crate::abilities::{finals_by_size, metric_rows};

@@ -10,7 +10,7 @@ use scalelab_analysis::extrapolation::Extrapolation;
 use scalelab_analysis::frontier::Approach1;
 use scalelab_analysis::optimal::{FlopModel, PlannedAllocation};
 use scalelab_analysis::{Constant, LawFit};
-use scalelab_sweep::{RunState, StoredCurvePoint, StoredRun};
+use scalelab_spec::{RunState, StoredCurvePoint, StoredRun};
 
 use crate::ReportError;
 use crate::abilities::{AbilityAnalysis, render_abilities};

@@ -290,6 +290,17 @@ pub enum RnnCell {
     Gru,
 }
 
+impl RnnCell {
+    /// Gates per unit: 4 for the LSTM (input, forget, cell, output), 3 for the GRU (reset,
+    /// update, candidate).
+    pub fn gates(self) -> u64 {
+        match self {
+            RnnCell::Lstm => 4,
+            RnnCell::Gru => 3,
+        }
+    }
+}
+
 /// What a classifier reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputShape {

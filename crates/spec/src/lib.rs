@@ -6,11 +6,13 @@
 //! and fit laws, and pass these types between them.
 
 pub mod classify;
+pub mod counts;
 pub mod error;
 pub mod model;
 pub mod record;
 pub mod run;
 pub mod study;
+pub mod summary;
 pub mod task;
 
 pub use classify::{
@@ -49,6 +51,7 @@ pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,
     SizeLadder, StudySpec,
 };
+pub use summary::{RunState, StoredCurvePoint, StoredRun};
 pub use task::{
     MAX_MODULUS, ModOp, RESIDUE_TOKEN_BASE, TASK_NAMES, TaskConfig, TaskKind, TaskSpec,
     TaskTrainSet,

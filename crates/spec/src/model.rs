@@ -80,6 +80,15 @@ impl LmFamily {
     pub fn is_gpt(&self) -> bool {
         *self == Self::Gpt
     }
+
+    /// The recurrent cell of the LSTM and GRU language models; none for the GPT.
+    pub fn rnn_cell(&self) -> Option<crate::RnnCell> {
+        match self {
+            LmFamily::Gpt => None,
+            LmFamily::Lstm => Some(crate::RnnCell::Lstm),
+            LmFamily::Gru => Some(crate::RnnCell::Gru),
+        }
+    }
 }
 
 /// Named GPT shapes. The first two are the reference models of the speed benchmark.

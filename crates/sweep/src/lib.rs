@@ -18,5 +18,6 @@ pub mod store;
 
 pub use error::SweepError;
 pub use plan::{BudgetPoint, PlannedRun, StudyPlan, plan_study, study_vocab};
+pub use scalelab_spec::{RunState, StoredCurvePoint, StoredRun};
 pub use schedule::{Launcher, RunEnd, StudyProgress, StudySummary, run_dir, run_study};
-pub use store::{RunState, STORE_FILE, Store, StoredCurvePoint, StoredRun};
+pub use store::{STORE_FILE, Store};

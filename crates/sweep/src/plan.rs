@@ -4,12 +4,11 @@
 use std::path::Path;
 
 use scalelab_data::{Tokenizer, load_corpus};
-use scalelab_models::{flops_per_token, param_counts};
+use scalelab_spec::run_id;
 use scalelab_spec::{
     BudgetKind, DataSpec, ParamConvention, ParamCounts, RunConfig, RunSpec, StudySpec,
     TokenizerSpec,
 };
-use scalelab_train::{planned_tokens, run_id};
 use serde::{Deserialize, Serialize};
 
 use crate::SweepError;
@@ -152,7 +151,7 @@ pub fn plan_study(
     let mut duplicates = 0;
     for (size, model) in spec.size_specs() {
         let shape = model.resolve(vocab_size).map_err(err)?;
-        let params = param_counts(&shape);
+        let params = shape.param_counts();
         let n = match spec.param_convention {
             ParamConvention::Total => params.total as f64,
             ParamConvention::NonEmbedding => params.non_embedding as f64,
@@ -182,8 +181,8 @@ pub fn plan_study(
                     task: spec.task.clone(),
                 };
                 let config = run_spec.resolve(vocab_size).map_err(err)?;
-                let (steps, tokens_per_step) = planned_tokens(&config);
-                let fpt = flops_per_token(&config.model);
+                let (steps, tokens_per_step) = config.planned_steps();
+                let fpt = config.model.flops_per_token();
                 if let BudgetPoint::Flops(c) = point
                     && !in_window(&spec.budget, c / fpt / n)
                 {

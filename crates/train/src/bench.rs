@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scalelab_data::Batch;
-use scalelab_models::{Gpt, SeededInit, param_counts};
+use scalelab_models::{Gpt, SeededInit};
 use scalelab_spec::{Budget, GptConfig, TrainConfig};
 
 use crate::Objective;
@@ -128,7 +128,7 @@ pub fn bench_gpt_step(
     }
     let [forward_ms, backward_ms, optimizer_ms] = phases.map(|mut p| median(&mut p));
     let median_ms = median(&mut times);
-    let params = param_counts(config).total;
+    let params = config.param_counts().total;
     let tokens = n as f64;
     let flops = 6.0 * params as f64 * tokens
         + 12.0 * (config.n_layers * config.ctx_len * config.d_model) as f64 * tokens;

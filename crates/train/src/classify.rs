@@ -13,16 +13,10 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet, TaggedBatch, TokenBatch};
-use scalelab_models::{
-    Cnn, Encoder, Mlp, ResNet, RnnClassifier, SeededInit, cnn_flops_per_sample, cnn_param_counts,
-    encoder_flops_per_sample, encoder_param_counts, mlp_flops_per_sample, mlp_param_counts,
-    rank_one_param_ids, resnet_flops_per_sample, resnet_param_counts, rnn_flops_per_sample,
-    rnn_param_counts,
-};
+use scalelab_models::{Cnn, Encoder, Mlp, ResNet, RnnClassifier, SeededInit, rank_one_param_ids};
 use scalelab_spec::{
     CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig,
-    ClassifyConfig, ClassifyPoint, ClassifyRecord, FlopsConvention, ParamCounts, SampleBudget,
-    SpecError, run_id,
+    ClassifyConfig, ClassifyPoint, ClassifyRecord, FlopsConvention, SpecError, run_id,
 };
 
 use crate::fsutil::write_atomic;
@@ -106,101 +100,6 @@ impl Classifier<ImageBatch> for ResNet {
     fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
         self.forward(image_tensor(batch, device))
     }
-}
-
-/// Exact parameter counts of a classifier's shape.
-pub fn classifier_params(model: &ClassifierConfig) -> ParamCounts {
-    match model {
-        ClassifierConfig::Mlp {
-            inputs,
-            hidden,
-            classes,
-            ..
-        } => mlp_param_counts(*inputs, hidden, *classes),
-        ClassifierConfig::Cnn {
-            input,
-            stages,
-            fc,
-            classes,
-            ..
-        } => cnn_param_counts(*input, stages, *fc, *classes),
-        ClassifierConfig::Resnet {
-            input,
-            stages,
-            classes,
-            ..
-        } => resnet_param_counts(*input, stages, *classes),
-        ClassifierConfig::Rnn {
-            cell,
-            vocab,
-            embed,
-            hidden,
-            layers,
-            classes,
-            ..
-        } => rnn_param_counts(*cell, *vocab, *embed, *hidden, *layers, *classes),
-        ClassifierConfig::Encoder {
-            vocab,
-            ctx,
-            d_model,
-            n_layers,
-            classes,
-            ..
-        } => encoder_param_counts(*vocab, *ctx, *d_model, *n_layers, *classes),
-    }
-}
-
-/// Training FLOPs per sample of a classifier's shape ([`FlopsConvention::SixForwardMacsPerSample`]).
-pub fn classifier_flops(model: &ClassifierConfig) -> f64 {
-    match model {
-        ClassifierConfig::Mlp {
-            inputs,
-            hidden,
-            classes,
-            ..
-        } => mlp_flops_per_sample(*inputs, hidden, *classes),
-        ClassifierConfig::Cnn {
-            input,
-            stages,
-            fc,
-            classes,
-            ..
-        } => cnn_flops_per_sample(*input, stages, *fc, *classes),
-        ClassifierConfig::Resnet {
-            input,
-            stages,
-            classes,
-            ..
-        } => resnet_flops_per_sample(*input, stages, *classes),
-        ClassifierConfig::Rnn {
-            cell,
-            ctx,
-            embed,
-            hidden,
-            layers,
-            classes,
-            per_token,
-            ..
-        } => rnn_flops_per_sample(*cell, *embed, *hidden, *layers, *classes, *ctx, *per_token),
-        ClassifierConfig::Encoder {
-            ctx,
-            d_model,
-            n_layers,
-            classes,
-            per_token,
-            ..
-        } => encoder_flops_per_sample(*ctx, *d_model, *n_layers, *classes, *per_token),
-    }
-}
-
-/// `(optimiser steps, samples per step)` of a run's budget.
-pub fn planned_samples(config: &ClassifyConfig) -> (u64, u64) {
-    let batch = config.train.batch_size as u64;
-    let samples = match config.train.budget {
-        SampleBudget::Samples(s) => s,
-        SampleBudget::Flops(f) => (f / classifier_flops(&config.model)) as u64,
-    };
-    (samples.div_ceil(batch).max(1), batch)
 }
 
 /// Trains the classifier of `config` on `train`, validates on `val`, tests on `test`.
@@ -320,9 +219,9 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
     let clock = Instant::now();
-    let (total_steps, per_step) = planned_samples(config);
+    let (total_steps, per_step) = config.planned_steps();
     let total_samples = total_steps * per_step;
-    let flops_per_sample = classifier_flops(&config.model);
+    let flops_per_sample = config.model.flops_per_sample();
     let eval_every = if t.eval_every_samples > 0 {
         t.eval_every_samples
     } else {
@@ -409,7 +308,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         run_id: run_id(config)?,
         config: config.clone(),
         git_revision: machine::git_revision().to_string(),
-        params: classifier_params(&config.model),
+        params: config.model.param_counts(),
         param_convention: CLASSIFY_PARAM_CONVENTION.into(),
         flops_per_sample,
         flops_convention: FlopsConvention::SixForwardMacsPerSample,

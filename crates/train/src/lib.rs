@@ -17,13 +17,10 @@ pub mod schedule;
 pub mod task_eval;
 pub mod trainer;
 
-pub use classify::{
-    Classifier, classifier_flops, classifier_params, classify_loop, planned_samples,
-    train_classifier, train_text_classifier,
-};
+pub use classify::{Classifier, classify_loop, train_classifier, train_text_classifier};
 pub use error::TrainError;
 pub use metrics::class_metrics;
 pub use objective::Objective;
 pub use scalelab_spec::run_id;
 pub use task_eval::evaluate_task;
-pub use trainer::{NoProgress, Outcome, Progress, RunOptions, planned_tokens, train_gpt};
+pub use trainer::{NoProgress, Outcome, Progress, RunOptions, train_gpt};

@@ -16,10 +16,11 @@ use burn::optim::{
 };
 use burn::tensor::{Device, Tensor};
 use scalelab_data::{Batch, TrainingData};
-use scalelab_models::fused::{self, AdamWStep};
-use scalelab_models::{FLOPS_CONVENTION, Gpt, RnnLm, SeededInit, flops_per_token, param_counts};
+use scalelab_kernels::{self as fused, AdamWStep};
+use scalelab_models::{Gpt, RnnLm, SeededInit};
+use scalelab_spec::counts::LM_FLOPS_CONVENTION;
 use scalelab_spec::{
-    Budget, CurvePoint, ExampleScore, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord,
+    CurvePoint, ExampleScore, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord,
     RunStatus, TASK_EXAMPLES_FILE, TrainConfig, run_id,
 };
 
@@ -70,18 +71,6 @@ pub trait Progress {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// Tokens the run will train on: the budget rounded up to whole optimiser steps.
-pub fn planned_tokens(config: &RunConfig) -> (u64, u64) {
-    let t = &config.train;
-    let tokens_per_step = (t.batch_size * t.grad_accum * config.model.ctx_len) as u64;
-    let budget_tokens = match t.budget {
-        Budget::Tokens(tokens) => tokens,
-        Budget::Flops(flops) => (flops / flops_per_token(&config.model)) as u64,
-    };
-    let steps = budget_tokens.div_ceil(tokens_per_step).max(1);
-    (steps, tokens_per_step)
-}
-
 /// Trains the language model of `config` on `data`: the GPT, or a recurrent model when the
 /// config's family says so.
 pub fn train_gpt(
@@ -92,7 +81,7 @@ pub fn train_gpt(
 ) -> Result<Outcome, TrainError> {
     let device = options.device.clone().autodiff();
     let mut init = SeededInit::new(config.seed);
-    let params = param_counts(&config.model);
+    let params = config.model.param_counts();
     if config.model.family.is_gpt() {
         let model = Gpt::new(&config.model, &mut init, &device);
         train_loop(model, config, data, options, progress, params)
@@ -202,9 +191,9 @@ fn train_loop<M: Objective>(
     let ctx = config.model.ctx_len;
     let device = options.device.clone().autodiff();
     let id = run_id(config)?;
-    let (total_steps, tokens_per_step) = planned_tokens(config);
+    let (total_steps, tokens_per_step) = config.planned_steps();
     let total_tokens = total_steps * tokens_per_step;
-    let flops_per_token = flops_per_token(&config.model);
+    let flops_per_token = config.model.flops_per_token();
     let mut optimizer = build_optimizer(t, model.no_decay_param_ids());
     // Dropout draws from the backend's generator.
     device.seed(config.seed);
@@ -385,7 +374,7 @@ fn train_loop<M: Objective>(
         params,
         param_convention: ParamCounts::CONVENTION.to_string(),
         flops_per_token,
-        flops_convention: FLOPS_CONVENTION,
+        flops_convention: LM_FLOPS_CONVENTION,
         tokens_per_step,
         tokens_seen: state.tokens_seen,
         train_flops: state.tokens_seen as f64 * flops_per_token,

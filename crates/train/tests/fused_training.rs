@@ -3,7 +3,7 @@
 //! process-wide.
 
 use burn::tensor::Device;
-use scalelab_models::fused::set_fused;
+use scalelab_kernels::set_fused;
 use scalelab_spec::GptConfig;
 use scalelab_train::bench::bench_gpt_step;
 

@@ -1,0 +1,302 @@
+//! The backend extension under autodiff: each fused forward pass recorded with its hand-written
+//! backward pass.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+
+use crate::FusedOps;
+use crate::attention::{
+    SelfAttentionState, attention_backward, attention_forward, self_attention_backward,
+    self_attention_forward,
+};
+use crate::cross_entropy::{class_ids, cross_entropy_backward, cross_entropy_forward};
+use crate::gelu::{gelu_backward, gelu_forward};
+use crate::layer_norm::{layer_norm_backward, layer_norm_forward};
+use crate::linear::{linear_add_forward, linear_backward, linear_forward, matmul_forward};
+use crate::simd::contiguous_f32;
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct CausalAttention;
+
+        impl Backward<Flex, 3> for CausalAttention {
+            /// q, k, v, the probabilities, the scale.
+            type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f32);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(q, k, v, probs, scale), grad| {
+                    attention_backward(q, k, v, probs, grad, scale)
+                });
+            }
+        }
+
+        let parents = [q.node(), k.node(), v.node()];
+        let [q, k, v] = [q, k, v].map(|x| x.into_primitive());
+        record::<_, C, 3>(CausalAttention, parents, || {
+            let (out, probs) = attention_forward(q.clone(), k.clone(), v.clone(), scale);
+            (out, (q, k, v, probs, scale))
+        })
+    }
+
+    fn causal_self_attention(
+        qkv: FloatTensor<Self>,
+        batch: usize,
+        heads: usize,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SelfAttention;
+
+        impl Backward<Flex, 1> for SelfAttention {
+            type State = SelfAttentionState;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |state, grad| {
+                    [self_attention_backward(state, &grad)]
+                });
+            }
+        }
+
+        let parents = [qkv.node()];
+        let qkv = qkv.into_primitive();
+        record::<_, C, 1>(SelfAttention, parents, || {
+            self_attention_forward(&qkv, batch, heads, scale)
+        })
+    }
+
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LinearOp;
+
+        impl Backward<Flex, 3> for LinearOp {
+            /// The input and the weight.
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(x, weight), grad| {
+                    linear_backward(&x, &weight, &grad, true)
+                });
+            }
+        }
+
+        let parents = [x.node(), weight.node(), bias.node()];
+        let [x, weight, bias] = [x, weight, bias].map(|t| t.into_primitive());
+        record::<_, C, 3>(LinearOp, parents, || {
+            (linear_forward(&x, &weight, &bias), (x, weight))
+        })
+    }
+
+    fn fused_linear_add(
+        residual: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LinearAdd;
+
+        impl Backward<Flex, 4> for LinearAdd {
+            /// The input and the weight.
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(x, weight), grad| {
+                    let [dx, dw, db] = linear_backward(&x, &weight, &grad, true);
+                    [grad, dx, dw, db] // the residual passes the gradient through
+                });
+            }
+        }
+
+        let parents = [residual.node(), x.node(), weight.node(), bias.node()];
+        let [residual, x, weight, bias] = [residual, x, weight, bias].map(|t| t.into_primitive());
+        record::<_, C, 4>(LinearAdd, parents, || {
+            let out = linear_add_forward(&residual, &x, &weight, &bias);
+            (out, (x, weight))
+        })
+    }
+
+    fn fused_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Matmul;
+
+        impl Backward<Flex, 2> for Matmul {
+            /// The input and the weight.
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(x, weight), grad| {
+                    let [dx, dw, _] = linear_backward(&x, &weight, &grad, false);
+                    [dx, dw]
+                });
+            }
+        }
+
+        let parents = [x.node(), weight.node()];
+        let [x, weight] = [x, weight].map(|t| t.into_primitive());
+        record::<_, C, 2>(Matmul, parents, || {
+            (matmul_forward(&x, &weight), (x, weight))
+        })
+    }
+
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Gelu;
+
+        impl Backward<Flex, 1> for Gelu {
+            /// The input.
+            type State = FlexTensor;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |x, grad| [gelu_backward(&x, grad)]);
+            }
+        }
+
+        let parents = [x.node()];
+        let x = x.into_primitive();
+        record::<_, C, 1>(Gelu, parents, || (gelu_forward(&x), x))
+    }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNormOp;
+
+        impl Backward<Flex, 3> for LayerNormOp {
+            /// The input, the gain, and each row's mean and 1/std.
+            type State = (FlexTensor, FlexTensor, Vec<[f32; 2]>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(x, gamma, stats), grad| {
+                    layer_norm_backward(&x, &gamma, &stats, grad)
+                });
+            }
+        }
+
+        let parents = [x.node(), gamma.node(), beta.node()];
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
+        record::<_, C, 3>(LayerNormOp, parents, || {
+            let (y, stats) = layer_norm_forward(&x, &gamma, &beta, epsilon);
+            (y, (x, gamma, stats))
+        })
+    }
+
+    fn fused_cross_entropy(logits: FloatTensor<Self>, targets: FlexTensor) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct CrossEntropy;
+
+        impl Backward<Flex, 1> for CrossEntropy {
+            /// The probabilities and the class ids.
+            type State = (FlexTensor, Vec<usize>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |(probs, targets), grad| {
+                    let upstream = contiguous_f32(&grad.to_contiguous())[0];
+                    [cross_entropy_backward(probs, &targets, upstream)]
+                });
+            }
+        }
+
+        let parents = [logits.node()];
+        let logits = logits.into_primitive();
+        let targets = class_ids(targets);
+        record::<_, C, 1>(CrossEntropy, parents, || {
+            let (loss, probs) = cross_entropy_forward(&logits, &targets);
+            (loss, (probs, targets))
+        })
+    }
+}
+
+/// Puts a fused operation in the autodiff graph: `forward` returns the output and the state
+/// its backward pass needs (a by-product of the forward pass, so computing it costs nothing
+/// when no input is tracked; the state is then dropped).
+pub(crate) fn record<O, C, const N: usize>(
+    op: O,
+    parents: [NodeGuard; N],
+    forward: impl FnOnce() -> (FlexTensor, O::State),
+) -> FloatTensor<Autodiff<Flex, C>>
+where
+    O: Backward<Flex, N>,
+    C: CheckpointStrategy,
+{
+    match op.prepare::<C>(parents).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = forward();
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward().0),
+    }
+}
+
+/// The backward step of every fused operation: `gradients` turns the kept state and the
+/// output's gradient into the inputs' gradients, registered for the inputs that are tracked.
+pub(crate) fn register<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    gradients: impl FnOnce(S, FlexTensor) -> [FlexTensor; N],
+) {
+    let grad = grads.consume::<Flex>(&ops.node);
+    for (parent, g) in ops.parents.into_iter().zip(gradients(ops.state, grad)) {
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, g);
+        }
+    }
+}

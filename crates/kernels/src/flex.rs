@@ -1,0 +1,60 @@
+//! The backend extension on the plain CPU backend: forward passes only.
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+
+use crate::FusedOps;
+use crate::attention::{attention_forward, self_attention_forward};
+use crate::cross_entropy::{class_ids, cross_entropy_forward};
+use crate::gelu::gelu_forward;
+use crate::layer_norm::layer_norm_forward;
+use crate::linear::{linear_add_forward, linear_forward, matmul_forward};
+
+impl FusedOps for Flex {
+    fn causal_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f32) -> FlexTensor {
+        attention_forward(q, k, v, scale).0
+    }
+
+    fn causal_self_attention(
+        qkv: FlexTensor,
+        batch: usize,
+        heads: usize,
+        scale: f32,
+    ) -> FlexTensor {
+        self_attention_forward(&qkv, batch, heads, scale).0
+    }
+
+    fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        linear_forward(&x, &weight, &bias)
+    }
+
+    fn fused_linear_add(
+        residual: FlexTensor,
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+    ) -> FlexTensor {
+        linear_add_forward(&residual, &x, &weight, &bias)
+    }
+
+    fn fused_matmul(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        matmul_forward(&x, &weight)
+    }
+
+    fn fused_gelu(x: FlexTensor) -> FlexTensor {
+        gelu_forward(&x)
+    }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f32,
+    ) -> FlexTensor {
+        layer_norm_forward(&x, &gamma, &beta, epsilon).0
+    }
+
+    fn fused_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        cross_entropy_forward(&logits, &class_ids(targets)).0
+    }
+}

@@ -1,0 +1,189 @@
+//! The tensor-level operations the models call: each runs the fused kernel where
+//! [`available`](crate::available) says it serves the tensor, and Burn's own composition elsewhere
+//! (the `unfused_*` functions, which the tests compare against).
+
+use burn::backend::Dispatch;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Int, Tensor};
+
+use crate::{FusedOps, LAYER_NORM_EPSILON, available};
+
+/// Causal self-attention of `q`, `k`, `v` `[B, nh, T, hs]` → `[B, nh, T, hs]`, scaled by
+/// `1/√hs`: the fused kernel on the CPU backend (with or without autodiff), Burn's attention
+/// elsewhere. Both compute the same function.
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    if !available(&q) {
+        return unfused_causal_attention(q, k, v);
+    }
+    let [_, _, _, hs] = q.dims();
+    let scale = 1.0 / (hs as f32).sqrt();
+    Tensor::from_dispatch(<Dispatch as FusedOps>::causal_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        scale,
+    ))
+}
+
+/// Burn's own causal attention: the reference the fused kernel is tested against.
+pub fn unfused_causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let options = AttentionModuleOptions {
+        scale: None, // 1/sqrt(hs)
+        softcap: None,
+        is_causal: true,
+    };
+    attention(q, k, v, None, None, options)
+}
+
+/// Causal self-attention of `batch` sequences from their packed projections `qkv`
+/// `[B·T, 3d]` (the query, key and value projections side by side, each `heads` heads of
+/// `hs = d/heads`) to `[B·T, d]`, scaled by `1/√hs`. On the CPU backend one operation: it
+/// splits the heads out of `qkv` and merges them back itself, and its backward pass writes the
+/// projections' gradient as one `[B·T, 3d]` tensor, where Burn's chunk → reshape → swap
+/// builds three zero-filled full-width gradients and adds them up.
+pub fn causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize) -> Tensor<2> {
+    let [_, three_d] = qkv.dims();
+    let hs = three_d / 3 / heads;
+    if !available(&qkv) {
+        return unfused_causal_self_attention(qkv, batch, heads);
+    }
+    let scale = 1.0 / (hs as f32).sqrt();
+    Tensor::from_dispatch(<Dispatch as FusedOps>::causal_self_attention(
+        qkv.into_dispatch(),
+        batch,
+        heads,
+        scale,
+    ))
+}
+
+/// [`causal_self_attention`] as Burn's operations: chunk, reshape and swap into heads, Burn's
+/// attention, swap and reshape back. The reference the fused operation is tested against.
+pub fn unfused_causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize) -> Tensor<2> {
+    let [n, three_d] = qkv.dims();
+    let (t, d) = (n / batch, three_d / 3);
+    let hs = d / heads;
+    let mut qkv = qkv
+        .chunk(3, 1) // 3 × [B·T, d]
+        .into_iter()
+        .map(|z| z.reshape([batch, t, heads, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
+    let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+        unreachable!("chunk(3) yields three tensors")
+    };
+    let y = unfused_causal_attention(q, k, v); // [B, nh, T, hs]
+    y.swap_dims(1, 2).reshape([n, d]) // [B·T, d]
+}
+
+/// `layer` applied to `x` `[..., in]` → `[..., out]`. On the CPU backend, for layers with a
+/// bias, one operation: the output rows start as copies of the bias and the product `x·W` is
+/// added by the GEMM kernels straight into them; backward, `dx = dy·Wᵀ` and `dW = xᵀ·dy` go
+/// into new uninitialised buffers and `db` is one column-sum pass. Burn's `Linear` runs a
+/// matmul (output zero-filled and copied first), a broadcast add, and in the backward pass two
+/// matmuls and a sum, each into a fresh zero-filled buffer.
+pub fn linear<const D: usize>(x: Tensor<D>, layer: &Linear) -> Tensor<D> {
+    if !available(&x) {
+        return layer.forward(x);
+    }
+    let weight = layer.weight.val();
+    match &layer.bias {
+        Some(bias) => as_rows(x, weight.dims()[1], |x| {
+            <Dispatch as FusedOps>::fused_linear(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.val().into_dispatch(),
+            )
+        }),
+        None => matmul(x, weight),
+    }
+}
+
+/// `residual + layer(x)`, `x` `[..., in]`, `residual` `[..., out]`: a residual connection. On
+/// the CPU backend, for layers with a bias, one operation: the output rows start as the
+/// residual's plus the bias and the product is added by the GEMM kernels, so the sum costs
+/// no pass of its own; backward, the residual's gradient is the output's (no copy).
+pub fn linear_add<const D: usize>(residual: Tensor<D>, x: Tensor<D>, layer: &Linear) -> Tensor<D> {
+    let Some(bias) = layer.bias.as_ref().filter(|_| available(&x)) else {
+        return residual + layer.forward(x);
+    };
+    let residual_dims = residual.dims();
+    let rows = residual_dims[..D - 1].iter().product::<usize>();
+    let residual = residual.reshape([rows, residual_dims[D - 1]]); // [N, out]
+    let weight = layer.weight.val();
+    as_rows(x, weight.dims()[1], |x| {
+        <Dispatch as FusedOps>::fused_linear_add(
+            residual.into_dispatch(),
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.val().into_dispatch(),
+        )
+    })
+}
+
+/// `x` `[..., in]` times `weight` `[in, out]` → `[..., out]` (a linear layer without a bias;
+/// `weight` may be a transposed view, as a tied output head's is). On the CPU backend one
+/// operation writing its output and both gradients once (see [`linear`]); Burn's `matmul`
+/// elsewhere.
+pub fn matmul<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    if !available(&x) {
+        return x.matmul(weight.unsqueeze());
+    }
+    as_rows(x, weight.dims()[1], |x| {
+        <Dispatch as FusedOps>::fused_matmul(x.into_dispatch(), weight.into_dispatch())
+    })
+}
+
+/// Runs `op` on `x` `[..., in]` seen as the matrix `[N, in]` and gives its `[N, out]` result
+/// the leading dimensions of `x` back.
+pub(crate) fn as_rows<const D: usize>(
+    x: Tensor<D>,
+    d_out: usize,
+    op: impl FnOnce(Tensor<2>) -> burn::tensor::DispatchTensor,
+) -> Tensor<D> {
+    let mut dims = x.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let out = Tensor::<2>::from_dispatch(op(x.reshape([rows, dims[D - 1]]))); // [N, out]
+    dims[D - 1] = d_out;
+    out.reshape(dims)
+}
+
+/// GELU with the exact normal CDF, `x·Φ(x)`: one multi-threaded, vectorised pass forward
+/// and one backward on the CPU backend, Burn's `gelu` elsewhere. Both compute the same
+/// function (the fused one's error function is within 1.5e-7 of the exact one).
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !available(&x) {
+        return burn::tensor::activation::gelu(x);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
+}
+
+/// `norm` applied to `x` `[..., d]`: one row-parallel pass forward and one backward on the CPU
+/// backend, Burn's LayerNorm (nine recorded operations) elsewhere. `norm` must have been built
+/// with [`LAYER_NORM_EPSILON`] and a bias, as every LayerNorm of this crate is.
+pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm) -> Tensor<D> {
+    let Some(beta) = norm.beta.as_ref().filter(|_| available(&x)) else {
+        return norm.forward(x);
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        LAYER_NORM_EPSILON as f32,
+    ))
+}
+
+/// Mean cross-entropy in nats, `[1]`, of `logits` `[N, V]` against `targets` `[N]`: one
+/// row-parallel pass forward (keeping the probabilities) and one backward on the CPU backend,
+/// Burn's `CrossEntropyLoss` elsewhere.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    if !available(&logits) {
+        return CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits, targets);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_cross_entropy(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+    ))
+}

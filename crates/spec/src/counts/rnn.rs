@@ -1,0 +1,80 @@
+//! Recurrent (LSTM, GRU) cost accounting: classifiers and language models.
+
+use crate::{GptConfig, ParamCounts, RnnCell};
+
+/// Exact trainable parameters. The token embedding is the embedding of the Kaplan convention.
+/// Per layer: input weights `d_in·G·H` and bias `G·H`, hidden weights `H·G·H` (and, for the
+/// GRU, a hidden bias `G·H`, which its candidate gate needs inside the reset product).
+pub fn rnn_param_counts(
+    cell: RnnCell,
+    vocab: usize,
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    classes: usize,
+) -> ParamCounts {
+    let (v, e, h, k, g) = (
+        vocab as u64,
+        embed as u64,
+        hidden as u64,
+        classes as u64,
+        cell.gates(),
+    );
+    let hidden_bias = if cell == RnnCell::Gru { g * h } else { 0 };
+    let recurrent: u64 = (0..layers)
+        .map(|l| {
+            let d_in = if l == 0 { e } else { h };
+            d_in * g * h + g * h + h * g * h + hidden_bias
+        })
+        .sum();
+    let classifier = h * k + k;
+    let embedding = v * e;
+    ParamCounts {
+        total: embedding + recurrent + classifier,
+        non_embedding: recurrent + classifier,
+        embedding,
+    }
+}
+
+/// Training FLOPs per sample of `ctx` positions (padding included, as it is computed):
+/// 6 × the multiply-adds of the input and hidden weights at every position, and of the
+/// classifier once (at every position when tagging, `per_token`). Embedding lookups are free.
+pub fn rnn_flops_per_sample(
+    cell: RnnCell,
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    classes: usize,
+    ctx: usize,
+    per_token: bool,
+) -> f64 {
+    let (e, h, g) = (embed as u64, hidden as u64, cell.gates());
+    let per_position: u64 = (0..layers)
+        .map(|l| {
+            let d_in = if l == 0 { e } else { h };
+            d_in * g * h + h * g * h
+        })
+        .sum();
+    let heads = if per_token { ctx as u64 } else { 1 };
+    6.0 * (per_position * ctx as u64 + heads * h * classes as u64) as f64
+}
+
+/// Exact parameters of a recurrent language model of `c` (`n_layers` layers of `d_model`
+/// units, embedding width `d_model`, an untied head without bias). As for the GPT, the token
+/// embedding and the head are the embedding part (Kaplan convention).
+pub fn rnn_lm_param_counts(cell: RnnCell, c: &GptConfig) -> ParamCounts {
+    let counts = rnn_param_counts(cell, c.vocab_size, c.d_model, c.d_model, c.n_layers, 0);
+    let head = (c.d_model * c.vocab_size) as u64;
+    ParamCounts {
+        total: counts.total + head,
+        non_embedding: counts.non_embedding,
+        embedding: counts.embedding + head,
+    }
+}
+
+/// Training FLOPs per token of a recurrent language model: 6 × the multiply-adds of the
+/// input and hidden weights of every layer and of the head.
+pub fn rnn_lm_flops_per_token(cell: RnnCell, c: &GptConfig) -> f64 {
+    rnn_flops_per_sample(cell, c.d_model, c.d_model, c.n_layers, 0, 1, false)
+        + 6.0 * (c.d_model * c.vocab_size) as f64
+}
