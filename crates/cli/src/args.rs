@@ -28,7 +28,7 @@ pub enum Command {
     Info(InfoArgs),
     /// Time one training step of the reference models (optionally beside PyTorch).
     Bench(BenchArgs),
-    /// Plan, run, inspect, report and export scaling studies.
+    /// Plan, run, inspect, report and export studies: scaling ladders and classification grids.
     #[command(subcommand)]
     Study(StudyCommand),
     /// Fit a scaling law to a CSV of (N, D, loss) rows, with bootstrap intervals.
@@ -39,8 +39,8 @@ pub enum Command {
     Emergence(EmergenceArgs),
     /// Train a supervised classifier (MLP, CNN) on labelled images, optionally k-fold.
     Classify(Box<ClassifyArgs>),
-    /// Run a classification study (models × training fractions × regularisers × seeds) and
-    /// write its results CSV and report.
+    /// Another name for `study run FILE --dir OUT/NAME` of a classification study (models ×
+    /// training fractions × regularisers × seeds), kept for older commands.
     ClassifyStudy(ClassifyStudyArgs),
 }
 
@@ -572,6 +572,13 @@ pub struct ClassifyArgs {
     /// Threads of the tensor backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`; the
+    /// spec must name one run: no folds, or its `fold`).
+    #[arg(long, hide = true)]
+    pub run_dir: Option<PathBuf>,
+    /// Exit when standard input closes, i.e. when the parent study process is gone.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 impl ClassifyArgs {

@@ -2,10 +2,10 @@
 //! on a labelled image set and print its metrics; `scalelab classify-study`: a grid of them.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use scalelab_analysis::summary::mean_by;
 use scalelab_analysis::{FitOptions, fit_power};
 use scalelab_data::{
@@ -17,11 +17,12 @@ use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
     InputShape,
 };
-use scalelab_sweep::Store;
+use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_classify_study};
 use scalelab_train::{RunOptions, run_id, train_classifier, train_text_classifier};
 use serde_json::json;
 
-use crate::args::{ClassifyArgs, ClassifyStudyArgs};
+use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
+use crate::study::{Lines, SelfLauncher, default_jobs};
 use crate::{human, read_toml, set_threads, write_text};
 
 /// A loaded data set of either kind.
@@ -116,11 +117,16 @@ impl Loaded {
 
 /// Runs the command.
 pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
+    if args.exit_with_parent {
+        crate::exit_with_parent();
+    }
     let spec = args.spec()?;
     let threads = set_threads(args.threads)?;
     let data = Loaded::load(&spec)?;
     let config = spec.resolve(data.input(), data.n_classes())?;
-    let folds: Vec<Option<usize>> = if config.folds >= 2 {
+    let folds: Vec<Option<usize>> = if config.fold.is_some() {
+        vec![config.fold]
+    } else if config.folds >= 2 {
         (0..config.folds).map(Some).collect()
     } else {
         vec![None]
@@ -136,7 +142,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             format!(" | fold {} of {}", f + 1, config.folds)
         });
         let options = RunOptions {
-            run_dir: args.out.join(&id),
+            run_dir: args.run_dir.clone().unwrap_or_else(|| args.out.join(&id)),
             device: burn::tensor::Device::flex(),
             backend: "burn-flex (cpu)".to_string(),
             resume: false,
@@ -308,95 +314,180 @@ fn print_folds(out: &mut impl Write, records: &[ClassifyRecord]) -> Result<()> {
     Ok(())
 }
 
-/// `scalelab classify-study FILE`: every model × training fraction × regulariser × seed of a
-/// classification study, resumable (finished runs are kept in the study's SQLite store, and
-/// a record written by an interrupted invocation is imported), then a CSV of the results and
-/// the report page.
+/// `scalelab classify-study FILE [--out DIR] [--threads N]`: the same as `scalelab study run
+/// FILE --dir DIR/NAME [--threads-per-run N]`, kept so that older commands still work.
 pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
     let spec: ClassifyStudySpec = read_toml(&args.file)?;
-    let cells = spec
-        .expand()
-        .with_context(|| format!("in {}", args.file.display()))?;
-    let threads = set_threads(args.threads)?;
-    let dir = args.out.join(&spec.name);
-    let data = Loaded::load(&spec.base).with_context(|| format!("in {}", args.file.display()))?;
-    eprintln!(
-        "classification study {} in {}: {} runs on {} ({threads} threads)",
-        spec.name,
-        dir.display(),
-        cells.len(),
-        data.name()
+    study_run(&StudyRunArgs {
+        dir: Some(args.out.join(&spec.name)),
+        file: args.file,
+        jobs: None,
+        threads_per_run: args.threads,
+        no_report: false,
+    })
+}
+
+/// The study file, its grid planned against its data: every cell resolved and checked
+/// before anything trains.
+fn classify_plan(file: &Path, dir: Option<&Path>) -> Result<(ClassifyPlan, String, PathBuf)> {
+    let spec: ClassifyStudySpec = read_toml(file)?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read study file {}", file.display()))?;
+    let data = Loaded::load(&spec.base).with_context(|| format!("in {}", file.display()))?;
+    let plan = plan_classify_study(&spec, data.input(), data.n_classes(), file)?;
+    let dir = dir.map_or_else(
+        || PathBuf::from("studies").join(&spec.name),
+        Path::to_path_buf,
     );
-    let store = Store::open(&dir)?;
-    let mut runs = Vec::new();
-    for (i, (cell, run_spec)) in cells.into_iter().enumerate() {
-        let mut config = run_spec
-            .resolve(data.input(), data.n_classes())
-            .with_context(|| {
-                format!("in {} ({} run {})", args.file.display(), cell.model, i + 1)
-            })?;
-        config.fold = cell.fold;
-        let id = run_id(&config)?;
-        let run_dir = dir.join("runs").join(&id);
-        let record_path = run_dir.join("record.json");
-        let record: ClassifyRecord = if let Some(record) = store.classify_record(&id)? {
-            record
-        } else if record_path.is_file() {
-            // Trained by an invocation that stopped before storing it.
-            let text = std::fs::read_to_string(&record_path)
-                .with_context(|| format!("reading {}", record_path.display()))?;
-            let record = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a classification record; delete it to train the run again",
-                    record_path.display()
-                )
-            })?;
-            store.record_classify(&cell, &record)?;
-            record
-        } else {
-            let options = RunOptions {
-                run_dir,
-                device: burn::tensor::Device::flex(),
-                backend: "burn-flex (cpu)".to_string(),
-                resume: false,
-                stop_after_tokens: None,
-            };
-            let record = data
-                .train(&config, &options, |_, _, _| {})
-                .with_context(|| format!("training run {id}"))?;
-            store.record_classify(&cell, &record)?;
-            eprintln!(
-                "  done  {id} {:<16} D={:<6} {:<14} seed {}  test acc {:.4}  gap {:+.4}  {:.1} s",
-                cell.model,
-                record.train_examples,
-                cell.regulariser,
-                cell.seed,
-                record.test.accuracy,
-                record.train.accuracy - record.test.accuracy,
-                record.wall_secs
-            );
-            record
-        };
-        runs.push(ClassifyRun { cell, record });
+    Ok((plan, text, dir))
+}
+
+/// `scalelab study plan FILE` of a classification study: its runs, resolved.
+pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
+    let (plan, _, dir) = classify_plan(&args.file, args.dir.as_deref())?;
+    if args.json {
+        let runs: Vec<serde_json::Value> = plan
+            .runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "run_id": r.run_id, "cell": r.cell, "model": r.config.model.describe(),
+                    "params": r.params, "samples": r.samples, "flops": r.flops,
+                })
+            })
+            .collect();
+        let value = json!({
+            "study": plan.spec.name, "kind": "classify", "dir": dir, "runs": runs,
+            "total_flops": plan.total_flops(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
     }
+    println!(
+        "classification study {} ({} runs) -> {}",
+        plan.spec.name,
+        plan.runs.len(),
+        dir.display()
+    );
+    println!(
+        "{:<16} {:<18} {:>6} {:<16} {:>4} {:>10} {:>10} {:>10}",
+        "run", "model", "D", "regulariser", "seed", "params", "samples", "FLOPs"
+    );
+    for r in &plan.runs {
+        println!(
+            "{:<16} {:<18} {:>6} {:<16} {:>4} {:>10} {:>10} {:>10.3e}",
+            r.run_id,
+            r.cell.model,
+            r.cell.train_fraction,
+            r.cell.regulariser,
+            r.cell.seed,
+            human(r.params.total as f64),
+            human(r.samples as f64),
+            r.flops
+        );
+    }
+    println!("total {:.3e} FLOPs", plan.total_flops());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scalelab study run FILE` of a classification study: every cell planned first, then
+/// trained as child processes (several at a time, resumable after any interruption,
+/// `kill -9` included) by the one study runner, then a CSV of the results and the report.
+pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
+    if args.threads_per_run == Some(0) {
+        bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
+    }
+    let (plan, text, dir) = classify_plan(&args.file, args.dir.as_deref())?;
+    let threads_per_run = args
+        .threads_per_run
+        .unwrap_or_else(|| (default_jobs() / plan.runs.len().max(1)).max(1));
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| (default_jobs() / threads_per_run).max(1));
+    let mut store = Store::open(&dir)?;
+    if let Some(old) = store.meta("name")?
+        && old != plan.spec.name
+    {
+        bail!(
+            "{} holds study `{old}`, not `{}`\nhint: give this study its own directory with --dir",
+            dir.display(),
+            plan.spec.name
+        );
+    }
+    store.set_meta("name", &plan.spec.name)?;
+    store.set_meta("spec_toml", &text)?;
+    crate::write_text(&dir.join("study.toml"), &text)?;
+    eprintln!(
+        "classification study {} in {}: {} runs, {jobs} at a time, {threads_per_run} thread(s) each",
+        plan.spec.name,
+        dir.display(),
+        plan.runs.len(),
+    );
+    let launcher = SelfLauncher::new(threads_per_run)?;
+    let summary = run_classify_study(&plan, &mut store, &dir, &launcher, jobs, &mut Lines::new())?;
+    eprintln!(
+        "study {}: {} completed now, {} failed, {} were already done; {:.0} s wall",
+        plan.spec.name, summary.completed, summary.failed, summary.already_done, summary.wall_secs
+    );
+    if !args.no_report {
+        let path = study_report(&dir, None)?;
+        println!("{}", path.display());
+    }
+    Ok(if summary.failed > 0 {
+        eprintln!("some runs failed; run the same command again to retry them");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The study's recorded runs, in the grid's order.
+fn recorded_runs(store: &Store) -> Result<Vec<ClassifyRun>> {
+    Ok(store
+        .classify_runs()?
+        .into_iter()
+        .map(|(cell, record)| ClassifyRun { cell, record })
+        .collect())
+}
+
+/// Writes the study's results CSV to `path`.
+pub(crate) fn write_results(store: &Store, path: &Path) -> Result<()> {
+    write_text(path, &results_csv(&recorded_runs(store)?)?)
+}
+
+/// Writes `results.csv` and the report (to `out`, default `DIR/report.html`) of the
+/// classification study in `dir`, from its store; returns the report's path.
+pub(crate) fn study_report(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
+    let store = Store::open(dir)?;
+    let runs = recorded_runs(&store)?;
+    let spec: ClassifyStudySpec = match store.meta("spec_toml")? {
+        Some(text) => toml::from_str(&text).with_context(|| {
+            format!(
+                "the study file stored in {} is damaged",
+                store.path().display()
+            )
+        })?,
+        None => ClassifyStudySpec {
+            name: store.meta("name")?.unwrap_or_default(),
+            ..ClassifyStudySpec::default()
+        },
+    };
     write_text(&dir.join("results.csv"), &results_csv(&runs)?)?;
     let mut report = ClassifyStudyReport {
         name: spec.name.clone(),
         description: spec.description.clone(),
-        command: format!("scalelab classify-study {}", args.file.display()),
+        command: format!("scalelab study report {}", dir.display()),
         ..ClassifyStudyReport::default()
     };
     fit_errors(&runs, &mut report);
-    write_text(
-        &dir.join("report.html"),
-        &render_classify_report(&report, &runs)?,
-    )?;
+    let path = out.map_or_else(|| dir.join("report.html"), Path::to_path_buf);
+    write_text(&path, &render_classify_report(&report, &runs)?)?;
     eprintln!(
         "results in {}, report in {}",
         dir.join("results.csv").display(),
-        dir.join("report.html").display()
+        path.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(path)
 }
 
 /// Power laws of test error against N (largest fraction) and against D (largest model), over

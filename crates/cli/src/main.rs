@@ -70,14 +70,19 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
     Ok(rayon::current_num_threads())
 }
 
+/// Exits this training process when its parent study process is gone: the parent holds
+/// our stdin open, so end of input means it has ended (killed, `kill -9` included).
+pub(crate) fn exit_with_parent() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(130);
+    });
+}
+
 fn train(args: TrainArgs) -> Result<ExitCode> {
     if args.exit_with_parent {
-        // The study process holds our stdin open; end of input means it is gone.
-        std::thread::spawn(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-            std::process::exit(130);
-        });
+        exit_with_parent();
     }
     let spec = args.spec()?;
     let threads = set_threads(args.threads)?;

@@ -16,7 +16,7 @@ use scalelab_report::{
 };
 use scalelab_spec::{AnalysisSpec, StudySpec};
 use scalelab_sweep::{
-    Launcher, PlannedRun, RunEnd, RunState, Store, StoredCurvePoint, StoredRun, StudyPlan,
+    Job, Launcher, RunEnd, RunKind, RunState, Store, StoredCurvePoint, StoredRun, StudyPlan,
     StudyProgress, plan_study, run_study, study_vocab,
 };
 
@@ -71,11 +71,14 @@ fn measured_rate(dir: &Path) -> Option<f64> {
     (secs > 0.0).then_some(flops / secs)
 }
 
-fn default_jobs() -> usize {
+pub(crate) fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn plan(args: StudyFileArgs) -> Result<ExitCode> {
+    if file_kind(&args.file)? == RunKind::Classify {
+        return crate::classify::study_plan(&args);
+    }
     let (spec, _, dir) = load(&args.file, args.dir.as_deref())?;
     let plan = make_plan(&spec, &dir, &args.file)?;
     let (rate, source) = match measured_rate(&dir) {
@@ -151,34 +154,88 @@ fn plan(args: StudyFileArgs) -> Result<ExitCode> {
 }
 
 /// Starts `scalelab train` on a run's spec, in its directory.
-struct SelfLauncher {
+pub(crate) struct SelfLauncher {
     exe: PathBuf,
     threads: usize,
 }
 
 impl Launcher for SelfLauncher {
-    fn command(&self, _run: &PlannedRun, run_dir: &Path) -> Command {
+    fn command(&self, kind: RunKind, run_dir: &Path) -> Command {
         let mut c = Command::new(&self.exe);
-        c.arg("train")
-            .arg("--config")
-            .arg(run_dir.join("spec.toml"))
-            .arg("--run-dir")
-            .arg(run_dir)
-            .arg("--threads")
-            .arg(self.threads.to_string())
-            .arg("--quiet")
-            .arg("--exit-with-parent");
+        c.arg(match kind {
+            RunKind::Lm => "train",
+            RunKind::Classify => "classify",
+        })
+        .arg("--config")
+        .arg(run_dir.join("spec.toml"))
+        .arg("--run-dir")
+        .arg(run_dir)
+        .arg("--threads")
+        .arg(self.threads.to_string())
+        .arg("--exit-with-parent");
+        if kind == RunKind::Lm {
+            c.arg("--quiet");
+        }
         c
     }
 }
 
+impl SelfLauncher {
+    /// This program, training with `threads` threads a run.
+    pub(crate) fn new(threads: usize) -> Result<Self> {
+        Ok(SelfLauncher {
+            exe: std::env::current_exe().context("locating the scalelab program")?,
+            threads,
+        })
+    }
+}
+
+/// What kind of study `file` describes: a classification grid has `models` (and `base`), a
+/// scaling study a ladder.
+pub(crate) fn file_kind(file: &Path) -> Result<RunKind> {
+    let table: toml::Table = read_toml(file)?;
+    Ok(
+        if table.contains_key("models") || table.contains_key("base") {
+            RunKind::Classify
+        } else {
+            RunKind::Lm
+        },
+    )
+}
+
+/// The kind of the study in `store` (its runs'; a scaling study when it has none yet).
+pub(crate) fn store_kind(store: &Store) -> Result<RunKind> {
+    Ok(store.runs()?.first().map_or(RunKind::Lm, |r| r.kind))
+}
+
+/// What a run of `kind` trains on.
+fn unit(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Lm => "tokens",
+        RunKind::Classify => "samples",
+    }
+}
+
 /// Progress lines on stderr.
-struct Lines {
+pub(crate) struct Lines {
     total: usize,
     done: usize,
     flops_total: f64,
     flops_done: f64,
     started: std::time::Instant,
+}
+
+impl Lines {
+    /// Progress from now.
+    pub(crate) fn new() -> Self {
+        Lines {
+            total: 0,
+            done: 0,
+            flops_total: 0.0,
+            flops_done: 0.0,
+            started: std::time::Instant::now(),
+        }
+    }
 }
 
 impl StudyProgress for Lines {
@@ -194,18 +251,19 @@ impl StudyProgress for Lines {
         );
     }
 
-    fn started(&mut self, run: &PlannedRun) {
+    fn started(&mut self, run: &Job) {
         eprintln!(
-            "  {:<10} {} {:<12} N={:<8} {} tokens",
+            "  {:<10} {} {:<12} N={:<8} {} {}",
             "start",
             run.run_id,
-            run.size,
+            run.label,
             human(run.n),
-            human(run.tokens as f64)
+            human(run.amount as f64),
+            unit(run.kind)
         );
     }
 
-    fn finished(&mut self, run: &PlannedRun, end: &RunEnd) {
+    fn finished(&mut self, run: &Job, end: &RunEnd) {
         self.done += 1;
         self.flops_done += run.flops;
         let pct = 100.0 * self.flops_done / self.flops_total.max(1.0);
@@ -214,24 +272,29 @@ impl StudyProgress for Lines {
             RunEnd::Recorded {
                 status,
                 final_val_loss,
+                test_accuracy,
                 wall_secs,
             } => eprintln!(
-                "  {status:<10} {} {:<12} loss {} in {wall_secs:.0} s   [{}/{} runs, {pct:.0}% of FLOPs, {elapsed:.0} s]",
+                "  {status:<10} {} {:<12} loss {}{} in {wall_secs:.0} s   [{}/{} runs, {pct:.0}% of FLOPs, {elapsed:.0} s]",
                 run.run_id,
-                run.size,
+                run.label,
                 final_val_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                test_accuracy.map_or(String::new(), |a| format!(", test accuracy {a:.4}")),
                 self.done,
                 self.total
             ),
             RunEnd::Failed { message } => eprintln!(
                 "  {:<10} {} {}: {message}   [{}/{} runs]",
-                "failed", run.run_id, run.size, self.done, self.total
+                "failed", run.run_id, run.label, self.done, self.total
             ),
         }
     }
 }
 
 fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
+    if file_kind(&args.file)? == RunKind::Classify {
+        return crate::classify::study_run(&args);
+    }
     let (spec, text, dir) = load(&args.file, args.dir.as_deref())?;
     if args.threads_per_run == Some(0) {
         bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
@@ -256,17 +319,8 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| (default_jobs() / threads_per_run).max(1));
-    let launcher = SelfLauncher {
-        exe: std::env::current_exe().context("locating the scalelab program")?,
-        threads: threads_per_run,
-    };
-    let mut progress = Lines {
-        total: 0,
-        done: 0,
-        flops_total: 0.0,
-        flops_done: 0.0,
-        started: std::time::Instant::now(),
-    };
+    let launcher = SelfLauncher::new(threads_per_run)?;
+    let mut progress = Lines::new();
     eprintln!(
         "study {} in {}: {jobs} runs at a time, {} thread(s) each",
         spec.name,
@@ -332,8 +386,12 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
 /// studies/NAME).
 pub(crate) fn study_dir(path: &Path) -> Result<PathBuf> {
     let dir = if path.is_file() {
-        let spec: StudySpec = read_toml(path)?;
-        PathBuf::from("studies").join(spec.name)
+        let table: toml::Table = read_toml(path)?;
+        let name = table
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        PathBuf::from("studies").join(name)
     } else {
         path.to_path_buf()
     };
@@ -367,12 +425,13 @@ fn status(args: StudyDirArgs) -> Result<ExitCode> {
     );
     for r in &runs {
         println!(
-            "{:<16} {:<12} seed {:<3} N={:<9} {:>9} tokens  {:<9} {}",
+            "{:<16} {:<12} seed {:<3} N={:<9} {:>9} {:<7} {:<9} {}",
             r.run_id,
             r.size,
             r.seed,
             human(r.n),
             human(r.planned_tokens as f64),
+            unit(r.kind),
             r.status,
             r.final_val_loss
                 .map_or(String::new(), |l| format!("loss {l:.4}"))
@@ -393,6 +452,9 @@ fn stored(dir: &Path) -> Result<(Store, Vec<StoredRun>, Vec<Vec<StoredCurvePoint
 
 fn report(args: StudyDirArgs) -> Result<(PathBuf, Option<StudyLaw>)> {
     let dir = study_dir(&args.study)?;
+    if store_kind(&Store::open(&dir)?)? == RunKind::Classify {
+        return crate::classify::study_report(&dir, args.out.as_deref()).map(|p| (p, None));
+    }
     let Analysed {
         store,
         runs,
@@ -512,6 +574,12 @@ fn export(args: StudyDirArgs) -> Result<ExitCode> {
     let (store, runs, curves) = stored(&dir)?;
     let out = args.out.unwrap_or_else(|| dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if store_kind(&store)? == RunKind::Classify {
+        let path = out.join("results.csv");
+        crate::classify::write_results(&store, &path)?;
+        println!("{}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     write_runs_csv(&out.join("runs.csv"), &runs)?;
     write_curves_csv(&out.join("curves.csv"), &runs, &curves)?;
     println!("{}", out.join("runs.csv").display());

@@ -274,6 +274,11 @@ lr = 1e-2
         dir.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("16 completed now"),
+        "{}",
+        stderr(&out)
+    );
     let study = dir.path().join("studies/tiny");
     let csv = std::fs::read_to_string(study.join("results.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
@@ -289,13 +294,18 @@ lr = 1e-2
     let report = std::fs::read_to_string(study.join("report.html")).unwrap();
     assert!(report.contains("train–test gap") && report.contains("<svg"));
 
-    // Run again: nothing trains, the results are the same.
+    // Run again (as `study run`, which `classify-study` stands for): nothing trains, the
+    // results are the same.
     let again = scalelab(
-        &["classify-study", "tiny.toml", "--threads", "1"],
+        &["study", "run", "tiny.toml", "--threads-per-run", "1"],
         dir.path(),
     );
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(!stderr(&again).contains("done "), "{}", stderr(&again));
+    let err = stderr(&again);
+    assert!(
+        err.contains("16 already done") && !err.contains("start "),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(study.join("results.csv")).unwrap(),
         csv
@@ -309,7 +319,11 @@ lr = 1e-2
         dir.path(),
     );
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(!stderr(&again).contains("done "), "{}", stderr(&again));
+    let err = stderr(&again);
+    assert!(
+        err.contains("16 already done") && !err.contains("start "),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(study.join("results.csv")).unwrap(),
         csv

@@ -714,6 +714,10 @@ pub struct ClassifySpec {
     pub seed: u64,
     /// k ≥ 2: k-fold cross-validation over the training images (0 or 1: none).
     pub folds: usize,
+    /// With `folds = k`, train only this held-out fold, `0..k` (a study's cell is one fold);
+    /// none: every fold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
     /// The model.
     pub model: ClassifierSpec,
     /// The data.
@@ -871,6 +875,18 @@ impl ClassifySpec {
                 "0 for a single validation split, or 2-20 folds",
             ));
         }
+        if let Some(fold) = self.fold
+            && fold >= self.folds
+        {
+            return Err(SpecError::invalid(
+                "fold",
+                fold,
+                format!(
+                    "a held-out fold in 0..{} (set folds = k ≥ 2 first)",
+                    self.folds
+                ),
+            ));
+        }
         self.augment.check()?;
         Ok(ClassifyConfig {
             seed: self.seed,
@@ -893,7 +909,7 @@ impl ClassifySpec {
             },
             augment: self.augment.clone(),
             folds: self.folds,
-            fold: None,
+            fold: self.fold,
         })
     }
 }
@@ -1146,6 +1162,7 @@ impl ClassifyStudySpec {
                         spec.seed = seed;
                         spec.model = model.clone();
                         spec.data.train_fraction = fraction;
+                        spec.fold = fold;
                         if let Some(v) = reg.dropout {
                             spec.model.dropout = v;
                         }

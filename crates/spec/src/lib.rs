@@ -51,7 +51,7 @@ pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,
     SizeLadder, StudySpec,
 };
-pub use summary::{RunState, StoredCurvePoint, StoredRun};
+pub use summary::{RunKind, RunState, StoredCurvePoint, StoredRun};
 pub use task::{
     MAX_MODULUS, ModOp, RESIDUE_TOKEN_BASE, TASK_NAMES, TaskConfig, TaskKind, TaskSpec,
     TaskTrainSet,

@@ -23,8 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DataSpec, GptSpec, SpecError, TaskSpec, TrainSpec};
 
-/// Schema version of study files' resolved records and of the study store.
-pub const STUDY_SCHEMA_VERSION: u32 = 1;
+/// Schema version of study files' resolved records and of the study store. Version 2 keeps
+/// every run, of either kind, in the one `runs` table (version 1 kept classification runs in a
+/// table of their own; such stores are migrated when opened).
+pub const STUDY_SCHEMA_VERSION: u32 = 2;
 
 /// A scaling study as the user writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::RunStatus;
 
+/// What a run trains: the kind column of the one `runs` table, and what a study is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// A language model (or a synthetic task) trained on tokens: a scaling study's run.
+    #[default]
+    Lm,
+    /// A supervised classifier trained on samples: a classification study's run.
+    Classify,
+}
+
+impl RunKind {
+    /// Its name in the store and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::Lm => "lm",
+            RunKind::Classify => "classify",
+        }
+    }
+
+    /// The kind of a name.
+    pub fn from_name(name: &str) -> Option<RunKind> {
+        [RunKind::Lm, RunKind::Classify]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
 /// Where a run of a study stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,7 +99,10 @@ impl std::fmt::Display for RunState {
 pub struct StoredRun {
     /// Identity.
     pub run_id: String,
-    /// Size label from the ladder.
+    /// What it trains. For a classifier the token columns below count samples (planned,
+    /// seen, FLOPs per sample) and the shape columns are 0.
+    pub kind: RunKind,
+    /// Size label from the ladder (a classifier: its model's label).
     pub size: String,
     /// Seed.
     pub seed: u64,

@@ -13,6 +13,16 @@ pub enum SweepError {
         /// What is wrong.
         source: scalelab_spec::SpecError,
     },
+    /// One cell of a classification study does not resolve.
+    #[error("{path}: in {cell}: {source}")]
+    Cell {
+        /// The study file.
+        path: PathBuf,
+        /// The cell: its model and its place in the grid.
+        cell: String,
+        /// What is wrong.
+        source: scalelab_spec::SpecError,
+    },
     /// The corpus or tokenizer could not be prepared.
     #[error(transparent)]
     Data(#[from] scalelab_data::DataError),

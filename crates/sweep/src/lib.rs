@@ -11,13 +11,18 @@
 //! Training itself happens in the child (`scalelab train`), so a crash, a divergence or a
 //! kill of one run never corrupts another. This crate computes no statistics.
 
+mod classify_plan;
 mod error;
 pub mod plan;
 pub mod schedule;
 pub mod store;
 
+pub use classify_plan::{ClassifyPlan, PlannedClassify, plan_classify_study};
 pub use error::SweepError;
 pub use plan::{BudgetPoint, PlannedRun, StudyPlan, plan_study, study_vocab};
-pub use scalelab_spec::{RunState, StoredCurvePoint, StoredRun};
-pub use schedule::{Launcher, RunEnd, StudyProgress, StudySummary, run_dir, run_study};
+pub use scalelab_spec::{RunKind, RunState, StoredCurvePoint, StoredRun};
+pub use schedule::{
+    Job, Launcher, RunEnd, StudyProgress, StudySummary, run_classify_study, run_dir, run_jobs,
+    run_study,
+};
 pub use store::{STORE_FILE, Store};

@@ -15,15 +15,81 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use scalelab_spec::RunRecord;
+use scalelab_spec::{ClassifyRecord, RunKind, RunRecord};
 
-use crate::{PlannedRun, RunState, Store, StudyPlan, SweepError};
+use crate::{ClassifyPlan, RunState, Store, StudyPlan, SweepError};
+
+/// One run as the scheduler sees it, of either kind: what to train and how to name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Identity (its directory's name).
+    pub run_id: String,
+    /// What it trains, which says which command trains it and which record it writes.
+    pub kind: RunKind,
+    /// A label for progress lines: the ladder's size, or the classifier's model.
+    pub label: String,
+    /// Parameters (in the study's convention).
+    pub n: f64,
+    /// Tokens (a language model) or samples (a classifier) it will train on.
+    pub amount: u64,
+    /// Training FLOPs it will spend.
+    pub flops: f64,
+    /// The spec its child process trains, as TOML.
+    pub spec_toml: String,
+}
+
+impl StudyPlan {
+    /// The study's runs as jobs, smallest FLOPs first.
+    pub fn jobs(&self) -> Result<Vec<Job>, SweepError> {
+        self.runs
+            .iter()
+            .map(|r| {
+                Ok(Job {
+                    run_id: r.run_id.clone(),
+                    kind: RunKind::Lm,
+                    label: r.size.clone(),
+                    n: r.n,
+                    amount: r.tokens,
+                    flops: r.flops,
+                    spec_toml: spec_toml(&r.run_id, &r.spec)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl ClassifyPlan {
+    /// The study's runs as jobs, in the grid's order.
+    pub fn jobs(&self) -> Result<Vec<Job>, SweepError> {
+        self.runs
+            .iter()
+            .map(|r| {
+                Ok(Job {
+                    run_id: r.run_id.clone(),
+                    kind: RunKind::Classify,
+                    label: r.cell.model.clone(),
+                    n: r.params.total as f64,
+                    amount: r.samples,
+                    flops: r.flops,
+                    spec_toml: spec_toml(&r.run_id, &r.spec)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn spec_toml<T: serde::Serialize>(run_id: &str, spec: &T) -> Result<String, SweepError> {
+    toml::to_string(spec).map_err(|e| SweepError::Record {
+        path: PathBuf::from("runs").join(run_id).join("spec.toml"),
+        message: e.to_string(),
+    })
+}
 
 /// Builds the command that trains one run.
 pub trait Launcher {
-    /// The command that trains `run` with its spec at `run_dir/spec.toml`, writing its record
-    /// and checkpoints into `run_dir`. Standard streams are set by the scheduler.
-    fn command(&self, run: &PlannedRun, run_dir: &Path) -> Command;
+    /// The command that trains a run of `kind` with its spec at `run_dir/spec.toml`, writing
+    /// its record and checkpoints into `run_dir`. Standard streams are set by the scheduler.
+    fn command(&self, kind: RunKind, run_dir: &Path) -> Command;
 }
 
 /// How one run ended in this invocation.
@@ -35,6 +101,8 @@ pub enum RunEnd {
         status: RunState,
         /// Final validation loss.
         final_val_loss: Option<f64>,
+        /// Test accuracy (a classifier).
+        test_accuracy: Option<f64>,
         /// Wall seconds of the run.
         wall_secs: f64,
     },
@@ -50,9 +118,9 @@ pub trait StudyProgress {
     /// The study starts: `done` of `total` runs are already recorded.
     fn begin(&mut self, _total: usize, _done: usize, _flops_total: f64, _flops_done: f64) {}
     /// A run starts (or resumes).
-    fn started(&mut self, _run: &PlannedRun) {}
+    fn started(&mut self, _run: &Job) {}
     /// A run ended.
-    fn finished(&mut self, _run: &PlannedRun, _end: &RunEnd) {}
+    fn finished(&mut self, _run: &Job, _end: &RunEnd) {}
 }
 
 /// What one `study run` did.
@@ -77,7 +145,7 @@ pub fn run_dir(study_dir: &Path, run_id: &str) -> PathBuf {
     study_dir.join("runs").join(run_id)
 }
 
-fn read_record(path: &Path) -> Result<RunRecord, SweepError> {
+fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SweepError> {
     let text = std::fs::read_to_string(path).map_err(|e| SweepError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| SweepError::Record {
         path: path.to_path_buf(),
@@ -91,7 +159,8 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), SweepError> {
     std::fs::rename(&tmp, path).map_err(|e| SweepError::io(path, e))
 }
 
-/// Runs every run of `plan` that the store does not have yet, `jobs` at a time.
+/// Runs every run of the scaling study `plan` that the store does not have yet, `jobs` at a
+/// time.
 pub fn run_study(
     plan: &StudyPlan,
     store: &mut Store,
@@ -100,8 +169,36 @@ pub fn run_study(
     jobs: usize,
     progress: &mut dyn StudyProgress,
 ) -> Result<StudySummary, SweepError> {
-    let started = Instant::now();
     store.add_planned(&plan.runs, plan.spec.param_convention.name())?;
+    run_jobs(&plan.jobs()?, store, study_dir, launcher, jobs, progress)
+}
+
+/// Runs every run of the classification study `plan` that the store does not have yet,
+/// `jobs` at a time.
+pub fn run_classify_study(
+    plan: &ClassifyPlan,
+    store: &mut Store,
+    study_dir: &Path,
+    launcher: &dyn Launcher,
+    jobs: usize,
+    progress: &mut dyn StudyProgress,
+) -> Result<StudySummary, SweepError> {
+    store.add_planned_classify(&plan.runs)?;
+    run_jobs(&plan.jobs()?, store, study_dir, launcher, jobs, progress)
+}
+
+/// The one study runner: trains every job the store has not recorded, `jobs` child processes
+/// at a time, largest FLOPs first, recording each as it ends. The jobs' runs must be in the
+/// store already (planned).
+pub fn run_jobs(
+    all: &[Job],
+    store: &mut Store,
+    study_dir: &Path,
+    launcher: &dyn Launcher,
+    jobs: usize,
+    progress: &mut dyn StudyProgress,
+) -> Result<StudySummary, SweepError> {
+    let started = Instant::now();
     let stored = store.runs()?;
     let is_done = |id: &str| {
         stored
@@ -109,12 +206,12 @@ pub fn run_study(
             .any(|s| s.run_id == id && s.status.is_recorded())
     };
     let mut summary = StudySummary {
-        total: plan.runs.len(),
+        total: all.len(),
         ..StudySummary::default()
     };
-    let mut pending: Vec<&PlannedRun> = Vec::new();
+    let mut pending: Vec<&Job> = Vec::new();
     let mut flops_done = 0.0;
-    for run in &plan.runs {
+    for run in all {
         if is_done(&run.run_id) {
             summary.already_done += 1;
             flops_done += run.flops;
@@ -122,11 +219,7 @@ pub fn run_study(
         }
         // A record written by a child whose parent died before storing it.
         let record_path = run_dir(study_dir, &run.run_id).join("record.json");
-        if record_path.is_file()
-            && let Ok(record) = read_record(&record_path)
-            && record.run_id == run.run_id
-        {
-            store.record(&record)?;
+        if record_path.is_file() && import(store, run, &record_path).is_ok() {
             summary.already_done += 1;
             flops_done += run.flops;
             continue;
@@ -136,33 +229,30 @@ pub fn run_study(
     progress.begin(
         summary.total,
         summary.already_done,
-        plan.total_flops(),
+        all.iter().map(|j| j.flops).sum(),
         flops_done,
     );
-    // The plan is in ascending FLOPs, so pop() starts the most expensive run first: longest
-    // processing time first keeps every core busy to the end instead of leaving the largest
-    // run to finish alone.
+    // Ascending FLOPs (stable: a scaling plan is in that order already), so pop() starts the
+    // most expensive run first: longest processing time first keeps every core busy to the
+    // end instead of leaving the largest run to finish alone.
+    pending.sort_by(|a, b| a.flops.total_cmp(&b.flops));
 
     let jobs = jobs.max(1);
-    let mut active: Vec<(&PlannedRun, Child)> = Vec::new();
+    let mut active: Vec<(&Job, Child)> = Vec::new();
     while !pending.is_empty() || !active.is_empty() {
         while active.len() < jobs
             && let Some(run) = pending.pop()
         {
             let dir = run_dir(study_dir, &run.run_id);
             std::fs::create_dir_all(&dir).map_err(|e| SweepError::io(&dir, e))?;
-            let spec = toml::to_string(&run.spec).map_err(|e| SweepError::Record {
-                path: dir.join("spec.toml"),
-                message: e.to_string(),
-            })?;
-            write_atomic(&dir.join("spec.toml"), &spec)?;
+            write_atomic(&dir.join("spec.toml"), &run.spec_toml)?;
             let log_path = dir.join("stderr.log");
             let log = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&log_path)
                 .map_err(|e| SweepError::io(&log_path, e))?;
-            let mut cmd = launcher.command(run, &dir);
+            let mut cmd = launcher.command(run.kind, &dir);
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log));
@@ -208,16 +298,55 @@ pub fn run_study(
     Ok(summary)
 }
 
+/// Stores the record of `run` at `path` (checking it is that run's), and says how it ended.
+fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepError> {
+    let mismatch = |recorded: &str| SweepError::Record {
+        path: path.to_path_buf(),
+        message: format!(
+            "the training process recorded run {recorded} but the study planned {}; the data or tokenizer changed between planning and training",
+            run.run_id
+        ),
+    };
+    match run.kind {
+        RunKind::Lm => {
+            let record: RunRecord = read_record(path)?;
+            if record.run_id != run.run_id {
+                return Err(mismatch(&record.run_id));
+            }
+            store.record(&record)?;
+            Ok(RunEnd::Recorded {
+                status: RunState::from(&record.status),
+                final_val_loss: record.final_val_loss,
+                test_accuracy: None,
+                wall_secs: record.wall_secs,
+            })
+        }
+        RunKind::Classify => {
+            let record: ClassifyRecord = read_record(path)?;
+            if record.run_id != run.run_id {
+                return Err(mismatch(&record.run_id));
+            }
+            store.record_classify(&record)?;
+            Ok(RunEnd::Recorded {
+                status: RunState::Completed,
+                final_val_loss: Some(record.validation.loss),
+                test_accuracy: Some(record.test.accuracy),
+                wall_secs: record.wall_secs,
+            })
+        }
+    }
+}
+
 /// Stores the record a child left, or marks the run failed.
 fn collect(
     store: &mut Store,
     study_dir: &Path,
-    run: &PlannedRun,
+    run: &Job,
     exit: &str,
 ) -> Result<RunEnd, SweepError> {
     let dir = run_dir(study_dir, &run.run_id);
     let record_path = dir.join("record.json");
-    let failed = |message: String| -> Result<RunEnd, SweepError> {
+    let failed = |store: &mut Store, message: String| -> Result<RunEnd, SweepError> {
         store.mark_failed(&run.run_id, &message)?;
         Ok(RunEnd::Failed { message })
     };
@@ -229,25 +358,19 @@ fn collect(
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
             .to_string();
-        return failed(format!(
-            "training process ended ({exit}) without a record; last log line: {last:?}; full log: {}",
-            dir.join("stderr.log").display()
-        ));
+        return failed(
+            store,
+            format!(
+                "training process ended ({exit}) without a record; last log line: {last:?}; full log: {}",
+                dir.join("stderr.log").display()
+            ),
+        );
     }
-    let record = match read_record(&record_path) {
-        Ok(r) => r,
-        Err(e) => return failed(e.to_string()),
-    };
-    if record.run_id != run.run_id {
-        return failed(format!(
-            "the training process recorded run {} but the study planned {}; the corpus or tokenizer changed between planning and training",
-            record.run_id, run.run_id
-        ));
+    match import(store, run, &record_path) {
+        Ok(end) => Ok(end),
+        Err(e @ (SweepError::Record { .. } | SweepError::Io { .. })) => {
+            failed(store, e.to_string())
+        }
+        Err(e) => Err(e),
     }
-    store.record(&record)?;
-    Ok(RunEnd::Recorded {
-        status: RunState::from(&record.status),
-        final_val_loss: record.final_val_loss,
-        wall_secs: record.wall_secs,
-    })
 }

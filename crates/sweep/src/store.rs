@@ -3,13 +3,16 @@
 //! Tables (schema version [`STUDY_SCHEMA_VERSION`], kept in `PRAGMA user_version`):
 //!
 //! - `meta(key, value)`: the study spec (TOML) and its name;
-//! - `runs`: one row per planned run, keyed by run id, with its resolved spec (JSON), shape,
-//!   parameter counts in both conventions, planned tokens and FLOPs, budget, status
-//!   (`planned`, `completed`, `diverged`, `failed`), final metrics and the whole run record;
-//! - `curves(run_id, tokens, ...)`: every evaluation of every finished run;
-//! - `classify_runs`: one row per finished run of a classification study, keyed by run id,
-//!   with its cell of the grid (model, training fraction, regulariser, seed), its headline
-//!   metrics and its whole record.
+//! - `runs`: one row per planned run of either kind (`kind`: `lm` or `classify`), keyed by
+//!   run id, with the spec its child process trains (JSON), shape, parameter counts in both
+//!   conventions, planned tokens and FLOPs, budget, status (`planned`, `completed`,
+//!   `diverged`, `failed`), final metrics and the whole run record; a classification run
+//!   also keeps its cell of the grid (`cell_json`), its token columns count samples and its
+//!   shape columns are 0;
+//! - `curves(run_id, tokens, ...)`: every evaluation of every finished language-model run.
+//!
+//! Version 1 stores kept finished classification runs in a table of their own
+//! (`classify_runs`); opening one moves them into `runs` and drops that table.
 //!
 //! A run's result is written in one transaction, so a study killed at any moment leaves each
 //! run either recorded whole or not at all.
@@ -19,11 +22,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use scalelab_spec::{
-    ClassifyRecord, RunRecord, RunState, RunStatus, STUDY_SCHEMA_VERSION, StoredCurvePoint,
-    StoredRun, StudyCell,
+    ClassifyRecord, RunKind, RunRecord, RunState, RunStatus, STUDY_SCHEMA_VERSION,
+    StoredCurvePoint, StoredRun, StudyCell,
 };
 
-use crate::{PlannedRun, SweepError};
+use crate::{PlannedClassify, PlannedRun, SweepError};
 
 /// File name of the store inside a study directory.
 pub const STORE_FILE: &str = "study.sqlite";
@@ -38,6 +41,8 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'lm',
+    cell_json TEXT,
     size TEXT NOT NULL,
     seed INTEGER NOT NULL,
     n_layers INTEGER NOT NULL,
@@ -75,21 +80,6 @@ CREATE TABLE IF NOT EXISTS curves (
     wall_secs REAL NOT NULL,
     PRIMARY KEY (run_id, tokens)
 );
-CREATE TABLE IF NOT EXISTS classify_runs (
-    run_id TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    family TEXT NOT NULL,
-    params_total INTEGER NOT NULL,
-    train_fraction REAL NOT NULL,
-    train_examples INTEGER NOT NULL,
-    regulariser TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    train_accuracy REAL NOT NULL,
-    test_accuracy REAL NOT NULL,
-    test_loss REAL NOT NULL,
-    cell_json TEXT NOT NULL,
-    record_json TEXT NOT NULL
-);
 ";
 
 impl Store {
@@ -114,12 +104,20 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(err)?;
-        if has_tables && version != i64::from(STUDY_SCHEMA_VERSION) {
+        let migrate_v1 = has_tables && version == 1;
+        if has_tables && !migrate_v1 && version != i64::from(STUDY_SCHEMA_VERSION) {
             return Err(SweepError::SchemaVersion {
                 path,
                 found: version,
                 expected: i64::from(STUDY_SCHEMA_VERSION),
             });
+        }
+        if migrate_v1 {
+            conn.execute_batch(
+                "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'lm';
+                 ALTER TABLE runs ADD COLUMN cell_json TEXT;",
+            )
+            .map_err(err)?;
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
         // Stores written before the training split's size was kept gain the column (empty).
@@ -134,9 +132,15 @@ impl Store {
             conn.execute_batch("ALTER TABLE runs ADD COLUMN unique_train_tokens INTEGER")
                 .map_err(err)?;
         }
-        conn.pragma_update(None, "user_version", i64::from(STUDY_SCHEMA_VERSION))
-            .map_err(err)?;
-        Ok(Store { conn, path })
+        let mut store = Store { conn, path };
+        if migrate_v1 {
+            store.migrate_v1()?;
+        }
+        store
+            .conn
+            .pragma_update(None, "user_version", i64::from(STUDY_SCHEMA_VERSION))
+            .map_err(|e| store.err(e))?;
+        Ok(store)
     }
 
     /// Path of the SQLite file.
@@ -300,7 +304,7 @@ impl Store {
                 "SELECT run_id, size, seed, n_layers, d_model, n_heads, params_total,
                     params_non_embedding, n, param_convention, flops_per_token, planned_tokens,
                     planned_flops, budget_kind, budget_value, status, tokens_seen, train_flops,
-                    final_val_loss, final_val_bpb, wall_secs, message, unique_train_tokens
+                    final_val_loss, final_val_bpb, wall_secs, message, unique_train_tokens, kind
                  FROM runs ORDER BY planned_flops, run_id",
             )
             .map_err(|e| self.err(e))?;
@@ -308,6 +312,16 @@ impl Store {
             .query_map([], |r| {
                 Ok(StoredRun {
                     run_id: r.get(0)?,
+                    kind: {
+                        let name: String = r.get(23)?;
+                        RunKind::from_name(&name).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                23,
+                                rusqlite::types::Type::Text,
+                                format!("unknown run kind `{name}` (lm or classify)").into(),
+                            )
+                        })?
+                    },
                     size: r.get(1)?,
                     seed: r.get::<_, i64>(2)? as u64,
                     n_layers: r.get::<_, i64>(3)? as u64,
@@ -393,66 +407,196 @@ impl Store {
         }
     }
 
-    /// Records a finished classification run (replacing an earlier record of the same id),
-    /// in one statement.
-    pub fn record_classify(
-        &self,
-        cell: &StudyCell,
-        record: &ClassifyRecord,
-    ) -> Result<(), SweepError> {
-        let json = |what: &str, value: serde_json::Result<String>| {
-            value.map_err(|e| SweepError::Record {
-                path: self.path.clone(),
-                message: format!("cannot serialise the {what} of run {}: {e}", record.run_id),
-            })
-        };
-        let cell_json = json("cell", serde_json::to_string(cell))?;
-        let record_json = json("record", serde_json::to_string(record))?;
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO classify_runs (run_id, model, family, params_total,
-                 train_fraction, train_examples, regulariser, seed, train_accuracy,
-                 test_accuracy, test_loss, cell_json, record_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    record.run_id,
-                    cell.model,
-                    record.config.model.family(),
-                    record.params.total as i64,
-                    cell.train_fraction,
-                    record.train_examples as i64,
-                    cell.regulariser,
-                    cell.seed as i64,
-                    record.train.accuracy,
-                    record.test.accuracy,
-                    record.test.loss,
-                    cell_json,
-                    record_json
-                ],
+    /// Moves the classification runs of a version-1 store into `runs`, in one transaction.
+    fn migrate_v1(&mut self) -> Result<(), SweepError> {
+        let has_old: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'classify_runs'",
+                [],
+                |r| r.get(0),
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        if !has_old {
+            return Ok(());
+        }
+        let rows: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT cell_json, record_json FROM classify_runs ORDER BY rowid")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
+        let mut migrated = Vec::with_capacity(rows.len());
+        for (cell_json, record_json) in rows {
+            let cell: StudyCell = self.parse_json(&cell_json, "a classification run's cell")?;
+            let record: ClassifyRecord =
+                self.parse_json(&record_json, "a classification run's record")?;
+            let planned =
+                PlannedClassify::of_record(cell, &record).map_err(|e| SweepError::Record {
+                    path: self.path.clone(),
+                    message: format!("classification run {}: {e}", record.run_id),
+                })?;
+            migrated.push((planned, record));
+        }
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        for (planned, record) in &migrated {
+            insert_classify(&tx, &path, planned)?;
+            update_classify(&tx, &path, record)?;
+        }
+        tx.execute_batch("DROP TABLE classify_runs")
+            .map_err(|e| store_err(&path, e))?;
+        tx.commit().map_err(|e| store_err(&path, e))
+    }
+
+    fn parse_json<T: serde::de::DeserializeOwned>(
+        &self,
+        json: &str,
+        what: &str,
+    ) -> Result<T, SweepError> {
+        serde_json::from_str(json).map_err(|e| SweepError::Record {
+            path: self.path.clone(),
+            message: format!("{what}: {e}"),
+        })
+    }
+
+    /// Adds the planned runs of a classification study, in the grid's order; runs already
+    /// present keep their status and results.
+    pub fn add_planned_classify(&mut self, runs: &[PlannedClassify]) -> Result<(), SweepError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        for r in runs {
+            insert_classify(&tx, &path, r)?;
+        }
+        tx.commit().map_err(|e| store_err(&path, e))
+    }
+
+    /// Records a finished classification run, in one statement.
+    pub fn record_classify(&mut self, record: &ClassifyRecord) -> Result<(), SweepError> {
+        update_classify(&self.conn, &self.path, record)
+    }
+
+    /// Every recorded classification run with its cell, in the grid's order.
+    pub fn classify_runs(&self) -> Result<Vec<(StudyCell, ClassifyRecord)>, SweepError> {
+        let rows: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT cell_json, record_json FROM runs
+                     WHERE kind = 'classify' AND record_json IS NOT NULL ORDER BY rowid",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
+        rows.iter()
+            .map(|(cell, record)| {
+                Ok((
+                    self.parse_json(cell, "a classification run's cell")?,
+                    self.parse_json(record, "a classification run's record")?,
+                ))
+            })
+            .collect()
     }
 
     /// The stored record of a classification run, if any.
     pub fn classify_record(&self, run_id: &str) -> Result<Option<ClassifyRecord>, SweepError> {
-        let json: Option<String> = self
+        let json: Option<Option<String>> = self
             .conn
             .query_row(
-                "SELECT record_json FROM classify_runs WHERE run_id = ?1",
+                "SELECT record_json FROM runs WHERE run_id = ?1 AND kind = 'classify'",
                 [run_id],
                 |r| r.get(0),
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        json.map(|json| {
-            serde_json::from_str(&json).map_err(|e| SweepError::Record {
-                path: self.path.clone(),
-                message: format!("the stored record of classification run {run_id}: {e}"),
+        json.flatten()
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|e| SweepError::Record {
+                    path: self.path.clone(),
+                    message: format!("the stored record of classification run {run_id}: {e}"),
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
+}
+
+fn store_err(path: &Path, source: rusqlite::Error) -> SweepError {
+    SweepError::Store {
+        path: path.to_path_buf(),
+        source,
+        hint: "the file may be damaged or held by another program",
+    }
+}
+
+fn to_json<T: serde::Serialize>(
+    path: &Path,
+    what: &'static str,
+    value: &T,
+) -> Result<String, SweepError> {
+    serde_json::to_string(value).map_err(|source| SweepError::Serialise {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })
+}
+
+/// Adds a planned classification run (kept as it is if its id is there already).
+fn insert_classify(conn: &Connection, path: &Path, r: &PlannedClassify) -> Result<(), SweepError> {
+    let (budget_kind, budget_value) = r.budget();
+    conn.execute(
+        "INSERT OR IGNORE INTO runs (run_id, kind, cell_json, size, seed, n_layers, d_model,
+            n_heads, params_total, params_non_embedding, n, param_convention, flops_per_token,
+            planned_tokens, planned_flops, budget_kind, budget_value, spec_json)
+         VALUES (?1, 'classify', ?2, ?3, ?4, 0, 0, 0, ?5, ?6, ?7, 'total', ?8, ?9, ?10, ?11,
+            ?12, ?13)",
+        params![
+            r.run_id,
+            to_json(path, "a classification run's cell", &r.cell)?,
+            r.cell.model,
+            r.cell.seed as i64,
+            r.params.total as i64,
+            r.params.non_embedding as i64,
+            r.params.total as f64,
+            r.flops_per_sample,
+            r.samples as i64,
+            r.flops,
+            budget_kind,
+            budget_value,
+            to_json(path, "a classification run's spec", &r.spec)?,
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| store_err(path, e))
+}
+
+/// Stores a classification run's record on its planned row.
+fn update_classify(
+    conn: &Connection,
+    path: &Path,
+    record: &ClassifyRecord,
+) -> Result<(), SweepError> {
+    conn.execute(
+        "UPDATE runs SET status = 'completed', tokens_seen = ?2, train_flops = ?3,
+            final_val_loss = ?4, wall_secs = ?5, message = NULL, record_json = ?6
+         WHERE run_id = ?1 AND kind = 'classify'",
+        params![
+            record.run_id,
+            record.samples_seen as i64,
+            record.train_flops,
+            record.validation.loss,
+            record.wall_secs,
+            to_json(path, "a classification record", record)?,
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| store_err(path, e))
 }
 
 #[cfg(test)]
