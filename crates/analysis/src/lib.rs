@@ -27,6 +27,7 @@ pub mod extrapolation;
 pub mod frontier;
 pub mod isoflop;
 pub mod optimal;
+pub mod study;
 pub mod summary;
 
 pub use error::AnalysisError;

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
-use scalelab_analysis::compute_optimal::{self, ComputeOptimal, IsoRun};
-use scalelab_analysis::extrapolation::extrapolation_check;
-use scalelab_analysis::frontier::{CurvePoint, RunCurve, approach1};
+use scalelab_analysis::LawFit;
+use scalelab_analysis::compute_optimal::ComputeOptimal;
 use scalelab_analysis::optimal::{FlopModel, PlannedAllocation, plan_allocation};
-use scalelab_analysis::{FitOptions, LawFit, LawKind, Point, fit_chinchilla, fit_power};
+use scalelab_analysis::study::analyse_study;
 use scalelab_report::{
     ReportInput, StudyAnalysis, render_html, write_curves_csv, write_emergence_csv,
     write_emergence_examples_csv, write_runs_csv, write_task_curves_csv,
@@ -600,218 +599,6 @@ fn export(args: StudyDirArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every fit the study's design supports, with notes for those it does not.
-pub fn analyse(
-    runs: &[StoredRun],
-    curves: &[Vec<StoredCurvePoint>],
-    settings: &AnalysisSpec,
-) -> StudyAnalysis {
-    let AnalysisSpec {
-        bootstrap,
-        hold_out,
-        seed,
-        fit_starts,
-    } = *settings;
-    let opts = FitOptions {
-        bootstrap,
-        seed,
-        grid_starts: fit_starts,
-        ..FitOptions::default()
-    };
-    let mut a = StudyAnalysis {
-        level: opts.level,
-        ..StudyAnalysis::default()
-    };
-    let done: Vec<(usize, &StoredRun)> = runs
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.status == RunState::Completed && r.final_val_loss.is_some())
-        .collect();
-    if done.is_empty() {
-        a.notes
-            .push("no run has completed yet; run the study first".into());
-        return a;
-    }
-    let final_loss = |r: &StoredRun| r.final_val_loss.unwrap_or(f64::NAN);
-    // Loss against N: each size at its largest budget.
-    let mut sizes: Vec<&str> = done.iter().map(|(_, r)| r.size.as_str()).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    for size in &sizes {
-        let of_size: Vec<&StoredRun> = done
-            .iter()
-            .map(|(_, r)| *r)
-            .filter(|r| r.size == *size)
-            .collect();
-        let top = of_size.iter().map(|r| r.planned_flops).fold(0.0, f64::max);
-        for r in of_size.iter().filter(|r| r.planned_flops == top) {
-            a.loss_vs_n_points.push((r.n, final_loss(r)));
-        }
-    }
-    a.loss_vs_n_points.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let (ns, ls): (Vec<f64>, Vec<f64>) = a.loss_vs_n_points.iter().copied().unzip();
-    match fit_power("N", &ns, &ls, &opts) {
-        Ok(fit) => a.loss_vs_n = Some(fit),
-        Err(e) => a.notes.push(format!("no power law in N: {e}")),
-    }
-    let curve_of = |i: usize| -> Vec<CurvePoint> {
-        curves[i]
-            .iter()
-            .map(|p| CurvePoint {
-                flops: p.flops,
-                tokens: p.tokens as f64,
-                loss: p.val_loss,
-            })
-            .collect()
-    };
-    // The frontier and approach 1 over every run.
-    let run_curves: Vec<RunCurve> = done
-        .iter()
-        .map(|(i, r)| RunCurve {
-            n: r.n,
-            points: curve_of(*i),
-        })
-        .collect();
-    match approach1(&run_curves, 20, None, &opts) {
-        Ok(f) => {
-            if f.loss_fit.is_none() {
-                a.notes
-                    .push("too few frontier points for a power law in C (need 4)".into());
-            }
-            a.frontier = Some(f);
-        }
-        Err(e) => a.notes.push(format!("no compute frontier: {e}")),
-    }
-    let unique_tokens = done
-        .iter()
-        .filter_map(|(_, r)| r.unique_train_tokens)
-        .min()
-        .map(|u| u as f64);
-    // The largest budget: an IsoFLOP study's largest C, else the most FLOPs a run spent.
-    let top_flops = done
-        .iter()
-        .map(|(_, r)| {
-            if r.budget_kind == "flops" {
-                r.budget_value
-            } else {
-                r.train_flops
-            }
-        })
-        .fold(0.0, f64::max);
-    // IsoFLOP studies: the three approaches, with N counted both ways (the study's own
-    // convention first).
-    let iso: Vec<(usize, &StoredRun)> = done
-        .iter()
-        .copied()
-        .filter(|(_, r)| r.budget_kind == "flops")
-        .collect();
-    if !iso.is_empty() {
-        let own = iso[0].1.param_convention.clone();
-        let other = if own == "total" {
-            "non_embedding"
-        } else {
-            "total"
-        };
-        let co_opts = compute_optimal::Options {
-            bootstrap,
-            level: opts.level,
-            seed,
-            unique_tokens,
-            hold_out_largest: hold_out > 0,
-            grid_starts: fit_starts,
-            ..compute_optimal::Options::default()
-        };
-        for convention in [own.as_str(), other] {
-            let iso_runs: Vec<IsoRun> = iso
-                .iter()
-                .map(|&(i, r)| IsoRun {
-                    budget: r.budget_value,
-                    n: if convention == "total" {
-                        r.params_total as f64
-                    } else {
-                        r.params_non_embedding as f64
-                    },
-                    flops_per_token: r.flops_per_token,
-                    tokens: r.tokens_seen as f64,
-                    loss: final_loss(r),
-                    curve: curve_of(i),
-                })
-                .collect();
-            match compute_optimal::compute_optimal(&iso_runs, convention, &co_opts) {
-                Ok(x) => a.compute_optimal.push(x),
-                Err(e) => a
-                    .notes
-                    .push(format!("no compute-optimal analysis ({convention} N): {e}")),
-            }
-        }
-        if hold_out > 0 {
-            a.notes.push("an IsoFLOP study checks its law on its largest budget (held out), not on its largest sizes".into());
-        }
-    }
-    // The parametric law: approach 3 of an IsoFLOP study, else a fit to every run when D
-    // varies.
-    let flop_model;
-    if let Some(co) = a.compute_optimal.first() {
-        a.chinchilla = co.approach3.as_ref().map(|x| x.fit.clone());
-        flop_model = co.flop_model;
-    } else {
-        let sizes: Vec<(f64, f64)> = done.iter().map(|(_, r)| (r.n, r.flops_per_token)).collect();
-        flop_model = FlopModel::fit(&sizes);
-        let points: Vec<Point> = done
-            .iter()
-            .map(|(_, r)| Point {
-                n: r.n,
-                d: r.tokens_seen as f64,
-                loss: final_loss(r),
-            })
-            .collect();
-        let mut ds: Vec<f64> = points.iter().map(|p| p.d).collect();
-        ds.sort_by(f64::total_cmp);
-        ds.dedup();
-        if ds.len() >= 2 {
-            match fit_chinchilla(&points, &opts) {
-                Ok(fit) => a.chinchilla = Some(fit),
-                Err(e) => a.notes.push(format!("no Chinchilla fit: {e}")),
-            }
-        } else {
-            a.notes.push("every run trained on the same number of tokens, so L(N, D) is not fitted; the loss-against-N law above is at that fixed D".into());
-        }
-        // Extrapolation: refit without the largest sizes.
-        if hold_out > 0 {
-            let check_opts = FitOptions {
-                bootstrap: 0,
-                ..opts
-            };
-            let result = if a.chinchilla.is_some() {
-                extrapolation_check(LawKind::Chinchilla, &points, hold_out, &check_opts)
-            } else {
-                let pts: Vec<Point> = a
-                    .loss_vs_n_points
-                    .iter()
-                    .map(|&(n, loss)| Point { n, d: 1.0, loss })
-                    .collect();
-                extrapolation_check(LawKind::Power, &pts, hold_out, &check_opts)
-            };
-            match result {
-                Ok(x) => a.extrapolation = Some(x),
-                Err(e) => a.notes.push(format!("no extrapolation check: {e}")),
-            }
-        }
-    }
-    a.flop_model = Some(flop_model);
-    a.unique_tokens = unique_tokens;
-    a.largest_budget = top_flops;
-    if let Some(fit) = &a.chinchilla {
-        a.allocations = [1.0, 10.0, 100.0]
-            .iter()
-            .filter_map(|m| {
-                plan_allocation(fit, &flop_model, top_flops * m, unique_tokens, opts.level).ok()
-            })
-            .collect();
-    }
-    a
-}
-
 /// A study read back from its store, with its analysis.
 struct Analysed {
     store: Store,
@@ -846,7 +633,7 @@ fn analysis_of(dir: &Path) -> Result<Analysed> {
         .as_ref()
         .map(|s| s.analysis.clone())
         .unwrap_or_default();
-    let analysis = analyse(&runs, &curves, &settings);
+    let analysis = analyse_study(&runs, &curves, &settings);
     Ok(Analysed {
         store,
         runs,

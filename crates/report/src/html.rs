@@ -6,49 +6,16 @@
 use std::fmt::Write;
 
 use scalelab_analysis::compute_optimal::ComputeOptimal;
-use scalelab_analysis::extrapolation::Extrapolation;
-use scalelab_analysis::frontier::Approach1;
-use scalelab_analysis::optimal::{FlopModel, PlannedAllocation};
 use scalelab_analysis::{Constant, LawFit};
 use scalelab_spec::{RunState, StoredCurvePoint, StoredRun};
 
-use crate::ReportError;
 use crate::abilities::{AbilityAnalysis, render_abilities};
+use crate::{ReportError, StudyAnalysis};
 /// What would pin a poorly constrained language-model law down.
 const LM_REMEDY: &str = "More sizes, more budgets per size (approach 3 needs at least three) or more seeds would pin it down.";
 
 use crate::page::{CSS, constants_table, esc, figure, heading, interval_text, sig};
 use crate::plot::{Band, Figure, Series, Style, short};
-
-/// The fits of a study, as the analysis crate produced them.
-#[derive(Debug, Clone, Default)]
-pub struct StudyAnalysis {
-    /// `L = E + A·N^(-α)` through the final losses (at the largest budget of each size).
-    pub loss_vs_n: Option<LawFit>,
-    /// The points `loss_vs_n` was fitted to: `(N, loss)`.
-    pub loss_vs_n_points: Vec<(f64, f64)>,
-    /// The compute-efficient frontier, approach 1, and `L(C)`.
-    pub frontier: Option<Approach1>,
-    /// `L(N, D) = E + A/N^α + B/D^β`, when the study varies both N and D.
-    pub chinchilla: Option<LawFit>,
-    /// The three compute-optimal approaches of an IsoFLOP study, N counted the study's way
-    /// first and the other way second.
-    pub compute_optimal: Vec<ComputeOptimal>,
-    /// Fit on the smaller runs, predict the largest.
-    pub extrapolation: Option<Extrapolation>,
-    /// Compute-optimal allocations at a few budgets, with intervals.
-    pub allocations: Vec<PlannedAllocation>,
-    /// `C = κ·N^γ·D` through the study's sizes.
-    pub flop_model: Option<FlopModel>,
-    /// Distinct training tokens of the corpus, when recorded.
-    pub unique_tokens: Option<f64>,
-    /// The most FLOPs any run spent.
-    pub largest_budget: f64,
-    /// Interval coverage used throughout.
-    pub level: f64,
-    /// Why a fit is missing, or what to keep in mind.
-    pub notes: Vec<String>,
-}
 
 /// Everything the page shows.
 #[derive(Debug, Clone)]

@@ -19,7 +19,8 @@ pub use csv_export::{
     CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_emergence_examples_csv,
     write_runs_csv, write_task_curves_csv,
 };
-pub use html::{ReportInput, StudyAnalysis, render_html};
+pub use html::{ReportInput, render_html};
+pub use scalelab_analysis::study::StudyAnalysis;
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
