@@ -20,6 +20,7 @@ mod error;
 mod law;
 mod linear;
 
+pub mod abilities;
 pub mod bootstrap;
 pub mod compute_optimal;
 pub mod emergence;

@@ -337,6 +337,9 @@ mod tests {
         r.status = RunState::Failed;
         let a = analyse_study(&[r], &[c], &settings());
         assert!(a.loss_vs_n.is_none() && a.frontier.is_none());
-        assert_eq!(a.notes, vec!["no run has completed yet; run the study first"]);
+        assert_eq!(
+            a.notes,
+            vec!["no run has completed yet; run the study first"]
+        );
     }
 }

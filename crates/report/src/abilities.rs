@@ -5,113 +5,15 @@
 
 use std::fmt::Write;
 
-use scalelab_analysis::emergence::{Metric, TaskEmergence, wilson_interval};
+use scalelab_analysis::abilities::{
+    AbilityAnalysis, TaskPoint, accuracy_interval, finals_by_size, metric_value,
+};
+use scalelab_analysis::emergence::{Metric, TaskEmergence};
 use scalelab_spec::TaskMetrics;
 
 use crate::ReportError;
 use crate::page::{esc, figure, heading};
 use crate::plot::{Band, Figure, Series, Style, short};
-
-/// One evaluation of a run on its task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskPoint {
-    /// Training tokens so far.
-    pub tokens: f64,
-    /// L2 norm of all parameters.
-    pub weight_norm: Option<f64>,
-    /// Metrics on the test set.
-    pub test: TaskMetrics,
-    /// Metrics on a fixed sample of training examples.
-    pub train: Option<TaskMetrics>,
-}
-
-/// A run's task evaluations.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskRun {
-    /// Label: size and budget.
-    pub label: String,
-    /// Size label (one colour per size).
-    pub size: String,
-    /// N in the study's convention.
-    pub n: f64,
-    /// Evaluations in token order.
-    pub points: Vec<TaskPoint>,
-}
-
-/// How long a run took to fit its training examples and to generalise.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delay {
-    /// The run.
-    pub label: String,
-    /// Exact match both splits had to reach.
-    pub threshold: f64,
-    /// First evaluated tokens at which training exact match reached the threshold.
-    pub train_tokens: Option<f64>,
-    /// First evaluated tokens at which test exact match reached it.
-    pub test_tokens: Option<f64>,
-}
-
-/// Everything the abilities pages show; the program computes it, this crate draws it.
-#[derive(Debug, Clone, Default)]
-pub struct AbilityAnalysis {
-    /// The task's name and settings, in words.
-    pub task: String,
-    /// Runs with task evaluations.
-    pub runs: Vec<TaskRun>,
-    /// The emergence test over N (final evaluations at each size's largest budget).
-    pub over_n: Option<TaskEmergence>,
-    /// The emergence test over training tokens, per run.
-    pub over_tokens: Vec<(String, TaskEmergence)>,
-    /// Memorisation against generalisation, per run.
-    pub delays: Vec<Delay>,
-    /// Why an analysis is missing.
-    pub notes: Vec<String>,
-}
-
-/// Each size's last evaluation at its largest budget, sizes in order of first appearance:
-/// `(size, N, evaluation)`.
-pub fn finals_by_size(runs: &[TaskRun]) -> Vec<(&str, f64, &TaskPoint)> {
-    let mut sizes: Vec<&str> = Vec::new();
-    for run in runs {
-        if !sizes.contains(&run.size.as_str()) {
-            sizes.push(&run.size);
-        }
-    }
-    sizes
-        .into_iter()
-        .filter_map(|size| {
-            runs.iter()
-                .filter(|r| r.size == size)
-                .filter_map(|r| r.points.last().map(|p| (size, r.n, p)))
-                .max_by(|x, y| x.2.tokens.total_cmp(&y.2.tokens))
-        })
-        .collect()
-}
-
-/// Every metric of `m` with its value and, for accuracies, its number of trials (examples
-/// for exact match, answer tokens for token accuracy).
-pub fn metric_rows(m: &TaskMetrics) -> [(Metric, f64, Option<u64>); 5] {
-    Metric::RECORDED.map(|metric| {
-        let trials = match metric {
-            Metric::ExactMatch => Some(m.examples as u64),
-            Metric::TokenAccuracy => Some((m.examples * m.answer_tokens) as u64),
-            _ => None,
-        };
-        (metric, metric_value(m, metric), trials)
-    })
-}
-
-/// The value of `metric` in `m`.
-pub fn metric_value(m: &TaskMetrics, metric: Metric) -> f64 {
-    match metric {
-        Metric::ExactMatch => m.exact_match,
-        Metric::TokenAccuracy => m.token_accuracy,
-        Metric::EditDistance => m.edit_distance,
-        Metric::LogProb => m.log_prob,
-        Metric::CrossEntropy => -m.log_prob / m.answer_tokens.max(1) as f64,
-        Metric::Brier => m.brier,
-    }
-}
 
 fn label(metric: Metric) -> &'static str {
     match metric {
@@ -175,11 +77,7 @@ pub(crate) fn render_abilities(
                 .iter()
                 .filter(|p| p.tokens > 0.0)
                 .map(|p| {
-                    let i = wilson_interval(
-                        p.test.exact_match * p.test.examples as f64,
-                        p.test.examples as u64,
-                        0.95,
-                    );
+                    let i = accuracy_interval(&p.test, Metric::ExactMatch);
                     (p.tokens, i.lo, i.hi)
                 })
                 .collect(),
@@ -328,11 +226,7 @@ pub(crate) fn render_abilities(
                     rows: finals
                         .iter()
                         .map(|(n, m)| {
-                            let i = wilson_interval(
-                                metric_value(m, metric) * m.examples as f64,
-                                m.examples as u64,
-                                0.95,
-                            );
+                            let i = accuracy_interval(m, metric);
                             (*n, i.lo, i.hi)
                         })
                         .collect(),

@@ -10,7 +10,7 @@ use scalelab_spec::ExampleScore;
 use scalelab_spec::{StoredCurvePoint, StoredRun};
 
 use crate::TaskRun;
-use crate::abilities::{finals_by_size, metric_rows};
+use scalelab_analysis::abilities::{finals_by_size, metric_rows};
 
 use crate::ReportError;
 

@@ -9,7 +9,8 @@ use scalelab_analysis::compute_optimal::ComputeOptimal;
 use scalelab_analysis::{Constant, LawFit};
 use scalelab_spec::{RunState, StoredCurvePoint, StoredRun};
 
-use crate::abilities::{AbilityAnalysis, render_abilities};
+use crate::AbilityAnalysis;
+use crate::abilities::render_abilities;
 use crate::{ReportError, StudyAnalysis};
 /// What would pin a poorly constrained language-model law down.
 const LM_REMEDY: &str = "More sizes, more budgets per size (approach 3 needs at least three) or more seeds would pin it down.";

@@ -11,15 +11,13 @@ mod html;
 mod page;
 mod plot;
 
-pub use abilities::{
-    AbilityAnalysis, Delay, TaskPoint, TaskRun, finals_by_size, metric_rows, metric_value,
-};
 pub use classify::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 pub use csv_export::{
     CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_emergence_examples_csv,
     write_runs_csv, write_task_curves_csv,
 };
 pub use html::{ReportInput, render_html};
+pub use scalelab_analysis::abilities::{AbilityAnalysis, Delay, TaskPoint, TaskRun};
 pub use scalelab_analysis::study::StudyAnalysis;
 
 /// Why a report could not be written.

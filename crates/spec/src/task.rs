@@ -241,6 +241,44 @@ pub struct TaskConfig {
     pub seed: u64,
 }
 
+impl TaskConfig {
+    /// The task and its split, in words (the report's and the CLI's description).
+    pub fn describe(&self) -> String {
+        let task = self;
+        let kind = match task.kind {
+            TaskKind::ModularArithmetic { modulus, .. } => format!("modulus {modulus}"),
+            TaskKind::Addition { digits } | TaskKind::Multiplication { digits } => {
+                format!("{digits}-digit operands")
+            }
+            TaskKind::Copy { length } | TaskKind::Reverse { length } => format!("{length} letters"),
+            TaskKind::Recall { pairs } => format!("{pairs} key-value pairs"),
+            TaskKind::Parity { bits } => format!("{bits} bits"),
+        };
+        let train = match task.train {
+            TaskTrainSet::Fraction(f) => format!(
+                "{:.0}% of the {} pairs for training",
+                100.0 * f,
+                task.kind.distinct_prompts()
+            ),
+            TaskTrainSet::Size(n) => format!("{n} training examples"),
+            TaskTrainSet::Unlimited => "fresh training examples every batch".into(),
+        };
+        let mix = if task.mix >= 1.0 {
+            "trained on alone".to_string()
+        } else {
+            format!(
+                "{:.0}% of training sequences, mixed into the corpus",
+                100.0 * task.mix
+            )
+        };
+        format!(
+            "{} ({kind}; {train}; {} test examples; {mix})",
+            task.kind.name(),
+            task.test_size
+        )
+    }
+}
+
 /// Names of the tasks, for messages.
 pub const TASK_NAMES: &str =
     "mod_add, mod_sub, mod_mul, mod_div, add, mul, copy, reverse, recall, parity";
