@@ -12,17 +12,17 @@
 //! constants; the gradient norm at the reported optimum is part of the result so that a
 //! reader can check convergence.
 
-use std::sync::Mutex;
-
-use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient, State};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
 use rand::SeedableRng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::AnalysisError;
 use crate::bootstrap::{percentile_interval, resample};
+
+mod forms;
+mod objective;
+
+use forms::{ChinchillaLaw, KaplanLaw, LogLaw, PowerLaw};
+use objective::{best_of, best_starts, objective_gradient};
 
 /// One measured point: model size, data size and loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -319,10 +319,10 @@ pub fn fit_law(
 
 /// A point in log space.
 #[derive(Debug, Clone, Copy)]
-struct Obs {
+pub(crate) struct Obs {
     /// `[ln N, ln D]` (or `[ln X, 0]`).
-    x: [f64; 2],
-    log_y: f64,
+    pub(crate) x: [f64; 2],
+    pub(crate) log_y: f64,
 }
 
 fn observations(
@@ -384,325 +384,6 @@ fn static_axis(name: &str) -> &'static str {
         "loss" => "loss",
         _ => "x",
     }
-}
-
-/// A law written as `log L̂ = f(θ; ln N, ln D)` with an analytic gradient in θ.
-trait LogLaw: Sync {
-    /// Number of free parameters.
-    const DIM: usize;
-    /// `log L̂(θ; x)`; writes `∂ log L̂ / ∂θ` into `grad`.
-    fn log_predict(&self, theta: &[f64], x: &[f64; 2], grad: &mut [f64]) -> f64;
-    /// Grid of initialisations.
-    fn grid(&self) -> Vec<Vec<f64>>;
-    /// The constants in the paper's names, derived ones last.
-    fn constants(&self, theta: &[f64]) -> Vec<(&'static str, f64)>;
-    /// The kind, for the result.
-    fn kind(&self) -> LawKind;
-}
-
-/// `log(Σ exp(tᵢ))` and the softmax weights, written into `w`.
-fn log_sum_exp(t: &[f64], w: &mut [f64]) -> f64 {
-    let m = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut s = 0.0;
-    for (wi, ti) in w.iter_mut().zip(t) {
-        *wi = (ti - m).exp();
-        s += *wi;
-    }
-    for wi in w.iter_mut() {
-        *wi /= s;
-    }
-    m + s.ln()
-}
-
-fn range(from: f64, to: f64, step: f64) -> Vec<f64> {
-    let n = ((to - from) / step).round() as usize;
-    (0..=n).map(|i| from + step * i as f64).collect()
-}
-
-/// θ = [a, b, e, α, β] with A = eᵃ, B = eᵇ, E = eᵉ (Hoffmann et al. 2022, appendix D.2).
-struct ChinchillaLaw;
-
-impl LogLaw for ChinchillaLaw {
-    const DIM: usize = 5;
-
-    fn log_predict(&self, t: &[f64], x: &[f64; 2], g: &mut [f64]) -> f64 {
-        let (a, b, e, alpha, beta) = (t[0], t[1], t[2], t[3], t[4]);
-        let mut w = [0.0; 3];
-        let r = log_sum_exp(&[a - alpha * x[0], b - beta * x[1], e], &mut w);
-        g[0] = w[0];
-        g[1] = w[1];
-        g[2] = w[2];
-        g[3] = -w[0] * x[0];
-        g[4] = -w[1] * x[1];
-        r
-    }
-
-    /// α, β ∈ {0, 0.5, …, 2}, e ∈ {−1, −0.5, …, 1}, a, b ∈ {0, 5, …, 25}: 4,500 starts.
-    fn grid(&self) -> Vec<Vec<f64>> {
-        let mut out = Vec::new();
-        for &a in &range(0.0, 25.0, 5.0) {
-            for &b in &range(0.0, 25.0, 5.0) {
-                for &e in &range(-1.0, 1.0, 0.5) {
-                    for &alpha in &range(0.0, 2.0, 0.5) {
-                        for &beta in &range(0.0, 2.0, 0.5) {
-                            out.push(vec![a, b, e, alpha, beta]);
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn constants(&self, t: &[f64]) -> Vec<(&'static str, f64)> {
-        let (alpha, beta) = (t[3], t[4]);
-        vec![
-            ("E", t[2].exp()),
-            ("A", t[0].exp()),
-            ("B", t[1].exp()),
-            ("alpha", alpha),
-            ("beta", beta),
-            ("a", beta / (alpha + beta)),
-            ("b", alpha / (alpha + beta)),
-        ]
-    }
-
-    fn kind(&self) -> LawKind {
-        LawKind::Chinchilla
-    }
-}
-
-/// θ = [a, e, α] with A = eᵃ, E = eᵉ.
-struct PowerLaw;
-
-impl LogLaw for PowerLaw {
-    const DIM: usize = 3;
-
-    fn log_predict(&self, t: &[f64], x: &[f64; 2], g: &mut [f64]) -> f64 {
-        let mut w = [0.0; 2];
-        let r = log_sum_exp(&[t[0] - t[2] * x[0], t[1]], &mut w);
-        g[0] = w[0];
-        g[1] = w[1];
-        g[2] = -w[0] * x[0];
-        r
-    }
-
-    /// a ∈ {0, 5, …, 30}, e ∈ {−1, −0.5, …, 1}, α ∈ {0.05, 0.1, 0.2, 0.35, 0.5, 1, 1.5, 2}.
-    fn grid(&self) -> Vec<Vec<f64>> {
-        let mut out = Vec::new();
-        for &a in &range(0.0, 30.0, 5.0) {
-            for &e in &range(-1.0, 1.0, 0.5) {
-                for alpha in [0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 1.5, 2.0] {
-                    out.push(vec![a, e, alpha]);
-                }
-            }
-        }
-        out
-    }
-
-    fn constants(&self, t: &[f64]) -> Vec<(&'static str, f64)> {
-        vec![("E", t[1].exp()), ("A", t[0].exp()), ("alpha", t[2])]
-    }
-
-    fn kind(&self) -> LawKind {
-        LawKind::Power
-    }
-}
-
-/// θ = [u, v, α_N, α_D] with N_c = eᵘ, D_c = eᵛ:
-/// `log L̂ = α_D · LSE((α_N/α_D)(u − ln N), v − ln D)`.
-struct KaplanLaw;
-
-impl LogLaw for KaplanLaw {
-    const DIM: usize = 4;
-
-    fn log_predict(&self, t: &[f64], x: &[f64; 2], g: &mut [f64]) -> f64 {
-        let (u, v, an, ad) = (t[0], t[1], t[2], t[3]);
-        if ad <= 0.0 {
-            g.iter_mut().for_each(|gi| *gi = f64::NAN);
-            return f64::NAN;
-        }
-        let s1 = an / ad * (u - x[0]);
-        let mut w = [0.0; 2];
-        let s = log_sum_exp(&[s1, v - x[1]], &mut w);
-        g[0] = w[0] * an;
-        g[1] = ad * w[1];
-        g[2] = w[0] * (u - x[0]);
-        g[3] = s - w[0] * s1;
-        ad * s
-    }
-
-    /// u, v ∈ {5, 10, …, 40}, α_N, α_D ∈ {0.05, 0.1, 0.2, 0.5, 1}.
-    fn grid(&self) -> Vec<Vec<f64>> {
-        let mut out = Vec::new();
-        for &u in &range(5.0, 40.0, 5.0) {
-            for &v in &range(5.0, 40.0, 5.0) {
-                for an in [0.05, 0.1, 0.2, 0.5, 1.0] {
-                    for ad in [0.05, 0.1, 0.2, 0.5, 1.0] {
-                        out.push(vec![u, v, an, ad]);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn constants(&self, t: &[f64]) -> Vec<(&'static str, f64)> {
-        vec![
-            ("N_c", t[0].exp()),
-            ("D_c", t[1].exp()),
-            ("alpha", t[2]),
-            ("beta", t[3]),
-        ]
-    }
-
-    fn kind(&self) -> LawKind {
-        LawKind::Kaplan
-    }
-}
-
-fn huber(r: f64, delta: f64) -> f64 {
-    if r.abs() <= delta {
-        0.5 * r * r
-    } else {
-        delta * (r.abs() - 0.5 * delta)
-    }
-}
-
-fn huber_grad(r: f64, delta: f64) -> f64 {
-    r.clamp(-delta, delta)
-}
-
-/// The Huber objective over points; remembers the best point it has evaluated, so that a
-/// line search that gives up near the optimum loses nothing.
-struct Objective<'a, L: LogLaw> {
-    law: &'a L,
-    obs: &'a [Obs],
-    delta: f64,
-    best: &'a Mutex<(f64, Vec<f64>)>,
-}
-
-fn objective_value<L: LogLaw>(law: &L, obs: &[Obs], delta: f64, theta: &[f64]) -> f64 {
-    let mut g = vec![0.0; L::DIM];
-    obs.iter()
-        .map(|o| huber(law.log_predict(theta, &o.x, &mut g) - o.log_y, delta))
-        .sum()
-}
-
-fn objective_gradient<L: LogLaw>(law: &L, obs: &[Obs], delta: f64, theta: &[f64]) -> Vec<f64> {
-    let mut g = vec![0.0; L::DIM];
-    let mut total = vec![0.0; L::DIM];
-    for o in obs {
-        let r = law.log_predict(theta, &o.x, &mut g) - o.log_y;
-        let h = huber_grad(r, delta);
-        for (t, gi) in total.iter_mut().zip(&g) {
-            *t += h * gi;
-        }
-    }
-    total
-}
-
-impl<L: LogLaw> CostFunction for Objective<'_, L> {
-    type Param = Vec<f64>;
-    type Output = f64;
-
-    fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
-        let c = objective_value(self.law, self.obs, self.delta, theta);
-        if c.is_finite()
-            && let Ok(mut best) = self.best.lock()
-            && c < best.0
-        {
-            *best = (c, theta.clone());
-        }
-        Ok(if c.is_finite() { c } else { f64::INFINITY })
-    }
-}
-
-impl<L: LogLaw> Gradient for Objective<'_, L> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-
-    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
-        Ok(objective_gradient(self.law, self.obs, self.delta, theta))
-    }
-}
-
-/// The end of one L-BFGS run.
-struct Solution {
-    theta: Vec<f64>,
-    cost: f64,
-}
-
-fn lbfgs_from<L: LogLaw>(
-    law: &L,
-    obs: &[Obs],
-    delta: f64,
-    start: &[f64],
-    max_iters: u64,
-) -> Option<Solution> {
-    let start_cost = objective_value(law, obs, delta, start);
-    if !start_cost.is_finite() {
-        return None;
-    }
-    let best = Mutex::new((start_cost, start.to_vec()));
-    let problem = Objective {
-        law,
-        obs,
-        delta,
-        best: &best,
-    };
-    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
-        .with_tolerance_grad(1e-12)
-        .and_then(|s| s.with_tolerance_cost(0.0));
-    if let Ok(solver) = solver {
-        // A run that ends in a line-search error still leaves its best point in `best`.
-        let result = Executor::new(problem, solver)
-            .configure(|state| state.param(start.to_vec()).max_iters(max_iters))
-            .run();
-        if let Ok(result) = &result
-            && let Some(p) = result.state().get_best_param()
-        {
-            let c = result.state().get_best_cost();
-            if let Ok(mut b) = best.lock()
-                && c.is_finite()
-                && c < b.0
-            {
-                *b = (c, p.clone());
-            }
-        }
-    }
-    let (cost, theta) = best.into_inner().ok()?;
-    cost.is_finite().then_some(Solution { theta, cost })
-}
-
-fn best_of<L: LogLaw>(
-    law: &L,
-    obs: &[Obs],
-    delta: f64,
-    starts: &[Vec<f64>],
-    max_iters: u64,
-) -> Option<Solution> {
-    starts
-        .par_iter()
-        .filter_map(|s| lbfgs_from(law, obs, delta, s, max_iters))
-        .min_by(|x, y| x.cost.total_cmp(&y.cost))
-}
-
-/// The `k` points of `grid` with the lowest objective on `obs`.
-fn best_starts<L: LogLaw>(
-    law: &L,
-    obs: &[Obs],
-    delta: f64,
-    grid: &[Vec<f64>],
-    k: usize,
-) -> Vec<Vec<f64>> {
-    let mut ranked: Vec<(f64, &Vec<f64>)> = grid
-        .iter()
-        .map(|t| (objective_value(law, obs, delta, t), t))
-        .filter(|(c, _)| c.is_finite())
-        .collect();
-    ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
-    ranked.iter().take(k).map(|(_, t)| (*t).clone()).collect()
 }
 
 fn run_fit<L: LogLaw>(
@@ -834,6 +515,7 @@ fn run_fit<L: LogLaw>(
 
 #[cfg(test)]
 mod tests {
+    use super::objective::{huber, huber_grad};
     use super::*;
 
     /// The analytic gradient of each law matches central finite differences.

@@ -15,7 +15,7 @@ use scalelab_data::{
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
-    InputShape,
+    InputShape, RunStatus,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_classify_study};
 use scalelab_train::{RunOptions, run_id, train_classifier, train_text_classifier};
@@ -166,6 +166,10 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
         );
         records.push(record);
     }
+    let diverged = records.iter().find_map(|r| match &r.status {
+        RunStatus::Diverged { reason, .. } => Some(format!("run {} diverged: {reason}", r.run_id)),
+        RunStatus::Completed => None,
+    });
     let mut out = std::io::stdout().lock();
     match records.as_slice() {
         [record] if args.json => {
@@ -179,7 +183,13 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
         }
         _ => print_folds(&mut out, &records)?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match diverged {
+        Some(message) => {
+            eprintln!("{message}\nhint: lower `train.lr`, or raise `train.warmup_fraction`");
+            ExitCode::from(3)
+        }
+        None => ExitCode::SUCCESS,
+    })
 }
 
 fn metrics_row(name: &str, m: &ClassMetrics) -> String {
@@ -218,6 +228,9 @@ fn print_record(out: &mut impl Write, r: &ClassifyRecord) -> Result<()> {
             ""
         }
     )?;
+    if let RunStatus::Diverged { tokens, reason } = &r.status {
+        writeln!(out, "diverged    at {tokens} samples: {reason}")?;
+    }
     writeln!(
         out,
         "{:<11} {:>7}  {:<24}  {:>8}  {:>6}  {:>6}",

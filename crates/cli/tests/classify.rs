@@ -30,7 +30,8 @@ fn an_mlp_learns_the_digits_and_records_every_metric() {
         dir.path(),
     );
     let r = json(&out);
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["status"]["status"], "completed");
     assert_eq!(r["flops_convention"], "six_forward_macs_per_sample");
     // 64-256-256-10: (64·256+256) + (256·256+256) + (256·10+10).
     assert_eq!(r["params"]["total"], 85_002);

@@ -328,7 +328,7 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
             }
             store.record_classify(&record)?;
             Ok(RunEnd::Recorded {
-                status: RunState::Completed,
+                status: RunState::from(&record.status),
                 final_val_loss: Some(record.validation.loss),
                 test_accuracy: Some(record.test.accuracy),
                 wall_secs: record.wall_secs,

@@ -583,8 +583,8 @@ fn update_classify(
     record: &ClassifyRecord,
 ) -> Result<(), SweepError> {
     conn.execute(
-        "UPDATE runs SET status = 'completed', tokens_seen = ?2, train_flops = ?3,
-            final_val_loss = ?4, wall_secs = ?5, message = NULL, record_json = ?6
+        "UPDATE runs SET status = ?7, tokens_seen = ?2, train_flops = ?3,
+            final_val_loss = ?4, wall_secs = ?5, message = ?8, record_json = ?6
          WHERE run_id = ?1 AND kind = 'classify'",
         params![
             record.run_id,
@@ -593,6 +593,11 @@ fn update_classify(
             record.validation.loss,
             record.wall_secs,
             to_json(path, "a classification record", record)?,
+            RunState::from(&record.status).name(),
+            match &record.status {
+                RunStatus::Completed => None,
+                RunStatus::Diverged { reason, .. } => Some(reason.as_str()),
+            },
         ],
     )
     .map(|_| ())

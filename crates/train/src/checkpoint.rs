@@ -13,6 +13,7 @@ use burn::optim::ModuleOptimizer;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Bytes;
 use scalelab_spec::{CurvePoint, RunConfig};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -25,21 +26,26 @@ const WEIGHTS: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.bpk";
 const STATE: &str = "state.json";
 
-/// Progress of a run at a checkpoint.
+/// Progress of a run at a checkpoint: of a language model by default (`C` its resolved config,
+/// `P` a point of its curve); a classifier's counts samples where this says tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointState {
+#[serde(bound(
+    serialize = "C: Serialize, P: Serialize",
+    deserialize = "C: DeserializeOwned, P: DeserializeOwned"
+))]
+pub struct CheckpointState<C = RunConfig, P = CurvePoint> {
     /// See [`CHECKPOINT_SCHEMA_VERSION`].
     pub schema_version: u32,
     /// Identity of the run the checkpoint belongs to.
     pub run_id: String,
     /// The run's resolved config.
-    pub config: RunConfig,
+    pub config: C,
     /// Optimiser steps taken.
     pub step: u64,
     /// Training tokens consumed.
     pub tokens_seen: u64,
     /// Evaluations so far.
-    pub curve: Vec<CurvePoint>,
+    pub curve: Vec<P>,
     /// Sum and count of training losses since the last evaluation.
     pub pending_loss: (f64, u64),
     /// Wall seconds of training so far.
@@ -54,11 +60,11 @@ pub fn checkpoint_dir(run_dir: &Path) -> PathBuf {
 }
 
 /// Saves a checkpoint of `model`, `optimizer` and `state` under `run_dir`.
-pub fn save<M: Module>(
+pub fn save<M: Module, C: Serialize, P: Serialize>(
     run_dir: &Path,
     model: &M,
     optimizer: &ModuleOptimizer,
-    state: &CheckpointState,
+    state: &CheckpointState<C, P>,
 ) -> Result<(), TrainError> {
     let final_dir = checkpoint_dir(run_dir);
     let tmp_dir = run_dir.join(".checkpoint.tmp");
@@ -141,14 +147,17 @@ pub fn find(run_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Reads a checkpoint's state, checking that it belongs to `run_id`.
-pub fn load_state(dir: &Path, run_id: &str) -> Result<CheckpointState, TrainError> {
+pub fn load_state<C: DeserializeOwned, P: DeserializeOwned>(
+    dir: &Path,
+    run_id: &str,
+) -> Result<CheckpointState<C, P>, TrainError> {
     let path = dir.join(STATE);
     let text = fs::read_to_string(&path).map_err(|e| TrainError::Io {
         action: "read",
         path: path.clone(),
         source: e,
     })?;
-    let state: CheckpointState =
+    let state: CheckpointState<C, P> =
         serde_json::from_str(&text).map_err(|e| bad(&path, format!("state is not valid: {e}")))?;
     if state.schema_version != CHECKPOINT_SCHEMA_VERSION {
         return Err(bad(

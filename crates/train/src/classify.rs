@@ -1,10 +1,12 @@
-//! Training a supervised classifier (MLP, CNN) on labelled images with the same optimiser step
-//! as the language models: AdamW, warm-up and cosine decay over a budget of samples or FLOPs,
-//! evaluation on the validation images at regular points, optional L1/L2 penalties and early
-//! stopping that keeps the best weights; then metrics of the kept weights on the training,
-//! validation and test images, written as a [`ClassifyRecord`].
+//! Training a supervised classifier (MLP, CNN, ResNet, recurrent, encoder) on labelled data
+//! through the one training loop (`engine.rs`) the language models use: AdamW, warm-up and
+//! cosine decay over a budget of samples or FLOPs, evaluation on the validation examples at
+//! regular points, optional L1/L2 penalties, early stopping that keeps the best weights, and
+//! divergence recorded as the run's status; then metrics of the kept weights on the training,
+//! validation and test examples, written as a [`ClassifyRecord`].
 //!
-//! Runs are minutes long and restart from scratch rather than resume from checkpoints.
+//! Runs are minutes long and take no checkpoints: an interrupted one trains again from the
+//! start (a study's other runs are kept).
 
 use std::time::Instant;
 
@@ -19,11 +21,11 @@ use scalelab_spec::{
     ClassifyConfig, ClassifyPoint, ClassifyRecord, FlopsConvention, SpecError, run_id,
 };
 
+use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
 use crate::metrics::class_metrics;
-use crate::schedule::learning_rate;
-use crate::trainer::{adamw, train_step};
-use crate::{RunOptions, TrainError, machine};
+use crate::trainer::adamw;
+use crate::{NoProgress, RunOptions, TrainError, machine};
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
@@ -206,9 +208,88 @@ where
     }
 }
 
+/// A classification run, as the one loop sees it: batches of the training examples
+/// (augmented), the cross-entropy plus the L1/L2 penalties, and the validation loss and
+/// accuracy at every evaluation.
+struct ClassifierWorkload<'a, S: LabelledSet, M> {
+    config: &'a ClassifyConfig,
+    id: String,
+    train: &'a S,
+    val: &'a S,
+    device: Device,
+    flops_per_sample: f64,
+    model: std::marker::PhantomData<M>,
+}
+
+impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_, S, M> {
+    type Model = M;
+    type Batch = S::Batch;
+    type Point = ClassifyPoint;
+    type Config = ClassifyConfig;
+
+    fn identity(&self) -> (&str, &ClassifyConfig) {
+        (&self.id, self.config)
+    }
+
+    fn settings(&self) -> LoopSettings {
+        let t = &self.config.train;
+        let (total_steps, per_step) = self.config.planned_steps();
+        LoopSettings {
+            total_steps,
+            per_step,
+            lr: t.lr,
+            min_lr_ratio: t.min_lr_ratio,
+            warmup_fraction: t.warmup_fraction,
+            grad_clip: 0.0,
+            eval_every: if t.eval_every_samples > 0 {
+                t.eval_every_samples
+            } else {
+                (total_steps * per_step / 10).max(per_step)
+            },
+            eval_per_decade: 0,
+            keep_snapshots: false,
+            checkpoint_every: 0,
+            checkpoint_at_end: false,
+            patience: t.early_stopping_patience,
+        }
+    }
+
+    fn batches(&self, step: u64) -> Vec<S::Batch> {
+        let t = &self.config.train;
+        vec![
+            self.train
+                .train_batch(self.config.seed, step, t.batch_size, &self.config.augment),
+        ]
+    }
+
+    fn loss(&self, model: &M, batch: &S::Batch) -> Tensor<1> {
+        let t = &self.config.train;
+        let labels = label_tensor(batch.labels(), &self.device);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&self.device)
+            .forward(model.batch_logits(batch, &self.device), labels);
+        add_penalties(loss, model, t.l1, t.l2)
+    }
+
+    fn evaluate(&mut self, model: &M, at: At) -> ClassifyPoint {
+        let metrics = evaluate(model, self.val);
+        ClassifyPoint {
+            samples: at.seen,
+            flops: at.seen as f64 * self.flops_per_sample,
+            train_loss: at.train_loss,
+            val_loss: metrics.loss,
+            val_accuracy: metrics.accuracy,
+        }
+    }
+
+    fn val_loss(point: &ClassifyPoint) -> f64 {
+        point.val_loss
+    }
+}
+
 /// Trains `model` on `train` (see the module docs) and writes its record.
 pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
-    mut model: M,
+    model: M,
     config: &ClassifyConfig,
     train: &S,
     val: &S,
@@ -219,93 +300,34 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
     let clock = Instant::now();
-    let (total_steps, per_step) = config.planned_steps();
-    let total_samples = total_steps * per_step;
     let flops_per_sample = config.model.flops_per_sample();
-    let eval_every = if t.eval_every_samples > 0 {
-        t.eval_every_samples
-    } else {
-        (total_samples / 10).max(per_step)
+    let optimizer = adamw(
+        [0.9, 0.999],
+        1e-8,
+        t.weight_decay,
+        rank_one_param_ids(&model),
+    );
+    let mut work = ClassifierWorkload {
+        config,
+        id: run_id(config)?,
+        train,
+        val,
+        device,
+        flops_per_sample,
+        model: std::marker::PhantomData,
     };
-    let no_decay = rank_one_param_ids(&model);
-    let mut optimizer = adamw([0.9, 0.999], 1e-8, t.weight_decay, no_decay);
-    let loss_of = |model: &M, batch: &S::Batch| {
-        let labels = label_tensor(batch.labels(), &device);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&device)
-            .forward(model.batch_logits(batch, &device), labels);
-        add_penalties(loss, model, t.l1, t.l2)
+    let LoopEnd::Trained(run) = run_loop(&mut work, model, optimizer, options, &mut NoProgress)?
+    else {
+        unreachable!("the loop stops a run only at a checkpoint, and classifiers take none");
     };
-
-    let mut curve = vec![eval_point(&model, val, 0, 0.0, None)];
-    // With early stopping, the best weights are kept as a snapshot: `valid()` copies running
-    // statistics (batch norm), which a plain clone would share with the model that keeps
-    // training. Without it, no snapshot is taken.
-    let keep_best = t.early_stopping_patience > 0;
-    let mut best = (curve[0].val_loss, 0u64, keep_best.then(|| model.valid()));
-    let mut since_best = 0usize;
-    let mut pending = (0.0, 0u64);
-    let mut stopped_early = false;
-    for step in 0..total_steps {
-        let samples_after = (step + 1) * per_step;
-        let lr = learning_rate(
-            t.lr,
-            t.min_lr_ratio,
-            t.warmup_fraction,
-            samples_after,
-            total_samples,
-        );
-        let batch = train.train_batch(config.seed, step, t.batch_size, &config.augment);
-        let loss;
-        (model, loss) = train_step(
-            model,
-            &mut optimizer,
-            std::iter::once(batch),
-            loss_of,
-            0.0,
-            lr,
-        );
-        let loss = loss.map_err(|value| TrainError::Diverged {
-            reason: format!("training loss became {value} at step {step}"),
-        })?;
-        pending.0 += loss;
-        pending.1 += 1;
-        let last = step + 1 == total_steps;
-        if last || samples_after / eval_every > (samples_after - per_step) / eval_every {
-            let train_loss = Some(pending.0 / pending.1 as f64);
-            let point = eval_point(
-                &model,
-                val,
-                samples_after,
-                samples_after as f64 * flops_per_sample,
-                train_loss,
-            );
-            pending = (0.0, 0);
-            if point.val_loss < best.0 {
-                best = (
-                    point.val_loss,
-                    samples_after,
-                    keep_best.then(|| model.valid()),
-                );
-                since_best = 0;
-            } else {
-                since_best += 1;
-            }
-            curve.push(point);
-            if keep_best && since_best >= t.early_stopping_patience {
-                stopped_early = !last;
-                break;
-            }
-        }
-    }
-    let samples_seen = curve.last().map_or(0, |p| p.samples);
-    let (kept_samples, kept) = match best.2 {
-        Some(snapshot) => (best.1, snapshot),
-        None => (samples_seen, model.valid()),
+    let samples_seen = run.curve.last().map_or(0, |p| p.samples);
+    let (kept_samples, kept) = match run.kept {
+        Some(kept) => kept,
+        None => (samples_seen, run.model.valid()),
     };
     let record = ClassifyRecord {
         schema_version: CLASSIFY_RECORD_SCHEMA_VERSION,
-        run_id: run_id(config)?,
+        run_id: work.id,
         config: config.clone(),
         git_revision: machine::git_revision().to_string(),
         params: config.model.param_counts(),
@@ -315,9 +337,10 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         train_examples: train.len() as u64,
         samples_seen,
         train_flops: samples_seen as f64 * flops_per_sample,
-        curve,
+        curve: run.curve,
         kept_samples,
-        stopped_early,
+        stopped_early: run.stopped_early,
+        status: run.status,
         train: evaluate(&kept, train),
         validation: evaluate(&kept, val),
         test: evaluate(&kept, test),
@@ -398,23 +421,6 @@ fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> (Vec<
 fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> ClassMetrics {
     let (probs, targets) = predict(model, set);
     class_metrics(&probs, &targets, set.n_classes())
-}
-
-fn eval_point<S: LabelledSet, M: Classifier<S::Batch>>(
-    model: &M,
-    val: &S,
-    samples: u64,
-    flops: f64,
-    train_loss: Option<f64>,
-) -> ClassifyPoint {
-    let metrics = evaluate(model, val);
-    ClassifyPoint {
-        samples,
-        flops,
-        train_loss,
-        val_loss: metrics.loss,
-        val_accuracy: metrics.accuracy,
-    }
 }
 
 #[cfg(test)]

@@ -34,15 +34,6 @@ pub enum TrainError {
         /// What to do.
         hint: String,
     },
-    /// A classifier's training loss became NaN or infinite (classification runs are short and
-    /// are rerun rather than recorded as diverged).
-    #[error(
-        "training diverged: {reason}\nhint: lower `train.lr`, or raise `train.warmup_fraction`"
-    )]
-    Diverged {
-        /// What was seen.
-        reason: String,
-    },
     /// The record could not be serialised.
     #[error("cannot serialise {what}: {source}")]
     Serialise {

@@ -1,4 +1,6 @@
-//! The training loop: one run from a resolved config to a record.
+//! A language-model run from a resolved config to a record, through the one loop
+//! (`engine.rs`); and what every kind of run shares: the optimiser and its fused step, the
+//! optimiser step with accumulation and clipping, the options and progress of a run.
 //!
 //! Per optimiser step: `grad_accum` micro-batches (batch `k` drawn from `(seed, k)`), each
 //! loss checked for NaN/inf, gradients averaged, the global gradient norm clipped, one AdamW
@@ -7,7 +9,6 @@
 //! resumed run continues the exact loss curve of an uninterrupted one.
 
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{
@@ -15,18 +16,17 @@ use burn::optim::{
     ModuleOptimizer, Optimizer,
 };
 use burn::tensor::{Device, Tensor};
-use scalelab_data::{Batch, TrainingData};
+use scalelab_data::{Batch, Example, TrainingData};
 use scalelab_kernels::{self as fused, AdamWStep};
 use scalelab_models::{Gpt, RnnLm, SeededInit};
 use scalelab_spec::counts::LM_FLOPS_CONVENTION;
 use scalelab_spec::{
     CurvePoint, ExampleScore, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord,
-    RunStatus, TASK_EXAMPLES_FILE, TrainConfig, run_id,
+    TASK_EXAMPLES_FILE, TrainConfig, run_id,
 };
 
-use crate::checkpoint::{self, CHECKPOINT_SCHEMA_VERSION, CheckpointState};
+use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
-use crate::schedule::learning_rate;
 use crate::task_eval::{evaluate_task, evaluate_task_examples};
 use crate::{Objective, TrainError, machine};
 
@@ -179,8 +179,111 @@ impl Optimizer for FusedAdamW {
     }
 }
 
-fn train_loop<M: Objective>(
-    mut model: M,
+/// A language-model run, as the one loop sees it: next-token batches of the corpus (or task
+/// sequences), the validation loss on a fixed sample, and the task's metrics at every
+/// evaluation.
+struct LmWorkload<'a, M: Objective> {
+    config: &'a RunConfig,
+    id: String,
+    data: &'a TrainingData,
+    device: Device,
+    val_batches: Vec<Batch>,
+    /// A task's test set and as many of its training examples.
+    task_sets: Option<(Vec<Example>, Vec<Example>)>,
+    flops_per_token: f64,
+    /// The test examples' own scores at the latest evaluation, written beside the record.
+    last_examples: Option<Vec<ExampleScore>>,
+    model: std::marker::PhantomData<M>,
+}
+
+impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
+    type Model = M;
+    type Batch = Batch;
+    type Point = CurvePoint;
+    type Config = RunConfig;
+
+    fn identity(&self) -> (&str, &RunConfig) {
+        (&self.id, self.config)
+    }
+
+    fn settings(&self) -> LoopSettings {
+        let t = &self.config.train;
+        let (total_steps, per_step) = self.config.planned_steps();
+        LoopSettings {
+            total_steps,
+            per_step,
+            lr: t.lr,
+            min_lr_ratio: t.min_lr_ratio,
+            warmup_fraction: t.warmup_fraction,
+            grad_clip: t.grad_clip,
+            eval_every: t.eval_every_tokens,
+            eval_per_decade: t.eval_per_decade,
+            keep_snapshots: t.keep_snapshots,
+            checkpoint_every: t.checkpoint_every_tokens,
+            checkpoint_at_end: true,
+            patience: 0,
+        }
+    }
+
+    fn batches(&self, step: u64) -> Vec<Batch> {
+        let t = &self.config.train;
+        (0..t.grad_accum)
+            .map(|micro| {
+                self.data.train_batch(
+                    self.config.seed,
+                    step * t.grad_accum as u64 + micro as u64,
+                    t.batch_size,
+                    self.config.model.ctx_len,
+                )
+            })
+            .collect()
+    }
+
+    fn loss(&self, model: &M, batch: &Batch) -> Tensor<1> {
+        model.batch_loss(batch, &self.device)
+    }
+
+    fn evaluate(&mut self, model: &M, at: At) -> CurvePoint {
+        let val_loss = evaluate(model, &self.val_batches, &self.device);
+        let (task_test, task_train) = match &self.task_sets {
+            Some((test, train)) => {
+                let inner = model.valid();
+                let device = self.device.clone().without_autodiff();
+                let (test, examples) = evaluate_task_examples(&inner, test, &device);
+                self.last_examples = Some(examples);
+                (
+                    Some(test),
+                    (!train.is_empty()).then(|| evaluate_task(&inner, train, &device)),
+                )
+            }
+            None => (None, None),
+        };
+        CurvePoint {
+            step: at.step,
+            tokens: at.seen,
+            flops: at.seen as f64 * self.flops_per_token,
+            train_loss: at.train_loss,
+            val_loss,
+            val_bpb: val_loss / self.data.val_bytes_per_token() / std::f64::consts::LN_2,
+            lr: at.lr,
+            wall_secs: at.wall_secs,
+            weight_norm: Some(weight_norm(model)),
+            task_test,
+            task_train,
+        }
+    }
+
+    fn val_loss(point: &CurvePoint) -> f64 {
+        point.val_loss
+    }
+
+    fn announce(point: &CurvePoint, progress: &mut dyn Progress) {
+        progress.eval(point);
+    }
+}
+
+fn train_loop<M: Objective + Clone>(
+    model: M,
     config: &RunConfig,
     data: &TrainingData,
     options: &RunOptions,
@@ -188,187 +291,33 @@ fn train_loop<M: Objective>(
     params: ParamCounts,
 ) -> Result<Outcome, TrainError> {
     let t = &config.train;
-    let ctx = config.model.ctx_len;
     let device = options.device.clone().autodiff();
-    let id = run_id(config)?;
-    let (total_steps, tokens_per_step) = config.planned_steps();
-    let total_tokens = total_steps * tokens_per_step;
-    let flops_per_token = config.model.flops_per_token();
-    let mut optimizer = build_optimizer(t, model.no_decay_param_ids());
+    let optimizer = build_optimizer(t, model.no_decay_param_ids());
     // Dropout draws from the backend's generator.
     device.seed(config.seed);
-
-    let resume_from = if options.resume {
-        checkpoint::find(&options.run_dir)
-    } else {
-        None
+    let flops_per_token = config.model.flops_per_token();
+    let mut work = LmWorkload {
+        config,
+        id: run_id(config)?,
+        data,
+        val_batches: data.val_batches(t.eval_tokens, t.batch_size, config.model.ctx_len),
+        task_sets: data
+            .task()
+            .map(|task| (task.test.clone(), task.train_probe(task.test.len()))),
+        device,
+        flops_per_token,
+        last_examples: None,
+        model: std::marker::PhantomData,
     };
-    let mut state = match &resume_from {
-        Some(dir) => {
-            let state = checkpoint::load_state(dir, &id)?;
-            (model, optimizer) = checkpoint::load_weights(dir, model, optimizer)?;
-            state
-        }
-        None => CheckpointState {
-            schema_version: CHECKPOINT_SCHEMA_VERSION,
-            run_id: id.clone(),
-            config: config.clone(),
-            step: 0,
-            tokens_seen: 0,
-            curve: Vec::new(),
-            pending_loss: (0.0, 0),
-            wall_secs: 0.0,
-            started_unix_secs: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        },
+    let run = match run_loop(&mut work, model, optimizer, options, progress)? {
+        LoopEnd::Trained(run) => run,
+        LoopEnd::Stopped { seen } => return Ok(Outcome::Stopped { tokens_seen: seen }),
     };
-    let val_batches = data.val_batches(t.eval_tokens, t.batch_size, ctx);
-    // A task is evaluated on its test set and on as many training examples.
-    let task_sets = data
-        .task()
-        .map(|task| (task.test.clone(), task.train_probe(task.test.len())));
-    let clock = Instant::now();
-    let wall_before = state.wall_secs;
-    let wall = |clock: &Instant| wall_before + clock.elapsed().as_secs_f64();
-    progress.start(state.tokens_seen, total_tokens);
-
-    let eval_point = |model: &M, state: &CheckpointState, lr: f64, wall_secs: f64| {
-        let val_loss = evaluate(model, &val_batches, &device);
-        let (task_test, task_train, examples) = match &task_sets {
-            Some((test, train)) => {
-                let inner = model.valid();
-                let device = device.clone().without_autodiff();
-                let (test, examples) = evaluate_task_examples(&inner, test, &device);
-                (
-                    Some(test),
-                    (!train.is_empty()).then(|| evaluate_task(&inner, train, &device)),
-                    Some(examples),
-                )
-            }
-            None => (None, None, None),
-        };
-        let (sum, count) = state.pending_loss;
-        let point = CurvePoint {
-            step: state.step,
-            tokens: state.tokens_seen,
-            flops: state.tokens_seen as f64 * flops_per_token,
-            train_loss: (count > 0).then(|| sum / count as f64),
-            val_loss,
-            val_bpb: val_loss / data.val_bytes_per_token() / std::f64::consts::LN_2,
-            lr,
-            wall_secs,
-            weight_norm: Some(weight_norm(model)),
-            task_test,
-            task_train,
-        };
-        (point, examples)
-    };
-    // The test examples' own scores at the latest evaluation, written beside the record.
-    let mut last_examples = None;
-    if state.curve.is_empty() {
-        let (point, examples) = eval_point(&model, &state, 0.0, wall(&clock));
-        last_examples = examples;
-        progress.eval(&point);
-        state.curve.push(point);
-    }
-
-    let mut status = RunStatus::Completed;
-    'steps: for step in state.step..total_steps {
-        let tokens_after = (step + 1) * tokens_per_step;
-        let lr = learning_rate(
-            t.lr,
-            t.min_lr_ratio,
-            t.warmup_fraction,
-            tokens_after,
-            total_tokens,
-        );
-        let batches = (0..t.grad_accum).map(|micro| {
-            data.train_batch(
-                config.seed,
-                step * t.grad_accum as u64 + micro as u64,
-                t.batch_size,
-                ctx,
-            )
-        });
-        let step_loss;
-        (model, step_loss) = train_step(
-            model,
-            &mut optimizer,
-            batches,
-            |model: &M, batch: &Batch| model.batch_loss(batch, &device),
-            t.grad_clip,
-            lr,
-        );
-        let step_loss = match step_loss {
-            Ok(loss) => loss,
-            Err(value) => {
-                status = RunStatus::Diverged {
-                    tokens: state.tokens_seen,
-                    reason: format!("training loss became {value} at step {step}"),
-                };
-                break 'steps;
-            }
-        };
-
-        let tokens_before = state.tokens_seen;
-        state.step = step + 1;
-        state.tokens_seen = tokens_after;
-        state.pending_loss.0 += step_loss;
-        state.pending_loss.1 += 1;
-        progress.step(tokens_after, step_loss, lr);
-
-        let last = state.step == total_steps;
-        let log_point = log_crossed(
-            tokens_before,
-            tokens_after,
-            tokens_per_step,
-            t.eval_per_decade,
-        );
-        if log_point && t.keep_snapshots {
-            checkpoint::save_snapshot(&options.run_dir, &model, tokens_after)?;
-        }
-        if last || crossed(tokens_before, tokens_after, t.eval_every_tokens) || log_point {
-            let (point, examples) = eval_point(&model, &state, lr, wall(&clock));
-            last_examples = examples;
-            if !point.val_loss.is_finite() {
-                status = RunStatus::Diverged {
-                    tokens: state.tokens_seen,
-                    reason: format!(
-                        "validation loss became {} at step {}",
-                        point.val_loss, state.step
-                    ),
-                };
-            }
-            progress.eval(&point);
-            state.curve.push(point);
-            state.pending_loss = (0.0, 0);
-            if status != RunStatus::Completed {
-                break 'steps;
-            }
-        }
-        if last
-            || (t.checkpoint_every_tokens > 0
-                && crossed(tokens_before, tokens_after, t.checkpoint_every_tokens))
-        {
-            state.wall_secs = wall(&clock);
-            checkpoint::save(&options.run_dir, &model, &optimizer, &state)?;
-            if !last
-                && options
-                    .stop_after_tokens
-                    .is_some_and(|stop| tokens_after >= stop)
-            {
-                return Ok(Outcome::Stopped {
-                    tokens_seen: tokens_after,
-                });
-            }
-        }
-    }
-
-    let last_point = state.curve.last();
+    let (_, tokens_per_step) = config.planned_steps();
+    let last_point = run.curve.last();
     let record = RunRecord {
         schema_version: RUN_RECORD_SCHEMA_VERSION,
-        run_id: id,
+        run_id: work.id.clone(),
         config: config.clone(),
         git_revision: machine::git_revision().to_string(),
         params,
@@ -376,29 +325,29 @@ fn train_loop<M: Objective>(
         flops_per_token,
         flops_convention: LM_FLOPS_CONVENTION,
         tokens_per_step,
-        tokens_seen: state.tokens_seen,
-        train_flops: state.tokens_seen as f64 * flops_per_token,
+        tokens_seen: run.seen,
+        train_flops: run.seen as f64 * flops_per_token,
         final_val_loss: last_point.map(|p| p.val_loss).filter(|v| v.is_finite()),
         final_val_bpb: last_point.map(|p| p.val_bpb).filter(|v| v.is_finite()),
-        curve: state.curve,
-        status,
-        wall_secs: wall(&clock),
+        curve: run.curve,
+        status: run.status,
+        wall_secs: run.wall_secs,
         peak_rss_bytes: machine::peak_rss_bytes(),
         threads: rayon::current_num_threads(),
         machine: machine::describe(&options.backend),
-        started_unix_secs: state.started_unix_secs,
-        resumed: resume_from.is_some(),
+        started_unix_secs: run.started_unix_secs,
+        resumed: run.resumed,
         unique_train_tokens: data.unique_train_tokens(),
         epochs: data
             .unique_train_tokens()
             .filter(|&u| u > 0)
-            .map(|u| state.tokens_seen as f64 / u as f64),
+            .map(|u| run.seen as f64 / u as f64),
     };
     let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
         what: "run record",
         source,
     })?;
-    if let Some(examples) = &last_examples {
+    if let Some(examples) = &work.last_examples {
         write_task_examples(&options.run_dir.join(TASK_EXAMPLES_FILE), examples)?;
     }
     write_atomic(&options.run_dir.join("record.json"), &json)?;
@@ -435,24 +384,6 @@ pub(crate) fn train_step<M: Module, B>(
         clip_global_norm(&model, &mut grads, grad_clip);
     }
     (optimizer.step(lr, model, grads), Ok(mean_loss))
-}
-
-/// Whether a multiple of `every` lies in `(before, after]`.
-fn crossed(before: u64, after: u64, every: u64) -> bool {
-    every > 0 && after / every > before / every
-}
-
-/// Whether a log-spaced point `first · 10^(i / per_decade)` (i = 0, 1, …) lies in
-/// `(before, after]`.
-fn log_crossed(before: u64, after: u64, first: u64, per_decade: u32) -> bool {
-    if per_decade == 0 || first == 0 || after < first {
-        return false;
-    }
-    let per_decade = f64::from(per_decade);
-    // The last point at or below `after` (a little slack for rounding of exact powers).
-    let i = (per_decade * (after as f64 / first as f64).log10() + 1e-9).floor();
-    let point = (first as f64 * 10f64.powf(i / per_decade)).round() as u64;
-    point > before
 }
 
 /// L2 norm of all of a model's parameters.
@@ -592,23 +523,5 @@ mod tests {
             let moved = fused.sub(start).abs().max().into_scalar::<f32>();
             assert!(moved > 0.01, "moved {moved}");
         }
-    }
-
-    #[test]
-    fn crossing_multiples() {
-        assert!(crossed(90, 110, 100));
-        assert!(crossed(99, 100, 100));
-        assert!(!crossed(100, 199, 100));
-        assert!(!crossed(0, 50, 0));
-    }
-
-    #[test]
-    fn log_spaced_points() {
-        // 4 a decade from 100 tokens a step: 100, 178, 316, 562, 1000, 1778, …
-        let steps: Vec<u64> = (1..=20u64)
-            .filter(|&s| log_crossed((s - 1) * 100, s * 100, 100, 4))
-            .collect();
-        assert_eq!(steps, vec![1, 2, 4, 6, 10, 18]);
-        assert!(!log_crossed(0, 100, 100, 0));
     }
 }

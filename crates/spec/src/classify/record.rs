@@ -3,13 +3,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::ClassifyConfig;
-use crate::{FlopsConvention, Machine, ParamCounts};
+use crate::{FlopsConvention, Machine, ParamCounts, RunStatus};
 
 /// The parameter-count convention of classification records.
 pub const CLASSIFY_PARAM_CONVENTION: &str = "total = all trainable parameters; non_embedding = total minus the token and position embeddings of the text families (the image families have none, so there non_embedding = total)";
 
-/// Schema version of [`ClassifyRecord`].
-pub const CLASSIFY_RECORD_SCHEMA_VERSION: u32 = 1;
+/// Schema version of [`ClassifyRecord`]: 2 adds the status (a diverged run is recorded).
+pub const CLASSIFY_RECORD_SCHEMA_VERSION: u32 = 2;
 
 /// Precision, recall and F1 of one class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +64,10 @@ pub struct ClassifyPoint {
     pub val_accuracy: f64,
 }
 
+fn completed() -> RunStatus {
+    RunStatus::Completed
+}
+
 /// Everything a classification run reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifyRecord {
@@ -97,6 +101,10 @@ pub struct ClassifyRecord {
     pub kept_samples: u64,
     /// Whether early stopping ended the run before its budget.
     pub stopped_early: bool,
+    /// Completed, or diverged and where (records of schema version 1 have none: their runs
+    /// completed, as a diverged run then wrote no record).
+    #[serde(default = "completed")]
+    pub status: RunStatus,
     /// Metrics of the kept weights on the training images (without augmentation).
     pub train: ClassMetrics,
     /// On the validation images (the held-out fold when cross-validating).

@@ -1,0 +1,475 @@
+//! The one training loop, for every kind of run: language models, synthetic tasks and
+//! classifiers. A [`Workload`] says what a step trains on and how a point of the curve is
+//! measured; the loop does the rest, the same way for all of them:
+//!
+//! - the budget (tokens or samples, or FLOPs converted to them) rounded up to whole optimiser
+//!   steps, and the learning rate of the units reached (warm-up, then cosine decay);
+//! - per step the workload's micro-batches (gradient accumulation), each loss checked for
+//!   NaN/inf, gradients averaged, the global gradient norm clipped, one AdamW step;
+//! - evaluation at 0, every `eval_every` units, at log-spaced points, and at the end;
+//! - early stopping after `patience` evaluations without a better validation loss, keeping
+//!   the best weights;
+//! - divergence (a non-finite training or validation loss) recorded as the run's status;
+//! - atomic checkpoints every `checkpoint_every` units (and at the end where asked), exact
+//!   resume from them, and a stop "as if killed" after a checkpoint for tests;
+//! - progress (start, every step, every evaluation).
+//!
+//! What a run records is the caller's: the loop returns the curve, the weights and how the
+//! run ended.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Tensor;
+use scalelab_spec::RunStatus;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::checkpoint::{self, CHECKPOINT_SCHEMA_VERSION, CheckpointState};
+use crate::schedule::learning_rate;
+use crate::trainer::train_step;
+use crate::{Progress, RunOptions, TrainError};
+
+/// The loop's settings, in the workload's units (tokens or samples).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LoopSettings {
+    /// Optimiser steps of the budget.
+    pub total_steps: u64,
+    /// Units (tokens or samples) per step.
+    pub per_step: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a share of the peak.
+    pub min_lr_ratio: f64,
+    /// Warm-up share of the budget.
+    pub warmup_fraction: f64,
+    /// Global gradient-norm clip (0: none).
+    pub grad_clip: f64,
+    /// Units between evaluations (0: only at 0 and at the end).
+    pub eval_every: u64,
+    /// Extra log-spaced evaluations per decade of units (0: none).
+    pub eval_per_decade: u32,
+    /// Keep the weights at every log-spaced evaluation.
+    pub keep_snapshots: bool,
+    /// Units between checkpoints (0: none but the last, if `checkpoint_at_end`).
+    pub checkpoint_every: u64,
+    /// Checkpoint at the end of the budget.
+    pub checkpoint_at_end: bool,
+    /// Evaluations without a better validation loss before stopping (0: never).
+    pub patience: usize,
+}
+
+/// Where the loop stands when it asks for an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct At {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Units trained on.
+    pub seen: u64,
+    /// Learning rate of the last step (0 before the first).
+    pub lr: f64,
+    /// Wall seconds of training so far.
+    pub wall_secs: f64,
+    /// Mean training loss since the previous evaluation.
+    pub train_loss: Option<f64>,
+}
+
+/// One kind of run, as the loop sees it.
+pub(crate) trait Workload {
+    /// The model trained.
+    type Model: Module + Clone;
+    /// A micro-batch.
+    type Batch;
+    /// A point of the curve.
+    type Point: Clone + Serialize + DeserializeOwned;
+    /// The resolved config, kept in checkpoints.
+    type Config: Clone + Serialize + DeserializeOwned;
+
+    /// The run's id and resolved config (checkpoints belong to one run).
+    fn identity(&self) -> (&str, &Self::Config);
+    /// The loop's settings.
+    fn settings(&self) -> LoopSettings;
+    /// The micro-batches of optimiser step `step`.
+    fn batches(&self, step: u64) -> Vec<Self::Batch>;
+    /// The differentiable loss of `model` on `batch`, `[1]`.
+    fn loss(&self, model: &Self::Model, batch: &Self::Batch) -> Tensor<1>;
+    /// Measures `model` at `at`.
+    fn evaluate(&mut self, model: &Self::Model, at: At) -> Self::Point;
+    /// The validation loss of a point (early stopping and divergence read it).
+    fn val_loss(point: &Self::Point) -> f64;
+    /// Tells `progress` about an evaluation.
+    fn announce(_point: &Self::Point, _progress: &mut dyn Progress) {}
+}
+
+/// A run the loop finished (or stopped early, or found diverged).
+pub(crate) struct Trained<M, P> {
+    /// The weights at the last step.
+    pub model: M,
+    /// With early stopping, the best weights and the units they had seen.
+    pub kept: Option<(u64, M)>,
+    /// Every evaluation.
+    pub curve: Vec<P>,
+    /// Units trained on.
+    pub seen: u64,
+    /// Completed, or diverged and where.
+    pub status: RunStatus,
+    /// Stopped by early stopping before the budget was spent.
+    pub stopped_early: bool,
+    /// Wall seconds, resumed parts included.
+    pub wall_secs: f64,
+    /// When the run first started.
+    pub started_unix_secs: u64,
+    /// Whether it continued from a checkpoint.
+    pub resumed: bool,
+}
+
+/// How a call of the loop ended.
+pub(crate) enum LoopEnd<M, P> {
+    /// The budget is spent, early stopping or divergence ended it.
+    Trained(Box<Trained<M, P>>),
+    /// Stopped at a checkpoint, as if killed ([`RunOptions::stop_after_tokens`]).
+    Stopped {
+        /// Units trained on so far.
+        seen: u64,
+    },
+}
+
+/// Whether a multiple of `every` lies in `(before, after]`.
+pub(crate) fn crossed(before: u64, after: u64, every: u64) -> bool {
+    every > 0 && after / every > before / every
+}
+
+/// Whether a log-spaced point `first · 10^(i / per_decade)` (i = 0, 1, …) lies in
+/// `(before, after]`.
+pub(crate) fn log_crossed(before: u64, after: u64, first: u64, per_decade: u32) -> bool {
+    if per_decade == 0 || first == 0 || after < first {
+        return false;
+    }
+    let per_decade = f64::from(per_decade);
+    // The last point at or below `after` (a little slack for rounding of exact powers).
+    let i = (per_decade * (after as f64 / first as f64).log10() + 1e-9).floor();
+    let point = (first as f64 * 10f64.powf(i / per_decade)).round() as u64;
+    point > before
+}
+
+/// Trains `model` with `optimizer` on `work` (see the module docs).
+pub(crate) fn run_loop<W: Workload>(
+    work: &mut W,
+    mut model: W::Model,
+    mut optimizer: ModuleOptimizer,
+    options: &RunOptions,
+    progress: &mut dyn Progress,
+) -> Result<LoopEnd<W::Model, W::Point>, TrainError> {
+    let s = work.settings();
+    let total = s.total_steps * s.per_step;
+    let (id, config) = work.identity();
+    let (id, config) = (id.to_string(), config.clone());
+    let resume_from = if options.resume {
+        checkpoint::find(&options.run_dir)
+    } else {
+        None
+    };
+    let mut state: CheckpointState<W::Config, W::Point> = match &resume_from {
+        Some(dir) => {
+            let state = checkpoint::load_state(dir, &id)?;
+            (model, optimizer) = checkpoint::load_weights(dir, model, optimizer)?;
+            state
+        }
+        None => CheckpointState {
+            schema_version: CHECKPOINT_SCHEMA_VERSION,
+            run_id: id,
+            config,
+            step: 0,
+            tokens_seen: 0,
+            curve: Vec::new(),
+            pending_loss: (0.0, 0),
+            wall_secs: 0.0,
+            started_unix_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+    };
+    let clock = Instant::now();
+    let wall_before = state.wall_secs;
+    let wall = |clock: &Instant| wall_before + clock.elapsed().as_secs_f64();
+    progress.start(state.tokens_seen, total);
+    let at = |state: &CheckpointState<W::Config, W::Point>, lr: f64, wall_secs: f64| {
+        let (sum, count) = state.pending_loss;
+        At {
+            step: state.step,
+            seen: state.tokens_seen,
+            lr,
+            wall_secs,
+            train_loss: (count > 0).then(|| sum / count as f64),
+        }
+    };
+    if state.curve.is_empty() {
+        let point = work.evaluate(&model, at(&state, 0.0, wall(&clock)));
+        W::announce(&point, progress);
+        state.curve.push(point);
+    }
+    // Early stopping keeps the best weights as a snapshot: `valid()` copies running
+    // statistics (batch norm), which a plain clone would share with the model that keeps
+    // training. Without it, no snapshot is taken.
+    let keep_best = s.patience > 0;
+    let mut best: (f64, Option<(u64, W::Model)>) = (
+        state
+            .curve
+            .iter()
+            .map(W::val_loss)
+            .fold(f64::INFINITY, f64::min),
+        (keep_best && state.step == 0).then(|| (0, model.valid())),
+    );
+    let mut since_best = 0usize;
+    let mut stopped_early = false;
+
+    let mut status = RunStatus::Completed;
+    'steps: for step in state.step..s.total_steps {
+        let after = (step + 1) * s.per_step;
+        let lr = learning_rate(s.lr, s.min_lr_ratio, s.warmup_fraction, after, total);
+        let step_loss;
+        (model, step_loss) = train_step(
+            model,
+            &mut optimizer,
+            work.batches(step).into_iter(),
+            |model: &W::Model, batch: &W::Batch| work.loss(model, batch),
+            s.grad_clip,
+            lr,
+        );
+        let step_loss = match step_loss {
+            Ok(loss) => loss,
+            Err(value) => {
+                status = RunStatus::Diverged {
+                    tokens: state.tokens_seen,
+                    reason: format!("training loss became {value} at step {step}"),
+                };
+                break 'steps;
+            }
+        };
+
+        let before = state.tokens_seen;
+        state.step = step + 1;
+        state.tokens_seen = after;
+        state.pending_loss.0 += step_loss;
+        state.pending_loss.1 += 1;
+        progress.step(after, step_loss, lr);
+
+        let last = state.step == s.total_steps;
+        let log_point = log_crossed(before, after, s.per_step, s.eval_per_decade);
+        if log_point && s.keep_snapshots {
+            checkpoint::save_snapshot(&options.run_dir, &model, after)?;
+        }
+        if last || crossed(before, after, s.eval_every) || log_point {
+            let point = work.evaluate(&model, at(&state, lr, wall(&clock)));
+            let val_loss = W::val_loss(&point);
+            if !val_loss.is_finite() {
+                status = RunStatus::Diverged {
+                    tokens: state.tokens_seen,
+                    reason: format!("validation loss became {val_loss} at step {}", state.step),
+                };
+            }
+            W::announce(&point, progress);
+            state.curve.push(point);
+            state.pending_loss = (0.0, 0);
+            if status != RunStatus::Completed {
+                break 'steps;
+            }
+            if val_loss < best.0 {
+                best = (val_loss, keep_best.then(|| (after, model.valid())));
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+            if keep_best && since_best >= s.patience {
+                stopped_early = !last;
+                break 'steps;
+            }
+        }
+        if (last && s.checkpoint_at_end)
+            || (s.checkpoint_every > 0 && crossed(before, after, s.checkpoint_every))
+        {
+            state.wall_secs = wall(&clock);
+            checkpoint::save(&options.run_dir, &model, &optimizer, &state)?;
+            if !last && options.stop_after_tokens.is_some_and(|stop| after >= stop) {
+                return Ok(LoopEnd::Stopped { seen: after });
+            }
+        }
+    }
+    Ok(LoopEnd::Trained(Box::new(Trained {
+        model,
+        kept: best.1,
+        curve: state.curve,
+        seen: state.tokens_seen,
+        status,
+        stopped_early,
+        wall_secs: wall(&clock),
+        started_unix_secs: state.started_unix_secs,
+        resumed: resume_from.is_some(),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::NoProgress;
+
+    /// One evaluation of the toy workload.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Point {
+        seen: u64,
+        val_loss: f64,
+    }
+
+    /// A linear layer whose loss is the sum of its weights times the step's factor, and whose
+    /// validation losses are scripted, one an evaluation.
+    struct Toy {
+        settings: LoopSettings,
+        /// The batch of step `k` is `factor(k)`.
+        factor: fn(u64) -> f32,
+        val_losses: Vec<f64>,
+        evaluations: usize,
+    }
+
+    impl Workload for Toy {
+        type Model = Linear;
+        type Batch = f32;
+        type Point = Point;
+        type Config = ();
+
+        fn identity(&self) -> (&str, &()) {
+            ("toy", &())
+        }
+        fn settings(&self) -> LoopSettings {
+            self.settings
+        }
+        fn batches(&self, step: u64) -> Vec<f32> {
+            vec![(self.factor)(step)]
+        }
+        fn loss(&self, model: &Linear, batch: &f32) -> Tensor<1> {
+            model.weight.val().sum().mul_scalar(*batch)
+        }
+        fn evaluate(&mut self, _model: &Linear, at: At) -> Point {
+            let val_loss = self.val_losses[self.evaluations.min(self.val_losses.len() - 1)];
+            self.evaluations += 1;
+            Point {
+                seen: at.seen,
+                val_loss,
+            }
+        }
+        fn val_loss(point: &Point) -> f64 {
+            point.val_loss
+        }
+    }
+
+    fn settings(patience: usize) -> LoopSettings {
+        LoopSettings {
+            total_steps: 10,
+            per_step: 4,
+            lr: 1e-2,
+            min_lr_ratio: 0.1,
+            warmup_fraction: 0.0,
+            grad_clip: 0.0,
+            eval_every: 8,
+            eval_per_decade: 0,
+            keep_snapshots: false,
+            checkpoint_every: 0,
+            checkpoint_at_end: false,
+            patience,
+        }
+    }
+
+    fn train(toy: &mut Toy) -> Box<Trained<Linear, Point>> {
+        let device = Device::flex().autodiff();
+        let model = LinearConfig::new(2, 1).init(&device);
+        let optimizer = crate::trainer::adamw([0.9, 0.999], 1e-8, 0.0, Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        let options = RunOptions {
+            run_dir: dir.path().to_path_buf(),
+            device: Device::flex(),
+            backend: "test".into(),
+            resume: false,
+            stop_after_tokens: None,
+        };
+        match run_loop(toy, model, optimizer, &options, &mut NoProgress).unwrap() {
+            LoopEnd::Trained(run) => run,
+            LoopEnd::Stopped { .. } => panic!("no checkpoint to stop at"),
+        }
+    }
+
+    #[test]
+    fn a_non_finite_loss_ends_the_run_as_diverged_where_it_happened() {
+        let mut toy = Toy {
+            settings: settings(0),
+            factor: |step| if step == 3 { f32::NAN } else { 1.0 },
+            val_losses: vec![1.0],
+            evaluations: 0,
+        };
+        let run = train(&mut toy);
+        assert_eq!(
+            run.status,
+            RunStatus::Diverged {
+                tokens: 12,
+                reason: "training loss became NaN at step 3".into()
+            }
+        );
+        assert_eq!(run.seen, 12, "three steps of four units");
+        // Evaluated at 0 and at 8 units, before the bad step.
+        let seen: Vec<u64> = run.curve.iter().map(|p| p.seen).collect();
+        assert_eq!(seen, vec![0, 8]);
+    }
+
+    #[test]
+    fn early_stopping_stops_after_patience_and_keeps_the_best_weights() {
+        // Evaluations at 0, 8, 16, 24, …: the best is at 8, then two worse ones.
+        let mut toy = Toy {
+            settings: settings(2),
+            factor: |_| 1.0,
+            val_losses: vec![3.0, 1.0, 2.0, 2.5, 0.5],
+            evaluations: 0,
+        };
+        let run = train(&mut toy);
+        assert_eq!(run.status, RunStatus::Completed);
+        assert!(run.stopped_early);
+        assert_eq!(run.seen, 24);
+        let (kept_at, kept) = run.kept.expect("the best weights");
+        assert_eq!(kept_at, 8);
+        // The kept weights are those after two steps, not the last ones after six.
+        assert_ne!(
+            kept.weight.val().into_data(),
+            run.model.weight.val().into_data()
+        );
+        // Without patience the whole budget trains and nothing is kept apart.
+        let mut toy = Toy {
+            settings: settings(0),
+            ..toy
+        };
+        toy.evaluations = 0;
+        let run = train(&mut toy);
+        assert!(!run.stopped_early && run.kept.is_none());
+        assert_eq!(run.seen, 40);
+        assert_eq!(run.curve.len(), 6, "0, 8, 16, 24, 32 and the end at 40");
+    }
+
+    #[test]
+    fn crossing_multiples() {
+        assert!(crossed(90, 110, 100));
+        assert!(crossed(99, 100, 100));
+        assert!(!crossed(100, 199, 100));
+        assert!(!crossed(0, 50, 0));
+    }
+
+    #[test]
+    fn log_spaced_points() {
+        // 4 a decade from 100 tokens a step: 100, 178, 316, 562, 1000, 1778, …
+        let steps: Vec<u64> = (1..=20u64)
+            .filter(|&s| log_crossed((s - 1) * 100, s * 100, 100, 4))
+            .collect();
+        assert_eq!(steps, vec![1, 2, 4, 6, 10, 18]);
+        assert!(!log_crossed(0, 100, 100, 0));
+    }
+}
