@@ -336,6 +336,9 @@ pub struct TrainArgs {
     /// Peak learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// The optimiser.
+    #[command(flatten)]
+    pub optimiser: OptimiserArgs,
     /// Evaluate every this many tokens.
     #[arg(long)]
     pub eval_every: Option<u64>,
@@ -407,6 +410,11 @@ impl TrainArgs {
         set(&mut spec.train.batch_size, self.batch);
         set(&mut spec.train.grad_accum, self.grad_accum);
         set(&mut spec.train.lr, self.lr);
+        self.optimiser.apply(
+            &mut spec.train.optimizer,
+            &mut spec.train.momentum,
+            &mut spec.train.nesterov,
+        );
         set(&mut spec.train.eval_every_tokens, self.eval_every);
         set(&mut spec.train.eval_tokens, self.eval_tokens);
         set(
@@ -554,6 +562,9 @@ pub struct ClassifyArgs {
     /// Evaluations without improvement before stopping early (0: never).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// The optimiser.
+    #[command(flatten)]
+    pub optimiser: OptimiserArgs,
     /// Share of the training images used (stratified).
     #[arg(long)]
     pub train_fraction: Option<f64>,
@@ -614,6 +625,11 @@ impl ClassifyArgs {
         set(&mut spec.train.batch_size, self.batch);
         set(&mut spec.train.lr, self.lr);
         set(&mut spec.train.weight_decay, self.weight_decay);
+        self.optimiser.apply(
+            &mut spec.train.optimizer,
+            &mut spec.train.momentum,
+            &mut spec.train.nesterov,
+        );
         set(&mut spec.train.l1, self.l1);
         set(&mut spec.train.l2, self.l2);
         set(&mut spec.train.early_stopping_patience, self.patience);
@@ -621,5 +637,30 @@ impl ClassifyArgs {
         set(&mut spec.folds, self.folds);
         set(&mut spec.seed, self.seed);
         Ok(spec)
+    }
+}
+
+/// The optimiser flags of `train` and `classify`.
+#[derive(Debug, Args)]
+pub struct OptimiserArgs {
+    /// Optimiser: adamw (default), adam or sgd.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// SGD's momentum factor (default 0.9; 0: plain SGD).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// SGD with Nesterov's momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+}
+
+impl OptimiserArgs {
+    /// Sets the spec's optimiser keys the flags give.
+    fn apply(&self, optimizer: &mut String, momentum: &mut f64, nesterov: &mut bool) {
+        set(optimizer, self.optimizer.clone());
+        set(momentum, self.momentum);
+        if self.nesterov {
+            *nesterov = true;
+        }
     }
 }

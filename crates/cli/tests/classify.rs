@@ -558,3 +558,53 @@ fn the_example_spec_runs() {
     assert_eq!(r["params"]["total"], 85_002);
     assert_eq!(r["config"]["train"]["budget"]["samples"], 3000);
 }
+
+#[test]
+fn the_optimiser_is_a_choice_and_adamw_keeps_its_run_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "classify",
+            "--dataset",
+            "digits",
+            "--preset",
+            "mlp",
+            "--samples",
+            "20000",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = scalelab(&args, dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out)
+    };
+    let adamw = run(&[]);
+    // The default is left out of the config, so the id is the one it had before the choice.
+    assert!(adamw["config"]["train"].get("optimizer").is_none());
+    let sgd = run(&["--optimizer", "sgd", "--lr", "0.05", "--nesterov"]);
+    assert_eq!(
+        sgd["config"]["train"]["optimizer"]["sgd"],
+        serde_json::json!({ "momentum": 0.9, "nesterov": true })
+    );
+    assert_ne!(adamw["run_id"], sgd["run_id"]);
+    for r in [&adamw, &sgd] {
+        let accuracy = r["test"]["accuracy"].as_f64().unwrap();
+        assert!(accuracy > 0.93, "test accuracy {accuracy}");
+    }
+    // Without weight decay Adam and AdamW are the same algorithm (Loshchilov & Hutter 2019):
+    // Burn's Adam and the fused AdamW land on the same accuracy.
+    let adam = run(&["--optimizer", "adam"]);
+    let diff =
+        adam["test"]["accuracy"].as_f64().unwrap() - adamw["test"]["accuracy"].as_f64().unwrap();
+    assert!(diff.abs() < 0.01, "adam − adamw accuracy {diff}");
+    let out = scalelab(
+        &["classify", "--dataset", "digits", "--optimizer", "lion"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("adamw, adam, sgd"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod counts;
 pub mod error;
 pub mod model;
+pub mod optim;
 pub mod record;
 pub mod run;
 pub mod study;
@@ -39,6 +40,7 @@ pub fn run_id<T: serde::Serialize>(config: &T) -> Result<String, SpecError> {
         .collect())
 }
 pub use model::{GptConfig, GptPreset, GptSpec, LmFamily};
+pub use optim::Optimiser;
 pub use record::{
     CurvePoint, ExampleScore, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION,
     RunRecord, RunStatus, TASK_EXAMPLES_FILE, TaskMetrics,

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{GptConfig, GptSpec, SpecError, TaskConfig, TaskSpec};
+use crate::{GptConfig, GptSpec, Optimiser, SpecError, TaskConfig, TaskSpec};
 
 /// One training run as the user describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +116,12 @@ pub struct TrainSpec {
     pub eval_per_decade: u32,
     /// Keep the weights at every log-spaced evaluation in `snapshots/` of the run directory.
     pub keep_snapshots: bool,
+    /// The optimiser: `adamw` (default), `adam` or `sgd` (see `scalelab_spec::optim`).
+    pub optimizer: String,
+    /// SGD's momentum factor (0: plain SGD).
+    pub momentum: f64,
+    /// SGD with Nesterov's momentum.
+    pub nesterov: bool,
 }
 
 impl Default for TrainSpec {
@@ -138,6 +144,9 @@ impl Default for TrainSpec {
             checkpoint_every_tokens: 0,
             eval_per_decade: 0,
             keep_snapshots: false,
+            optimizer: crate::optim::default_optimizer(),
+            momentum: crate::optim::default_momentum(),
+            nesterov: false,
         }
     }
 }
@@ -245,6 +254,9 @@ pub struct TrainConfig {
     /// Keep weight snapshots at the log-spaced evaluations. Absent from older records.
     #[serde(default, skip_serializing_if = "is_false")]
     pub keep_snapshots: bool,
+    /// The optimiser (AdamW, the default, is left out of the serialised config).
+    #[serde(default, skip_serializing_if = "Optimiser::is_default")]
+    pub optimizer: Optimiser,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -487,6 +499,7 @@ impl TrainSpec {
             checkpoint_every_tokens: self.checkpoint_every_tokens,
             eval_per_decade: self.eval_per_decade,
             keep_snapshots: self.keep_snapshots,
+            optimizer: Optimiser::resolve(&self.optimizer, self.momentum, self.nesterov)?,
         })
     }
 }

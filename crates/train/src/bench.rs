@@ -64,6 +64,7 @@ pub fn bench_gpt_step(
     let device = device.clone().autodiff();
     let mut model = Gpt::new(config, &mut SeededInit::new(0), &device);
     let train = TrainConfig {
+        optimizer: scalelab_spec::Optimiser::AdamW,
         batch_size: batch,
         grad_accum: 1,
         lr: 3e-4,

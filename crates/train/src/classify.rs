@@ -24,7 +24,7 @@ use scalelab_spec::{
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
 use crate::metrics::class_metrics;
-use crate::trainer::adamw;
+use crate::trainer::optimizer;
 use crate::{NoProgress, RunOptions, TrainError, machine};
 
 /// Images per forward pass when evaluating.
@@ -301,7 +301,8 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     device.seed(config.seed);
     let clock = Instant::now();
     let flops_per_sample = config.model.flops_per_sample();
-    let optimizer = adamw(
+    let optimizer = optimizer(
+        t.optimizer,
         [0.9, 0.999],
         1e-8,
         t.weight_decay,

@@ -11,9 +11,11 @@
 use std::path::PathBuf;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
-    AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsAccumulator, GradientsParams,
-    ModuleOptimizer, Optimizer,
+    AdamConfig, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsAccumulator,
+    GradientsParams, ModuleOptimizer, Optimizer, SgdConfig,
 };
 use burn::tensor::{Device, Tensor};
 use scalelab_data::{Batch, Example, TrainingData};
@@ -21,8 +23,8 @@ use scalelab_kernels::{self as fused, AdamWStep};
 use scalelab_models::{Gpt, RnnLm, SeededInit};
 use scalelab_spec::counts::LM_FLOPS_CONVENTION;
 use scalelab_spec::{
-    CurvePoint, ExampleScore, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig, RunRecord,
-    TASK_EXAMPLES_FILE, TrainConfig, run_id,
+    CurvePoint, ExampleScore, Optimiser, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig,
+    RunRecord, TASK_EXAMPLES_FILE, TrainConfig, run_id,
 };
 
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
@@ -91,16 +93,68 @@ pub fn train_gpt(
     }
 }
 
+/// The optimiser of a language-model run.
 pub(crate) fn build_optimizer(
     train: &TrainConfig,
     no_decay: Vec<burn::module::ParamId>,
 ) -> ModuleOptimizer {
-    adamw(
+    optimizer(
+        train.optimizer,
         [train.beta1, train.beta2],
         train.epsilon,
         train.weight_decay,
         no_decay,
     )
+}
+
+/// The optimiser `choice` of any run, weight decay on every parameter but `no_decay`: AdamW
+/// (decoupled decay, its step fused on the CPU backend), Adam (decay as an L2 term of the
+/// gradient) or SGD with momentum, heavy-ball or Nesterov's, without dampening (decay as an
+/// L2 term), all Burn's. `betas` and `epsilon` are Adam's and AdamW's.
+pub(crate) fn optimizer(
+    choice: Optimiser,
+    betas: [f64; 2],
+    epsilon: f64,
+    weight_decay: f64,
+    no_decay: Vec<burn::module::ParamId>,
+) -> ModuleOptimizer {
+    let decay = |wd: f64| (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
+    match choice {
+        Optimiser::AdamW => adamw(betas, epsilon, weight_decay, no_decay),
+        Optimiser::Adam => {
+            let config = |wd: f64| {
+                AdamConfig::new()
+                    .with_beta_1(betas[0] as f32)
+                    .with_beta_2(betas[1] as f32)
+                    .with_epsilon(epsilon as f32)
+                    .with_weight_decay(decay(wd))
+                    .build()
+            };
+            ModuleOptimizer::from(config(weight_decay)).with_group(
+                ParamGroup::from_ids(no_decay),
+                config(0.0),
+                None,
+            )
+        }
+        Optimiser::Sgd { momentum, nesterov } => {
+            let config = |wd: f64| {
+                SgdConfig::new()
+                    .with_momentum((momentum > 0.0).then(|| {
+                        MomentumConfig::new()
+                            .with_momentum(momentum)
+                            .with_dampening(0.0)
+                            .with_nesterov(nesterov)
+                    }))
+                    .with_weight_decay(decay(wd))
+                    .build()
+            };
+            ModuleOptimizer::from(config(weight_decay)).with_group(
+                ParamGroup::from_ids(no_decay),
+                config(0.0),
+                None,
+            )
+        }
+    }
 }
 
 /// AdamW with decoupled `weight_decay` on every parameter but `no_decay`: Burn's `AdamW`,

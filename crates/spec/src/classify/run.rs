@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Augmentation, ClassifierConfig, ClassifierSpec, Dataset, ImageDataSpec, InputShape};
-use crate::SpecError;
+use crate::{Optimiser, SpecError};
 
 /// The training part of a classification spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,12 @@ pub struct ClassifyTrainSpec {
     /// Stop after this many evaluations without a lower validation loss and keep the best
     /// weights (0: never stop early).
     pub early_stopping_patience: usize,
+    /// The optimiser: `adamw` (default), `adam` or `sgd` (see `scalelab_spec::optim`).
+    pub optimizer: String,
+    /// SGD's momentum factor (0: plain SGD).
+    pub momentum: f64,
+    /// SGD with Nesterov's momentum.
+    pub nesterov: bool,
 }
 
 impl Default for ClassifyTrainSpec {
@@ -48,6 +54,9 @@ impl Default for ClassifyTrainSpec {
             l2: 0.0,
             eval_every_samples: 0,
             early_stopping_patience: 0,
+            optimizer: crate::optim::default_optimizer(),
+            momentum: crate::optim::default_momentum(),
+            nesterov: false,
         }
     }
 }
@@ -107,6 +116,9 @@ pub struct ClassifyTrainConfig {
     pub eval_every_samples: u64,
     /// Evaluations without improvement before stopping (0: never).
     pub early_stopping_patience: usize,
+    /// The optimiser (AdamW, the default, is left out of the serialised config).
+    #[serde(default, skip_serializing_if = "Optimiser::is_default")]
+    pub optimizer: Optimiser,
 }
 
 /// A resolved classification run: everything that determines its result.
@@ -252,6 +264,7 @@ impl ClassifySpec {
                 l2: t.l2,
                 eval_every_samples: t.eval_every_samples,
                 early_stopping_patience: t.early_stopping_patience,
+                optimizer: Optimiser::resolve(&t.optimizer, t.momentum, t.nesterov)?,
             },
             augment: self.augment.clone(),
             folds: self.folds,

@@ -22,6 +22,15 @@ pub struct Regulariser {
     pub l2: Option<f64>,
     /// `train.early_stopping_patience`.
     pub early_stopping_patience: Option<usize>,
+    /// `train.optimizer` (the regulariser axis is the axis of training recipes: an
+    /// optimiser, its learning rate and its momentum are values of it too).
+    pub optimizer: Option<String>,
+    /// `train.lr`.
+    pub lr: Option<f64>,
+    /// `train.momentum`.
+    pub momentum: Option<f64>,
+    /// `train.nesterov`.
+    pub nesterov: Option<bool>,
     /// `[augment]`.
     pub augment: Option<Augmentation>,
 }
@@ -162,6 +171,18 @@ impl ClassifyStudySpec {
                         }
                         if let Some(v) = reg.early_stopping_patience {
                             spec.train.early_stopping_patience = v;
+                        }
+                        if let Some(v) = &reg.optimizer {
+                            spec.train.optimizer.clone_from(v);
+                        }
+                        if let Some(v) = reg.lr {
+                            spec.train.lr = v;
+                        }
+                        if let Some(v) = reg.momentum {
+                            spec.train.momentum = v;
+                        }
+                        if let Some(v) = reg.nesterov {
+                            spec.train.nesterov = v;
                         }
                         if let Some(a) = &reg.augment {
                             spec.augment = a.clone();
