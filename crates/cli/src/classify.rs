@@ -18,10 +18,11 @@ use scalelab_spec::{
     InputShape, RunStatus,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_classify_study};
-use scalelab_train::{RunOptions, run_id, train_classifier, train_text_classifier};
+use scalelab_train::{Progress, RunOptions, run_id, train_classifier, train_text_classifier};
 use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
+use crate::progress::Bar;
 use crate::study::{Lines, SelfLauncher, default_jobs};
 use crate::{human, read_toml, set_threads, write_text};
 
@@ -92,6 +93,7 @@ impl Loaded {
         config: &ClassifyConfig,
         options: &RunOptions,
         announce: impl Fn(usize, usize, usize),
+        progress: &mut dyn Progress,
     ) -> Result<ClassifyRecord> {
         let folds = config.fold.map(|f| (f, config.folds));
         let (tf, vf, seed) = (config.train_fraction, config.val_fraction, config.seed);
@@ -99,17 +101,17 @@ impl Loaded {
             Loaded::Images(s) => {
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
-                train_classifier(config, &train, &val, &s.test, options)?
+                train_classifier(config, &train, &val, &s.test, options, progress)?
             }
             Loaded::Text(s) => {
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
-                train_text_classifier(config, &train, &val, &s.test, options)?
+                train_text_classifier(config, &train, &val, &s.test, options, progress)?
             }
             Loaded::Tagged(s) => {
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
-                train_text_classifier(config, &train, &val, &s.test, options)?
+                train_text_classifier(config, &train, &val, &s.test, options, progress)?
             }
         })
     }
@@ -157,9 +159,11 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
                 human((steps * per_step) as f64),
             );
         };
+        let mut bar = Bar::new(args.json || args.exit_with_parent, "samples");
         let record = data
-            .train(&config, &options, announce)
+            .train(&config, &options, announce, &mut bar)
             .with_context(|| format!("training classifier run {id}"))?;
+        bar.finish();
         eprintln!(
             "record written to {}",
             options.run_dir.join("record.json").display()

@@ -136,17 +136,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 
     let (steps, tokens_per_step) = config.planned_steps();
     let params = config.model.param_counts();
-    let m = &config.model;
-    let shape = if m.family.is_gpt() {
-        format!("GPT {}L d{} {}h", m.n_layers, m.d_model, m.n_heads)
-    } else {
-        format!(
-            "{} {}L d{}",
-            format!("{:?}", m.family).to_uppercase(),
-            m.n_layers,
-            m.d_model
-        )
-    };
+    let shape = config.model.label();
     eprintln!(
         "run {id}: {shape} ctx{} | {} params ({} non-embedding) | {data_line} | {} tokens in {steps} steps | {threads} threads",
         config.model.ctx_len,
@@ -163,7 +153,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     };
     let data = TrainingData::new(Some(text), config.task.as_ref())
         .context("a run needs a corpus or a task")?;
-    let mut progress = progress::Bar::new(args.quiet);
+    let mut progress = progress::Bar::new(args.quiet, "tokens");
     let outcome = train_gpt(&config, &data, &options, &mut progress)?;
     progress.finish();
     match outcome {
@@ -237,30 +227,7 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        let c = &config;
-        if !c.family.is_gpt() {
-            println!(
-                "shape              {} of {} layers × {} units (embedding {}), ctx {}, vocab {}, untied head",
-                format!("{:?}", c.family).to_uppercase(),
-                c.n_layers,
-                c.d_model,
-                c.d_model,
-                c.ctx_len,
-                c.vocab_size
-            );
-        } else {
-            println!(
-                "shape              {} layers, d_model {}, {} heads of {}, d_ff {}, ctx {}, vocab {}{}",
-                c.n_layers,
-                c.d_model,
-                c.n_heads,
-                c.head_dim(),
-                c.d_ff,
-                c.ctx_len,
-                c.vocab_size,
-                if c.tie_embeddings { ", tied head" } else { "" }
-            );
-        }
+        println!("shape              {}", config.describe());
         println!(
             "params (total)     {:>14}  Chinchilla convention: every parameter",
             params.total
@@ -270,12 +237,11 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
             params.non_embedding
         );
         println!("params (embedding) {:>14}", params.embedding);
-        let formula = if c.family.is_gpt() {
-            "6·N_matmul + 12·L·T·d"
-        } else {
-            "6·(gate and head matrices)"
-        };
-        println!("train FLOPs/token  {:>14.0}  {formula}", fpt);
+        println!(
+            "train FLOPs/token  {:>14.0}  {}",
+            fpt,
+            config.flops_formula()
+        );
         println!(
             "                   {:>14.0}  6·N_total, for comparison",
             6.0 * params.total as f64

@@ -1,5 +1,5 @@
-//! The progress bar of `scalelab train` on stderr: tokens, loss, tokens/s and ETA, with one
-//! line per evaluation. Without a terminal (or with --quiet) only the evaluation lines show.
+//! The progress bar of `scalelab train` and `scalelab classify` on stderr: tokens (samples),
+//! loss, tokens/s and ETA, with one line per language-model evaluation. Without a terminal (or with --quiet) only the evaluation lines show.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use scalelab_spec::CurvePoint;
@@ -14,8 +14,8 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// A bar, hidden when `quiet`.
-    pub fn new(quiet: bool) -> Self {
+    /// A bar counting `unit` (tokens, samples), hidden when `quiet`.
+    pub fn new(quiet: bool, unit: &str) -> Self {
         let bar = ProgressBar::with_draw_target(
             Some(0),
             if quiet {
@@ -24,9 +24,9 @@ impl Bar {
                 ProgressDrawTarget::stderr()
             },
         );
-        if let Ok(style) = ProgressStyle::with_template(
-            "{bar:30} {human_pos}/{human_len} tokens | {msg} | {per_sec} | ETA {eta}",
-        ) {
+        if let Ok(style) = ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{human_pos}}/{{human_len}} {unit} | {{msg}} | {{per_sec}} | ETA {{eta}}"
+        )) {
             bar.set_style(style);
         }
         Self { bar, quiet }

@@ -18,6 +18,52 @@ use crate::{
 pub use gpt::LM_FLOPS_CONVENTION;
 
 impl GptConfig {
+    /// A short label of the shape: `GPT 4L d128 4h`, `LSTM 2L d64`.
+    pub fn label(&self) -> String {
+        match self.family.rnn_cell() {
+            None => format!("GPT {}L d{} {}h", self.n_layers, self.d_model, self.n_heads),
+            Some(cell) => format!("{} {}L d{}", cell.name(), self.n_layers, self.d_model),
+        }
+    }
+
+    /// The whole shape in words.
+    pub fn describe(&self) -> String {
+        match self.family.rnn_cell() {
+            None => format!(
+                "{} layers, d_model {}, {} heads of {}, d_ff {}, ctx {}, vocab {}{}",
+                self.n_layers,
+                self.d_model,
+                self.n_heads,
+                self.head_dim(),
+                self.d_ff,
+                self.ctx_len,
+                self.vocab_size,
+                if self.tie_embeddings {
+                    ", tied head"
+                } else {
+                    ""
+                }
+            ),
+            Some(cell) => format!(
+                "{} of {} layers × {} units (embedding {}), ctx {}, vocab {}, untied head",
+                cell.name(),
+                self.n_layers,
+                self.d_model,
+                self.d_model,
+                self.ctx_len,
+                self.vocab_size
+            ),
+        }
+    }
+
+    /// How [`flops_per_token`](Self::flops_per_token) counts, in a formula.
+    pub fn flops_formula(&self) -> &'static str {
+        match self.family.rnn_cell() {
+            None => "6·N_matmul + 12·L·T·d",
+            Some(_) => "6·(gate and head matrices)",
+        }
+    }
+
     /// Exact parameter counts of this language model, whatever its family.
     pub fn param_counts(&self) -> ParamCounts {
         match self.family.rnn_cell() {

@@ -25,7 +25,7 @@ use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
 use crate::metrics::class_metrics;
 use crate::trainer::optimizer;
-use crate::{NoProgress, RunOptions, TrainError, machine};
+use crate::{Progress, RunOptions, TrainError, machine};
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
@@ -111,6 +111,7 @@ pub fn train_classifier(
     val: &ImageSet,
     test: &ImageSet,
     options: &RunOptions,
+    progress: &mut dyn Progress,
 ) -> Result<ClassifyRecord, TrainError> {
     let device = options.device.clone().autodiff();
     let mut init = SeededInit::new(config.seed);
@@ -122,7 +123,7 @@ pub fn train_classifier(
             dropout,
         } => {
             let model = Mlp::new(*inputs, hidden, *classes, *dropout, &mut init, &device);
-            classify_loop(model, config, train, val, test, options)
+            classify_loop(model, config, train, val, test, options, progress)
         }
         ClassifierConfig::Cnn {
             input,
@@ -132,7 +133,7 @@ pub fn train_classifier(
             dropout,
         } => {
             let model = Cnn::new(*input, stages, *fc, *classes, *dropout, &mut init, &device);
-            classify_loop(model, config, train, val, test, options)
+            classify_loop(model, config, train, val, test, options, progress)
         }
         ClassifierConfig::Resnet {
             input,
@@ -141,7 +142,7 @@ pub fn train_classifier(
             dropout,
         } => {
             let model = ResNet::new(*input, stages, *classes, *dropout, &mut init, &device);
-            classify_loop(model, config, train, val, test, options)
+            classify_loop(model, config, train, val, test, options, progress)
         }
         ClassifierConfig::Rnn { .. } | ClassifierConfig::Encoder { .. } => {
             Err(TrainError::Spec(SpecError::invalid(
@@ -161,6 +162,7 @@ pub fn train_text_classifier<S>(
     val: &S,
     test: &S,
     options: &RunOptions,
+    progress: &mut dyn Progress,
 ) -> Result<ClassifyRecord, TrainError>
 where
     S: LabelledSet,
@@ -183,7 +185,7 @@ where
             let model = RnnClassifier::new(
                 *cell, *vocab, *embed, *hidden, *layers, *classes, *dropout, &mut init, &device,
             );
-            classify_loop(model, config, train, val, test, options)
+            classify_loop(model, config, train, val, test, options, progress)
         }
         ClassifierConfig::Encoder {
             vocab,
@@ -198,7 +200,7 @@ where
             let model = Encoder::new(
                 *vocab, *ctx, *d_model, *n_layers, *n_heads, *classes, *dropout, &mut init, &device,
             );
-            classify_loop(model, config, train, val, test, options)
+            classify_loop(model, config, train, val, test, options, progress)
         }
         other => Err(TrainError::Spec(SpecError::invalid(
             "model.family",
@@ -295,6 +297,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     val: &S,
     test: &S,
     options: &RunOptions,
+    progress: &mut dyn Progress,
 ) -> Result<ClassifyRecord, TrainError> {
     let t = &config.train;
     let device = options.device.clone().autodiff();
@@ -317,8 +320,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         flops_per_sample,
         model: std::marker::PhantomData,
     };
-    let LoopEnd::Trained(run) = run_loop(&mut work, model, optimizer, options, &mut NoProgress)?
-    else {
+    let LoopEnd::Trained(run) = run_loop(&mut work, model, optimizer, options, progress)? else {
         unreachable!("the loop stops a run only at a checkpoint, and classifiers take none");
     };
     let samples_seen = run.curve.last().map_or(0, |p| p.samples);

@@ -156,6 +156,14 @@ pub enum RnnCell {
 }
 
 impl RnnCell {
+    /// Its name in upper case, as tables write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RnnCell::Lstm => "LSTM",
+            RnnCell::Gru => "GRU",
+        }
+    }
+
     /// Gates per unit: 4 for the LSTM (input, forget, cell, output), 3 for the GRU (reset,
     /// update, candidate).
     pub fn gates(self) -> u64 {
