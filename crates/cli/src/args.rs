@@ -565,6 +565,12 @@ pub struct ClassifyArgs {
     /// The optimiser.
     #[command(flatten)]
     pub optimiser: OptimiserArgs,
+    /// Checkpoint every this many samples (default: never), to resume an interrupted run.
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Stop after the first checkpoint at or past this many samples; run again to resume.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
     /// Share of the training images used (stratified).
     #[arg(long)]
     pub train_fraction: Option<f64>,
@@ -625,6 +631,10 @@ impl ClassifyArgs {
         set(&mut spec.train.batch_size, self.batch);
         set(&mut spec.train.lr, self.lr);
         set(&mut spec.train.weight_decay, self.weight_decay);
+        set(
+            &mut spec.train.checkpoint_every_samples,
+            self.checkpoint_every,
+        );
         self.optimiser.apply(
             &mut spec.train.optimizer,
             &mut spec.train.momentum,

@@ -18,7 +18,9 @@ use scalelab_spec::{
     InputShape, RunStatus,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_classify_study};
-use scalelab_train::{Progress, RunOptions, run_id, train_classifier, train_text_classifier};
+use scalelab_train::{
+    Outcome, Progress, RunOptions, run_id, train_classifier, train_text_classifier,
+};
 use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
@@ -94,7 +96,7 @@ impl Loaded {
         options: &RunOptions,
         announce: impl Fn(usize, usize, usize),
         progress: &mut dyn Progress,
-    ) -> Result<ClassifyRecord> {
+    ) -> Result<Outcome<ClassifyRecord>> {
         let folds = config.fold.map(|f| (f, config.folds));
         let (tf, vf, seed) = (config.train_fraction, config.val_fraction, config.seed);
         Ok(match self {
@@ -147,8 +149,8 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             run_dir: args.run_dir.clone().unwrap_or_else(|| args.out.join(&id)),
             device: burn::tensor::Device::flex(),
             backend: "burn-flex (cpu)".to_string(),
-            resume: false,
-            stop_after_tokens: None,
+            resume: true,
+            stop_after_tokens: args.stop_after,
         };
         let announce = |train: usize, val: usize, test: usize| {
             eprintln!(
@@ -160,10 +162,17 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             );
         };
         let mut bar = Bar::new(args.json || args.exit_with_parent, "samples");
-        let record = data
+        let outcome = data
             .train(&config, &options, announce, &mut bar)
             .with_context(|| format!("training classifier run {id}"))?;
         bar.finish();
+        let record = match outcome {
+            Outcome::Finished(record) => *record,
+            Outcome::Stopped { tokens_seen } => {
+                eprintln!("stopped at {tokens_seen} samples; run again to resume");
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
         eprintln!(
             "record written to {}",
             options.run_dir.join("record.json").display()

@@ -608,3 +608,67 @@ fn the_optimiser_is_a_choice_and_adamw_keeps_its_run_ids() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_interrupted_classifier_resumes_from_its_checkpoint_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "classify",
+            "--dataset",
+            "digits",
+            "--preset",
+            "mlp",
+            "--samples",
+            "12000",
+            "--train-fraction",
+            "0.1",
+            "--lr",
+            "0.01",
+            "--patience",
+            "3",
+            "--checkpoint-every",
+            "3000",
+            "--json",
+            "--out",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |a: &[String]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        scalelab(&a, dir.path())
+    };
+    // On 121 images the MLP overfits: its best validation loss is at 6,016 samples and early
+    // stopping ends it at 9,664. Stopped after the checkpoint at 9,000 samples, as if killed,
+    // the checkpoint keeps both the weights at 9,024 and the best ones at 6,016.
+    let mut stopped = args("pieces");
+    stopped.extend(["--stop-after".into(), "9000".into()]);
+    let out = run(&stopped);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped at 9024 samples"),
+        "{}",
+        stderr(&out)
+    );
+    // Run again: it resumes and finishes; an uninterrupted run gives the same record.
+    let resumed = json(&run(&args("pieces")));
+    let whole = json(&run(&args("whole")));
+    assert_eq!(resumed["run_id"], whole["run_id"]);
+    assert_eq!(resumed["resumed"], true, "it continued from its checkpoint");
+    assert_eq!(whole["resumed"], false);
+    for key in [
+        "curve",
+        "kept_samples",
+        "stopped_early",
+        "train",
+        "validation",
+        "test",
+    ] {
+        assert_eq!(resumed[key], whole[key], "{key}");
+    }
+    assert_eq!(whole["stopped_early"], true);
+    assert_eq!(whole["kept_samples"], 6016);
+    assert_eq!(whole["samples_seen"], 9664);
+}

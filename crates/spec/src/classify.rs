@@ -25,6 +25,8 @@
 //! l1 = 0.0                  # penalties added to the loss: l1·Σ|w| + l2/2·Σw² over weight matrices
 //! l2 = 0.0
 //! early_stopping_patience = 0   # evaluations without a better validation loss before stopping
+//! checkpoint_every_samples = 0  # > 0: checkpoint, so an interrupted run resumes
+//! optimizer = "adamw"      # adamw | adam | sgd (with momentum = 0.9, nesterov = false)
 //!
 //! [augment]                 # random affine maps of training images (none by default)
 //! shift_pixels = 2.0

@@ -25,6 +25,8 @@ pub const CHECKPOINT_SCHEMA_VERSION: u32 = 1;
 const WEIGHTS: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.bpk";
 const STATE: &str = "state.json";
+/// The best weights so far of a run with early stopping.
+const BEST: &str = "best.safetensors";
 
 /// Progress of a run at a checkpoint: of a language model by default (`C` its resolved config,
 /// `P` a point of its curve); a classifier's counts samples where this says tokens.
@@ -59,12 +61,14 @@ pub fn checkpoint_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoint")
 }
 
-/// Saves a checkpoint of `model`, `optimizer` and `state` under `run_dir`.
+/// Saves a checkpoint of `model`, `optimizer` and `state` under `run_dir`, with the best
+/// weights so far of a run with early stopping (`best`).
 pub fn save<M: Module, C: Serialize, P: Serialize>(
     run_dir: &Path,
     model: &M,
     optimizer: &ModuleOptimizer,
     state: &CheckpointState<C, P>,
+    best: Option<&M>,
 ) -> Result<(), TrainError> {
     let final_dir = checkpoint_dir(run_dir);
     let tmp_dir = run_dir.join(".checkpoint.tmp");
@@ -80,6 +84,9 @@ pub fn save<M: Module, C: Serialize, P: Serialize>(
     fs::create_dir_all(&tmp_dir).map_err(|e| io("create", &tmp_dir, e))?;
 
     write_atomic(&tmp_dir.join(WEIGHTS), &weight_bytes(model, &tmp_dir)?)?;
+    if let Some(best) = best {
+        write_atomic(&tmp_dir.join(BEST), &weight_bytes(best, &tmp_dir)?)?;
+    }
     let optim = optimizer
         .into_bytes()
         .map_err(|e| bad(&tmp_dir, format!("saving optimiser state: {e}")))?;
@@ -180,10 +187,30 @@ pub fn load_state<C: DeserializeOwned, P: DeserializeOwned>(
 /// Loads weights and optimiser state from `dir` into a freshly built `model` and `optimizer`.
 pub fn load_weights<M: Module>(
     dir: &Path,
-    mut model: M,
+    model: M,
     optimizer: ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer), TrainError> {
-    let weights = dir.join(WEIGHTS);
+    let model = load_into(&dir.join(WEIGHTS), model)?;
+    let optim_path = dir.join(OPTIMIZER);
+    let bytes = fs::read(&optim_path).map_err(|e| TrainError::Io {
+        action: "read",
+        path: optim_path.clone(),
+        source: e,
+    })?;
+    let optimizer = optimizer
+        .from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| bad(&optim_path, format!("optimiser state does not load: {e}")))?;
+    Ok((model, optimizer))
+}
+
+/// Loads the best weights so far kept in checkpoint `dir` into `model`.
+pub fn load_best<M: Module>(dir: &Path, model: M) -> Result<M, TrainError> {
+    load_into(&dir.join(BEST), model)
+}
+
+/// Loads the safetensors file `weights` into `model`, every tensor accounted for.
+fn load_into<M: Module>(weights: &Path, mut model: M) -> Result<M, TrainError> {
+    let weights = weights.to_path_buf();
     let bytes = fs::read(&weights).map_err(|e| TrainError::Io {
         action: "read",
         path: weights.clone(),
@@ -202,16 +229,7 @@ pub fn load_weights<M: Module>(
             ),
         ));
     }
-    let optim_path = dir.join(OPTIMIZER);
-    let bytes = fs::read(&optim_path).map_err(|e| TrainError::Io {
-        action: "read",
-        path: optim_path.clone(),
-        source: e,
-    })?;
-    let optimizer = optimizer
-        .from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| bad(&optim_path, format!("optimiser state does not load: {e}")))?;
-    Ok((model, optimizer))
+    Ok(model)
 }
 
 fn bad(path: &Path, message: String) -> TrainError {

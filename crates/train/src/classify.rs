@@ -5,8 +5,9 @@
 //! divergence recorded as the run's status; then metrics of the kept weights on the training,
 //! validation and test examples, written as a [`ClassifyRecord`].
 //!
-//! Runs are minutes long and take no checkpoints: an interrupted one trains again from the
-//! start (a study's other runs are kept).
+//! With `checkpoint_every_samples` a run checkpoints as a language model does and an
+//! interrupted one resumes where it stopped (with early stopping, its best weights so far are
+//! kept in the checkpoint too); without, it trains again from the start.
 
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
 use crate::metrics::class_metrics;
 use crate::trainer::optimizer;
-use crate::{Progress, RunOptions, TrainError, machine};
+use crate::{Outcome, Progress, RunOptions, TrainError, machine};
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
@@ -112,7 +113,7 @@ pub fn train_classifier(
     test: &ImageSet,
     options: &RunOptions,
     progress: &mut dyn Progress,
-) -> Result<ClassifyRecord, TrainError> {
+) -> Result<Outcome<ClassifyRecord>, TrainError> {
     let device = options.device.clone().autodiff();
     let mut init = SeededInit::new(config.seed);
     match &config.model {
@@ -163,7 +164,7 @@ pub fn train_text_classifier<S>(
     test: &S,
     options: &RunOptions,
     progress: &mut dyn Progress,
-) -> Result<ClassifyRecord, TrainError>
+) -> Result<Outcome<ClassifyRecord>, TrainError>
 where
     S: LabelledSet,
     RnnClassifier: Classifier<S::Batch>,
@@ -250,7 +251,7 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
             },
             eval_per_decade: 0,
             keep_snapshots: false,
-            checkpoint_every: 0,
+            checkpoint_every: t.checkpoint_every_samples,
             checkpoint_at_end: false,
             patience: t.early_stopping_patience,
         }
@@ -287,6 +288,10 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
     fn val_loss(point: &ClassifyPoint) -> f64 {
         point.val_loss
     }
+
+    fn units(point: &ClassifyPoint) -> u64 {
+        point.samples
+    }
 }
 
 /// Trains `model` on `train` (see the module docs) and writes its record.
@@ -298,7 +303,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     test: &S,
     options: &RunOptions,
     progress: &mut dyn Progress,
-) -> Result<ClassifyRecord, TrainError> {
+) -> Result<Outcome<ClassifyRecord>, TrainError> {
     let t = &config.train;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
@@ -320,8 +325,9 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         flops_per_sample,
         model: std::marker::PhantomData,
     };
-    let LoopEnd::Trained(run) = run_loop(&mut work, model, optimizer, options, progress)? else {
-        unreachable!("the loop stops a run only at a checkpoint, and classifiers take none");
+    let run = match run_loop(&mut work, model, optimizer, options, progress)? {
+        LoopEnd::Trained(run) => run,
+        LoopEnd::Stopped { seen } => return Ok(Outcome::Stopped { tokens_seen: seen }),
     };
     let samples_seen = run.curve.last().map_or(0, |p| p.samples);
     let (kept_samples, kept) = match run.kept {
@@ -344,6 +350,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         kept_samples,
         stopped_early: run.stopped_early,
         status: run.status,
+        resumed: run.resumed,
         train: evaluate(&kept, train),
         validation: evaluate(&kept, val),
         test: evaluate(&kept, test),
@@ -361,7 +368,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         source,
     })?;
     write_atomic(&options.run_dir.join("record.json"), &json)?;
-    Ok(record)
+    Ok(Outcome::Finished(Box::new(record)))
 }
 
 fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {

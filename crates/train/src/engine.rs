@@ -98,6 +98,8 @@ pub(crate) trait Workload {
     fn evaluate(&mut self, model: &Self::Model, at: At) -> Self::Point;
     /// The validation loss of a point (early stopping and divergence read it).
     fn val_loss(point: &Self::Point) -> f64;
+    /// The units (tokens, samples) trained on at a point.
+    fn units(point: &Self::Point) -> u64;
     /// Tells `progress` about an evaluation.
     fn announce(_point: &Self::Point, _progress: &mut dyn Progress) {}
 }
@@ -151,6 +153,21 @@ pub(crate) fn log_crossed(before: u64, after: u64, first: u64, per_decade: u32) 
     let i = (per_decade * (after as f64 / first as f64).log10() + 1e-9).floor();
     let point = (first as f64 * 10f64.powf(i / per_decade)).round() as u64;
     point > before
+}
+
+/// The best validation loss of `curve`, the units seen at it, and the evaluations since: as
+/// the loop tracks them (a later evaluation replaces the best only when strictly lower).
+fn replay_best<P>(curve: &[P], val_loss: fn(&P) -> f64, units: fn(&P) -> u64) -> (f64, u64, usize) {
+    let mut best = (f64::INFINITY, 0, 0);
+    for (i, p) in curve.iter().enumerate() {
+        let v = val_loss(p);
+        if i == 0 || v < best.0 {
+            best = (v, units(p), 0);
+        } else {
+            best.2 += 1;
+        }
+    }
+    best
 }
 
 /// Trains `model` with `optimizer` on `work` (see the module docs).
@@ -212,16 +229,16 @@ pub(crate) fn run_loop<W: Workload>(
     // Early stopping keeps the best weights as a snapshot: `valid()` copies running
     // statistics (batch norm), which a plain clone would share with the model that keeps
     // training. Without it, no snapshot is taken.
+    // A resumed run replays its curve to find where the best evaluation was and how many
+    // have passed since, and reloads the best weights its checkpoint kept.
     let keep_best = s.patience > 0;
-    let mut best: (f64, Option<(u64, W::Model)>) = (
-        state
-            .curve
-            .iter()
-            .map(W::val_loss)
-            .fold(f64::INFINITY, f64::min),
-        (keep_best && state.step == 0).then(|| (0, model.valid())),
-    );
-    let mut since_best = 0usize;
+    let (best_loss, best_at, mut since_best) = replay_best(&state.curve, W::val_loss, W::units);
+    let best_weights = match (&resume_from, keep_best) {
+        (_, false) => None,
+        (None, true) => Some((0, model.valid())),
+        (Some(dir), true) => Some((best_at, checkpoint::load_best(dir, model.valid())?)),
+    };
+    let mut best: (f64, Option<(u64, W::Model)>) = (best_loss, best_weights);
     let mut stopped_early = false;
 
     let mut status = RunStatus::Completed;
@@ -290,7 +307,8 @@ pub(crate) fn run_loop<W: Workload>(
             || (s.checkpoint_every > 0 && crossed(before, after, s.checkpoint_every))
         {
             state.wall_secs = wall(&clock);
-            checkpoint::save(&options.run_dir, &model, &optimizer, &state)?;
+            let kept = best.1.as_ref().map(|(_, weights)| weights);
+            checkpoint::save(&options.run_dir, &model, &optimizer, &state, kept)?;
             if !last && options.stop_after_tokens.is_some_and(|stop| after >= stop) {
                 return Ok(LoopEnd::Stopped { seen: after });
             }
@@ -363,6 +381,9 @@ mod tests {
         }
         fn val_loss(point: &Point) -> f64 {
             point.val_loss
+        }
+        fn units(point: &Point) -> u64 {
+            point.seen
         }
     }
 

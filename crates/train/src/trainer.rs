@@ -47,14 +47,15 @@ pub struct RunOptions {
     pub stop_after_tokens: Option<u64>,
 }
 
-/// How a call to the loop ended.
+/// How a call to the loop ended, for a run whose record is `R` (a language model's by
+/// default, or a classifier's).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<R = RunRecord> {
     /// The run finished or diverged; its record is written.
-    Finished(Box<RunRecord>),
+    Finished(Box<R>),
     /// The run stopped early at a checkpoint (see [`RunOptions::stop_after_tokens`]).
     Stopped {
-        /// Tokens trained so far.
+        /// Tokens (a classifier: samples) trained so far.
         tokens_seen: u64,
     },
 }
@@ -329,6 +330,10 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
 
     fn val_loss(point: &CurvePoint) -> f64 {
         point.val_loss
+    }
+
+    fn units(point: &CurvePoint) -> u64 {
+        point.tokens
     }
 
     fn announce(point: &CurvePoint, progress: &mut dyn Progress) {

@@ -105,6 +105,9 @@ pub struct ClassifyRecord {
     /// completed, as a diverged run then wrote no record).
     #[serde(default = "completed")]
     pub status: RunStatus,
+    /// Whether it continued from a checkpoint.
+    #[serde(default)]
+    pub resumed: bool,
     /// Metrics of the kept weights on the training images (without augmentation).
     pub train: ClassMetrics,
     /// On the validation images (the held-out fold when cross-validating).

@@ -32,6 +32,9 @@ pub struct ClassifyTrainSpec {
     /// Stop after this many evaluations without a lower validation loss and keep the best
     /// weights (0: never stop early).
     pub early_stopping_patience: usize,
+    /// Checkpoint every this many samples (0: never), so that an interrupted run resumes
+    /// where it stopped instead of training again.
+    pub checkpoint_every_samples: u64,
     /// The optimiser: `adamw` (default), `adam` or `sgd` (see `scalelab_spec::optim`).
     pub optimizer: String,
     /// SGD's momentum factor (0: plain SGD).
@@ -54,11 +57,16 @@ impl Default for ClassifyTrainSpec {
             l2: 0.0,
             eval_every_samples: 0,
             early_stopping_patience: 0,
+            checkpoint_every_samples: 0,
             optimizer: crate::optim::default_optimizer(),
             momentum: crate::optim::default_momentum(),
             nesterov: false,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A classification run as the user writes it.
@@ -116,6 +124,9 @@ pub struct ClassifyTrainConfig {
     pub eval_every_samples: u64,
     /// Evaluations without improvement before stopping (0: never).
     pub early_stopping_patience: usize,
+    /// Checkpoint every this many samples (0, left out of the serialised config: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checkpoint_every_samples: u64,
     /// The optimiser (AdamW, the default, is left out of the serialised config).
     #[serde(default, skip_serializing_if = "Optimiser::is_default")]
     pub optimizer: Optimiser,
@@ -264,6 +275,7 @@ impl ClassifySpec {
                 l2: t.l2,
                 eval_every_samples: t.eval_every_samples,
                 early_stopping_patience: t.early_stopping_patience,
+                checkpoint_every_samples: t.checkpoint_every_samples,
                 optimizer: Optimiser::resolve(&t.optimizer, t.momentum, t.nesterov)?,
             },
             augment: self.augment.clone(),
