@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
 use crate::progress::Bar;
-use crate::study::{Lines, SelfLauncher, default_jobs};
+use crate::study::{Lines, SelfLauncher, default_jobs, study_name};
 use crate::{human, read_toml, set_threads, write_text};
 
 /// A loaded data set of either kind.
@@ -494,7 +494,7 @@ pub(crate) fn study_report(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
             )
         })?,
         None => ClassifyStudySpec {
-            name: store.meta("name")?.unwrap_or_default(),
+            name: study_name(&store, dir)?,
             ..ClassifyStudySpec::default()
         },
     };

@@ -202,6 +202,18 @@ pub(crate) fn file_kind(file: &Path) -> Result<RunKind> {
     )
 }
 
+/// The study's name: the one its store keeps, else (a store written by hand or damaged) the
+/// name of its directory.
+pub(crate) fn study_name(store: &Store, dir: &Path) -> Result<String> {
+    Ok(match store.meta("name")? {
+        Some(name) => name,
+        None => dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    })
+}
+
 /// The kind of the study in `store` (its runs'; a scaling study when it has none yet).
 pub(crate) fn store_kind(store: &Store) -> Result<RunKind> {
     Ok(store.runs()?.first().map_or(RunKind::Lm, |r| r.kind))
@@ -472,7 +484,7 @@ fn report(args: StudyDirArgs) -> Result<(PathBuf, Option<StudyLaw>)> {
     let law = study_law(&dir, &analysis).ok();
     let abilities = crate::abilities::analyse_abilities(&store, &runs, settings.seed)?;
     let input = ReportInput {
-        name: store.meta("name")?.unwrap_or_default(),
+        name: study_name(&store, &dir)?,
         description: spec
             .as_ref()
             .map(|s| s.description.clone())

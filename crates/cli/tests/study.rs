@@ -659,4 +659,16 @@ fn a_classification_study_runs_as_a_study_in_parallel_and_survives_sigkill() {
     let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(runs.len(), 6);
     assert!(runs.iter().all(|r| r["status"] == "completed"), "{runs:?}");
+
+    // A store that has lost its name and study file is reported under its directory's name.
+    let db = rusqlite::Connection::open(dir.join("study.sqlite")).unwrap();
+    db.execute_batch("DELETE FROM meta").unwrap();
+    drop(db);
+    let out = scalelab(&["study", "report", "study"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("Classification study: study</h1>"),
+        "{html:.300}"
+    );
 }

@@ -300,19 +300,9 @@ pub fn run_jobs(
 
 /// Stores the record of `run` at `path` (checking it is that run's), and says how it ended.
 fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepError> {
-    let mismatch = |recorded: &str| SweepError::Record {
-        path: path.to_path_buf(),
-        message: format!(
-            "the training process recorded run {recorded} but the study planned {}; the data or tokenizer changed between planning and training",
-            run.run_id
-        ),
-    };
     match run.kind {
         RunKind::Lm => {
-            let record: RunRecord = read_record(path)?;
-            if record.run_id != run.run_id {
-                return Err(mismatch(&record.run_id));
-            }
+            let record = read_run_record(path, run, |r: &RunRecord| &r.run_id)?;
             store.record(&record)?;
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
@@ -322,10 +312,7 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
             })
         }
         RunKind::Classify => {
-            let record: ClassifyRecord = read_record(path)?;
-            if record.run_id != run.run_id {
-                return Err(mismatch(&record.run_id));
-            }
+            let record = read_run_record(path, run, |r: &ClassifyRecord| &r.run_id)?;
             store.record_classify(&record)?;
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
@@ -335,6 +322,26 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
             })
         }
     }
+}
+
+/// The record at `path`, checked to be `run`'s (`id_of` reads its id).
+fn read_run_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    run: &Job,
+    id_of: fn(&T) -> &str,
+) -> Result<T, SweepError> {
+    let record: T = read_record(path)?;
+    let recorded = id_of(&record);
+    if recorded != run.run_id {
+        return Err(SweepError::Record {
+            path: path.to_path_buf(),
+            message: format!(
+                "the training process recorded run {recorded} but the study planned {}; the data or tokenizer changed between planning and training",
+                run.run_id
+            ),
+        });
+    }
+    Ok(record)
 }
 
 /// Stores the record a child left, or marks the run failed.

@@ -131,11 +131,7 @@ pub(crate) fn optimizer(
                     .with_weight_decay(decay(wd))
                     .build()
             };
-            ModuleOptimizer::from(config(weight_decay)).with_group(
-                ParamGroup::from_ids(no_decay),
-                config(0.0),
-                None,
-            )
+            decayed_except(config, weight_decay, no_decay)
         }
         Optimiser::Sgd { momentum, nesterov } => {
             let config = |wd: f64| {
@@ -149,11 +145,7 @@ pub(crate) fn optimizer(
                     .with_weight_decay(decay(wd))
                     .build()
             };
-            ModuleOptimizer::from(config(weight_decay)).with_group(
-                ParamGroup::from_ids(no_decay),
-                config(0.0),
-                None,
-            )
+            decayed_except(config, weight_decay, no_decay)
         }
     }
 }
@@ -178,6 +170,16 @@ pub(crate) fn adamw(
         epsilon: epsilon as f32,
         weight_decay: weight_decay as f32,
     };
+    decayed_except(config, weight_decay, no_decay)
+}
+
+/// The optimiser `config(weight_decay)` for every parameter, and `config(0)` for those in
+/// `no_decay` (biases and norms, as in nanoGPT).
+fn decayed_except<O: Optimizer>(
+    config: impl Fn(f64) -> O,
+    weight_decay: f64,
+    no_decay: Vec<burn::module::ParamId>,
+) -> ModuleOptimizer {
     ModuleOptimizer::from(config(weight_decay)).with_group(
         ParamGroup::from_ids(no_decay),
         config(0.0),
