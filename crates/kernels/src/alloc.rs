@@ -24,15 +24,15 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// The purge delay mimalloc uses now, in milliseconds.
-pub fn purge_delay() -> std::os::raw::c_long {
-    // SAFETY: `mi_option_get` reads an integer from mimalloc's option table.
-    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The purge delay mimalloc uses now, in milliseconds.
+    fn purge_delay() -> std::os::raw::c_long {
+        // SAFETY: `mi_option_get` reads an integer from mimalloc's option table.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
 
     /// Index 15 is the purge delay: its default is mimalloc v3's 1000 ms (`src/options.c` of
     /// the C sources libmimalloc-sys 0.1.49 builds), and `keep_freed_memory` sets it to −1.

@@ -46,8 +46,9 @@ impl PlannedClassify {
     }
 
     /// The planned row of a run already recorded (a store migrated from schema version 1,
-    /// which kept only finished classification runs): its record's config stands for its
-    /// spec.
+    /// which kept only finished classification runs): counts, samples and FLOPs from its
+    /// record's config, its id the record's; its spec is left at the default, as a recorded
+    /// run is never trained again.
     pub fn of_record(
         cell: StudyCell,
         record: &ClassifyRecord,

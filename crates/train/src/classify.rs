@@ -307,7 +307,6 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     let t = &config.train;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
-    let clock = Instant::now();
     let flops_per_sample = config.model.flops_per_sample();
     let optimizer = optimizer(
         t.optimizer,
@@ -329,6 +328,9 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         LoopEnd::Trained(run) => run,
         LoopEnd::Stopped { seen } => return Ok(Outcome::Stopped { tokens_seen: seen }),
     };
+    // The final evaluation's time counts too; the loop's wall time includes a resumed run's
+    // earlier pieces.
+    let clock = Instant::now();
     let samples_seen = run.curve.last().map_or(0, |p| p.samples);
     let (kept_samples, kept) = match run.kept {
         Some(kept) => kept,
@@ -354,7 +356,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         train: evaluate(&kept, train),
         validation: evaluate(&kept, val),
         test: evaluate(&kept, test),
-        wall_secs: clock.elapsed().as_secs_f64(),
+        wall_secs: run.wall_secs + clock.elapsed().as_secs_f64(),
         threads: rayon::current_num_threads(),
         machine: machine::describe(&options.backend),
     };
