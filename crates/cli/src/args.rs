@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use scalelab_spec::{ClassifySpec, GptSpec, RunSpec};
+use scalelab_spec::{
+    ClassifierPreset, ClassifySpec, CorpusKind, Dataset, Family, GptPreset, GptSpec, OptimiserKind,
+    RunSpec, TokenizerKind,
+};
 
 use crate::read_toml;
 
@@ -247,7 +250,7 @@ pub struct PlanArgs {
 pub struct ModelFlags {
     /// Named shape: nano, micro, mini, small, gpt2-small.
     #[arg(long)]
-    pub preset: Option<String>,
+    pub preset: Option<GptPreset>,
     /// Size dial: number of layers (width = depth × aspect ratio).
     #[arg(long, conflicts_with = "preset")]
     pub depth: Option<usize>,
@@ -271,13 +274,13 @@ pub struct ModelFlags {
     pub tie: bool,
     /// Language-model family: gpt (default), lstm or gru (n_layers layers of d_model units).
     #[arg(long)]
-    pub family: Option<String>,
+    pub family: Option<Family>,
 }
 
 impl ModelFlags {
     fn apply(&self, model: &mut GptSpec) {
         if let Some(preset) = &self.preset {
-            model.preset = Some(preset.clone());
+            model.preset = Some(*preset);
             model.depth = None;
         }
         if let Some(depth) = self.depth {
@@ -298,7 +301,7 @@ impl ModelFlags {
         if self.tie {
             model.tie_embeddings = true;
         }
-        set(&mut model.family, self.family.clone());
+        set(&mut model.family, self.family);
     }
 }
 
@@ -313,14 +316,14 @@ pub struct TrainArgs {
     pub model: ModelFlags,
     /// Corpus: embedded, text, dir or jsonl.
     #[arg(long)]
-    pub corpus: Option<String>,
+    pub corpus: Option<CorpusKind>,
     /// Path of the corpus (a text file, a directory of .txt files, or a .jsonl file); the
     /// corpus kind follows from it when --corpus is not given.
     #[arg(long)]
     pub data: Option<String>,
     /// Tokenizer: byte or bpe.
     #[arg(long)]
-    pub tokenizer: Option<String>,
+    pub tokenizer: Option<TokenizerKind>,
     /// Training budget in tokens.
     #[arg(long, conflicts_with = "flops")]
     pub tokens: Option<u64>,
@@ -389,16 +392,16 @@ impl TrainArgs {
             spec.data.path = Some(path.clone());
             if self.corpus.is_none() {
                 spec.data.corpus = if path.ends_with(".jsonl") {
-                    "jsonl".into()
+                    CorpusKind::Jsonl
                 } else if std::path::Path::new(path).is_dir() {
-                    "dir".into()
+                    CorpusKind::Dir
                 } else {
-                    "text".into()
+                    CorpusKind::Text
                 };
             }
         }
-        set(&mut spec.data.corpus, self.corpus.clone());
-        set(&mut spec.data.tokenizer, self.tokenizer.clone());
+        set(&mut spec.data.corpus, self.corpus);
+        set(&mut spec.data.tokenizer, self.tokenizer);
         if self.tokens.is_some() {
             spec.train.budget_tokens = self.tokens;
             spec.train.budget_flops = None;
@@ -517,17 +520,17 @@ pub struct ClassifyArgs {
     /// Data set: digits (embedded), mnist, fashion_mnist (images); sentiment, pang_lee (text);
     /// pos (part-of-speech tagging).
     #[arg(long)]
-    pub dataset: Option<String>,
+    pub dataset: Option<Dataset>,
     /// Directory of the data set's files (IDX, JSON, CSV or tagged text).
     #[arg(long)]
     pub data_dir: Option<String>,
     /// Model family: mlp, cnn, resnet (images); lstm, gru, encoder (text).
     #[arg(long)]
-    pub family: Option<String>,
+    pub family: Option<Family>,
     /// Named shape: logistic, mlp-small, mlp, mlp-large, cnn-small, cnn, resnet-small, resnet,
     /// lstm, gru, encoder-small.
     #[arg(long)]
-    pub preset: Option<String>,
+    pub preset: Option<ClassifierPreset>,
     /// MLP hidden layers, CNN/ResNet stages, recurrent layers or encoder blocks.
     #[arg(long)]
     pub depth: Option<usize>,
@@ -605,13 +608,13 @@ impl ClassifyArgs {
             Some(path) => read_toml(path)?,
             None => ClassifySpec::default(),
         };
-        set(&mut spec.data.dataset, self.dataset.clone());
+        set(&mut spec.data.dataset, self.dataset);
         if self.data_dir.is_some() {
             spec.data.dir = self.data_dir.clone();
         }
-        set(&mut spec.model.family, self.family.clone());
+        set(&mut spec.model.family, self.family);
         if self.preset.is_some() {
-            spec.model.preset = self.preset.clone();
+            spec.model.preset = self.preset;
         }
         if self.depth.is_some() {
             spec.model.depth = self.depth;
@@ -655,7 +658,7 @@ impl ClassifyArgs {
 pub struct OptimiserArgs {
     /// Optimiser: adamw (default), adam or sgd.
     #[arg(long)]
-    pub optimizer: Option<String>,
+    pub optimizer: Option<OptimiserKind>,
     /// SGD's momentum factor (default 0.9; 0: plain SGD).
     #[arg(long)]
     pub momentum: Option<f64>,
@@ -666,8 +669,8 @@ pub struct OptimiserArgs {
 
 impl OptimiserArgs {
     /// Sets the spec's optimiser keys the flags give.
-    fn apply(&self, optimizer: &mut String, momentum: &mut f64, nesterov: &mut bool) {
-        set(optimizer, self.optimizer.clone());
+    fn apply(&self, optimizer: &mut OptimiserKind, momentum: &mut f64, nesterov: &mut bool) {
+        set(optimizer, self.optimizer);
         set(momentum, self.momentum);
         if self.nesterov {
             *nesterov = true;

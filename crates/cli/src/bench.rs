@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use scalelab_spec::{GptConfig, LmFamily, RunRecord};
+use scalelab_spec::{Family, GptConfig, RunRecord};
 use scalelab_sweep::Store;
 use scalelab_train::bench::{bench_gpt_step, sgemm_gflops};
 
@@ -194,9 +194,9 @@ fn study(dir: &Path, args: &BenchArgs) -> Result<ExitCode> {
     let mut shapes: BTreeMap<Case, ShapeRuns> = BTreeMap::new();
     for r in &records {
         let m = &r.config.model;
-        if m.family != LmFamily::Gpt {
+        if m.family != Family::Gpt {
             bail!(
-                "run {} is a {:?} language model; the peer is a GPT\nhint: compare studies of GPTs",
+                "run {} is a {} language model; the peer is a GPT\nhint: compare studies of GPTs",
                 r.run_id,
                 m.family
             );

@@ -14,13 +14,11 @@ use scalelab_data::{
 };
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 use scalelab_spec::{
-    ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
+    ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset, Family,
     InputShape, RunStatus,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_classify_study};
-use scalelab_train::{
-    Outcome, Progress, RunOptions, run_id, train_classifier, train_text_classifier,
-};
+use scalelab_train::{Outcome, Progress, RunOptions, run_id, train_classifier};
 use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
@@ -37,7 +35,7 @@ enum Loaded {
 
 impl Loaded {
     fn load(spec: &ClassifySpec) -> Result<Self> {
-        let dataset = spec.dataset()?;
+        let dataset = spec.dataset();
         let dir = spec.data.dir.as_deref().map(Path::new);
         let (vocab, max_tokens) = (spec.data.bpe_vocab_size, spec.data.max_tokens);
         Ok(if dataset == Dataset::Pos {
@@ -108,12 +106,12 @@ impl Loaded {
             Loaded::Text(s) => {
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
-                train_text_classifier(config, &train, &val, &s.test, options, progress)?
+                train_classifier(config, &train, &val, &s.test, options, progress)?
             }
             Loaded::Tagged(s) => {
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
-                train_text_classifier(config, &train, &val, &s.test, options, progress)?
+                train_classifier(config, &train, &val, &s.test, options, progress)?
             }
         })
     }
@@ -544,7 +542,7 @@ fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
     };
     // Error against N within one family: the one with the most sizes (families move the
     // curve, so a fit across them mixes laws).
-    let mut families: Vec<(&str, Vec<u64>)> = Vec::new();
+    let mut families: Vec<(Family, Vec<u64>)> = Vec::new();
     for r in &base {
         let family = r.record.config.model.family();
         let n = r.record.params.total;
@@ -557,15 +555,15 @@ fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
     let family = families
         .iter()
         .max_by_key(|(_, sizes)| sizes.len())
-        .map_or("", |(f, _)| *f);
-    if families.len() > 1 {
+        .map(|(f, _)| *f);
+    if let (true, Some(family)) = (families.len() > 1, family) {
         report.fit_notes.push(format!(
             "The fit against N uses the {family} runs only (the family with the most sizes): \
              families move the curve, so one law across them would mix laws."
         ));
     }
     let by_n = points(&|r| {
-        (r.cell.train_fraction == max_fraction && r.record.config.model.family() == family)
+        (r.cell.train_fraction == max_fraction && Some(r.record.config.model.family()) == family)
             .then_some(r.record.params.total as f64)
     });
     let by_d =

@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use scalelab_data::{TokenData, TrainingData, load_corpus};
 use scalelab_spec::{ParamCounts, RunRecord, RunStatus};
-use scalelab_train::{Outcome, RunOptions, run_id, train_gpt};
+use scalelab_train::{Outcome, RunOptions, run_id, train_lm};
 
 use crate::args::{Cli, Command, InfoArgs, TrainArgs};
 
@@ -154,7 +154,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let data = TrainingData::new(Some(text), config.task.as_ref())
         .context("a run needs a corpus or a task")?;
     let mut progress = progress::Bar::new(args.quiet, "tokens");
-    let outcome = train_gpt(&config, &data, &options, &mut progress)?;
+    let outcome = train_lm(&config, &data, &options, &mut progress)?;
     progress.finish();
     match outcome {
         Outcome::Finished(record) => {
@@ -222,7 +222,7 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
             "params": params,
             "param_convention": ParamCounts::CONVENTION,
             "flops_per_token": fpt,
-            "flops_convention": scalelab_spec::counts::LM_FLOPS_CONVENTION,
+            "flops_convention": scalelab_spec::family::LM_FLOPS_CONVENTION,
             "flops_per_token_6n_total": 6.0 * params.total as f64,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);

@@ -230,24 +230,55 @@ fn idx_files_are_read_and_their_faults_named() {
 #[test]
 fn bad_specs_name_the_key_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    for (args, expected) in [
-        (vec!["--family", "transformer"], "model.family"),
-        (vec!["--dataset", "cifar10"], "data.dataset"),
-        (vec!["--folds", "1"], "folds"),
-        (vec!["--dropout", "1.5"], "model.dropout"),
-        (vec!["--train-fraction", "0"], "data.train_fraction"),
-        (vec!["--preset", "resnet-9000"], "unknown preset"),
-        (vec!["--family", "cnn", "--depth", "4"], "model.depth"),
-        (vec!["--family", "resnet", "--depth", "5"], "model.depth"),
+    // A misspelt name is a usage error (exit 2, as any bad flag value); a value out of
+    // range is refused when the spec resolves (exit 1).
+    for (args, expected, code) in [
+        (vec!["--family", "transformer"], "model.family", 2),
+        (vec!["--dataset", "cifar10"], "data.dataset", 2),
+        (vec!["--folds", "1"], "folds", 1),
+        (vec!["--dropout", "1.5"], "model.dropout", 1),
+        (vec!["--train-fraction", "0"], "data.train_fraction", 1),
+        (vec!["--preset", "resnet-9000"], "model.preset", 2),
+        (vec!["--family", "cnn", "--depth", "4"], "model.depth", 1),
+        (vec!["--family", "resnet", "--depth", "5"], "model.depth", 1),
     ] {
         let mut all = vec!["classify", "--samples", "64"];
         all.extend(args.iter().copied());
         let out = scalelab(&all, dir.path());
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
         let err = stderr(&out);
         assert!(
             err.contains(expected) && err.contains("hint:"),
             "{args:?}: {err}"
+        );
+    }
+    // The same names misspelt in a spec file are refused where the file is read, naming the
+    // file, the key and every name there is.
+    for (toml, expected) in [
+        (
+            "[model]\nfamily = \"transformer\"\n",
+            "unknown model.family `transformer`",
+        ),
+        (
+            "[model]\npreset = \"cnn-9000\"\n",
+            "unknown model.preset `cnn-9000`",
+        ),
+        (
+            "[data]\ndataset = \"cifar10\"\n",
+            "unknown data.dataset `cifar10`",
+        ),
+        (
+            "[train]\noptimizer = \"lion\"\n",
+            "unknown train.optimizer `lion`",
+        ),
+    ] {
+        std::fs::write(dir.path().join("bad.toml"), toml).unwrap();
+        let out = scalelab(&["classify", "--config", "bad.toml"], dir.path());
+        assert_eq!(out.status.code(), Some(1), "{toml}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(expected) && err.contains("bad.toml") && err.contains("use one of:"),
+            "{toml}: {err}"
         );
     }
     assert!(
@@ -601,7 +632,7 @@ fn the_optimiser_is_a_choice_and_adamw_keeps_its_run_ids() {
         &["classify", "--dataset", "digits", "--optimizer", "lion"],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("adamw, adam, sgd"),
         "{}",

@@ -236,7 +236,15 @@ fn recurrent_language_models_train_through_the_same_loop() {
     let out = scalelab(&["train", "--family", "rwkv"], dir.path());
     let err = stderr(&out);
     assert!(
-        err.contains("model.family") && err.contains("gpt (default), lstm or gru"),
+        err.contains("model.family") && err.contains("gpt, lstm, gru, mlp"),
+        "{err}"
+    );
+    // A family that exists but is no language model is refused when the spec resolves.
+    let out = scalelab(&["train", "--family", "cnn"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("model.family") && err.contains("a language model is a gpt, lstm or gru"),
         "{err}"
     );
 }

@@ -15,10 +15,12 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::init::{ParamFactory, WeightInit};
+use crate::registry::{FamilyModel, ImageClassifier};
+use scalelab_spec::family::CnnConfig;
 
-use scalelab_spec::counts::cnn::{CONVS_PER_STAGE, KERNEL, convs, flat_features};
+use scalelab_spec::family::cnn::{CONVS_PER_STAGE, KERNEL, convs, flat_features};
 
-// Cost accounting lives with the shapes: `scalelab_spec::counts::cnn`.
+// Cost accounting lives with the shapes: `scalelab_spec::family::cnn`.
 
 // ---------------------------------------------------------------------------------------------
 // The model.
@@ -88,13 +90,27 @@ impl Cnn {
     }
 }
 
+impl FamilyModel for Cnn {
+    type Shape = CnnConfig;
+
+    fn init(c: &CnnConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        Self::new(c.input, &c.stages, c.fc, c.classes, c.dropout, init, device)
+    }
+}
+
+impl ImageClassifier for Cnn {
+    fn classify_images(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::count_params;
     use burn::tensor::TensorData;
-    use scalelab_spec::counts::cnn::*;
+    use scalelab_spec::family::cnn::*;
 
     /// Multiply-adds of a same-padded 3×3 convolution counted one by one, as a naive loop
     /// would perform them (zero padding taps included, as in the closed form).

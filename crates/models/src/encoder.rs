@@ -13,11 +13,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::gpt::Block;
 use crate::init::{InitKind, ParamFactory, WeightInit};
+use crate::registry::{FamilyModel, TextClassifier};
 use crate::rnn::tag_logits;
+use scalelab_spec::family::EncoderConfig;
 
-use scalelab_spec::counts::encoder::FF_MULT;
+use scalelab_spec::family::encoder::FF_MULT;
 
-// Cost accounting lives with the shapes: `scalelab_spec::counts::encoder`.
+// Cost accounting lives with the shapes: `scalelab_spec::family::encoder`.
 
 // ---------------------------------------------------------------------------------------------
 // The model.
@@ -130,12 +132,32 @@ impl Encoder {
     }
 }
 
+impl FamilyModel for Encoder {
+    type Shape = EncoderConfig;
+
+    fn init(c: &EncoderConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        Self::new(
+            c.vocab, c.ctx, c.d_model, c.n_layers, c.n_heads, c.classes, c.dropout, init, device,
+        )
+    }
+}
+
+impl TextClassifier for Encoder {
+    fn classify_text(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        self.forward(tokens, lengths)
+    }
+
+    fn tag_tokens(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        self.forward_tags(tokens, lengths)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::count_params;
-    use scalelab_spec::counts::encoder::*;
+    use scalelab_spec::family::encoder::*;
 
     fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
         let ids: Vec<i64> = rows

@@ -15,11 +15,12 @@ use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::GptConfig;
 
 use crate::init::{InitKind, ParamFactory, WeightInit};
+use crate::registry::{FamilyModel, LanguageModel};
 use scalelab_kernels::{
     causal_self_attention, cross_entropy, gelu, layer_norm, linear, linear_add, matmul,
 };
 
-// Cost accounting lives with the shapes: `scalelab_spec::counts::gpt`.
+// Cost accounting lives with the shapes: `scalelab_spec::family::gpt`.
 
 /// Mean cross-entropy in nats, `[1]`, of `logits` `[B, T, V]` against `targets` `[B, T]` at
 /// positions `start..T` (every language model's loss).
@@ -241,13 +242,36 @@ impl Gpt {
     }
 }
 
+impl FamilyModel for Gpt {
+    type Shape = GptConfig;
+
+    fn init(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        Self::new(c, init, device)
+    }
+}
+
+impl LanguageModel for Gpt {
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward(tokens)
+    }
+
+    fn loss_from(
+        &self,
+        tokens: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        start: usize,
+    ) -> Tensor<1> {
+        Gpt::loss_from(self, tokens, targets, start)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::{FormulaInit, SeededInit};
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::TensorData;
-    use scalelab_spec::GptSpec;
+    use scalelab_spec::{GptPreset, GptSpec};
 
     /// Walks the module and calls `f(top-level field name, rank, element count)` per parameter.
     fn for_each_param(model: &Gpt, f: &mut dyn FnMut(&str, usize, u64)) {
@@ -294,14 +318,14 @@ mod tests {
     fn param_counts_match_brute_force() {
         let device = Device::flex();
         let shapes = [
-            config(GptSpec::with_preset("nano"), 256),
+            config(GptSpec::with_preset(GptPreset::Nano), 256),
             config(GptSpec::with_depth(1), 300),
             config(
                 GptSpec {
                     tie_embeddings: true,
                     d_ff: Some(100),
                     ctx_len: 17,
-                    ..GptSpec::with_preset("micro")
+                    ..GptSpec::with_preset(GptPreset::Micro)
                 },
                 1000,
             ),
@@ -326,7 +350,7 @@ mod tests {
             GptSpec {
                 tie_embeddings: true,
                 ctx_len: 1024,
-                ..GptSpec::with_preset("gpt2-small")
+                ..GptSpec::with_preset(GptPreset::Gpt2Small)
             },
             50257,
         );
@@ -346,7 +370,7 @@ mod tests {
             let c = config(
                 GptSpec {
                     tie_embeddings: tie,
-                    ..GptSpec::with_preset("nano")
+                    ..GptSpec::with_preset(GptPreset::Nano)
                 },
                 256,
             );
@@ -368,14 +392,14 @@ mod tests {
         }
         // By hand for nano (L2, d64, V256, T256): matmul weights 2·(4·64² + 2·64·256) + 64·256
         // = 2·49152 + 16384 = 114688; 6·114688 + 12·2·256·64 = 688128 + 393216 = 1081344.
-        let c = config(GptSpec::with_preset("nano"), 256);
+        let c = config(GptSpec::with_preset(GptPreset::Nano), 256);
         assert_eq!(c.flops_per_token(), 1_081_344.0);
     }
 
     #[test]
     fn initialisation_statistics() {
         let device = Device::flex();
-        let c = config(GptSpec::with_preset("micro"), 256);
+        let c = config(GptSpec::with_preset(GptPreset::Micro), 256);
         let model = Gpt::new(&c, &mut SeededInit::new(7), &device);
         let std = |t: Tensor<2>| {
             let v: Vec<f32> = t.into_data().try_to_vec::<f32>().unwrap();

@@ -2,6 +2,9 @@
 //! parameter counts and training FLOPs are computed from the shape alone, without Burn, in
 //! `scalelab_spec::counts`; each family's tests check them against the built modules.
 //!
+//! [`registry`] is the one place a resolved shape becomes a family's modules; adding a
+//! family is described there.
+//!
 //! Models only build and run: the training loop, data and records live in other crates.
 
 pub mod cnn;
@@ -9,6 +12,7 @@ pub mod encoder;
 pub mod gpt;
 pub mod init;
 pub mod mlp;
+pub mod registry;
 pub mod resnet;
 pub mod rnn;
 
@@ -17,6 +21,10 @@ pub use encoder::Encoder;
 pub use gpt::Gpt;
 pub use init::{FormulaInit, InitKind, SeededInit, WeightInit};
 pub use mlp::Mlp;
+pub use registry::{
+    FamilyModel, ImageClassifier, LanguageModel, TextClassifier, UseClassifier, UseLanguageModel,
+    build_classifier, build_language_model,
+};
 pub use resnet::ResNet;
 pub use rnn::{RnnClassifier, RnnLm};
 

@@ -11,8 +11,11 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use crate::init::{ParamFactory, WeightInit};
+use crate::registry::{FamilyModel, ImageClassifier};
+use burn::tensor::Device;
+use scalelab_spec::family::MlpConfig;
 
-// Cost accounting lives with the shapes: `scalelab_spec::counts::mlp`.
+// Cost accounting lives with the shapes: `scalelab_spec::family::mlp`.
 
 // ---------------------------------------------------------------------------------------------
 // The model.
@@ -74,13 +77,27 @@ impl Mlp {
     }
 }
 
+impl FamilyModel for Mlp {
+    type Shape = MlpConfig;
+
+    fn init(c: &MlpConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        Self::new(c.inputs, &c.hidden, c.classes, c.dropout, init, device)
+    }
+}
+
+impl ImageClassifier for Mlp {
+    fn classify_images(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::{InitKind, SeededInit};
     use crate::test_util::count_params;
     use burn::tensor::{Device, TensorData};
-    use scalelab_spec::counts::mlp::*;
+    use scalelab_spec::family::mlp::*;
 
     #[test]
     fn counts_match_the_built_model() {

@@ -19,10 +19,12 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::init::{ParamFactory, WeightInit};
+use crate::registry::{FamilyModel, ImageClassifier};
+use scalelab_spec::family::ResnetConfig;
 
-use scalelab_spec::counts::resnet::blocks;
+use scalelab_spec::family::resnet::blocks;
 
-// Cost accounting lives with the shapes: `scalelab_spec::counts::resnet`.
+// Cost accounting lives with the shapes: `scalelab_spec::family::resnet`.
 
 // ---------------------------------------------------------------------------------------------
 // The block.
@@ -140,12 +142,26 @@ impl ResNet {
     }
 }
 
+impl FamilyModel for ResNet {
+    type Shape = ResnetConfig;
+
+    fn init(c: &ResnetConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        Self::new(c.input, &c.stages, c.classes, c.dropout, init, device)
+    }
+}
+
+impl ImageClassifier for ResNet {
+    fn classify_images(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::count_params;
-    use scalelab_spec::counts::resnet::*;
+    use scalelab_spec::family::resnet::*;
 
     /// Multiply-adds counted convolution by convolution, output position by position.
     fn brute_force_macs(input: [usize; 3], stages: &[usize], classes: usize) -> u64 {

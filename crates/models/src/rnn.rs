@@ -15,8 +15,10 @@ use scalelab_spec::{GptConfig, RnnCell};
 
 use crate::gpt::next_token_loss;
 use crate::init::{InitKind, ParamFactory, WeightInit};
+use crate::registry::{FamilyModel, LanguageModel, TextClassifier};
+use scalelab_spec::family::RnnConfig;
 
-// Cost accounting lives with the shapes: `scalelab_spec::counts::rnn`.
+// Cost accounting lives with the shapes: `scalelab_spec::family::rnn`.
 
 /// sentence order (`N = Σ lengths`): the tagging head shared by the text families.
 pub(crate) fn tag_logits(classifier: &Linear, states: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
@@ -270,13 +272,56 @@ impl RnnLm {
     }
 }
 
+impl FamilyModel for RnnClassifier {
+    type Shape = RnnConfig;
+
+    fn init(c: &RnnConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        Self::new(
+            c.cell, c.vocab, c.embed, c.hidden, c.layers, c.classes, c.dropout, init, device,
+        )
+    }
+}
+
+impl TextClassifier for RnnClassifier {
+    fn classify_text(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        self.forward(tokens, lengths)
+    }
+
+    fn tag_tokens(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
+        self.forward_tags(tokens, lengths)
+    }
+}
+
+impl FamilyModel for RnnLm {
+    type Shape = GptConfig;
+
+    fn init(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        Self::new(c, init, device)
+    }
+}
+
+impl LanguageModel for RnnLm {
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward(tokens)
+    }
+
+    fn loss_from(
+        &self,
+        tokens: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        start: usize,
+    ) -> Tensor<1> {
+        RnnLm::loss_from(self, tokens, targets, start)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::count_params;
-    use scalelab_spec::LmFamily;
-    use scalelab_spec::counts::rnn::*;
+    use scalelab_spec::Family;
+    use scalelab_spec::family::rnn::*;
 
     fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
         let ids: Vec<i64> = rows
@@ -368,7 +413,7 @@ mod tests {
     #[test]
     fn language_model_counts_and_causality() {
         let device = Device::default();
-        for family in [LmFamily::Lstm, LmFamily::Gru] {
+        for family in [Family::Lstm, Family::Gru] {
             let c = GptConfig {
                 n_layers: 2,
                 d_model: 6,

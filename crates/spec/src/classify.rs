@@ -44,7 +44,7 @@ mod study;
 
 pub use data::{Augmentation, Dataset, ImageDataSpec};
 pub use model::{
-    CLASSIFIER_PRESETS, ClassifierConfig, ClassifierSpec, InputShape, MAX_CLASSIFIER_WIDTH, RnnCell,
+    ClassifierConfig, ClassifierPreset, ClassifierSpec, InputShape, MAX_CLASSIFIER_WIDTH, RnnCell,
 };
 pub use record::{
     CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassScores,

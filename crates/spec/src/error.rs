@@ -23,14 +23,6 @@ pub enum SpecError {
         /// The serialiser's message.
         message: String,
     },
-    /// A named preset does not exist.
-    #[error("unknown preset `{name}`\nhint: use one of: {known}")]
-    UnknownPreset {
-        /// The name the user gave.
-        name: String,
-        /// The presets that exist, comma separated.
-        known: String,
-    },
 }
 
 impl SpecError {

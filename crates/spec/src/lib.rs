@@ -6,9 +6,10 @@
 //! and fit laws, and pass these types between them.
 
 pub mod classify;
-pub mod counts;
 pub mod error;
+pub mod family;
 pub mod model;
+pub mod names;
 pub mod optim;
 pub mod record;
 pub mod run;
@@ -17,8 +18,8 @@ pub mod summary;
 pub mod task;
 
 pub use classify::{
-    Augmentation, CLASSIFIER_PRESETS, CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION,
-    ClassMetrics, ClassScores, ClassifierConfig, ClassifierSpec, ClassifyConfig, ClassifyPoint,
+    Augmentation, CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics,
+    ClassScores, ClassifierConfig, ClassifierPreset, ClassifierSpec, ClassifyConfig, ClassifyPoint,
     ClassifyRecord, ClassifySpec, ClassifyStudySpec, ClassifyTrainConfig, ClassifyTrainSpec,
     Dataset, ImageDataSpec, InputShape, Regulariser, RnnCell, SampleBudget, StudyCell,
 };
@@ -39,15 +40,17 @@ pub fn run_id<T: serde::Serialize>(config: &T) -> Result<String, SpecError> {
         .map(|b| format!("{b:02x}"))
         .collect())
 }
-pub use model::{GptConfig, GptPreset, GptSpec, LmFamily};
-pub use optim::Optimiser;
+pub use family::{Family, Purpose, Shape};
+pub use model::{GptConfig, GptPreset, GptSpec};
+pub use names::Named;
+pub use optim::{Optimiser, OptimiserKind};
 pub use record::{
     CurvePoint, ExampleScore, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION,
     RunRecord, RunStatus, TASK_EXAMPLES_FILE, TaskMetrics,
 };
 pub use run::{
-    Budget, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerSpec, TrainConfig,
-    TrainSpec,
+    Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerKind,
+    TokenizerSpec, TrainConfig, TrainSpec,
 };
 pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,

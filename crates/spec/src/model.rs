@@ -9,13 +9,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::SpecError;
+use crate::family::{Family, Purpose};
 
 /// A GPT as the user describes it: a preset or a depth, plus optional explicit overrides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GptSpec {
     /// A named shape (see [`GptPreset`]); overrides below still apply on top of it.
-    pub preset: Option<String>,
+    pub preset: Option<GptPreset>,
     /// The size dial: number of Transformer blocks. Width follows from `aspect_ratio`.
     pub depth: Option<usize>,
     /// `d_model = depth × aspect_ratio` when the size comes from `depth`. nanochat uses 64.
@@ -39,7 +40,7 @@ pub struct GptSpec {
     /// The language model's family: `gpt` (default), or `lstm` / `gru` — a recurrent
     /// language model of `n_layers` layers of `d_model` units (heads, `d_ff`, positions and
     /// tying do not apply), to compare with the Transformer at equal parameters or compute.
-    pub family: String,
+    pub family: Family,
 }
 
 impl Default for GptSpec {
@@ -56,88 +57,29 @@ impl Default for GptSpec {
             ctx_len: 256,
             dropout: 0.0,
             tie_embeddings: false,
-            family: "gpt".into(),
+            family: Family::Gpt,
         }
     }
 }
 
-/// The family of a language model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LmFamily {
-    /// The decoder-only Transformer.
-    #[default]
-    Gpt,
-    /// A stacked LSTM language model.
-    Lstm,
-    /// A stacked GRU language model.
-    Gru,
-}
-
-impl LmFamily {
-    /// Whether this is the Transformer (the default, left out of serialised configs so that
-    /// run ids of GPT runs do not change).
-    pub fn is_gpt(&self) -> bool {
-        *self == Self::Gpt
+crate::named! {
+    /// Named GPT shapes (`model.preset`). The first three are the reference models of the
+    /// speed benchmark.
+    pub enum GptPreset under "model.preset" {
+        /// 2 layers, width 64, 4 heads: the small benchmark model.
+        Nano = "nano",
+        /// 4 layers, width 128, 4 heads: the default for a few minutes of CPU training.
+        Micro = "micro",
+        /// 4 layers, width 256, 4 heads: the large benchmark model.
+        Mini = "mini",
+        /// 6 layers, width 384, 6 heads: nanoGPT's Shakespeare-char shape.
+        Small = "small",
+        /// 12 layers, width 768, 12 heads: GPT-2 small (124M with its 50257-token vocabulary).
+        Gpt2Small = "gpt2-small",
     }
-
-    /// The recurrent cell of the LSTM and GRU language models; none for the GPT.
-    pub fn rnn_cell(&self) -> Option<crate::RnnCell> {
-        match self {
-            LmFamily::Gpt => None,
-            LmFamily::Lstm => Some(crate::RnnCell::Lstm),
-            LmFamily::Gru => Some(crate::RnnCell::Gru),
-        }
-    }
-}
-
-/// Named GPT shapes. The first two are the reference models of the speed benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GptPreset {
-    /// 2 layers, width 64, 4 heads: the small benchmark model.
-    Nano,
-    /// 4 layers, width 128, 4 heads: the default for a few minutes of CPU training.
-    Micro,
-    /// 4 layers, width 256, 4 heads: the large benchmark model.
-    Mini,
-    /// 6 layers, width 384, 6 heads: nanoGPT's Shakespeare-char shape.
-    Small,
-    /// 12 layers, width 768, 12 heads: GPT-2 small (124M with its 50257-token vocabulary).
-    Gpt2Small,
 }
 
 impl GptPreset {
-    /// Every preset, in size order.
-    pub const ALL: [GptPreset; 5] = [
-        GptPreset::Nano,
-        GptPreset::Micro,
-        GptPreset::Mini,
-        GptPreset::Small,
-        GptPreset::Gpt2Small,
-    ];
-
-    /// The name used in specs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            GptPreset::Nano => "nano",
-            GptPreset::Micro => "micro",
-            GptPreset::Mini => "mini",
-            GptPreset::Small => "small",
-            GptPreset::Gpt2Small => "gpt2-small",
-        }
-    }
-
-    /// Looks a preset up by name.
-    pub fn from_name(name: &str) -> Result<Self, SpecError> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| SpecError::UnknownPreset {
-                name: name.to_string(),
-                known: Self::ALL.map(|p| p.name()).join(", "),
-            })
-    }
-
     /// `(n_layers, d_model, n_heads)` of the preset.
     pub fn shape(self) -> (usize, usize, usize) {
         match self {
@@ -171,8 +113,8 @@ pub struct GptConfig {
     /// Whether the output head reuses the token embedding.
     pub tie_embeddings: bool,
     /// The family (GPT unless said otherwise).
-    #[serde(default, skip_serializing_if = "LmFamily::is_gpt")]
-    pub family: LmFamily,
+    #[serde(default, skip_serializing_if = "Family::is_gpt")]
+    pub family: Family,
 }
 
 impl GptConfig {
@@ -192,9 +134,9 @@ impl GptSpec {
     }
 
     /// A spec for a named preset.
-    pub fn with_preset(name: &str) -> Self {
+    pub fn with_preset(preset: GptPreset) -> Self {
         Self {
-            preset: Some(name.to_string()),
+            preset: Some(preset),
             ..Self::default()
         }
     }
@@ -213,8 +155,8 @@ impl GptSpec {
         }
         positive("model.aspect_ratio", self.aspect_ratio)?;
         positive("model.head_dim", self.head_dim)?;
-        let (base_layers, base_width, base_heads) = match &self.preset {
-            Some(name) => GptPreset::from_name(name)?.shape(),
+        let (base_layers, base_width, base_heads) = match self.preset {
+            Some(preset) => preset.shape(),
             None => {
                 let depth = self.depth.unwrap_or(4);
                 positive("model.depth", depth)?;
@@ -287,18 +229,16 @@ impl GptSpec {
                 "dropout is a probability in [0, 1)",
             ));
         }
-        let family = match self.family.as_str() {
-            "gpt" => LmFamily::Gpt,
-            "lstm" => LmFamily::Lstm,
-            "gru" => LmFamily::Gru,
-            other => {
-                return Err(SpecError::invalid(
-                    "model.family",
-                    other,
-                    "use gpt (default), lstm or gru",
-                ));
-            }
-        };
+        if !self.family.serves(Purpose::LanguageModel) {
+            return Err(SpecError::invalid(
+                "model.family",
+                self.family,
+                format!(
+                    "a language model is a {} (gpt is the default)",
+                    Family::serving(Purpose::LanguageModel)
+                ),
+            ));
+        }
         Ok(GptConfig {
             n_layers,
             d_model,
@@ -308,7 +248,7 @@ impl GptSpec {
             vocab_size,
             dropout: self.dropout,
             tie_embeddings: self.tie_embeddings,
-            family,
+            family: self.family,
         })
     }
 }
@@ -381,7 +321,7 @@ mod tests {
     fn preset_with_override() {
         let spec = GptSpec {
             n_layers: Some(3),
-            ..GptSpec::with_preset("mini")
+            ..GptSpec::with_preset(GptPreset::Mini)
         };
         let c = spec.resolve(256).unwrap();
         assert_eq!((c.n_layers, c.d_model, c.n_heads), (3, 256, 4));
@@ -401,7 +341,7 @@ mod tests {
     fn bad_shapes_name_the_key() {
         let spec = GptSpec {
             n_heads: Some(3),
-            ..GptSpec::with_preset("mini")
+            ..GptSpec::with_preset(GptPreset::Mini)
         };
         let err = spec.resolve(256).unwrap_err().to_string();
         assert!(
@@ -409,8 +349,22 @@ mod tests {
             "{err}"
         );
 
-        let err = GptSpec::with_preset("huge").resolve(256).unwrap_err();
+        let err = "huge".parse::<GptPreset>().unwrap_err();
+        assert!(
+            err.to_string().contains("model.preset") && err.to_string().contains("gpt2-small"),
+            "{err}"
+        );
+        let err = toml::from_str::<GptSpec>("preset = \"huge\"").unwrap_err();
         assert!(err.to_string().contains("gpt2-small"), "{err}");
+        let spec = GptSpec {
+            family: Family::Mlp,
+            ..GptSpec::default()
+        };
+        let err = spec.resolve(256).unwrap_err().to_string();
+        assert!(
+            err.contains("model.family") && err.contains("gpt, lstm or gru"),
+            "{err}"
+        );
 
         let spec = GptSpec {
             dropout: 1.5,

@@ -12,6 +12,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::SpecError;
 
+crate::named! {
+    /// The optimisers by name (`train.optimizer`).
+    #[derive(Default)]
+    pub enum OptimiserKind under "train.optimizer" {
+        /// AdamW, the default.
+        #[default]
+        AdamW = "adamw",
+        /// Adam.
+        Adam = "adam",
+        /// SGD, with `train.momentum` and `train.nesterov`.
+        Sgd = "sgd",
+    }
+}
+
 /// A resolved optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,11 +52,11 @@ impl Optimiser {
     }
 
     /// Resolves `train.optimizer`, `train.momentum` and `train.nesterov`.
-    pub fn resolve(name: &str, momentum: f64, nesterov: bool) -> Result<Self, SpecError> {
-        match name {
-            "adamw" => Ok(Optimiser::AdamW),
-            "adam" => Ok(Optimiser::Adam),
-            "sgd" => {
+    pub fn resolve(kind: OptimiserKind, momentum: f64, nesterov: bool) -> Result<Self, SpecError> {
+        match kind {
+            OptimiserKind::AdamW => Ok(Optimiser::AdamW),
+            OptimiserKind::Adam => Ok(Optimiser::Adam),
+            OptimiserKind::Sgd => {
                 if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) {
                     return Err(SpecError::invalid(
                         "train.momentum",
@@ -59,11 +73,6 @@ impl Optimiser {
                 }
                 Ok(Optimiser::Sgd { momentum, nesterov })
             }
-            other => Err(SpecError::invalid(
-                "train.optimizer",
-                other,
-                "one of adamw, adam, sgd",
-            )),
         }
     }
 
@@ -81,11 +90,6 @@ impl Optimiser {
     }
 }
 
-/// The default of `train.optimizer`.
-pub fn default_optimizer() -> String {
-    "adamw".into()
-}
-
 /// The default of `train.momentum`.
 pub fn default_momentum() -> f64 {
     0.9
@@ -98,22 +102,30 @@ mod tests {
     #[test]
     fn optimisers_resolve_by_name_and_bad_settings_are_named() {
         assert_eq!(
-            Optimiser::resolve("adamw", 0.9, false),
+            Optimiser::resolve(OptimiserKind::AdamW, 0.9, false),
             Ok(Optimiser::AdamW)
         );
-        assert_eq!(Optimiser::resolve("adam", 0.9, false), Ok(Optimiser::Adam));
         assert_eq!(
-            Optimiser::resolve("sgd", 0.9, true),
+            Optimiser::resolve(OptimiserKind::Adam, 0.9, false),
+            Ok(Optimiser::Adam)
+        );
+        assert_eq!(
+            Optimiser::resolve(OptimiserKind::Sgd, 0.9, true),
             Ok(Optimiser::Sgd {
                 momentum: 0.9,
                 nesterov: true
             })
         );
         let err = |r: Result<Optimiser, SpecError>| r.unwrap_err().to_string();
-        assert!(err(Optimiser::resolve("lion", 0.9, false)).contains("adamw, adam, sgd"));
-        assert!(err(Optimiser::resolve("sgd", 1.0, false)).contains("train.momentum"));
-        assert!(err(Optimiser::resolve("sgd", f64::NAN, false)).contains("train.momentum"));
-        assert!(err(Optimiser::resolve("sgd", 0.0, true)).contains("train.nesterov"));
+        assert!(
+            err("lion".parse::<OptimiserKind>().map(|_| Optimiser::Adam))
+                .contains("adamw, adam, sgd")
+        );
+        assert!(err(Optimiser::resolve(OptimiserKind::Sgd, 1.0, false)).contains("train.momentum"));
+        assert!(
+            err(Optimiser::resolve(OptimiserKind::Sgd, f64::NAN, false)).contains("train.momentum")
+        );
+        assert!(err(Optimiser::resolve(OptimiserKind::Sgd, 0.0, true)).contains("train.nesterov"));
         assert!(Optimiser::AdamW.is_default() && !Optimiser::Adam.is_default());
     }
 }

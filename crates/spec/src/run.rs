@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{GptConfig, GptSpec, Optimiser, SpecError, TaskConfig, TaskSpec};
+use crate::{
+    GptConfig, GptPreset, GptSpec, Optimiser, OptimiserKind, SpecError, TaskConfig, TaskSpec,
+};
 
 /// One training run as the user describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +33,7 @@ impl Default for RunSpec {
             // A 0.9M-parameter GPT at context 128: the README's few-minute CPU run.
             model: GptSpec {
                 ctx_len: 128,
-                ..GptSpec::with_preset("micro")
+                ..GptSpec::with_preset(GptPreset::Micro)
             },
             data: DataSpec::default(),
             train: TrainSpec::default(),
@@ -40,20 +42,46 @@ impl Default for RunSpec {
     }
 }
 
+crate::named! {
+    /// The kinds of corpus (`data.corpus`).
+    #[derive(Default)]
+    pub enum CorpusKind under "data.corpus" {
+        /// The corpus shipped in the binary.
+        #[default]
+        Embedded = "embedded",
+        /// One UTF-8 file at `data.path`.
+        Text = "text",
+        /// Every `*.txt` file of the directory `data.path`, in name order.
+        Dir = "dir",
+        /// One JSON object a line at `data.path`, its text under `data.text_field`.
+        Jsonl = "jsonl",
+    }
+}
+
+crate::named! {
+    /// The kinds of tokenizer (`data.tokenizer`).
+    #[derive(Default)]
+    pub enum TokenizerKind under "data.tokenizer" {
+        /// One token per byte, vocabulary 256.
+        #[default]
+        Byte = "byte",
+        /// Byte-level BPE, trained on the corpus or read from `data.tokenizer_file`.
+        Bpe = "bpe",
+    }
+}
+
 /// Where the text comes from and how it becomes tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSpec {
-    /// `embedded` (the default corpus shipped in the binary), `text` (one UTF-8 file),
-    /// `dir` (every `*.txt` file of a directory, in name order) or `jsonl` (one JSON object a
-    /// line, text under `text_field`).
-    pub corpus: String,
+    /// Where the text comes from (see [`CorpusKind`]).
+    pub corpus: CorpusKind,
     /// Path for the `text`, `dir` and `jsonl` corpora.
     pub path: Option<String>,
     /// Field holding the text in a `jsonl` corpus.
     pub text_field: String,
     /// `byte` (vocabulary 256) or `bpe`.
-    pub tokenizer: String,
+    pub tokenizer: TokenizerKind,
     /// Vocabulary size when a BPE tokenizer is trained on the corpus.
     pub bpe_vocab_size: usize,
     /// A Hugging Face `tokenizer.json` to load instead of training one (implies `bpe`).
@@ -65,10 +93,10 @@ pub struct DataSpec {
 impl Default for DataSpec {
     fn default() -> Self {
         Self {
-            corpus: "embedded".to_string(),
+            corpus: CorpusKind::Embedded,
             path: None,
             text_field: "text".to_string(),
-            tokenizer: "byte".to_string(),
+            tokenizer: TokenizerKind::Byte,
             bpe_vocab_size: 4096,
             tokenizer_file: None,
             val_fraction: 0.05,
@@ -117,7 +145,7 @@ pub struct TrainSpec {
     /// Keep the weights at every log-spaced evaluation in `snapshots/` of the run directory.
     pub keep_snapshots: bool,
     /// The optimiser: `adamw` (default), `adam` or `sgd` (see `scalelab_spec::optim`).
-    pub optimizer: String,
+    pub optimizer: OptimiserKind,
     /// SGD's momentum factor (0: plain SGD).
     pub momentum: f64,
     /// SGD with Nesterov's momentum.
@@ -144,7 +172,7 @@ impl Default for TrainSpec {
             checkpoint_every_tokens: 0,
             eval_per_decade: 0,
             keep_snapshots: false,
-            optimizer: crate::optim::default_optimizer(),
+            optimizer: OptimiserKind::AdamW,
             momentum: crate::optim::default_momentum(),
             nesterov: false,
         }
@@ -297,30 +325,23 @@ impl DataSpec {
                 )
             })
         };
-        let source = match self.corpus.as_str() {
-            "embedded" => CorpusSource::Embedded,
-            "text" => CorpusSource::Text {
+        let source = match self.corpus {
+            CorpusKind::Embedded => CorpusSource::Embedded,
+            CorpusKind::Text => CorpusSource::Text {
                 path: need_path("text")?,
             },
-            "dir" => CorpusSource::Dir {
+            CorpusKind::Dir => CorpusSource::Dir {
                 path: need_path("dir")?,
             },
-            "jsonl" => CorpusSource::Jsonl {
+            CorpusKind::Jsonl => CorpusSource::Jsonl {
                 path: need_path("jsonl")?,
                 text_field: self.text_field.clone(),
             },
-            other => {
-                return Err(SpecError::invalid(
-                    "data.corpus",
-                    other,
-                    "use one of: embedded, text, dir, jsonl",
-                ));
-            }
         };
-        let tokenizer = match (self.tokenizer.as_str(), &self.tokenizer_file) {
+        let tokenizer = match (self.tokenizer, &self.tokenizer_file) {
             (_, Some(path)) => TokenizerSpec::BpeFile { path: path.clone() },
-            ("byte", None) => TokenizerSpec::Byte,
-            ("bpe", None) => {
+            (TokenizerKind::Byte, None) => TokenizerSpec::Byte,
+            (TokenizerKind::Bpe, None) => {
                 if !(257..=1 << 20).contains(&self.bpe_vocab_size) {
                     return Err(SpecError::invalid(
                         "data.bpe_vocab_size",
@@ -331,13 +352,6 @@ impl DataSpec {
                 TokenizerSpec::BpeTrain {
                     vocab_size: self.bpe_vocab_size,
                 }
-            }
-            (other, None) => {
-                return Err(SpecError::invalid(
-                    "data.tokenizer",
-                    other,
-                    "use `byte` or `bpe` (or set `data.tokenizer_file`)",
-                ));
             }
         };
         if !(self.val_fraction > 0.0 && self.val_fraction < 0.5) {
@@ -499,7 +513,7 @@ impl TrainSpec {
             checkpoint_every_tokens: self.checkpoint_every_tokens,
             eval_per_decade: self.eval_per_decade,
             keep_snapshots: self.keep_snapshots,
-            optimizer: Optimiser::resolve(&self.optimizer, self.momentum, self.nesterov)?,
+            optimizer: Optimiser::resolve(self.optimizer, self.momentum, self.nesterov)?,
         })
     }
 }
@@ -613,7 +627,7 @@ mod tests {
         );
 
         let mut spec = RunSpec::default();
-        spec.data.corpus = "text".into();
+        spec.data.corpus = CorpusKind::Text;
         let err = spec.resolve(256).unwrap_err().to_string();
         assert!(err.contains("data.path"), "{err}");
     }

@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DataSpec, GptSpec, SpecError, TaskSpec, TrainSpec};
+use crate::{DataSpec, GptPreset, GptSpec, SpecError, TaskSpec, TrainSpec};
 
 /// Schema version of study files' resolved records and of the study store. Version 2 keeps
 /// every run, of either kind, in the one `runs` table (version 1 kept classification runs in a
@@ -76,7 +76,7 @@ pub struct SizeLadder {
     /// Values of the size dial (layers; width = depth × the model's aspect ratio).
     pub depths: Vec<usize>,
     /// Named presets (nano, micro, mini, small, gpt2-small).
-    pub presets: Vec<String>,
+    pub presets: Vec<GptPreset>,
     /// Explicit shapes.
     pub shapes: Vec<ShapeSpec>,
 }
@@ -325,11 +325,11 @@ impl StudySpec {
                 },
             ));
         }
-        for preset in &self.sizes.presets {
+        for &preset in &self.sizes.presets {
             out.push((
-                preset.clone(),
+                preset.to_string(),
                 GptSpec {
-                    preset: Some(preset.clone()),
+                    preset: Some(preset),
                     ..base.clone()
                 },
             ));

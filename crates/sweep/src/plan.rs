@@ -122,7 +122,7 @@ pub fn study_vocab(
                 tokenizer.save(&path)?;
             }
             let spec = DataSpec {
-                tokenizer: "bpe".into(),
+                tokenizer: scalelab_spec::TokenizerKind::Bpe,
                 tokenizer_file: Some(path.to_string_lossy().into_owned()),
                 ..data.clone()
             };

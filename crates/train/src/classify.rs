@@ -15,11 +15,13 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_data::{ImageBatch, ImageSet, LabelledBatch, LabelledSet, TaggedBatch, TokenBatch};
-use scalelab_models::{Cnn, Encoder, Mlp, ResNet, RnnClassifier, SeededInit, rank_one_param_ids};
+use scalelab_data::{ImageBatch, LabelledBatch, LabelledSet, TaggedBatch, TokenBatch};
+use scalelab_models::{
+    FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
+};
 use scalelab_spec::{
-    CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifierConfig,
-    ClassifyConfig, ClassifyPoint, ClassifyRecord, FlopsConvention, SpecError, run_id,
+    CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifyConfig,
+    ClassifyPoint, ClassifyRecord, Family, FlopsConvention, Purpose, SpecError, run_id,
 };
 
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
@@ -31,30 +33,22 @@ use crate::{Outcome, Progress, RunOptions, TrainError, machine};
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
 
-/// A model that gives class logits `[B, K]` for the batches `B` of one kind of data set.
-pub trait Classifier<B>: Module + Clone {
+/// A model that gives class logits `[B, K]` for the batches `B` of one kind of data set:
+/// every image classifier for image batches, every text classifier for sentence and tagged
+/// batches.
+pub trait Classifier<B>: FamilyModel {
     /// Class logits of `batch`, computed on `device`.
     fn batch_logits(&self, batch: &B, device: &Device) -> Tensor<2>;
 }
 
-/// The images of a batch as `[B, C, H, W]`.
-fn image_tensor(batch: &ImageBatch, device: &Device) -> Tensor<4> {
-    let [c, h, w] = batch.shape;
-    Tensor::<4>::from_data(
-        TensorData::new(batch.pixels.clone(), [batch.batch, c, h, w]),
-        device,
-    )
-}
-
-impl Classifier<ImageBatch> for Mlp {
+impl<M: ImageClassifier> Classifier<ImageBatch> for M {
     fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
-        self.forward(image_tensor(batch, device))
-    }
-}
-
-impl Classifier<ImageBatch> for Cnn {
-    fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
-        self.forward(image_tensor(batch, device))
+        let [c, h, w] = batch.shape;
+        let images = Tensor::<4>::from_data(
+            TensorData::new(batch.pixels.clone(), [batch.batch, c, h, w]),
+            device,
+        );
+        self.classify_images(images)
     }
 }
 
@@ -63,101 +57,23 @@ fn token_tensor(ids: &[i64], batch: usize, ctx: usize, device: &Device) -> Tenso
     Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [batch, ctx]), device)
 }
 
-impl Classifier<TokenBatch> for RnnClassifier {
+impl<M: TextClassifier> Classifier<TokenBatch> for M {
     fn batch_logits(&self, batch: &TokenBatch, device: &Device) -> Tensor<2> {
-        self.forward(
-            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
-            &batch.lengths,
-        )
+        let tokens = token_tensor(&batch.ids, batch.batch, batch.ctx, device);
+        self.classify_text(tokens, &batch.lengths)
     }
 }
 
-impl Classifier<TokenBatch> for Encoder {
-    fn batch_logits(&self, batch: &TokenBatch, device: &Device) -> Tensor<2> {
-        self.forward(
-            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
-            &batch.lengths,
-        )
-    }
-}
-
-impl Classifier<TaggedBatch> for RnnClassifier {
+impl<M: TextClassifier> Classifier<TaggedBatch> for M {
     fn batch_logits(&self, batch: &TaggedBatch, device: &Device) -> Tensor<2> {
-        self.forward_tags(
-            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
-            &batch.lengths,
-        )
+        let tokens = token_tensor(&batch.ids, batch.batch, batch.ctx, device);
+        self.tag_tokens(tokens, &batch.lengths)
     }
 }
 
-impl Classifier<TaggedBatch> for Encoder {
-    fn batch_logits(&self, batch: &TaggedBatch, device: &Device) -> Tensor<2> {
-        self.forward_tags(
-            token_tensor(&batch.ids, batch.batch, batch.ctx, device),
-            &batch.lengths,
-        )
-    }
-}
-
-impl Classifier<ImageBatch> for ResNet {
-    fn batch_logits(&self, batch: &ImageBatch, device: &Device) -> Tensor<2> {
-        self.forward(image_tensor(batch, device))
-    }
-}
-
-/// Trains the classifier of `config` on `train`, validates on `val`, tests on `test`.
-pub fn train_classifier(
-    config: &ClassifyConfig,
-    train: &ImageSet,
-    val: &ImageSet,
-    test: &ImageSet,
-    options: &RunOptions,
-    progress: &mut dyn Progress,
-) -> Result<Outcome<ClassifyRecord>, TrainError> {
-    let device = options.device.clone().autodiff();
-    let mut init = SeededInit::new(config.seed);
-    match &config.model {
-        ClassifierConfig::Mlp {
-            inputs,
-            hidden,
-            classes,
-            dropout,
-        } => {
-            let model = Mlp::new(*inputs, hidden, *classes, *dropout, &mut init, &device);
-            classify_loop(model, config, train, val, test, options, progress)
-        }
-        ClassifierConfig::Cnn {
-            input,
-            stages,
-            fc,
-            classes,
-            dropout,
-        } => {
-            let model = Cnn::new(*input, stages, *fc, *classes, *dropout, &mut init, &device);
-            classify_loop(model, config, train, val, test, options, progress)
-        }
-        ClassifierConfig::Resnet {
-            input,
-            stages,
-            classes,
-            dropout,
-        } => {
-            let model = ResNet::new(*input, stages, *classes, *dropout, &mut init, &device);
-            classify_loop(model, config, train, val, test, options, progress)
-        }
-        ClassifierConfig::Rnn { .. } | ClassifierConfig::Encoder { .. } => {
-            Err(TrainError::Spec(SpecError::invalid(
-                "model.family",
-                config.model.family(),
-                "a recurrent model reads text: use a text data set such as sentiment",
-            )))
-        }
-    }
-}
-
-/// Trains the text classifier (sentence sets) or tagger (tagged sets) of `config` on
-/// `train`, validates on `val`, tests on `test`.
-pub fn train_text_classifier<S>(
+/// Trains the classifier of `config` (any family that reads this kind of data) on `train`,
+/// validates on `val`, tests on `test`.
+pub fn train_classifier<S: LabelledSet>(
     config: &ClassifyConfig,
     train: &S,
     val: &S,
@@ -166,48 +82,133 @@ pub fn train_text_classifier<S>(
     progress: &mut dyn Progress,
 ) -> Result<Outcome<ClassifyRecord>, TrainError>
 where
-    S: LabelledSet,
-    RnnClassifier: Classifier<S::Batch>,
-    Encoder: Classifier<S::Batch>,
+    S::Batch: ClassifierInput,
 {
     let device = options.device.clone().autodiff();
-    let mut init = SeededInit::new(config.seed);
-    match &config.model {
-        ClassifierConfig::Rnn {
-            cell,
-            vocab,
-            embed,
-            hidden,
-            layers,
-            classes,
-            dropout,
-            ..
-        } => {
-            let model = RnnClassifier::new(
-                *cell, *vocab, *embed, *hidden, *layers, *classes, *dropout, &mut init, &device,
-            );
-            classify_loop(model, config, train, val, test, options, progress)
-        }
-        ClassifierConfig::Encoder {
-            vocab,
-            ctx,
-            d_model,
-            n_layers,
-            n_heads,
-            classes,
-            dropout,
-            ..
-        } => {
-            let model = Encoder::new(
-                *vocab, *ctx, *d_model, *n_layers, *n_heads, *classes, *dropout, &mut init, &device,
-            );
-            classify_loop(model, config, train, val, test, options, progress)
-        }
-        other => Err(TrainError::Spec(SpecError::invalid(
+    let run = ClassifyRun {
+        config,
+        train,
+        val,
+        test,
+        options,
+        progress,
+    };
+    build_classifier(
+        &config.model,
+        &mut SeededInit::new(config.seed),
+        &device,
+        run,
+    )
+}
+
+/// A classification run waiting for its model.
+pub struct ClassifyRun<'a, S> {
+    config: &'a ClassifyConfig,
+    train: &'a S,
+    val: &'a S,
+    test: &'a S,
+    options: &'a RunOptions,
+    progress: &'a mut dyn Progress,
+}
+
+impl<S: LabelledSet> ClassifyRun<'_, S> {
+    fn train<M: Classifier<S::Batch>>(
+        self,
+        model: M,
+    ) -> Result<Outcome<ClassifyRecord>, TrainError> {
+        classify_loop(
+            model,
+            self.config,
+            self.train,
+            self.val,
+            self.test,
+            self.options,
+            self.progress,
+        )
+    }
+
+    /// Refuses a model of a family that cannot read this data, which serves `data`.
+    fn refuse(self, data: Purpose) -> Result<Outcome<ClassifyRecord>, TrainError> {
+        let what = if data == Purpose::ImageClassifier {
+            "images"
+        } else {
+            "text"
+        };
+        Err(TrainError::Spec(SpecError::invalid(
             "model.family",
-            other.family(),
-            "the data set is text: use lstm, gru or encoder",
-        ))),
+            self.config.model.family(),
+            format!("the data set is {what}: use {}", Family::serving(data)),
+        )))
+    }
+}
+
+/// The kinds of batch a classifier reads: an image batch trains the image classifiers, a
+/// sentence or tagged batch the text classifiers, and a family of the other kind is refused.
+pub trait ClassifierInput: Sized {
+    /// Trains an image classifier on this kind of data, or refuses it.
+    fn image<M: ImageClassifier, S: LabelledSet<Batch = Self>>(
+        run: ClassifyRun<'_, S>,
+        model: M,
+    ) -> Result<Outcome<ClassifyRecord>, TrainError>;
+
+    /// Trains a text classifier on this kind of data, or refuses it.
+    fn text<M: TextClassifier, S: LabelledSet<Batch = Self>>(
+        run: ClassifyRun<'_, S>,
+        model: M,
+    ) -> Result<Outcome<ClassifyRecord>, TrainError>;
+}
+
+impl ClassifierInput for ImageBatch {
+    fn image<M: ImageClassifier, S: LabelledSet<Batch = Self>>(
+        run: ClassifyRun<'_, S>,
+        model: M,
+    ) -> Result<Outcome<ClassifyRecord>, TrainError> {
+        run.train(model)
+    }
+
+    fn text<M: TextClassifier, S: LabelledSet<Batch = Self>>(
+        run: ClassifyRun<'_, S>,
+        _: M,
+    ) -> Result<Outcome<ClassifyRecord>, TrainError> {
+        run.refuse(Purpose::ImageClassifier)
+    }
+}
+
+/// Sentence batches and tagged batches are read alike.
+macro_rules! text_input {
+    ($batch:ty) => {
+        impl ClassifierInput for $batch {
+            fn image<M: ImageClassifier, S: LabelledSet<Batch = Self>>(
+                run: ClassifyRun<'_, S>,
+                _: M,
+            ) -> Result<Outcome<ClassifyRecord>, TrainError> {
+                run.refuse(Purpose::TextClassifier)
+            }
+
+            fn text<M: TextClassifier, S: LabelledSet<Batch = Self>>(
+                run: ClassifyRun<'_, S>,
+                model: M,
+            ) -> Result<Outcome<ClassifyRecord>, TrainError> {
+                run.train(model)
+            }
+        }
+    };
+}
+text_input!(TokenBatch);
+text_input!(TaggedBatch);
+
+impl<S: LabelledSet> UseClassifier for ClassifyRun<'_, S>
+where
+    S::Batch: ClassifierInput,
+{
+    type Out = Result<Outcome<ClassifyRecord>, TrainError>;
+
+    fn image_classifier<M: ImageClassifier>(self, model: M) -> Self::Out {
+        S::Batch::image(self, model)
+    }
+
+    fn text_classifier<M: TextClassifier>(self, model: M) -> Self::Out {
+        S::Batch::text(self, model)
     }
 }
 
@@ -313,7 +314,7 @@ pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         [0.9, 0.999],
         1e-8,
         t.weight_decay,
-        rank_one_param_ids(&model),
+        model.no_decay_param_ids(),
     );
     let mut work = ClassifierWorkload {
         config,
@@ -439,6 +440,7 @@ fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> Clas
 mod tests {
     use super::*;
     use burn::module::ParamId;
+    use scalelab_models::{Mlp, rank_one_param_ids};
 
     #[test]
     fn penalties_add_l1_and_half_l2_of_matrices_only() {

@@ -18,10 +18,10 @@ pub mod schedule;
 pub mod task_eval;
 pub mod trainer;
 
-pub use classify::{Classifier, classify_loop, train_classifier, train_text_classifier};
+pub use classify::{Classifier, ClassifierInput, ClassifyRun, classify_loop, train_classifier};
 pub use error::TrainError;
 pub use metrics::class_metrics;
 pub use objective::Objective;
 pub use scalelab_spec::run_id;
 pub use task_eval::evaluate_task;
-pub use trainer::{NoProgress, Outcome, Progress, RunOptions, train_gpt};
+pub use trainer::{NoProgress, Outcome, Progress, RunOptions, train_lm};

@@ -1,10 +1,10 @@
-//! What the training loop needs of a model: a differentiable loss on a batch, and which
-//! parameters weight decay skips. Every model family implements this once; the loop is shared.
+//! What the language-model loop needs of a model: a differentiable loss on a batch, and which
+//! parameters weight decay skips; every language model of the registry has it.
 
 use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::Batch;
-use scalelab_models::{Gpt, RnnLm, rank_one_param_ids};
+use scalelab_models::{FamilyModel, LanguageModel};
 
 /// A model the training loop can optimise.
 pub trait Objective: Module + Sized {
@@ -25,32 +25,17 @@ pub fn token_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<
     )
 }
 
-impl Objective for Gpt {
+impl<M: LanguageModel> Objective for M {
     fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1> {
         let (inputs, targets) = token_tensors(batch, device);
         self.loss_from(inputs, targets, batch.loss_start)
     }
 
     fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        self.forward(tokens)
+        LanguageModel::logits(self, tokens)
     }
 
     fn no_decay_param_ids(&self) -> Vec<ParamId> {
-        Gpt::no_decay_param_ids(self)
-    }
-}
-
-impl Objective for RnnLm {
-    fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1> {
-        let (inputs, targets) = token_tensors(batch, device);
-        self.loss_from(inputs, targets, batch.loss_start)
-    }
-
-    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        self.forward(tokens)
-    }
-
-    fn no_decay_param_ids(&self) -> Vec<ParamId> {
-        rank_one_param_ids(self)
+        FamilyModel::no_decay_param_ids(self)
     }
 }

@@ -20,8 +20,8 @@ use burn::optim::{
 use burn::tensor::{Device, Tensor};
 use scalelab_data::{Batch, Example, TrainingData};
 use scalelab_kernels::{self as fused, AdamWStep};
-use scalelab_models::{Gpt, RnnLm, SeededInit};
-use scalelab_spec::counts::LM_FLOPS_CONVENTION;
+use scalelab_models::{LanguageModel, SeededInit, UseLanguageModel, build_language_model};
+use scalelab_spec::family::LM_FLOPS_CONVENTION;
 use scalelab_spec::{
     CurvePoint, ExampleScore, Optimiser, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig,
     RunRecord, TASK_EXAMPLES_FILE, TrainConfig, run_id,
@@ -76,21 +76,48 @@ impl Progress for NoProgress {}
 
 /// Trains the language model of `config` on `data`: the GPT, or a recurrent model when the
 /// config's family says so.
-pub fn train_gpt(
+pub fn train_lm(
     config: &RunConfig,
     data: &TrainingData,
     options: &RunOptions,
     progress: &mut dyn Progress,
 ) -> Result<Outcome, TrainError> {
     let device = options.device.clone().autodiff();
-    let mut init = SeededInit::new(config.seed);
-    let params = config.model.param_counts();
-    if config.model.family.is_gpt() {
-        let model = Gpt::new(&config.model, &mut init, &device);
-        train_loop(model, config, data, options, progress, params)
-    } else {
-        let model = RnnLm::new(&config.model, &mut init, &device);
-        train_loop(model, config, data, options, progress, params)
+    let run = LmRun {
+        config,
+        data,
+        options,
+        progress,
+    };
+    build_language_model(
+        &config.model,
+        &mut SeededInit::new(config.seed),
+        &device,
+        run,
+    )
+}
+
+/// A language-model run waiting for its model.
+struct LmRun<'a> {
+    config: &'a RunConfig,
+    data: &'a TrainingData,
+    options: &'a RunOptions,
+    progress: &'a mut dyn Progress,
+}
+
+impl UseLanguageModel for LmRun<'_> {
+    type Out = Result<Outcome, TrainError>;
+
+    fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
+        let params = self.config.model.param_counts();
+        train_loop(
+            model,
+            self.config,
+            self.data,
+            self.options,
+            self.progress,
+            params,
+        )
     }
 }
 

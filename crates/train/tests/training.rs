@@ -9,16 +9,16 @@
 use burn::tensor::Device;
 use scalelab_data::{TokenData, TrainingData, load_corpus};
 use scalelab_spec::{
-    CurvePoint, GptSpec, RunConfig, RunSpec, RunStatus, TaskMetrics, TaskSpec, TrainSpec,
+    CurvePoint, GptPreset, GptSpec, RunConfig, RunSpec, RunStatus, TaskMetrics, TaskSpec, TrainSpec,
 };
-use scalelab_train::{NoProgress, Outcome, RunOptions, train_gpt};
+use scalelab_train::{NoProgress, Outcome, RunOptions, train_lm};
 
 fn tiny_spec() -> RunSpec {
     RunSpec {
         seed: 11,
         model: GptSpec {
             ctx_len: 32,
-            ..GptSpec::with_preset("nano")
+            ..GptSpec::with_preset(GptPreset::Nano)
         },
         train: TrainSpec {
             batch_size: 4,
@@ -59,7 +59,7 @@ fn run(
         resume,
         stop_after_tokens: stop,
     };
-    train_gpt(config, data, &options, &mut NoProgress).unwrap()
+    train_lm(config, data, &options, &mut NoProgress).unwrap()
 }
 
 fn finished(outcome: Outcome) -> scalelab_spec::RunRecord {
@@ -210,7 +210,7 @@ fn corrupt_checkpoint_is_a_clear_error_and_is_kept() {
         resume: true,
         stop_after_tokens: None,
     };
-    let err = train_gpt(&config, &data, &options, &mut NoProgress)
+    let err = train_lm(&config, &data, &options, &mut NoProgress)
         .unwrap_err()
         .to_string();
     assert!(
@@ -230,7 +230,7 @@ fn task_spec(mix: f64, ctx: usize) -> RunSpec {
         seed: 5,
         model: GptSpec {
             ctx_len: ctx,
-            ..GptSpec::with_preset("nano")
+            ..GptSpec::with_preset(GptPreset::Nano)
         },
         train: TrainSpec {
             batch_size: 32,

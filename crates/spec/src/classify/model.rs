@@ -3,15 +3,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::SpecError;
+use crate::family::{
+    CnnConfig, EncoderConfig, Family, MlpConfig, Purpose, ResnetConfig, RnnConfig,
+};
 
 /// The model part of a classification spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifierSpec {
     /// `mlp`, `cnn`, `resnet` (images) or `lstm`, `gru`, `encoder` (text).
-    pub family: String,
-    /// A named shape (see [`CLASSIFIER_PRESETS`]); the keys below override it.
-    pub preset: Option<String>,
+    pub family: Family,
+    /// A named shape (see [`ClassifierPreset`]); the keys below override it.
+    pub preset: Option<ClassifierPreset>,
     /// MLP: hidden layers (0 is logistic regression). CNN: stages of two 3×3 convolutions and a
     /// 2×2 max-pool. ResNet: stages of one residual block (pooling between stages). LSTM,
     /// GRU: stacked recurrent layers.
@@ -31,7 +34,7 @@ pub struct ClassifierSpec {
 impl Default for ClassifierSpec {
     fn default() -> Self {
         Self {
-            family: "mlp".into(),
+            family: Family::Mlp,
             preset: None,
             depth: None,
             width: None,
@@ -42,107 +45,69 @@ impl Default for ClassifierSpec {
     }
 }
 
-/// The shapes named by `model.preset`: `(name, family, depth, width, fc)`; for the recurrent
-/// families `fc` is the embedding width.
-pub const CLASSIFIER_PRESETS: &[(&str, &str, usize, usize, usize)] = &[
-    ("logistic", "mlp", 0, 0, 0),
-    ("mlp-small", "mlp", 1, 128, 0),
-    ("mlp", "mlp", 2, 256, 0),
-    ("mlp-large", "mlp", 3, 1024, 0),
-    ("cnn-small", "cnn", 2, 8, 64),
-    ("cnn", "cnn", 2, 32, 128),
-    ("resnet-small", "resnet", 2, 16, 0),
-    ("resnet", "resnet", 3, 32, 0),
-    ("lstm", "lstm", 1, 128, 64),
-    ("gru", "gru", 1, 128, 64),
-    ("encoder-small", "encoder", 2, 64, 0),
-];
+crate::named! {
+    /// The classifier shapes named by `model.preset` (see [`ClassifierPreset::shape`]).
+    pub enum ClassifierPreset under "model.preset" {
+        /// Logistic regression.
+        Logistic = "logistic",
+        /// One hidden layer of 128.
+        MlpSmall = "mlp-small",
+        /// Two hidden layers of 256.
+        Mlp = "mlp",
+        /// Three hidden layers of 1024.
+        MlpLarge = "mlp-large",
+        /// Two stages of 8 and 16 channels, fc 64.
+        CnnSmall = "cnn-small",
+        /// Two stages of 32 and 64 channels, fc 128.
+        Cnn = "cnn",
+        /// Two residual stages of 16 and 32 channels.
+        ResnetSmall = "resnet-small",
+        /// Three residual stages of 32, 64 and 128 channels.
+        Resnet = "resnet",
+        /// One LSTM layer of 128 over 64-wide embeddings.
+        Lstm = "lstm",
+        /// One GRU layer of 128 over 64-wide embeddings.
+        Gru = "gru",
+        /// Two encoder blocks of width 64.
+        EncoderSmall = "encoder-small",
+    }
+}
 
-/// A resolved classifier shape.
+impl ClassifierPreset {
+    /// `(family, depth, width, fc)` of the preset; for the recurrent families `fc` is the
+    /// embedding width.
+    pub fn shape(self) -> (Family, usize, usize, usize) {
+        match self {
+            Self::Logistic => (Family::Mlp, 0, 0, 0),
+            Self::MlpSmall => (Family::Mlp, 1, 128, 0),
+            Self::Mlp => (Family::Mlp, 2, 256, 0),
+            Self::MlpLarge => (Family::Mlp, 3, 1024, 0),
+            Self::CnnSmall => (Family::Cnn, 2, 8, 64),
+            Self::Cnn => (Family::Cnn, 2, 32, 128),
+            Self::ResnetSmall => (Family::Resnet, 2, 16, 0),
+            Self::Resnet => (Family::Resnet, 3, 32, 0),
+            Self::Lstm => (Family::Lstm, 1, 128, 64),
+            Self::Gru => (Family::Gru, 1, 128, 64),
+            Self::EncoderSmall => (Family::Encoder, 2, 64, 0),
+        }
+    }
+}
+
+/// A resolved classifier shape: one variant per family, each its family's shape (in
+/// `crate::family`), serialised with the family's name as the `family` tag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "family")]
 pub enum ClassifierConfig {
-    /// Multilayer perceptron: flatten, `hidden` ReLU layers, a linear classifier.
-    Mlp {
-        /// Inputs per example.
-        inputs: usize,
-        /// Units of each hidden layer (empty: logistic regression).
-        hidden: Vec<usize>,
-        /// Classes.
-        classes: usize,
-        /// Dropout probability.
-        dropout: f64,
-    },
-    /// VGG-style CNN (Simonyan & Zisserman 2015): per stage two 3×3 same-padded convolutions
-    /// with ReLU and a 2×2 max-pool; then a hidden ReLU layer and a linear classifier.
-    Cnn {
-        /// Input channels, rows and columns.
-        input: [usize; 3],
-        /// Channels of each stage.
-        stages: Vec<usize>,
-        /// Units of the hidden fully connected layer.
-        fc: usize,
-        /// Classes.
-        classes: usize,
-        /// Dropout probability.
-        dropout: f64,
-    },
-    /// A recurrent classifier: token embedding, stacked LSTM or GRU layers, a linear
-    /// classifier of the last real token's hidden state.
-    Rnn {
-        /// The cell.
-        cell: RnnCell,
-        /// Vocabulary size (padding included).
-        vocab: usize,
-        /// Longest sequence.
-        ctx: usize,
-        /// Embedding width.
-        embed: usize,
-        /// Hidden units of each layer.
-        hidden: usize,
-        /// Stacked layers.
-        layers: usize,
-        /// Classes.
-        classes: usize,
-        /// Dropout probability (on the embedding and before the classifier).
-        dropout: f64,
-        /// Tagging: classify every token's state rather than the last one.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        per_token: bool,
-    },
-    /// A bidirectional Transformer encoder (BERT-style) with mean pooling of the real tokens.
-    Encoder {
-        /// Vocabulary size (padding included).
-        vocab: usize,
-        /// Longest sequence.
-        ctx: usize,
-        /// Residual width.
-        d_model: usize,
-        /// Blocks.
-        n_layers: usize,
-        /// Attention heads.
-        n_heads: usize,
-        /// Classes.
-        classes: usize,
-        /// Dropout probability.
-        dropout: f64,
-        /// Tagging: classify every token's state rather than their mean.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        per_token: bool,
-    },
-    /// ResNet-style network with batch norm (He et al. 2016): a 3×3 stem, one basic block
-    /// per stage (2×2 max-pool before stages after the first), global average pooling, a
-    /// linear classifier.
-    Resnet {
-        /// Input channels, rows and columns.
-        input: [usize; 3],
-        /// Channels of each stage.
-        stages: Vec<usize>,
-        /// Classes.
-        classes: usize,
-        /// Dropout probability (before the classifier).
-        dropout: f64,
-    },
+    /// Multilayer perceptron.
+    Mlp(MlpConfig),
+    /// VGG-style CNN.
+    Cnn(CnnConfig),
+    /// A recurrent (LSTM or GRU) classifier.
+    Rnn(RnnConfig),
+    /// A bidirectional Transformer encoder.
+    Encoder(EncoderConfig),
+    /// ResNet-style network.
+    Resnet(ResnetConfig),
 }
 
 /// The cell of a recurrent classifier.
@@ -190,95 +155,6 @@ pub enum InputShape {
     },
 }
 
-impl ClassifierConfig {
-    /// The family's name.
-    pub fn family(&self) -> &'static str {
-        match self {
-            Self::Mlp { .. } => "mlp",
-            Self::Cnn { .. } => "cnn",
-            Self::Resnet { .. } => "resnet",
-            Self::Rnn {
-                cell: RnnCell::Lstm,
-                ..
-            } => "lstm",
-            Self::Rnn {
-                cell: RnnCell::Gru, ..
-            } => "gru",
-            Self::Encoder { .. } => "encoder",
-        }
-    }
-
-    /// Dropout probability.
-    pub fn dropout(&self) -> f64 {
-        match self {
-            Self::Mlp { dropout, .. }
-            | Self::Cnn { dropout, .. }
-            | Self::Resnet { dropout, .. }
-            | Self::Rnn { dropout, .. }
-            | Self::Encoder { dropout, .. } => *dropout,
-        }
-    }
-
-    /// A short description, e.g. `mlp 784-256-256-10`.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Mlp {
-                inputs,
-                hidden,
-                classes,
-                ..
-            } => {
-                let mut sizes = vec![inputs.to_string()];
-                sizes.extend(hidden.iter().map(ToString::to_string));
-                sizes.push(classes.to_string());
-                format!("mlp {}", sizes.join("-"))
-            }
-            Self::Cnn {
-                input,
-                stages,
-                fc,
-                classes,
-                ..
-            } => format!(
-                "cnn {}x{}x{} conv{:?} fc{fc} → {classes}",
-                input[0], input[1], input[2], stages
-            ),
-            Self::Resnet {
-                input,
-                stages,
-                classes,
-                ..
-            } => format!(
-                "resnet {}x{}x{} blocks{:?} → {classes}",
-                input[0], input[1], input[2], stages
-            ),
-            Self::Rnn {
-                vocab,
-                ctx,
-                embed,
-                hidden,
-                layers,
-                classes,
-                ..
-            } => format!(
-                "{} vocab {vocab} ctx {ctx} embed {embed} {layers}x{hidden} → {classes}",
-                self.family()
-            ),
-            Self::Encoder {
-                vocab,
-                ctx,
-                d_model,
-                n_layers,
-                n_heads,
-                classes,
-                ..
-            } => format!(
-                "encoder vocab {vocab} ctx {ctx} {n_layers}L d{d_model} {n_heads}h → {classes}"
-            ),
-        }
-    }
-}
-
 /// Widest layer (`model.width`, `model.fc`) a classifier may have.
 pub const MAX_CLASSIFIER_WIDTH: usize = 1 << 20;
 
@@ -289,18 +165,9 @@ impl ClassifierSpec {
         input: InputShape,
         classes: usize,
     ) -> Result<ClassifierConfig, SpecError> {
-        let (mut family, mut depth, mut width, mut fc) = (self.family.as_str(), None, None, None);
-        if let Some(name) = &self.preset {
-            let Some(&(_, f, d, w, c)) = CLASSIFIER_PRESETS.iter().find(|p| p.0 == name) else {
-                return Err(SpecError::UnknownPreset {
-                    name: name.clone(),
-                    known: CLASSIFIER_PRESETS
-                        .iter()
-                        .map(|p| p.0)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            };
+        let (mut family, mut depth, mut width, mut fc) = (self.family, None, None, None);
+        if let Some(preset) = self.preset {
+            let (f, d, w, c) = preset.shape();
             (family, depth, width, fc) = (f, Some(d), Some(w), Some(c));
         }
         let depth = self.depth.or(depth);
@@ -333,26 +200,27 @@ impl ClassifierSpec {
                 Ok(v)
             }
         };
-        let text = matches!(input, InputShape::Tokens { .. });
-        let image_family = matches!(family, "mlp" | "cnn" | "resnet");
-        if text && image_family || !text && matches!(family, "lstm" | "gru" | "encoder") {
+        let (purpose, what) = match input {
+            InputShape::Image(_) => (Purpose::ImageClassifier, "images"),
+            InputShape::Tokens { .. } => (Purpose::TextClassifier, "text"),
+        };
+        if !family.serves(purpose) {
             return Err(SpecError::invalid(
                 "model.family",
                 family,
-                if text {
-                    "the data set is text: use lstm, gru or encoder"
-                } else {
-                    "the data set is images: use mlp, cnn or resnet"
-                },
+                format!("the data set is {what}: use {}", Family::serving(purpose)),
             ));
         }
-        let input = match input {
-            InputShape::Image(shape) => shape,
-            InputShape::Tokens {
-                vocab,
-                ctx,
-                per_token,
-            } if family == "encoder" => {
+        let dropout = self.dropout;
+        Ok(match (input, family) {
+            (
+                InputShape::Tokens {
+                    vocab,
+                    ctx,
+                    per_token,
+                },
+                Family::Encoder,
+            ) => {
                 let d_model = positive("model.width", width.unwrap_or(64))?;
                 let n_heads = positive("model.heads", self.heads.unwrap_or((d_model / 16).max(1)))?;
                 if d_model % n_heads != 0 {
@@ -362,27 +230,26 @@ impl ClassifierSpec {
                         format!("a divisor of the width {d_model}"),
                     ));
                 }
-                return Ok(ClassifierConfig::Encoder {
+                ClassifierConfig::Encoder(EncoderConfig {
                     vocab,
                     ctx,
                     d_model,
                     n_layers: positive("model.depth", depth.unwrap_or(2))?,
                     n_heads,
                     classes,
-                    dropout: self.dropout,
+                    dropout,
                     per_token,
-                });
+                })
             }
-            InputShape::Tokens {
-                vocab,
-                ctx,
-                per_token,
-            } => {
-                let cell = if family == "gru" {
-                    RnnCell::Gru
-                } else {
-                    RnnCell::Lstm
-                };
+            (
+                InputShape::Tokens {
+                    vocab,
+                    ctx,
+                    per_token,
+                },
+                _,
+            ) => {
+                let cell = family.rnn_cell().unwrap_or(RnnCell::Lstm);
                 let layers = positive("model.depth", depth.unwrap_or(1))?;
                 if layers > 8 {
                     return Err(SpecError::invalid(
@@ -391,7 +258,7 @@ impl ClassifierSpec {
                         "at most 8 layers",
                     ));
                 }
-                return Ok(ClassifierConfig::Rnn {
+                ClassifierConfig::Rnn(RnnConfig {
                     cell,
                     vocab,
                     ctx,
@@ -399,33 +266,11 @@ impl ClassifierSpec {
                     hidden: positive("model.width", width.unwrap_or(128))?,
                     layers,
                     classes,
-                    dropout: self.dropout,
+                    dropout,
                     per_token,
-                });
-            }
-        };
-        match family {
-            "mlp" => {
-                let depth = depth.unwrap_or(2);
-                let width = width.unwrap_or(256);
-                if depth > 0 {
-                    positive("model.width", width)?;
-                }
-                if depth > 64 {
-                    return Err(SpecError::invalid(
-                        "model.depth",
-                        depth,
-                        "at most 64 hidden layers",
-                    ));
-                }
-                Ok(ClassifierConfig::Mlp {
-                    inputs: input.iter().product(),
-                    hidden: vec![width; depth],
-                    classes,
-                    dropout: self.dropout,
                 })
             }
-            "cnn" => {
+            (InputShape::Image(input), Family::Cnn) => {
                 let depth = positive("model.depth", depth.unwrap_or(2))?;
                 let width = positive("model.width", width.unwrap_or(32))?;
                 let fc = positive("model.fc", fc.unwrap_or(128))?;
@@ -441,15 +286,15 @@ impl ClassifierSpec {
                         ),
                     ));
                 }
-                Ok(ClassifierConfig::Cnn {
+                ClassifierConfig::Cnn(CnnConfig {
                     input,
                     stages: (0..depth).map(|s| width << s).collect(),
                     fc,
                     classes,
-                    dropout: self.dropout,
+                    dropout,
                 })
             }
-            "resnet" => {
+            (InputShape::Image(input), Family::Resnet) => {
                 let depth = positive("model.depth", depth.unwrap_or(2))?;
                 let width = positive("model.width", width.unwrap_or(16))?;
                 let [_, h, w] = input;
@@ -464,19 +309,34 @@ impl ClassifierSpec {
                         ),
                     ));
                 }
-                Ok(ClassifierConfig::Resnet {
+                ClassifierConfig::Resnet(ResnetConfig {
                     input,
                     stages: (0..depth).map(|s| width << s).collect(),
                     classes,
-                    dropout: self.dropout,
+                    dropout,
                 })
             }
-            other => Err(SpecError::invalid(
-                "model.family",
-                other,
-                "use mlp, cnn or resnet for images, lstm, gru or encoder for text",
-            )),
-        }
+            (InputShape::Image(input), _) => {
+                let depth = depth.unwrap_or(2);
+                let width = width.unwrap_or(256);
+                if depth > 0 {
+                    positive("model.width", width)?;
+                }
+                if depth > 64 {
+                    return Err(SpecError::invalid(
+                        "model.depth",
+                        depth,
+                        "at most 64 hidden layers",
+                    ));
+                }
+                ClassifierConfig::Mlp(MlpConfig {
+                    inputs: input.iter().product(),
+                    hidden: vec![width; depth],
+                    classes,
+                    dropout,
+                })
+            }
+        })
     }
 }
 
@@ -487,9 +347,9 @@ mod tests {
     #[test]
     fn widths_too_large_to_count_are_refused_by_name() {
         let image = InputShape::Image([1, 8, 8]);
-        for (family, key) in [("mlp", "model.width"), ("cnn", "model.width")] {
+        for (family, key) in [(Family::Mlp, "model.width"), (Family::Cnn, "model.width")] {
             let spec = ClassifierSpec {
-                family: family.into(),
+                family,
                 width: Some(usize::MAX),
                 ..ClassifierSpec::default()
             };
@@ -500,7 +360,7 @@ mod tests {
             );
         }
         let spec = ClassifierSpec {
-            family: "cnn".into(),
+            family: Family::Cnn,
             fc: Some(MAX_CLASSIFIER_WIDTH + 1),
             ..ClassifierSpec::default()
         };
@@ -508,7 +368,7 @@ mod tests {
         assert!(err.contains("model.fc"), "{err}");
         // The widest allowed still resolves.
         let spec = ClassifierSpec {
-            family: "mlp".into(),
+            family: Family::Mlp,
             width: Some(MAX_CLASSIFIER_WIDTH),
             ..ClassifierSpec::default()
         };

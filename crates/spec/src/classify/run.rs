@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Augmentation, ClassifierConfig, ClassifierSpec, Dataset, ImageDataSpec, InputShape};
+use crate::optim::OptimiserKind;
 use crate::{Optimiser, SpecError};
 
 /// The training part of a classification spec.
@@ -36,7 +37,7 @@ pub struct ClassifyTrainSpec {
     /// where it stopped instead of training again.
     pub checkpoint_every_samples: u64,
     /// The optimiser: `adamw` (default), `adam` or `sgd` (see `scalelab_spec::optim`).
-    pub optimizer: String,
+    pub optimizer: OptimiserKind,
     /// SGD's momentum factor (0: plain SGD).
     pub momentum: f64,
     /// SGD with Nesterov's momentum.
@@ -58,7 +59,7 @@ impl Default for ClassifyTrainSpec {
             eval_every_samples: 0,
             early_stopping_patience: 0,
             checkpoint_every_samples: 0,
-            optimizer: crate::optim::default_optimizer(),
+            optimizer: OptimiserKind::AdamW,
             momentum: crate::optim::default_momentum(),
             nesterov: false,
         }
@@ -159,13 +160,13 @@ pub struct ClassifyConfig {
 
 impl ClassifySpec {
     /// The data set this spec names (checked before the data are read).
-    pub fn dataset(&self) -> Result<Dataset, SpecError> {
-        Dataset::parse(&self.data.dataset)
+    pub fn dataset(&self) -> Dataset {
+        self.data.dataset
     }
 
     /// Resolves the spec for `input` and `classes`.
     pub fn resolve(&self, input: InputShape, classes: usize) -> Result<ClassifyConfig, SpecError> {
-        let dataset = self.dataset()?;
+        let dataset = self.dataset();
         let model = self.model.resolve(input, classes)?;
         let t = &self.train;
         let fraction = |key: &str, v: f64, lo_open: bool, hi: f64| {
@@ -276,7 +277,7 @@ impl ClassifySpec {
                 eval_every_samples: t.eval_every_samples,
                 early_stopping_patience: t.early_stopping_patience,
                 checkpoint_every_samples: t.checkpoint_every_samples,
-                optimizer: Optimiser::resolve(&t.optimizer, t.momentum, t.nesterov)?,
+                optimizer: Optimiser::resolve(t.optimizer, t.momentum, t.nesterov)?,
             },
             augment: self.augment.clone(),
             folds: self.folds,

@@ -24,7 +24,7 @@ pub struct Regulariser {
     pub early_stopping_patience: Option<usize>,
     /// `train.optimizer` (the regulariser axis is the axis of training recipes: an
     /// optimiser, its learning rate and its momentum are values of it too).
-    pub optimizer: Option<String>,
+    pub optimizer: Option<crate::optim::OptimiserKind>,
     /// `train.lr`.
     pub lr: Option<f64>,
     /// `train.momentum`.
@@ -88,7 +88,9 @@ impl ClassifierSpec {
     /// A label: the preset's name, else the family, with `-dDEPTH` and `-wWIDTH` for the keys
     /// that are set.
     pub fn label(&self) -> String {
-        let mut label = self.preset.clone().unwrap_or_else(|| self.family.clone());
+        let mut label = self
+            .preset
+            .map_or_else(|| self.family.to_string(), |p| p.to_string());
         if let Some(d) = self.depth {
             label.push_str(&format!("-d{d}"));
         }
@@ -172,8 +174,8 @@ impl ClassifyStudySpec {
                         if let Some(v) = reg.early_stopping_patience {
                             spec.train.early_stopping_patience = v;
                         }
-                        if let Some(v) = &reg.optimizer {
-                            spec.train.optimizer.clone_from(v);
+                        if let Some(v) = reg.optimizer {
+                            spec.train.optimizer = v;
                         }
                         if let Some(v) = reg.lr {
                             spec.train.lr = v;
@@ -220,7 +222,7 @@ mod tests {
             name: "grid".into(),
             models: vec![
                 ClassifierSpec {
-                    preset: Some("logistic".into()),
+                    preset: Some(crate::ClassifierPreset::Logistic),
                     ..ClassifierSpec::default()
                 },
                 ClassifierSpec {

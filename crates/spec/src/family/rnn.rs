@@ -1,5 +1,8 @@
 //! Recurrent (LSTM, GRU) cost accounting: classifiers and language models.
 
+use serde::{Deserialize, Serialize};
+
+use super::{Family, Shape};
 use crate::{GptConfig, ParamCounts, RnnCell};
 
 /// Exact trainable parameters. The token embedding is the embedding of the Kaplan convention.
@@ -77,4 +80,75 @@ pub fn rnn_lm_param_counts(cell: RnnCell, c: &GptConfig) -> ParamCounts {
 pub fn rnn_lm_flops_per_token(cell: RnnCell, c: &GptConfig) -> f64 {
     rnn_flops_per_sample(cell, c.d_model, c.d_model, c.n_layers, 0, 1, false)
         + 6.0 * (c.d_model * c.vocab_size) as f64
+}
+
+/// A recurrent classifier: token embedding, stacked LSTM or GRU layers, a linear classifier
+/// of the last real token's hidden state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RnnConfig {
+    /// The cell.
+    pub cell: RnnCell,
+    /// Vocabulary size (padding included).
+    pub vocab: usize,
+    /// Longest sequence.
+    pub ctx: usize,
+    /// Embedding width.
+    pub embed: usize,
+    /// Hidden units of each layer.
+    pub hidden: usize,
+    /// Stacked layers.
+    pub layers: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Dropout probability (on the embedding and before the classifier).
+    pub dropout: f64,
+    /// Tagging: classify every token's state rather than the last one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_token: bool,
+}
+
+impl Shape for RnnConfig {
+    fn family(&self) -> Family {
+        self.cell.family()
+    }
+
+    fn param_counts(&self) -> ParamCounts {
+        rnn_param_counts(
+            self.cell,
+            self.vocab,
+            self.embed,
+            self.hidden,
+            self.layers,
+            self.classes,
+        )
+    }
+
+    fn flops_per_example(&self) -> f64 {
+        rnn_flops_per_sample(
+            self.cell,
+            self.embed,
+            self.hidden,
+            self.layers,
+            self.classes,
+            self.ctx,
+            self.per_token,
+        )
+    }
+
+    fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} vocab {} ctx {} embed {} {}x{} → {}",
+            self.family(),
+            self.vocab,
+            self.ctx,
+            self.embed,
+            self.layers,
+            self.hidden,
+            self.classes
+        )
+    }
 }

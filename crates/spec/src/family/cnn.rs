@@ -1,5 +1,8 @@
 //! VGG-style CNN cost accounting.
 
+use serde::{Deserialize, Serialize};
+
+use super::{Family, Shape};
 use crate::ParamCounts;
 
 /// Side of every convolution kernel.
@@ -59,4 +62,46 @@ pub fn cnn_flops_per_sample(input: [usize; 3], stages: &[usize], fc: usize, clas
         .sum();
     let linear = flat_features(input, stages) * fc as u64 + (fc * classes) as u64;
     6.0 * (conv + linear) as f64
+}
+
+/// A VGG-style CNN (Simonyan & Zisserman 2015): per stage two 3×3 same-padded convolutions
+/// with ReLU and a 2×2 max-pool; then a hidden ReLU layer and a linear classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CnnConfig {
+    /// Input channels, rows and columns.
+    pub input: [usize; 3],
+    /// Channels of each stage.
+    pub stages: Vec<usize>,
+    /// Units of the hidden fully connected layer.
+    pub fc: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Dropout probability.
+    pub dropout: f64,
+}
+
+impl Shape for CnnConfig {
+    fn family(&self) -> Family {
+        Family::Cnn
+    }
+
+    fn param_counts(&self) -> ParamCounts {
+        cnn_param_counts(self.input, &self.stages, self.fc, self.classes)
+    }
+
+    fn flops_per_example(&self) -> f64 {
+        cnn_flops_per_sample(self.input, &self.stages, self.fc, self.classes)
+    }
+
+    fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    fn describe(&self) -> String {
+        let [c, h, w] = self.input;
+        format!(
+            "cnn {c}x{h}x{w} conv{:?} fc{} → {}",
+            self.stages, self.fc, self.classes
+        )
+    }
 }

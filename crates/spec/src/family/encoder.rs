@@ -1,5 +1,8 @@
 //! Encoder cost accounting.
 
+use serde::{Deserialize, Serialize};
+
+use super::{Family, Shape};
 use crate::ParamCounts;
 
 /// MLP width of each block as a multiple of `d`, as in the GPT and BERT.
@@ -47,4 +50,63 @@ pub fn encoder_flops_per_sample(
     let per_position = 6.0 * l * (4.0 * d * d + 2.0 * d * f) + 12.0 * l * t * d;
     let heads = if per_token { t } else { 1.0 };
     per_position * t + heads * 6.0 * d * classes as f64
+}
+
+/// A bidirectional Transformer encoder (BERT-style) with mean pooling of the real tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    /// Vocabulary size (padding included).
+    pub vocab: usize,
+    /// Longest sequence.
+    pub ctx: usize,
+    /// Residual width.
+    pub d_model: usize,
+    /// Blocks.
+    pub n_layers: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Dropout probability.
+    pub dropout: f64,
+    /// Tagging: classify every token's state rather than their mean.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_token: bool,
+}
+
+impl Shape for EncoderConfig {
+    fn family(&self) -> Family {
+        Family::Encoder
+    }
+
+    fn param_counts(&self) -> ParamCounts {
+        encoder_param_counts(
+            self.vocab,
+            self.ctx,
+            self.d_model,
+            self.n_layers,
+            self.classes,
+        )
+    }
+
+    fn flops_per_example(&self) -> f64 {
+        encoder_flops_per_sample(
+            self.ctx,
+            self.d_model,
+            self.n_layers,
+            self.classes,
+            self.per_token,
+        )
+    }
+
+    fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "encoder vocab {} ctx {} {}L d{} {}h → {}",
+            self.vocab, self.ctx, self.n_layers, self.d_model, self.n_heads, self.classes
+        )
+    }
 }

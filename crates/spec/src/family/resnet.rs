@@ -1,5 +1,8 @@
 //! ResNet cost accounting.
 
+use serde::{Deserialize, Serialize};
+
+use super::{Family, Shape};
 use crate::ParamCounts;
 
 /// Per block: `(c_in, c_out, rows, columns)` at the block's resolution.
@@ -55,4 +58,45 @@ pub fn resnet_flops_per_sample(input: [usize; 3], stages: &[usize], classes: usi
         .sum();
     let last = stages.last().map_or(0, |&s| s as u64);
     6.0 * (stem + body + last * classes as u64) as f64
+}
+
+/// A ResNet-style network with batch norm (He et al. 2016): a 3×3 stem, one basic block per
+/// stage (2×2 max-pool before stages after the first), global average pooling, a linear
+/// classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResnetConfig {
+    /// Input channels, rows and columns.
+    pub input: [usize; 3],
+    /// Channels of each stage.
+    pub stages: Vec<usize>,
+    /// Classes.
+    pub classes: usize,
+    /// Dropout probability (before the classifier).
+    pub dropout: f64,
+}
+
+impl Shape for ResnetConfig {
+    fn family(&self) -> Family {
+        Family::Resnet
+    }
+
+    fn param_counts(&self) -> ParamCounts {
+        resnet_param_counts(self.input, &self.stages, self.classes)
+    }
+
+    fn flops_per_example(&self) -> f64 {
+        resnet_flops_per_sample(self.input, &self.stages, self.classes)
+    }
+
+    fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    fn describe(&self) -> String {
+        let [c, h, w] = self.input;
+        format!(
+            "resnet {c}x{h}x{w} blocks{:?} → {}",
+            self.stages, self.classes
+        )
+    }
 }

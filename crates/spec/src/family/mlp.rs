@@ -1,5 +1,8 @@
 //! MLP cost accounting.
 
+use serde::{Deserialize, Serialize};
+
+use super::{Family, Shape};
 use crate::ParamCounts;
 
 /// Widths of every layer boundary: inputs, hidden layers, classes.
@@ -32,4 +35,43 @@ pub fn mlp_flops_per_sample(inputs: usize, hidden: &[usize], classes: usize) -> 
         .map(|w| w[0] * w[1])
         .sum();
     6.0 * macs as f64
+}
+
+/// A multilayer perceptron: flatten, `hidden` ReLU layers, a linear classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Inputs per example.
+    pub inputs: usize,
+    /// Units of each hidden layer (empty: logistic regression).
+    pub hidden: Vec<usize>,
+    /// Classes.
+    pub classes: usize,
+    /// Dropout probability.
+    pub dropout: f64,
+}
+
+impl Shape for MlpConfig {
+    fn family(&self) -> Family {
+        Family::Mlp
+    }
+
+    fn param_counts(&self) -> ParamCounts {
+        mlp_param_counts(self.inputs, &self.hidden, self.classes)
+    }
+
+    fn flops_per_example(&self) -> f64 {
+        mlp_flops_per_sample(self.inputs, &self.hidden, self.classes)
+    }
+
+    fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    fn describe(&self) -> String {
+        let sizes: Vec<String> = widths(self.inputs, &self.hidden, self.classes)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        format!("mlp {}", sizes.join("-"))
+    }
 }

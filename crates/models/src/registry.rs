@@ -1,0 +1,111 @@
+//! The one registry from a resolved shape to its family's modules.
+//!
+//! Each family's file implements [`FamilyModel`] (its modules built from its resolved shape,
+//! whose parameter counts and FLOPs are `scalelab_spec::Shape`) and the forward pass of what
+//! it trains for: [`LanguageModel`], [`ImageClassifier`] or [`TextClassifier`].
+//! [`build_language_model`] and [`build_classifier`] are the one place that maps a shape to
+//! its family's modules; callers say what to do with the model through [`UseLanguageModel`]
+//! or [`UseClassifier`], generically, so the training loop never names a family.
+//!
+//! Adding a family: its shape in `scalelab-spec` (`family/<name>.rs`, a line of
+//! `scalelab_spec::Family` and a variant of `ClassifierConfig` or a `GptConfig` family), its
+//! modules here (`<name>.rs`, implementing the traits below), and its arm in [`build_classifier`] (or
+//! [`build_language_model`]).
+
+use burn::module::{Module, ParamId};
+use burn::tensor::{Device, Int, Tensor};
+use scalelab_spec::{ClassifierConfig, GptConfig, Shape};
+
+use crate::{Cnn, Encoder, Gpt, Mlp, ResNet, RnnClassifier, RnnLm, WeightInit};
+
+/// What every family's modules implement: being built from the family's resolved shape.
+pub trait FamilyModel: Module + Clone {
+    /// The family's resolved shape (counts and FLOPs in `scalelab-spec`).
+    type Shape: Shape;
+
+    /// The family's modules of `shape` on `device`, initialised by `init`.
+    fn init(shape: &Self::Shape, init: &mut dyn WeightInit, device: &Device) -> Self;
+
+    /// Parameters exempt from weight decay and penalties: every rank-1 tensor (biases, norm
+    /// gains and shifts), as in nanoGPT.
+    fn no_decay_param_ids(&self) -> Vec<ParamId> {
+        crate::rank_one_param_ids(self)
+    }
+}
+
+/// A language model: next-token logits of token sequences.
+pub trait LanguageModel: FamilyModel<Shape = GptConfig> {
+    /// Next-token logits `[B, T, V]` of `tokens` `[B, T]`.
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3>;
+
+    /// Mean next-token cross-entropy, `[1]`, of `tokens` against `targets` (both `[B, T]`)
+    /// at positions `start..T`.
+    fn loss_from(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>, start: usize)
+    -> Tensor<1>;
+}
+
+/// A classifier of images `[B, C, H, W]`.
+pub trait ImageClassifier: FamilyModel {
+    /// Class logits `[B, K]`.
+    fn classify_images(&self, images: Tensor<4>) -> Tensor<2>;
+}
+
+/// A classifier of padded token sequences `[B, T]` whose first `lengths[b]` tokens are real,
+/// and a tagger of their tokens.
+pub trait TextClassifier: FamilyModel {
+    /// Class logits `[B, K]` of each sequence.
+    fn classify_text(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2>;
+
+    /// Tag logits `[N, K]` of every real token, sequence by sequence (`N = Σ lengths`).
+    fn tag_tokens(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2>;
+}
+
+/// What to do with the language model [`build_language_model`] makes.
+pub trait UseLanguageModel {
+    /// What it gives.
+    type Out;
+    /// Use the model.
+    fn language_model<M: LanguageModel>(self, model: M) -> Self::Out;
+}
+
+/// What to do with the classifier [`build_classifier`] makes, for each kind of input.
+pub trait UseClassifier {
+    /// What it gives.
+    type Out;
+    /// Use an image classifier.
+    fn image_classifier<M: ImageClassifier>(self, model: M) -> Self::Out;
+    /// Use a text classifier or tagger.
+    fn text_classifier<M: TextClassifier>(self, model: M) -> Self::Out;
+}
+
+/// Builds the language model of `shape` (a GPT, or a recurrent model when its family says
+/// so) on `device`, initialised by `init`, and hands it to `then`.
+pub fn build_language_model<U: UseLanguageModel>(
+    shape: &GptConfig,
+    init: &mut dyn WeightInit,
+    device: &Device,
+    then: U,
+) -> U::Out {
+    if shape.family.is_gpt() {
+        then.language_model(Gpt::init(shape, init, device))
+    } else {
+        then.language_model(RnnLm::init(shape, init, device))
+    }
+}
+
+/// Builds the classifier of `shape` on `device`, initialised by `init`, and hands it to
+/// `then`.
+pub fn build_classifier<U: UseClassifier>(
+    shape: &ClassifierConfig,
+    init: &mut dyn WeightInit,
+    device: &Device,
+    then: U,
+) -> U::Out {
+    match shape {
+        ClassifierConfig::Mlp(c) => then.image_classifier(Mlp::init(c, init, device)),
+        ClassifierConfig::Cnn(c) => then.image_classifier(Cnn::init(c, init, device)),
+        ClassifierConfig::Resnet(c) => then.image_classifier(ResNet::init(c, init, device)),
+        ClassifierConfig::Rnn(c) => then.text_classifier(RnnClassifier::init(c, init, device)),
+        ClassifierConfig::Encoder(c) => then.text_classifier(Encoder::init(c, init, device)),
+    }
+}

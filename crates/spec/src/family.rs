@@ -1,0 +1,374 @@
+//! The one registry of model families, and each family's cost accounting from its shape
+//! alone: exact trainable parameters in both conventions and training FLOPs.
+//!
+//! A family is a line of [`Family`] and two files: `family/<name>.rs` here (its resolved
+//! shape, which implements [`Shape`]: parameter counts, FLOPs, a description; no tensor
+//! library, so that planning a study, checking a budget and reporting need no Burn) and
+//! `<name>.rs` in `scalelab-models` (its Burn modules, built from that shape through the
+//! models crate's `Family` trait; its tests check the counts here against the built model's
+//! parameters). The match from a resolved shape to its family's code is written once:
+//! [`ClassifierConfig::shape`] here, and the models crate's registry for the modules.
+
+pub mod cnn;
+pub mod encoder;
+pub mod gpt;
+pub mod mlp;
+pub mod resnet;
+pub mod rnn;
+
+use crate::{
+    Budget, ClassifierConfig, ClassifyConfig, GptConfig, ParamCounts, RnnCell, RunConfig,
+    SampleBudget,
+};
+
+pub use cnn::CnnConfig;
+pub use encoder::EncoderConfig;
+pub use gpt::LM_FLOPS_CONVENTION;
+pub use mlp::MlpConfig;
+pub use resnet::ResnetConfig;
+pub use rnn::RnnConfig;
+
+crate::named! {
+    /// Every model family scalelab builds, by the name specs write (`model.family`). What
+    /// each trains for is [`Family::purposes`].
+    #[derive(Default)]
+    pub enum Family under "model.family" {
+        /// The decoder-only Transformer (GPT-2's shape): language models.
+        #[default]
+        Gpt = "gpt",
+        /// Stacked LSTM layers: language models and text classifiers.
+        Lstm = "lstm",
+        /// Stacked GRU layers: language models and text classifiers.
+        Gru = "gru",
+        /// Multilayer perceptron: image classifiers.
+        Mlp = "mlp",
+        /// VGG-style CNN: image classifiers.
+        Cnn = "cnn",
+        /// ResNet-style CNN with batch norm: image classifiers.
+        Resnet = "resnet",
+        /// Bidirectional Transformer encoder (BERT-style): text classifiers and taggers.
+        Encoder = "encoder",
+    }
+}
+
+/// What a model of a family can be trained as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A language model (`scalelab train`, scaling studies).
+    LanguageModel,
+    /// A classifier of images (`scalelab classify` on digits, MNIST, Fashion-MNIST).
+    ImageClassifier,
+    /// A classifier or tagger of token sequences (`scalelab classify` on text sets).
+    TextClassifier,
+}
+
+impl Family {
+    /// What this family trains as.
+    pub fn purposes(self) -> &'static [Purpose] {
+        use Purpose::*;
+        match self {
+            Family::Gpt => &[LanguageModel],
+            Family::Lstm | Family::Gru => &[LanguageModel, TextClassifier],
+            Family::Mlp | Family::Cnn | Family::Resnet => &[ImageClassifier],
+            Family::Encoder => &[TextClassifier],
+        }
+    }
+
+    /// Whether a model of this family can be trained as `purpose`.
+    pub fn serves(self, purpose: Purpose) -> bool {
+        self.purposes().contains(&purpose)
+    }
+
+    /// The families that serve `purpose`, as a hint lists them.
+    pub fn serving(purpose: Purpose) -> String {
+        use crate::names::Named;
+        let names: Vec<&str> = Self::ALL
+            .iter()
+            .filter(|f| f.serves(purpose))
+            .map(|f| f.name())
+            .collect();
+        match names.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+
+    /// Whether this is the Transformer language model (the default, left out of serialised
+    /// language-model configs so that run ids of GPT runs do not change).
+    pub fn is_gpt(&self) -> bool {
+        *self == Self::Gpt
+    }
+
+    /// The recurrent cell of the LSTM and GRU families.
+    pub fn rnn_cell(self) -> Option<RnnCell> {
+        match self {
+            Family::Lstm => Some(RnnCell::Lstm),
+            Family::Gru => Some(RnnCell::Gru),
+            _ => None,
+        }
+    }
+}
+
+impl RnnCell {
+    /// The family of a recurrent model with this cell.
+    pub fn family(self) -> Family {
+        match self {
+            RnnCell::Lstm => Family::Lstm,
+            RnnCell::Gru => Family::Gru,
+        }
+    }
+}
+
+/// What every family's resolved shape answers, without building a model.
+pub trait Shape {
+    /// Its family.
+    fn family(&self) -> Family;
+    /// Exact trainable parameters, in both conventions.
+    fn param_counts(&self) -> ParamCounts;
+    /// Training FLOPs (forward and backward) per example: per token of a language model,
+    /// per sample of a classifier.
+    fn flops_per_example(&self) -> f64;
+    /// Dropout probability.
+    fn dropout(&self) -> f64;
+    /// A short description, e.g. `mlp 784-256-256-10`.
+    fn describe(&self) -> String;
+}
+
+impl Shape for GptConfig {
+    fn family(&self) -> Family {
+        self.family
+    }
+
+    fn param_counts(&self) -> ParamCounts {
+        GptConfig::param_counts(self)
+    }
+
+    fn flops_per_example(&self) -> f64 {
+        self.flops_per_token()
+    }
+
+    fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    fn describe(&self) -> String {
+        GptConfig::describe(self)
+    }
+}
+
+impl ClassifierConfig {
+    /// The family's shape: the one match from a resolved classifier to its family's file.
+    pub fn shape(&self) -> &dyn Shape {
+        match self {
+            ClassifierConfig::Mlp(c) => c,
+            ClassifierConfig::Cnn(c) => c,
+            ClassifierConfig::Resnet(c) => c,
+            ClassifierConfig::Rnn(c) => c,
+            ClassifierConfig::Encoder(c) => c,
+        }
+    }
+
+    /// Its family.
+    pub fn family(&self) -> Family {
+        self.shape().family()
+    }
+
+    /// Exact parameter counts of this classifier.
+    pub fn param_counts(&self) -> ParamCounts {
+        self.shape().param_counts()
+    }
+
+    /// Training FLOPs per sample ([`FlopsConvention::SixForwardMacsPerSample`](crate::FlopsConvention)).
+    pub fn flops_per_sample(&self) -> f64 {
+        self.shape().flops_per_example()
+    }
+
+    /// Dropout probability.
+    pub fn dropout(&self) -> f64 {
+        self.shape().dropout()
+    }
+
+    /// A short description, e.g. `mlp 784-256-256-10`.
+    pub fn describe(&self) -> String {
+        self.shape().describe()
+    }
+}
+
+impl GptConfig {
+    /// A short label of the shape: `GPT 4L d128 4h`, `LSTM 2L d64`.
+    pub fn label(&self) -> String {
+        match self.family.rnn_cell() {
+            None => format!("GPT {}L d{} {}h", self.n_layers, self.d_model, self.n_heads),
+            Some(cell) => format!("{} {}L d{}", cell.name(), self.n_layers, self.d_model),
+        }
+    }
+
+    /// The whole shape in words.
+    pub fn describe(&self) -> String {
+        match self.family.rnn_cell() {
+            None => format!(
+                "{} layers, d_model {}, {} heads of {}, d_ff {}, ctx {}, vocab {}{}",
+                self.n_layers,
+                self.d_model,
+                self.n_heads,
+                self.head_dim(),
+                self.d_ff,
+                self.ctx_len,
+                self.vocab_size,
+                if self.tie_embeddings {
+                    ", tied head"
+                } else {
+                    ""
+                }
+            ),
+            Some(cell) => format!(
+                "{} of {} layers × {} units (embedding {}), ctx {}, vocab {}, untied head",
+                cell.name(),
+                self.n_layers,
+                self.d_model,
+                self.d_model,
+                self.ctx_len,
+                self.vocab_size
+            ),
+        }
+    }
+
+    /// How [`flops_per_token`](Self::flops_per_token) counts, in a formula.
+    pub fn flops_formula(&self) -> &'static str {
+        match self.family.rnn_cell() {
+            None => "6·N_matmul + 12·L·T·d",
+            Some(_) => "6·(gate and head matrices)",
+        }
+    }
+
+    /// Exact parameter counts of this language model, whatever its family.
+    pub fn param_counts(&self) -> ParamCounts {
+        match self.family.rnn_cell() {
+            None => gpt::gpt_param_counts(self),
+            Some(cell) => rnn::rnn_lm_param_counts(cell, self),
+        }
+    }
+
+    /// Training FLOPs per token under [`LM_FLOPS_CONVENTION`] (the recurrent models have no
+    /// attention term).
+    pub fn flops_per_token(&self) -> f64 {
+        match self.family.rnn_cell() {
+            None => gpt::gpt_flops_per_token(self),
+            Some(cell) => rnn::rnn_lm_flops_per_token(cell, self),
+        }
+    }
+}
+
+impl RunConfig {
+    /// `(optimiser steps, tokens per step)` of this run: its budget (tokens, or FLOPs at
+    /// [`GptConfig::flops_per_token`]) rounded up to whole steps, at least one.
+    pub fn planned_steps(&self) -> (u64, u64) {
+        let t = &self.train;
+        let tokens_per_step = (t.batch_size * t.grad_accum * self.model.ctx_len) as u64;
+        let budget_tokens = match t.budget {
+            Budget::Tokens(tokens) => tokens,
+            Budget::Flops(flops) => (flops / self.model.flops_per_token()) as u64,
+        };
+        (
+            budget_tokens.div_ceil(tokens_per_step).max(1),
+            tokens_per_step,
+        )
+    }
+}
+
+impl ClassifyConfig {
+    /// `(optimiser steps, samples per step)` of this run: its budget (samples, or FLOPs at
+    /// [`ClassifierConfig::flops_per_sample`]) rounded up to whole steps, at least one.
+    pub fn planned_steps(&self) -> (u64, u64) {
+        let batch = self.train.batch_size as u64;
+        let samples = match self.train.budget {
+            SampleBudget::Samples(s) => s,
+            SampleBudget::Flops(f) => (f / self.model.flops_per_sample()) as u64,
+        };
+        (samples.div_ceil(batch).max(1), batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClassifySpec, InputShape, run_id};
+
+    /// Run ids hash the resolved config's JSON, so the registry must write every family's
+    /// config exactly as the enum of struct variants before it did.
+    #[test]
+    fn configs_serialise_as_before_the_registry_so_run_ids_stay() {
+        // The config and id of a record that scalelab wrote before the registry (at commit
+        // 7a5bfba): the `mlp` preset on digits, 20,000 samples at lr 1e-3.
+        let json = r#"{"seed":0,"dataset":"digits","data_dir":null,"train_fraction":1.0,"val_fraction":0.1,"model":{"family":"mlp","inputs":64,"hidden":[256,256],"classes":10,"dropout":0.0},"train":{"batch_size":64,"lr":0.001,"budget":{"samples":20000},"warmup_fraction":0.02,"min_lr_ratio":0.0,"weight_decay":0.0,"l1":0.0,"l2":0.0,"eval_every_samples":0,"early_stopping_patience":0},"augment":{"shift_pixels":0.0,"rotate_degrees":0.0,"scale":0.0,"token_dropout":0.0,"token_swap":0.0},"folds":0,"fold":null}"#;
+        let config: ClassifyConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&config).unwrap(), json);
+        assert_eq!(run_id(&config).unwrap(), "b695e8c03a54cc93");
+        // The spec resolves to that very config.
+        let mut spec = ClassifySpec::default();
+        spec.model.preset = Some(crate::ClassifierPreset::Mlp);
+        spec.train.budget_samples = Some(20_000);
+        spec.train.lr = 1e-3;
+        let resolved = spec.resolve(InputShape::Image([1, 8, 8]), 10).unwrap();
+        assert_eq!(run_id(&resolved).unwrap(), "b695e8c03a54cc93");
+
+        // Every other family, in the field order of the variants before the registry.
+        let text = InputShape::Tokens {
+            vocab: 100,
+            ctx: 8,
+            per_token: false,
+        };
+        let image = InputShape::Image([1, 8, 8]);
+        for (family, input, expected) in [
+            (
+                Family::Cnn,
+                image,
+                r#"{"family":"cnn","input":[1,8,8],"stages":[32,64],"fc":128,"classes":10,"dropout":0.0}"#,
+            ),
+            (
+                Family::Resnet,
+                image,
+                r#"{"family":"resnet","input":[1,8,8],"stages":[16,32],"classes":10,"dropout":0.0}"#,
+            ),
+            (
+                Family::Gru,
+                text,
+                r#"{"family":"rnn","cell":"gru","vocab":100,"ctx":8,"embed":64,"hidden":128,"layers":1,"classes":10,"dropout":0.0}"#,
+            ),
+            (
+                Family::Encoder,
+                text,
+                r#"{"family":"encoder","vocab":100,"ctx":8,"d_model":64,"n_layers":2,"n_heads":4,"classes":10,"dropout":0.0}"#,
+            ),
+        ] {
+            let spec = crate::ClassifierSpec {
+                family,
+                ..Default::default()
+            };
+            let config = spec.resolve(input, 10).unwrap();
+            assert_eq!(serde_json::to_string(&config).unwrap(), expected);
+            assert_eq!(config.family(), family);
+            let back: ClassifierConfig = serde_json::from_str(expected).unwrap();
+            assert_eq!(back, config);
+        }
+    }
+
+    #[test]
+    fn every_family_serves_a_purpose_and_hints_list_them() {
+        use crate::Named;
+        for &family in Family::ALL {
+            assert!(!family.purposes().is_empty(), "{family}");
+        }
+        assert_eq!(Family::serving(Purpose::LanguageModel), "gpt, lstm or gru");
+        assert_eq!(
+            Family::serving(Purpose::ImageClassifier),
+            "mlp, cnn or resnet"
+        );
+        assert_eq!(
+            Family::serving(Purpose::TextClassifier),
+            "lstm, gru or encoder"
+        );
+        assert_eq!(RnnCell::Gru.family().rnn_cell(), Some(RnnCell::Gru));
+    }
+}
