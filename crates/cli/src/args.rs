@@ -342,6 +342,9 @@ pub struct TrainArgs {
     /// The optimiser.
     #[command(flatten)]
     pub optimiser: OptimiserArgs,
+    /// Penalties and early stopping.
+    #[command(flatten)]
+    pub penalties: PenaltyArgs,
     /// Evaluate every this many tokens.
     #[arg(long)]
     pub eval_every: Option<u64>,
@@ -417,6 +420,11 @@ impl TrainArgs {
             &mut spec.train.optimizer,
             &mut spec.train.momentum,
             &mut spec.train.nesterov,
+        );
+        self.penalties.apply(
+            &mut spec.train.l1,
+            &mut spec.train.l2,
+            &mut spec.train.early_stopping_patience,
         );
         set(&mut spec.train.eval_every_tokens, self.eval_every);
         set(&mut spec.train.eval_tokens, self.eval_tokens);
@@ -556,15 +564,9 @@ pub struct ClassifyArgs {
     /// Decoupled weight decay (AdamW).
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// L1 penalty coefficient.
-    #[arg(long)]
-    pub l1: Option<f64>,
-    /// L2 penalty coefficient.
-    #[arg(long)]
-    pub l2: Option<f64>,
-    /// Evaluations without improvement before stopping early (0: never).
-    #[arg(long)]
-    pub patience: Option<usize>,
+    /// Penalties and early stopping.
+    #[command(flatten)]
+    pub penalties: PenaltyArgs,
     /// The optimiser.
     #[command(flatten)]
     pub optimiser: OptimiserArgs,
@@ -643,9 +645,11 @@ impl ClassifyArgs {
             &mut spec.train.momentum,
             &mut spec.train.nesterov,
         );
-        set(&mut spec.train.l1, self.l1);
-        set(&mut spec.train.l2, self.l2);
-        set(&mut spec.train.early_stopping_patience, self.patience);
+        self.penalties.apply(
+            &mut spec.train.l1,
+            &mut spec.train.l2,
+            &mut spec.train.early_stopping_patience,
+        );
         set(&mut spec.data.train_fraction, self.train_fraction);
         set(&mut spec.folds, self.folds);
         set(&mut spec.seed, self.seed);
@@ -675,5 +679,29 @@ impl OptimiserArgs {
         if self.nesterov {
             *nesterov = true;
         }
+    }
+}
+
+/// The penalty and early-stopping flags of `train` and `classify`.
+#[derive(Debug, Args)]
+pub struct PenaltyArgs {
+    /// L1 penalty coefficient (`l1 · Σ|w|` over weight matrices).
+    #[arg(long)]
+    pub l1: Option<f64>,
+    /// L2 penalty coefficient (`l2/2 · Σw²` over weight matrices).
+    #[arg(long)]
+    pub l2: Option<f64>,
+    /// Evaluations without a better validation loss before stopping early, keeping the
+    /// best weights (0: never).
+    #[arg(long)]
+    pub patience: Option<usize>,
+}
+
+impl PenaltyArgs {
+    /// Sets the spec's keys the flags give.
+    fn apply(&self, l1: &mut f64, l2: &mut f64, patience: &mut usize) {
+        set(l1, self.l1);
+        set(l2, self.l2);
+        set(patience, self.patience);
     }
 }

@@ -205,4 +205,11 @@ pub struct RunRecord {
     /// ordered sweeps).
     #[serde(default)]
     pub epochs: Option<f64>,
+    /// With early stopping: the training tokens at the evaluation whose weights were kept,
+    /// whose validation loss is `final_val_loss`. Absent without early stopping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_tokens: Option<u64>,
+    /// Whether early stopping ended the run before its budget.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_early: bool,
 }

@@ -150,6 +150,14 @@ pub struct TrainSpec {
     pub momentum: f64,
     /// SGD with Nesterov's momentum.
     pub nesterov: bool,
+    /// L1 penalty `l1 · Σ|w|` over every weight matrix and embedding (rank ≥ 2), added to
+    /// the loss; 0: off.
+    pub l1: f64,
+    /// L2 penalty `l2/2 · Σw²` over the same tensors; 0: off.
+    pub l2: f64,
+    /// Stop after this many evaluations without a better validation loss, keeping the best
+    /// weights (their loss is the run's final loss); 0: train the whole budget.
+    pub early_stopping_patience: usize,
 }
 
 impl Default for TrainSpec {
@@ -175,6 +183,9 @@ impl Default for TrainSpec {
             optimizer: OptimiserKind::AdamW,
             momentum: crate::optim::default_momentum(),
             nesterov: false,
+            l1: 0.0,
+            l2: 0.0,
+            early_stopping_patience: 0,
         }
     }
 }
@@ -285,14 +296,25 @@ pub struct TrainConfig {
     /// The optimiser (AdamW, the default, is left out of the serialised config).
     #[serde(default, skip_serializing_if = "Optimiser::is_default")]
     pub optimizer: Optimiser,
+    /// L1 penalty coefficient (0, left out of the serialised config: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub l1: f64,
+    /// L2 penalty coefficient (0, left out: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub l2: f64,
+    /// Evaluations without improvement before stopping (0, left out: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub early_stopping_patience: usize,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+/// Whether `v` is its type's zero: settings off by default are left out of serialised
+/// configs, so that the ids of runs from before a setting existed stay the same.
+pub(crate) fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// A fully resolved run: everything training needs, nothing a user could set inconsistently.
@@ -468,6 +490,15 @@ impl TrainSpec {
             1.0,
             "small and positive, e.g. 1e-8",
         )?;
+        for (key, v) in [("train.l1", self.l1), ("train.l2", self.l2)] {
+            in_range(
+                key,
+                v,
+                0.0,
+                10.0,
+                "a coefficient in [0, 10]; 0 turns it off",
+            )?;
+        }
         in_range(
             "train.grad_clip",
             self.grad_clip,
@@ -514,6 +545,9 @@ impl TrainSpec {
             eval_per_decade: self.eval_per_decade,
             keep_snapshots: self.keep_snapshots,
             optimizer: Optimiser::resolve(self.optimizer, self.momentum, self.nesterov)?,
+            l1: self.l1,
+            l2: self.l2,
+            early_stopping_patience: self.early_stopping_patience,
         })
     }
 }

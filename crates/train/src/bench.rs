@@ -81,6 +81,9 @@ pub fn bench_gpt_step(
         checkpoint_every_tokens: 0,
         eval_per_decade: 0,
         keep_snapshots: false,
+        l1: 0.0,
+        l2: 0.0,
+        early_stopping_patience: 0,
     };
     let mut optimizer = build_optimizer(&train, model.no_decay_param_ids());
     let mut rng = ChaCha8Rng::seed_from_u64(0);

@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -27,6 +26,7 @@ use scalelab_spec::{
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
 use crate::metrics::class_metrics;
+use crate::penalty::add_penalties;
 use crate::trainer::optimizer;
 use crate::{Outcome, Progress, RunOptions, TrainError, machine};
 
@@ -378,44 +378,6 @@ fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {
     Tensor::<1, Int>::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device)
 }
 
-/// `loss + l1·Σ|w| + l2/2·Σw²` over every weight matrix and kernel (rank ≥ 2).
-fn add_penalties<M: Module>(loss: Tensor<1>, model: &M, l1: f64, l2: f64) -> Tensor<1> {
-    if l1 == 0.0 && l2 == 0.0 {
-        return loss;
-    }
-    struct Penalty {
-        l1: f64,
-        l2: f64,
-        total: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for Penalty {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if D < 2 {
-                return;
-            }
-            let w = param.val();
-            let mut term = w.clone().abs().sum().mul_scalar(self.l1);
-            if self.l2 > 0.0 {
-                term = term + w.square().sum().mul_scalar(self.l2 / 2.0);
-            }
-            self.total = Some(match self.total.take() {
-                Some(total) => total + term,
-                None => term,
-            });
-        }
-    }
-    let mut penalty = Penalty {
-        l1,
-        l2,
-        total: None,
-    };
-    model.visit(&mut penalty);
-    match penalty.total {
-        Some(p) => loss + p,
-        None => loss,
-    }
-}
-
 /// Class probabilities `[n, K]` of every target of `set` (an example, or a token when
 /// tagging) and the targets, without autodiff or dropout.
 fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> (Vec<f32>, Vec<u32>) {
@@ -434,43 +396,4 @@ fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> (Vec<
 fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> ClassMetrics {
     let (probs, targets) = predict(model, set);
     class_metrics(&probs, &targets, set.n_classes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::module::ParamId;
-    use scalelab_models::{Mlp, rank_one_param_ids};
-
-    #[test]
-    fn penalties_add_l1_and_half_l2_of_matrices_only() {
-        let device = Device::default();
-        // 2 inputs, no hidden layer, 2 classes: a 2×2 weight and a bias. Seeded weights; the
-        // penalty must equal l1·Σ|w| + l2/2·Σw² of the weight matrix alone.
-        let model = Mlp::new(2, &[], 2, 0.0, &mut SeededInit::new(3), &device);
-        struct Weights(Vec<f32>, Vec<ParamId>);
-        impl ModuleVisitor for Weights {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if D == 2 {
-                    self.0.extend(
-                        param
-                            .val()
-                            .into_data()
-                            .try_to_vec::<f32>()
-                            .unwrap_or_default(),
-                    );
-                    self.1.push(param.id);
-                }
-            }
-        }
-        let mut w = Weights(Vec::new(), Vec::new());
-        model.visit(&mut w);
-        assert_eq!(w.0.len(), 4);
-        let expected = 0.3 * w.0.iter().map(|v| f64::from(v.abs())).sum::<f64>()
-            + 0.05 * w.0.iter().map(|v| f64::from(v * v)).sum::<f64>();
-        let zero = Tensor::<1>::zeros([1], &device);
-        let got = f64::from(add_penalties(zero, &model, 0.3, 0.1).into_scalar::<f32>());
-        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
-        assert!(!rank_one_param_ids(&model).contains(&w.1[0]));
-    }
 }

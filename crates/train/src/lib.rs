@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod machine;
 pub mod metrics;
 pub mod objective;
+mod penalty;
 pub mod schedule;
 pub mod task_eval;
 pub mod trainer;

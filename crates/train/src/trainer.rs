@@ -29,6 +29,7 @@ use scalelab_spec::{
 
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
+use crate::penalty::add_penalties;
 use crate::task_eval::{evaluate_task, evaluate_task_examples};
 use crate::{Objective, TrainError, machine};
 
@@ -305,7 +306,7 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
             keep_snapshots: t.keep_snapshots,
             checkpoint_every: t.checkpoint_every_tokens,
             checkpoint_at_end: true,
-            patience: 0,
+            patience: t.early_stopping_patience,
         }
     }
 
@@ -324,7 +325,8 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
     }
 
     fn loss(&self, model: &M, batch: &Batch) -> Tensor<1> {
-        model.batch_loss(batch, &self.device)
+        let t = &self.config.train;
+        add_penalties(model.batch_loss(batch, &self.device), model, t.l1, t.l2)
     }
 
     fn evaluate(&mut self, model: &M, at: At) -> CurvePoint {
@@ -402,7 +404,12 @@ fn train_loop<M: Objective + Clone>(
         LoopEnd::Stopped { seen } => return Ok(Outcome::Stopped { tokens_seen: seen }),
     };
     let (_, tokens_per_step) = config.planned_steps();
-    let last_point = run.curve.last();
+    // With early stopping the kept weights' evaluation is the run's final one.
+    let kept_tokens = run.kept.as_ref().map(|(tokens, _)| *tokens);
+    let last_point = match kept_tokens {
+        Some(tokens) => run.curve.iter().rfind(|p| p.tokens == tokens),
+        None => run.curve.last(),
+    };
     let record = RunRecord {
         schema_version: RUN_RECORD_SCHEMA_VERSION,
         run_id: work.id.clone(),
@@ -430,6 +437,8 @@ fn train_loop<M: Objective + Clone>(
             .unique_train_tokens()
             .filter(|&u| u > 0)
             .map(|u| run.seen as f64 / u as f64),
+        kept_tokens,
+        stopped_early: run.stopped_early,
     };
     let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
         what: "run record",

@@ -165,6 +165,58 @@ fn training_lowers_validation_loss() {
 }
 
 #[test]
+fn language_models_stop_early_keeping_the_best_weights_and_take_penalties() {
+    // At lr 1e-12 no f32 weight moves, so the validation loss never improves on the first
+    // evaluation: with patience 1 the run stops at the second one (4 of its 12 steps) and
+    // keeps the weights at token 0, whose loss is its final loss.
+    let mut spec = tiny_spec();
+    spec.train.lr = 1e-12;
+    spec.train.early_stopping_patience = 1;
+    let data = data(&spec);
+    let config = spec.resolve(256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = finished(run(&config, &data, dir.path(), false, None));
+    let step = 4 * 2 * 32;
+    assert!(record.stopped_early);
+    assert_eq!(record.tokens_seen, 4 * step);
+    assert_eq!(record.kept_tokens, Some(0));
+    assert_eq!(record.curve.len(), 2);
+    assert_eq!(record.final_val_loss, Some(record.curve[0].val_loss));
+    assert!(record.status == RunStatus::Completed);
+    // Patience is part of the run's identity; off, it is left out (ids as before).
+    let json = serde_json::to_value(&config).unwrap();
+    assert_eq!(json["train"]["early_stopping_patience"], 1);
+    let plain = tiny_spec().resolve(256).unwrap();
+    let json = serde_json::to_value(&plain).unwrap();
+    assert!(json["train"].get("early_stopping_patience").is_none());
+    assert!(json["train"].get("l2").is_none());
+
+    // An L2 penalty adds l2/2·Σw² (about 50 for this model's initial weights) to the
+    // training loss and not to the validation loss, which it does not touch at token 0.
+    let mut spec = tiny_spec();
+    spec.train.l2 = 0.01;
+    let penalised = finished(run(
+        &spec.resolve(256).unwrap(),
+        &data,
+        tempfile::tempdir().unwrap().path(),
+        false,
+        None,
+    ));
+    let free = finished(run(
+        &plain,
+        &data,
+        tempfile::tempdir().unwrap().path(),
+        false,
+        None,
+    ));
+    assert_eq!(penalised.curve[0].val_loss, free.curve[0].val_loss);
+    let train_loss = |r: &scalelab_spec::RunRecord| r.curve[1].train_loss.unwrap();
+    let extra = train_loss(&penalised) - train_loss(&free);
+    assert!((0.1..0.5).contains(&extra), "penalty added {extra}");
+    assert!(penalised.kept_tokens.is_none() && !penalised.stopped_early);
+}
+
+#[test]
 fn divergence_is_recorded_not_a_crash() {
     let mut spec = tiny_spec();
     spec.train.lr = 1e6;

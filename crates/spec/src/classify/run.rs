@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Augmentation, ClassifierConfig, ClassifierSpec, Dataset, ImageDataSpec, InputShape};
 use crate::optim::OptimiserKind;
+use crate::run::is_zero;
 use crate::{Optimiser, SpecError};
 
 /// The training part of a classification spec.
@@ -64,10 +65,6 @@ impl Default for ClassifyTrainSpec {
             nesterov: false,
         }
     }
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// A classification run as the user writes it.
