@@ -37,17 +37,35 @@ pub struct Cnn {
 }
 
 impl Cnn {
+    /// Class logits `[B, K]` of images `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = x;
+        for (i, conv) in self.convs.iter().enumerate() {
+            x = relu(conv.forward(x)); // [B, c_s, H_s, W_s]
+            if i % CONVS_PER_STAGE == CONVS_PER_STAGE - 1 {
+                x = self.pool.forward(x); // [B, c_s, H_s/2, W_s/2]
+            }
+        }
+        let [b, c, h, w] = x.dims();
+        let x = x.reshape([b, c * h * w]); // [B, F]
+        let x = relu(self.fc.forward(self.dropout.forward(x))); // [B, fc]
+        self.classifier.forward(self.dropout.forward(x)) // [B, K]
+    }
+}
+
+impl FamilyModel for Cnn {
+    type Shape = CnnConfig;
+
     /// Builds the network: He-normal kernels and hidden weights, N(0, 1/fan_in) classifier,
     /// zero biases.
-    pub fn new(
-        input: [usize; 3],
-        stages: &[usize],
-        fc: usize,
-        classes: usize,
-        dropout: f64,
-        init: &mut dyn WeightInit,
-        device: &Device,
-    ) -> Self {
+    fn init(c: &CnnConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        let &CnnConfig {
+            input,
+            ref stages,
+            fc,
+            classes,
+            dropout,
+        } = c;
         let mut p = ParamFactory::new(init, device);
         let convs = convs(input, stages)
             .iter()
@@ -73,29 +91,6 @@ impl Cnn {
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
-
-    /// Class logits `[B, K]` of images `[B, C, H, W]`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = x;
-        for (i, conv) in self.convs.iter().enumerate() {
-            x = relu(conv.forward(x)); // [B, c_s, H_s, W_s]
-            if i % CONVS_PER_STAGE == CONVS_PER_STAGE - 1 {
-                x = self.pool.forward(x); // [B, c_s, H_s/2, W_s/2]
-            }
-        }
-        let [b, c, h, w] = x.dims();
-        let x = x.reshape([b, c * h * w]); // [B, F]
-        let x = relu(self.fc.forward(self.dropout.forward(x))); // [B, fc]
-        self.classifier.forward(self.dropout.forward(x)) // [B, K]
-    }
-}
-
-impl FamilyModel for Cnn {
-    type Shape = CnnConfig;
-
-    fn init(c: &CnnConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        Self::new(c.input, &c.stages, c.fc, c.classes, c.dropout, init, device)
-    }
 }
 
 impl ImageClassifier for Cnn {
@@ -111,6 +106,17 @@ mod tests {
     use crate::test_util::count_params;
     use burn::tensor::TensorData;
     use scalelab_spec::family::cnn::*;
+
+    /// A CNN's shape without dropout.
+    fn shape(input: [usize; 3], stages: &[usize], fc: usize, classes: usize) -> CnnConfig {
+        CnnConfig {
+            input,
+            stages: stages.to_vec(),
+            fc,
+            classes,
+            dropout: 0.0,
+        }
+    }
 
     /// Multiply-adds of a same-padded 3×3 convolution counted one by one, as a naive loop
     /// would perform them (zero padding taps included, as in the closed form).
@@ -145,7 +151,11 @@ mod tests {
             ([1, 7, 9], vec![3, 6]),
             ([3, 8, 8], vec![2, 4, 8]),
         ] {
-            let model = Cnn::new(input, &stages, 5, 3, 0.0, &mut SeededInit::new(0), &device);
+            let model = Cnn::init(
+                &shape(input, &stages, 5, 3),
+                &mut SeededInit::new(0),
+                &device,
+            );
             assert_eq!(
                 count_params(&model),
                 cnn_param_counts(input, &stages, 5, 3).total,
@@ -185,7 +195,7 @@ mod tests {
             }
         }
         let device = Device::default();
-        let model = Cnn::new([1, 2, 2], &[1], 1, 1, 0.0, &mut Ones, &device);
+        let model = Cnn::init(&shape([1, 2, 2], &[1], 1, 1), &mut Ones, &device);
         let x = Tensor::<4>::from_data(
             TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 2, 2]),
             &device,
@@ -202,7 +212,7 @@ mod tests {
             .map(|i| ((i as f32) * 0.9).sin())
             .collect();
         crate::test_util::gradient_check(
-            |init, device| Cnn::new([2, 6, 6], &[3, 4], 5, 3, 0.0, init, device),
+            |init, device| Cnn::init(&shape([2, 6, 6], &[3, 4], 5, 3), init, device),
             |model, x| model.forward(x),
             ([2, 2, 6, 6], input),
             6,

@@ -38,57 +38,6 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Builds the encoder with the GPT's initialisation (N(0, 0.02), residual projections
-    /// N(0, 0.02/√(2L)), zero biases, unit norms).
-    #[allow(clippy::too_many_arguments, reason = "the shape of the model, named")]
-    pub fn new(
-        vocab: usize,
-        ctx: usize,
-        d_model: usize,
-        n_layers: usize,
-        n_heads: usize,
-        classes: usize,
-        dropout: f64,
-        init: &mut dyn WeightInit,
-        device: &Device,
-    ) -> Self {
-        const STD: f64 = 0.02;
-        let residual_std = STD / (2.0 * n_layers.max(1) as f64).sqrt();
-        let mut p = ParamFactory::new(init, device);
-        let normal = InitKind::Normal { std: STD };
-        let token_embedding = Embedding {
-            weight: p.param("token_embedding.weight", [vocab, d_model], normal),
-        };
-        let position_embedding = Embedding {
-            weight: p.param("position_embedding.weight", [ctx, d_model], normal),
-        };
-        let blocks = (0..n_layers)
-            .map(|i| {
-                Block::new(
-                    &mut p,
-                    &format!("blocks.{i}"),
-                    d_model,
-                    FF_MULT * d_model,
-                    n_heads,
-                    dropout,
-                    STD,
-                    residual_std,
-                )
-            })
-            .collect();
-        let ln_f = p.layer_norm("ln_f", d_model);
-        let classifier = p.linear("classifier", d_model, classes, STD, true);
-        Self {
-            token_embedding,
-            position_embedding,
-            blocks,
-            ln_f,
-            classifier,
-            dropout: DropoutConfig::new(dropout).init(),
-            n_heads,
-        }
-    }
-
     /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
     pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
         let [b, t] = tokens.dims();
@@ -135,10 +84,54 @@ impl Encoder {
 impl FamilyModel for Encoder {
     type Shape = EncoderConfig;
 
+    /// Builds the encoder with the GPT's initialisation (N(0, 0.02), residual projections
+    /// N(0, 0.02/√(2L)), zero biases, unit norms).
     fn init(c: &EncoderConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        Self::new(
-            c.vocab, c.ctx, c.d_model, c.n_layers, c.n_heads, c.classes, c.dropout, init, device,
-        )
+        let &EncoderConfig {
+            vocab,
+            ctx,
+            d_model,
+            n_layers,
+            n_heads,
+            classes,
+            dropout,
+            ..
+        } = c;
+        const STD: f64 = 0.02;
+        let residual_std = STD / (2.0 * n_layers.max(1) as f64).sqrt();
+        let mut p = ParamFactory::new(init, device);
+        let normal = InitKind::Normal { std: STD };
+        let token_embedding = Embedding {
+            weight: p.param("token_embedding.weight", [vocab, d_model], normal),
+        };
+        let position_embedding = Embedding {
+            weight: p.param("position_embedding.weight", [ctx, d_model], normal),
+        };
+        let blocks = (0..n_layers)
+            .map(|i| {
+                Block::new(
+                    &mut p,
+                    &format!("blocks.{i}"),
+                    d_model,
+                    FF_MULT * d_model,
+                    n_heads,
+                    dropout,
+                    STD,
+                    residual_std,
+                )
+            })
+            .collect();
+        let ln_f = p.layer_norm("ln_f", d_model);
+        let classifier = p.linear("classifier", d_model, classes, STD, true);
+        Self {
+            token_embedding,
+            position_embedding,
+            blocks,
+            ln_f,
+            classifier,
+            dropout: DropoutConfig::new(dropout).init(),
+            n_heads,
+        }
     }
 }
 
@@ -156,21 +149,27 @@ impl TextClassifier for Encoder {
 mod tests {
     use super::*;
     use crate::init::SeededInit;
-    use crate::test_util::count_params;
+    use crate::test_util::{count_params, padded_tokens};
     use scalelab_spec::family::encoder::*;
 
-    fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
-        let ids: Vec<i64> = rows
-            .iter()
-            .flat_map(|r| r.iter().copied().chain(std::iter::repeat(5)).take(t))
-            .collect();
-        Tensor::<2, Int>::from_data(TensorData::new(ids, [rows.len(), t]), device)
+    /// An encoder shape with two heads, three classes, no dropout.
+    fn shape(vocab: usize, ctx: usize, d_model: usize, n_layers: usize) -> EncoderConfig {
+        EncoderConfig {
+            vocab,
+            ctx,
+            d_model,
+            n_layers,
+            n_heads: 2,
+            classes: 3,
+            dropout: 0.0,
+            per_token: false,
+        }
     }
 
     #[test]
     fn counts_match_the_built_model_and_the_gpt() {
         let device = Device::default();
-        let m = Encoder::new(13, 6, 8, 2, 2, 3, 0.0, &mut SeededInit::new(0), &device);
+        let m = Encoder::init(&shape(13, 6, 8, 2), &mut SeededInit::new(0), &device);
         assert_eq!(count_params(&m), encoder_param_counts(13, 6, 8, 2, 3).total);
         // The blocks and final norm are the GPT's: an encoder of GPT-2 small's shape without
         // its head has GPT-2 small's 85,056,000 non-embedding parameters plus a classifier.
@@ -182,17 +181,17 @@ mod tests {
     #[test]
     fn padding_does_not_change_the_result() {
         let device = Device::default();
-        let m = Encoder::new(9, 8, 8, 2, 2, 3, 0.0, &mut SeededInit::new(2), &device);
-        let short = m.forward(tokens(&[&[3, 1, 4]], 3, &device), &[3]);
-        let padded = m.forward(tokens(&[&[3, 1, 4]], 8, &device), &[3]);
+        let m = Encoder::init(&shape(9, 8, 8, 2), &mut SeededInit::new(2), &device);
+        let short = m.forward(padded_tokens(&[&[3, 1, 4]], 3, 5, &device), &[3]);
+        let padded = m.forward(padded_tokens(&[&[3, 1, 4]], 8, 5, &device), &[3]);
         let a = short.into_data().try_to_vec::<f32>().unwrap();
         let b = padded.into_data().try_to_vec::<f32>().unwrap();
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
         }
         // Tagging: a row per real token, unchanged by padding.
-        let short = m.forward_tags(tokens(&[&[3, 1, 4]], 3, &device), &[3]);
-        let padded = m.forward_tags(tokens(&[&[3, 1, 4]], 8, &device), &[3]);
+        let short = m.forward_tags(padded_tokens(&[&[3, 1, 4]], 3, 5, &device), &[3]);
+        let padded = m.forward_tags(padded_tokens(&[&[3, 1, 4]], 8, 5, &device), &[3]);
         assert_eq!(short.dims(), [3, 3]);
         let a = short.into_data().try_to_vec::<f32>().unwrap();
         let b = padded.into_data().try_to_vec::<f32>().unwrap();
@@ -205,7 +204,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         let ids: Vec<f32> = [1, 5, 2, 7, 3, 0, 4, 6].iter().map(|&v| v as f32).collect();
         crate::test_util::gradient_check(
-            |init, device| Encoder::new(8, 4, 4, 1, 2, 3, 0.0, init, device),
+            |init, device| Encoder::init(&shape(8, 4, 4, 1), init, device),
             |model, x| {
                 let [b, _, _, t] = x.dims();
                 model.forward(x.reshape([b, t]).int(), &[4, 3])

@@ -7,7 +7,7 @@
 //! model. Shapes are noted as `[B, T, d]`: batch, time (context), width; `nh` heads of `hs`.
 //! Training code lives in `scalelab-train`; this file only builds and runs the model.
 
-use burn::module::{Module, ParamId};
+use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -153,9 +153,37 @@ pub struct Gpt {
 }
 
 impl Gpt {
+    /// Next-token logits for every position of `tokens` `[B, T]` → `[B, T, V]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [_, t] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]); // [1, T]
+        let x = self.token_embedding.forward(tokens) // [B, T, d]
+            + self.position_embedding.forward(positions); // [1, T, d], broadcast over B
+        let mut x = self.dropout.forward(x);
+        for block in &self.blocks {
+            x = block.forward(x); // [B, T, d]
+        }
+        let x = layer_norm(x, &self.ln_f); // [B, T, d]
+        match &self.head {
+            Some(head) => linear(x, head), // [B, T, V]
+            // Tied: multiply by the token embedding transposed, [V, d] → [d, V].
+            None => matmul(x, self.token_embedding.weight.val().transpose()),
+        }
+    }
+
+    /// Mean next-token cross-entropy in nats, `[1]`, of `tokens` `[B, T]` against `targets` `[B, T]`.
+    pub fn loss(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
+        self.loss_from(tokens, targets, 0)
+    }
+}
+
+impl FamilyModel for Gpt {
+    type Shape = GptConfig;
+
     /// Builds a GPT with GPT-2/nanoGPT initialisation: weights from N(0, 0.02), the two residual
     /// projections of each block from N(0, 0.02/sqrt(2·n_layers)), zero biases, unit norms.
-    pub fn new(config: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+    fn init(config: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
         const STD: f64 = 0.02;
         let residual_std = STD / (2.0 * config.n_layers as f64).sqrt();
         let (d, f) = (config.d_model, config.d_ff);
@@ -200,68 +228,11 @@ impl Gpt {
             dropout: DropoutConfig::new(config.dropout).init(),
         }
     }
-
-    /// Next-token logits for every position of `tokens` `[B, T]` → `[B, T, V]`.
-    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        let [_, t] = tokens.dims();
-        let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]); // [1, T]
-        let x = self.token_embedding.forward(tokens) // [B, T, d]
-            + self.position_embedding.forward(positions); // [1, T, d], broadcast over B
-        let mut x = self.dropout.forward(x);
-        for block in &self.blocks {
-            x = block.forward(x); // [B, T, d]
-        }
-        let x = layer_norm(x, &self.ln_f); // [B, T, d]
-        match &self.head {
-            Some(head) => linear(x, head), // [B, T, V]
-            // Tied: multiply by the token embedding transposed, [V, d] → [d, V].
-            None => matmul(x, self.token_embedding.weight.val().transpose()),
-        }
-    }
-
-    /// Mean next-token cross-entropy in nats, `[1]`, of `tokens` `[B, T]` against `targets` `[B, T]`.
-    pub fn loss(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
-        self.loss_from(tokens, targets, 0)
-    }
-
-    /// As [`Gpt::loss`], counting only positions `start..T` (a task's answer tokens).
-    pub fn loss_from(
-        &self,
-        tokens: Tensor<2, Int>,
-        targets: Tensor<2, Int>,
-        start: usize,
-    ) -> Tensor<1> {
-        next_token_loss(self.forward(tokens), targets, start)
-    }
-
-    /// Ids of the parameters that weight decay must skip: biases and norm gains/biases
-    /// (every tensor of rank 1), as in nanoGPT.
-    pub fn no_decay_param_ids(&self) -> Vec<ParamId> {
-        crate::rank_one_param_ids(self)
-    }
-}
-
-impl FamilyModel for Gpt {
-    type Shape = GptConfig;
-
-    fn init(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        Self::new(c, init, device)
-    }
 }
 
 impl LanguageModel for Gpt {
     fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         self.forward(tokens)
-    }
-
-    fn loss_from(
-        &self,
-        tokens: Tensor<2, Int>,
-        targets: Tensor<2, Int>,
-        start: usize,
-    ) -> Tensor<1> {
-        Gpt::loss_from(self, tokens, targets, start)
     }
 }
 
@@ -331,7 +302,7 @@ mod tests {
             ),
         ];
         for c in shapes {
-            let model = Gpt::new(&c, &mut SeededInit::new(0), &device);
+            let model = Gpt::init(&c, &mut SeededInit::new(0), &device);
             let counts = c.param_counts();
             let (total, embedding) = brute_force_counts(&model);
             assert_eq!(counts.total, total, "{c:?}");
@@ -374,7 +345,7 @@ mod tests {
                 },
                 256,
             );
-            let model = Gpt::new(&c, &mut SeededInit::new(0), &device);
+            let model = Gpt::init(&c, &mut SeededInit::new(0), &device);
             let mut matmul_weights = 0;
             for_each_param(&model, &mut |top, rank, n| {
                 if rank == 2 && !top.ends_with("embedding") {
@@ -400,7 +371,7 @@ mod tests {
     fn initialisation_statistics() {
         let device = Device::flex();
         let c = config(GptSpec::with_preset(GptPreset::Micro), 256);
-        let model = Gpt::new(&c, &mut SeededInit::new(7), &device);
+        let model = Gpt::init(&c, &mut SeededInit::new(7), &device);
         let std = |t: Tensor<2>| {
             let v: Vec<f32> = t.into_data().try_to_vec::<f32>().unwrap();
             let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
@@ -422,8 +393,8 @@ mod tests {
             .unwrap();
         assert!(bias.iter().all(|&b| b == 0.0));
         // Same seed, same weights; another seed, other weights.
-        let again = Gpt::new(&c, &mut SeededInit::new(7), &device);
-        let other = Gpt::new(&c, &mut SeededInit::new(8), &device);
+        let again = Gpt::init(&c, &mut SeededInit::new(7), &device);
+        let other = Gpt::init(&c, &mut SeededInit::new(8), &device);
         let w = |m: &Gpt| -> Vec<f32> {
             m.blocks[0]
                 .fc
@@ -463,7 +434,7 @@ mod tests {
                 family: Default::default(),
             };
             let device = Device::flex();
-            let model = Gpt::new(&c, &mut FormulaInit::new(0.3), &device);
+            let model = Gpt::init(&c, &mut FormulaInit::new(0.3), &device);
             let (b, t) = (3, 16);
             let tokens: Vec<i64> = (0..b * t).map(|i| ((i * 7 + 3) % 50) as i64).collect();
             let targets: Vec<i64> = (0..b * t).map(|i| ((i * 11 + 5) % 50) as i64).collect();
@@ -476,7 +447,7 @@ mod tests {
             );
             // The autodiff device runs the same forward pass.
             let ad = Device::flex().autodiff();
-            let model = Gpt::new(&c, &mut FormulaInit::new(0.3), &ad);
+            let model = Gpt::init(&c, &mut FormulaInit::new(0.3), &ad);
             let loss: f32 = model.loss(x.to_device(&ad), y.to_device(&ad)).into_scalar();
             assert!(
                 (loss as f64 - expected).abs() < 1e-4,

@@ -30,16 +30,29 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// Class logits `[B, K]` of inputs `[B, C, H, W]` (any shape after the batch; flattened).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let [b, c, h, w] = x.dims();
+        let mut x = x.reshape([b, c * h * w]); // [B, I]
+        for layer in &self.hidden {
+            x = relu(layer.forward(self.dropout.forward(x))); // [B, H]
+        }
+        self.classifier.forward(self.dropout.forward(x)) // [B, K]
+    }
+}
+
+impl FamilyModel for Mlp {
+    type Shape = MlpConfig;
+
     /// Builds an MLP. Hidden weights are He-normal (std √(2/fan_in), He et al. 2015), the
     /// classifier's N(0, 1/fan_in); biases zero.
-    pub fn new(
-        inputs: usize,
-        hidden: &[usize],
-        classes: usize,
-        dropout: f64,
-        init: &mut dyn WeightInit,
-        device: &burn::tensor::Device,
-    ) -> Self {
+    fn init(c: &MlpConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        let &MlpConfig {
+            inputs,
+            ref hidden,
+            classes,
+            dropout,
+        } = c;
         let mut p = ParamFactory::new(init, device);
         let mut fan_in = inputs;
         let hidden = hidden
@@ -65,24 +78,6 @@ impl Mlp {
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
-
-    /// Class logits `[B, K]` of inputs `[B, C, H, W]` (any shape after the batch; flattened).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let [b, c, h, w] = x.dims();
-        let mut x = x.reshape([b, c * h * w]); // [B, I]
-        for layer in &self.hidden {
-            x = relu(layer.forward(self.dropout.forward(x))); // [B, H]
-        }
-        self.classifier.forward(self.dropout.forward(x)) // [B, K]
-    }
-}
-
-impl FamilyModel for Mlp {
-    type Shape = MlpConfig;
-
-    fn init(c: &MlpConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        Self::new(c.inputs, &c.hidden, c.classes, c.dropout, init, device)
-    }
 }
 
 impl ImageClassifier for Mlp {
@@ -99,11 +94,21 @@ mod tests {
     use burn::tensor::{Device, TensorData};
     use scalelab_spec::family::mlp::*;
 
+    /// An MLP's shape without dropout.
+    fn shape(inputs: usize, hidden: &[usize], classes: usize) -> MlpConfig {
+        MlpConfig {
+            inputs,
+            hidden: hidden.to_vec(),
+            classes,
+            dropout: 0.0,
+        }
+    }
+
     #[test]
     fn counts_match_the_built_model() {
         let device = Device::default();
         for hidden in [vec![], vec![7], vec![5, 3, 4]] {
-            let model = Mlp::new(12, &hidden, 4, 0.0, &mut SeededInit::new(0), &device);
+            let model = Mlp::init(&shape(12, &hidden, 4), &mut SeededInit::new(0), &device);
             assert_eq!(
                 count_params(&model),
                 mlp_param_counts(12, &hidden, 4).total,
@@ -136,7 +141,7 @@ mod tests {
             vec![0.0, 1.0],  // classifier bias
         ]);
         let device = Device::default();
-        let model = Mlp::new(2, &[1], 2, 0.0, &mut init, &device);
+        let model = Mlp::init(&shape(2, &[1], 2), &mut init, &device);
         let x = Tensor::<4>::from_data(TensorData::new(vec![2.0f32, 0.25], [1, 1, 1, 2]), &device);
         // h = relu(2 - 0.5 + 0.5) = 2; logits = (6, -2 + 1) = (6, -1).
         let logits = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
@@ -147,7 +152,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         let input: Vec<f32> = (0..12).map(|i| ((i as f32) * 1.3).cos()).collect();
         crate::test_util::gradient_check(
-            |init, device| Mlp::new(6, &[5, 4], 3, 0.0, init, device),
+            |init, device| Mlp::init(&shape(6, &[5, 4], 3), init, device),
             |model, x| model.forward(x),
             ([2, 1, 2, 3], input),
             8,

@@ -38,10 +38,16 @@ pub trait LanguageModel: FamilyModel<Shape = GptConfig> {
     /// Next-token logits `[B, T, V]` of `tokens` `[B, T]`.
     fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3>;
 
-    /// Mean next-token cross-entropy, `[1]`, of `tokens` against `targets` (both `[B, T]`)
-    /// at positions `start..T`.
-    fn loss_from(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>, start: usize)
-    -> Tensor<1>;
+    /// Mean next-token cross-entropy in nats, `[1]`, of `tokens` against `targets` (both
+    /// `[B, T]`) at positions `start..T` (a task's answer tokens).
+    fn loss_from(
+        &self,
+        tokens: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        start: usize,
+    ) -> Tensor<1> {
+        crate::gpt::next_token_loss(self.logits(tokens), targets, start)
+    }
 }
 
 /// A classifier of images `[B, C, H, W]`.

@@ -73,16 +73,30 @@ pub struct ResNet {
 }
 
 impl ResNet {
+    /// Class logits `[B, K]` of images `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu(self.stem_bn.forward(self.stem.forward(x))); // [B, c0, H, W]
+        for block in &self.blocks {
+            x = block.forward(x); // [B, c_s, H_s, W_s]
+        }
+        let [b, c, h, w] = x.dims();
+        let pooled = x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]); // [B, c]
+        self.classifier.forward(self.dropout.forward(pooled)) // [B, K]
+    }
+}
+
+impl FamilyModel for ResNet {
+    type Shape = ResnetConfig;
+
     /// Builds the network: He-normal kernels, unit gains and zero shifts in the norms, an
     /// N(0, 1/fan_in) classifier with zero bias.
-    pub fn new(
-        input: [usize; 3],
-        stages: &[usize],
-        classes: usize,
-        dropout: f64,
-        init: &mut dyn WeightInit,
-        device: &Device,
-    ) -> Self {
+    fn init(c: &ResnetConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+        let &ResnetConfig {
+            input,
+            ref stages,
+            classes,
+            dropout,
+        } = c;
         let mut p = ParamFactory::new(init, device);
         let c0 = stages.first().copied().unwrap_or(1);
         let stem = p.conv2d("stem", input[0], c0, 3, false);
@@ -129,25 +143,6 @@ impl ResNet {
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
-
-    /// Class logits `[B, K]` of images `[B, C, H, W]`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_bn.forward(self.stem.forward(x))); // [B, c0, H, W]
-        for block in &self.blocks {
-            x = block.forward(x); // [B, c_s, H_s, W_s]
-        }
-        let [b, c, h, w] = x.dims();
-        let pooled = x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]); // [B, c]
-        self.classifier.forward(self.dropout.forward(pooled)) // [B, K]
-    }
-}
-
-impl FamilyModel for ResNet {
-    type Shape = ResnetConfig;
-
-    fn init(c: &ResnetConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        Self::new(c.input, &c.stages, c.classes, c.dropout, init, device)
-    }
 }
 
 impl ImageClassifier for ResNet {
@@ -162,6 +157,16 @@ mod tests {
     use crate::init::SeededInit;
     use crate::test_util::count_params;
     use scalelab_spec::family::resnet::*;
+
+    /// A ResNet's shape without dropout.
+    fn shape(input: [usize; 3], stages: &[usize], classes: usize) -> ResnetConfig {
+        ResnetConfig {
+            input,
+            stages: stages.to_vec(),
+            classes,
+            dropout: 0.0,
+        }
+    }
 
     /// Multiply-adds counted convolution by convolution, output position by position.
     fn brute_force_macs(input: [usize; 3], stages: &[usize], classes: usize) -> u64 {
@@ -197,7 +202,7 @@ mod tests {
             ([1, 9, 7], vec![3, 6]),
             ([3, 8, 8], vec![2, 4, 8]),
         ] {
-            let model = ResNet::new(input, &stages, 5, 0.0, &mut SeededInit::new(0), &device);
+            let model = ResNet::init(&shape(input, &stages, 5), &mut SeededInit::new(0), &device);
             assert_eq!(
                 count_params(&model),
                 resnet_param_counts(input, &stages, 5).total,
@@ -227,7 +232,7 @@ mod tests {
             .map(|i| ((i as f32) * 0.77).sin())
             .collect();
         crate::test_util::gradient_check(
-            |init, device| ResNet::new([2, 6, 6], &[3, 4], 3, 0.0, init, device),
+            |init, device| ResNet::init(&shape([2, 6, 6], &[3, 4], 3), init, device),
             |model, x| model.forward(x),
             ([3, 2, 6, 6], input),
             5,

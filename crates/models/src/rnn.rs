@@ -13,7 +13,6 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_spec::{GptConfig, RnnCell};
 
-use crate::gpt::next_token_loss;
 use crate::init::{InitKind, ParamFactory, WeightInit};
 use crate::registry::{FamilyModel, LanguageModel, TextClassifier};
 use scalelab_spec::family::RnnConfig;
@@ -112,56 +111,6 @@ pub struct RnnClassifier {
 }
 
 impl RnnClassifier {
-    /// Builds the classifier: embedding N(0, 1) as PyTorch's, recurrent weights
-    /// N(0, 1/H) (PyTorch draws U(−1/√H, 1/√H), of similar scale), zero biases, classifier
-    /// N(0, 1/H).
-    #[allow(clippy::too_many_arguments, reason = "the shape of the model, named")]
-    pub fn new(
-        cell: RnnCell,
-        vocab: usize,
-        embed: usize,
-        hidden: usize,
-        layers: usize,
-        classes: usize,
-        dropout: f64,
-        init: &mut dyn WeightInit,
-        device: &Device,
-    ) -> Self {
-        let mut p = ParamFactory::new(init, device);
-        let g = cell.gates() as usize;
-        let std = (1.0 / hidden as f64).sqrt();
-        let embedding = Embedding {
-            weight: p.param(
-                "embedding.weight",
-                [vocab, embed],
-                InitKind::Normal { std: 1.0 },
-            ),
-        };
-        let layers = (0..layers)
-            .map(|l| {
-                let d_in = if l == 0 { embed } else { hidden };
-                RecurrentLayer {
-                    input: p.linear(&format!("layers.{l}.input"), d_in, g * hidden, std, true),
-                    hidden: p.linear(
-                        &format!("layers.{l}.hidden"),
-                        hidden,
-                        g * hidden,
-                        std,
-                        cell == RnnCell::Gru,
-                    ),
-                    gates: g,
-                }
-            })
-            .collect();
-        let classifier = p.linear("classifier", hidden, classes, std, true);
-        Self {
-            embedding,
-            layers,
-            classifier,
-            dropout: DropoutConfig::new(dropout).init(),
-        }
-    }
-
     /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
     pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
         let [b, _] = tokens.dims();
@@ -215,41 +164,6 @@ pub struct RnnLm {
 }
 
 impl RnnLm {
-    /// Builds the model of `c` (family `lstm` or `gru`), initialised as [`RnnClassifier`].
-    pub fn new(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        let mut p = ParamFactory::new(init, device);
-        let cell = c.family.rnn_cell().unwrap_or(RnnCell::Lstm);
-        let (d, g) = (c.d_model, cell.gates() as usize);
-        let std = (1.0 / d as f64).sqrt();
-        let embedding = Embedding {
-            weight: p.param(
-                "embedding.weight",
-                [c.vocab_size, d],
-                InitKind::Normal { std: 1.0 },
-            ),
-        };
-        let layers = (0..c.n_layers)
-            .map(|l| RecurrentLayer {
-                input: p.linear(&format!("layers.{l}.input"), d, g * d, std, true),
-                hidden: p.linear(
-                    &format!("layers.{l}.hidden"),
-                    d,
-                    g * d,
-                    std,
-                    cell == RnnCell::Gru,
-                ),
-                gates: g,
-            })
-            .collect();
-        let head = p.linear("head", d, c.vocab_size, std, false);
-        Self {
-            embedding,
-            layers,
-            head,
-            dropout: DropoutConfig::new(c.dropout).init(),
-        }
-    }
-
     /// Next-token logits `[B, T, V]` of `tokens` `[B, T]`.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let [b, t] = tokens.dims();
@@ -260,25 +174,62 @@ impl RnnLm {
         }
         self.head.forward(self.dropout.forward(x)) // [B, T, V]
     }
+}
 
-    /// Mean next-token cross-entropy, `[1]`, at positions `start..T`.
-    pub fn loss_from(
-        &self,
-        tokens: Tensor<2, Int>,
-        targets: Tensor<2, Int>,
-        start: usize,
-    ) -> Tensor<1> {
-        next_token_loss(self.forward(tokens), targets, start)
-    }
+/// The token embedding, N(0, 1) as PyTorch's, and `layers` recurrent layers of `hidden`
+/// units with weights N(0, 1/hidden) (PyTorch draws U(−1/√H, 1/√H), of similar scale) and
+/// zero biases.
+fn embedding_and_layers(
+    p: &mut ParamFactory<'_>,
+    cell: RnnCell,
+    [vocab, embed]: [usize; 2],
+    [hidden, layers]: [usize; 2],
+) -> (Embedding, Vec<RecurrentLayer>) {
+    let g = cell.gates() as usize;
+    let std = (1.0 / hidden as f64).sqrt();
+    let embedding = Embedding {
+        weight: p.param(
+            "embedding.weight",
+            [vocab, embed],
+            InitKind::Normal { std: 1.0 },
+        ),
+    };
+    let layers = (0..layers)
+        .map(|l| {
+            let d_in = if l == 0 { embed } else { hidden };
+            RecurrentLayer {
+                input: p.linear(&format!("layers.{l}.input"), d_in, g * hidden, std, true),
+                hidden: p.linear(
+                    &format!("layers.{l}.hidden"),
+                    hidden,
+                    g * hidden,
+                    std,
+                    cell == RnnCell::Gru,
+                ),
+                gates: g,
+            }
+        })
+        .collect();
+    (embedding, layers)
 }
 
 impl FamilyModel for RnnClassifier {
     type Shape = RnnConfig;
 
+    /// Builds the classifier: the embedding and layers of [`embedding_and_layers`], a
+    /// classifier N(0, 1/H).
     fn init(c: &RnnConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        Self::new(
-            c.cell, c.vocab, c.embed, c.hidden, c.layers, c.classes, c.dropout, init, device,
-        )
+        let mut p = ParamFactory::new(init, device);
+        let (embedding, layers) =
+            embedding_and_layers(&mut p, c.cell, [c.vocab, c.embed], [c.hidden, c.layers]);
+        let std = (1.0 / c.hidden as f64).sqrt();
+        let classifier = p.linear("classifier", c.hidden, c.classes, std, true);
+        Self {
+            embedding,
+            layers,
+            classifier,
+            dropout: DropoutConfig::new(c.dropout).init(),
+        }
     }
 }
 
@@ -295,8 +246,21 @@ impl TextClassifier for RnnClassifier {
 impl FamilyModel for RnnLm {
     type Shape = GptConfig;
 
+    /// Builds the model of `c` (family `lstm` or `gru`): the embedding and layers of
+    /// [`embedding_and_layers`] with `d_model` units, a head N(0, 1/d) without bias.
     fn init(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
-        Self::new(c, init, device)
+        let mut p = ParamFactory::new(init, device);
+        let cell = c.family.rnn_cell().unwrap_or(RnnCell::Lstm);
+        let d = c.d_model;
+        let (embedding, layers) =
+            embedding_and_layers(&mut p, cell, [c.vocab_size, d], [d, c.n_layers]);
+        let head = p.linear("head", d, c.vocab_size, (1.0 / d as f64).sqrt(), false);
+        Self {
+            embedding,
+            layers,
+            head,
+            dropout: DropoutConfig::new(c.dropout).init(),
+        }
     }
 }
 
@@ -304,31 +268,29 @@ impl LanguageModel for RnnLm {
     fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         self.forward(tokens)
     }
-
-    fn loss_from(
-        &self,
-        tokens: Tensor<2, Int>,
-        targets: Tensor<2, Int>,
-        start: usize,
-    ) -> Tensor<1> {
-        RnnLm::loss_from(self, tokens, targets, start)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::SeededInit;
-    use crate::test_util::count_params;
+    use crate::test_util::{count_params, padded_tokens};
     use scalelab_spec::Family;
     use scalelab_spec::family::rnn::*;
 
-    fn tokens(rows: &[&[i64]], t: usize, device: &Device) -> Tensor<2, Int> {
-        let ids: Vec<i64> = rows
-            .iter()
-            .flat_map(|r| r.iter().copied().chain(std::iter::repeat(0)).take(t))
-            .collect();
-        Tensor::<2, Int>::from_data(TensorData::new(ids, [rows.len(), t]), device)
+    /// A recurrent classifier's shape with three classes, no dropout.
+    fn shape(cell: RnnCell, vocab: usize, embed: usize, hidden: usize, layers: usize) -> RnnConfig {
+        RnnConfig {
+            cell,
+            vocab,
+            ctx: 1,
+            embed,
+            hidden,
+            layers,
+            classes: 3,
+            dropout: 0.0,
+            per_token: false,
+        }
     }
 
     #[test]
@@ -336,14 +298,8 @@ mod tests {
         let device = Device::default();
         for cell in [RnnCell::Lstm, RnnCell::Gru] {
             for layers in [1, 2] {
-                let m = RnnClassifier::new(
-                    cell,
-                    11,
-                    5,
-                    7,
-                    layers,
-                    3,
-                    0.0,
+                let m = RnnClassifier::init(
+                    &shape(cell, 11, 5, 7, layers),
                     &mut SeededInit::new(0),
                     &device,
                 );
@@ -367,9 +323,9 @@ mod tests {
     fn padding_does_not_change_the_result() {
         let device = Device::default();
         for cell in [RnnCell::Lstm, RnnCell::Gru] {
-            let m = RnnClassifier::new(cell, 9, 4, 6, 2, 3, 0.0, &mut SeededInit::new(1), &device);
-            let short = m.forward(tokens(&[&[3, 1, 4]], 3, &device), &[3]);
-            let padded = m.forward(tokens(&[&[3, 1, 4]], 7, &device), &[3]);
+            let m = RnnClassifier::init(&shape(cell, 9, 4, 6, 2), &mut SeededInit::new(1), &device);
+            let short = m.forward(padded_tokens(&[&[3, 1, 4]], 3, 0, &device), &[3]);
+            let padded = m.forward(padded_tokens(&[&[3, 1, 4]], 7, 0, &device), &[3]);
             let a = short.into_data().try_to_vec::<f32>().unwrap();
             let b = padded.into_data().try_to_vec::<f32>().unwrap();
             for (x, y) in a.iter().zip(&b) {
@@ -377,8 +333,8 @@ mod tests {
             }
             // Tagging: one row of logits per real token, the same with or without padding,
             // and a token's tags do not depend on the tokens after it.
-            let short = m.forward_tags(tokens(&[&[3, 1, 4], &[2]], 3, &device), &[3, 1]);
-            let padded = m.forward_tags(tokens(&[&[3, 1, 8], &[2]], 6, &device), &[2, 1]);
+            let short = m.forward_tags(padded_tokens(&[&[3, 1, 4], &[2]], 3, 0, &device), &[3, 1]);
+            let padded = m.forward_tags(padded_tokens(&[&[3, 1, 8], &[2]], 6, 0, &device), &[2, 1]);
             assert_eq!(short.dims(), [4, 3]);
             assert_eq!(padded.dims(), [3, 3]);
             let a = short.into_data().try_to_vec::<f32>().unwrap();
@@ -399,7 +355,7 @@ mod tests {
             // The checker feeds a float tensor; the model reads it as token ids 0..8.
             let ids: Vec<f32> = [1, 5, 2, 7, 3, 0, 4, 6].iter().map(|&v| v as f32).collect();
             crate::test_util::gradient_check(
-                |init, device| RnnClassifier::new(cell, 8, 3, 4, 2, 3, 0.0, init, device),
+                |init, device| RnnClassifier::init(&shape(cell, 8, 3, 4, 2), init, device),
                 |model, x| {
                     let [b, _, _, t] = x.dims();
                     model.forward(x.reshape([b, t]).int(), &[4, 3])
@@ -425,11 +381,11 @@ mod tests {
                 tie_embeddings: false,
                 family,
             };
-            let m = RnnLm::new(&c, &mut SeededInit::new(0), &device);
+            let m = RnnLm::init(&c, &mut SeededInit::new(0), &device);
             assert_eq!(count_params(&m), c.param_counts().total);
             // The logits at position 1 do not depend on the token at position 2.
-            let a = m.forward(tokens(&[&[1, 2, 3]], 3, &device));
-            let b = m.forward(tokens(&[&[1, 2, 7]], 3, &device));
+            let a = m.forward(padded_tokens(&[&[1, 2, 3]], 3, 0, &device));
+            let b = m.forward(padded_tokens(&[&[1, 2, 7]], 3, 0, &device));
             let a = a.narrow(1, 0, 2).into_data().try_to_vec::<f32>().unwrap();
             let b = b.narrow(1, 0, 2).into_data().try_to_vec::<f32>().unwrap();
             assert_eq!(a, b, "{family:?}");

@@ -3,7 +3,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::init::{InitKind, SeededInit, WeightInit};
 
@@ -16,6 +16,20 @@ fn trainable<const D: usize>(param: &Param<Tensor<D>>) -> bool {
 
 /// Trainable scalars of a module, counted by visiting its parameters (build the model on an
 /// autodiff device when it holds running statistics).
+/// Token ids `[rows, t]`: each row's tokens, padded with `pad` (or cut) to `t`.
+pub(crate) fn padded_tokens(
+    rows: &[&[i64]],
+    t: usize,
+    pad: i64,
+    device: &Device,
+) -> Tensor<2, Int> {
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.iter().copied().chain(std::iter::repeat(pad)).take(t))
+        .collect();
+    Tensor::<2, Int>::from_data(TensorData::new(ids, [rows.len(), t]), device)
+}
+
 pub(crate) fn count_params<M: Module>(model: &M) -> u64 {
     struct Count(u64);
     impl ModuleVisitor for Count {

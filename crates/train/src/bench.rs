@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scalelab_data::Batch;
-use scalelab_models::{Gpt, SeededInit};
+use scalelab_models::{FamilyModel, Gpt, SeededInit};
 use scalelab_spec::{Budget, GptConfig, TrainConfig};
 
 use crate::Objective;
@@ -62,7 +62,7 @@ pub fn bench_gpt_step(
     device: &Device,
 ) -> StepTiming {
     let device = device.clone().autodiff();
-    let mut model = Gpt::new(config, &mut SeededInit::new(0), &device);
+    let mut model = Gpt::init(config, &mut SeededInit::new(0), &device);
     let train = TrainConfig {
         optimizer: scalelab_spec::Optimiser::AdamW,
         batch_size: batch,
@@ -85,7 +85,7 @@ pub fn bench_gpt_step(
         l2: 0.0,
         early_stopping_patience: 0,
     };
-    let mut optimizer = build_optimizer(&train, model.no_decay_param_ids());
+    let mut optimizer = build_optimizer(&train, FamilyModel::no_decay_param_ids(&model));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = batch * config.ctx_len;
     let v = config.vocab_size as i64;

@@ -112,21 +112,6 @@ pub struct ClassifyRun<'a, S> {
 }
 
 impl<S: LabelledSet> ClassifyRun<'_, S> {
-    fn train<M: Classifier<S::Batch>>(
-        self,
-        model: M,
-    ) -> Result<Outcome<ClassifyRecord>, TrainError> {
-        classify_loop(
-            model,
-            self.config,
-            self.train,
-            self.val,
-            self.test,
-            self.options,
-            self.progress,
-        )
-    }
-
     /// Refuses a model of a family that cannot read this data, which serves `data`.
     fn refuse(self, data: Purpose) -> Result<Outcome<ClassifyRecord>, TrainError> {
         let what = if data == Purpose::ImageClassifier {
@@ -163,7 +148,7 @@ impl ClassifierInput for ImageBatch {
         run: ClassifyRun<'_, S>,
         model: M,
     ) -> Result<Outcome<ClassifyRecord>, TrainError> {
-        run.train(model)
+        classify_loop(run, model)
     }
 
     fn text<M: TextClassifier, S: LabelledSet<Batch = Self>>(
@@ -189,7 +174,7 @@ macro_rules! text_input {
                 run: ClassifyRun<'_, S>,
                 model: M,
             ) -> Result<Outcome<ClassifyRecord>, TrainError> {
-                run.train(model)
+                classify_loop(run, model)
             }
         }
     };
@@ -295,16 +280,19 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
     }
 }
 
-/// Trains `model` on `train` (see the module docs) and writes its record.
-pub fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
+/// Trains `model` for `run` (see the module docs) and writes its record.
+fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
+    run: ClassifyRun<'_, S>,
     model: M,
-    config: &ClassifyConfig,
-    train: &S,
-    val: &S,
-    test: &S,
-    options: &RunOptions,
-    progress: &mut dyn Progress,
 ) -> Result<Outcome<ClassifyRecord>, TrainError> {
+    let ClassifyRun {
+        config,
+        train,
+        val,
+        test,
+        options,
+        progress,
+    } = run;
     let t = &config.train;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);

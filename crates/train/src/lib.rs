@@ -19,7 +19,7 @@ pub mod schedule;
 pub mod task_eval;
 pub mod trainer;
 
-pub use classify::{Classifier, ClassifierInput, ClassifyRun, classify_loop, train_classifier};
+pub use classify::{Classifier, ClassifierInput, ClassifyRun, train_classifier};
 pub use error::TrainError;
 pub use metrics::class_metrics;
 pub use objective::Objective;

@@ -46,14 +46,24 @@ mod tests {
     use super::*;
     use burn::module::ParamId;
     use burn::tensor::Device;
-    use scalelab_models::{Mlp, SeededInit, rank_one_param_ids};
+    use scalelab_models::{FamilyModel, Mlp, SeededInit, rank_one_param_ids};
+    use scalelab_spec::family::MlpConfig;
 
     #[test]
     fn penalties_add_l1_and_half_l2_of_matrices_only() {
         let device = Device::default();
         // 2 inputs, no hidden layer, 2 classes: a 2×2 weight and a bias. Seeded weights; the
         // penalty must equal l1·Σ|w| + l2/2·Σw² of the weight matrix alone.
-        let model = Mlp::new(2, &[], 2, 0.0, &mut SeededInit::new(3), &device);
+        let model = Mlp::init(
+            &MlpConfig {
+                inputs: 2,
+                hidden: Vec::new(),
+                classes: 2,
+                dropout: 0.0,
+            },
+            &mut SeededInit::new(3),
+            &device,
+        );
         struct Weights(Vec<f32>, Vec<ParamId>);
         impl ModuleVisitor for Weights {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
