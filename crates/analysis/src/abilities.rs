@@ -177,6 +177,7 @@ pub fn analyse_abilities(runs: &[AbilityRun<'_>], seed: u64) -> Option<AbilityAn
         };
         a.task = task.describe();
         let points: Vec<TaskPoint> = record
+            .result
             .curve
             .iter()
             .filter_map(|p| {

@@ -211,18 +211,18 @@ fn study(dir: &Path, args: &BenchArgs) -> Result<ExitCode> {
         };
         let entry = shapes.entry(case).or_default();
         entry.runs += 1;
-        entry.steps += r.tokens_seen / r.tokens_per_step.max(1);
+        entry.steps += r.result.tokens_seen / r.result.tokens_per_step.max(1);
         entry.wall_secs += r.wall_secs;
-        entry.flops += r.train_flops;
+        entry.flops += r.result.train_flops;
     }
     // The study's wall clock: first start to last end of its recorded runs.
     let start = records
         .iter()
-        .map(|r| r.started_unix_secs as f64)
+        .map(|r| r.result.started_unix_secs as f64)
         .fold(f64::INFINITY, f64::min);
     let end = records
         .iter()
-        .map(|r| r.started_unix_secs as f64 + r.wall_secs)
+        .map(|r| r.result.started_unix_secs as f64 + r.wall_secs)
         .fold(0.0, f64::max);
     let wall = end - start;
     let serial: f64 = shapes.values().map(|s| s.wall_secs).sum();

@@ -223,17 +223,17 @@ fn print_record(out: &mut impl Write, r: &ClassifyRecord) -> Result<()> {
         "model       {}, {} parameters, {:.3e} training FLOPs a sample",
         r.config.model.describe(),
         r.params.total,
-        r.flops_per_sample
+        r.result.flops_per_sample
     )?;
     writeln!(
         out,
         "trained     {} samples on {} examples ({:.1} epochs), {:.3e} FLOPs; weights kept at {} samples{}",
-        r.samples_seen,
-        r.train_examples,
-        r.samples_seen as f64 / r.train_examples.max(1) as f64,
-        r.train_flops,
-        r.kept_samples,
-        if r.stopped_early {
+        r.result.samples_seen,
+        r.result.train_examples,
+        r.result.samples_seen as f64 / r.result.train_examples.max(1) as f64,
+        r.result.train_flops,
+        r.result.kept_samples,
+        if r.result.stopped_early {
             " (stopped early)"
         } else {
             ""
@@ -247,13 +247,13 @@ fn print_record(out: &mut impl Write, r: &ClassifyRecord) -> Result<()> {
         "{:<11} {:>7}  {:<24}  {:>8}  {:>6}  {:>6}",
         "", "loss", "accuracy [95% CI]", "macro F1", "ECE", "n"
     )?;
-    writeln!(out, "{}", metrics_row("train", &r.train))?;
-    writeln!(out, "{}", metrics_row("validation", &r.validation))?;
-    writeln!(out, "{}", metrics_row("test", &r.test))?;
+    writeln!(out, "{}", metrics_row("train", &r.result.train))?;
+    writeln!(out, "{}", metrics_row("validation", &r.result.validation))?;
+    writeln!(out, "{}", metrics_row("test", &r.result.test))?;
     writeln!(
         out,
         "gap         train - test accuracy {:+.4}",
-        r.train.accuracy - r.test.accuracy
+        r.result.train.accuracy - r.result.test.accuracy
     )?;
     writeln!(
         out,
@@ -301,9 +301,9 @@ fn fold_summary(records: &[ClassifyRecord]) -> serde_json::Value {
     json!({
         "folds": records.len(),
         "run_ids": records.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>(),
-        "validation": part(|r| &r.validation),
-        "test": part(|r| &r.test),
-        "train": part(|r| &r.train),
+        "validation": part(|r| &r.result.validation),
+        "test": part(|r| &r.result.test),
+        "train": part(|r| &r.result.train),
     })
 }
 
@@ -330,9 +330,9 @@ fn print_folds(out: &mut impl Write, records: &[ClassifyRecord]) -> Result<()> {
         writeln!(
             out,
             "{name:<16} {:>17} {:>17} {:>17}",
-            cell(|r| &r.train),
-            cell(|r| &r.validation),
-            cell(|r| &r.test)
+            cell(|r| &r.result.train),
+            cell(|r| &r.result.validation),
+            cell(|r| &r.result.test)
         )?;
     }
     Ok(())
@@ -536,7 +536,7 @@ fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
     let points = |pick: &dyn Fn(&ClassifyRun) -> Option<f64>| {
         let rows: Vec<((), f64, f64)> = base
             .iter()
-            .filter_map(|r| pick(r).map(|x| ((), x, 1.0 - r.record.test.accuracy)))
+            .filter_map(|r| pick(r).map(|x| ((), x, 1.0 - r.record.result.test.accuracy)))
             .collect();
         mean_by(&rows).pop().map_or_else(Vec::new, |(_, pts)| pts)
     };
@@ -566,8 +566,9 @@ fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
         (r.cell.train_fraction == max_fraction && Some(r.record.config.model.family()) == family)
             .then_some(r.record.params.total as f64)
     });
-    let by_d =
-        points(&|r| (r.record.params.total == max_n).then_some(r.record.train_examples as f64));
+    let by_d = points(&|r| {
+        (r.record.params.total == max_n).then_some(r.record.result.train_examples as f64)
+    });
     let opts = FitOptions::default();
     for (axis, pts, slot) in [
         ("N", by_n, &mut report.fit_n),
@@ -618,18 +619,18 @@ fn results_csv(runs: &[ClassifyRun]) -> Result<String> {
             rec.config.model.family().to_string(),
             rec.params.total.to_string(),
             r.cell.train_fraction.to_string(),
-            rec.train_examples.to_string(),
+            rec.result.train_examples.to_string(),
             r.cell.regulariser.clone(),
             r.cell.seed.to_string(),
             r.cell.fold.map_or(String::new(), |f| f.to_string()),
-            rec.kept_samples.to_string(),
-            format!("{:e}", rec.train_flops),
-            rec.train.accuracy.to_string(),
-            rec.test.accuracy.to_string(),
-            rec.test.loss.to_string(),
-            (rec.train.accuracy - rec.test.accuracy).to_string(),
-            rec.test.macro_f1.to_string(),
-            rec.test.ece.to_string(),
+            rec.result.kept_samples.to_string(),
+            format!("{:e}", rec.result.train_flops),
+            rec.result.train.accuracy.to_string(),
+            rec.result.test.accuracy.to_string(),
+            rec.result.test.loss.to_string(),
+            (rec.result.train.accuracy - rec.result.test.accuracy).to_string(),
+            rec.result.test.macro_f1.to_string(),
+            rec.result.test.ece.to_string(),
             format!("{:.3}", rec.wall_secs),
         ])?;
     }

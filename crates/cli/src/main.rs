@@ -182,9 +182,10 @@ fn print_record(record: &RunRecord, json: bool) -> Result<ExitCode> {
             "params         {} total, {} non-embedding",
             record.params.total, record.params.non_embedding
         )?;
-        writeln!(out, "tokens         {}", record.tokens_seen)?;
-        writeln!(out, "train FLOPs    {:.3e}", record.train_flops)?;
-        if let (Some(loss), Some(bpb)) = (record.final_val_loss, record.final_val_bpb) {
+        writeln!(out, "tokens         {}", record.result.tokens_seen)?;
+        writeln!(out, "train FLOPs    {:.3e}", record.result.train_flops)?;
+        if let (Some(loss), Some(bpb)) = (record.result.final_val_loss, record.result.final_val_bpb)
+        {
             writeln!(
                 out,
                 "val loss       {loss:.4} nats/token, {bpb:.4} bits/byte"
@@ -195,7 +196,7 @@ fn print_record(record: &RunRecord, json: bool) -> Result<ExitCode> {
             "wall           {:.1} s, {} threads, peak memory {} MB",
             record.wall_secs,
             record.threads,
-            record.peak_rss_bytes / 1_000_000
+            record.result.peak_rss_bytes / 1_000_000
         )?;
     }
     Ok(match record.status {

@@ -84,7 +84,7 @@ pub fn render_classify_report(
         esc(&report.description)
     );
     let wall: f64 = runs.iter().map(|r| r.record.wall_secs).sum();
-    let flops: f64 = runs.iter().map(|r| r.record.train_flops).sum();
+    let flops: f64 = runs.iter().map(|r| r.record.result.train_flops).sum();
     let dataset = runs.first().map_or("?".into(), |r| {
         format!("{:?}", r.record.config.dataset).to_lowercase()
     });
@@ -101,12 +101,12 @@ pub fn render_classify_report(
         .iter()
         .map(|r| r.cell.train_fraction)
         .fold(0.0, f64::max);
-    let test_error = |r: &ClassifyRun| 1.0 - r.record.test.accuracy;
-    let gap = |r: &ClassifyRun| r.record.train.accuracy - r.record.test.accuracy;
+    let test_error = |r: &ClassifyRun| 1.0 - r.record.result.test.accuracy;
+    let gap = |r: &ClassifyRun| r.record.result.train.accuracy - r.record.result.test.accuracy;
     let fraction_label = |r: &ClassifyRun| {
         format!(
             "D = {} ({:.0}%)",
-            r.record.train_examples,
+            r.record.result.train_examples,
             100.0 * r.cell.train_fraction
         )
     };
@@ -155,7 +155,7 @@ pub fn render_classify_report(
         .map(|r| {
             (
                 r.cell.model.clone(),
-                r.record.train_examples as f64,
+                r.record.result.train_examples as f64,
                 test_error(r),
             )
         })
@@ -251,22 +251,22 @@ pub fn render_classify_report(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{:.4}</td><td>{:.4} [{:.4}, {:.4}]</td><td>{:+.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.1}</td></tr>",
             esc(&r.cell.model),
             rec.params.total,
-            rec.train_examples,
+            rec.result.train_examples,
             esc(&r.cell.regulariser),
             r.cell.seed,
-            rec.kept_samples,
-            if rec.stopped_early {
+            rec.result.kept_samples,
+            if rec.result.stopped_early {
                 " (early stop)"
             } else {
                 ""
             },
-            rec.train.accuracy,
-            rec.test.accuracy,
-            rec.test.accuracy_interval[0],
-            rec.test.accuracy_interval[1],
+            rec.result.train.accuracy,
+            rec.result.test.accuracy,
+            rec.result.test.accuracy_interval[0],
+            rec.result.test.accuracy_interval[1],
             gap(r),
-            rec.test.macro_f1,
-            rec.test.ece,
+            rec.result.test.macro_f1,
+            rec.result.test.ece,
             rec.wall_secs
         );
     }

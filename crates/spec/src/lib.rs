@@ -20,8 +20,9 @@ pub mod task;
 pub use classify::{
     Augmentation, CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics,
     ClassScores, ClassifierConfig, ClassifierPreset, ClassifierSpec, ClassifyConfig, ClassifyPoint,
-    ClassifyRecord, ClassifySpec, ClassifyStudySpec, ClassifyTrainConfig, ClassifyTrainSpec,
-    Dataset, ImageDataSpec, InputShape, Regulariser, RnnCell, SampleBudget, StudyCell,
+    ClassifyRecord, ClassifyResult, ClassifySpec, ClassifyStudySpec, ClassifyTrainConfig,
+    ClassifyTrainSpec, Dataset, ImageDataSpec, InputShape, Regulariser, RnnCell, SampleBudget,
+    StudyCell,
 };
 pub use error::SpecError;
 
@@ -45,8 +46,9 @@ pub use model::{GptConfig, GptPreset, GptSpec};
 pub use names::Named;
 pub use optim::{Optimiser, OptimiserKind};
 pub use record::{
-    CurvePoint, ExampleScore, FlopsConvention, Machine, ParamCounts, RUN_RECORD_SCHEMA_VERSION,
-    RunRecord, RunStatus, TASK_EXAMPLES_FILE, TaskMetrics,
+    CurvePoint, ExampleScore, FlopsConvention, LmResult, Machine, ParamCounts,
+    RUN_RECORD_SCHEMA_VERSION, Record, RecordKind, RunRecord, RunStatus, TASK_EXAMPLES_FILE,
+    TaskMetrics,
 };
 pub use run::{
     Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerKind,

@@ -151,25 +151,91 @@ pub struct Machine {
     pub backend: String,
 }
 
-/// Everything a finished (or diverged) run reports.
+/// The one record envelope: what every run's `record.json` says whatever its kind (its
+/// schema, id, resolved config, source revision, parameter counts and conventions, how it
+/// ended, its wall time and machine), around the kind's own results `R`, whose fields sit
+/// beside these in the JSON (`serde(flatten)`), so records written before the envelope read
+/// as they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    /// Schema version; see [`RUN_RECORD_SCHEMA_VERSION`].
+pub struct Record<C, R> {
+    /// Schema version of the kind's record ([`RUN_RECORD_SCHEMA_VERSION`],
+    /// [`CLASSIFY_RECORD_SCHEMA_VERSION`](crate::CLASSIFY_RECORD_SCHEMA_VERSION)).
     pub schema_version: u32,
-    /// Hash of the resolved config: a run's identity.
+    /// Hash of the resolved config: a run's identity ([`run_id`](crate::run_id)).
     pub run_id: String,
     /// The full resolved config (the seed is in it).
-    pub config: RunConfig,
+    pub config: C,
     /// Source revision of the program that trained, with `-dirty` for local changes.
     pub git_revision: String,
-    /// Parameter counts.
+    /// Exact trainable parameter counts (a classifier's image families have no embeddings,
+    /// so for them `non_embedding = total`).
     pub params: ParamCounts,
     /// Names the parameter-count conventions used in `params`.
     pub param_convention: String,
-    /// Training FLOPs per token.
-    pub flops_per_token: f64,
     /// How FLOPs are counted.
     pub flops_convention: FlopsConvention,
+    /// How the run ended (classification records of schema version 1 have none: their runs
+    /// completed, as a diverged run then wrote no record).
+    #[serde(default = "completed")]
+    pub status: RunStatus,
+    /// Whether the run continued from a checkpoint.
+    #[serde(default)]
+    pub resumed: bool,
+    /// Wall-clock seconds of the whole run, resumed segments added.
+    pub wall_secs: f64,
+    /// Worker threads of the tensor backend.
+    pub threads: usize,
+    /// Where it ran.
+    pub machine: Machine,
+    /// What this kind of run measured.
+    #[serde(flatten)]
+    pub result: R,
+}
+
+fn completed() -> RunStatus {
+    RunStatus::Completed
+}
+
+/// What the resolved config of each kind of run declares in its record's envelope.
+pub trait RecordKind {
+    /// Schema version of the kind's record.
+    const SCHEMA_VERSION: u32;
+    /// The parameter-count conventions of `params`.
+    const PARAM_CONVENTION: &'static str;
+    /// How the kind counts FLOPs.
+    const FLOPS_CONVENTION: FlopsConvention;
+    /// Exact trainable parameters of the run's model.
+    fn param_counts(&self) -> ParamCounts;
+}
+
+impl RecordKind for RunConfig {
+    const SCHEMA_VERSION: u32 = RUN_RECORD_SCHEMA_VERSION;
+    const PARAM_CONVENTION: &'static str = ParamCounts::CONVENTION;
+    const FLOPS_CONVENTION: FlopsConvention = crate::family::LM_FLOPS_CONVENTION;
+
+    fn param_counts(&self) -> ParamCounts {
+        self.model.param_counts()
+    }
+}
+
+impl RecordKind for crate::ClassifyConfig {
+    const SCHEMA_VERSION: u32 = crate::CLASSIFY_RECORD_SCHEMA_VERSION;
+    const PARAM_CONVENTION: &'static str = crate::CLASSIFY_PARAM_CONVENTION;
+    const FLOPS_CONVENTION: FlopsConvention = FlopsConvention::SixForwardMacsPerSample;
+
+    fn param_counts(&self) -> ParamCounts {
+        self.model.param_counts()
+    }
+}
+
+/// A language-model run's record.
+pub type RunRecord = Record<RunConfig, LmResult>;
+
+/// What a language-model run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmResult {
+    /// Training FLOPs per token.
+    pub flops_per_token: f64,
     /// Tokens per optimiser step (`batch_size × grad_accum × ctx_len`).
     pub tokens_per_step: u64,
     /// Training tokens consumed.
@@ -182,20 +248,10 @@ pub struct RunRecord {
     pub final_val_loss: Option<f64>,
     /// Validation bits per byte at the end.
     pub final_val_bpb: Option<f64>,
-    /// How the run ended.
-    pub status: RunStatus,
-    /// Wall-clock seconds of the whole run, resumed segments added.
-    pub wall_secs: f64,
     /// Peak resident memory of the process in bytes (0 where the OS does not say).
     pub peak_rss_bytes: u64,
-    /// Worker threads of the tensor backend.
-    pub threads: usize,
-    /// Where it ran.
-    pub machine: Machine,
     /// Seconds since the Unix epoch when the run (first) started.
     pub started_unix_secs: u64,
-    /// Whether the run continued from a checkpoint.
-    pub resumed: bool,
     /// Distinct tokens in the training split of the corpus (none for a task trained alone,
     /// whose examples are drawn afresh). Absent in records written before it was kept.
     #[serde(default)]

@@ -306,7 +306,7 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
             store.record(&record)?;
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
-                final_val_loss: record.final_val_loss,
+                final_val_loss: record.result.final_val_loss,
                 test_accuracy: None,
                 wall_secs: record.wall_secs,
             })
@@ -316,8 +316,8 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
             store.record_classify(&record)?;
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
-                final_val_loss: Some(record.validation.loss),
-                test_accuracy: Some(record.test.accuracy),
+                final_val_loss: Some(record.result.validation.loss),
+                test_accuracy: Some(record.result.test.accuracy),
                 wall_secs: record.wall_secs,
             })
         }

@@ -250,20 +250,20 @@ impl Store {
             params![
                 record.run_id,
                 status,
-                record.tokens_seen as i64,
-                record.train_flops,
-                record.final_val_loss,
-                record.final_val_bpb,
+                record.result.tokens_seen as i64,
+                record.result.train_flops,
+                record.result.final_val_loss,
+                record.result.final_val_bpb,
                 record.wall_secs,
                 message,
                 json,
-                record.unique_train_tokens.map(|u| u as i64),
+                record.result.unique_train_tokens.map(|u| u as i64),
             ],
         )
         .map_err(err)?;
         tx.execute("DELETE FROM curves WHERE run_id = ?1", [&record.run_id])
             .map_err(err)?;
-        for p in &record.curve {
+        for p in &record.result.curve {
             tx.execute(
                 "INSERT OR REPLACE INTO curves
                     (run_id, step, tokens, flops, train_loss, val_loss, val_bpb, lr, wall_secs)
@@ -588,9 +588,9 @@ fn update_classify(
          WHERE run_id = ?1 AND kind = 'classify'",
         params![
             record.run_id,
-            record.samples_seen as i64,
-            record.train_flops,
-            record.validation.loss,
+            record.result.samples_seen as i64,
+            record.result.train_flops,
+            record.result.validation.loss,
             record.wall_secs,
             to_json(path, "a classification record", record)?,
             RunState::from(&record.status).name(),

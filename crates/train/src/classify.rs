@@ -19,16 +19,15 @@ use scalelab_models::{
     FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
 };
 use scalelab_spec::{
-    CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassifyConfig,
-    ClassifyPoint, ClassifyRecord, Family, FlopsConvention, Purpose, SpecError, run_id,
+    ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, Family, Purpose,
+    SpecError, run_id,
 };
 
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
-use crate::fsutil::write_atomic;
 use crate::metrics::class_metrics;
 use crate::penalty::add_penalties;
 use crate::trainer::optimizer;
-use crate::{Outcome, Progress, RunOptions, TrainError, machine};
+use crate::{Outcome, Progress, RunOptions, TrainError};
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
@@ -313,7 +312,7 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         flops_per_sample,
         model: std::marker::PhantomData,
     };
-    let run = match run_loop(&mut work, model, optimizer, options, progress)? {
+    let mut run = match run_loop(&mut work, model, optimizer, options, progress)? {
         LoopEnd::Trained(run) => run,
         LoopEnd::Stopped { seen } => return Ok(Outcome::Stopped { tokens_seen: seen }),
     };
@@ -321,44 +320,29 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     // earlier pieces.
     let clock = Instant::now();
     let samples_seen = run.curve.last().map_or(0, |p| p.samples);
-    let (kept_samples, kept) = match run.kept {
+    let (kept_samples, kept) = match run.kept.take() {
         Some(kept) => kept,
         None => (samples_seen, run.model.valid()),
     };
-    let record = ClassifyRecord {
-        schema_version: CLASSIFY_RECORD_SCHEMA_VERSION,
-        run_id: work.id,
-        config: config.clone(),
-        git_revision: machine::git_revision().to_string(),
-        params: config.model.param_counts(),
-        param_convention: CLASSIFY_PARAM_CONVENTION.into(),
+    let result = ClassifyResult {
         flops_per_sample,
-        flops_convention: FlopsConvention::SixForwardMacsPerSample,
         train_examples: train.len() as u64,
         samples_seen,
         train_flops: samples_seen as f64 * flops_per_sample,
-        curve: run.curve,
+        curve: std::mem::take(&mut run.curve),
         kept_samples,
         stopped_early: run.stopped_early,
-        status: run.status,
-        resumed: run.resumed,
         train: evaluate(&kept, train),
         validation: evaluate(&kept, val),
         test: evaluate(&kept, test),
-        wall_secs: run.wall_secs + clock.elapsed().as_secs_f64(),
-        threads: rayon::current_num_threads(),
-        machine: machine::describe(&options.backend),
     };
-    let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
-        what: "classification record",
-        source,
-    })?;
-    std::fs::create_dir_all(&options.run_dir).map_err(|source| TrainError::Io {
-        action: "create",
-        path: options.run_dir.clone(),
-        source,
-    })?;
-    write_atomic(&options.run_dir.join("record.json"), &json)?;
+    let record = run.write_record(
+        &work.id,
+        config,
+        clock.elapsed().as_secs_f64(),
+        options,
+        result,
+    )?;
     Ok(Outcome::Finished(Box::new(record)))
 }
 

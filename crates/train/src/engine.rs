@@ -22,14 +22,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
-use scalelab_spec::RunStatus;
+use scalelab_spec::{Record, RecordKind, RunStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::checkpoint::{self, CHECKPOINT_SCHEMA_VERSION, CheckpointState};
+use crate::fsutil::write_atomic;
 use crate::schedule::learning_rate;
 use crate::trainer::train_step;
-use crate::{Progress, RunOptions, TrainError};
+use crate::{Progress, RunOptions, TrainError, machine};
 
 /// The loop's settings, in the workload's units (tokens or samples).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,6 +125,41 @@ pub(crate) struct Trained<M, P> {
     pub started_unix_secs: u64,
     /// Whether it continued from a checkpoint.
     pub resumed: bool,
+}
+
+impl<M, P> Trained<M, P> {
+    /// Seals this run's `result` in the one record envelope and writes it to
+    /// `record.json` of the run directory, atomically.
+    pub(crate) fn write_record<C: RecordKind + Serialize + Clone, R: Serialize>(
+        &self,
+        id: &str,
+        config: &C,
+        extra_secs: f64,
+        options: &RunOptions,
+        result: R,
+    ) -> Result<Record<C, R>, TrainError> {
+        let record = Record {
+            schema_version: C::SCHEMA_VERSION,
+            run_id: id.to_string(),
+            config: config.clone(),
+            git_revision: machine::git_revision().to_string(),
+            params: config.param_counts(),
+            param_convention: C::PARAM_CONVENTION.to_string(),
+            flops_convention: C::FLOPS_CONVENTION,
+            status: self.status.clone(),
+            resumed: self.resumed,
+            wall_secs: self.wall_secs + extra_secs,
+            threads: rayon::current_num_threads(),
+            machine: machine::describe(&options.backend),
+            result,
+        };
+        let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
+            what: "run record",
+            source,
+        })?;
+        write_atomic(&options.run_dir.join("record.json"), &json)?;
+        Ok(record)
+    }
 }
 
 /// How a call of the loop ended.

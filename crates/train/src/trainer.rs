@@ -21,10 +21,9 @@ use burn::tensor::{Device, Tensor};
 use scalelab_data::{Batch, Example, TrainingData};
 use scalelab_kernels::{self as fused, AdamWStep};
 use scalelab_models::{LanguageModel, SeededInit, UseLanguageModel, build_language_model};
-use scalelab_spec::family::LM_FLOPS_CONVENTION;
 use scalelab_spec::{
-    CurvePoint, ExampleScore, Optimiser, ParamCounts, RUN_RECORD_SCHEMA_VERSION, RunConfig,
-    RunRecord, TASK_EXAMPLES_FILE, TrainConfig, run_id,
+    CurvePoint, ExampleScore, LmResult, Optimiser, RunConfig, RunRecord, TASK_EXAMPLES_FILE,
+    TrainConfig, run_id,
 };
 
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
@@ -110,15 +109,7 @@ impl UseLanguageModel for LmRun<'_> {
     type Out = Result<Outcome, TrainError>;
 
     fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
-        let params = self.config.model.param_counts();
-        train_loop(
-            model,
-            self.config,
-            self.data,
-            self.options,
-            self.progress,
-            params,
-        )
+        train_loop(model, self.config, self.data, self.options, self.progress)
     }
 }
 
@@ -378,7 +369,6 @@ fn train_loop<M: Objective + Clone>(
     data: &TrainingData,
     options: &RunOptions,
     progress: &mut dyn Progress,
-    params: ParamCounts,
 ) -> Result<Outcome, TrainError> {
     let t = &config.train;
     let device = options.device.clone().autodiff();
@@ -410,28 +400,16 @@ fn train_loop<M: Objective + Clone>(
         Some(tokens) => run.curve.iter().rfind(|p| p.tokens == tokens),
         None => run.curve.last(),
     };
-    let record = RunRecord {
-        schema_version: RUN_RECORD_SCHEMA_VERSION,
-        run_id: work.id.clone(),
-        config: config.clone(),
-        git_revision: machine::git_revision().to_string(),
-        params,
-        param_convention: ParamCounts::CONVENTION.to_string(),
+    let result = LmResult {
         flops_per_token,
-        flops_convention: LM_FLOPS_CONVENTION,
         tokens_per_step,
         tokens_seen: run.seen,
         train_flops: run.seen as f64 * flops_per_token,
         final_val_loss: last_point.map(|p| p.val_loss).filter(|v| v.is_finite()),
         final_val_bpb: last_point.map(|p| p.val_bpb).filter(|v| v.is_finite()),
-        curve: run.curve,
-        status: run.status,
-        wall_secs: run.wall_secs,
+        curve: run.curve.clone(),
         peak_rss_bytes: machine::peak_rss_bytes(),
-        threads: rayon::current_num_threads(),
-        machine: machine::describe(&options.backend),
         started_unix_secs: run.started_unix_secs,
-        resumed: run.resumed,
         unique_train_tokens: data.unique_train_tokens(),
         epochs: data
             .unique_train_tokens()
@@ -440,14 +418,10 @@ fn train_loop<M: Objective + Clone>(
         kept_tokens,
         stopped_early: run.stopped_early,
     };
-    let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
-        what: "run record",
-        source,
-    })?;
     if let Some(examples) = &work.last_examples {
         write_task_examples(&options.run_dir.join(TASK_EXAMPLES_FILE), examples)?;
     }
-    write_atomic(&options.run_dir.join("record.json"), &json)?;
+    let record = run.write_record(&work.id, config, 0.0, options, result)?;
     Ok(Outcome::Finished(Box::new(record)))
 }
 

@@ -87,20 +87,27 @@ fn same_seed_same_curve_and_resume_continues_it() {
     let a = finished(run(&config, &data, dirs[0].path(), false, None));
     let b = finished(run(&config, &data, dirs[1].path(), false, None));
     assert_eq!(a.status, RunStatus::Completed);
-    assert_eq!(a.curve.len(), 4, "evaluations at 0, 4, 8 and 12 steps");
     assert_eq!(
-        losses(&a.curve),
-        losses(&b.curve),
+        a.result.curve.len(),
+        4,
+        "evaluations at 0, 4, 8 and 12 steps"
+    );
+    assert_eq!(
+        losses(&a.result.curve),
+        losses(&b.result.curve),
         "same seed, identical curve"
     );
-    assert_eq!(a.tokens_seen, 12 * 256);
-    assert_eq!(a.train_flops, a.tokens_seen as f64 * a.flops_per_token);
+    assert_eq!(a.result.tokens_seen, 12 * 256);
+    assert_eq!(
+        a.result.train_flops,
+        a.result.tokens_seen as f64 * a.result.flops_per_token
+    );
 
     // Another seed gives another curve.
     let mut other = config.clone();
     other.seed = 12;
     let c = finished(run(&other, &data, dirs[2].path(), false, None));
-    assert_ne!(losses(&a.curve), losses(&c.curve));
+    assert_ne!(losses(&a.result.curve), losses(&c.result.curve));
 
     // Interrupted after the checkpoint at step 5, then resumed: the same curve as `a`.
     let mut checkpointed = config.clone();
@@ -124,13 +131,13 @@ fn same_seed_same_curve_and_resume_continues_it() {
     let resumed = finished(run(&checkpointed, &data, dir.path(), true, None));
     assert!(resumed.resumed);
     assert_eq!(
-        losses(&resumed.curve),
-        losses(&uninterrupted.curve),
+        losses(&resumed.result.curve),
+        losses(&uninterrupted.result.curve),
         "resume continues the same curve"
     );
     assert_eq!(
-        losses(&uninterrupted.curve),
-        losses(&a.curve),
+        losses(&uninterrupted.result.curve),
+        losses(&a.result.curve),
         "checkpointing changes nothing"
     );
     // The record on disk is the one returned.
@@ -154,14 +161,14 @@ fn training_lowers_validation_loss() {
         false,
         None,
     ));
-    let first = record.curve.first().unwrap().val_loss;
-    let last = record.final_val_loss.unwrap();
+    let first = record.result.curve.first().unwrap().val_loss;
+    let last = record.result.final_val_loss.unwrap();
     // Untrained: about ln 256 = 5.55 nats. Sixty small steps learn at least the byte unigram
     // distribution (about 3.1 nats on English text).
     assert!((first - 256f64.ln()).abs() < 0.1, "{first}");
     assert!(last < 3.5, "{first} -> {last}");
     // Bits per byte of the byte tokenizer are nats / ln 2.
-    assert!((record.final_val_bpb.unwrap() - last / std::f64::consts::LN_2).abs() < 1e-12);
+    assert!((record.result.final_val_bpb.unwrap() - last / std::f64::consts::LN_2).abs() < 1e-12);
 }
 
 #[test]
@@ -177,11 +184,14 @@ fn language_models_stop_early_keeping_the_best_weights_and_take_penalties() {
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
     let step = 4 * 2 * 32;
-    assert!(record.stopped_early);
-    assert_eq!(record.tokens_seen, 4 * step);
-    assert_eq!(record.kept_tokens, Some(0));
-    assert_eq!(record.curve.len(), 2);
-    assert_eq!(record.final_val_loss, Some(record.curve[0].val_loss));
+    assert!(record.result.stopped_early);
+    assert_eq!(record.result.tokens_seen, 4 * step);
+    assert_eq!(record.result.kept_tokens, Some(0));
+    assert_eq!(record.result.curve.len(), 2);
+    assert_eq!(
+        record.result.final_val_loss,
+        Some(record.result.curve[0].val_loss)
+    );
     assert!(record.status == RunStatus::Completed);
     // Patience is part of the run's identity; off, it is left out (ids as before).
     let json = serde_json::to_value(&config).unwrap();
@@ -209,11 +219,14 @@ fn language_models_stop_early_keeping_the_best_weights_and_take_penalties() {
         false,
         None,
     ));
-    assert_eq!(penalised.curve[0].val_loss, free.curve[0].val_loss);
-    let train_loss = |r: &scalelab_spec::RunRecord| r.curve[1].train_loss.unwrap();
+    assert_eq!(
+        penalised.result.curve[0].val_loss,
+        free.result.curve[0].val_loss
+    );
+    let train_loss = |r: &scalelab_spec::RunRecord| r.result.curve[1].train_loss.unwrap();
     let extra = train_loss(&penalised) - train_loss(&free);
     assert!((0.1..0.5).contains(&extra), "penalty added {extra}");
-    assert!(penalised.kept_tokens.is_none() && !penalised.stopped_early);
+    assert!(penalised.result.kept_tokens.is_none() && !penalised.result.stopped_early);
 }
 
 #[test]
@@ -322,7 +335,7 @@ fn task_runs_record_every_metric_over_log_spaced_evaluations() {
     let config = spec.resolve(256).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
-    let steps: Vec<u64> = record.curve.iter().map(|p| p.step).collect();
+    let steps: Vec<u64> = record.result.curve.iter().map(|p| p.step).collect();
     assert_eq!(steps, vec![0, 1, 4, 10, 20, 32, 40]);
     // Weights kept at the log-spaced points (256 tokens a step), and they differ.
     let mut kept: Vec<String> = std::fs::read_dir(dir.path().join("snapshots"))
@@ -337,20 +350,27 @@ fn task_runs_record_every_metric_over_log_spaced_evaluations() {
     assert_eq!(kept, expected);
     let read = |name: &str| std::fs::read(dir.path().join("snapshots").join(name)).unwrap();
     assert_ne!(read(&kept[0]), read(&kept[3]));
-    for p in &record.curve {
+    for p in &record.result.curve {
         check_metrics(p.task_test.as_ref().unwrap(), 64);
         check_metrics(p.task_train.as_ref().unwrap(), 64);
         assert!(p.weight_norm.unwrap() > 0.0);
     }
     // The validation loss of a task alone is the answer loss on the test set, and 40 steps
     // of copying teach the model something about the answer.
-    let first = record.curve[0].task_test.clone().unwrap();
-    let last = record.curve.last().unwrap().task_test.clone().unwrap();
+    let first = record.result.curve[0].task_test.clone().unwrap();
+    let last = record
+        .result
+        .curve
+        .last()
+        .unwrap()
+        .task_test
+        .clone()
+        .unwrap();
     assert!(
         last.log_prob > first.log_prob + 1.0,
         "{first:?} -> {last:?}"
     );
-    let val = record.curve.last().unwrap().val_loss;
+    let val = record.result.curve.last().unwrap().val_loss;
     assert!(
         (val - (-last.log_prob / 4.0)).abs() < 1e-3,
         "{val} vs {last:?}"
@@ -364,7 +384,7 @@ fn tasks_mix_into_the_corpus() {
     let config = spec.resolve(256).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
-    let last = record.curve.last().unwrap();
+    let last = record.result.curve.last().unwrap();
     check_metrics(last.task_test.as_ref().unwrap(), 64);
     // Validation is on the corpus: its loss is per text token.
     assert!(

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ClassifyConfig;
-use crate::{FlopsConvention, Machine, ParamCounts, RunStatus};
+use crate::Record;
 
 /// The parameter-count convention of classification records.
 pub const CLASSIFY_PARAM_CONVENTION: &str = "total = all trainable parameters; non_embedding = total minus the token and position embeddings of the text families (the image families have none, so there non_embedding = total)";
@@ -64,30 +64,14 @@ pub struct ClassifyPoint {
     pub val_accuracy: f64,
 }
 
-fn completed() -> RunStatus {
-    RunStatus::Completed
-}
+/// A classification run's record.
+pub type ClassifyRecord = Record<ClassifyConfig, ClassifyResult>;
 
-/// Everything a classification run reports.
+/// What a classification run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassifyRecord {
-    /// See [`CLASSIFY_RECORD_SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// Hash of the resolved config.
-    pub run_id: String,
-    /// The resolved config.
-    pub config: ClassifyConfig,
-    /// Source revision of the program.
-    pub git_revision: String,
-    /// Parameter counts. The image families have no embeddings (`non_embedding = total`); the
-    /// text families count their token (and position) embeddings as `embedding`.
-    pub params: ParamCounts,
-    /// Names the parameter-count conventions.
-    pub param_convention: String,
+pub struct ClassifyResult {
     /// Training FLOPs per sample.
     pub flops_per_sample: f64,
-    /// How FLOPs are counted.
-    pub flops_convention: FlopsConvention,
     /// Images trained on (after the fraction and the validation hold-out or fold).
     pub train_examples: u64,
     /// Training samples seen (repeats counted).
@@ -101,23 +85,10 @@ pub struct ClassifyRecord {
     pub kept_samples: u64,
     /// Whether early stopping ended the run before its budget.
     pub stopped_early: bool,
-    /// Completed, or diverged and where (records of schema version 1 have none: their runs
-    /// completed, as a diverged run then wrote no record).
-    #[serde(default = "completed")]
-    pub status: RunStatus,
-    /// Whether it continued from a checkpoint.
-    #[serde(default)]
-    pub resumed: bool,
     /// Metrics of the kept weights on the training images (without augmentation).
     pub train: ClassMetrics,
     /// On the validation images (the held-out fold when cross-validating).
     pub validation: ClassMetrics,
     /// On the test images.
     pub test: ClassMetrics,
-    /// Wall-clock seconds.
-    pub wall_secs: f64,
-    /// Worker threads of the tensor backend.
-    pub threads: usize,
-    /// Where it ran.
-    pub machine: Machine,
 }
