@@ -7,8 +7,8 @@ use scalelab_spec::{RunRecord, TaskMetrics};
 use crate::Interval;
 
 use crate::emergence::{
-    EmergenceOptions, MIN_SCALES, Metric, MetricPoint, PerToken, TaskEmergence, TaskRow,
-    analyse_tasks, wilson_interval,
+    EmergenceOptions, MIN_SCALES, Metric, PerToken, TaskEmergence, TaskRow, analyse_tasks,
+    wilson_interval,
 };
 
 /// Exact match that both splits must reach for the delay table.
@@ -145,15 +145,14 @@ pub fn metric_value(m: &TaskMetrics, metric: Metric) -> f64 {
 fn rows(task: &str, scale: f64, m: &TaskMetrics) -> Vec<TaskRow> {
     metric_rows(m)
         .into_iter()
-        .map(|(metric, value, n_test)| TaskRow {
-            task: task.to_string(),
-            metric,
-            point: MetricPoint {
-                scale,
-                value,
+        .map(|(metric, value, n_test)| {
+            TaskRow::new(
+                task,
+                metric,
+                [scale, value],
                 n_test,
-            },
-            answer_tokens: Some(m.answer_tokens as f64),
+                Some(m.answer_tokens as f64),
+            )
         })
         .collect()
 }

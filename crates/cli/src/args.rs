@@ -330,57 +330,27 @@ pub struct TrainArgs {
     /// Training budget in FLOPs (6·N_matmul + 12·L·T·d per token).
     #[arg(long)]
     pub flops: Option<f64>,
-    /// Sequences per micro-batch.
-    #[arg(long)]
-    pub batch: Option<usize>,
     /// Micro-batches per optimiser step.
     #[arg(long)]
     pub grad_accum: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// The optimiser.
+    /// The training recipe.
     #[command(flatten)]
-    pub optimiser: OptimiserArgs,
-    /// Penalties and early stopping.
-    #[command(flatten)]
-    pub penalties: PenaltyArgs,
+    pub recipe: RecipeArgs,
     /// Evaluate every this many tokens.
     #[arg(long)]
     pub eval_every: Option<u64>,
     /// Size of the fixed validation sample in tokens.
     #[arg(long)]
     pub eval_tokens: Option<u64>,
-    /// Checkpoint every this many tokens (0: at the end only).
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
-    /// Seed of initialisation and sampling.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Directory that holds run directories.
-    #[arg(long, default_value = "runs")]
-    pub out: PathBuf,
-    /// Stop after the first checkpoint at or past this many tokens; run again to resume.
-    #[arg(long)]
-    pub stop_after: Option<u64>,
+    /// Where the run writes, checkpoints and reports.
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Discard this run's checkpoint and record, and train from the start.
     #[arg(long)]
     pub fresh: bool,
-    /// Print the run record as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Threads of the tensor backend (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`).
-    #[arg(long, hide = true)]
-    pub run_dir: Option<PathBuf>,
-    /// Exit when standard input closes, i.e. when the parent study process is gone.
-    #[arg(long, hide = true)]
-    pub exit_with_parent: bool,
 }
 
 impl TrainArgs {
@@ -413,26 +383,15 @@ impl TrainArgs {
             spec.train.budget_flops = self.flops;
             spec.train.budget_tokens = None;
         }
-        set(&mut spec.train.batch_size, self.batch);
         set(&mut spec.train.grad_accum, self.grad_accum);
-        set(&mut spec.train.lr, self.lr);
-        self.optimiser.apply(
-            &mut spec.train.optimizer,
-            &mut spec.train.momentum,
-            &mut spec.train.nesterov,
-        );
-        self.penalties.apply(
-            &mut spec.train.l1,
-            &mut spec.train.l2,
-            &mut spec.train.early_stopping_patience,
-        );
+        apply_recipe!(self.recipe, spec.train);
         set(&mut spec.train.eval_every_tokens, self.eval_every);
         set(&mut spec.train.eval_tokens, self.eval_tokens);
         set(
             &mut spec.train.checkpoint_every_tokens,
-            self.checkpoint_every,
+            self.run.checkpoint_every,
         );
-        set(&mut spec.seed, self.seed);
+        set(&mut spec.seed, self.run.seed);
         Ok(spec)
     }
 }
@@ -555,52 +514,18 @@ pub struct ClassifyArgs {
     /// Budget in training FLOPs.
     #[arg(long)]
     pub flops: Option<f64>,
-    /// Images per optimiser step.
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Decoupled weight decay (AdamW).
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Penalties and early stopping.
+    /// The training recipe.
     #[command(flatten)]
-    pub penalties: PenaltyArgs,
-    /// The optimiser.
-    #[command(flatten)]
-    pub optimiser: OptimiserArgs,
-    /// Checkpoint every this many samples (default: never), to resume an interrupted run.
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
-    /// Stop after the first checkpoint at or past this many samples; run again to resume.
-    #[arg(long)]
-    pub stop_after: Option<u64>,
+    pub recipe: RecipeArgs,
     /// Share of the training images used (stratified).
     #[arg(long)]
     pub train_fraction: Option<f64>,
     /// k-fold cross-validation over the training images (k ≥ 2).
     #[arg(long)]
     pub folds: Option<usize>,
-    /// Seed of initialisation, batches, augmentation and splits.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Directory that holds run directories.
-    #[arg(long, default_value = "runs")]
-    pub out: PathBuf,
-    /// Print the record (or, with folds, the cross-validation summary) as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Threads of the tensor backend (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`; the
-    /// spec must name one run: no folds, or its `fold`).
-    #[arg(long, hide = true)]
-    pub run_dir: Option<PathBuf>,
-    /// Exit when standard input closes, i.e. when the parent study process is gone.
-    #[arg(long, hide = true)]
-    pub exit_with_parent: bool,
+    /// Where the run writes, checkpoints and reports.
+    #[command(flatten)]
+    pub run: RunFlags,
 }
 
 impl ClassifyArgs {
@@ -633,33 +558,28 @@ impl ClassifyArgs {
             spec.train.budget_flops = self.flops;
             spec.train.budget_samples = None;
         }
-        set(&mut spec.train.batch_size, self.batch);
-        set(&mut spec.train.lr, self.lr);
-        set(&mut spec.train.weight_decay, self.weight_decay);
+        apply_recipe!(self.recipe, spec.train);
         set(
             &mut spec.train.checkpoint_every_samples,
-            self.checkpoint_every,
-        );
-        self.optimiser.apply(
-            &mut spec.train.optimizer,
-            &mut spec.train.momentum,
-            &mut spec.train.nesterov,
-        );
-        self.penalties.apply(
-            &mut spec.train.l1,
-            &mut spec.train.l2,
-            &mut spec.train.early_stopping_patience,
+            self.run.checkpoint_every,
         );
         set(&mut spec.data.train_fraction, self.train_fraction);
         set(&mut spec.folds, self.folds);
-        set(&mut spec.seed, self.seed);
+        set(&mut spec.seed, self.run.seed);
         Ok(spec)
     }
 }
 
-/// The optimiser flags of `train` and `classify`.
+/// The training recipe flags of `train` and `classify`: examples per step, learning rate,
+/// optimiser, weight decay, penalties and early stopping.
 #[derive(Debug, Args)]
-pub struct OptimiserArgs {
+pub struct RecipeArgs {
+    /// Examples per optimiser step (a language model's sequences per micro-batch).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Optimiser: adamw (default), adam or sgd.
     #[arg(long)]
     pub optimizer: Option<OptimiserKind>,
@@ -669,22 +589,9 @@ pub struct OptimiserArgs {
     /// SGD with Nesterov's momentum.
     #[arg(long)]
     pub nesterov: bool,
-}
-
-impl OptimiserArgs {
-    /// Sets the spec's optimiser keys the flags give.
-    fn apply(&self, optimizer: &mut OptimiserKind, momentum: &mut f64, nesterov: &mut bool) {
-        set(optimizer, self.optimizer);
-        set(momentum, self.momentum);
-        if self.nesterov {
-            *nesterov = true;
-        }
-    }
-}
-
-/// The penalty and early-stopping flags of `train` and `classify`.
-#[derive(Debug, Args)]
-pub struct PenaltyArgs {
+    /// Weight decay (decoupled for AdamW), on matrices and embeddings.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// L1 penalty coefficient (`l1 · Σ|w|` over weight matrices).
     #[arg(long)]
     pub l1: Option<f64>,
@@ -697,11 +604,54 @@ pub struct PenaltyArgs {
     pub patience: Option<usize>,
 }
 
-impl PenaltyArgs {
-    /// Sets the spec's keys the flags give.
-    fn apply(&self, l1: &mut f64, l2: &mut f64, patience: &mut usize) {
-        set(l1, self.l1);
-        set(l2, self.l2);
-        set(patience, self.patience);
-    }
+/// Sets the keys of a `[train]` table (a language model's or a classifier's: the recipe keys
+/// have the same names in both) that the recipe flags give.
+macro_rules! apply_recipe {
+    ($flags:expr, $train:expr) => {{
+        let (flags, train) = (&$flags, &mut $train);
+        set(&mut train.batch_size, flags.batch);
+        set(&mut train.lr, flags.lr);
+        set(&mut train.optimizer, flags.optimizer);
+        set(&mut train.momentum, flags.momentum);
+        if flags.nesterov {
+            train.nesterov = true;
+        }
+        set(&mut train.weight_decay, flags.weight_decay);
+        set(&mut train.l1, flags.l1);
+        set(&mut train.l2, flags.l2);
+        set(&mut train.early_stopping_patience, flags.patience);
+    }};
+}
+use apply_recipe;
+
+/// The flags of `train` and `classify` that say where a run writes and how it reports.
+#[derive(Debug, Args)]
+pub struct RunFlags {
+    /// Seed of initialisation, batches, sampling, augmentation and splits.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Checkpoint every this many training tokens (a classifier: samples); a language model
+    /// also checkpoints at the end, a classifier without it never.
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Stop after the first checkpoint at or past this many tokens (samples); run again to
+    /// resume.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// Directory that holds run directories.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Print the run record (a cross-validated classifier: its summary) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Threads of the tensor backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`; a
+    /// classification spec must then name one run: no folds, or its `fold`).
+    #[arg(long, hide = true)]
+    pub run_dir: Option<PathBuf>,
+    /// Exit when standard input closes, i.e. when the parent study process is gone.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }

@@ -119,11 +119,11 @@ impl Loaded {
 
 /// Runs the command.
 pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
-    if args.exit_with_parent {
+    if args.run.exit_with_parent {
         crate::exit_with_parent();
     }
     let spec = args.spec()?;
-    let threads = set_threads(args.threads)?;
+    let threads = set_threads(args.run.threads)?;
     let data = Loaded::load(&spec)?;
     let config = spec.resolve(data.input(), data.n_classes())?;
     let folds: Vec<Option<usize>> = if config.fold.is_some() {
@@ -144,11 +144,15 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             format!(" | fold {} of {}", f + 1, config.folds)
         });
         let options = RunOptions {
-            run_dir: args.run_dir.clone().unwrap_or_else(|| args.out.join(&id)),
+            run_dir: args
+                .run
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| args.run.out.join(&id)),
             device: burn::tensor::Device::flex(),
             backend: "burn-flex (cpu)".to_string(),
             resume: true,
-            stop_after_tokens: args.stop_after,
+            stop_after_tokens: args.run.stop_after,
         };
         let announce = |train: usize, val: usize, test: usize| {
             eprintln!(
@@ -159,7 +163,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
                 human((steps * per_step) as f64),
             );
         };
-        let mut bar = Bar::new(args.json || args.exit_with_parent, "samples");
+        let mut bar = Bar::new(args.run.json || args.run.exit_with_parent, "samples");
         let outcome = data
             .train(&config, &options, announce, &mut bar)
             .with_context(|| format!("training classifier run {id}"))?;
@@ -183,12 +187,12 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     });
     let mut out = std::io::stdout().lock();
     match records.as_slice() {
-        [record] if args.json => {
+        [record] if args.run.json => {
             serde_json::to_writer_pretty(&mut out, record)?;
             writeln!(out)?;
         }
         [record] => print_record(&mut out, record)?,
-        _ if args.json => {
+        _ if args.run.json => {
             serde_json::to_writer_pretty(&mut out, &fold_summary(&records))?;
             writeln!(out)?;
         }

@@ -70,16 +70,13 @@ pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
                 )
             })?),
         };
-        rows.push(TaskRow {
-            task: task.to_string(),
+        rows.push(TaskRow::new(
+            task,
             metric,
-            point: MetricPoint {
-                scale,
-                value,
-                n_test,
-            },
+            [scale, value],
+            n_test,
             answer_tokens,
-        });
+        ));
     }
     if rows.is_empty() {
         bail!(

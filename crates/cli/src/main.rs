@@ -81,18 +81,22 @@ pub(crate) fn exit_with_parent() {
 }
 
 fn train(args: TrainArgs) -> Result<ExitCode> {
-    if args.exit_with_parent {
+    if args.run.exit_with_parent {
         exit_with_parent();
     }
     let spec = args.spec()?;
-    let threads = set_threads(args.threads)?;
+    let threads = set_threads(args.run.threads)?;
     let data_config = spec.data.resolve()?;
     let corpus = load_corpus(&data_config.source)?;
     let text = TokenData::prepare(&corpus, &data_config, spec.model.ctx_len)
         .with_context(|| format!("preparing corpus {}", corpus.name))?;
     let config = spec.resolve(text.tokenizer.vocab_size())?;
     let id = run_id(&config)?;
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| args.out.join(&id));
+    let run_dir = args
+        .run
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| args.run.out.join(&id));
     let record_path = run_dir.join("record.json");
 
     if record_path.is_file() && !args.fresh {
@@ -110,7 +114,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             "run {id} is already trained ({}); pass --fresh to train it again",
             record_path.display()
         );
-        return print_record(&record, args.json);
+        return print_record(&record, args.run.json);
     }
     if args.fresh && run_dir.exists() {
         std::fs::remove_dir_all(&run_dir)
@@ -149,7 +153,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         device: burn::tensor::Device::flex(),
         backend: "burn-flex (cpu)".to_string(),
         resume: true,
-        stop_after_tokens: args.stop_after,
+        stop_after_tokens: args.run.stop_after,
     };
     let data = TrainingData::new(Some(text), config.task.as_ref())
         .context("a run needs a corpus or a task")?;
@@ -159,7 +163,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     match outcome {
         Outcome::Finished(record) => {
             eprintln!("record written to {}", record_path.display());
-            let code = print_record(&record, args.json)?;
+            let code = print_record(&record, args.run.json)?;
             Ok(code)
         }
         Outcome::Stopped { tokens_seen } => {

@@ -11,13 +11,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use scalelab_spec::{Augmentation, Dataset};
 
 use crate::DataError;
 use crate::folds::{fold_indices, stratified_folds, stratified_split, stratified_subset};
-use crate::labelled::{LabelledBatch, LabelledSet, batch_indices};
+use crate::labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
 
 const DIGITS_GZ: &[u8] = include_bytes!("../datasets/digits.csv.gz");
 /// Share of the 1,797 digits held out as their test set (they ship without one).
@@ -122,15 +121,13 @@ impl LabelledSet for ImageSet {
     }
 
     /// Training batch `index` of a run seeded `seed` (see the module docs), augmented.
-    fn train_batch(
-        &self,
-        seed: u64,
-        index: u64,
-        batch: usize,
-        augmentation: &Augmentation,
-    ) -> ImageBatch {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a6e_5eed);
-        rng.set_stream(index);
+    fn train_batch(&self, draw: Draw, augmentation: &Augmentation) -> ImageBatch {
+        let Draw {
+            seed,
+            index,
+            size: batch,
+        } = draw;
+        let mut rng = draw.rng(0x1a6e_5eed);
         let mut pixels = Vec::with_capacity(batch * self.image_len());
         let mut labels = Vec::with_capacity(batch);
         for i in batch_indices(self.len(), seed, index, batch) {
@@ -574,18 +571,18 @@ mod tests {
         };
         let none = Augmentation::default();
         let epoch: Vec<f32> = (0..5)
-            .flat_map(|k| set.train_batch(7, k, 2, &none).pixels)
+            .flat_map(|k| set.train_batch(Draw::new(7, k, 2), &none).pixels)
             .collect();
         let mut sorted = epoch.clone();
         sorted.sort_by(f32::total_cmp);
         assert_eq!(sorted, set.pixels);
         assert_eq!(
-            set.train_batch(7, 3, 2, &none),
-            set.train_batch(7, 3, 2, &none)
+            set.train_batch(Draw::new(7, 3, 2), &none),
+            set.train_batch(Draw::new(7, 3, 2), &none)
         );
         // The next epoch is another order of the same images.
         let next: Vec<f32> = (5..10)
-            .flat_map(|k| set.train_batch(7, k, 2, &none).pixels)
+            .flat_map(|k| set.train_batch(Draw::new(7, k, 2), &none).pixels)
             .collect();
         assert_ne!(next, epoch);
     }

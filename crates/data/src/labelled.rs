@@ -10,6 +10,32 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use scalelab_spec::Augmentation;
 
+/// Which training batch to draw: batch `index` of `size` examples of a run seeded `seed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draw {
+    /// The run's seed.
+    pub seed: u64,
+    /// The batch's index in the run (its optimiser step).
+    pub index: u64,
+    /// Examples in the batch.
+    pub size: usize,
+}
+
+impl Draw {
+    /// Batch `index` of `size` examples of a run seeded `seed`.
+    pub const fn new(seed: u64, index: u64, size: usize) -> Self {
+        Self { seed, index, size }
+    }
+
+    /// The generator of this draw for a data set whose draws are salted by `salt`: seeded by
+    /// the run, one stream per batch, so that any batch can be drawn on its own.
+    pub fn rng(self, salt: u64) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ salt);
+        rng.set_stream(self.index);
+        rng
+    }
+}
+
 /// A labelled data set.
 pub trait LabelledSet: Sized {
     /// What one batch of it is.
@@ -27,13 +53,7 @@ pub trait LabelledSet: Sized {
     /// The examples at `indices`, in that order.
     fn subset(&self, indices: &[usize]) -> Self;
     /// Training batch `index` of a run seeded `seed`, augmented where the set knows how.
-    fn train_batch(
-        &self,
-        seed: u64,
-        index: u64,
-        batch: usize,
-        augmentation: &Augmentation,
-    ) -> Self::Batch;
+    fn train_batch(&self, draw: Draw, augmentation: &Augmentation) -> Self::Batch;
     /// The examples at `indices` as one batch, unaugmented.
     fn batch(&self, indices: &[usize]) -> Self::Batch;
     /// The whole set in order, in batches of at most `batch`, unaugmented.

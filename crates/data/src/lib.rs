@@ -22,7 +22,7 @@ pub use folds::{fold_indices, stratified_folds, stratified_split, stratified_sub
 pub use images::{
     ImageBatch, ImageSet, ImageSplits, classification_split, load_digits, load_images,
 };
-pub use labelled::{LabelledBatch, LabelledSet, batch_indices};
+pub use labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
 pub use tagged::{TaggedBatch, TaggedSet, TaggedSplits, load_pos};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use text_sets::{TextSet, TextSplits, TokenBatch, load_pang_lee, load_sentiment};

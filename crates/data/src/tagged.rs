@@ -11,13 +11,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use scalelab_spec::Augmentation;
 
 use crate::DataError;
 use crate::folds::stratified_split;
-use crate::labelled::{LabelledBatch, LabelledSet, batch_indices};
+use crate::labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
 use crate::text_sets::SENTIMENT_TEST_FRACTION;
 
 /// The file of the tagged sentences.
@@ -121,15 +120,13 @@ impl LabelledSet for TaggedSet {
 
     /// Token augmentation here replaces words by the unknown id (`token_dropout`: tags stay
     /// aligned) rather than deleting them; `token_swap` is not applied to tagged sentences.
-    fn train_batch(
-        &self,
-        seed: u64,
-        index: u64,
-        batch: usize,
-        augmentation: &Augmentation,
-    ) -> TaggedBatch {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7a66_5eed);
-        rng.set_stream(index);
+    fn train_batch(&self, draw: Draw, augmentation: &Augmentation) -> TaggedBatch {
+        let Draw {
+            seed,
+            index,
+            size: batch,
+        } = draw;
+        let mut rng = draw.rng(0x7a66_5eed);
         let unknown = self.pad.saturating_sub(1);
         let rows = batch_indices(self.len(), seed, index, batch)
             .into_iter()

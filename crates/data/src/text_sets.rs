@@ -11,12 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use scalelab_spec::{Augmentation, TokenizerSpec};
 
 use crate::folds::stratified_split;
-use crate::labelled::{LabelledBatch, LabelledSet, batch_indices};
+use crate::labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
 use crate::{DataError, Tokenizer};
 
 /// Share of the sentences held out as the test set (they ship without one).
@@ -115,15 +114,13 @@ impl LabelledSet for TextSet {
         }
     }
 
-    fn train_batch(
-        &self,
-        seed: u64,
-        index: u64,
-        batch: usize,
-        augmentation: &Augmentation,
-    ) -> TokenBatch {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7e47_5eed);
-        rng.set_stream(index);
+    fn train_batch(&self, draw: Draw, augmentation: &Augmentation) -> TokenBatch {
+        let Draw {
+            seed,
+            index,
+            size: batch,
+        } = draw;
+        let mut rng = draw.rng(0x7e47_5eed);
         let picks = batch_indices(self.len(), seed, index, batch);
         let labels = picks.iter().map(|&i| i64::from(self.labels[i])).collect();
         let rows = picks.iter().map(|&i| {
@@ -352,6 +349,8 @@ fn tokenized_splits(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn json_entries_parse_and_faults_are_named() {

@@ -128,61 +128,21 @@ pub(crate) fn render_abilities(
         ),
         (Metric::TokenAccuracy, "per-token accuracy on test examples"),
     ] {
-        let series: Vec<Series> = a
-            .runs
-            .iter()
-            .map(|run| Series {
-                label: run.label.clone(),
-                points: run
-                    .points
-                    .iter()
-                    .filter(|p| p.tokens > 0.0)
-                    .map(|p| (p.tokens, metric_value(&p.test, metric)))
-                    .collect(),
-                color: color_of(&run.size),
-                style: Style::LineMarkers,
-            })
-            .collect();
-        figure(
+        over_training(
             out,
-            &Figure {
-                title: title.into(),
-                x_label: "training tokens".into(),
-                y_label: label(metric).into(),
-                x_log: true,
-                y_log: false,
-                series,
-                bands: Vec::new(),
-            },
+            a,
+            color_of,
+            [title, label(metric)],
+            |p| Some(metric_value(&p.test, metric)),
             "The same evaluations as above, scored with a continuous metric.",
         )?;
     }
-    let norms: Vec<Series> = a
-        .runs
-        .iter()
-        .map(|run| Series {
-            label: run.label.clone(),
-            points: run
-                .points
-                .iter()
-                .filter(|p| p.tokens > 0.0)
-                .filter_map(|p| p.weight_norm.map(|w| (p.tokens, w)))
-                .collect(),
-            color: color_of(&run.size),
-            style: Style::LineMarkers,
-        })
-        .collect();
-    figure(
+    over_training(
         out,
-        &Figure {
-            title: "weight norm over training".into(),
-            x_label: "training tokens".into(),
-            y_label: "L2 norm of all parameters".into(),
-            x_log: true,
-            y_log: false,
-            series: norms,
-            bands: Vec::new(),
-        },
+        a,
+        color_of,
+        ["weight norm over training", "L2 norm of all parameters"],
+        |p| p.weight_norm,
         "Weight decay pulls the norm down while the loss pulls it up; Nanda et al. 2023 tie generalisation to the decay winning over memorisation.",
     )?;
 
@@ -353,5 +313,45 @@ fn verdict_table(out: &mut String, axis: &str, t: &TaskEmergence) -> Result<(), 
             }],
         },
         "The larger scales only: the per-token fit was made on the scales before the jump.",
+    )
+}
+
+/// A figure of `value` at every evaluation after the first of every run, against training
+/// tokens, a line per run: `[title, y_label]`, with `caption`.
+fn over_training(
+    out: &mut String,
+    a: &AbilityAnalysis,
+    color_of: &dyn Fn(&str) -> usize,
+    [title, y_label]: [&str; 2],
+    value: impl Fn(&TaskPoint) -> Option<f64>,
+    caption: &str,
+) -> Result<(), ReportError> {
+    let series = a
+        .runs
+        .iter()
+        .map(|run| Series {
+            label: run.label.clone(),
+            points: run
+                .points
+                .iter()
+                .filter(|p| p.tokens > 0.0)
+                .filter_map(|p| value(p).map(|v| (p.tokens, v)))
+                .collect(),
+            color: color_of(&run.size),
+            style: Style::LineMarkers,
+        })
+        .collect();
+    figure(
+        out,
+        &Figure {
+            title: title.into(),
+            x_label: "training tokens".into(),
+            y_label: y_label.into(),
+            x_log: true,
+            y_log: false,
+            series,
+            bands: Vec::new(),
+        },
+        caption,
     )
 }

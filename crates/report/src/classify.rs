@@ -55,6 +55,31 @@ fn series(groups: Vec<(String, Vec<(f64, f64)>)>) -> Vec<Series> {
 const CLASSIFY_REMEDY: &str =
     "More training fractions or model sizes, or more seeds per cell, would pin it down.";
 
+/// A figure of `rows` (line, x, y) averaged over seeds (and folds) into one line each, on a
+/// log x axis and a log or linear y axis, with `caption`.
+fn seed_mean_figure(
+    out: &mut String,
+    title: String,
+    [x_label, y_label]: [&str; 2],
+    y_log: bool,
+    rows: &[(String, f64, f64)],
+    caption: &str,
+) -> Result<(), ReportError> {
+    figure(
+        out,
+        &Figure {
+            title,
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_log: true,
+            y_log,
+            series: series(mean_by(rows)),
+            bands: Vec::new(),
+        },
+        caption,
+    )
+}
+
 fn law_table(out: &mut String, fit: &LawFit, what: &str) {
     let _ = writeln!(
         out,
@@ -128,17 +153,12 @@ pub fn render_classify_report(
         })
         .collect();
     let _ = writeln!(out, "<h2>1. Test error against model size</h2>");
-    figure(
+    seed_mean_figure(
         &mut out,
-        &Figure {
-            title: format!("test error vs N (regulariser: {reg_name})"),
-            x_label: "N (parameters)".into(),
-            y_label: "test error".into(),
-            x_log: true,
-            y_log: true,
-            series: series(mean_by(&rows)),
-            bands: Vec::new(),
-        },
+        format!("test error vs N (regulariser: {reg_name})"),
+        ["N (parameters)", "test error"],
+        true,
+        &rows,
         "One line per amount of training data. Bigger models help while the data can feed them; with little data the lines flatten or turn up as the larger models overfit.",
     )?;
     if let Some(fit) = &report.fit_n {
@@ -161,17 +181,12 @@ pub fn render_classify_report(
         })
         .collect();
     let _ = writeln!(out, "<h2>2. Test error against training examples</h2>");
-    figure(
+    seed_mean_figure(
         &mut out,
-        &Figure {
-            title: format!("test error vs D (regulariser: {reg_name})"),
-            x_label: "D (training images)".into(),
-            y_label: "test error".into(),
-            x_log: true,
-            y_log: true,
-            series: series(mean_by(&rows)),
-            bands: Vec::new(),
-        },
+        format!("test error vs D (regulariser: {reg_name})"),
+        ["D (training images)", "test error"],
+        true,
+        &rows,
         "One line per model. More data lowers the error of every model; the bigger models gain the most.",
     )?;
     if let Some(fit) = &report.fit_d {
@@ -187,17 +202,12 @@ pub fn render_classify_report(
         .map(|r| (fraction_label(r), r.record.params.total as f64, gap(r)))
         .collect();
     let _ = writeln!(out, "<h2>3. Overfitting: the train–test gap</h2>");
-    figure(
+    seed_mean_figure(
         &mut out,
-        &Figure {
-            title: format!("train accuracy − test accuracy vs N (regulariser: {reg_name})"),
-            x_label: "N (parameters)".into(),
-            y_label: "gap".into(),
-            x_log: true,
-            y_log: false,
-            series: series(mean_by(&rows)),
-            bands: Vec::new(),
-        },
+        format!("train accuracy − test accuracy vs N (regulariser: {reg_name})"),
+        ["N (parameters)", "gap"],
+        false,
+        &rows,
         "The classic picture: the gap grows with model size on small data and closes as the data grows.",
     )?;
     let regs: Vec<String> = runs.iter().fold(Vec::new(), |mut v, r| {

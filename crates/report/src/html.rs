@@ -236,12 +236,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
             "Each point is one finished run (the largest budget of each size). The dashed line is the fitted power law with an irreducible term, extended to three times the largest model; the band shows how uncertain it is. A straight-ish line on these log axes is a power law.",
         )?;
         if let Some(fit) = &a.loss_vs_n {
-            let _ = writeln!(
-                out,
-                "<p>Fitted law: <code>{}</code> with X = N.</p>",
-                esc(fit.law.formula())
-            );
-            constants_table(&mut out, fit, level, LM_REMEDY);
+            fitted_law(&mut out, "Fitted law", "N", fit, level);
         }
     }
 
@@ -301,12 +296,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
             "Each line is one run's loss as its compute grew. The black points form the compute-efficient frontier: the lowest loss any run reached for that much compute. Where a bigger model's line crosses below a smaller one's, spending compute on size starts to pay (Chinchilla approach 1). Points in the middle of a run sit above what a run of that length would reach, because its learning rate had not yet decayed.",
         )?;
         if let Some(fit) = &f.loss_fit {
-            let _ = writeln!(
-                out,
-                "<p>Frontier law: <code>{}</code> with X = C.</p>",
-                esc(fit.law.formula())
-            );
-            constants_table(&mut out, fit, level, LM_REMEDY);
+            fitted_law(&mut out, "Frontier law", "C", fit, level);
         }
         // An IsoFLOP study's approach 1 is in the three-ways section, between its budgets.
         if let (Some(n), Some(d), true) = (&f.n_opt, &f.d_opt, a.compute_optimal.is_empty()) {
@@ -719,4 +709,15 @@ fn compute_optimal_sections(
         let _ = writeln!(out, "</table>");
     }
     Ok(())
+}
+
+/// A language-model law `fit` against `x`, named `what`, and its constants with their
+/// intervals at `level`.
+fn fitted_law(out: &mut String, what: &str, x: &str, fit: &LawFit, level: f64) {
+    let _ = writeln!(
+        out,
+        "<p>{what}: <code>{}</code> with X = {x}.</p>",
+        esc(fit.law.formula())
+    );
+    constants_table(out, fit, level, LM_REMEDY);
 }

@@ -1,5 +1,5 @@
 //! The scaling report of a small synthetic study, compared with the page kept in
-//! `tests/snapshots/` (as uv's snapshot tests do), with wall times blanked: any change to what
+//! `tests/snapshots/scaling.html.snap` (as uv's snapshot tests do; it is HTML), with wall times blanked: any change to what
 //! the page says or draws shows up here as a diff to review. After an intended change,
 //! rewrite the snapshot with `UPDATE_SNAPSHOTS=1 cargo test --workspace --test snapshot` and
 //! review the diff.
@@ -99,7 +99,7 @@ fn the_scaling_report_matches_its_snapshot() {
     };
     let html = blank_wall_times(&render_html(&input).unwrap());
     let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/scaling.html");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/scaling.html.snap");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, &html).unwrap();
     }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_data::{ImageBatch, LabelledBatch, LabelledSet, TaggedBatch, TokenBatch};
+use scalelab_data::{Draw, ImageBatch, LabelledBatch, LabelledSet, TaggedBatch, TokenBatch};
 use scalelab_models::{
     FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
 };
@@ -244,10 +244,10 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
 
     fn batches(&self, step: u64) -> Vec<S::Batch> {
         let t = &self.config.train;
-        vec![
-            self.train
-                .train_batch(self.config.seed, step, t.batch_size, &self.config.augment),
-        ]
+        vec![self.train.train_batch(
+            Draw::new(self.config.seed, step, t.batch_size),
+            &self.config.augment,
+        )]
     }
 
     fn loss(&self, model: &M, batch: &S::Batch) -> Tensor<1> {

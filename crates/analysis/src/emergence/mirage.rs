@@ -190,6 +190,28 @@ pub struct TaskRow {
     pub answer_tokens: Option<f64>,
 }
 
+impl TaskRow {
+    /// The row of `task`'s `metric` measured as `value` at `scale` over `n_test` examples.
+    pub fn new(
+        task: &str,
+        metric: Metric,
+        [scale, value]: [f64; 2],
+        n_test: Option<u64>,
+        answer_tokens: Option<f64>,
+    ) -> Self {
+        Self {
+            task: task.to_string(),
+            metric,
+            point: MetricPoint {
+                scale,
+                value,
+                n_test,
+            },
+            answer_tokens,
+        }
+    }
+}
+
 /// One test example's log-probability of its right answer at one scale: the distribution the
 /// mirage test uses, when given, instead of the mean alone.
 #[derive(Debug, Clone, PartialEq)]
