@@ -466,15 +466,8 @@ fn report(args: StudyDirArgs) -> Result<(PathBuf, Option<StudyLaw>)> {
     if store_kind(&Store::open(&dir)?)? == RunKind::Classify {
         return crate::classify::study_report(&dir, args.out.as_deref()).map(|p| (p, None));
     }
-    let Analysed {
-        store,
-        runs,
-        curves,
-        analysis,
-        spec,
-        settings,
-        spec_toml: text,
-    } = analysis_of(&dir)?;
+    let a = analysis_of(&dir)?;
+    let analysis = a.analysis;
     if args.json {
         println!(
             "{}",
@@ -482,17 +475,18 @@ fn report(args: StudyDirArgs) -> Result<(PathBuf, Option<StudyLaw>)> {
         );
     }
     let law = study_law(&dir, &analysis).ok();
-    let abilities = crate::abilities::analyse_abilities(&store, &runs, settings.seed)?;
+    let abilities = crate::abilities::analyse_abilities(&a.store, &a.runs, a.settings.seed)?;
     let input = ReportInput {
-        name: study_name(&store, &dir)?,
-        description: spec
+        name: study_name(&a.store, &dir)?,
+        description: a
+            .spec
             .as_ref()
             .map(|s| s.description.clone())
             .unwrap_or_default(),
-        spec_toml: text,
+        spec_toml: a.spec_toml,
         command: format!("scalelab study report {}", dir.display()),
-        runs,
-        curves,
+        runs: a.runs,
+        curves: a.curves,
         analysis,
         flops_convention:
             "6·N_matmul + 12·L·T·d per token: matrix weights and attention, forward and backward"

@@ -155,30 +155,13 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     let color_of = |size: &str| sizes.iter().position(|s| s.0 == size).unwrap_or(0);
 
     // 1. Loss against tokens, every run.
-    let mut series = Vec::new();
-    let mut labelled = Vec::new();
-    for (run, curve) in input.runs.iter().zip(&input.curves) {
-        let pts: Vec<(f64, f64)> = curve
-            .iter()
-            .filter(|p| p.tokens > 0)
-            .map(|p| (p.tokens as f64, p.val_loss))
-            .collect();
-        if pts.is_empty() {
-            continue;
-        }
-        let label = if labelled.contains(&run.size) {
-            String::new()
-        } else {
-            labelled.push(run.size.clone());
-            format!("{} (N = {})", run.size, short(run.n))
-        };
-        series.push(Series {
-            label,
-            points: pts,
-            color: color_of(&run.size),
-            style: Style::LineMarkers,
-        });
-    }
+    let series = loss_curves(
+        input,
+        |p| p.tokens as f64,
+        |run| format!("{} (N = {})", run.size, short(run.n)),
+        &color_of,
+        Style::LineMarkers,
+    );
     if !series.is_empty() {
         heading(&mut out, &mut section, "Learning curves");
         figure(
@@ -243,30 +226,13 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     // 3. Loss against compute, with the frontier.
     if let Some(f) = &a.frontier {
         heading(&mut out, &mut section, "Loss against compute");
-        let mut series = Vec::new();
-        let mut labelled = Vec::new();
-        for (run, curve) in input.runs.iter().zip(&input.curves) {
-            let pts: Vec<(f64, f64)> = curve
-                .iter()
-                .filter(|p| p.flops > 0.0)
-                .map(|p| (p.flops, p.val_loss))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            let label = if labelled.contains(&run.size) {
-                String::new()
-            } else {
-                labelled.push(run.size.clone());
-                run.size.clone()
-            };
-            series.push(Series {
-                label,
-                points: pts,
-                color: color_of(&run.size),
-                style: Style::Line,
-            });
-        }
+        let mut series = loss_curves(
+            input,
+            |p| p.flops,
+            |run| run.size.clone(),
+            &color_of,
+            Style::Line,
+        );
         let front = &f.frontier;
         series.push(Series {
             label: "compute-efficient frontier".into(),
@@ -720,4 +686,40 @@ fn fitted_law(out: &mut String, what: &str, x: &str, fit: &LawFit, level: f64) {
         esc(fit.law.formula())
     );
     constants_table(out, fit, level, LM_REMEDY);
+}
+
+/// A line per run of its validation loss against `x` at every evaluation with `x > 0`, the
+/// first run of each size named in the legend by `name`.
+fn loss_curves(
+    input: &ReportInput,
+    x: impl Fn(&StoredCurvePoint) -> f64,
+    name: impl Fn(&StoredRun) -> String,
+    color_of: &dyn Fn(&str) -> usize,
+    style: Style,
+) -> Vec<Series> {
+    let mut series = Vec::new();
+    let mut labelled = Vec::new();
+    for (run, curve) in input.runs.iter().zip(&input.curves) {
+        let points: Vec<(f64, f64)> = curve
+            .iter()
+            .map(|p| (x(p), p.val_loss))
+            .filter(|&(x, _)| x > 0.0)
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let label = if labelled.contains(&run.size) {
+            String::new()
+        } else {
+            labelled.push(run.size.clone());
+            name(run)
+        };
+        series.push(Series {
+            label,
+            points,
+            color: color_of(&run.size),
+            style,
+        });
+    }
+    series
 }

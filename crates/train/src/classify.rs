@@ -284,14 +284,8 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     run: ClassifyRun<'_, S>,
     model: M,
 ) -> Result<Outcome<ClassifyRecord>, TrainError> {
-    let ClassifyRun {
-        config,
-        train,
-        val,
-        test,
-        options,
-        progress,
-    } = run;
+    let (config, train, val, test) = (run.config, run.train, run.val, run.test);
+    let (options, progress) = (run.options, run.progress);
     let t = &config.train;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
