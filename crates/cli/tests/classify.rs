@@ -2,7 +2,7 @@
 //! are typed and complete, k folds are summarised, and bad data or specs fail clearly.
 
 mod common;
-use common::{scalelab, stderr};
+use common::{scalelab, scalelab_line, stderr};
 
 use std::path::Path;
 
@@ -14,19 +14,8 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 #[test]
 fn an_mlp_learns_the_digits_and_records_every_metric() {
     let dir = tempfile::tempdir().unwrap();
-    let out = scalelab(
-        &[
-            "classify",
-            "--dataset",
-            "digits",
-            "--preset",
-            "mlp",
-            "--samples",
-            "20000",
-            "--threads",
-            "1",
-            "--json",
-        ],
+    let out = scalelab_line(
+        "classify --dataset digits --preset mlp --samples 20000 --threads 1 --json",
         dir.path(),
     );
     let r = json(&out);
@@ -67,21 +56,8 @@ fn an_mlp_learns_the_digits_and_records_every_metric() {
 #[test]
 fn folds_are_summarised_and_early_stopping_keeps_the_best_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let out = scalelab(
-        &[
-            "classify",
-            "--preset",
-            "logistic",
-            "--samples",
-            "20000",
-            "--lr",
-            "1e-2",
-            "--folds",
-            "3",
-            "--threads",
-            "1",
-            "--json",
-        ],
+    let out = scalelab_line(
+        "classify --preset logistic --samples 20000 --lr 1e-2 --folds 3 --threads 1 --json",
         dir.path(),
     );
     let s = json(&out);
@@ -99,23 +75,8 @@ fn folds_are_summarised_and_early_stopping_keeps_the_best_weights() {
     assert!(mean > 0.8, "logistic regression on the digits: {mean}");
 
     // A large learning rate and a long budget overfit; patience 2 stops and keeps the best.
-    let out = scalelab(
-        &[
-            "classify",
-            "--preset",
-            "mlp",
-            "--samples",
-            "60000",
-            "--lr",
-            "3e-3",
-            "--patience",
-            "2",
-            "--train-fraction",
-            "0.2",
-            "--threads",
-            "1",
-            "--json",
-        ],
+    let out = scalelab_line(
+        "classify --preset mlp --samples 60000 --lr 3e-3 --patience 2 --train-fraction 0.2 --threads 1 --json",
         dir.path(),
     );
     let r = json(&out);
@@ -328,10 +289,7 @@ lr = 1e-2
 
     // Run again (as `study run`, which `classify-study` stands for): nothing trains, the
     // results are the same.
-    let again = scalelab(
-        &["study", "run", "tiny.toml", "--threads-per-run", "1"],
-        dir.path(),
-    );
+    let again = scalelab_line("study run tiny.toml --threads-per-run 1", dir.path());
     assert!(again.status.success(), "{}", stderr(&again));
     let err = stderr(&again);
     assert!(
@@ -390,19 +348,8 @@ fn a_resnet_with_batch_norm_learns_the_digits() {
     // Evaluation uses the running statistics of batch norm (inference mode): a model that
     // only worked with batch statistics would fail here.
     let dir = tempfile::tempdir().unwrap();
-    let out = scalelab(
-        &[
-            "classify",
-            "--preset",
-            "resnet-small",
-            "--samples",
-            "8000",
-            "--lr",
-            "3e-3",
-            "--threads",
-            "1",
-            "--json",
-        ],
+    let out = scalelab_line(
+        "classify --preset resnet-small --samples 8000 --lr 3e-3 --threads 1 --json",
         dir.path(),
     );
     let r = json(&out);
@@ -436,23 +383,10 @@ fn recurrent_models_learn_sentiment_sentences() {
         std::fs::write(data.join(name), serde_json::to_string(&entries).unwrap()).unwrap();
     }
     for preset in ["lstm", "gru", "encoder-small"] {
-        let out = scalelab(
-            &[
-                "classify",
-                "--dataset",
-                "sentiment",
-                "--data-dir",
-                "sent",
-                "--preset",
-                preset,
-                "--samples",
-                "3000",
-                "--lr",
-                "3e-3",
-                "--threads",
-                "1",
-                "--json",
-            ],
+        let out = scalelab_line(
+            &format!(
+                "classify --dataset sentiment --data-dir sent --preset {preset} --samples 3000 --lr 3e-3 --threads 1 --json"
+            ),
             dir.path(),
         );
         let r = json(&out);
@@ -476,16 +410,8 @@ fn recurrent_models_learn_sentiment_sentences() {
     }
 
     // An image family on text, and a missing directory, are clear errors.
-    let out = scalelab(
-        &[
-            "classify",
-            "--dataset",
-            "sentiment",
-            "--data-dir",
-            "sent",
-            "--preset",
-            "mlp",
-        ],
+    let out = scalelab_line(
+        "classify --dataset sentiment --data-dir sent --preset mlp",
         dir.path(),
     );
     let err = stderr(&out);
@@ -493,14 +419,8 @@ fn recurrent_models_learn_sentiment_sentences() {
         err.contains("model.family") && err.contains("lstm, gru or encoder"),
         "{err}"
     );
-    let out = scalelab(
-        &[
-            "classify",
-            "--dataset",
-            "sentiment",
-            "--data-dir",
-            "nowhere",
-        ],
+    let out = scalelab_line(
+        "classify --dataset sentiment --data-dir nowhere",
         dir.path(),
     );
     let err = stderr(&out);
@@ -532,23 +452,10 @@ fn taggers_learn_part_of_speech_and_report_per_token_metrics() {
     }
     std::fs::write(data.join("tagged-en-oanc.txt"), lines).unwrap();
     for preset in ["encoder-small", "lstm"] {
-        let out = scalelab(
-            &[
-                "classify",
-                "--dataset",
-                "pos",
-                "--data-dir",
-                "pos",
-                "--preset",
-                preset,
-                "--samples",
-                "3000",
-                "--lr",
-                "3e-3",
-                "--threads",
-                "1",
-                "--json",
-            ],
+        let out = scalelab_line(
+            &format!(
+                "classify --dataset pos --data-dir pos --preset {preset} --samples 3000 --lr 3e-3 --threads 1 --json"
+            ),
             dir.path(),
         );
         let r = json(&out);
@@ -560,10 +467,7 @@ fn taggers_learn_part_of_speech_and_report_per_token_metrics() {
         let accuracy = r["test"]["accuracy"].as_f64().unwrap();
         assert!(accuracy > 0.95, "{preset}: token accuracy {accuracy}");
     }
-    let out = scalelab(
-        &["classify", "--dataset", "pos", "--data-dir", "nowhere"],
-        dir.path(),
-    );
+    let out = scalelab_line("classify --dataset pos --data-dir nowhere", dir.path());
     let err = stderr(&out);
     assert!(err.contains("fetch-data.sh pos"), "{err}");
 }
@@ -628,10 +532,7 @@ fn the_optimiser_is_a_choice_and_adamw_keeps_its_run_ids() {
     let diff =
         adam["test"]["accuracy"].as_f64().unwrap() - adamw["test"]["accuracy"].as_f64().unwrap();
     assert!(diff.abs() < 0.01, "adam − adamw accuracy {diff}");
-    let out = scalelab(
-        &["classify", "--dataset", "digits", "--optimizer", "lion"],
-        dir.path(),
-    );
+    let out = scalelab_line("classify --dataset digits --optimizer lion", dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("adamw, adam, sgd"),

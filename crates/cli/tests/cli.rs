@@ -4,15 +4,12 @@
 use std::process::Command;
 
 mod common;
-use common::{scalelab, stderr};
+use common::{scalelab, scalelab_line, stderr};
 
 #[test]
 fn info_prints_exact_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = scalelab(
-        &["info", "--preset", "nano", "--ctx", "128", "--json"],
-        dir.path(),
-    );
+    let out = scalelab_line("info --preset nano --ctx 128 --json", dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // nano at ctx 128, vocab 256, untied: blocks 2·(4·64 + 3·64² + 3·64 + 64² + 64 + 2·64·256 + 256 + 64)
@@ -180,34 +177,10 @@ fn recurrent_language_models_train_through_the_same_loop() {
     )
     .unwrap();
     for family in ["lstm", "gru"] {
-        let out = scalelab(
-            &[
-                "train",
-                "--family",
-                family,
-                "--n-layers",
-                "1",
-                "--d-model",
-                "32",
-                "--ctx",
-                "32",
-                "--batch",
-                "4",
-                "--lr",
-                "1e-2",
-                "--tokens",
-                "20480",
-                "--eval-every",
-                "5120",
-                "--eval-tokens",
-                "2048",
-                "--threads",
-                "1",
-                "--data",
-                "book.txt",
-                "--json",
-                "-q",
-            ],
+        let out = scalelab_line(
+            &format!(
+                "train --family {family} --n-layers 1 --d-model 32 --ctx 32 --batch 4 --lr 1e-2 --tokens 20480 --eval-every 5120 --eval-tokens 2048 --threads 1 --data book.txt --json -q"
+            ),
             dir.path(),
         );
         assert!(out.status.success(), "{family}: {}", stderr(&out));

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{scalelab, stderr};
+use common::{scalelab, scalelab_line, stderr};
 
 /// Four tiny GPTs on the embedded corpus: each trains in a second or two.
 const TINY: &str = r#"
@@ -59,7 +59,7 @@ fn training_children_of(dir: &Path) -> usize {
 /// not trained again, and a third invocation trains nothing.
 fn killed_study_resumes(cwd: &Path, file: &str, runs: usize) {
     let dir = cwd.join("study");
-    let out = scalelab(&["study", "plan", file, "--dir", "study", "--json"], cwd);
+    let out = scalelab_line(&format!("study plan {file} --dir study --json"), cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let planned: Vec<String> = plan["runs"]
@@ -107,7 +107,7 @@ fn killed_study_resumes(cwd: &Path, file: &str, runs: usize) {
     }
 
     // Rerun: everything completes, finished runs are not retrained.
-    let out = scalelab(&["study", "run", file, "--dir", "study"], cwd);
+    let out = scalelab_line(&format!("study run {file} --dir study"), cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -124,10 +124,7 @@ fn killed_study_resumes(cwd: &Path, file: &str, runs: usize) {
     assert_eq!(first_record, again, "a finished run was trained again");
 
     // A third invocation trains nothing.
-    let out = scalelab(
-        &["study", "run", file, "--dir", "study", "--no-report"],
-        cwd,
-    );
+    let out = scalelab_line(&format!("study run {file} --dir study --no-report"), cwd);
     assert!(out.status.success());
     let err = stderr(&out);
     assert!(err.contains(&format!("{runs} already done")), "{err}");
@@ -153,17 +150,8 @@ fn a_study_killed_with_sigkill_resumes_without_losing_or_duplicating_runs() {
     assert_eq!(csv.lines().count(), 5);
 
     // The exported table feeds `scalelab fit`.
-    let out = scalelab(
-        &[
-            "fit",
-            "--input",
-            "study/runs.csv",
-            "--law",
-            "power",
-            "--bootstrap",
-            "0",
-            "--json",
-        ],
+    let out = scalelab_line(
+        "fit --input study/runs.csv --law power --bootstrap 0 --json",
         cwd,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -274,7 +262,7 @@ fn task_studies_report_abilities_and_export_for_the_emergence_test() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     std::fs::write(cwd.join("copy.toml"), TASK_STUDY).unwrap();
-    let out = scalelab(&["study", "run", "copy.toml", "--dir", "s"], cwd);
+    let out = scalelab_line("study run copy.toml --dir s", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     let html = std::fs::read_to_string(cwd.join("s/report.html")).unwrap();
     for heading in [
@@ -337,15 +325,8 @@ fn task_studies_report_abilities_and_export_for_the_emergence_test() {
     }
     let examples = std::fs::read_to_string(cwd.join("s/emergence_n_examples.csv")).unwrap();
     assert_eq!(examples.lines().count(), 1 + 4 * 100);
-    let out = scalelab(
-        &[
-            "emergence",
-            "--input",
-            "s/emergence_n.csv",
-            "--per-example",
-            "s/emergence_n_examples.csv",
-            "--json",
-        ],
+    let out = scalelab_line(
+        "emergence --input s/emergence_n.csv --per-example s/emergence_n_examples.csv --json",
         cwd,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -358,10 +339,7 @@ fn a_damaged_stored_study_file_is_named_not_replaced_by_defaults() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     std::fs::write(cwd.join("tiny.toml"), TINY).unwrap();
-    let out = scalelab(
-        &["study", "run", "tiny.toml", "--dir", "s", "--no-report"],
-        cwd,
-    );
+    let out = scalelab_line("study run tiny.toml --dir s --no-report", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = scalelab(&["study", "report", "s"], cwd);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -420,7 +398,7 @@ eval_every_tokens = 5120
 eval_tokens = 2048
 "#;
     std::fs::write(cwd.join("lstm.toml"), spec).unwrap();
-    let out = scalelab(&["study", "run", "lstm.toml", "--dir", "s"], cwd);
+    let out = scalelab_line("study run lstm.toml --dir s", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("2 completed"), "{}", stderr(&out));
     // The plan's parameter counts are the recurrent model's: 256·16 embedding + 16·256 head
@@ -471,7 +449,7 @@ fn an_isoflop_study_answers_the_compute_optimal_question() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     std::fs::write(cwd.join("iso.toml"), TINY_ISOFLOP).unwrap();
-    let out = scalelab(&["study", "run", "iso.toml", "--dir", "s"], cwd);
+    let out = scalelab_line("study run iso.toml --dir s", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -558,10 +536,7 @@ fn an_isoflop_study_answers_the_compute_optimal_question() {
     assert!(record["epochs"].as_f64().unwrap() > 0.0);
     assert!(record["unique_train_tokens"].as_u64().unwrap() > 1_000_000);
 
-    let out = scalelab(
-        &["plan", "--study", "s", "--flops", "1e9,1e13", "--json"],
-        cwd,
-    );
+    let out = scalelab_line("plan --study s --flops 1e9,1e13 --json", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &p["allocations"][0];
@@ -569,7 +544,7 @@ fn an_isoflop_study_answers_the_compute_optimal_question() {
         assert!(first[key]["lo"].as_f64().is_some(), "{key}: {first}");
         assert!(first["best"][key].as_f64().is_some(), "{key}");
     }
-    let out = scalelab(&["plan", "--study", "s", "--flops", "1e13"], cwd);
+    let out = scalelab_line("plan --study s --flops 1e13", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("decades beyond"), "{}", stderr(&out));
 }
@@ -605,10 +580,7 @@ fn a_classification_study_runs_as_a_study_in_parallel_and_survives_sigkill() {
     );
 
     // A fresh directory runs the grid several runs at a time.
-    let out = scalelab(
-        &["study", "run", "grid.toml", "--dir", "again", "--jobs", "3"],
-        cwd,
-    );
+    let out = scalelab_line("study run grid.toml --dir again --jobs 3", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("3 at a time"), "{}", stderr(&out));
     // Every run trains the same to the last digit whichever process and order it ran in.
@@ -626,7 +598,7 @@ fn a_classification_study_runs_as_a_study_in_parallel_and_survives_sigkill() {
     assert!(out.status.success(), "{}", stderr(&out));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("train–test gap") && html.contains("<svg"));
-    let out = scalelab(&["study", "export", "study", "--out", "exported"], cwd);
+    let out = scalelab_line("study export study --out exported", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(cwd.join("exported/results.csv")).unwrap(),

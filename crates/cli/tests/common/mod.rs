@@ -14,6 +14,11 @@ pub fn scalelab(args: &[&str], cwd: &Path) -> Output {
         .unwrap_or_else(|e| panic!("cannot start scalelab: {e}"))
 }
 
+/// Runs `scalelab` with the words of `line` as its arguments (none of which holds a space).
+pub fn scalelab_line(line: &str, cwd: &Path) -> Output {
+    scalelab(&line.split_whitespace().collect::<Vec<_>>(), cwd)
+}
+
 /// A process's standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
