@@ -22,6 +22,7 @@ mod linear;
 
 pub mod abilities;
 pub mod bootstrap;
+pub mod classify;
 pub mod compute_optimal;
 pub mod emergence;
 pub mod extrapolation;

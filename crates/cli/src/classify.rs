@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use scalelab_analysis::summary::mean_by;
-use scalelab_analysis::{FitOptions, fit_power};
+use scalelab_analysis::classify::{ClassifyRow, analyse_classify_study};
 use scalelab_data::{
     ImageSplits, LabelledSet, TaggedSplits, TextSplits, classification_split, load_images,
     load_pang_lee, load_pos, load_sentiment,
 };
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 use scalelab_spec::{
-    ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset, Family,
+    ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
     InputShape, RunStatus,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_classify_study};
@@ -501,13 +500,19 @@ pub(crate) fn study_report(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
         },
     };
     write_text(&dir.join("results.csv"), &results_csv(&runs)?)?;
-    let mut report = ClassifyStudyReport {
+    let rows: Vec<ClassifyRow> = runs
+        .iter()
+        .map(|r| ClassifyRow::of(&r.cell, &r.record))
+        .collect();
+    let analysis = analyse_classify_study(&rows);
+    let report = ClassifyStudyReport {
         name: spec.name.clone(),
         description: spec.description.clone(),
         command: format!("scalelab study report {}", dir.display()),
-        ..ClassifyStudyReport::default()
+        fit_n: analysis.fit_n,
+        fit_d: analysis.fit_d,
+        fit_notes: analysis.notes,
     };
-    fit_errors(&runs, &mut report);
     let path = out.map_or_else(|| dir.join("report.html"), Path::to_path_buf);
     write_text(&path, &render_classify_report(&report, &runs)?)?;
     eprintln!(
@@ -516,81 +521,6 @@ pub(crate) fn study_report(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
         path.display()
     );
     Ok(path)
-}
-
-/// Power laws of test error against N (largest fraction) and against D (largest model), over
-/// the first regulariser's runs, seeds averaged.
-fn fit_errors(runs: &[ClassifyRun], report: &mut ClassifyStudyReport) {
-    let Some(first) = runs.first().map(|r| r.cell.regulariser.clone()) else {
-        return;
-    };
-    let base: Vec<&ClassifyRun> = runs
-        .iter()
-        .filter(|r| r.cell.regulariser == first)
-        .collect();
-    let max_fraction = base
-        .iter()
-        .map(|r| r.cell.train_fraction)
-        .fold(0.0, f64::max);
-    let max_n = base
-        .iter()
-        .map(|r| r.record.params.total)
-        .max()
-        .unwrap_or(0);
-    let points = |pick: &dyn Fn(&ClassifyRun) -> Option<f64>| {
-        let rows: Vec<((), f64, f64)> = base
-            .iter()
-            .filter_map(|r| pick(r).map(|x| ((), x, 1.0 - r.record.result.test.accuracy)))
-            .collect();
-        mean_by(&rows).pop().map_or_else(Vec::new, |(_, pts)| pts)
-    };
-    // Error against N within one family: the one with the most sizes (families move the
-    // curve, so a fit across them mixes laws).
-    let mut families: Vec<(Family, Vec<u64>)> = Vec::new();
-    for r in &base {
-        let family = r.record.config.model.family();
-        let n = r.record.params.total;
-        match families.iter_mut().find(|(f, _)| *f == family) {
-            Some((_, sizes)) if !sizes.contains(&n) => sizes.push(n),
-            Some(_) => {}
-            None => families.push((family, vec![n])),
-        }
-    }
-    let family = families
-        .iter()
-        .max_by_key(|(_, sizes)| sizes.len())
-        .map(|(f, _)| *f);
-    if let (true, Some(family)) = (families.len() > 1, family) {
-        report.fit_notes.push(format!(
-            "The fit against N uses the {family} runs only (the family with the most sizes): \
-             families move the curve, so one law across them would mix laws."
-        ));
-    }
-    let by_n = points(&|r| {
-        (r.cell.train_fraction == max_fraction && Some(r.record.config.model.family()) == family)
-            .then_some(r.record.params.total as f64)
-    });
-    let by_d = points(&|r| {
-        (r.record.params.total == max_n).then_some(r.record.result.train_examples as f64)
-    });
-    let opts = FitOptions::default();
-    for (axis, pts, slot) in [
-        ("N", by_n, &mut report.fit_n),
-        ("D", by_d, &mut report.fit_d),
-    ] {
-        let x: Vec<f64> = pts.iter().map(|p| p.0).collect();
-        let y: Vec<f64> = pts.iter().map(|p| p.1).collect();
-        if pts.iter().any(|p| p.1 <= 0.0) {
-            report.fit_notes.push(format!(
-                "No fit against {axis}: a test error of 0 has no logarithm."
-            ));
-            continue;
-        }
-        match fit_power(axis, &x, &y, &opts) {
-            Ok(fit) => *slot = Some(fit),
-            Err(e) => report.fit_notes.push(format!("No fit against {axis}: {e}")),
-        }
-    }
 }
 
 fn results_csv(runs: &[ClassifyRun]) -> Result<String> {
