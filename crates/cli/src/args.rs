@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use scalelab_spec::{
-    ClassifierPreset, ClassifySpec, CorpusKind, Dataset, Family, GptPreset, GptSpec, OptimiserKind,
+    ClassifierPreset, ClassifySpec, CorpusKind, Dataset, Family, GptPreset, LmSpec, OptimiserKind,
     RunSpec, TokenizerKind,
 };
 
@@ -278,7 +278,7 @@ pub struct ModelFlags {
 }
 
 impl ModelFlags {
-    fn apply(&self, model: &mut GptSpec) {
+    fn apply(&self, model: &mut LmSpec) {
         if let Some(preset) = &self.preset {
             model.preset = Some(*preset);
             model.depth = None;
@@ -415,7 +415,7 @@ pub struct InfoArgs {
 
 impl InfoArgs {
     /// The model spec with the flags applied.
-    pub fn spec(&self) -> Result<GptSpec> {
+    pub fn spec(&self) -> Result<LmSpec> {
         let mut model = match &self.config {
             Some(path) => read_toml::<RunSpec>(path)?.model,
             None => RunSpec::default().model,

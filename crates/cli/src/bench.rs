@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use scalelab_spec::{Family, GptConfig, RunRecord};
+use scalelab_spec::{Family, LmConfig, RunRecord};
 use scalelab_sweep::Store;
 use scalelab_train::bench::{bench_gpt_step, sgemm_gflops};
 
@@ -94,7 +94,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(case.threads)
             .build()?;
-        let config = GptConfig {
+        let config = LmConfig {
             n_layers: case.n_layers,
             d_model: case.d_model,
             n_heads: case.n_heads,

@@ -12,7 +12,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
-use scalelab_spec::GptConfig;
+use scalelab_spec::LmConfig;
 
 use crate::init::{InitKind, ParamFactory, WeightInit};
 use crate::registry::{FamilyModel, LanguageModel};
@@ -179,11 +179,11 @@ impl Gpt {
 }
 
 impl FamilyModel for Gpt {
-    type Shape = GptConfig;
+    type Shape = LmConfig;
 
     /// Builds a GPT with GPT-2/nanoGPT initialisation: weights from N(0, 0.02), the two residual
     /// projections of each block from N(0, 0.02/sqrt(2·n_layers)), zero biases, unit norms.
-    fn init(config: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+    fn init(config: &LmConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
         const STD: f64 = 0.02;
         let residual_std = STD / (2.0 * config.n_layers as f64).sqrt();
         let (d, f) = (config.d_model, config.d_ff);
@@ -242,7 +242,7 @@ mod tests {
     use crate::init::{FormulaInit, SeededInit};
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::TensorData;
-    use scalelab_spec::{GptPreset, GptSpec};
+    use scalelab_spec::{GptPreset, LmSpec};
 
     /// Walks the module and calls `f(top-level field name, rank, element count)` per parameter.
     fn for_each_param(model: &Gpt, f: &mut dyn FnMut(&str, usize, u64)) {
@@ -281,7 +281,7 @@ mod tests {
         (total, embedding)
     }
 
-    fn config(spec: GptSpec, vocab: usize) -> GptConfig {
+    fn config(spec: LmSpec, vocab: usize) -> LmConfig {
         spec.resolve(vocab).unwrap()
     }
 
@@ -289,14 +289,14 @@ mod tests {
     fn param_counts_match_brute_force() {
         let device = Device::flex();
         let shapes = [
-            config(GptSpec::with_preset(GptPreset::Nano), 256),
-            config(GptSpec::with_depth(1), 300),
+            config(LmSpec::with_preset(GptPreset::Nano), 256),
+            config(LmSpec::with_depth(1), 300),
             config(
-                GptSpec {
+                LmSpec {
                     tie_embeddings: true,
                     d_ff: Some(100),
                     ctx_len: 17,
-                    ..GptSpec::with_preset(GptPreset::Micro)
+                    ..LmSpec::with_preset(GptPreset::Micro)
                 },
                 1000,
             ),
@@ -318,10 +318,10 @@ mod tests {
         // (nanoGPT prints "number of parameters: 123.65M" after subtracting the 786,432
         // position-embedding weights: 124,439,808 − 786,432 = 123,653,376).
         let c = config(
-            GptSpec {
+            LmSpec {
                 tie_embeddings: true,
                 ctx_len: 1024,
-                ..GptSpec::with_preset(GptPreset::Gpt2Small)
+                ..LmSpec::with_preset(GptPreset::Gpt2Small)
             },
             50257,
         );
@@ -339,9 +339,9 @@ mod tests {
         let device = Device::flex();
         for tie in [false, true] {
             let c = config(
-                GptSpec {
+                LmSpec {
                     tie_embeddings: tie,
-                    ..GptSpec::with_preset(GptPreset::Nano)
+                    ..LmSpec::with_preset(GptPreset::Nano)
                 },
                 256,
             );
@@ -363,14 +363,14 @@ mod tests {
         }
         // By hand for nano (L2, d64, V256, T256): matmul weights 2·(4·64² + 2·64·256) + 64·256
         // = 2·49152 + 16384 = 114688; 6·114688 + 12·2·256·64 = 688128 + 393216 = 1081344.
-        let c = config(GptSpec::with_preset(GptPreset::Nano), 256);
+        let c = config(LmSpec::with_preset(GptPreset::Nano), 256);
         assert_eq!(c.flops_per_token(), 1_081_344.0);
     }
 
     #[test]
     fn initialisation_statistics() {
         let device = Device::flex();
-        let c = config(GptSpec::with_preset(GptPreset::Micro), 256);
+        let c = config(LmSpec::with_preset(GptPreset::Micro), 256);
         let model = Gpt::init(&c, &mut SeededInit::new(7), &device);
         let std = |t: Tensor<2>| {
             let v: Vec<f32> = t.into_data().try_to_vec::<f32>().unwrap();
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn loss_matches_pytorch_reference() {
         for (tie, expected) in [(false, REFERENCE_LOSS_UNTIED), (true, REFERENCE_LOSS_TIED)] {
-            let c = GptConfig {
+            let c = LmConfig {
                 n_layers: 2,
                 d_model: 32,
                 n_heads: 4,

@@ -8,13 +8,13 @@
 //! or [`UseClassifier`], generically, so the training loop never names a family.
 //!
 //! Adding a family: its shape in `scalelab-spec` (`family/<name>.rs`, a line of
-//! `scalelab_spec::Family` and a variant of `ClassifierConfig` or a `GptConfig` family), its
+//! `scalelab_spec::Family` and a variant of `ClassifierConfig` or a `LmConfig` family), its
 //! modules here (`<name>.rs`, implementing the traits below), and its arm in [`build_classifier`] (or
 //! [`build_language_model`]).
 
 use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor};
-use scalelab_spec::{ClassifierConfig, GptConfig, Shape};
+use scalelab_spec::{ClassifierConfig, LmConfig, Shape};
 
 use crate::{Cnn, Encoder, Gpt, Mlp, ResNet, RnnClassifier, RnnLm, WeightInit};
 
@@ -34,7 +34,7 @@ pub trait FamilyModel: Module + Clone {
 }
 
 /// A language model: next-token logits of token sequences.
-pub trait LanguageModel: FamilyModel<Shape = GptConfig> {
+pub trait LanguageModel: FamilyModel<Shape = LmConfig> {
     /// Next-token logits `[B, T, V]` of `tokens` `[B, T]`.
     fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3>;
 
@@ -87,7 +87,7 @@ pub trait UseClassifier {
 /// Builds the language model of `shape` (a GPT, or a recurrent model when its family says
 /// so) on `device`, initialised by `init`, and hands it to `then`.
 pub fn build_language_model<U: UseLanguageModel>(
-    shape: &GptConfig,
+    shape: &LmConfig,
     init: &mut dyn WeightInit,
     device: &Device,
     then: U,

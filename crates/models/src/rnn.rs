@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_spec::{GptConfig, RnnCell};
+use scalelab_spec::{LmConfig, RnnCell};
 
 use crate::init::{InitKind, ParamFactory, WeightInit};
 use crate::registry::{FamilyModel, LanguageModel, TextClassifier};
@@ -244,11 +244,11 @@ impl TextClassifier for RnnClassifier {
 }
 
 impl FamilyModel for RnnLm {
-    type Shape = GptConfig;
+    type Shape = LmConfig;
 
     /// Builds the model of `c` (family `lstm` or `gru`): the embedding and layers of
     /// [`embedding_and_layers`] with `d_model` units, a head N(0, 1/d) without bias.
-    fn init(c: &GptConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
+    fn init(c: &LmConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
         let mut p = ParamFactory::new(init, device);
         let cell = c.family.rnn_cell().unwrap_or(RnnCell::Lstm);
         let d = c.d_model;
@@ -370,7 +370,7 @@ mod tests {
     fn language_model_counts_and_causality() {
         let device = Device::default();
         for family in [Family::Lstm, Family::Gru] {
-            let c = GptConfig {
+            let c = LmConfig {
                 n_layers: 2,
                 d_model: 6,
                 n_heads: 1,

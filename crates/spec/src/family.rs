@@ -17,7 +17,7 @@ pub mod resnet;
 pub mod rnn;
 
 use crate::{
-    Budget, ClassifierConfig, ClassifyConfig, GptConfig, ParamCounts, RnnCell, RunConfig,
+    Budget, ClassifierConfig, ClassifyConfig, LmConfig, ParamCounts, RnnCell, RunConfig,
     SampleBudget,
 };
 
@@ -135,13 +135,13 @@ pub trait Shape {
     fn describe(&self) -> String;
 }
 
-impl Shape for GptConfig {
+impl Shape for LmConfig {
     fn family(&self) -> Family {
         self.family
     }
 
     fn param_counts(&self) -> ParamCounts {
-        GptConfig::param_counts(self)
+        LmConfig::param_counts(self)
     }
 
     fn flops_per_example(&self) -> f64 {
@@ -153,7 +153,7 @@ impl Shape for GptConfig {
     }
 
     fn describe(&self) -> String {
-        GptConfig::describe(self)
+        LmConfig::describe(self)
     }
 }
 
@@ -195,7 +195,7 @@ impl ClassifierConfig {
     }
 }
 
-impl GptConfig {
+impl LmConfig {
     /// A short label of the shape: `GPT 4L d128 4h`, `LSTM 2L d64`.
     pub fn label(&self) -> String {
         match self.family.rnn_cell() {
@@ -262,7 +262,7 @@ impl GptConfig {
 
 impl RunConfig {
     /// `(optimiser steps, tokens per step)` of this run: its budget (tokens, or FLOPs at
-    /// [`GptConfig::flops_per_token`]) rounded up to whole steps, at least one.
+    /// [`LmConfig::flops_per_token`]) rounded up to whole steps, at least one.
     pub fn planned_steps(&self) -> (u64, u64) {
         let t = &self.train;
         let tokens_per_step = (t.batch_size * t.grad_accum * self.model.ctx_len) as u64;

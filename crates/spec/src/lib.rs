@@ -42,7 +42,7 @@ pub fn run_id<T: serde::Serialize>(config: &T) -> Result<String, SpecError> {
         .collect())
 }
 pub use family::{Family, Purpose, Shape};
-pub use model::{GptConfig, GptPreset, GptSpec};
+pub use model::{GptPreset, LmConfig, LmSpec};
 pub use names::Named;
 pub use optim::{Optimiser, OptimiserKind};
 pub use record::{

@@ -1,9 +1,10 @@
-//! The GPT model spec (what a user writes) and its resolved shape (what a model is built from).
+//! The language model's spec (what a user writes under `[model]`) and its resolved shape (what a
+//! model is built from): a GPT by default, or an LSTM or GRU language model (`family`).
 //!
 //! One size dial sets a model's size, as in nanochat: `depth` is the number of layers and the
 //! width follows as `d_model = depth × aspect_ratio`, rounded up to a whole number of heads of
 //! `head_dim`. Named presets give familiar shapes, and every shape can be overridden
-//! explicitly. Resolution happens once, in [`GptSpec::resolve`]; only [`GptConfig`] travels
+//! explicitly. Resolution happens once, in [`LmSpec::resolve`]; only [`LmConfig`] travels
 //! inward.
 
 use serde::{Deserialize, Serialize};
@@ -11,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::SpecError;
 use crate::family::{Family, Purpose};
 
-/// A GPT as the user describes it: a preset or a depth, plus optional explicit overrides.
+/// A language model as the user describes it: a preset or a depth, plus optional explicit
+/// overrides (the GPT's keys; the recurrent families use `n_layers` and `d_model`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct GptSpec {
+pub struct LmSpec {
     /// A named shape (see [`GptPreset`]); overrides below still apply on top of it.
     pub preset: Option<GptPreset>,
     /// The size dial: number of Transformer blocks. Width follows from `aspect_ratio`.
@@ -43,7 +45,7 @@ pub struct GptSpec {
     pub family: Family,
 }
 
-impl Default for GptSpec {
+impl Default for LmSpec {
     fn default() -> Self {
         Self {
             preset: None,
@@ -92,10 +94,11 @@ impl GptPreset {
     }
 }
 
-/// A fully resolved GPT shape. Every model is built from one of these, never from a spec.
+/// A fully resolved language-model shape (a GPT's, or a recurrent model's when `family` says
+/// so). Every language model is built from one of these, never from a spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GptConfig {
+pub struct LmConfig {
     /// Number of Transformer blocks.
     pub n_layers: usize,
     /// Residual stream width.
@@ -117,14 +120,14 @@ pub struct GptConfig {
     pub family: Family,
 }
 
-impl GptConfig {
+impl LmConfig {
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_heads
     }
 }
 
-impl GptSpec {
+impl LmSpec {
     /// A spec for the given size dial with every other setting at its default.
     pub fn with_depth(depth: usize) -> Self {
         Self {
@@ -145,7 +148,7 @@ impl GptSpec {
     ///
     /// Precedence: explicit overrides, then the preset, then the depth dial. With neither a
     /// preset nor a depth, the dial defaults to depth 4.
-    pub fn resolve(&self, vocab_size: usize) -> Result<GptConfig, SpecError> {
+    pub fn resolve(&self, vocab_size: usize) -> Result<LmConfig, SpecError> {
         if self.preset.is_some() && self.depth.is_some() {
             return Err(SpecError::invalid(
                 "model.depth",
@@ -239,7 +242,7 @@ impl GptSpec {
                 ),
             ));
         }
-        Ok(GptConfig {
+        Ok(LmConfig {
             n_layers,
             d_model,
             n_heads,
@@ -271,16 +274,16 @@ mod tests {
     #[test]
     fn depth_dial_sets_width_and_heads() {
         // depth 4 × aspect 64 = 256 wide, 256 / 64 = 4 heads.
-        let c = GptSpec::with_depth(4).resolve(256).unwrap();
+        let c = LmSpec::with_depth(4).resolve(256).unwrap();
         assert_eq!(
             (c.n_layers, c.d_model, c.n_heads, c.d_ff),
             (4, 256, 4, 1024)
         );
         // depth 3 × aspect 40 = 120, rounded up to two heads of 64 = 128.
-        let spec = GptSpec {
+        let spec = LmSpec {
             depth: Some(3),
             aspect_ratio: 40,
-            ..GptSpec::default()
+            ..LmSpec::default()
         };
         let c = spec.resolve(256).unwrap();
         assert_eq!((c.d_model, c.n_heads), (128, 2));
@@ -289,7 +292,7 @@ mod tests {
     #[test]
     fn shapes_too_large_to_count_are_refused_by_name() {
         // depth 100000 × aspect 64: 6.4M wide, ~4.9e19 parameters, past u64 in the counts.
-        let err = GptSpec::with_depth(100_000)
+        let err = LmSpec::with_depth(100_000)
             .resolve(256)
             .unwrap_err()
             .to_string();
@@ -298,7 +301,7 @@ mod tests {
             "{err}"
         );
         // A depth whose width overflows usize itself.
-        let err = GptSpec::with_depth(usize::MAX / 2)
+        let err = LmSpec::with_depth(usize::MAX / 2)
             .resolve(256)
             .unwrap_err()
             .to_string();
@@ -307,21 +310,21 @@ mod tests {
             "{err}"
         );
         // GPT-3's shape (96 layers of 12288, 175B parameters) still resolves.
-        let spec = GptSpec {
+        let spec = LmSpec {
             n_layers: Some(96),
             d_model: Some(12288),
             n_heads: Some(96),
             ctx_len: 2048,
-            ..GptSpec::default()
+            ..LmSpec::default()
         };
         assert!(spec.resolve(50257).is_ok());
     }
 
     #[test]
     fn preset_with_override() {
-        let spec = GptSpec {
+        let spec = LmSpec {
             n_layers: Some(3),
-            ..GptSpec::with_preset(GptPreset::Mini)
+            ..LmSpec::with_preset(GptPreset::Mini)
         };
         let c = spec.resolve(256).unwrap();
         assert_eq!((c.n_layers, c.d_model, c.n_heads), (3, 256, 4));
@@ -329,19 +332,19 @@ mod tests {
 
     #[test]
     fn explicit_width_derives_heads_from_head_dim() {
-        let spec = GptSpec {
+        let spec = LmSpec {
             d_model: Some(192),
             head_dim: 32,
-            ..GptSpec::with_depth(2)
+            ..LmSpec::with_depth(2)
         };
         assert_eq!(spec.resolve(256).unwrap().n_heads, 6);
     }
 
     #[test]
     fn bad_shapes_name_the_key() {
-        let spec = GptSpec {
+        let spec = LmSpec {
             n_heads: Some(3),
-            ..GptSpec::with_preset(GptPreset::Mini)
+            ..LmSpec::with_preset(GptPreset::Mini)
         };
         let err = spec.resolve(256).unwrap_err().to_string();
         assert!(
@@ -354,11 +357,11 @@ mod tests {
             err.to_string().contains("model.preset") && err.to_string().contains("gpt2-small"),
             "{err}"
         );
-        let err = toml::from_str::<GptSpec>("preset = \"huge\"").unwrap_err();
+        let err = toml::from_str::<LmSpec>("preset = \"huge\"").unwrap_err();
         assert!(err.to_string().contains("gpt2-small"), "{err}");
-        let spec = GptSpec {
+        let spec = LmSpec {
             family: Family::Mlp,
-            ..GptSpec::default()
+            ..LmSpec::default()
         };
         let err = spec.resolve(256).unwrap_err().to_string();
         assert!(
@@ -366,9 +369,9 @@ mod tests {
             "{err}"
         );
 
-        let spec = GptSpec {
+        let spec = LmSpec {
             dropout: 1.5,
-            ..GptSpec::default()
+            ..LmSpec::default()
         };
         assert!(
             spec.resolve(256)
@@ -380,7 +383,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = toml::from_str::<GptSpec>("deph = 3")
+        let err = toml::from_str::<LmSpec>("deph = 3")
             .unwrap_err()
             .to_string();
         assert!(err.contains("deph"), "{err}");

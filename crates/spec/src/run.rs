@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    GptConfig, GptPreset, GptSpec, Optimiser, OptimiserKind, SpecError, TaskConfig, TaskSpec,
+    GptPreset, LmConfig, LmSpec, Optimiser, OptimiserKind, SpecError, TaskConfig, TaskSpec,
 };
 
 /// One training run as the user describes it.
@@ -17,7 +17,7 @@ pub struct RunSpec {
     /// Seed of the weight initialisation, batch sampling and dropout.
     pub seed: u64,
     /// The model.
-    pub model: GptSpec,
+    pub model: LmSpec,
     /// The corpus and tokenizer.
     pub data: DataSpec,
     /// Optimisation and budget.
@@ -31,9 +31,9 @@ impl Default for RunSpec {
         Self {
             seed: 0,
             // A 0.9M-parameter GPT at context 128: the README's few-minute CPU run.
-            model: GptSpec {
+            model: LmSpec {
                 ctx_len: 128,
-                ..GptSpec::with_preset(GptPreset::Micro)
+                ..LmSpec::with_preset(GptPreset::Micro)
             },
             data: DataSpec::default(),
             train: TrainSpec::default(),
@@ -324,7 +324,7 @@ pub struct RunConfig {
     /// Seed of initialisation, sampling and dropout.
     pub seed: u64,
     /// Model shape.
-    pub model: GptConfig,
+    pub model: LmConfig,
     /// Data settings.
     pub data: DataConfig,
     /// Optimisation settings.

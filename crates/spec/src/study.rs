@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DataSpec, GptPreset, GptSpec, SpecError, TaskSpec, TrainSpec};
+use crate::{DataSpec, GptPreset, LmSpec, SpecError, TaskSpec, TrainSpec};
 
 /// Schema version of study files' resolved records and of the study store. Version 2 keeps
 /// every run, of either kind, in the one `runs` table (version 1 kept classification runs in a
@@ -42,7 +42,7 @@ pub struct StudySpec {
     pub seeds: Vec<u64>,
     /// The base model: context length, dropout, tying, aspect ratio; sizes override its shape.
     #[serde(default)]
-    pub model: GptSpec,
+    pub model: LmSpec,
     /// The corpus and tokenizer, shared by every run.
     #[serde(default)]
     pub data: DataSpec,
@@ -305,8 +305,8 @@ impl StudySpec {
     }
 
     /// The base model with each size of the ladder applied, in the order written.
-    pub fn size_specs(&self) -> Vec<(String, GptSpec)> {
-        let base = GptSpec {
+    pub fn size_specs(&self) -> Vec<(String, LmSpec)> {
+        let base = LmSpec {
             preset: None,
             depth: None,
             n_layers: None,
@@ -319,7 +319,7 @@ impl StudySpec {
         for &depth in &self.sizes.depths {
             out.push((
                 format!("depth{depth}"),
-                GptSpec {
+                LmSpec {
                     depth: Some(depth),
                     ..base.clone()
                 },
@@ -328,7 +328,7 @@ impl StudySpec {
         for &preset in &self.sizes.presets {
             out.push((
                 preset.to_string(),
-                GptSpec {
+                LmSpec {
                     preset: Some(preset),
                     ..base.clone()
                 },
@@ -337,7 +337,7 @@ impl StudySpec {
         for shape in &self.sizes.shapes {
             out.push((
                 format!("L{}-d{}-h{}", shape.n_layers, shape.d_model, shape.n_heads),
-                GptSpec {
+                LmSpec {
                     n_layers: Some(shape.n_layers),
                     d_model: Some(shape.d_model),
                     n_heads: Some(shape.n_heads),

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scalelab_data::Batch;
 use scalelab_models::{FamilyModel, Gpt, SeededInit};
-use scalelab_spec::{Budget, GptConfig, TrainConfig};
+use scalelab_spec::{Budget, LmConfig, TrainConfig};
 
 use crate::Objective;
 use crate::trainer::{build_optimizer, train_step};
@@ -55,7 +55,7 @@ pub struct PhaseTiming {
 
 /// Times `warmup + steps` training steps of a GPT of shape `config` on a batch of `batch` sequences.
 pub fn bench_gpt_step(
-    config: &GptConfig,
+    config: &LmConfig,
     batch: usize,
     warmup: usize,
     steps: usize,

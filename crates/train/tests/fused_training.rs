@@ -4,14 +4,14 @@
 
 use burn::tensor::Device;
 use scalelab_kernels::set_fused;
-use scalelab_spec::GptConfig;
+use scalelab_spec::LmConfig;
 use scalelab_train::bench::bench_gpt_step;
 
 /// `set_fused` is process-wide: the tests of this binary take turns.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn config(ctx_len: usize, tie_embeddings: bool) -> GptConfig {
-    GptConfig {
+fn config(ctx_len: usize, tie_embeddings: bool) -> LmConfig {
+    LmConfig {
         n_layers: 2,
         d_model: 64,
         n_heads: 4,

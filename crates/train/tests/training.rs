@@ -9,16 +9,16 @@
 use burn::tensor::Device;
 use scalelab_data::{TokenData, TrainingData, load_corpus};
 use scalelab_spec::{
-    CurvePoint, GptPreset, GptSpec, RunConfig, RunSpec, RunStatus, TaskMetrics, TaskSpec, TrainSpec,
+    CurvePoint, GptPreset, LmSpec, RunConfig, RunSpec, RunStatus, TaskMetrics, TaskSpec, TrainSpec,
 };
 use scalelab_train::{NoProgress, Outcome, RunOptions, train_lm};
 
 fn tiny_spec() -> RunSpec {
     RunSpec {
         seed: 11,
-        model: GptSpec {
+        model: LmSpec {
             ctx_len: 32,
-            ..GptSpec::with_preset(GptPreset::Nano)
+            ..LmSpec::with_preset(GptPreset::Nano)
         },
         train: TrainSpec {
             batch_size: 4,
@@ -293,9 +293,9 @@ fn corrupt_checkpoint_is_a_clear_error_and_is_kept() {
 fn task_spec(mix: f64, ctx: usize) -> RunSpec {
     RunSpec {
         seed: 5,
-        model: GptSpec {
+        model: LmSpec {
             ctx_len: ctx,
-            ..GptSpec::with_preset(GptPreset::Nano)
+            ..LmSpec::with_preset(GptPreset::Nano)
         },
         train: TrainSpec {
             batch_size: 32,

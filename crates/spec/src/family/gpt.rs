@@ -1,9 +1,9 @@
 //! GPT cost accounting (see `scalelab-models`'s `gpt.rs` for the model).
 
-use crate::{FlopsConvention, GptConfig, ParamCounts};
+use crate::{FlopsConvention, LmConfig, ParamCounts};
 
 /// Exact trainable parameter counts of a GPT of this shape, in both conventions.
-pub fn gpt_param_counts(c: &GptConfig) -> ParamCounts {
+pub fn gpt_param_counts(c: &LmConfig) -> ParamCounts {
     let (v, t, d, f, l) = (
         c.vocab_size as u64,
         c.ctx_len as u64,
@@ -28,7 +28,7 @@ pub fn gpt_param_counts(c: &GptConfig) -> ParamCounts {
 }
 
 /// Training FLOPs per token (forward + backward) under [`FlopsConvention::SixNMatmulPlusAttention`].
-pub fn gpt_flops_per_token(c: &GptConfig) -> f64 {
+pub fn gpt_flops_per_token(c: &LmConfig) -> f64 {
     let (v, t, d, f, l) = (
         c.vocab_size as f64,
         c.ctx_len as f64,
@@ -44,5 +44,5 @@ pub fn gpt_flops_per_token(c: &GptConfig) -> f64 {
     6.0 * matmul_weights + 12.0 * l * t * d
 }
 
-/// The FLOP convention of [`GptConfig::flops_per_token`].
+/// The FLOP convention of [`LmConfig::flops_per_token`].
 pub const LM_FLOPS_CONVENTION: FlopsConvention = FlopsConvention::SixNMatmulPlusAttention;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Family, Shape};
-use crate::{GptConfig, ParamCounts, RnnCell};
+use crate::{LmConfig, ParamCounts, RnnCell};
 
 /// Exact trainable parameters. The token embedding is the embedding of the Kaplan convention.
 /// Per layer: input weights `d_in·G·H` and bias `G·H`, hidden weights `H·G·H` (and, for the
@@ -65,7 +65,7 @@ pub fn rnn_flops_per_sample(
 /// Exact parameters of a recurrent language model of `c` (`n_layers` layers of `d_model`
 /// units, embedding width `d_model`, an untied head without bias). As for the GPT, the token
 /// embedding and the head are the embedding part (Kaplan convention).
-pub fn rnn_lm_param_counts(cell: RnnCell, c: &GptConfig) -> ParamCounts {
+pub fn rnn_lm_param_counts(cell: RnnCell, c: &LmConfig) -> ParamCounts {
     let counts = rnn_param_counts(cell, c.vocab_size, c.d_model, c.d_model, c.n_layers, 0);
     let head = (c.d_model * c.vocab_size) as u64;
     ParamCounts {
@@ -77,7 +77,7 @@ pub fn rnn_lm_param_counts(cell: RnnCell, c: &GptConfig) -> ParamCounts {
 
 /// Training FLOPs per token of a recurrent language model: 6 × the multiply-adds of the
 /// input and hidden weights of every layer and of the head.
-pub fn rnn_lm_flops_per_token(cell: RnnCell, c: &GptConfig) -> f64 {
+pub fn rnn_lm_flops_per_token(cell: RnnCell, c: &LmConfig) -> f64 {
     rnn_flops_per_sample(cell, c.d_model, c.d_model, c.n_layers, 0, 1, false)
         + 6.0 * (c.d_model * c.vocab_size) as f64
 }
