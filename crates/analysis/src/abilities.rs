@@ -149,7 +149,8 @@ fn rows(task: &str, scale: f64, m: &TaskMetrics) -> Vec<TaskRow> {
             TaskRow::new(
                 task,
                 metric,
-                [scale, value],
+                scale,
+                value,
                 n_test,
                 Some(m.answer_tokens as f64),
             )

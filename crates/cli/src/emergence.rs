@@ -73,7 +73,8 @@ pub(crate) fn read_task_rows(path: &Path) -> Result<Vec<TaskRow>> {
         rows.push(TaskRow::new(
             task,
             metric,
-            [scale, value],
+            scale,
+            value,
             n_test,
             answer_tokens,
         ));

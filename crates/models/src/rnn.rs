@@ -182,8 +182,10 @@ impl RnnLm {
 fn embedding_and_layers(
     p: &mut ParamFactory<'_>,
     cell: RnnCell,
-    [vocab, embed]: [usize; 2],
-    [hidden, layers]: [usize; 2],
+    vocab: usize,
+    embed: usize,
+    hidden: usize,
+    layers: usize,
 ) -> (Embedding, Vec<RecurrentLayer>) {
     let g = cell.gates() as usize;
     let std = (1.0 / hidden as f64).sqrt();
@@ -221,7 +223,7 @@ impl FamilyModel for RnnClassifier {
     fn init(c: &RnnConfig, init: &mut dyn WeightInit, device: &Device) -> Self {
         let mut p = ParamFactory::new(init, device);
         let (embedding, layers) =
-            embedding_and_layers(&mut p, c.cell, [c.vocab, c.embed], [c.hidden, c.layers]);
+            embedding_and_layers(&mut p, c.cell, c.vocab, c.embed, c.hidden, c.layers);
         let std = (1.0 / c.hidden as f64).sqrt();
         let classifier = p.linear("classifier", c.hidden, c.classes, std, true);
         Self {
@@ -253,7 +255,7 @@ impl FamilyModel for RnnLm {
         let cell = c.family.rnn_cell().unwrap_or(RnnCell::Lstm);
         let d = c.d_model;
         let (embedding, layers) =
-            embedding_and_layers(&mut p, cell, [c.vocab_size, d], [d, c.n_layers]);
+            embedding_and_layers(&mut p, cell, c.vocab_size, d, d, c.n_layers);
         let head = p.linear("head", d, c.vocab_size, (1.0 / d as f64).sqrt(), false);
         Self {
             embedding,

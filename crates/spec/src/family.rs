@@ -120,6 +120,26 @@ impl RnnCell {
     }
 }
 
+impl Purpose {
+    /// What a spec asking a `family` that cannot serve this purpose is told: the one message
+    /// of that refusal, wherever it is found.
+    pub fn refuse(self, family: Family) -> crate::SpecError {
+        let hint = match self {
+            Purpose::LanguageModel => format!(
+                "a language model is a {} (gpt is the default)",
+                Family::serving(self)
+            ),
+            Purpose::ImageClassifier => {
+                format!("the data set is images: use {}", Family::serving(self))
+            }
+            Purpose::TextClassifier => {
+                format!("the data set is text: use {}", Family::serving(self))
+            }
+        };
+        crate::SpecError::invalid("model.family", family, hint)
+    }
+}
+
 /// What every family's resolved shape answers, without building a model.
 pub trait Shape {
     /// Its family.
@@ -129,8 +149,6 @@ pub trait Shape {
     /// Training FLOPs (forward and backward) per example: per token of a language model,
     /// per sample of a classifier.
     fn flops_per_example(&self) -> f64;
-    /// Dropout probability.
-    fn dropout(&self) -> f64;
     /// A short description, e.g. `mlp 784-256-256-10`.
     fn describe(&self) -> String;
 }
@@ -146,10 +164,6 @@ impl Shape for LmConfig {
 
     fn flops_per_example(&self) -> f64 {
         self.flops_per_token()
-    }
-
-    fn dropout(&self) -> f64 {
-        self.dropout
     }
 
     fn describe(&self) -> String {
@@ -182,11 +196,6 @@ impl ClassifierConfig {
     /// Training FLOPs per sample ([`FlopsConvention::SixForwardMacsPerSample`](crate::FlopsConvention)).
     pub fn flops_per_sample(&self) -> f64 {
         self.shape().flops_per_example()
-    }
-
-    /// Dropout probability.
-    pub fn dropout(&self) -> f64 {
-        self.shape().dropout()
     }
 
     /// A short description, e.g. `mlp 784-256-256-10`.

@@ -233,14 +233,7 @@ impl LmSpec {
             ));
         }
         if !self.family.serves(Purpose::LanguageModel) {
-            return Err(SpecError::invalid(
-                "model.family",
-                self.family,
-                format!(
-                    "a language model is a {} (gpt is the default)",
-                    Family::serving(Purpose::LanguageModel)
-                ),
-            ));
+            return Err(Purpose::LanguageModel.refuse(self.family));
         }
         Ok(LmConfig {
             n_layers,

@@ -19,8 +19,7 @@ use scalelab_models::{
     FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
 };
 use scalelab_spec::{
-    ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, Family, Purpose,
-    SpecError, run_id,
+    ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, Purpose, run_id,
 };
 
 use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
@@ -113,16 +112,7 @@ pub struct ClassifyRun<'a, S> {
 impl<S: LabelledSet> ClassifyRun<'_, S> {
     /// Refuses a model of a family that cannot read this data, which serves `data`.
     fn refuse(self, data: Purpose) -> Result<Outcome<ClassifyRecord>, TrainError> {
-        let what = if data == Purpose::ImageClassifier {
-            "images"
-        } else {
-            "text"
-        };
-        Err(TrainError::Spec(SpecError::invalid(
-            "model.family",
-            self.config.model.family(),
-            format!("the data set is {what}: use {}", Family::serving(data)),
-        )))
+        Err(TrainError::Spec(data.refuse(self.config.model.family())))
     }
 }
 

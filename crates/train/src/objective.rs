@@ -1,19 +1,15 @@
-//! What the language-model loop needs of a model: a differentiable loss on a batch, and which
-//! parameters weight decay skips; every language model of the registry has it.
+//! What the language-model loop adds to a language model of the registry: its loss on one of
+//! the data crate's batches.
 
-use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::Batch;
-use scalelab_models::{FamilyModel, LanguageModel};
+use scalelab_models::LanguageModel;
 
-/// A model the training loop can optimise.
-pub trait Objective: Module + Sized {
+/// A language model the training loop can optimise (its logits and the parameters weight
+/// decay skips come from [`LanguageModel`] and its `FamilyModel`).
+pub trait Objective: LanguageModel {
     /// Mean loss over `batch`, `[1]`, on `device` (positions from `batch.loss_start` on).
     fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1>;
-    /// Next-token logits `[B, T, V]` of `tokens` `[B, T]`, for task evaluation.
-    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3>;
-    /// Parameters exempt from weight decay.
-    fn no_decay_param_ids(&self) -> Vec<ParamId>;
 }
 
 /// Token ids of a batch as `[batch, ctx]` tensors (inputs, targets).
@@ -29,13 +25,5 @@ impl<M: LanguageModel> Objective for M {
     fn batch_loss(&self, batch: &Batch, device: &Device) -> Tensor<1> {
         let (inputs, targets) = token_tensors(batch, device);
         self.loss_from(inputs, targets, batch.loss_start)
-    }
-
-    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        LanguageModel::logits(self, tokens)
-    }
-
-    fn no_decay_param_ids(&self) -> Vec<ParamId> {
-        FamilyModel::no_decay_param_ids(self)
     }
 }

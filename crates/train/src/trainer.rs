@@ -389,7 +389,7 @@ fn train_loop<M: Objective + Clone>(
         last_examples: None,
         model: std::marker::PhantomData,
     };
-    let run = match run_loop(&mut work, model, optimizer, options, progress)? {
+    let mut run = match run_loop(&mut work, model, optimizer, options, progress)? {
         LoopEnd::Trained(run) => run,
         LoopEnd::Stopped { seen } => return Ok(Outcome::Stopped { tokens_seen: seen }),
     };
@@ -400,14 +400,17 @@ fn train_loop<M: Objective + Clone>(
         Some(tokens) => run.curve.iter().rfind(|p| p.tokens == tokens),
         None => run.curve.last(),
     };
+    let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+    let final_val_loss = last_point.and_then(|p| finite(p.val_loss));
+    let final_val_bpb = last_point.and_then(|p| finite(p.val_bpb));
     let result = LmResult {
         flops_per_token,
         tokens_per_step,
         tokens_seen: run.seen,
         train_flops: run.seen as f64 * flops_per_token,
-        final_val_loss: last_point.map(|p| p.val_loss).filter(|v| v.is_finite()),
-        final_val_bpb: last_point.map(|p| p.val_bpb).filter(|v| v.is_finite()),
-        curve: run.curve.clone(),
+        final_val_loss,
+        final_val_bpb,
+        curve: std::mem::take(&mut run.curve),
         peak_rss_bytes: machine::peak_rss_bytes(),
         started_unix_secs: run.started_unix_secs,
         unique_train_tokens: data.unique_train_tokens(),

@@ -195,7 +195,8 @@ impl TaskRow {
     pub fn new(
         task: &str,
         metric: Metric,
-        [scale, value]: [f64; 2],
+        scale: f64,
+        value: f64,
         n_test: Option<u64>,
         answer_tokens: Option<f64>,
     ) -> Self {

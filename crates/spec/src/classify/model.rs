@@ -200,16 +200,12 @@ impl ClassifierSpec {
                 Ok(v)
             }
         };
-        let (purpose, what) = match input {
-            InputShape::Image(_) => (Purpose::ImageClassifier, "images"),
-            InputShape::Tokens { .. } => (Purpose::TextClassifier, "text"),
+        let purpose = match input {
+            InputShape::Image(_) => Purpose::ImageClassifier,
+            InputShape::Tokens { .. } => Purpose::TextClassifier,
         };
         if !family.serves(purpose) {
-            return Err(SpecError::invalid(
-                "model.family",
-                family,
-                format!("the data set is {what}: use {}", Family::serving(purpose)),
-            ));
+            return Err(purpose.refuse(family));
         }
         let dropout = self.dropout;
         Ok(match (input, family) {

@@ -93,10 +93,6 @@ impl Shape for CnnConfig {
         cnn_flops_per_sample(self.input, &self.stages, self.fc, self.classes)
     }
 
-    fn dropout(&self) -> f64 {
-        self.dropout
-    }
-
     fn describe(&self) -> String {
         let [c, h, w] = self.input;
         format!(

@@ -99,10 +99,6 @@ impl Shape for EncoderConfig {
         )
     }
 
-    fn dropout(&self) -> f64 {
-        self.dropout
-    }
-
     fn describe(&self) -> String {
         format!(
             "encoder vocab {} ctx {} {}L d{} {}h → {}",

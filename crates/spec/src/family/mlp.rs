@@ -63,10 +63,6 @@ impl Shape for MlpConfig {
         mlp_flops_per_sample(self.inputs, &self.hidden, self.classes)
     }
 
-    fn dropout(&self) -> f64 {
-        self.dropout
-    }
-
     fn describe(&self) -> String {
         let sizes: Vec<String> = widths(self.inputs, &self.hidden, self.classes)
             .iter()

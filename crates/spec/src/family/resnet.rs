@@ -88,10 +88,6 @@ impl Shape for ResnetConfig {
         resnet_flops_per_sample(self.input, &self.stages, self.classes)
     }
 
-    fn dropout(&self) -> f64 {
-        self.dropout
-    }
-
     fn describe(&self) -> String {
         let [c, h, w] = self.input;
         format!(

@@ -135,10 +135,6 @@ impl Shape for RnnConfig {
         )
     }
 
-    fn dropout(&self) -> f64 {
-        self.dropout
-    }
-
     fn describe(&self) -> String {
         format!(
             "{} vocab {} ctx {} embed {} {}x{} → {}",
