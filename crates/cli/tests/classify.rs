@@ -2,7 +2,7 @@
 //! are typed and complete, k folds are summarised, and bad data or specs fail clearly.
 
 mod common;
-use common::{scalelab, scalelab_line, stderr};
+use common::{assert_says, scalelab, scalelab_line, stderr};
 
 use std::path::Path;
 
@@ -11,14 +11,18 @@ fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})"))
 }
 
+/// The JSON that `scalelab LINE`, run in `dir`, prints (it must succeed).
+fn json_of(line: &str, dir: &Path) -> serde_json::Value {
+    json(&scalelab_line(line, dir))
+}
+
 #[test]
 fn an_mlp_learns_the_digits_and_records_every_metric() {
     let dir = tempfile::tempdir().unwrap();
-    let out = scalelab_line(
+    let r = json_of(
         "classify --dataset digits --preset mlp --samples 20000 --threads 1 --json",
         dir.path(),
     );
-    let r = json(&out);
     assert_eq!(r["schema_version"], 2);
     assert_eq!(r["status"]["status"], "completed");
     assert_eq!(r["flops_convention"], "six_forward_macs_per_sample");
@@ -56,11 +60,10 @@ fn an_mlp_learns_the_digits_and_records_every_metric() {
 #[test]
 fn folds_are_summarised_and_early_stopping_keeps_the_best_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let out = scalelab_line(
+    let s = json_of(
         "classify --preset logistic --samples 20000 --lr 1e-2 --folds 3 --threads 1 --json",
         dir.path(),
     );
-    let s = json(&out);
     assert_eq!(s["folds"], 3);
     assert_eq!(s["run_ids"].as_array().unwrap().len(), 3);
     let acc = &s["validation"]["accuracy"];
@@ -75,11 +78,10 @@ fn folds_are_summarised_and_early_stopping_keeps_the_best_weights() {
     assert!(mean > 0.8, "logistic regression on the digits: {mean}");
 
     // A large learning rate and a long budget overfit; patience 2 stops and keeps the best.
-    let out = scalelab_line(
+    let r = json_of(
         "classify --preset mlp --samples 60000 --lr 3e-3 --patience 2 --train-fraction 0.2 --threads 1 --json",
         dir.path(),
     );
-    let r = json(&out);
     let curve = r["curve"].as_array().unwrap();
     let best = curve
         .iter()
@@ -164,27 +166,21 @@ fn idx_files_are_read_and_their_faults_named() {
     std::fs::write(&images_path, &bytes[..bytes.len() - 3]).unwrap();
     let out = run(&[]);
     assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("t10k-images-idx3-ubyte, byte 16") && err.contains("promise 320 values"),
-        "{err}"
+    assert_says(
+        &out,
+        &["t10k-images-idx3-ubyte, byte 16", "promise 320 values"],
     );
     std::fs::write(&images_path, &bytes).unwrap();
 
     // Labels that disagree with the images in number.
     idx(&data.join("t10k-labels-idx1-ubyte"), &[19], &[0; 19]);
-    let err = stderr(&run(&[]));
-    assert!(
-        err.contains("t10k-labels-idx1-ubyte") && err.contains("20 images"),
-        "{err}"
-    );
+    assert_says(&run(&[]), &["t10k-labels-idx1-ubyte", "20 images"]);
 
     // A missing file says how to fetch the set.
     std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap();
-    let err = stderr(&run(&[]));
-    assert!(
-        err.contains("does not exist") && err.contains("scripts/fetch-data.sh mnist"),
-        "{err}"
+    assert_says(
+        &run(&[]),
+        &["does not exist", "scripts/fetch-data.sh mnist"],
     );
 }
 
@@ -287,19 +283,20 @@ lr = 1e-2
     let report = std::fs::read_to_string(study.join("report.html")).unwrap();
     assert!(report.contains("train–test gap") && report.contains("<svg"));
 
-    // Run again (as `study run`, which `classify-study` stands for): nothing trains, the
-    // results are the same.
+    // Nothing trains again and the results stay the same.
+    let trained_nothing = |again: &std::process::Output, csv: &str| {
+        assert!(again.status.success(), "{}", stderr(again));
+        let err = stderr(again);
+        assert!(
+            err.contains("16 already done") && !err.contains("start "),
+            "{err}"
+        );
+        let now = std::fs::read_to_string(study.join("results.csv")).unwrap();
+        assert_eq!(now, csv);
+    };
+    // Run again (as `study run`, which `classify-study` stands for).
     let again = scalelab_line("study run tiny.toml --threads-per-run 1", dir.path());
-    assert!(again.status.success(), "{}", stderr(&again));
-    let err = stderr(&again);
-    assert!(
-        err.contains("16 already done") && !err.contains("start "),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(study.join("results.csv")).unwrap(),
-        csv
-    );
+    trained_nothing(&again, &csv);
 
     // Without its SQLite store, the study imports the runs' records instead of training.
     assert!(study.join("study.sqlite").is_file());
@@ -308,16 +305,7 @@ lr = 1e-2
         &["classify-study", "tiny.toml", "--threads", "1"],
         dir.path(),
     );
-    assert!(again.status.success(), "{}", stderr(&again));
-    let err = stderr(&again);
-    assert!(
-        err.contains("16 already done") && !err.contains("start "),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(study.join("results.csv")).unwrap(),
-        csv
-    );
+    trained_nothing(&again, &csv);
 
     // Folds in the base spec: every cell runs once per fold, each validated on its fold.
     let folded = "name = \"folded\"\nmodels = [{ preset = \"logistic\" }]\n[base]\nfolds = 3\n[base.train]\nbudget_samples = 2000\nlr = 1e-2\n";
@@ -348,11 +336,10 @@ fn a_resnet_with_batch_norm_learns_the_digits() {
     // Evaluation uses the running statistics of batch norm (inference mode): a model that
     // only worked with batch statistics would fail here.
     let dir = tempfile::tempdir().unwrap();
-    let out = scalelab_line(
+    let r = json_of(
         "classify --preset resnet-small --samples 8000 --lr 3e-3 --threads 1 --json",
         dir.path(),
     );
-    let r = json(&out);
     assert_eq!(r["config"]["model"]["family"], "resnet");
     // Stem 9·16 + 32, block 16→16: 2·(9·256 + 32), block 16→32: 9·512 + 64 + 9·1024 + 64 +
     // 512 + 64, classifier 32·10 + 10.
@@ -383,13 +370,12 @@ fn recurrent_models_learn_sentiment_sentences() {
         std::fs::write(data.join(name), serde_json::to_string(&entries).unwrap()).unwrap();
     }
     for preset in ["lstm", "gru", "encoder-small"] {
-        let out = scalelab_line(
+        let r = json_of(
             &format!(
                 "classify --dataset sentiment --data-dir sent --preset {preset} --samples 3000 --lr 3e-3 --threads 1 --json"
             ),
             dir.path(),
         );
-        let r = json(&out);
         if preset == "encoder-small" {
             assert_eq!(r["config"]["model"]["family"], "encoder");
         } else {
@@ -414,20 +400,12 @@ fn recurrent_models_learn_sentiment_sentences() {
         "classify --dataset sentiment --data-dir sent --preset mlp",
         dir.path(),
     );
-    let err = stderr(&out);
-    assert!(
-        err.contains("model.family") && err.contains("lstm, gru or encoder"),
-        "{err}"
-    );
+    assert_says(&out, &["model.family", "lstm, gru or encoder"]);
     let out = scalelab_line(
         "classify --dataset sentiment --data-dir nowhere",
         dir.path(),
     );
-    let err = stderr(&out);
-    assert!(
-        err.contains("imdb.json") && err.contains("fetch-data.sh sentiment"),
-        "{err}"
-    );
+    assert_says(&out, &["imdb.json", "fetch-data.sh sentiment"]);
 }
 
 #[test]
@@ -452,13 +430,12 @@ fn taggers_learn_part_of_speech_and_report_per_token_metrics() {
     }
     std::fs::write(data.join("tagged-en-oanc.txt"), lines).unwrap();
     for preset in ["encoder-small", "lstm"] {
-        let out = scalelab_line(
+        let r = json_of(
             &format!(
                 "classify --dataset pos --data-dir pos --preset {preset} --samples 3000 --lr 3e-3 --threads 1 --json"
             ),
             dir.path(),
         );
-        let r = json(&out);
         assert_eq!(r["config"]["model"]["per_token"], true, "{preset}");
         // 30 test sentences of 4 or 5 tokens: every token is an example.
         let n = r["test"]["examples"].as_u64().unwrap();

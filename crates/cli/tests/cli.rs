@@ -4,7 +4,7 @@
 use std::process::Command;
 
 mod common;
-use common::{scalelab, scalelab_line, stderr};
+use common::{assert_says, scalelab, scalelab_line, stderr};
 
 #[test]
 fn info_prints_exact_counts() {
@@ -29,11 +29,7 @@ fn bad_inputs_exit_nonzero_with_key_and_hint() {
     .unwrap();
     let out = scalelab(&["train", "--config", "typo.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("typo.toml") && err.contains("learnig_rate"),
-        "{err}"
-    );
+    assert_says(&out, &["typo.toml", "learnig_rate"]);
 
     std::fs::write(
         dir.path().join("range.toml"),
@@ -42,11 +38,7 @@ fn bad_inputs_exit_nonzero_with_key_and_hint() {
     .unwrap();
     let out = scalelab(&["train", "--config", "range.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("model.n_heads") && err.contains("hint:"),
-        "{err}"
-    );
+    assert_says(&out, &["model.n_heads", "hint:"]);
 
     let out = scalelab(&["train", "--data", "missing.txt"], dir.path());
     assert_eq!(out.status.code(), Some(1));
@@ -207,17 +199,12 @@ fn recurrent_language_models_train_through_the_same_loop() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["config"]["model"].get("family").is_none());
     let out = scalelab(&["train", "--family", "rwkv"], dir.path());
-    let err = stderr(&out);
-    assert!(
-        err.contains("model.family") && err.contains("gpt, lstm, gru, mlp"),
-        "{err}"
-    );
+    assert_says(&out, &["model.family", "gpt, lstm, gru, mlp"]);
     // A family that exists but is no language model is refused when the spec resolves.
     let out = scalelab(&["train", "--family", "cnn"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("model.family") && err.contains("a language model is a gpt, lstm or gru"),
-        "{err}"
+    assert_says(
+        &out,
+        &["model.family", "a language model is a gpt, lstm or gru"],
     );
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{scalelab, scalelab_line, stderr};
+use common::{assert_says, scalelab, scalelab_line, stderr};
 
 /// Four tiny GPTs on the embedded corpus: each trains in a second or two.
 const TINY: &str = r#"
@@ -170,11 +170,7 @@ fn bad_study_files_and_csvs_give_clear_errors() {
     .unwrap();
     let out = scalelab(&["study", "plan", "bad.toml"], cwd);
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("bad.toml") && err.contains("budget.tokens") && err.contains("hint:"),
-        "{err}"
-    );
+    assert_says(&out, &["bad.toml", "budget.tokens", "hint:"]);
 
     std::fs::write(cwd.join("typo.toml"), TINY.replace("depths", "depht")).unwrap();
     let out = scalelab(&["study", "plan", "typo.toml"], cwd);
@@ -188,11 +184,7 @@ fn bad_study_files_and_csvs_give_clear_errors() {
     std::fs::write(cwd.join("cols.csv"), "params,tokens,loss\n1e6,1e9,3.0\n").unwrap();
     let out = scalelab(&["fit", "--input", "cols.csv"], cwd);
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("no column `N`") && err.contains("params, tokens, loss"),
-        "{err}"
-    );
+    assert_says(&out, &["no column `N`", "params, tokens, loss"]);
 
     std::fs::write(cwd.join("neg.csv"), "N,D,loss\n1e6,1e9,3.0\n2e6,1e9,-2.5\n").unwrap();
     let out = scalelab(&["fit", "--input", "neg.csv"], cwd);
@@ -352,11 +344,7 @@ fn a_damaged_stored_study_file_is_named_not_replaced_by_defaults() {
     drop(db);
     let out = scalelab(&["study", "report", "s"], cwd);
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("study.sqlite") && err.contains("does not parse") && err.contains("hint:"),
-        "{err}"
-    );
+    assert_says(&out, &["study.sqlite", "does not parse", "hint:"]);
 }
 
 #[test]

@@ -104,10 +104,6 @@ impl ImageSet {
 impl LabelledSet for ImageSet {
     type Batch = ImageBatch;
 
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-
     fn labels(&self) -> &[u32] {
         &self.labels
     }

@@ -40,14 +40,16 @@ impl Draw {
 pub trait LabelledSet: Sized {
     /// What one batch of it is.
     type Batch: LabelledBatch;
+    /// The class of every example (one a sentence for a tagged set).
+    fn labels(&self) -> &[u32];
     /// Number of examples.
-    fn len(&self) -> usize;
+    fn len(&self) -> usize {
+        self.labels().len()
+    }
     /// Whether there are no examples.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The class of every example.
-    fn labels(&self) -> &[u32];
     /// Number of classes.
     fn n_classes(&self) -> usize;
     /// The examples at `indices`, in that order.

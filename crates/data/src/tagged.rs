@@ -97,10 +97,6 @@ impl TaggedSet {
 impl LabelledSet for TaggedSet {
     type Batch = TaggedBatch;
 
-    fn len(&self) -> usize {
-        self.words.len()
-    }
-
     fn labels(&self) -> &[u32] {
         &self.sentence_classes
     }

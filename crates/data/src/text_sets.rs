@@ -94,10 +94,6 @@ impl TextSet {
 impl LabelledSet for TextSet {
     type Batch = TokenBatch;
 
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-
     fn labels(&self) -> &[u32] {
         &self.labels
     }

@@ -78,14 +78,7 @@ impl<'a> Chunk<'a> {
         len: usize,
         values: impl IntoIterator<Item = f32>,
     ) -> &'a mut [f32] {
-        let rest = std::mem::take(&mut self.rest);
-        assert!(
-            len <= rest.len(),
-            "{len} elements written, {} left",
-            rest.len()
-        );
-        let (head, tail) = rest.split_at_mut(len);
-        self.rest = tail;
+        let head = self.take(len);
         let mut written = 0;
         for (slot, value) in head.iter_mut().zip(values) {
             slot.write(value);
@@ -97,21 +90,27 @@ impl<'a> Chunk<'a> {
         unsafe { &mut *(std::ptr::from_mut(head) as *mut [f32]) }
     }
 
+    /// The next `len` elements, unwritten, no longer part of the rest.
+    ///
+    /// # Panics
+    /// If fewer elements are left.
+    #[inline(always)]
+    fn take(&mut self, len: usize) -> &'a mut [MaybeUninit<f32>] {
+        let rest = std::mem::take(&mut self.rest);
+        let left = rest.len();
+        assert!(len <= left, "{len} elements written, {left} left");
+        let (head, tail) = rest.split_at_mut(len);
+        self.rest = tail;
+        head
+    }
+
     /// Copies `values` into the next `values.len()` elements (a `memcpy`).
     ///
     /// # Panics
     /// If fewer elements are left.
     #[inline(always)]
     pub(crate) fn copy(&mut self, values: &[f32]) -> &'a mut [f32] {
-        let rest = std::mem::take(&mut self.rest);
-        let len = values.len();
-        assert!(
-            len <= rest.len(),
-            "{len} elements written, {} left",
-            rest.len()
-        );
-        let (head, tail) = rest.split_at_mut(len);
-        self.rest = tail;
+        let head = self.take(values.len());
         head.write_copy_of_slice(values)
     }
 
@@ -210,6 +209,20 @@ mod tests {
         assert_eq!(t.as_slice::<f32>(), Some(&expected[..]));
     }
 
+    /// A tensor of `len` values in chunks of 4, each chunk written by `write`.
+    fn fill_chunks(len: usize, write: impl Fn(&mut Chunk<'_>) + Sync) {
+        let tasks = len.div_ceil(4);
+        let _ = par_new_tensor(
+            Shape::new([len]),
+            4,
+            (0..tasks).into_par_iter(),
+            |mut c, _| {
+                write(&mut c);
+                (c.finish(), ())
+            },
+        );
+    }
+
     #[test]
     #[should_panic(expected = "one input per chunk")]
     fn too_few_inputs_are_refused() {
@@ -221,15 +234,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "left unwritten")]
     fn a_chunk_left_partly_unwritten_is_refused() {
-        let _ = par_new_tensor(
-            Shape::new([8]),
-            4,
-            (0..2usize).into_par_iter(),
-            |mut c, _| {
-                c.copy(&[1.0, 2.0]);
-                (c.finish(), ())
-            },
-        );
+        fill_chunks(8, |c| {
+            c.copy(&[1.0, 2.0]);
+        });
     }
 
     #[test]
@@ -271,14 +278,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "fewer values")]
     fn too_few_values_are_refused() {
-        let _ = par_new_tensor(
-            Shape::new([4]),
-            4,
-            (0..1usize).into_par_iter(),
-            |mut c, _| {
-                c.write(4, [1.0, 2.0]);
-                (c.finish(), ())
-            },
-        );
+        fill_chunks(4, |c| {
+            c.write(4, [1.0, 2.0]);
+        });
     }
 }

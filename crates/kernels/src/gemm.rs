@@ -188,13 +188,7 @@ pub(crate) fn product_into(
     accumulate: bool,
     split: bool,
 ) {
-    assert_eq!(
-        dst.len(),
-        a.rows * b.cols,
-        "a {} × {} product's output",
-        a.rows,
-        b.cols
-    );
+    assert_output_len(dst.len(), a, b);
     let len = dst.len();
     // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, the slice stays initialised (the
     // product writes only f32 values), and `dst` is borrowed for the whole call.
@@ -203,15 +197,15 @@ pub(crate) fn product_into(
     unsafe { product_raw(dst, b.cols, a, b, accumulate, split) }
 }
 
+/// Panics unless an output of `len` elements holds the product `a·b`.
+fn assert_output_len(len: usize, a: MatRef<'_>, b: MatRef<'_>) {
+    let (rows, cols) = (a.rows, b.cols);
+    assert_eq!(len, rows * cols, "a {rows} × {cols} product's output");
+}
+
 /// `dst ← a·b` into memory that need not be initialised; every element is written.
 fn product_into_uninit(dst: &mut [MaybeUninit<f32>], a: MatRef<'_>, b: MatRef<'_>, split: bool) {
-    assert_eq!(
-        dst.len(),
-        a.rows * b.cols,
-        "a {} × {} product's output",
-        a.rows,
-        b.cols
-    );
+    assert_output_len(dst.len(), a, b);
     // SAFETY: not accumulating, so `dst` is only written.
     unsafe { product_raw(dst, b.cols, a, b, false, split) }
 }

@@ -5,7 +5,7 @@ use burn::tensor::{Device, Distribution, Tolerance};
 use burn::backend::flex::FlexTensor;
 use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Gradients, Int, Tensor, TensorData};
 
 use crate::gelu::*;
 use crate::linear::*;
@@ -95,6 +95,28 @@ fn fused_gelu_matches_burns_gelu_and_its_gradient() {
     grad(&g_fused).assert_approx_eq::<f32>(&grad(&g_unfused), Tolerance::absolute(1e-6));
 }
 
+/// Panics unless `t` has a gradient in both `fused` and `reference` and they agree within
+/// `tolerance`.
+fn assert_same_grad<const D: usize>(
+    t: &Tensor<D>,
+    fused: &Gradients,
+    reference: &Gradients,
+    tolerance: f64,
+) {
+    let grad = |g| {
+        t.grad(g)
+            .unwrap_or_else(|| panic!("no gradient"))
+            .into_data()
+    };
+    grad(fused).assert_approx_eq::<f32>(&grad(reference), Tolerance::absolute(tolerance));
+}
+
+/// The bias of a layer built with one.
+fn bias_of(layer: &Linear) -> Tensor<1> {
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    bias.unwrap_or_else(|| unreachable!("built with a bias"))
+}
+
 /// A linear layer with random weight and bias (away from zero), both tracked.
 fn random_linear(device: &Device, d_in: usize, d_out: usize) -> Linear {
     let param = |t: Tensor<2>| burn::module::Param::from_tensor(t.require_grad());
@@ -143,32 +165,10 @@ fn fused_linear_matches_burns_linear_and_its_gradients() {
     let ((y_ref, y_t_ref), g_ref) = loss(false);
     y.assert_approx_eq::<f32>(&y_ref, Tolerance::absolute(1e-4));
     y_t.assert_approx_eq::<f32>(&y_t_ref, Tolerance::absolute(1e-4));
-    let grad = |t: Option<TensorData>| t.unwrap_or_else(|| panic!("no gradient"));
-    let check = |a: Option<TensorData>, b: Option<TensorData>| {
-        grad(a).assert_approx_eq::<f32>(&grad(b), Tolerance::absolute(1e-3));
-    };
-    check(
-        x.grad(&g_fused).map(|g| g.into_data()),
-        x.grad(&g_ref).map(|g| g.into_data()),
-    );
-    check(
-        x_t.grad(&g_fused).map(|g| g.into_data()),
-        x_t.grad(&g_ref).map(|g| g.into_data()),
-    );
-    let weight = layer.weight.val();
-    check(
-        weight.grad(&g_fused).map(|g| g.into_data()),
-        weight.grad(&g_ref).map(|g| g.into_data()),
-    );
-    let bias = layer
-        .bias
-        .as_ref()
-        .map(|b| b.val())
-        .unwrap_or_else(|| unreachable!());
-    check(
-        bias.grad(&g_fused).map(|g| g.into_data()),
-        bias.grad(&g_ref).map(|g| g.into_data()),
-    );
+    assert_same_grad(&x, &g_fused, &g_ref, 1e-3);
+    assert_same_grad(&x_t, &g_fused, &g_ref, 1e-3);
+    assert_same_grad(&layer.weight.val(), &g_fused, &g_ref, 1e-3);
+    assert_same_grad(&bias_of(&layer), &g_fused, &g_ref, 1e-3);
 }
 
 #[test]
@@ -204,25 +204,10 @@ fn fused_linear_add_matches_a_residual_plus_burns_linear_and_its_gradients() {
         .sum()
         .backward();
     let g_ref = ((reference + residual.clone()) * weights).sum().backward();
-    let grad = |t: Option<TensorData>| t.unwrap_or_else(|| panic!("no gradient"));
-    let check = |a: Option<TensorData>, b: Option<TensorData>| {
-        grad(a).assert_approx_eq::<f32>(&grad(b), Tolerance::absolute(1e-4));
-    };
     for t in [&residual, &x, &layer.weight.val()] {
-        check(
-            t.grad(&g_fused).map(|g| g.into_data()),
-            t.grad(&g_ref).map(|g| g.into_data()),
-        );
+        assert_same_grad(t, &g_fused, &g_ref, 1e-4);
     }
-    let bias = layer
-        .bias
-        .as_ref()
-        .map(|b| b.val())
-        .unwrap_or_else(|| unreachable!());
-    check(
-        bias.grad(&g_fused).map(|g| g.into_data()),
-        bias.grad(&g_ref).map(|g| g.into_data()),
-    );
+    assert_same_grad(&bias_of(&layer), &g_fused, &g_ref, 1e-4);
 }
 
 #[test]
@@ -242,15 +227,8 @@ fn fused_matmul_matches_burns_matmul_with_a_transposed_weight_and_its_gradients(
         .assert_approx_eq::<f32>(&reference.clone().into_data(), Tolerance::absolute(1e-4));
     let g_fused = (fused * weights.clone()).sum().backward();
     let g_ref = (reference * weights).sum().backward();
-    let grad = |t: Option<TensorData>| t.unwrap_or_else(|| panic!("no gradient"));
-    grad(x.grad(&g_fused).map(|g| g.into_data())).assert_approx_eq::<f32>(
-        &grad(x.grad(&g_ref).map(|g| g.into_data())),
-        Tolerance::absolute(1e-4),
-    );
-    grad(embedding.grad(&g_fused).map(|g| g.into_data())).assert_approx_eq::<f32>(
-        &grad(embedding.grad(&g_ref).map(|g| g.into_data())),
-        Tolerance::absolute(1e-4),
-    );
+    assert_same_grad(&x, &g_fused, &g_ref, 1e-4);
+    assert_same_grad(&embedding, &g_fused, &g_ref, 1e-4);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use scalelab_analysis::emergence::{Metric, TaskEmergence};
 use scalelab_spec::TaskMetrics;
 
 use crate::ReportError;
-use crate::page::{esc, figure, heading};
+use crate::page::{esc, figure, heading, table_row};
 use crate::plot::{Band, Figure, Series, Style, short};
 
 fn label(metric: Metric) -> &'static str {
@@ -110,12 +110,14 @@ pub(crate) fn render_abilities(
                 (Some(a), Some(b)) => format!("{:.1}× the tokens", b / a),
                 _ => "—".into(),
             };
-            let _ = writeln!(
+            table_row(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{delay}</td></tr>",
-                esc(&d.label),
-                tokens(d.train_tokens),
-                tokens(d.test_tokens)
+                [
+                    esc(&d.label),
+                    tokens(d.train_tokens),
+                    tokens(d.test_tokens),
+                    delay,
+                ],
             );
         }
         let _ = writeln!(out, "</table>");

@@ -9,7 +9,7 @@ use scalelab_analysis::summary::mean_by;
 use scalelab_spec::{ClassifyRecord, StudyCell};
 
 use crate::ReportError;
-use crate::page::{CSS, constants_table, esc, figure};
+use crate::page::{constants_table, esc, figure, page_start, summary_table};
 use crate::plot::{Figure, Series, Style};
 
 /// One run of a classification study, where it sits and what it recorded.
@@ -97,10 +97,9 @@ pub fn render_classify_report(
     runs: &[ClassifyRun],
 ) -> Result<String, ReportError> {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — scalelab classification study</title><style>{CSS}</style></head><body>",
-        esc(&report.name)
+    page_start(
+        &mut out,
+        &format!("{} — scalelab classification study", report.name),
     );
     let _ = writeln!(
         out,
@@ -113,12 +112,25 @@ pub fn render_classify_report(
     let dataset = runs.first().map_or("?".into(), |r| {
         format!("{:?}", r.record.config.dataset).to_lowercase()
     });
-    let _ = writeln!(
-        out,
-        "<table class=\"summary\"><tr><td>runs</td><td>{}</td></tr><tr><td>data set</td><td>{}</td></tr><tr><td>training compute</td><td>{flops:.3e} FLOPs (6 × forward multiply-adds a sample)</td></tr><tr><td>wall time</td><td>{wall:.0} s of run time</td></tr><tr><td>N means</td><td>all trainable parameters, embeddings of the text families included</td></tr><tr><td>regenerate</td><td><code>{}</code></td></tr></table>",
-        runs.len(),
-        esc(&dataset),
-        esc(&report.command)
+    summary_table(
+        &mut out,
+        &[
+            ("runs", runs.len().to_string()),
+            ("data set", esc(&dataset)),
+            (
+                "training compute",
+                format!("{flops:.3e} FLOPs (6 × forward multiply-adds a sample)"),
+            ),
+            ("wall time", format!("{wall:.0} s of run time")),
+            (
+                "N means",
+                "all trainable parameters, embeddings of the text families included".into(),
+            ),
+            (
+                "regenerate",
+                format!("<code>{}</code>", esc(&report.command)),
+            ),
+        ],
     );
 
     let first_reg = runs.first().map(|r| r.cell.regulariser.clone());
@@ -140,18 +152,15 @@ pub fn render_classify_report(
         .filter(|r| Some(&r.cell.regulariser) == first_reg.as_ref())
         .collect();
     let reg_name = first_reg.clone().unwrap_or_default();
+    // The base runs as `(line, x, y)` points of a figure.
+    let points = |point: &dyn Fn(&ClassifyRun) -> (String, f64, f64)| -> Vec<_> {
+        base.iter().map(|r| point(r)).collect()
+    };
+    let size = |r: &ClassifyRun| r.record.params.total as f64;
+    let examples = |r: &ClassifyRun| r.record.result.train_examples as f64;
 
     // 1. Error against N, a line per training fraction.
-    let rows: Vec<(String, f64, f64)> = base
-        .iter()
-        .map(|r| {
-            (
-                fraction_label(r),
-                r.record.params.total as f64,
-                test_error(r),
-            )
-        })
-        .collect();
+    let rows = points(&|r| (fraction_label(r), size(r), test_error(r)));
     let _ = writeln!(out, "<h2>1. Test error against model size</h2>");
     seed_mean_figure(
         &mut out,
@@ -170,16 +179,7 @@ pub fn render_classify_report(
     }
 
     // 2. Error against D, a line per model.
-    let rows: Vec<(String, f64, f64)> = base
-        .iter()
-        .map(|r| {
-            (
-                r.cell.model.clone(),
-                r.record.result.train_examples as f64,
-                test_error(r),
-            )
-        })
-        .collect();
+    let rows = points(&|r| (r.cell.model.clone(), examples(r), test_error(r)));
     let _ = writeln!(out, "<h2>2. Test error against training examples</h2>");
     seed_mean_figure(
         &mut out,
@@ -197,10 +197,7 @@ pub fn render_classify_report(
     }
 
     // 3. The gap.
-    let rows: Vec<(String, f64, f64)> = base
-        .iter()
-        .map(|r| (fraction_label(r), r.record.params.total as f64, gap(r)))
-        .collect();
+    let rows = points(&|r| (fraction_label(r), size(r), gap(r)));
     let _ = writeln!(out, "<h2>3. Overfitting: the train–test gap</h2>");
     seed_mean_figure(
         &mut out,

@@ -15,7 +15,9 @@ use crate::{ReportError, StudyAnalysis};
 /// What would pin a poorly constrained language-model law down.
 const LM_REMEDY: &str = "More sizes, more budgets per size (approach 3 needs at least three) or more seeds would pin it down.";
 
-use crate::page::{CSS, constants_table, esc, figure, heading, interval_text, sig};
+use crate::page::{
+    constants_table, esc, figure, heading, interval_text, page_start, sig, summary_table,
+};
 use crate::plot::{Band, Figure, Series, Style, short};
 
 /// Everything the page shows.
@@ -98,12 +100,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     let level = if a.level > 0.0 { a.level } else { 0.95 };
     let mut out = String::new();
     let mut section = 0;
-    let _ = writeln!(
-        out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — scalelab study</title><style>{}</style></head><body>",
-        esc(&input.name),
-        CSS
-    );
+    page_start(&mut out, &format!("{} — scalelab study", input.name));
     let done: Vec<&StoredRun> = input
         .runs
         .iter()
@@ -134,18 +131,28 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
             esc(&abilities.task)
         );
     }
-    let _ = writeln!(
-        out,
-        "<table class=\"summary\"><tr><td>runs</td><td>{} completed, {} diverged, {} failed, {} not yet run</td></tr><tr><td>training compute</td><td>{:.3e} FLOPs ({})</td></tr><tr><td>wall time</td><td>{:.0} s of run time in total</td></tr><tr><td>N means</td><td>{} parameters</td></tr><tr><td>regenerate</td><td><code>{}</code></td></tr></table>",
+    let runs = format!(
+        "{} completed, {} diverged, {} failed, {} not yet run",
         count(RunState::Completed),
         count(RunState::Diverged),
         count(RunState::Failed),
         count(RunState::Planned),
-        total_flops,
-        esc(&input.flops_convention),
-        wall,
-        esc(&convention),
-        esc(&input.command)
+    );
+    summary_table(
+        &mut out,
+        &[
+            ("runs", runs),
+            (
+                "training compute",
+                format!("{total_flops:.3e} FLOPs ({})", esc(&input.flops_convention)),
+            ),
+            ("wall time", format!("{wall:.0} s of run time in total")),
+            ("N means", format!("{} parameters", esc(&convention))),
+            (
+                "regenerate",
+                format!("<code>{}</code>", esc(&input.command)),
+            ),
+        ],
     );
     for note in &a.notes {
         let _ = writeln!(out, "<p class=\"note\">Note: {}</p>", esc(note));

@@ -8,6 +8,33 @@ use scalelab_analysis::{Interval, LawFit};
 use crate::ReportError;
 use crate::plot::{Figure, render};
 
+/// Opens a page titled `title` (escaped here) with the style sheet.
+pub(crate) fn page_start(out: &mut String, title: &str) {
+    let _ = writeln!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>",
+        esc(title)
+    );
+}
+
+/// The table of facts under a page's heading: a row a `(name, value)`, values already HTML.
+pub(crate) fn summary_table(out: &mut String, rows: &[(&str, String)]) {
+    out.push_str("<table class=\"summary\">");
+    for (name, value) in rows {
+        let _ = write!(out, "<tr><td>{name}</td><td>{value}</td></tr>");
+    }
+    out.push_str("</table>\n");
+}
+
+/// One table row of cells, already HTML.
+pub(crate) fn table_row<const N: usize>(out: &mut String, cells: [String; N]) {
+    out.push_str("<tr>");
+    for cell in cells {
+        let _ = write!(out, "<td>{cell}</td>");
+    }
+    out.push_str("</tr>\n");
+}
+
 /// `s` escaped for HTML text and attributes.
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -48,13 +75,7 @@ pub(crate) fn constants_table(out: &mut String, fit: &LawFit, level: f64, remedy
         level * 100.0
     );
     for c in &fit.constants {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&c.name),
-            sig(c.value),
-            interval_text(c.interval)
-        );
+        table_row(out, [esc(&c.name), sig(c.value), interval_text(c.interval)]);
     }
     let _ = writeln!(
         out,

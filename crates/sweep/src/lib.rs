@@ -22,7 +22,6 @@ pub use error::SweepError;
 pub use plan::{BudgetPoint, PlannedRun, StudyPlan, plan_study, study_vocab};
 pub use scalelab_spec::{RunKind, RunState, StoredCurvePoint, StoredRun};
 pub use schedule::{
-    Job, Launcher, RunEnd, StudyProgress, StudySummary, run_classify_study, run_dir, run_jobs,
-    run_study,
+    Job, Launcher, PlannedStudy, RunEnd, StudyProgress, StudySummary, run_dir, run_study,
 };
 pub use store::{STORE_FILE, Store};

@@ -38,51 +38,74 @@ pub struct Job {
     pub spec_toml: String,
 }
 
-impl StudyPlan {
+impl Job {
+    /// A job training `spec` (serialised here as the TOML its child reads).
+    fn new<T: serde::Serialize>(
+        kind: RunKind,
+        run_id: &str,
+        label: &str,
+        (n, amount, flops): (f64, u64, f64),
+        spec: &T,
+    ) -> Result<Job, SweepError> {
+        let spec_toml = toml::to_string(spec).map_err(|e| SweepError::Record {
+            path: PathBuf::from("runs").join(run_id).join("spec.toml"),
+            message: e.to_string(),
+        })?;
+        Ok(Job {
+            run_id: run_id.to_string(),
+            kind,
+            label: label.to_string(),
+            n,
+            amount,
+            flops,
+            spec_toml,
+        })
+    }
+}
+
+/// A planned study of either kind, as the runner needs it.
+pub trait PlannedStudy {
+    /// Its runs as jobs, in the plan's order.
+    fn jobs(&self) -> Result<Vec<Job>, SweepError>;
+    /// Enters its runs into `store` as planned (those it has already are left as they are).
+    fn add_planned(&self, store: &mut Store) -> Result<(), SweepError>;
+}
+
+impl PlannedStudy for StudyPlan {
     /// The study's runs as jobs, smallest FLOPs first.
-    pub fn jobs(&self) -> Result<Vec<Job>, SweepError> {
-        self.runs
-            .iter()
+    fn jobs(&self) -> Result<Vec<Job>, SweepError> {
+        (self.runs.iter())
             .map(|r| {
-                Ok(Job {
-                    run_id: r.run_id.clone(),
-                    kind: RunKind::Lm,
-                    label: r.size.clone(),
-                    n: r.n,
-                    amount: r.tokens,
-                    flops: r.flops,
-                    spec_toml: spec_toml(&r.run_id, &r.spec)?,
-                })
+                Job::new(
+                    RunKind::Lm,
+                    &r.run_id,
+                    &r.size,
+                    (r.n, r.tokens, r.flops),
+                    &r.spec,
+                )
             })
             .collect()
     }
+
+    fn add_planned(&self, store: &mut Store) -> Result<(), SweepError> {
+        store.add_planned(&self.runs, self.spec.param_convention.name())
+    }
 }
 
-impl ClassifyPlan {
+impl PlannedStudy for ClassifyPlan {
     /// The study's runs as jobs, in the grid's order.
-    pub fn jobs(&self) -> Result<Vec<Job>, SweepError> {
-        self.runs
-            .iter()
+    fn jobs(&self) -> Result<Vec<Job>, SweepError> {
+        (self.runs.iter())
             .map(|r| {
-                Ok(Job {
-                    run_id: r.run_id.clone(),
-                    kind: RunKind::Classify,
-                    label: r.cell.model.clone(),
-                    n: r.params.total as f64,
-                    amount: r.samples,
-                    flops: r.flops,
-                    spec_toml: spec_toml(&r.run_id, &r.spec)?,
-                })
+                let size = (r.params.total as f64, r.samples, r.flops);
+                Job::new(RunKind::Classify, &r.run_id, &r.cell.model, size, &r.spec)
             })
             .collect()
     }
-}
 
-fn spec_toml<T: serde::Serialize>(run_id: &str, spec: &T) -> Result<String, SweepError> {
-    toml::to_string(spec).map_err(|e| SweepError::Record {
-        path: PathBuf::from("runs").join(run_id).join("spec.toml"),
-        message: e.to_string(),
-    })
+    fn add_planned(&self, store: &mut Store) -> Result<(), SweepError> {
+        store.add_planned_classify(&self.runs)
+    }
 }
 
 /// Builds the command that trains one run.
@@ -159,45 +182,19 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), SweepError> {
     std::fs::rename(&tmp, path).map_err(|e| SweepError::io(path, e))
 }
 
-/// Runs every run of the scaling study `plan` that the store does not have yet, `jobs` at a
-/// time.
+/// The one study runner: enters the runs of `plan` (scaling or classification) into the
+/// store as planned, then trains every one the store has not recorded, `jobs` child
+/// processes at a time, largest FLOPs first, recording each as it ends.
 pub fn run_study(
-    plan: &StudyPlan,
+    plan: &dyn PlannedStudy,
     store: &mut Store,
     study_dir: &Path,
     launcher: &dyn Launcher,
     jobs: usize,
     progress: &mut dyn StudyProgress,
 ) -> Result<StudySummary, SweepError> {
-    store.add_planned(&plan.runs, plan.spec.param_convention.name())?;
-    run_jobs(&plan.jobs()?, store, study_dir, launcher, jobs, progress)
-}
-
-/// Runs every run of the classification study `plan` that the store does not have yet,
-/// `jobs` at a time.
-pub fn run_classify_study(
-    plan: &ClassifyPlan,
-    store: &mut Store,
-    study_dir: &Path,
-    launcher: &dyn Launcher,
-    jobs: usize,
-    progress: &mut dyn StudyProgress,
-) -> Result<StudySummary, SweepError> {
-    store.add_planned_classify(&plan.runs)?;
-    run_jobs(&plan.jobs()?, store, study_dir, launcher, jobs, progress)
-}
-
-/// The one study runner: trains every job the store has not recorded, `jobs` child processes
-/// at a time, largest FLOPs first, recording each as it ends. The jobs' runs must be in the
-/// store already (planned).
-pub fn run_jobs(
-    all: &[Job],
-    store: &mut Store,
-    study_dir: &Path,
-    launcher: &dyn Launcher,
-    jobs: usize,
-    progress: &mut dyn StudyProgress,
-) -> Result<StudySummary, SweepError> {
+    plan.add_planned(store)?;
+    let all = &plan.jobs()?;
     let started = Instant::now();
     let stored = store.runs()?;
     let is_done = |id: &str| {

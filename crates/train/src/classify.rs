@@ -211,24 +211,21 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
 
     fn settings(&self) -> LoopSettings {
         let t = &self.config.train;
-        let (total_steps, per_step) = self.config.planned_steps();
+        let plan = LoopSettings::new(
+            self.config.planned_steps(),
+            t.lr,
+            t.min_lr_ratio,
+            t.warmup_fraction,
+        );
+        // Ten evaluations a run unless told otherwise.
+        let ten_a_run = (plan.total_steps * plan.per_step / 10).max(plan.per_step);
         LoopSettings {
-            total_steps,
-            per_step,
-            lr: t.lr,
-            min_lr_ratio: t.min_lr_ratio,
-            warmup_fraction: t.warmup_fraction,
-            grad_clip: 0.0,
-            eval_every: if t.eval_every_samples > 0 {
-                t.eval_every_samples
-            } else {
-                (total_steps * per_step / 10).max(per_step)
-            },
-            eval_per_decade: 0,
-            keep_snapshots: false,
+            eval_every: Some(t.eval_every_samples)
+                .filter(|&every| every > 0)
+                .unwrap_or(ten_a_run),
             checkpoint_every: t.checkpoint_every_samples,
-            checkpoint_at_end: false,
             patience: t.early_stopping_patience,
+            ..plan
         }
     }
 

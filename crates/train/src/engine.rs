@@ -61,6 +61,28 @@ pub(crate) struct LoopSettings {
     pub patience: usize,
 }
 
+impl LoopSettings {
+    /// The settings of a run of `(steps, units per step)` on this learning-rate curve (peak,
+    /// final share of the peak, warm-up share), with everything else off: no clipping, no
+    /// evaluations but at 0 and the end, no checkpoints, no early stopping.
+    pub fn new((total_steps, per_step): (u64, u64), lr: f64, min_lr: f64, warmup: f64) -> Self {
+        LoopSettings {
+            total_steps,
+            per_step,
+            lr,
+            min_lr_ratio: min_lr,
+            warmup_fraction: warmup,
+            grad_clip: 0.0,
+            eval_every: 0,
+            eval_per_decade: 0,
+            keep_snapshots: false,
+            checkpoint_every: 0,
+            checkpoint_at_end: false,
+            patience: 0,
+        }
+    }
+}
+
 /// Where the loop stands when it asks for an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct At {
@@ -425,18 +447,9 @@ mod tests {
 
     fn settings(patience: usize) -> LoopSettings {
         LoopSettings {
-            total_steps: 10,
-            per_step: 4,
-            lr: 1e-2,
-            min_lr_ratio: 0.1,
-            warmup_fraction: 0.0,
-            grad_clip: 0.0,
             eval_every: 8,
-            eval_per_decade: 0,
-            keep_snapshots: false,
-            checkpoint_every: 0,
-            checkpoint_at_end: false,
             patience,
+            ..LoopSettings::new((10, 4), 1e-2, 0.1, 0.0)
         }
     }
 

@@ -284,13 +284,8 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
 
     fn settings(&self) -> LoopSettings {
         let t = &self.config.train;
-        let (total_steps, per_step) = self.config.planned_steps();
+        let steps = self.config.planned_steps();
         LoopSettings {
-            total_steps,
-            per_step,
-            lr: t.lr,
-            min_lr_ratio: t.min_lr_ratio,
-            warmup_fraction: t.warmup_fraction,
             grad_clip: t.grad_clip,
             eval_every: t.eval_every_tokens,
             eval_per_decade: t.eval_per_decade,
@@ -298,6 +293,7 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
             checkpoint_every: t.checkpoint_every_tokens,
             checkpoint_at_end: true,
             patience: t.early_stopping_patience,
+            ..LoopSettings::new(steps, t.lr, t.min_lr_ratio, t.warmup_fraction)
         }
     }
 

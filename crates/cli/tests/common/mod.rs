@@ -23,3 +23,11 @@ pub fn scalelab_line(line: &str, cwd: &Path) -> Output {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Panics unless the standard error of `o` says every one of `parts`.
+pub fn assert_says(o: &Output, parts: &[&str]) {
+    let err = stderr(o);
+    for part in parts {
+        assert!(err.contains(part), "no {part:?} in: {err}");
+    }
+}
