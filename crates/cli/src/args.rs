@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use scalelab_spec::{
-    ClassifierPreset, ClassifySpec, CorpusKind, Dataset, Family, GptPreset, LmSpec, OptimiserKind,
-    RunSpec, TokenizerKind,
+    AdaptKind, ClassifierPreset, ClassifySpec, CorpusKind, Dataset, Family, GptPreset, HeadChoice,
+    InitSpec, LmSpec, OptimiserKind, RunSpec, TokenizerKind,
 };
 
 use crate::read_toml;
@@ -336,6 +336,9 @@ pub struct TrainArgs {
     /// The training recipe.
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    /// Where the weights start and which train.
+    #[command(flatten)]
+    pub init: InitArgs,
     /// Evaluate every this many tokens.
     #[arg(long)]
     pub eval_every: Option<u64>,
@@ -385,6 +388,7 @@ impl TrainArgs {
         }
         set(&mut spec.train.grad_accum, self.grad_accum);
         apply_recipe!(self.recipe, spec.train);
+        self.init.apply(&mut spec.init);
         set(&mut spec.train.eval_every_tokens, self.eval_every);
         set(&mut spec.train.eval_tokens, self.eval_tokens);
         set(
@@ -517,6 +521,9 @@ pub struct ClassifyArgs {
     /// The training recipe.
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    /// Where the weights start and which train.
+    #[command(flatten)]
+    pub init: InitArgs,
     /// Share of the training images used (stratified).
     #[arg(long)]
     pub train_fraction: Option<f64>,
@@ -559,6 +566,7 @@ impl ClassifyArgs {
             spec.train.budget_samples = None;
         }
         apply_recipe!(self.recipe, spec.train);
+        self.init.apply(&mut spec.init);
         set(
             &mut spec.train.checkpoint_every_samples,
             self.run.checkpoint_every,
@@ -602,6 +610,38 @@ pub struct RecipeArgs {
     /// best weights (0: never).
     #[arg(long)]
     pub patience: Option<usize>,
+}
+
+/// The flags of `train` and `classify` that start a run from a parent run's weights and
+/// choose which weights train (the `[init]` table).
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Start from the final weights of the run in this directory (same family and kind).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub init_from: Option<String>,
+    /// The parent's output layer: auto (kept for a language model, reset for a
+    /// classifier), keep or reset.
+    #[arg(long)]
+    pub head: Option<HeadChoice>,
+    /// Which weights train: full, probe (the output layer only) or freeze (all but the
+    /// input layer and the first --freeze-layers layers).
+    #[arg(long)]
+    pub adapt: Option<AdaptKind>,
+    /// Layers frozen after the input layer, with --adapt freeze.
+    #[arg(long)]
+    pub freeze_layers: Option<usize>,
+}
+
+impl InitArgs {
+    /// Sets the keys of `init` that the flags give.
+    pub fn apply(&self, init: &mut InitSpec) {
+        if self.init_from.is_some() {
+            init.from.clone_from(&self.init_from);
+        }
+        set(&mut init.head, self.head);
+        set(&mut init.adapt, self.adapt);
+        set(&mut init.freeze_layers, self.freeze_layers);
+    }
 }
 
 /// Sets the keys of a `[train]` table (a language model's or a classifier's: the recipe keys

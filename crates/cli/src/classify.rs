@@ -17,6 +17,7 @@ use scalelab_spec::{
     InputShape, RunStatus,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_study};
+use scalelab_train::transfer::parent_dir;
 use scalelab_train::{Outcome, Progress, RunOptions, run_id, train_classifier};
 use serde_json::json;
 
@@ -124,7 +125,8 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let spec = args.spec()?;
     let threads = set_threads(args.run.threads)?;
     let data = Loaded::load(&spec)?;
-    let config = spec.resolve(data.input(), data.n_classes())?;
+    let parent = crate::read_parent(&spec.init)?;
+    let config = spec.resolve(data.input(), data.n_classes(), parent.as_ref())?;
     let folds: Vec<Option<usize>> = if config.fold.is_some() {
         vec![config.fold]
     } else if config.folds >= 2 {
@@ -152,6 +154,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             backend: "burn-flex (cpu)".to_string(),
             resume: true,
             stop_after_tokens: args.run.stop_after,
+            init_from: spec.init.from.as_deref().map(parent_dir),
         };
         let announce = |train: usize, val: usize, test: usize| {
             eprintln!(

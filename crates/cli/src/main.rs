@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use scalelab_data::{TokenData, TrainingData, load_corpus};
 use scalelab_spec::{ParamCounts, RunRecord, RunStatus};
-use scalelab_train::{Outcome, RunOptions, run_id, train_lm};
+use scalelab_train::{Outcome, RunOptions, run_id, train_lm, transfer};
 
 use crate::args::{Cli, Command, InfoArgs, TrainArgs};
 
@@ -80,6 +80,15 @@ pub(crate) fn exit_with_parent() {
     });
 }
 
+/// The parent run that `init.from` names, read, or none.
+pub(crate) fn read_parent(init: &scalelab_spec::InitSpec) -> Result<Option<scalelab_spec::Parent>> {
+    Ok(init
+        .from
+        .as_deref()
+        .map(transfer::read_parent)
+        .transpose()?)
+}
+
 fn train(args: TrainArgs) -> Result<ExitCode> {
     if args.run.exit_with_parent {
         exit_with_parent();
@@ -90,7 +99,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let corpus = load_corpus(&data_config.source)?;
     let text = TokenData::prepare(&corpus, &data_config, spec.model.ctx_len)
         .with_context(|| format!("preparing corpus {}", corpus.name))?;
-    let config = spec.resolve(text.tokenizer.vocab_size())?;
+    let parent = read_parent(&spec.init)?;
+    let config = spec.resolve(text.tokenizer.vocab_size(), parent.as_ref())?;
     let id = run_id(&config)?;
     let run_dir = args
         .run
@@ -154,6 +164,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         backend: "burn-flex (cpu)".to_string(),
         resume: true,
         stop_after_tokens: args.run.stop_after,
+        init_from: spec.init.from.as_deref().map(transfer::parent_dir),
     };
     let data = TrainingData::new(Some(text), config.task.as_ref())
         .context("a run needs a corpus or a task")?;

@@ -55,6 +55,9 @@ impl Cnn {
 
 impl FamilyModel for Cnn {
     type Shape = CnnConfig;
+    const HEAD: &'static str = "classifier";
+    const INPUT: &'static [&'static str] = &[];
+    const LAYERS: &'static str = "convs";
 
     /// Builds the network: He-normal kernels and hidden weights, N(0, 1/fan_in) classifier,
     /// zero biases.

@@ -83,6 +83,9 @@ impl Encoder {
 
 impl FamilyModel for Encoder {
     type Shape = EncoderConfig;
+    const HEAD: &'static str = "classifier";
+    const INPUT: &'static [&'static str] = &["token_embedding", "position_embedding"];
+    const LAYERS: &'static str = "blocks";
 
     /// Builds the encoder with the GPT's initialisation (N(0, 0.02), residual projections
     /// N(0, 0.02/√(2L)), zero biases, unit norms).

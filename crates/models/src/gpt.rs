@@ -180,6 +180,9 @@ impl Gpt {
 
 impl FamilyModel for Gpt {
     type Shape = LmConfig;
+    const HEAD: &'static str = "head";
+    const INPUT: &'static [&'static str] = &["token_embedding", "position_embedding"];
+    const LAYERS: &'static str = "blocks";
 
     /// Builds a GPT with GPT-2/nanoGPT initialisation: weights from N(0, 0.02), the two residual
     /// projections of each block from N(0, 0.02/sqrt(2·n_layers)), zero biases, unit norms.

@@ -43,6 +43,9 @@ impl Mlp {
 
 impl FamilyModel for Mlp {
     type Shape = MlpConfig;
+    const HEAD: &'static str = "classifier";
+    const INPUT: &'static [&'static str] = &[];
+    const LAYERS: &'static str = "hidden";
 
     /// Builds an MLP. Hidden weights are He-normal (std √(2/fan_in), He et al. 2015), the
     /// classifier's N(0, 1/fan_in); biases zero.

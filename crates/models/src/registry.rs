@@ -22,6 +22,14 @@ use crate::{Cnn, Encoder, Gpt, Mlp, ResNet, RnnClassifier, RnnLm, WeightInit};
 pub trait FamilyModel: Module + Clone {
     /// The family's resolved shape (counts and FLOPs in `scalelab-spec`).
     type Shape: Shape;
+    /// The field of the output layer (the classifier, or a language model's own
+    /// unembedding), by which [`init.head`](scalelab_spec::InitSpec) finds what to keep or
+    /// re-initialise and a linear probe what to train.
+    const HEAD: &'static str;
+    /// The fields of the input layer (embeddings, a stem), frozen with the first layers.
+    const INPUT: &'static [&'static str];
+    /// The field holding the list of layers whose first `init.freeze_layers` are frozen.
+    const LAYERS: &'static str;
 
     /// The family's modules of `shape` on `device`, initialised by `init`.
     fn init(shape: &Self::Shape, init: &mut dyn WeightInit, device: &Device) -> Self;

@@ -87,6 +87,9 @@ impl ResNet {
 
 impl FamilyModel for ResNet {
     type Shape = ResnetConfig;
+    const HEAD: &'static str = "classifier";
+    const INPUT: &'static [&'static str] = &["stem", "stem_bn"];
+    const LAYERS: &'static str = "blocks";
 
     /// Builds the network: He-normal kernels, unit gains and zero shifts in the norms, an
     /// N(0, 1/fan_in) classifier with zero bias.

@@ -217,6 +217,9 @@ fn embedding_and_layers(
 
 impl FamilyModel for RnnClassifier {
     type Shape = RnnConfig;
+    const HEAD: &'static str = "classifier";
+    const INPUT: &'static [&'static str] = &["embedding"];
+    const LAYERS: &'static str = "layers";
 
     /// Builds the classifier: the embedding and layers of [`embedding_and_layers`], a
     /// classifier N(0, 1/H).
@@ -247,6 +250,9 @@ impl TextClassifier for RnnClassifier {
 
 impl FamilyModel for RnnLm {
     type Shape = LmConfig;
+    const HEAD: &'static str = "head";
+    const INPUT: &'static [&'static str] = &["embedding"];
+    const LAYERS: &'static str = "layers";
 
     /// Builds the model of `c` (family `lstm` or `gru`): the embedding and layers of
     /// [`embedding_and_layers`] with `d_model` units, a head N(0, 1/d) without bias.

@@ -319,7 +319,9 @@ mod tests {
         spec.model.preset = Some(crate::ClassifierPreset::Mlp);
         spec.train.budget_samples = Some(20_000);
         spec.train.lr = 1e-3;
-        let resolved = spec.resolve(InputShape::Image([1, 8, 8]), 10).unwrap();
+        let resolved = spec
+            .resolve(InputShape::Image([1, 8, 8]), 10, None)
+            .unwrap();
         assert_eq!(run_id(&resolved).unwrap(), "b695e8c03a54cc93");
 
         // Every other family, in the field order of the variants before the registry.

@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod error;
 pub mod family;
+pub mod init;
 pub mod model;
 pub mod names;
 pub mod optim;
@@ -42,11 +43,12 @@ pub fn run_id<T: serde::Serialize>(config: &T) -> Result<String, SpecError> {
         .collect())
 }
 pub use family::{Family, Purpose, Shape};
+pub use init::{Adapt, AdaptKind, Head, HeadChoice, InitConfig, InitSpec, Parent};
 pub use model::{GptPreset, LmConfig, LmSpec};
 pub use names::Named;
 pub use optim::{Optimiser, OptimiserKind};
 pub use record::{
-    CurvePoint, ExampleScore, FlopsConvention, LmResult, Machine, ParamCounts,
+    Adaptation, CurvePoint, ExampleScore, FlopsConvention, LmResult, Machine, ParamCounts,
     RUN_RECORD_SCHEMA_VERSION, Record, RecordKind, RunRecord, RunStatus, TASK_EXAMPLES_FILE,
     TaskMetrics,
 };

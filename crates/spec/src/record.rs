@@ -187,9 +187,28 @@ pub struct Record<C, R> {
     pub threads: usize,
     /// Where it ran.
     pub machine: Machine,
+    /// For a run that starts from a parent or trains only some weights: what it trained and
+    /// what it keeps (absent from runs trained whole from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<Adaptation>,
     /// What this kind of run measured.
     #[serde(flatten)]
     pub result: R,
+}
+
+/// What an adapted run (fine-tuned, probed, partly frozen) trained and keeps, to compare
+/// methods by (as PEFT's tables do: quality against trainable parameters, memory and bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adaptation {
+    /// The parent run's id, if it started from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Parameters that trained (the rest stayed as they started, bit for bit).
+    pub trainable_params: u64,
+    /// Bytes of the final weights file (`weights.safetensors`).
+    pub weights_bytes: u64,
+    /// Peak resident memory of the training process (0 where the system does not say).
+    pub peak_rss_bytes: u64,
 }
 
 fn completed() -> RunStatus {
@@ -206,6 +225,8 @@ pub trait RecordKind {
     const FLOPS_CONVENTION: FlopsConvention;
     /// Exact trainable parameters of the run's model.
     fn param_counts(&self) -> ParamCounts;
+    /// Where its weights start and which train (none: all, from scratch).
+    fn init(&self) -> Option<&crate::InitConfig>;
 }
 
 impl RecordKind for RunConfig {
@@ -216,6 +237,10 @@ impl RecordKind for RunConfig {
     fn param_counts(&self) -> ParamCounts {
         self.model.param_counts()
     }
+
+    fn init(&self) -> Option<&crate::InitConfig> {
+        self.init.as_ref()
+    }
 }
 
 impl RecordKind for crate::ClassifyConfig {
@@ -225,6 +250,10 @@ impl RecordKind for crate::ClassifyConfig {
 
     fn param_counts(&self) -> ParamCounts {
         self.model.param_counts()
+    }
+
+    fn init(&self) -> Option<&crate::InitConfig> {
+        self.init.as_ref()
     }
 }
 

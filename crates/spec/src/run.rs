@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::init::{InitConfig, InitSpec, Parent};
 use crate::{
     GptPreset, LmConfig, LmSpec, Optimiser, OptimiserKind, SpecError, TaskConfig, TaskSpec,
 };
@@ -24,6 +25,8 @@ pub struct RunSpec {
     pub train: TrainSpec,
     /// A synthetic task to train on (alone or mixed into the corpus) and to evaluate.
     pub task: Option<TaskSpec>,
+    /// Where the weights start (a parent run) and which of them train.
+    pub init: InitSpec,
 }
 
 impl Default for RunSpec {
@@ -38,6 +41,7 @@ impl Default for RunSpec {
             data: DataSpec::default(),
             train: TrainSpec::default(),
             task: None,
+            init: InitSpec::default(),
         }
     }
 }
@@ -333,6 +337,9 @@ pub struct RunConfig {
     /// of text-only runs is what it was before tasks existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskConfig>,
+    /// The parent run and which weights train; absent for a run trained whole from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitConfig>,
 }
 
 impl DataSpec {
@@ -553,9 +560,15 @@ impl TrainSpec {
 }
 
 impl RunSpec {
-    /// Resolves the whole run for a tokenizer of `vocab_size` tokens.
-    pub fn resolve(&self, vocab_size: usize) -> Result<RunConfig, SpecError> {
+    /// Resolves the whole run for a tokenizer of `vocab_size` tokens, starting from `parent`
+    /// (read from `init.from` by the caller) if the spec names one.
+    pub fn resolve(
+        &self,
+        vocab_size: usize,
+        parent: Option<&Parent>,
+    ) -> Result<RunConfig, SpecError> {
         let model = self.model.resolve(vocab_size)?;
+        let init = self.init.resolve(model.family, true, parent)?;
         let data = self.data.resolve()?;
         let task = match &self.task {
             None => None,
@@ -599,6 +612,7 @@ impl RunSpec {
             data,
             train: self.train.resolve()?,
             task,
+            init,
         })
     }
 }
@@ -609,7 +623,7 @@ mod tests {
 
     #[test]
     fn default_spec_resolves() {
-        let run = RunSpec::default().resolve(256).unwrap();
+        let run = RunSpec::default().resolve(256, None).unwrap();
         assert_eq!(run.train.budget, Budget::Tokens(800_000));
         assert_eq!(run.data.source, CorpusSource::Embedded);
         assert_eq!(run.model.d_model, 128);
@@ -628,7 +642,7 @@ mod tests {
             budget_flops = 1e12
         "#;
         let spec: RunSpec = toml::from_str(text).unwrap();
-        let run = spec.resolve(256).unwrap();
+        let run = spec.resolve(256, None).unwrap();
         assert_eq!(run.train.budget, Budget::Flops(1e12));
         assert_eq!(
             run.data.source,
@@ -647,14 +661,14 @@ mod tests {
     fn out_of_range_values_name_key_and_fix() {
         let mut spec = RunSpec::default();
         spec.train.lr = -1.0;
-        let err = spec.resolve(256).unwrap_err().to_string();
+        let err = spec.resolve(256, None).unwrap_err().to_string();
         assert!(err.contains("train.lr") && err.contains("hint:"), "{err}");
 
         let mut spec = RunSpec::default();
         spec.train.budget_tokens = Some(10);
         spec.train.budget_flops = Some(1e9);
         assert!(
-            spec.resolve(256)
+            spec.resolve(256, None)
                 .unwrap_err()
                 .to_string()
                 .contains("exactly one")
@@ -662,7 +676,7 @@ mod tests {
 
         let mut spec = RunSpec::default();
         spec.data.corpus = CorpusKind::Text;
-        let err = spec.resolve(256).unwrap_err().to_string();
+        let err = spec.resolve(256, None).unwrap_err().to_string();
         assert!(err.contains("data.path"), "{err}");
     }
 }

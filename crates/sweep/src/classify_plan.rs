@@ -41,7 +41,7 @@ impl PlannedClassify {
         input: InputShape,
         classes: usize,
     ) -> Result<Self, scalelab_spec::SpecError> {
-        let config = spec.resolve(input, classes)?;
+        let config = spec.resolve(input, classes, None)?;
         Self::of_config(cell, spec, config)
     }
 

@@ -179,8 +179,9 @@ pub fn plan_study(
                     data: data.clone(),
                     train,
                     task: spec.task.clone(),
+                    init: Default::default(),
                 };
-                let config = run_spec.resolve(vocab_size).map_err(err)?;
+                let config = run_spec.resolve(vocab_size, None).map_err(err)?;
                 let (steps, tokens_per_step) = config.planned_steps();
                 let fpt = config.model.flops_per_token();
                 if let BudgetPoint::Flops(c) = point

@@ -111,7 +111,7 @@ pub fn save<M: Module, C: Serialize, P: Serialize>(
 }
 
 /// A model's weights as safetensors bytes; `dir` names the destination in errors.
-fn weight_bytes<M: Module>(model: &M, dir: &Path) -> Result<Vec<u8>, TrainError> {
+pub(crate) fn weight_bytes<M: Module>(model: &M, dir: &Path) -> Result<Vec<u8>, TrainError> {
     let mut store = SafetensorsStore::from_bytes(None);
     model
         .save_into(&mut store)

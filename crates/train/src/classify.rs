@@ -264,6 +264,14 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
     fn units(point: &ClassifyPoint) -> u64 {
         point.samples
     }
+
+    fn start_from(&self, model: M, options: &RunOptions) -> Result<M, TrainError> {
+        crate::transfer::start_from(model, self.config.init.as_ref(), options)
+    }
+
+    fn adapt(&self, model: M) -> Result<M, TrainError> {
+        crate::transfer::adapt(model, self.config.init.as_ref())
+    }
 }
 
 /// Trains `model` for `run` (see the module docs) and writes its record.
@@ -318,8 +326,8 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         test: evaluate(&kept, test),
     };
     let record = run.write_record(
-        &work.id,
-        config,
+        (&work.id, config),
+        &kept,
         clock.elapsed().as_secs_f64(),
         options,
         result,

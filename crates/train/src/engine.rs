@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
-use scalelab_spec::{Record, RecordKind, RunStatus};
+use scalelab_spec::{Adaptation, Record, RecordKind, RunStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -125,6 +125,20 @@ pub(crate) trait Workload {
     fn units(point: &Self::Point) -> u64;
     /// Tells `progress` about an evaluation.
     fn announce(_point: &Self::Point, _progress: &mut dyn Progress) {}
+    /// The model a fresh (not resumed) run starts from: as initialised, or with a parent
+    /// run's weights.
+    fn start_from(
+        &self,
+        model: Self::Model,
+        _options: &RunOptions,
+    ) -> Result<Self::Model, TrainError> {
+        Ok(model)
+    }
+    /// The model with only the weights that train left trainable (also after a checkpoint
+    /// loads).
+    fn adapt(&self, model: Self::Model) -> Result<Self::Model, TrainError> {
+        Ok(model)
+    }
 }
 
 /// A run the loop finished (or stopped early, or found diverged).
@@ -149,17 +163,25 @@ pub(crate) struct Trained<M, P> {
     pub resumed: bool,
 }
 
-impl<M, P> Trained<M, P> {
-    /// Seals this run's `result` in the one record envelope and writes it to
-    /// `record.json` of the run directory, atomically.
+impl<M: Module, P> Trained<M, P> {
+    /// Writes `weights` (the model the record describes) to the run directory's
+    /// [`WEIGHTS_FILE`](crate::transfer::WEIGHTS_FILE), then seals this run's `result` in
+    /// the one record envelope and writes it to `record.json`, both atomically.
     pub(crate) fn write_record<C: RecordKind + Serialize + Clone, R: Serialize>(
         &self,
-        id: &str,
-        config: &C,
+        (id, config): (&str, &C),
+        weights: &impl Module,
         extra_secs: f64,
         options: &RunOptions,
         result: R,
     ) -> Result<Record<C, R>, TrainError> {
+        let weights_bytes = crate::transfer::save_weights(&options.run_dir, weights)?;
+        let adaptation = config.init().map(|init| Adaptation {
+            parent: init.parent.clone(),
+            trainable_params: crate::transfer::trainable_params(&self.model),
+            weights_bytes,
+            peak_rss_bytes: machine::peak_rss_bytes(),
+        });
         let record = Record {
             schema_version: C::SCHEMA_VERSION,
             run_id: id.to_string(),
@@ -173,6 +195,7 @@ impl<M, P> Trained<M, P> {
             wall_secs: self.wall_secs + extra_secs,
             threads: rayon::current_num_threads(),
             machine: machine::describe(&options.backend),
+            adaptation,
             result,
         };
         let json = serde_json::to_vec_pretty(&record).map_err(|source| TrainError::Serialise {
@@ -251,20 +274,24 @@ pub(crate) fn run_loop<W: Workload>(
             (model, optimizer) = checkpoint::load_weights(dir, model, optimizer)?;
             state
         }
-        None => CheckpointState {
-            schema_version: CHECKPOINT_SCHEMA_VERSION,
-            run_id: id,
-            config,
-            step: 0,
-            tokens_seen: 0,
-            curve: Vec::new(),
-            pending_loss: (0.0, 0),
-            wall_secs: 0.0,
-            started_unix_secs: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        },
+        None => {
+            model = work.start_from(model, options)?;
+            CheckpointState {
+                schema_version: CHECKPOINT_SCHEMA_VERSION,
+                run_id: id,
+                config,
+                step: 0,
+                tokens_seen: 0,
+                curve: Vec::new(),
+                pending_loss: (0.0, 0),
+                wall_secs: 0.0,
+                started_unix_secs: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            }
+        }
     };
+    let mut model = work.adapt(model)?;
     let clock = Instant::now();
     let wall_before = state.wall_secs;
     let wall = |clock: &Instant| wall_before + clock.elapsed().as_secs_f64();
@@ -464,6 +491,7 @@ mod tests {
             backend: "test".into(),
             resume: false,
             stop_after_tokens: None,
+            init_from: None,
         };
         match run_loop(toy, model, optimizer, &options, &mut NoProgress).unwrap() {
             LoopEnd::Trained(run) => run,

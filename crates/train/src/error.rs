@@ -34,6 +34,16 @@ pub enum TrainError {
         /// What to do.
         hint: String,
     },
+    /// The parent run (`init.from`) cannot be started from.
+    #[error("init.from = {path}: {message}\nhint: {hint}")]
+    Parent {
+        /// The parent's directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
     /// The record could not be serialised.
     #[error("cannot serialise {what}: {source}")]
     Serialise {

@@ -18,6 +18,7 @@ mod penalty;
 pub mod schedule;
 pub mod task_eval;
 pub mod trainer;
+pub mod transfer;
 
 pub use classify::{Classifier, ClassifierInput, ClassifyRun, train_classifier};
 pub use error::TrainError;

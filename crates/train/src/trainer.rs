@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stop, as if killed, right after the first checkpoint at or past this many tokens.
     pub stop_after_tokens: Option<u64>,
+    /// The directory of the parent run whose weights a run with `init.parent` starts from
+    /// (`init.from` of its spec).
+    pub init_from: Option<PathBuf>,
 }
 
 /// How a call to the loop ended, for a run whose record is `R` (a language model's by
@@ -357,6 +360,14 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
     fn announce(point: &CurvePoint, progress: &mut dyn Progress) {
         progress.eval(point);
     }
+
+    fn start_from(&self, model: M, options: &RunOptions) -> Result<M, TrainError> {
+        crate::transfer::start_from(model, self.config.init.as_ref(), options)
+    }
+
+    fn adapt(&self, model: M) -> Result<M, TrainError> {
+        crate::transfer::adapt(model, self.config.init.as_ref())
+    }
 }
 
 fn train_loop<M: Objective + Clone>(
@@ -420,7 +431,11 @@ fn train_loop<M: Objective + Clone>(
     if let Some(examples) = &work.last_examples {
         write_task_examples(&options.run_dir.join(TASK_EXAMPLES_FILE), examples)?;
     }
-    let record = run.write_record(&work.id, config, 0.0, options, result)?;
+    let weights = match &run.kept {
+        Some((_, best)) => best.clone(),
+        None => run.model.clone(),
+    };
+    let record = run.write_record((&work.id, config), &weights, 0.0, options, result)?;
     Ok(Outcome::Finished(Box::new(record)))
 }
 

@@ -58,6 +58,7 @@ fn run(
         backend: "burn-flex (cpu)".into(),
         resume,
         stop_after_tokens: stop,
+        init_from: None,
     };
     train_lm(config, data, &options, &mut NoProgress).unwrap()
 }
@@ -81,7 +82,7 @@ fn losses(curve: &[CurvePoint]) -> Vec<(u64, Option<f64>, f64, f64)> {
 fn same_seed_same_curve_and_resume_continues_it() {
     let spec = tiny_spec();
     let data = data(&spec);
-    let config = spec.resolve(256).unwrap();
+    let config = spec.resolve(256, None).unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
 
     let a = finished(run(&config, &data, dirs[0].path(), false, None));
@@ -153,7 +154,7 @@ fn training_lowers_validation_loss() {
     spec.train.budget_tokens = Some(4 * 2 * 32 * 60);
     spec.train.eval_every_tokens = 4 * 2 * 32 * 30;
     let data = data(&spec);
-    let config = spec.resolve(256).unwrap();
+    let config = spec.resolve(256, None).unwrap();
     let record = finished(run(
         &config,
         &data,
@@ -180,7 +181,7 @@ fn language_models_stop_early_keeping_the_best_weights_and_take_penalties() {
     spec.train.lr = 1e-12;
     spec.train.early_stopping_patience = 1;
     let data = data(&spec);
-    let config = spec.resolve(256).unwrap();
+    let config = spec.resolve(256, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
     let step = 4 * 2 * 32;
@@ -196,7 +197,7 @@ fn language_models_stop_early_keeping_the_best_weights_and_take_penalties() {
     // Patience is part of the run's identity; off, it is left out (ids as before).
     let json = serde_json::to_value(&config).unwrap();
     assert_eq!(json["train"]["early_stopping_patience"], 1);
-    let plain = tiny_spec().resolve(256).unwrap();
+    let plain = tiny_spec().resolve(256, None).unwrap();
     let json = serde_json::to_value(&plain).unwrap();
     assert!(json["train"].get("early_stopping_patience").is_none());
     assert!(json["train"].get("l2").is_none());
@@ -206,7 +207,7 @@ fn language_models_stop_early_keeping_the_best_weights_and_take_penalties() {
     let mut spec = tiny_spec();
     spec.train.l2 = 0.01;
     let penalised = finished(run(
-        &spec.resolve(256).unwrap(),
+        &spec.resolve(256, None).unwrap(),
         &data,
         tempfile::tempdir().unwrap().path(),
         false,
@@ -236,7 +237,7 @@ fn divergence_is_recorded_not_a_crash() {
     spec.train.grad_clip = 0.0;
     spec.train.warmup_fraction = 0.0;
     let data = data(&spec);
-    let config = spec.resolve(256).unwrap();
+    let config = spec.resolve(256, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
     match &record.status {
@@ -260,7 +261,7 @@ fn corrupt_checkpoint_is_a_clear_error_and_is_kept() {
     let mut spec = tiny_spec();
     spec.train.checkpoint_every_tokens = 256;
     let data = data(&spec);
-    let config = spec.resolve(256).unwrap();
+    let config = spec.resolve(256, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
         run(&config, &data, dir.path(), false, Some(256)),
@@ -274,6 +275,7 @@ fn corrupt_checkpoint_is_a_clear_error_and_is_kept() {
         backend: "test".into(),
         resume: true,
         stop_after_tokens: None,
+        init_from: None,
     };
     let err = train_lm(&config, &data, &options, &mut NoProgress)
         .unwrap_err()
@@ -332,7 +334,7 @@ fn task_runs_record_every_metric_over_log_spaced_evaluations() {
     let mut spec = task_spec(1.0, 8);
     spec.train.keep_snapshots = true;
     let data = data(&spec);
-    let config = spec.resolve(256).unwrap();
+    let config = spec.resolve(256, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
     let steps: Vec<u64> = record.result.curve.iter().map(|p| p.step).collect();
@@ -381,7 +383,7 @@ fn task_runs_record_every_metric_over_log_spaced_evaluations() {
 fn tasks_mix_into_the_corpus() {
     let spec = task_spec(0.5, 32);
     let data = data(&spec);
-    let config = spec.resolve(256).unwrap();
+    let config = spec.resolve(256, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = finished(run(&config, &data, dir.path(), false, None));
     let last = record.result.curve.last().unwrap();

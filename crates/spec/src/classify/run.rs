@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Augmentation, ClassifierConfig, ClassifierSpec, Dataset, ImageDataSpec, InputShape};
+use crate::init::{InitConfig, InitSpec, Parent};
 use crate::optim::OptimiserKind;
 use crate::run::is_zero;
 use crate::{Optimiser, SpecError};
@@ -87,6 +88,8 @@ pub struct ClassifySpec {
     pub train: ClassifyTrainSpec,
     /// Augmentation of training images.
     pub augment: Augmentation,
+    /// Where the weights start (a parent run) and which of them train.
+    pub init: InitSpec,
 }
 
 /// A classification budget.
@@ -153,6 +156,9 @@ pub struct ClassifyConfig {
     pub folds: usize,
     /// The held-out fold, `0..folds`, in a cross-validated run.
     pub fold: Option<usize>,
+    /// The parent run and which weights train; absent for a run trained whole from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitConfig>,
 }
 
 impl ClassifySpec {
@@ -161,10 +167,17 @@ impl ClassifySpec {
         self.data.dataset
     }
 
-    /// Resolves the spec for `input` and `classes`.
-    pub fn resolve(&self, input: InputShape, classes: usize) -> Result<ClassifyConfig, SpecError> {
+    /// Resolves the spec for `input` and `classes`, starting from `parent` (read from
+    /// `init.from` by the caller) if the spec names one.
+    pub fn resolve(
+        &self,
+        input: InputShape,
+        classes: usize,
+        parent: Option<&Parent>,
+    ) -> Result<ClassifyConfig, SpecError> {
         let dataset = self.dataset();
         let model = self.model.resolve(input, classes)?;
+        let init = self.init.resolve(model.family(), false, parent)?;
         let t = &self.train;
         let fraction = |key: &str, v: f64, lo_open: bool, hi: f64| {
             let ok = v.is_finite() && v <= hi && if lo_open { v > 0.0 } else { v >= 0.0 };
@@ -279,6 +292,7 @@ impl ClassifySpec {
             augment: self.augment.clone(),
             folds: self.folds,
             fold: self.fold,
+            init,
         })
     }
 }
@@ -290,7 +304,7 @@ mod tests {
     const DIGITS: InputShape = InputShape::Image([1, 8, 8]);
 
     fn resolve(spec: &ClassifySpec) -> Result<ClassifyConfig, String> {
-        spec.resolve(DIGITS, 10).map_err(|e| e.to_string())
+        spec.resolve(DIGITS, 10, None).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! Runs that start from a parent run's weights (`--init-from`): what is loaded, what trains,
+//! the lineage in the record, resuming, and the errors of bad pairings. Weights are read
+//! back with the `safetensors` crate, the format's own reader.
+
+mod common;
+use common::{assert_says, scalelab, stderr};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})"))
+}
+
+/// `scalelab classify` on the embedded digits with `args`, its record.
+fn classify(dir: &Path, args: &str) -> serde_json::Value {
+    let line = format!("classify --dataset digits --threads 1 --json {args}");
+    json(&scalelab(&line.split_whitespace().collect::<Vec<_>>(), dir))
+}
+
+/// The tensors of a run's final weights, by name, as raw bytes.
+fn weights(dir: &Path, record: &serde_json::Value) -> BTreeMap<String, Vec<u8>> {
+    let path = dir.join(run_dir(record)).join("weights.safetensors");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap_or_else(|e| panic!("{} is not safetensors: {e}", path.display()));
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+fn run_dir(record: &serde_json::Value) -> String {
+    let id = record["run_id"].as_str();
+    format!(
+        "runs/{}",
+        id.unwrap_or_else(|| panic!("no run id in {record}"))
+    )
+}
+
+#[test]
+fn a_linear_probe_trains_the_new_head_alone_and_leaves_the_body_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = classify(dir.path(), "--preset mlp-small --samples 4000");
+    let from = run_dir(&parent);
+    let probe = classify(
+        dir.path(),
+        &format!("--preset mlp-small --samples 2000 --init-from {from} --adapt probe"),
+    );
+    // 64-128-10: only the classifier's 128·10 + 10 weights train.
+    assert_eq!(probe["adaptation"]["trainable_params"], 1290);
+    assert_eq!(probe["adaptation"]["parent"], parent["run_id"]);
+    assert_eq!(probe["config"]["init"]["parent"], parent["run_id"]);
+    assert_eq!(probe["config"]["init"]["head"], "reset");
+    let (before, after) = (weights(dir.path(), &parent), weights(dir.path(), &probe));
+    assert_eq!(before.len(), after.len());
+    for (name, bytes) in &before {
+        if name.starts_with("classifier.") {
+            assert_ne!(&after[name], bytes, "{name} trained");
+        } else {
+            assert_eq!(&after[name], bytes, "{name} must not change");
+        }
+    }
+    // Probing pretrained features beats probing random ones at the same budget.
+    let random = classify(
+        dir.path(),
+        "--preset mlp-small --samples 2000 --adapt probe",
+    );
+    assert_eq!(random["config"]["init"]["parent"], serde_json::Value::Null);
+    let accuracy = |r: &serde_json::Value| r["test"]["accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy(&probe) > accuracy(&random),
+        "probe of trained features {} vs random features {}",
+        accuracy(&probe),
+        accuracy(&random)
+    );
+}
+
+#[test]
+fn a_kept_head_starts_where_the_parent_ended_and_lineage_changes_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = classify(dir.path(), "--preset mlp-small --samples 3000");
+    let from = run_dir(&parent);
+    let child = classify(
+        dir.path(),
+        &format!("--preset mlp-small --samples 1000 --init-from {from} --head keep"),
+    );
+    // The child's evaluation before its first step sees the parent's final weights on the
+    // same validation images: the same loss, to the last digit.
+    let last = |r: &serde_json::Value| r["curve"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!(child["curve"][0]["val_loss"], last(&parent)["val_loss"]);
+    assert_eq!(child["adaptation"]["trainable_params"], 9610);
+    // The same spec from scratch, or from another parent, is another run.
+    let scratch = classify(dir.path(), "--preset mlp-small --samples 1000");
+    let other = classify(dir.path(), "--preset mlp-small --samples 3000 --seed 1");
+    let other_child = classify(
+        dir.path(),
+        &format!(
+            "--preset mlp-small --samples 1000 --init-from {} --head keep",
+            run_dir(&other)
+        ),
+    );
+    let ids = [&child, &scratch, &other_child].map(|r| r["run_id"].clone());
+    assert!(
+        ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2],
+        "{ids:?}"
+    );
+    assert_eq!(
+        scratch.get("adaptation"),
+        None,
+        "a run from scratch records none"
+    );
+}
+
+#[test]
+fn freezing_the_first_layer_trains_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = classify(dir.path(), "--preset mlp --samples 3000");
+    let from = run_dir(&parent);
+    let child = classify(
+        dir.path(),
+        &format!("--preset mlp --samples 1000 --init-from {from} --adapt freeze --freeze-layers 1"),
+    );
+    // 64-256-256-10 with the first hidden layer frozen: (256·256 + 256) + (256·10 + 10).
+    assert_eq!(child["adaptation"]["trainable_params"], 68_362);
+    let (before, after) = (weights(dir.path(), &parent), weights(dir.path(), &child));
+    for name in ["hidden.0.weight", "hidden.0.bias"] {
+        assert_eq!(after[name], before[name], "{name} is frozen");
+    }
+    assert_ne!(after["hidden.1.weight"], before["hidden.1.weight"]);
+}
+
+#[test]
+fn fine_tuning_resumes_from_its_checkpoint_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = classify(dir.path(), "--preset mlp-small --samples 2000");
+    let from = run_dir(&parent);
+    let args = |out: &str| {
+        format!(
+            "--preset mlp-small --samples 6000 --init-from {from} --adapt freeze --freeze-layers 1 --checkpoint-every 2000 --out {out}"
+        )
+    };
+    let line = format!(
+        "classify --dataset digits --threads 1 {} --stop-after 2000",
+        args("pieces")
+    );
+    let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), dir.path());
+    assert!(stderr(&out).contains("stopped at"), "{}", stderr(&out));
+    let resumed = classify(dir.path(), &args("pieces"));
+    let whole = classify(dir.path(), &args("whole"));
+    assert_eq!(resumed["resumed"], true);
+    for key in ["run_id", "curve", "test", "adaptation"] {
+        if key == "adaptation" {
+            assert_eq!(
+                resumed[key]["trainable_params"],
+                whole[key]["trainable_params"]
+            );
+        } else {
+            assert_eq!(resumed[key], whole[key], "{key}");
+        }
+    }
+}
+
+#[test]
+fn a_language_model_continues_from_its_parent_on_another_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |args: &str| {
+        let line = format!("train --threads 1 --json {args}");
+        json(&scalelab(
+            &line.split_whitespace().collect::<Vec<_>>(),
+            dir.path(),
+        ))
+    };
+    let parent = train("--tokens 16384 --out runs");
+    let from = run_dir(&parent);
+    // On the parent's corpus, the child starts at the parent's final validation loss.
+    let same = train(&format!("--tokens 8192 --out runs --init-from {from}"));
+    assert_eq!(same["config"]["init"]["head"], "keep");
+    assert_eq!(same["curve"][0]["val_loss"], parent["final_val_loss"]);
+    // On other text (Python source) it starts far below a model from scratch.
+    std::fs::write(
+        dir.path().join("code.txt"),
+        "def add(a, b):\n    return a + b\n\n".repeat(400)
+            + &"for i in range(10):\n    print(i)\n".repeat(400),
+    )
+    .unwrap();
+    let tuned = train(&format!(
+        "--tokens 8192 --out runs --data code.txt --init-from {from}"
+    ));
+    let scratch = train("--tokens 8192 --out runs --data code.txt");
+    let start = |r: &serde_json::Value| r["curve"][0]["val_loss"].as_f64().unwrap();
+    assert!(
+        start(&tuned) < start(&scratch) - 0.5,
+        "{} vs {}",
+        start(&tuned),
+        start(&scratch)
+    );
+}
+
+#[test]
+fn bad_parents_are_refused_naming_both_sides_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = classify(dir.path(), "--preset mlp-small --samples 1000");
+    let from = run_dir(&parent);
+    let fails = |args: &str| {
+        let line = format!("classify --dataset digits --threads 1 --samples 500 {args}");
+        let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args}: {}", stderr(&out));
+        out
+    };
+    // Another family.
+    let out = fails(&format!("--preset cnn-small --init-from {from}"));
+    assert_says(&out, &["init.from", "mlp classifier", "cnn classifier"]);
+    // The same family, another shape.
+    let out = fails(&format!("--preset mlp --init-from {from}"));
+    assert_says(
+        &out,
+        &[
+            "hidden.0.weight: [64, 256] here, [64, 128] in the parent",
+            "hint:",
+        ],
+    );
+    // No run there.
+    let out = fails("--preset mlp-small --init-from nowhere");
+    assert_says(&out, &["init.from = nowhere", "record.json"]);
+    // A head kept or reset with no parent, freezing without layers.
+    assert_says(
+        &fails("--preset mlp-small --head keep"),
+        &["init.head", "init.from"],
+    );
+    assert_says(
+        &fails("--preset mlp-small --adapt freeze"),
+        &["init.freeze_layers"],
+    );
+    // A misspelt method is a usage error.
+    let out = scalelab(&["classify", "--adapt", "lora"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_says(&out, &["init.adapt", "full, probe, freeze"]);
+}

@@ -1,0 +1,295 @@
+//! Where a run's weights start and which of them train: from scratch (the default), or from
+//! a parent run's weights (`init.from`), fine-tuned whole, as a linear probe, or with its
+//! first layers frozen.
+//!
+//! The parent is named in the spec by its run directory; what the resolved config keeps is
+//! the parent's run id (its identity, so that runs from different parents have different
+//! ids) and its family. Reading the parent's record is the caller's (this crate reads no
+//! files): it hands [`InitSpec::resolve`] a [`Parent`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Family, SpecError};
+
+crate::named! {
+    /// What happens to the output layer (`init.head`) when a run starts from a parent.
+    #[derive(Default)]
+    pub enum HeadChoice under "init.head" {
+        /// Keep the parent's head for a language model (the same vocabulary keeps its
+        /// meaning), replace it for a classifier (new classes: "replace the last fully
+        /// connected layer").
+        #[default]
+        Auto = "auto",
+        /// Load the parent's head too (its shape must match).
+        Keep = "keep",
+        /// Re-initialise the head.
+        Reset = "reset",
+    }
+}
+
+crate::named! {
+    /// Which weights train (`init.adapt`).
+    #[derive(Default)]
+    pub enum AdaptKind under "init.adapt" {
+        /// Every weight (full fine-tuning, or training from scratch).
+        #[default]
+        Full = "full",
+        /// Only the output layer: a linear probe of the body's features (the body's weights
+        /// stay bit-identical, its dropout and batch statistics frozen too).
+        Probe = "probe",
+        /// Everything but the input layer (embeddings, stem) and the first
+        /// `init.freeze_layers` layers.
+        Freeze = "freeze",
+    }
+}
+
+/// The `[init]` section of a run spec.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InitSpec {
+    /// The directory of the run whose final weights this run starts from (its
+    /// `record.json` and `weights.safetensors`); none: from scratch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// What happens to the output layer.
+    pub head: HeadChoice,
+    /// Which weights train.
+    pub adapt: AdaptKind,
+    /// With `adapt = "freeze"`: how many layers (after the input layer) stay frozen.
+    pub freeze_layers: usize,
+}
+
+/// A finished run to start from, as its record tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parent {
+    /// Its run id.
+    pub run_id: String,
+    /// Its family.
+    pub family: Family,
+    /// Whether it is a language model (else a classifier).
+    pub language_model: bool,
+    /// Where it was read from, for messages.
+    pub dir: String,
+}
+
+/// What the output layer does, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Loaded from the parent.
+    Keep,
+    /// Initialised afresh.
+    Reset,
+}
+
+/// Which weights train, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Adapt {
+    /// Every weight.
+    #[default]
+    Full,
+    /// The output layer only.
+    Probe,
+    /// All but the input layer and the first `layers` layers.
+    Freeze {
+        /// Frozen layers after the input layer.
+        layers: usize,
+    },
+}
+
+/// The resolved `[init]` of a run; absent from a config that trains every weight from
+/// scratch, so those runs keep the ids they had before transfer existed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// The parent's run id, if the run starts from one (part of the run's identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The parent's family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_family: Option<Family>,
+    /// What happens to the head (with a parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<Head>,
+    /// Which weights train.
+    pub adapt: Adapt,
+}
+
+impl InitSpec {
+    /// Resolves the section for a run of `family` (a language model or not) whose parent,
+    /// read from `init.from` by the caller, is `parent`.
+    pub fn resolve(
+        &self,
+        family: Family,
+        language_model: bool,
+        parent: Option<&Parent>,
+    ) -> Result<Option<InitConfig>, SpecError> {
+        let adapt = match self.adapt {
+            AdaptKind::Full => Adapt::Full,
+            AdaptKind::Probe => Adapt::Probe,
+            AdaptKind::Freeze if self.freeze_layers == 0 => {
+                return Err(SpecError::invalid(
+                    "init.freeze_layers",
+                    0,
+                    "freeze at least one layer (or use adapt = \"full\")",
+                ));
+            }
+            AdaptKind::Freeze => Adapt::Freeze {
+                layers: self.freeze_layers,
+            },
+        };
+        if self.adapt != AdaptKind::Freeze && self.freeze_layers > 0 {
+            return Err(SpecError::invalid(
+                "init.freeze_layers",
+                self.freeze_layers,
+                "freezing layers needs adapt = \"freeze\" (--adapt freeze)",
+            ));
+        }
+        let parent = match (&self.from, parent) {
+            (None, _) => None,
+            (Some(from), None) => {
+                return Err(SpecError::invalid(
+                    "init.from",
+                    from,
+                    "starting from a parent run is for single runs (`scalelab train` and \
+                     `scalelab classify`); studies do not read parents yet",
+                ));
+            }
+            (Some(_), Some(p)) => Some(p),
+        };
+        if let Some(p) = parent
+            && (p.family != family || p.language_model != language_model)
+        {
+            let kind = |lm: bool| if lm { "language model" } else { "classifier" };
+            return Err(SpecError::invalid(
+                "init.from",
+                &p.dir,
+                format!(
+                    "run {} is a {} {}; this run is a {} {}: a run starts from a parent of \
+                         its own family and kind, its layers matched by name",
+                    p.run_id,
+                    p.family,
+                    kind(p.language_model),
+                    family,
+                    kind(language_model)
+                ),
+            ));
+        }
+        if parent.is_none() && self.head != HeadChoice::Auto {
+            return Err(SpecError::invalid(
+                "init.head",
+                self.head,
+                "a head is kept or reset only when the run starts from a parent: set init.from",
+            ));
+        }
+        if parent.is_none() && adapt == Adapt::Full {
+            return Ok(None);
+        }
+        let head = parent.map(|_| match (self.head, language_model) {
+            (HeadChoice::Keep, _) | (HeadChoice::Auto, true) => Head::Keep,
+            (HeadChoice::Reset, _) | (HeadChoice::Auto, false) => Head::Reset,
+        });
+        Ok(Some(InitConfig {
+            parent: parent.map(|p| p.run_id.clone()),
+            parent_family: parent.map(|p| p.family),
+            head,
+            adapt,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent(family: Family, language_model: bool) -> Parent {
+        Parent {
+            run_id: "00aa11bb22cc33dd".into(),
+            family,
+            language_model,
+            dir: "runs/00aa11bb22cc33dd".into(),
+        }
+    }
+
+    fn from() -> InitSpec {
+        InitSpec {
+            from: Some("runs/00aa11bb22cc33dd".into()),
+            ..InitSpec::default()
+        }
+    }
+
+    #[test]
+    fn from_scratch_resolves_to_nothing_so_ids_stay() {
+        assert_eq!(
+            InitSpec::default()
+                .resolve(Family::Mlp, false, None)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_head_is_kept_for_language_models_and_reset_for_classifiers() {
+        let p = parent(Family::Mlp, false);
+        let c = from()
+            .resolve(Family::Mlp, false, Some(&p))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.parent.as_deref(), Some("00aa11bb22cc33dd"));
+        assert_eq!((c.head, c.adapt), (Some(Head::Reset), Adapt::Full));
+        let p = parent(Family::Gpt, true);
+        let c = from()
+            .resolve(Family::Gpt, true, Some(&p))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.head, Some(Head::Keep));
+        let spec = InitSpec {
+            head: HeadChoice::Reset,
+            ..from()
+        };
+        let c = spec.resolve(Family::Gpt, true, Some(&p)).unwrap().unwrap();
+        assert_eq!(c.head, Some(Head::Reset));
+    }
+
+    #[test]
+    fn another_family_or_kind_is_refused_naming_both() {
+        let p = parent(Family::Cnn, false);
+        let err = from()
+            .resolve(Family::Mlp, false, Some(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("init.from") && err.contains("cnn classifier") && err.contains("mlp"),
+            "{err}"
+        );
+        let p = parent(Family::Lstm, true);
+        let err = from()
+            .resolve(Family::Lstm, false, Some(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lstm language model"), "{err}");
+    }
+
+    #[test]
+    fn freezing_needs_layers_and_the_freeze_method() {
+        let spec = InitSpec {
+            adapt: AdaptKind::Freeze,
+            ..InitSpec::default()
+        };
+        let err = spec.resolve(Family::Mlp, false, None).unwrap_err();
+        assert!(err.to_string().contains("init.freeze_layers"), "{err}");
+        let spec = InitSpec {
+            freeze_layers: 2,
+            ..InitSpec::default()
+        };
+        assert!(spec.resolve(Family::Mlp, false, None).is_err());
+        // A probe of random features (no parent) is a baseline, not an error.
+        let spec = InitSpec {
+            adapt: AdaptKind::Probe,
+            ..InitSpec::default()
+        };
+        let c = spec.resolve(Family::Mlp, false, None).unwrap().unwrap();
+        assert_eq!((c.parent, c.head, c.adapt), (None, None, Adapt::Probe));
+    }
+}
