@@ -630,6 +630,16 @@ pub struct InitArgs {
     /// Layers frozen after the input layer, with --adapt freeze.
     #[arg(long)]
     pub freeze_layers: Option<usize>,
+    /// LoRA's rank r, with --adapt lora (default 8).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA's α (the adapters are scaled by α/r; default 8).
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// The groups of matrices LoRA adapts, comma separated (a GPT's or encoder's attn,mlp;
+    /// an MLP's hidden; a CNN's fc; an LSTM's or GRU's input,recurrent); default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub lora_targets: Option<Vec<String>>,
 }
 
 impl InitArgs {
@@ -641,6 +651,9 @@ impl InitArgs {
         set(&mut init.head, self.head);
         set(&mut init.adapt, self.adapt);
         set(&mut init.freeze_layers, self.freeze_layers);
+        set(&mut init.lora_rank, self.lora_rank);
+        set(&mut init.lora_alpha, self.lora_alpha);
+        set(&mut init.lora_targets, self.lora_targets.clone());
     }
 }
 

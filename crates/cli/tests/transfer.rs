@@ -234,7 +234,95 @@ fn bad_parents_are_refused_naming_both_sides_and_the_fix() {
         &["init.freeze_layers"],
     );
     // A misspelt method is a usage error.
-    let out = scalelab(&["classify", "--adapt", "lora"], dir.path());
+    let out = scalelab(&["classify", "--adapt", "qlora"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert_says(&out, &["init.adapt", "full, probe, freeze"]);
+    assert_says(&out, &["init.adapt", "full, probe, freeze, lora"]);
+}
+
+#[test]
+fn lora_on_a_gpt_trains_adapters_alone_merges_exactly_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |args: &str| {
+        let line = format!("train --threads 1 --json {args}");
+        scalelab(&line.split_whitespace().collect::<Vec<_>>(), dir.path())
+    };
+    let parent = json(&train("--tokens 16384 --out runs"));
+    let from = run_dir(&parent);
+    let lora = |out: &str| {
+        format!(
+            "--tokens 16384 --out {out} --init-from {from} --adapt lora --lora-rank 4 --checkpoint-every 8192"
+        )
+    };
+    let tuned = json(&train(&lora("runs")));
+    // The micro GPT: 4 blocks of width 128. Rank 4 on qkv 128×384, proj 128×128, fc 128×512
+    // and fc_proj 512×128: 4·(512 + 256 + 640 + 640) = 8,192 a block, 32,768 in all; the
+    // embeddings, norms, biases and the (tied) head stay frozen.
+    assert_eq!(tuned["adaptation"]["trainable_params"], 32_768);
+    assert_eq!(
+        tuned["config"]["init"]["adapt"],
+        serde_json::json!({"kind": "lora", "rank": 4, "alpha": 8.0, "targets": ["attn", "mlp"]})
+    );
+    // The adapters file holds the adapter factors alone (A and B of 16 matrices).
+    let adapters = dir
+        .path()
+        .join(run_dir(&tuned))
+        .join("adapters.safetensors");
+    let bytes = std::fs::read(&adapters).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names = file.names();
+    assert_eq!(names.len(), 32, "{names:?}");
+    assert!(names.iter().all(|n| n.contains(".lora.")), "{names:?}");
+    let size = |r: &serde_json::Value, key: &str| r["adaptation"][key].as_u64().unwrap();
+    assert!(size(&tuned, "adapter_bytes") * 20 < size(&tuned, "weights_bytes"));
+    // Adapted matrices changed in the merged weights; what LoRA does not touch did not.
+    let (before, after) = (weights(dir.path(), &parent), weights(dir.path(), &tuned));
+    assert_ne!(after["blocks.0.qkv.weight"], before["blocks.0.qkv.weight"]);
+    for name in [
+        "token_embedding.weight",
+        "blocks.0.ln1.gamma",
+        "blocks.0.qkv.bias",
+    ] {
+        assert_eq!(after[name], before[name], "{name}");
+    }
+    // A child of the merged weights starts at the adapted model's final loss.
+    let child = json(&train(&format!(
+        "--tokens 8192 --out runs --init-from {}",
+        run_dir(&tuned)
+    )));
+    let start = child["curve"][0]["val_loss"].as_f64().unwrap();
+    let end = tuned["final_val_loss"].as_f64().unwrap();
+    assert!((start - end).abs() < 1e-5, "{start} vs {end}");
+    // Stopped at its first checkpoint and run again, it ends as the uninterrupted run.
+    let out = train(&format!("{} --stop-after 8192", lora("pieces")));
+    assert!(stderr(&out).contains("stopped at"), "{}", stderr(&out));
+    let resumed = json(&train(&lora("pieces")));
+    assert_eq!(resumed["resumed"], true);
+    let losses = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        let curve = r["curve"].as_array().unwrap();
+        curve.iter().map(|p| p["val_loss"].clone()).collect()
+    };
+    assert_eq!(losses(&resumed), losses(&tuned));
+    assert_eq!(resumed["run_id"], tuned["run_id"]);
+}
+
+#[test]
+fn bad_lora_settings_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let fails = |args: &str| {
+        let line = format!("classify --dataset digits --threads 1 --samples 500 {args}");
+        let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args}: {}", stderr(&out));
+        out
+    };
+    // A rank above a layer's smaller side (64-128-10: 128 units).
+    let out = fails("--preset mlp-small --adapt lora --lora-rank 200");
+    assert_says(&out, &["init.lora_rank", "hidden.0.weight", "at most 64"]);
+    let out = fails("--preset mlp-small --adapt lora --lora-targets attn");
+    assert_says(&out, &["init.lora_targets", "attn", "hidden"]);
+    let out = fails("--preset resnet-small --adapt lora");
+    assert_says(&out, &["init.adapt", "resnet", "convolution kernels"]);
+    let out = fails("--preset logistic --adapt lora");
+    assert_says(&out, &["init.lora_targets", "no weight matrix"]);
+    let out = fails("--preset mlp-small --lora-targets hidden");
+    assert_says(&out, &["init.lora_targets", "--adapt lora"]);
 }

@@ -58,6 +58,7 @@ impl FamilyModel for Cnn {
     const HEAD: &'static str = "classifier";
     const INPUT: &'static [&'static str] = &[];
     const LAYERS: &'static str = "convs";
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[("fc", r"^fc\.weight$")];
 
     /// Builds the network: He-normal kernels and hidden weights, N(0, 1/fan_in) classifier,
     /// zero biases.

@@ -46,6 +46,8 @@ impl FamilyModel for Mlp {
     const HEAD: &'static str = "classifier";
     const INPUT: &'static [&'static str] = &[];
     const LAYERS: &'static str = "hidden";
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] =
+        &[("hidden", r"^hidden\.\d+\.weight$")];
 
     /// Builds an MLP. Hidden weights are He-normal (std √(2/fan_in), He et al. 2015), the
     /// classifier's N(0, 1/fan_in); biases zero.

@@ -30,6 +30,9 @@ pub trait FamilyModel: Module + Clone {
     const INPUT: &'static [&'static str];
     /// The field holding the list of layers whose first `init.freeze_layers` are frozen.
     const LAYERS: &'static str;
+    /// Each LoRA target of the family (`scalelab_spec::Family::lora_targets`) with the
+    /// regular expression of the weight matrices' paths it names.
+    const LORA_TARGETS: &'static [(&'static str, &'static str)];
 
     /// The family's modules of `shape` on `device`, initialised by `init`.
     fn init(shape: &Self::Shape, init: &mut dyn WeightInit, device: &Device) -> Self;

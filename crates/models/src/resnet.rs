@@ -90,6 +90,7 @@ impl FamilyModel for ResNet {
     const HEAD: &'static str = "classifier";
     const INPUT: &'static [&'static str] = &["stem", "stem_bn"];
     const LAYERS: &'static str = "blocks";
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[];
 
     /// Builds the network: He-normal kernels, unit gains and zero shifts in the norms, an
     /// N(0, 1/fan_in) classifier with zero bias.

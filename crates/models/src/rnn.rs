@@ -220,6 +220,10 @@ impl FamilyModel for RnnClassifier {
     const HEAD: &'static str = "classifier";
     const INPUT: &'static [&'static str] = &["embedding"];
     const LAYERS: &'static str = "layers";
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[
+        ("input", r"^layers\.\d+\.input\.weight$"),
+        ("recurrent", r"^layers\.\d+\.hidden\.weight$"),
+    ];
 
     /// Builds the classifier: the embedding and layers of [`embedding_and_layers`], a
     /// classifier N(0, 1/H).
@@ -253,6 +257,10 @@ impl FamilyModel for RnnLm {
     const HEAD: &'static str = "head";
     const INPUT: &'static [&'static str] = &["embedding"];
     const LAYERS: &'static str = "layers";
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[
+        ("input", r"^layers\.\d+\.input\.weight$"),
+        ("recurrent", r"^layers\.\d+\.hidden\.weight$"),
+    ];
 
     /// Builds the model of `c` (family `lstm` or `gru`): the embedding and layers of
     /// [`embedding_and_layers`] with `d_model` units, a head N(0, 1/d) without bias.

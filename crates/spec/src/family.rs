@@ -100,6 +100,19 @@ impl Family {
         *self == Self::Gpt
     }
 
+    /// The groups of weight matrices LoRA can adapt in this family (`init.lora_targets`),
+    /// all of them by default; the output layer is never one (as PEFT's `all-linear`
+    /// leaves it out). The ResNet has none: its weights are convolution kernels.
+    pub fn lora_targets(self) -> &'static [&'static str] {
+        match self {
+            Family::Gpt | Family::Encoder => &["attn", "mlp"],
+            Family::Lstm | Family::Gru => &["input", "recurrent"],
+            Family::Mlp => &["hidden"],
+            Family::Cnn => &["fc"],
+            Family::Resnet => &[],
+        }
+    }
+
     /// The recurrent cell of the LSTM and GRU families.
     pub fn rnn_cell(self) -> Option<RnnCell> {
         match self {

@@ -40,11 +40,14 @@ crate::named! {
         /// Everything but the input layer (embeddings, stem) and the first
         /// `init.freeze_layers` layers.
         Freeze = "freeze",
+        /// Low-rank adapters (Hu et al. 2021) on the `init.lora_targets` matrices, the rest
+        /// frozen (a re-initialised head trains too).
+        Lora = "lora",
     }
 }
 
 /// The `[init]` section of a run spec.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InitSpec {
     /// The directory of the run whose final weights this run starts from (its
@@ -57,6 +60,28 @@ pub struct InitSpec {
     pub adapt: AdaptKind,
     /// With `adapt = "freeze"`: how many layers (after the input layer) stay frozen.
     pub freeze_layers: usize,
+    /// With `adapt = "lora"`: the rank r of each adapter `ΔW = (α/r)·A·B`.
+    pub lora_rank: usize,
+    /// With `adapt = "lora"`: α (the adapters' output is scaled by α/r).
+    pub lora_alpha: f64,
+    /// With `adapt = "lora"`: which groups of matrices get adapters (see
+    /// `Family::lora_targets`); empty: all of the family's.
+    pub lora_targets: Vec<String>,
+}
+
+impl Default for InitSpec {
+    fn default() -> Self {
+        Self {
+            from: None,
+            head: HeadChoice::Auto,
+            adapt: AdaptKind::Full,
+            freeze_layers: 0,
+            // PEFT's LoraConfig defaults.
+            lora_rank: 8,
+            lora_alpha: 8.0,
+            lora_targets: Vec::new(),
+        }
+    }
 }
 
 /// A finished run to start from, as its record tells it.
@@ -83,7 +108,7 @@ pub enum Head {
 }
 
 /// Which weights train, resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Adapt {
     /// Every weight.
@@ -95,6 +120,16 @@ pub enum Adapt {
     Freeze {
         /// Frozen layers after the input layer.
         layers: usize,
+    },
+    /// Low-rank adapters on the `targets` matrices; everything else frozen but a
+    /// re-initialised head.
+    Lora {
+        /// r.
+        rank: usize,
+        /// α.
+        alpha: f64,
+        /// The family's groups of matrices adapted.
+        targets: Vec<String>,
     },
 }
 
@@ -138,6 +173,7 @@ impl InitSpec {
             AdaptKind::Freeze => Adapt::Freeze {
                 layers: self.freeze_layers,
             },
+            AdaptKind::Lora => self.lora(family)?,
         };
         if self.adapt != AdaptKind::Freeze && self.freeze_layers > 0 {
             return Err(SpecError::invalid(
@@ -183,6 +219,13 @@ impl InitSpec {
                 "a head is kept or reset only when the run starts from a parent: set init.from",
             ));
         }
+        if self.adapt != AdaptKind::Lora && self.lora_targets != InitSpec::default().lora_targets {
+            return Err(SpecError::invalid(
+                "init.lora_targets",
+                self.lora_targets.join(", "),
+                "LoRA targets need adapt = \"lora\" (--adapt lora)",
+            ));
+        }
         if parent.is_none() && adapt == Adapt::Full {
             return Ok(None);
         }
@@ -196,6 +239,59 @@ impl InitSpec {
             head,
             adapt,
         }))
+    }
+}
+
+impl InitSpec {
+    /// The LoRA settings, checked for a model of `family`.
+    fn lora(&self, family: Family) -> Result<Adapt, SpecError> {
+        let known = family.lora_targets();
+        if known.is_empty() {
+            return Err(SpecError::invalid(
+                "init.adapt",
+                "lora",
+                format!(
+                    "the {family} family has no weight matrices for LoRA (its weights are \
+                     convolution kernels): use probe, freeze or full"
+                ),
+            ));
+        }
+        if !(1..=1 << 16).contains(&self.lora_rank) {
+            return Err(SpecError::invalid(
+                "init.lora_rank",
+                self.lora_rank,
+                "a rank of at least 1 and at most the adapted layers' width, e.g. 8",
+            ));
+        }
+        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
+            return Err(SpecError::invalid(
+                "init.lora_alpha",
+                self.lora_alpha,
+                "a positive scale numerator, e.g. 8 (the adapters are scaled by alpha / rank)",
+            ));
+        }
+        let mut targets: Vec<String> = if self.lora_targets.is_empty() {
+            known.iter().map(|t| t.to_string()).collect()
+        } else {
+            self.lora_targets.clone()
+        };
+        if let Some(unknown) = targets.iter().find(|t| !known.contains(&t.as_str())) {
+            return Err(SpecError::invalid(
+                "init.lora_targets",
+                unknown,
+                format!(
+                    "the {family} family's LoRA targets are {} (its output layer is never one)",
+                    known.join(", ")
+                ),
+            ));
+        }
+        targets.sort();
+        targets.dedup();
+        Ok(Adapt::Lora {
+            rank: self.lora_rank,
+            alpha: self.lora_alpha,
+            targets,
+        })
     }
 }
 

@@ -205,8 +205,11 @@ pub struct Adaptation {
     pub parent: Option<String>,
     /// Parameters that trained (the rest stayed as they started, bit for bit).
     pub trainable_params: u64,
-    /// Bytes of the final weights file (`weights.safetensors`).
+    /// Bytes of the final weights file (`weights.safetensors`, LoRA adapters merged in).
     pub weights_bytes: u64,
+    /// Bytes of the LoRA adapters alone (`adapters.safetensors`), for a LoRA run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_bytes: Option<u64>,
     /// Peak resident memory of the training process (0 where the system does not say).
     pub peak_rss_bytes: u64,
 }

@@ -209,7 +209,7 @@ pub fn load_best<M: Module>(dir: &Path, model: M) -> Result<M, TrainError> {
 }
 
 /// Loads the safetensors file `weights` into `model`, every tensor accounted for.
-fn load_into<M: Module>(weights: &Path, mut model: M) -> Result<M, TrainError> {
+pub(crate) fn load_into<M: Module>(weights: &Path, mut model: M) -> Result<M, TrainError> {
     let weights = weights.to_path_buf();
     let bytes = fs::read(&weights).map_err(|e| TrainError::Io {
         action: "read",

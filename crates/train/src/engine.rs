@@ -175,11 +175,13 @@ impl<M: Module, P> Trained<M, P> {
         options: &RunOptions,
         result: R,
     ) -> Result<Record<C, R>, TrainError> {
-        let weights_bytes = crate::transfer::save_weights(&options.run_dir, weights)?;
+        let (weights_bytes, adapter_bytes) =
+            crate::transfer::save_weights(&options.run_dir, weights)?;
         let adaptation = config.init().map(|init| Adaptation {
             parent: init.parent.clone(),
             trainable_params: crate::transfer::trainable_params(&self.model),
             weights_bytes,
+            adapter_bytes,
             peak_rss_bytes: machine::peak_rss_bytes(),
         });
         let record = Record {
@@ -268,30 +270,32 @@ pub(crate) fn run_loop<W: Workload>(
     } else {
         None
     };
+    // A fresh run starts from its parent's weights (if it has one); then what does not train
+    // is frozen, or LoRA adapters attached, before a checkpoint (which holds them) loads.
+    if resume_from.is_none() {
+        model = work.start_from(model, options)?;
+    }
+    model = work.adapt(model)?;
     let mut state: CheckpointState<W::Config, W::Point> = match &resume_from {
         Some(dir) => {
             let state = checkpoint::load_state(dir, &id)?;
             (model, optimizer) = checkpoint::load_weights(dir, model, optimizer)?;
             state
         }
-        None => {
-            model = work.start_from(model, options)?;
-            CheckpointState {
-                schema_version: CHECKPOINT_SCHEMA_VERSION,
-                run_id: id,
-                config,
-                step: 0,
-                tokens_seen: 0,
-                curve: Vec::new(),
-                pending_loss: (0.0, 0),
-                wall_secs: 0.0,
-                started_unix_secs: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            }
-        }
+        None => CheckpointState {
+            schema_version: CHECKPOINT_SCHEMA_VERSION,
+            run_id: id,
+            config,
+            step: 0,
+            tokens_seen: 0,
+            curve: Vec::new(),
+            pending_loss: (0.0, 0),
+            wall_secs: 0.0,
+            started_unix_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
     };
-    let mut model = work.adapt(model)?;
     let clock = Instant::now();
     let wall_before = state.wall_secs;
     let wall = |clock: &Instant| wall_before + clock.elapsed().as_secs_f64();

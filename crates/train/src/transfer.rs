@@ -11,11 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Lora, Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Tensor;
 use scalelab_models::FamilyModel;
-use scalelab_spec::{Adapt, Family, Head, InitConfig, Parent};
+use scalelab_spec::{Adapt, Family, Head, InitConfig, Parent, SpecError};
 
 use crate::{RunOptions, TrainError};
 
@@ -236,10 +236,12 @@ fn load_parent<M: FamilyModel>(
     Ok(model)
 }
 
-/// Sets `require_grad` of every float parameter to what `trains` says of its path.
+/// Sets `require_grad` of the float parameters whose path `trains` accepts, and of the others
+/// to `others` (none: leaves them as they are).
 struct TrainsWhere<F: Fn(&str) -> bool> {
     path: Vec<String>,
     trains: F,
+    others: Option<bool>,
 }
 
 impl<F: Fn(&str) -> bool> ModuleMapper for TrainsWhere<F> {
@@ -252,19 +254,31 @@ impl<F: Fn(&str) -> bool> ModuleMapper for TrainsWhere<F> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.set_require_grad((self.trains)(&self.path.join(".")))
+        if (self.trains)(&self.path.join(".")) {
+            param.set_require_grad(true)
+        } else {
+            match self.others {
+                Some(others) => param.set_require_grad(others),
+                None => param,
+            }
+        }
     }
 }
 
-/// `model` with only the weights that `init` trains left trainable.
+/// `model` with only the weights that `init` trains left trainable: frozen in part, or with
+/// LoRA adapters attached (Burn's `Module::apply_lora`).
 pub(crate) fn adapt<M: FamilyModel>(model: M, init: Option<&InitConfig>) -> Result<M, TrainError> {
-    let adapt = init.map_or(Adapt::Full, |i| i.adapt);
-    let model = match adapt {
-        Adapt::Full => return Ok(model),
+    let Some(init) = init else {
+        return Ok(model);
+    };
+    let head_trains = |path: &str| under(path, M::HEAD);
+    let model = match &init.adapt {
+        Adapt::Full => model,
         // Frozen whole (dropout and batch statistics too), then the head trains again.
         Adapt::Probe => model.freeze().map(&mut TrainsWhere {
             path: Vec::new(),
-            trains: |path: &str| under(path, M::HEAD),
+            trains: head_trains,
+            others: Some(false),
         }),
         Adapt::Freeze { layers } => {
             let frozen = |path: &str| {
@@ -274,15 +288,138 @@ pub(crate) fn adapt<M: FamilyModel>(model: M, init: Option<&InitConfig>) -> Resu
                         .and_then(|rest| rest.strip_prefix('.'))
                         .and_then(|rest| rest.split('.').next())
                         .and_then(|index| index.parse::<usize>().ok())
-                        .is_some_and(|i| i < layers)
+                        .is_some_and(|i| i < *layers)
             };
             model.map(&mut TrainsWhere {
                 path: Vec::new(),
                 trains: |path: &str| !frozen(path),
+                others: Some(false),
             })
+        }
+        Adapt::Lora {
+            rank,
+            alpha,
+            targets,
+        } => {
+            let patterns = lora_patterns::<M>(targets)?;
+            check_lora_rank(&model, &patterns, *rank)?;
+            let group = ParamGroup::from_any_regexes(patterns).map_err(|e| {
+                TrainError::Spec(SpecError::invalid(
+                    "init.lora_targets",
+                    targets.join(", "),
+                    format!("{e:?}"),
+                ))
+            })?;
+            let model = model
+                .apply_lora(Lora::new(*rank, *alpha).set_param_group(group))
+                .map(&mut AdapterIds {
+                    path: Vec::new(),
+                    next: ADAPTER_IDS,
+                });
+            // A head that starts afresh (new classes) must learn (PEFT's `modules_to_save`);
+            // a kept one stays as the parent left it.
+            if init.head == Some(Head::Keep) {
+                model
+            } else {
+                model.map(&mut TrainsWhere {
+                    path: Vec::new(),
+                    trains: head_trains,
+                    others: None,
+                })
+            }
         }
     };
     Ok(model)
+}
+
+/// The first id of the adapter factors: above every id a family's builder hands out.
+const ADAPTER_IDS: u64 = 1 << 48;
+
+/// Gives the adapter factors ids in the order they are visited, as the families' builders
+/// give theirs, so that a resumed run's optimiser state (kept by id) finds them again (Burn
+/// draws them at random).
+struct AdapterIds {
+    path: Vec<String>,
+    next: u64,
+}
+
+impl ModuleMapper for AdapterIds {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if is_adapter(&self.path.join(".")) {
+            param.id = burn::module::ParamId::from(self.next);
+            self.next += 1;
+        }
+        param
+    }
+}
+
+/// The path patterns of the LoRA `targets` of family `M`.
+fn lora_patterns<M: FamilyModel>(targets: &[String]) -> Result<Vec<&'static str>, TrainError> {
+    targets
+        .iter()
+        .map(|target| {
+            M::LORA_TARGETS
+                .iter()
+                .find(|(name, _)| name == target)
+                .map(|(_, pattern)| *pattern)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = M::LORA_TARGETS.iter().map(|(n, _)| *n).collect();
+                    TrainError::Spec(SpecError::invalid(
+                        "init.lora_targets",
+                        target,
+                        format!("this family's targets are {}", known.join(", ")),
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// Refuses a rank larger than the smaller side of a matrix it adapts (the update would not
+/// be low-rank; PEFT refuses it too).
+fn check_lora_rank<M: FamilyModel>(
+    model: &M,
+    patterns: &[&str],
+    rank: usize,
+) -> Result<(), TrainError> {
+    let regexes: Vec<regex::Regex> = patterns
+        .iter()
+        .filter_map(|p| regex::Regex::new(p).ok())
+        .collect();
+    let mut adapted = 0;
+    for t in model.collect(None, None, false) {
+        if !regexes.iter().any(|r| r.is_match(&t.name)) {
+            continue;
+        }
+        adapted += 1;
+        let dims = t.shape.as_slice();
+        let smaller = dims.iter().copied().min().unwrap_or(0);
+        if rank > smaller {
+            return Err(TrainError::Spec(SpecError::invalid(
+                "init.lora_rank",
+                rank,
+                format!(
+                    "{} is {:?}: a rank of at most {smaller} (the smaller side) adapts it",
+                    t.name, dims
+                ),
+            )));
+        }
+    }
+    if adapted == 0 {
+        return Err(TrainError::Spec(SpecError::invalid(
+            "init.lora_targets",
+            patterns.join(" | "),
+            "no weight matrix of this model is a LoRA target (a model without hidden layers has none)",
+        )));
+    }
+    Ok(())
 }
 
 /// Parameters of `model` that train (require gradients).
@@ -301,17 +438,95 @@ pub fn trainable_params<M: Module>(model: &M) -> u64 {
     count.0
 }
 
-/// Writes the weights `model` into `run_dir`'s [`WEIGHTS_FILE`], atomically.
-pub(crate) fn save_weights<M: Module>(run_dir: &Path, model: &M) -> Result<u64, TrainError> {
-    let path = run_dir.join(WEIGHTS_FILE);
-    let bytes = crate::checkpoint::weight_bytes(model, run_dir)?;
-    crate::fsutil::write_atomic(&path, &bytes)?;
-    Ok(bytes.len() as u64)
+/// Writes the weights of `model` into `run_dir`: [`WEIGHTS_FILE`] with LoRA adapters merged
+/// into the dense weights (what a child run or an evaluation loads), and, if it has
+/// adapters, [`ADAPTERS_FILE`] with them alone. Returns the two files' bytes.
+pub(crate) fn save_weights<M: Module>(
+    run_dir: &Path,
+    model: &M,
+) -> Result<(u64, Option<u64>), TrainError> {
+    let adapters = save_adapters(&run_dir.join(ADAPTERS_FILE), model)?;
+    let merged = model.clone().materialize();
+    let bytes = crate::checkpoint::weight_bytes(&merged, run_dir)?;
+    crate::fsutil::write_atomic(&run_dir.join(WEIGHTS_FILE), &bytes)?;
+    Ok((bytes.len() as u64, adapters))
+}
+
+/// The LoRA adapters a run leaves beside its merged weights (LoRA runs only): the small file
+/// to keep per task, applied to the parent's weights by [`load_adapters`].
+pub const ADAPTERS_FILE: &str = "adapters.safetensors";
+
+/// Whether a tensor path is a LoRA adapter factor (Burn names the reparameterisation's
+/// module `lora`).
+fn is_adapter(path: &str) -> bool {
+    path.split('.').any(|segment| segment == LORA_MODULE)
+}
+
+/// The name Burn gives a LoRA reparameterisation in tensor paths.
+const LORA_MODULE: &str = "lora";
+
+/// Writes the LoRA adapters of `model` alone to `path`, atomically; none if it has none.
+pub fn save_adapters<M: Module>(path: &Path, model: &M) -> Result<Option<u64>, TrainError> {
+    let mut store = SafetensorsStore::from_bytes(None).with_predicate(|path, _| is_adapter(path));
+    model
+        .save_into(&mut store)
+        .map_err(|e| parent_error(path, format!("saving adapters: {e}"), "report this"))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| parent_error(path, format!("saving adapters: {e}"), "report this"))?;
+    let has_adapters = model
+        .collect(None, None, false)
+        .iter()
+        .any(|t| is_adapter(&t.name));
+    if !has_adapters {
+        return Ok(None);
+    }
+    crate::fsutil::write_atomic(path, &bytes)?;
+    Ok(Some(bytes.len() as u64))
+}
+
+/// Loads the adapters of `path` (written by [`save_adapters`]) into `model`, which carries
+/// adapters of the same targets and rank (see [`adapt`]).
+pub fn load_adapters<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(true);
+    let mut model = model;
+    let result = model.load_from(&mut store).map_err(|e| {
+        parent_error(
+            path,
+            format!("adapters do not load: {e}"),
+            "use the adapters of a run with the same targets and rank",
+        )
+    })?;
+    let missing: Vec<&str> = result
+        .missing
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| is_adapter(p))
+        .collect();
+    if !result.errors.is_empty() || !missing.is_empty() || result.applied.is_empty() {
+        return Err(parent_error(
+            path,
+            format!(
+                "adapters do not fit (missing {missing:?}, errors {:?})",
+                result.errors
+            ),
+            "use the adapters of a run with the same targets and rank",
+        ));
+    }
+    Ok(model)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::under;
+    use super::*;
+    use burn::tensor::{Device, Distribution, Tolerance};
+    use scalelab_models::{ImageClassifier, Mlp, SeededInit};
+    use scalelab_spec::family::MlpConfig;
 
     #[test]
     fn a_path_is_under_its_field_and_not_under_a_longer_name() {
@@ -319,5 +534,95 @@ mod tests {
         assert!(under("classifier", "classifier"));
         assert!(!under("classifier_extra.weight", "classifier"));
         assert!(!under("hidden.0.weight", "classifier"));
+    }
+
+    /// Sets every LoRA `b` factor (zero when attached) to `value`, so that the adapters
+    /// change the model's outputs.
+    struct FillB {
+        path: Vec<String>,
+        value: f32,
+    }
+
+    impl ModuleMapper for FillB {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let path = self.path.join(".");
+            if is_adapter(&path) && path.ends_with(".b") {
+                let value = self.value;
+                param.map(|t| t.ones_like() * value)
+            } else {
+                param
+            }
+        }
+    }
+
+    fn mlp(device: &Device) -> Mlp {
+        let shape = MlpConfig {
+            inputs: 12,
+            hidden: vec![16, 8],
+            classes: 3,
+            dropout: 0.0,
+        };
+        Mlp::init(&shape, &mut SeededInit::new(3), device)
+    }
+
+    fn lora() -> InitConfig {
+        InitConfig {
+            parent: None,
+            parent_family: None,
+            head: None,
+            adapt: Adapt::Lora {
+                rank: 2,
+                alpha: 4.0,
+                targets: vec!["hidden".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn lora_counts_merges_and_its_adapters_save_and_load_alone() {
+        let device = Device::flex().autodiff();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        device.seed(1);
+        let tuned = adapt(mlp(&device), Some(&lora())).unwrap_or_else(|e| panic!("{e}"));
+        // Rank 2 on 12×16 and 16×8: 2·(12 + 16) + 2·(16 + 8) = 104 adapter weights, and the
+        // head (8·3 + 3 = 27), initialised afresh here, trains too.
+        assert_eq!(trainable_params(&tuned), 104 + 27);
+        let tuned = tuned.map(&mut FillB {
+            path: Vec::new(),
+            value: 0.05,
+        });
+        let (_, adapter_bytes) = save_weights(dir.path(), &tuned).unwrap_or_else(|e| panic!("{e}"));
+        assert!(adapter_bytes.is_some());
+
+        // The same base with adapters loaded from their file alone, and the merged weights
+        // loaded into a plain model, give the adapted model's outputs.
+        device.seed(2); // other random A factors, which the file must replace
+        let reloaded = adapt(mlp(&device), Some(&lora())).unwrap_or_else(|e| panic!("{e}"));
+        let reloaded = load_adapters(reloaded, &dir.path().join(ADAPTERS_FILE))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let merged = crate::checkpoint::load_into(&dir.path().join(WEIGHTS_FILE), mlp(&device))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let x = Tensor::<4>::random([5, 1, 3, 4], Distribution::Normal(0.0, 1.0), &device);
+        let out = |m: &Mlp| m.classify_images(x.clone()).into_data();
+        let base = out(&mlp(&device));
+        let want = out(&tuned);
+        let values =
+            |d: &burn::tensor::TensorData| d.clone().try_to_vec::<f32>().unwrap_or_default();
+        let moved = values(&want)
+            .iter()
+            .zip(values(&base))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(moved > 1e-2, "the adapters change the outputs (by {moved})");
+        out(&reloaded).assert_approx_eq::<f32>(&want, Tolerance::absolute(1e-5));
+        out(&merged).assert_approx_eq::<f32>(&want, Tolerance::absolute(1e-5));
     }
 }
