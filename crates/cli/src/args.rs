@@ -176,6 +176,9 @@ pub enum LawArg {
     Kaplan,
     /// L(X) = E + A*X^-alpha for one column X (--x).
     Power,
+    /// D_T = k * D_F^alpha * N^beta, the effective data transferred by pre-training
+    /// (Hernandez et al. 2021), from columns N, D_F and D_T.
+    Transfer,
 }
 
 /// `scalelab fit`.

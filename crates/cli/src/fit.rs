@@ -6,17 +6,19 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use scalelab_analysis::optimal::{Chinchilla, plan_allocation};
+use scalelab_analysis::transfer::{TransferPoint, fit_transfer};
 use scalelab_analysis::{FitOptions, LawFit, Point, fit_chinchilla, fit_kaplan, fit_power};
 
 use crate::args::{FitArgs, LawArg, PlanArgs};
 use crate::human;
 
-/// The named columns of a CSV file, as numbers, with row numbers in errors.
-fn read_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>> {
+/// The named columns of a CSV file, as numbers, with row numbers in errors; every value must
+/// be positive but in the columns named by `signed` (finite there).
+fn read_columns(path: &Path, names: &[&str], signed: &[&str]) -> Result<Vec<Vec<f64>>> {
     let (mut reader, _, index) = crate::open_csv(
         path,
         names,
-        "name the columns N, D and loss, or choose others with --n-col, --d-col, --loss-col (and --x for --law power)",
+        "name the columns N, D and loss (N, D_F and D_T for --law transfer), or choose others with --n-col, --d-col, --loss-col (and --x for --law power)",
     )?;
     let mut columns = vec![Vec::new(); names.len()];
     for (row, record) in reader.records().enumerate() {
@@ -32,7 +34,14 @@ fn read_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>> {
                     names[k]
                 )
             })?;
-            if !(value.is_finite() && value > 0.0) {
+            if !value.is_finite() {
+                bail!(
+                    "{}: line {line}, column `{}`: {raw} is not a finite number\nhint: fix or delete that row",
+                    path.display(),
+                    names[k]
+                );
+            }
+            if value <= 0.0 && !signed.contains(&names[k]) {
                 bail!(
                     "{}: line {line}, column `{}`: {raw} must be a finite number > 0\nhint: parameters, tokens, FLOPs and losses are positive; fix or delete that row",
                     path.display(),
@@ -89,8 +98,9 @@ pub fn fit(args: FitArgs) -> Result<ExitCode> {
         ..FitOptions::default()
     };
     let fit = match args.law {
+        LawArg::Transfer => return fit_transfer_law(&args),
         LawArg::Power => {
-            let cols = read_columns(&args.input, &[args.x.as_str(), args.loss_col.as_str()])?;
+            let cols = read_columns(&args.input, &[args.x.as_str(), args.loss_col.as_str()], &[])?;
             fit_power(&args.x, &cols[0], &cols[1], &opts)
         }
         LawArg::Chinchilla | LawArg::Kaplan => {
@@ -101,6 +111,7 @@ pub fn fit(args: FitArgs) -> Result<ExitCode> {
                     args.d_col.as_str(),
                     args.loss_col.as_str(),
                 ],
+                &[],
             )?;
             let points: Vec<Point> = (0..cols[0].len())
                 .map(|i| Point {
@@ -144,6 +155,65 @@ pub fn fit(args: FitArgs) -> Result<ExitCode> {
     );
     for c in fit.cautions() {
         eprintln!("caution: {c}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scalelab fit --law transfer`: `D_T = k·D_F^α·N^β` from a table of N, D_F and D_T.
+fn fit_transfer_law(args: &FitArgs) -> Result<ExitCode> {
+    let (n, d_f, d_t) = ("N", "D_F", "D_T");
+    let cols = read_columns(&args.input, &[n, d_f, d_t], &[d_t])?;
+    let points: Vec<TransferPoint> = (0..cols[0].len())
+        .map(|i| TransferPoint {
+            n: cols[0][i],
+            d_f: cols[1][i],
+            d_t: cols[2][i],
+        })
+        .collect();
+    let law = fit_transfer(&points, args.bootstrap, args.level, args.seed)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+    if args.json {
+        let pair = |i: Option<scalelab_analysis::Interval>| i.map(|i| [i.lo, i.hi]);
+        let value = serde_json::json!({
+            "law": "transfer", "formula": "D_T = k * D_F^alpha * N^beta",
+            "k": law.k, "alpha": law.alpha, "beta": law.beta,
+            "intervals": {
+                "k": pair(law.intervals.k), "alpha": pair(law.intervals.alpha),
+                "beta": pair(law.intervals.beta),
+            },
+            "points": law.points, "dropped": law.dropped, "r2": law.r2,
+            "bootstrap_used": law.bootstrap_used, "level": args.level,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "D_T = k * D_F^alpha * N^beta   ({} points; R^2 {:.4} in log space)",
+        law.points, law.r2
+    );
+    println!(
+        "{:<8} {:>14}   {:.0}% bootstrap interval ({} replicates)",
+        "",
+        "value",
+        args.level * 100.0,
+        law.bootstrap_used
+    );
+    let row = |name: &str, value: Option<f64>, i: Option<scalelab_analysis::Interval>| {
+        let value = value.map_or("-".into(), |v| format!("{v:.6}"));
+        let interval = i.map_or("-".into(), |i| format!("[{:.6}, {:.6}]", i.lo, i.hi));
+        println!("{name:<8} {value:>14}   {interval}");
+    };
+    row("k", Some(law.k), law.intervals.k);
+    row("alpha", Some(law.alpha), law.intervals.alpha);
+    row("beta", law.beta, law.intervals.beta);
+    if law.beta.is_none() {
+        eprintln!("note: every row has the same N, so beta is not fitted (k includes N^beta)");
+    }
+    if law.dropped > 0 {
+        eprintln!(
+            "note: {} rows with D_T <= 0 (no transfer) are left out: a power law cannot hold them",
+            law.dropped
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -326,3 +326,52 @@ fn bad_lora_settings_name_the_key() {
     let out = fails("--preset mlp-small --lora-targets hidden");
     assert_says(&out, &["init.lora_targets", "--adapt lora"]);
 }
+
+#[test]
+fn the_transfer_law_fits_a_table_and_prints_its_intervals() {
+    // D_T = 1.9e4 · D_F^0.18 · N^0.38 (Hernandez et al. 2021, text → Python) on 4 sizes × 4
+    // data amounts, times a fixed ±3% pattern of noise.
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("N,D_F,D_T\n");
+    let mut i = 0;
+    for n in [1e6f64, 1e7, 1e8, 1e9] {
+        for d_f in [1e5f64, 1e6, 1e7, 1e8] {
+            let noise = [1.03, 0.98, 1.0, 0.97, 1.02][i % 5];
+            i += 1;
+            let d_t = 1.9e4 * d_f.powf(0.18) * n.powf(0.38) * noise;
+            csv.push_str(&format!("{n},{d_f},{d_t}\n"));
+        }
+    }
+    csv.push_str("1e9,1e9,-3e6\n"); // no transfer there: left out, said
+    std::fs::write(dir.path().join("transfer.csv"), csv).unwrap();
+    let args = [
+        "fit",
+        "--law",
+        "transfer",
+        "--input",
+        "transfer.csv",
+        "--json",
+    ];
+    let r = json(&scalelab(&args, dir.path()));
+    assert_eq!(
+        (r["points"].as_u64(), r["dropped"].as_u64()),
+        (Some(16), Some(1))
+    );
+    for (key, truth) in [("k", 1.9e4), ("alpha", 0.18), ("beta", 0.38)] {
+        let value = r[key].as_f64().unwrap();
+        let [lo, hi] = [0, 1].map(|j| r["intervals"][key][j].as_f64().unwrap());
+        assert!(
+            lo <= truth && truth <= hi,
+            "{key}: {truth} outside [{lo}, {hi}]"
+        );
+        assert!(lo <= value && value <= hi, "{key}");
+    }
+    // A bad row names its line and column.
+    std::fs::write(dir.path().join("bad.csv"), "N,D_F,D_T\n1e6,0,5\n").unwrap();
+    let out = scalelab(
+        &["fit", "--law", "transfer", "--input", "bad.csv"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_says(&out, &["line 2", "D_F", "> 0"]);
+}
