@@ -174,6 +174,21 @@ fn a_language_model_continues_from_its_parent_on_another_corpus() {
     };
     let parent = train("--tokens 16384 --out runs");
     let from = run_dir(&parent);
+    // A probe of a tied model would train nothing.
+    let tied = train("--tokens 4096 --out runs --tie");
+    let line = format!(
+        "train --threads 1 --tokens 4096 --tie --adapt probe --init-from {}",
+        run_dir(&tied)
+    );
+    let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), dir.path());
+    assert_says(&out, &["init.adapt", "train nothing", "--tie"]);
+    // A probe of an untied one trains the head alone (d_model × vocabulary, no bias).
+    let probe = train(&format!(
+        "--tokens 4096 --out runs --adapt probe --init-from {from}"
+    ));
+    let head = probe["config"]["model"]["d_model"].as_u64().unwrap()
+        * probe["config"]["model"]["vocab_size"].as_u64().unwrap();
+    assert_eq!(probe["adaptation"]["trainable_params"].as_u64(), Some(head));
     // On the parent's corpus, the child starts at the parent's final validation loss.
     let same = train(&format!("--tokens 8192 --out runs --init-from {from}"));
     assert_eq!(same["config"]["init"]["head"], "keep");

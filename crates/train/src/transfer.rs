@@ -275,11 +275,23 @@ pub(crate) fn adapt<M: FamilyModel>(model: M, init: Option<&InitConfig>) -> Resu
     let model = match &init.adapt {
         Adapt::Full => model,
         // Frozen whole (dropout and batch statistics too), then the head trains again.
-        Adapt::Probe => model.freeze().map(&mut TrainsWhere {
-            path: Vec::new(),
-            trains: head_trains,
-            others: Some(false),
-        }),
+        Adapt::Probe => {
+            let probed = model.freeze().map(&mut TrainsWhere {
+                path: Vec::new(),
+                trains: head_trains,
+                others: Some(false),
+            });
+            if trainable_params(&probed) == 0 {
+                return Err(TrainError::Spec(SpecError::invalid(
+                    "init.adapt",
+                    "probe",
+                    "this model's output layer is its token embedding (model.tie_embeddings = \
+                     true), so a probe would train nothing: train the parent without --tie \
+                     (tie_embeddings = false) or use lora or freeze",
+                )));
+            }
+            probed
+        }
         Adapt::Freeze { layers } => {
             let frozen = |path: &str| {
                 M::INPUT.iter().any(|field| under(path, field))
