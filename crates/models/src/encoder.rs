@@ -86,10 +86,7 @@ impl FamilyModel for Encoder {
     const HEAD: &'static str = "classifier";
     const INPUT: &'static [&'static str] = &["token_embedding", "position_embedding"];
     const LAYERS: &'static str = "blocks";
-    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[
-        ("attn", r"^blocks\.\d+\.(qkv|proj)\.weight$"),
-        ("mlp", r"^blocks\.\d+\.(fc|fc_proj)\.weight$"),
-    ];
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = crate::gpt::BLOCK_LORA_TARGETS;
 
     /// Builds the encoder with the GPT's initialisation (N(0, 0.02), residual projections
     /// N(0, 0.02/√(2L)), zero biases, unit norms).

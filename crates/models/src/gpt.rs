@@ -178,15 +178,18 @@ impl Gpt {
     }
 }
 
+/// The LoRA targets of a stack of Transformer [`Block`]s (the GPT's and the encoder's).
+pub(crate) const BLOCK_LORA_TARGETS: &[(&str, &str)] = &[
+    ("attn", r"^blocks\.\d+\.(qkv|proj)\.weight$"),
+    ("mlp", r"^blocks\.\d+\.(fc|fc_proj)\.weight$"),
+];
+
 impl FamilyModel for Gpt {
     type Shape = LmConfig;
     const HEAD: &'static str = "head";
     const INPUT: &'static [&'static str] = &["token_embedding", "position_embedding"];
     const LAYERS: &'static str = "blocks";
-    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[
-        ("attn", r"^blocks\.\d+\.(qkv|proj)\.weight$"),
-        ("mlp", r"^blocks\.\d+\.(fc|fc_proj)\.weight$"),
-    ];
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = BLOCK_LORA_TARGETS;
 
     /// Builds a GPT with GPT-2/nanoGPT initialisation: weights from N(0, 0.02), the two residual
     /// projections of each block from N(0, 0.02/sqrt(2·n_layers)), zero biases, unit norms.

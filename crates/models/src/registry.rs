@@ -126,3 +126,31 @@ pub fn build_classifier<U: UseClassifier>(
         ClassifierConfig::Encoder(c) => then.text_classifier(Encoder::init(c, init, device)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scalelab_spec::Family;
+
+    /// The LoRA target names a spec accepts for each family are exactly the ones its modules
+    /// know a pattern for.
+    #[test]
+    fn every_family_knows_the_lora_targets_its_spec_accepts() {
+        fn names<M: FamilyModel>() -> Vec<&'static str> {
+            M::LORA_TARGETS.iter().map(|(name, _)| *name).collect()
+        }
+        let cases: [(Family, Vec<&str>); 8] = [
+            (Family::Gpt, names::<Gpt>()),
+            (Family::Encoder, names::<Encoder>()),
+            (Family::Mlp, names::<Mlp>()),
+            (Family::Cnn, names::<Cnn>()),
+            (Family::Resnet, names::<ResNet>()),
+            (Family::Lstm, names::<RnnClassifier>()),
+            (Family::Lstm, names::<RnnLm>()),
+            (Family::Gru, names::<RnnLm>()),
+        ];
+        for (family, known) in cases {
+            assert_eq!(family.lora_targets(), known.as_slice(), "{family}");
+        }
+    }
+}

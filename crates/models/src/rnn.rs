@@ -215,15 +215,19 @@ fn embedding_and_layers(
     (embedding, layers)
 }
 
+/// The LoRA targets of a stack of [`RecurrentLayer`]s (the classifier's and the language
+/// model's): the input and the recurrent (hidden-to-hidden) matrices.
+const LAYER_LORA_TARGETS: &[(&str, &str)] = &[
+    ("input", r"^layers\.\d+\.input\.weight$"),
+    ("recurrent", r"^layers\.\d+\.hidden\.weight$"),
+];
+
 impl FamilyModel for RnnClassifier {
     type Shape = RnnConfig;
     const HEAD: &'static str = "classifier";
     const INPUT: &'static [&'static str] = &["embedding"];
     const LAYERS: &'static str = "layers";
-    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[
-        ("input", r"^layers\.\d+\.input\.weight$"),
-        ("recurrent", r"^layers\.\d+\.hidden\.weight$"),
-    ];
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = LAYER_LORA_TARGETS;
 
     /// Builds the classifier: the embedding and layers of [`embedding_and_layers`], a
     /// classifier N(0, 1/H).
@@ -257,10 +261,7 @@ impl FamilyModel for RnnLm {
     const HEAD: &'static str = "head";
     const INPUT: &'static [&'static str] = &["embedding"];
     const LAYERS: &'static str = "layers";
-    const LORA_TARGETS: &'static [(&'static str, &'static str)] = &[
-        ("input", r"^layers\.\d+\.input\.weight$"),
-        ("recurrent", r"^layers\.\d+\.hidden\.weight$"),
-    ];
+    const LORA_TARGETS: &'static [(&'static str, &'static str)] = LAYER_LORA_TARGETS;
 
     /// Builds the model of `c` (family `lstm` or `gru`): the embedding and layers of
     /// [`embedding_and_layers`] with `d_model` units, a head N(0, 1/d) without bias.

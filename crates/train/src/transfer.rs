@@ -236,15 +236,27 @@ fn load_parent<M: FamilyModel>(
     Ok(model)
 }
 
-/// Sets `require_grad` of the float parameters whose path `trains` accepts, and of the others
-/// to `others` (none: leaves them as they are).
-struct TrainsWhere<F: Fn(&str) -> bool> {
-    path: Vec<String>,
-    trains: F,
-    others: Option<bool>,
+/// What a [`ByPath`] mapper does to each float parameter, knowing its path.
+trait MapAtPath {
+    /// The parameter at `path`, changed or not.
+    fn map_at<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>>;
 }
 
-impl<F: Fn(&str) -> bool> ModuleMapper for TrainsWhere<F> {
+/// A module mapper that tracks the path of every float parameter (`blocks.0.qkv.weight`,
+/// `….weight.lora.a`) and hands it to `T`.
+struct ByPath<T> {
+    path: Vec<String>,
+    inner: T,
+}
+
+fn by_path<T: MapAtPath>(inner: T) -> ByPath<T> {
+    ByPath {
+        path: Vec::new(),
+        inner,
+    }
+}
+
+impl<T: MapAtPath> ModuleMapper for ByPath<T> {
     fn enter_module(&mut self, name: &str, _container: &str) {
         self.path.push(name.to_string());
     }
@@ -254,7 +266,21 @@ impl<F: Fn(&str) -> bool> ModuleMapper for TrainsWhere<F> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if (self.trains)(&self.path.join(".")) {
+        let path = self.path.join(".");
+        self.inner.map_at(&path, param)
+    }
+}
+
+/// Sets `require_grad` of the float parameters whose path `trains` accepts, and of the others
+/// to `others` (none: leaves them as they are).
+struct TrainsWhere<F: Fn(&str) -> bool> {
+    trains: F,
+    others: Option<bool>,
+}
+
+impl<F: Fn(&str) -> bool> MapAtPath for TrainsWhere<F> {
+    fn map_at<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if (self.trains)(path) {
             param.set_require_grad(true)
         } else {
             match self.others {
@@ -276,11 +302,10 @@ pub(crate) fn adapt<M: FamilyModel>(model: M, init: Option<&InitConfig>) -> Resu
         Adapt::Full => model,
         // Frozen whole (dropout and batch statistics too), then the head trains again.
         Adapt::Probe => {
-            let probed = model.freeze().map(&mut TrainsWhere {
-                path: Vec::new(),
+            let probed = model.freeze().map(&mut by_path(TrainsWhere {
                 trains: head_trains,
                 others: Some(false),
-            });
+            }));
             if trainable_params(&probed) == 0 {
                 return Err(TrainError::Spec(SpecError::invalid(
                     "init.adapt",
@@ -302,11 +327,10 @@ pub(crate) fn adapt<M: FamilyModel>(model: M, init: Option<&InitConfig>) -> Resu
                         .and_then(|index| index.parse::<usize>().ok())
                         .is_some_and(|i| i < *layers)
             };
-            model.map(&mut TrainsWhere {
-                path: Vec::new(),
+            model.map(&mut by_path(TrainsWhere {
                 trains: |path: &str| !frozen(path),
                 others: Some(false),
-            })
+            }))
         }
         Adapt::Lora {
             rank,
@@ -324,20 +348,16 @@ pub(crate) fn adapt<M: FamilyModel>(model: M, init: Option<&InitConfig>) -> Resu
             })?;
             let model = model
                 .apply_lora(Lora::new(*rank, *alpha).set_param_group(group))
-                .map(&mut AdapterIds {
-                    path: Vec::new(),
-                    next: ADAPTER_IDS,
-                });
+                .map(&mut by_path(AdapterIds { next: ADAPTER_IDS }));
             // A head that starts afresh (new classes) must learn (PEFT's `modules_to_save`);
             // a kept one stays as the parent left it.
             if init.head == Some(Head::Keep) {
                 model
             } else {
-                model.map(&mut TrainsWhere {
-                    path: Vec::new(),
+                model.map(&mut by_path(TrainsWhere {
                     trains: head_trains,
                     others: None,
-                })
+                }))
             }
         }
     };
@@ -351,21 +371,16 @@ const ADAPTER_IDS: u64 = 1 << 48;
 /// give theirs, so that a resumed run's optimiser state (kept by id) finds them again (Burn
 /// draws them at random).
 struct AdapterIds {
-    path: Vec<String>,
     next: u64,
 }
 
-impl ModuleMapper for AdapterIds {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if is_adapter(&self.path.join(".")) {
+impl MapAtPath for AdapterIds {
+    fn map_at<const D: usize>(
+        &mut self,
+        path: &str,
+        mut param: Param<Tensor<D>>,
+    ) -> Param<Tensor<D>> {
+        if is_adapter(path) {
             param.id = burn::module::ParamId::from(self.next);
             self.next += 1;
         }
@@ -551,22 +566,16 @@ mod tests {
     /// Sets every LoRA `b` factor (zero when attached) to `value`, so that the adapters
     /// change the model's outputs.
     struct FillB {
-        path: Vec<String>,
         value: f32,
     }
 
-    impl ModuleMapper for FillB {
-        fn enter_module(&mut self, name: &str, _container: &str) {
-            self.path.push(name.to_string());
-        }
-
-        fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.path.pop();
-        }
-
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let path = self.path.join(".");
-            if is_adapter(&path) && path.ends_with(".b") {
+    impl MapAtPath for FillB {
+        fn map_at<const D: usize>(
+            &mut self,
+            path: &str,
+            param: Param<Tensor<D>>,
+        ) -> Param<Tensor<D>> {
+            if is_adapter(path) && path.ends_with(".b") {
                 let value = self.value;
                 param.map(|t| t.ones_like() * value)
             } else {
@@ -607,10 +616,7 @@ mod tests {
         // Rank 2 on 12×16 and 16×8: 2·(12 + 16) + 2·(16 + 8) = 104 adapter weights, and the
         // head (8·3 + 3 = 27), initialised afresh here, trains too.
         assert_eq!(trainable_params(&tuned), 104 + 27);
-        let tuned = tuned.map(&mut FillB {
-            path: Vec::new(),
-            value: 0.05,
-        });
+        let tuned = tuned.map(&mut by_path(FillB { value: 0.05 }));
         let (_, adapter_bytes) = save_weights(dir.path(), &tuned).unwrap_or_else(|e| panic!("{e}"));
         assert!(adapter_bytes.is_some());
 
