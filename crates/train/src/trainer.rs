@@ -431,11 +431,8 @@ fn train_loop<M: Objective + Clone>(
     if let Some(examples) = &work.last_examples {
         write_task_examples(&options.run_dir.join(TASK_EXAMPLES_FILE), examples)?;
     }
-    let weights = match &run.kept {
-        Some((_, best)) => best.clone(),
-        None => run.model.clone(),
-    };
-    let record = run.write_record((&work.id, config), &weights, 0.0, options, result)?;
+    let weights = run.kept.as_ref().map_or(&run.model, |(_, best)| best);
+    let record = run.write_record((&work.id, config), weights, 0.0, options, result)?;
     Ok(Outcome::Finished(Box::new(record)))
 }
 

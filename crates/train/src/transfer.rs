@@ -494,13 +494,6 @@ const LORA_MODULE: &str = "lora";
 
 /// Writes the LoRA adapters of `model` alone to `path`, atomically; none if it has none.
 pub fn save_adapters<M: Module>(path: &Path, model: &M) -> Result<Option<u64>, TrainError> {
-    let mut store = SafetensorsStore::from_bytes(None).with_predicate(|path, _| is_adapter(path));
-    model
-        .save_into(&mut store)
-        .map_err(|e| parent_error(path, format!("saving adapters: {e}"), "report this"))?;
-    let bytes = store
-        .get_bytes()
-        .map_err(|e| parent_error(path, format!("saving adapters: {e}"), "report this"))?;
     let has_adapters = model
         .collect(None, None, false)
         .iter()
@@ -508,6 +501,12 @@ pub fn save_adapters<M: Module>(path: &Path, model: &M) -> Result<Option<u64>, T
     if !has_adapters {
         return Ok(None);
     }
+    let mut store = SafetensorsStore::from_bytes(None).with_predicate(|path, _| is_adapter(path));
+    let failed = |e: String| parent_error(path, format!("saving adapters: {e}"), "report this");
+    model
+        .save_into(&mut store)
+        .map_err(|e| failed(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| failed(e.to_string()))?;
     crate::fsutil::write_atomic(path, &bytes)?;
     Ok(Some(bytes.len() as u64))
 }
