@@ -17,6 +17,7 @@ pub mod run;
 pub mod study;
 pub mod summary;
 pub mod task;
+pub mod transfer;
 
 pub use classify::{
     Augmentation, CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics,
@@ -61,6 +62,9 @@ pub use study::{
     SizeLadder, StudySpec,
 };
 pub use summary::{RunKind, RunState, StoredCurvePoint, StoredRun};
+pub use transfer::{
+    FinetuneSpec, PretrainBudget, PretrainSpec, TransferAnalysisSpec, TransferStudySpec,
+};
 pub use task::{
     MAX_MODULUS, ModOp, RESIDUE_TOKEN_BASE, TASK_NAMES, TaskConfig, TaskKind, TaskSpec,
     TaskTrainSet,

@@ -195,21 +195,7 @@ impl StudySpec {
                 "give at least one seed, e.g. seeds = [0]",
             ));
         }
-        let s = &self.sizes;
-        if s.depths.is_empty() && s.presets.is_empty() && s.shapes.is_empty() {
-            return Err(SpecError::invalid(
-                "sizes",
-                "(empty)",
-                "list the model sizes, e.g. [sizes] depths = [1, 2, 3, 4]",
-            ));
-        }
-        if let Some(d) = s.depths.iter().find(|&&d| d == 0) {
-            return Err(SpecError::invalid(
-                "sizes.depths",
-                d,
-                "depths are numbers of layers, at least 1",
-            ));
-        }
+        self.sizes.check()?;
         if self.analysis.fit_starts == Some(0) {
             return Err(SpecError::invalid(
                 "analysis.fit_starts",
@@ -306,6 +292,37 @@ impl StudySpec {
 
     /// The base model with each size of the ladder applied, in the order written.
     pub fn size_specs(&self) -> Vec<(String, LmSpec)> {
+        self.sizes.specs(&self.model)
+    }
+}
+
+impl SizeLadder {
+    /// Whether it names no size.
+    pub fn is_empty(&self) -> bool {
+        self.depths.is_empty() && self.presets.is_empty() && self.shapes.is_empty()
+    }
+
+    /// Checks the ladder: at least one size, depths of at least one layer.
+    pub fn check(&self) -> Result<(), SpecError> {
+        if self.is_empty() {
+            return Err(SpecError::invalid(
+                "sizes",
+                "(empty)",
+                "list the model sizes, e.g. [sizes] depths = [1, 2, 3, 4]",
+            ));
+        }
+        if let Some(d) = self.depths.iter().find(|&&d| d == 0) {
+            return Err(SpecError::invalid(
+                "sizes.depths",
+                d,
+                "depths are numbers of layers, at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `model` with each size applied, named, in the order written.
+    pub fn specs(&self, model: &LmSpec) -> Vec<(String, LmSpec)> {
         let base = LmSpec {
             preset: None,
             depth: None,
@@ -313,10 +330,10 @@ impl StudySpec {
             d_model: None,
             n_heads: None,
             d_ff: None,
-            ..self.model.clone()
+            ..model.clone()
         };
         let mut out = Vec::new();
-        for &depth in &self.sizes.depths {
+        for &depth in &self.depths {
             out.push((
                 format!("depth{depth}"),
                 LmSpec {
@@ -325,7 +342,7 @@ impl StudySpec {
                 },
             ));
         }
-        for &preset in &self.sizes.presets {
+        for &preset in &self.presets {
             out.push((
                 preset.to_string(),
                 LmSpec {
@@ -334,7 +351,7 @@ impl StudySpec {
                 },
             ));
         }
-        for shape in &self.sizes.shapes {
+        for shape in &self.shapes {
             out.push((
                 format!("L{}-d{}-h{}", shape.n_layers, shape.d_model, shape.n_heads),
                 LmSpec {
