@@ -34,6 +34,7 @@ pub mod optimal;
 pub mod study;
 pub mod summary;
 pub mod transfer;
+pub mod transfer_study;
 
 pub use error::AnalysisError;
 pub use law::{

@@ -250,6 +250,180 @@ pub fn fit_transfer(
     })
 }
 
+/// Zhang et al. 2024 ("When Scaling Meets LLM Finetuning")'s multiplicative law of
+/// fine-tuning, `L = A·X^(−α)·D_F^(−β) + E`, with `X` the model size (or another scaling
+/// factor of the fine-tuning setup, such as the LoRA rank).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultiplicativeLaw {
+    /// A.
+    pub a: f64,
+    /// α, the exponent of X (none when every point has the same X: then `A` absorbs it).
+    pub alpha: Option<f64>,
+    /// β, the exponent of the fine-tuning data.
+    pub beta: f64,
+    /// E, the loss no amount of X or D_F removes.
+    pub e: f64,
+    /// Percentile bootstrap intervals (cases resampled), when asked for.
+    pub intervals: MultiplicativeIntervals,
+    /// Points fitted.
+    pub points: usize,
+    /// Root-mean-square residual of `ln L`.
+    pub rms_log_residual: f64,
+    /// Bootstrap replicates that gave a fit.
+    pub bootstrap_used: usize,
+}
+
+/// Intervals of the multiplicative law's constants.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct MultiplicativeIntervals {
+    /// Of A.
+    pub a: Option<Interval>,
+    /// Of α.
+    pub alpha: Option<Interval>,
+    /// Of β.
+    pub beta: Option<Interval>,
+    /// Of E.
+    pub e: Option<Interval>,
+}
+
+/// One fine-tuned loss for the multiplicative law.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FinetunePoint {
+    /// The scaling factor X (model size, LoRA rank).
+    pub x: f64,
+    /// Fine-tuning data.
+    pub d_f: f64,
+    /// The loss reached.
+    pub loss: f64,
+}
+
+/// Fits `L = A·X^(−α)·D_F^(−β) + E` to `points` by least squares on `ln L`: for a given E
+/// the law is linear in log space (`ln(L − E) = ln A − α·ln X − β·ln D_F`), so E is found by
+/// a scan of `[0, min L)` refined by golden-section search, each E's other constants by
+/// ordinary least squares; `bootstrap` case-resampled replicates (seeded) give intervals.
+pub fn fit_multiplicative(
+    points: &[FinetunePoint],
+    bootstrap: usize,
+    level: f64,
+    seed: u64,
+) -> Result<MultiplicativeLaw, AnalysisError> {
+    let what = "multiplicative fine-tuning law L = A * X^-alpha * D_F^-beta + E";
+    for (index, p) in points.iter().enumerate() {
+        for (column, value) in [("X", p.x), ("D_F", p.d_f), ("loss", p.loss)] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(AnalysisError::NotPositive {
+                    what: what.to_string(),
+                    column,
+                    index,
+                    value,
+                });
+            }
+        }
+    }
+    let one_x = points.windows(2).all(|w| w[0].x == w[1].x);
+    // Constants (E included) and one more point than constants, so that there is a residual.
+    let need = if one_x { 4 } else { 5 };
+    if points.len() < need {
+        return Err(AnalysisError::TooFewPoints {
+            what: what.to_string(),
+            need,
+            got: points.len(),
+        });
+    }
+    let fit = multiplicative_fit(points, one_x).ok_or_else(|| AnalysisError::Degenerate {
+        what: what.to_string(),
+        hint: "the points need at least three values of D_F (and two of X, for alpha) with \
+               losses that fall as D_F grows"
+            .into(),
+    })?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut samples: Vec<[f64; 4]> = Vec::new();
+    for _ in 0..bootstrap {
+        let draw: Vec<FinetunePoint> = resample(points.len(), &mut rng)
+            .into_iter()
+            .map(|i| points[i])
+            .collect();
+        if let Some((c, _)) = multiplicative_fit(&draw, one_x) {
+            samples.push(c);
+        }
+    }
+    let interval = |i: usize| {
+        let values: Vec<f64> = samples.iter().map(|c| c[i]).collect();
+        percentile_interval(&values, level)
+    };
+    let ([a, alpha, beta, e], sse) = fit;
+    Ok(MultiplicativeLaw {
+        a,
+        alpha: (!one_x).then_some(alpha),
+        beta,
+        e,
+        intervals: MultiplicativeIntervals {
+            a: interval(0),
+            alpha: if one_x { None } else { interval(1) },
+            beta: interval(2),
+            e: interval(3),
+        },
+        points: points.len(),
+        rms_log_residual: (sse / points.len() as f64).sqrt(),
+        bootstrap_used: samples.len(),
+    })
+}
+
+/// The best `[A, α, β, E]` and its sum of squared `ln L` residuals; `None` when no E gives
+/// a solvable design.
+fn multiplicative_fit(points: &[FinetunePoint], one_x: bool) -> Option<([f64; 4], f64)> {
+    let floor = points.iter().map(|p| p.loss).fold(f64::INFINITY, f64::min);
+    // The constants and the residual for one E.
+    let at = |e: f64| -> Option<([f64; 4], f64)> {
+        let logged: Vec<TransferPoint> = points
+            .iter()
+            .map(|p| TransferPoint {
+                n: p.x,
+                d_f: p.d_f,
+                d_t: p.loss - e,
+            })
+            .collect();
+        let (c, _) = least_squares(&logged, one_x)?;
+        let constants = [c[0].exp(), -c[2], -c[1], e];
+        let sse = points
+            .iter()
+            .map(|p| {
+                let fit = (c[0] + c[1] * p.d_f.ln() + c[2] * p.x.ln()).exp() + e;
+                (p.loss.ln() - fit.ln()).powi(2)
+            })
+            .sum::<f64>();
+        sse.is_finite().then_some((constants, sse))
+    };
+    let upper = floor * (1.0 - 1e-6);
+    let steps = 400;
+    let grid = |i: usize| upper * i as f64 / steps as f64;
+    let (best, _) = (0..steps)
+        .filter_map(|i| at(grid(i)).map(|(_, sse)| (i, sse)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    // Golden-section search between the best grid point's neighbours.
+    let (mut lo, mut hi) = (
+        grid(best.saturating_sub(1)),
+        grid((best + 1).min(steps - 1)),
+    );
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    let sse = |e: f64| at(e).map_or(f64::INFINITY, |(_, s)| s);
+    for _ in 0..60 {
+        let (m1, m2) = (hi - ratio * (hi - lo), lo + ratio * (hi - lo));
+        if sse(m1) <= sse(m2) {
+            hi = m2;
+        } else {
+            lo = m1;
+        }
+    }
+    let refined = at((lo + hi) / 2.0)?;
+    let grid_best = at(grid(best))?;
+    Some(if refined.1 <= grid_best.1 {
+        refined
+    } else {
+        grid_best
+    })
+}
+
 /// `ln D_T = c0 + c1·ln D_F (+ c2·ln N)` by ordinary least squares; `None` when the design
 /// is singular. Returns the coefficients (c2 = 0 for one size) and R².
 fn least_squares(points: &[TransferPoint], one_size: bool) -> Option<([f64; 3], f64)> {
@@ -436,5 +610,54 @@ mod tests {
         assert!((law.k / (1.9e4 * f64::powf(1e7, 0.38)) - 1.0).abs() < 1e-6);
         let too_few = fit_transfer(&points[..1], 0, 0.95, 0).unwrap_err();
         assert!(too_few.to_string().contains("need at least 2"), "{too_few}");
+    }
+
+    /// Zhang et al.'s form with known constants, L = 2000·N^(-0.3)·D_F^(-0.2) + 1.5, on a
+    /// grid of three sizes and four amounts of data.
+    fn zhang_points(noise: f64) -> Vec<FinetunePoint> {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut out = Vec::new();
+        for &x in &[1e5, 1e6, 1e7] {
+            for &d_f in &[1e3, 1e4, 1e5, 1e6] {
+                let clean = 2000.0 * f64::powf(x, -0.3) * f64::powf(d_f, -0.2) + 1.5;
+                let e: f64 = rand::Rng::random_range(&mut rng, -1.0..1.0);
+                out.push(FinetunePoint {
+                    x,
+                    d_f,
+                    loss: clean * (noise * e).exp(),
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_multiplicative_law_recovers_known_constants() {
+        let exact = fit_multiplicative(&zhang_points(0.0), 0, 0.95, 0).unwrap();
+        assert!((exact.e - 1.5).abs() < 1e-4, "E = {}", exact.e);
+        assert!((exact.alpha.unwrap() - 0.3).abs() < 1e-3, "{exact:?}");
+        assert!((exact.beta - 0.2).abs() < 1e-3, "{exact:?}");
+        assert!((exact.a / 2000.0 - 1.0).abs() < 0.02, "{exact:?}");
+        assert!(exact.rms_log_residual < 1e-4);
+
+        let noisy = fit_multiplicative(&zhang_points(0.003), 200, 0.95, 1).unwrap();
+        let i = noisy.intervals;
+        assert!(i.beta.unwrap().contains(0.2), "{:?}", i.beta);
+        assert!(i.alpha.unwrap().contains(0.3), "{:?}", i.alpha);
+        assert!(i.e.unwrap().contains(1.5), "{:?}", i.e);
+        assert!(noisy.bootstrap_used > 150);
+        // One size: alpha is not identified and is left out.
+        let one: Vec<FinetunePoint> = zhang_points(0.0)
+            .into_iter()
+            .filter(|p| p.x == 1e6)
+            .collect();
+        let law = fit_multiplicative(&one, 0, 0.95, 0).unwrap();
+        assert_eq!(law.alpha, None);
+        assert!(
+            (law.beta - 0.2).abs() < 1e-3 && (law.e - 1.5).abs() < 1e-3,
+            "{law:?}"
+        );
+        let err = fit_multiplicative(&one[..3], 0, 0.95, 0).unwrap_err();
+        assert!(err.to_string().contains("need at least 4"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use scalelab_analysis::classify::{ClassifyRow, analyse_classify_study};
 use scalelab_data::{
     ImageSplits, LabelledSet, TaggedSplits, TextSplits, classification_split, load_images,
@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
 use crate::progress::Bar;
-use crate::study::{Lines, SelfLauncher, default_jobs, study_name};
+use crate::study::{Lines, SelfLauncher, StudyKind, open_study_store, parallelism, study_name};
 use crate::{human, read_toml, set_threads, write_text};
 
 /// A loaded data set of either kind.
@@ -424,29 +424,9 @@ pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
 /// trained as child processes (several at a time, resumable after any interruption,
 /// `kill -9` included) by the one study runner, then a CSV of the results and the report.
 pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
-    if args.threads_per_run == Some(0) {
-        bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
-    }
     let (plan, text, dir) = classify_plan(&args.file, args.dir.as_deref())?;
-    let threads_per_run = args
-        .threads_per_run
-        .unwrap_or_else(|| (default_jobs() / plan.runs.len().max(1)).max(1));
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| (default_jobs() / threads_per_run).max(1));
-    let mut store = Store::open(&dir)?;
-    if let Some(old) = store.meta("name")?
-        && old != plan.spec.name
-    {
-        bail!(
-            "{} holds study `{old}`, not `{}`\nhint: give this study its own directory with --dir",
-            dir.display(),
-            plan.spec.name
-        );
-    }
-    store.set_meta("name", &plan.spec.name)?;
-    store.set_meta("spec_toml", &text)?;
-    crate::write_text(&dir.join("study.toml"), &text)?;
+    let (threads_per_run, jobs) = parallelism(args, plan.runs.len())?;
+    let mut store = open_study_store(&dir, StudyKind::Classify, &plan.spec.name, &text)?;
     eprintln!(
         "classification study {} in {}: {} runs, {jobs} at a time, {threads_per_run} thread(s) each",
         plan.spec.name,

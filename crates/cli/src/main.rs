@@ -12,6 +12,7 @@ mod emergence;
 mod fit;
 mod progress;
 mod study;
+mod transfer_study;
 
 use std::io::Write;
 use std::path::Path;

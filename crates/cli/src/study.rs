@@ -25,7 +25,7 @@ use crate::{human, read_toml};
 /// A rough rate for estimates before any run of the study has finished: FLOP/s of one
 /// single-threaded run of a small GPT (the quickstart's runs averaged 37 GFLOP/s each on a
 /// 2-core AVX-512 Xeon, BENCHMARKS.md; taken lower for CPUs without AVX-512).
-const DEFAULT_FLOPS_PER_SEC: f64 = 2e10;
+pub(crate) const DEFAULT_FLOPS_PER_SEC: f64 = 2e10;
 
 pub fn run(command: StudyCommand) -> Result<ExitCode> {
     match command {
@@ -57,7 +57,7 @@ fn make_plan(spec: &StudySpec, dir: &Path, file: &Path) -> Result<StudyPlan> {
 }
 
 /// FLOP/s per run measured by this study's finished runs, if any.
-fn measured_rate(dir: &Path) -> Option<f64> {
+pub(crate) fn measured_rate(dir: &Path) -> Option<f64> {
     if !dir.join(scalelab_sweep::STORE_FILE).is_file() {
         return None;
     }
@@ -75,8 +75,10 @@ pub(crate) fn default_jobs() -> usize {
 }
 
 fn plan(args: StudyFileArgs) -> Result<ExitCode> {
-    if file_kind(&args.file)? == RunKind::Classify {
-        return crate::classify::study_plan(&args);
+    match file_kind(&args.file)? {
+        StudyKind::Classify => return crate::classify::study_plan(&args),
+        StudyKind::Transfer => return crate::transfer_study::study_plan(&args),
+        StudyKind::Scaling => {}
     }
     let (spec, _, dir) = load(&args.file, args.dir.as_deref())?;
     let plan = make_plan(&spec, &dir, &args.file)?;
@@ -189,15 +191,39 @@ impl SelfLauncher {
     }
 }
 
+/// The three kinds of study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StudyKind {
+    /// A ladder of language models over budgets (scaling laws, compute-optimal).
+    Scaling,
+    /// A grid of classifiers.
+    Classify,
+    /// Pre-training, then fine-tuning and training from scratch (the laws of transfer).
+    Transfer,
+}
+
+impl StudyKind {
+    /// The name the store keeps under its `kind` key.
+    fn name(self) -> &'static str {
+        match self {
+            StudyKind::Scaling => "scaling",
+            StudyKind::Classify => "classify",
+            StudyKind::Transfer => "transfer",
+        }
+    }
+}
+
 /// What kind of study `file` describes: a classification grid has `models` (and `base`), a
-/// scaling study a ladder.
-pub(crate) fn file_kind(file: &Path) -> Result<RunKind> {
+/// transfer study `[pretrain]` or `[finetune]`, a scaling study a ladder.
+pub(crate) fn file_kind(file: &Path) -> Result<StudyKind> {
     let table: toml::Table = read_toml(file)?;
     Ok(
         if table.contains_key("models") || table.contains_key("base") {
-            RunKind::Classify
+            StudyKind::Classify
+        } else if scalelab_sweep::is_transfer_study(&table) {
+            StudyKind::Transfer
         } else {
-            RunKind::Lm
+            StudyKind::Scaling
         },
     )
 }
@@ -214,9 +240,57 @@ pub(crate) fn study_name(store: &Store, dir: &Path) -> Result<String> {
     })
 }
 
-/// The kind of the study in `store` (its runs'; a scaling study when it has none yet).
-pub(crate) fn store_kind(store: &Store) -> Result<RunKind> {
-    Ok(store.runs()?.first().map_or(RunKind::Lm, |r| r.kind))
+/// The kind of the study in `store`: the one it keeps, else (a store written before kinds
+/// were kept) its runs' (a scaling study when it has none yet).
+pub(crate) fn store_kind(store: &Store) -> Result<StudyKind> {
+    Ok(match store.meta("kind")?.as_deref() {
+        Some("transfer") => StudyKind::Transfer,
+        Some("classify") => StudyKind::Classify,
+        Some(_) => StudyKind::Scaling,
+        None => match store.runs()?.first().map(|r| r.kind) {
+            Some(RunKind::Classify) => StudyKind::Classify,
+            _ => StudyKind::Scaling,
+        },
+    })
+}
+
+/// Opens the store of study `name` of `kind` in `dir` (refused when it holds another study)
+/// and keeps the study file's `text` in it and beside it.
+pub(crate) fn open_study_store(
+    dir: &Path,
+    kind: StudyKind,
+    name: &str,
+    text: &str,
+) -> Result<Store> {
+    let store = Store::open(dir)?;
+    if let Some(old) = store.meta("name")?
+        && old != name
+    {
+        bail!(
+            "{} holds study `{old}`, not `{name}`\nhint: give this study its own directory with --dir",
+            dir.display(),
+        );
+    }
+    store.set_meta("name", name)?;
+    store.set_meta("kind", kind.name())?;
+    store.set_meta("spec_toml", text)?;
+    crate::write_text(&dir.join("study.toml"), text)?;
+    Ok(store)
+}
+
+/// Threads per run and runs at a time for `runs` runs: by default one single-threaded run
+/// per core, or all cores shared when there are fewer runs than cores.
+pub(crate) fn parallelism(args: &StudyRunArgs, runs: usize) -> Result<(usize, usize)> {
+    if args.threads_per_run == Some(0) {
+        bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
+    }
+    let threads = args
+        .threads_per_run
+        .unwrap_or_else(|| (default_jobs() / runs.max(1)).max(1));
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| (default_jobs() / threads).max(1));
+    Ok((threads, jobs))
 }
 
 /// What a run of `kind` trains on.
@@ -303,33 +377,15 @@ impl StudyProgress for Lines {
 }
 
 fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
-    if file_kind(&args.file)? == RunKind::Classify {
-        return crate::classify::study_run(&args);
+    match file_kind(&args.file)? {
+        StudyKind::Classify => return crate::classify::study_run(&args),
+        StudyKind::Transfer => return crate::transfer_study::study_run(&args),
+        StudyKind::Scaling => {}
     }
     let (spec, text, dir) = load(&args.file, args.dir.as_deref())?;
-    if args.threads_per_run == Some(0) {
-        bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
-    }
     let plan = make_plan(&spec, &dir, &args.file)?;
-    let threads_per_run = args
-        .threads_per_run
-        .unwrap_or_else(|| (default_jobs() / plan.runs.len().max(1)).max(1));
-    let mut store = Store::open(&dir)?;
-    if let Some(old) = store.meta("name")?
-        && old != spec.name
-    {
-        bail!(
-            "{} holds study `{old}`, not `{}`\nhint: give this study its own directory with --dir",
-            dir.display(),
-            spec.name
-        );
-    }
-    store.set_meta("name", &spec.name)?;
-    store.set_meta("spec_toml", &text)?;
-    crate::write_text(&dir.join("study.toml"), &text)?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| (default_jobs() / threads_per_run).max(1));
+    let (threads_per_run, jobs) = parallelism(&args, plan.runs.len())?;
+    let mut store = open_study_store(&dir, StudyKind::Scaling, &spec.name, &text)?;
     let launcher = SelfLauncher::new(threads_per_run)?;
     let mut progress = Lines::new();
     eprintln!(
@@ -463,8 +519,15 @@ fn stored(dir: &Path) -> Result<(Store, Vec<StoredRun>, Vec<Vec<StoredCurvePoint
 
 fn report(args: StudyDirArgs) -> Result<(PathBuf, Option<StudyLaw>)> {
     let dir = study_dir(&args.study)?;
-    if store_kind(&Store::open(&dir)?)? == RunKind::Classify {
-        return crate::classify::study_report(&dir, args.out.as_deref()).map(|p| (p, None));
+    match store_kind(&Store::open(&dir)?)? {
+        StudyKind::Classify => {
+            return crate::classify::study_report(&dir, args.out.as_deref()).map(|p| (p, None));
+        }
+        StudyKind::Transfer => {
+            return crate::transfer_study::study_report(&dir, args.out.as_deref(), args.json)
+                .map(|p| (p, None));
+        }
+        StudyKind::Scaling => {}
     }
     let a = analysis_of(&dir)?;
     let analysis = a.analysis;
@@ -579,11 +642,16 @@ fn export(args: StudyDirArgs) -> Result<ExitCode> {
     let (store, runs, curves) = stored(&dir)?;
     let out = args.out.unwrap_or_else(|| dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    if store_kind(&store)? == RunKind::Classify {
+    if store_kind(&store)? == StudyKind::Classify {
         let path = out.join("results.csv");
         crate::classify::write_results(&store, &path)?;
         println!("{}", path.display());
         return Ok(ExitCode::SUCCESS);
+    }
+    if store_kind(&store)? == StudyKind::Transfer {
+        let path = out.join("transfer.csv");
+        crate::transfer_study::write_cells(&dir, &path)?;
+        println!("{}", path.display());
     }
     write_runs_csv(&out.join("runs.csv"), &runs)?;
     write_curves_csv(&out.join("curves.csv"), &runs, &curves)?;

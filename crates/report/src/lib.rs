@@ -10,6 +10,7 @@ mod csv_export;
 mod html;
 mod page;
 mod plot;
+mod transfer;
 
 pub use classify::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 pub use csv_export::{
@@ -19,6 +20,7 @@ pub use csv_export::{
 pub use html::{ReportInput, render_html};
 pub use scalelab_analysis::abilities::{AbilityAnalysis, Delay, TaskPoint, TaskRun};
 pub use scalelab_analysis::study::StudyAnalysis;
+pub use transfer::{PretrainRow, TransferStudyReport, render_transfer_report};
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]

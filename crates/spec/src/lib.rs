@@ -62,10 +62,10 @@ pub use study::{
     SizeLadder, StudySpec,
 };
 pub use summary::{RunKind, RunState, StoredCurvePoint, StoredRun};
-pub use transfer::{
-    FinetuneSpec, PretrainBudget, PretrainSpec, TransferAnalysisSpec, TransferStudySpec,
-};
 pub use task::{
     MAX_MODULUS, ModOp, RESIDUE_TOKEN_BASE, TASK_NAMES, TaskConfig, TaskKind, TaskSpec,
     TaskTrainSet,
+};
+pub use transfer::{
+    FinetuneSpec, PretrainBudget, PretrainSpec, TransferAnalysisSpec, TransferStudySpec,
 };

@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DataSpec, GptPreset, LmSpec, SpecError, TaskSpec, TrainSpec};
+use crate::{DataSpec, GptPreset, LmSpec, ParamCounts, SpecError, TaskSpec, TrainSpec};
 
 /// Schema version of study files' resolved records and of the study store. Version 2 keeps
 /// every run, of either kind, in the one `runs` table (version 1 kept classification runs in a
@@ -147,6 +147,14 @@ impl ParamConvention {
         match self {
             ParamConvention::Total => "total",
             ParamConvention::NonEmbedding => "non_embedding",
+        }
+    }
+
+    /// N of a model with these counts.
+    pub fn count(self, params: ParamCounts) -> f64 {
+        match self {
+            ParamConvention::Total => params.total as f64,
+            ParamConvention::NonEmbedding => params.non_embedding as f64,
         }
     }
 }

@@ -230,7 +230,8 @@ impl TransferStudySpec {
                 "list at least one method: full, probe, freeze or lora",
             ));
         }
-        if let Some((i, m)) = (f.methods.iter().enumerate()).find(|(i, m)| f.methods[..*i].contains(m))
+        if let Some((i, m)) =
+            (f.methods.iter().enumerate()).find(|(i, m)| f.methods[..*i].contains(m))
         {
             return Err(SpecError::invalid(
                 "finetune.methods",
@@ -261,6 +262,14 @@ impl TransferStudySpec {
             }
         }
         let (p, t) = (&self.pretrain.data, &f.data);
+        if p == t {
+            return Err(SpecError::invalid(
+                "finetune.data",
+                "the pre-training corpus",
+                "fine-tuning on the corpus a model was pre-trained on measures no transfer; \
+                 name another corpus, e.g. data = { corpus = \"dir\", path = \"data/python\" }",
+            ));
+        }
         if p.tokenizer != t.tokenizer || p.tokenizer_file != t.tokenizer_file {
             return Err(SpecError::invalid(
                 "finetune.data.tokenizer",
@@ -288,8 +297,16 @@ impl TransferStudySpec {
             } else {
                 0
             },
-            lora_rank: if lora { f.lora_rank } else { defaults.lora_rank },
-            lora_alpha: if lora { f.lora_alpha } else { defaults.lora_alpha },
+            lora_rank: if lora {
+                f.lora_rank
+            } else {
+                defaults.lora_rank
+            },
+            lora_alpha: if lora {
+                f.lora_alpha
+            } else {
+                defaults.lora_alpha
+            },
             lora_targets: if lora {
                 f.lora_targets.clone()
             } else {
@@ -362,7 +379,9 @@ mod tests {
         let err = check(&STUDY.replace("[pretrain]", "[train]\nbudget_tokens = 5\n[pretrain]"));
         assert!(err.contains("train.budget_tokens"), "{err}");
         let typo = STUDY.replace("methods", "method");
-        let err = toml::from_str::<TransferStudySpec>(&typo).unwrap_err().to_string();
+        let err = toml::from_str::<TransferStudySpec>(&typo)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("method"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ mod error;
 pub mod plan;
 pub mod schedule;
 pub mod store;
+mod transfer_plan;
 
 pub use classify_plan::{ClassifyPlan, PlannedClassify, plan_classify_study};
 pub use error::SweepError;
@@ -25,3 +26,6 @@ pub use schedule::{
     Job, Launcher, PlannedStudy, RunEnd, StudyProgress, StudySummary, run_dir, run_study,
 };
 pub use store::{STORE_FILE, Store};
+pub use transfer_plan::{
+    PlannedTransfer, TransferPlan, TransferRole, is_transfer_study, plan_transfer_study,
+};

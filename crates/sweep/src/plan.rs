@@ -6,8 +6,8 @@ use std::path::Path;
 use scalelab_data::{Tokenizer, load_corpus};
 use scalelab_spec::run_id;
 use scalelab_spec::{
-    BudgetKind, DataSpec, ParamConvention, ParamCounts, RunConfig, RunSpec, StudySpec,
-    TokenizerSpec,
+    BudgetKind, DataSpec, LmSpec, ParamConvention, ParamCounts, Parent, RunConfig, RunSpec,
+    SpecError, StudySpec, TokenizerSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,16 @@ impl BudgetPoint {
             BudgetPoint::Flops(c) => c,
         }
     }
+    /// Every point of a budget axis, in the order the study file lists them.
+    pub fn all(budget: &BudgetKind) -> Vec<BudgetPoint> {
+        match budget {
+            BudgetKind::Tokens(t) => t.iter().map(|&t| BudgetPoint::Tokens(t)).collect(),
+            BudgetKind::TokensPerParam(r) => {
+                r.iter().map(|&r| BudgetPoint::TokensPerParam(r)).collect()
+            }
+            BudgetKind::Flops(c) => c.iter().map(|&c| BudgetPoint::Flops(c)).collect(),
+        }
+    }
 }
 
 /// One run of a study, resolved.
@@ -70,6 +80,54 @@ pub struct PlannedRun {
     pub budget: BudgetPoint,
     /// Its seed.
     pub seed: u64,
+}
+
+impl PlannedRun {
+    /// Resolves `spec` (for a tokenizer of `vocab_size` tokens, from `parent` if it starts
+    /// from one) into a planned run of the ladder's `size` at `budget`, N counted by
+    /// `convention`.
+    pub fn resolve(
+        size: &str,
+        spec: RunSpec,
+        vocab_size: usize,
+        parent: Option<&Parent>,
+        convention: ParamConvention,
+        budget: BudgetPoint,
+    ) -> Result<PlannedRun, SpecError> {
+        let config = spec.resolve(vocab_size, parent)?;
+        let params = config.model.param_counts();
+        let (steps, tokens_per_step) = config.planned_steps();
+        let tokens = steps.saturating_mul(tokens_per_step);
+        let flops_per_token = config.model.flops_per_token();
+        Ok(PlannedRun {
+            run_id: run_id(&config)?,
+            size: size.to_string(),
+            seed: spec.seed,
+            spec,
+            params,
+            n: convention.count(params),
+            flops_per_token,
+            tokens,
+            flops: tokens as f64 * flops_per_token,
+            budget,
+            config,
+        })
+    }
+}
+
+/// N of `model` in `convention`, for a tokenizer of `vocab_size` tokens.
+pub fn model_n(
+    model: &LmSpec,
+    vocab_size: usize,
+    convention: ParamConvention,
+) -> Result<f64, SpecError> {
+    Ok(convention.count(model.resolve(vocab_size)?.param_counts()))
+}
+
+/// The token budget of `ratio` tokens per parameter for a model of `n` parameters (at
+/// least one token).
+pub fn tokens_for(ratio: f64, n: f64) -> u64 {
+    (ratio * n).round().max(1.0) as u64
 }
 
 /// A whole study, resolved.
@@ -149,27 +207,16 @@ pub fn plan_study(
     let budget = spec.check().map_err(err)?;
     let mut runs: Vec<PlannedRun> = Vec::new();
     let mut duplicates = 0;
+    let points = BudgetPoint::all(&budget);
     for (size, model) in spec.size_specs() {
-        let shape = model.resolve(vocab_size).map_err(err)?;
-        let params = shape.param_counts();
-        let n = match spec.param_convention {
-            ParamConvention::Total => params.total as f64,
-            ParamConvention::NonEmbedding => params.non_embedding as f64,
-        };
-        let points: Vec<BudgetPoint> = match &budget {
-            BudgetKind::Tokens(t) => t.iter().map(|&t| BudgetPoint::Tokens(t)).collect(),
-            BudgetKind::TokensPerParam(r) => {
-                r.iter().map(|&r| BudgetPoint::TokensPerParam(r)).collect()
-            }
-            BudgetKind::Flops(c) => c.iter().map(|&c| BudgetPoint::Flops(c)).collect(),
-        };
-        for point in points {
+        for &point in &points {
             for &seed in &spec.seeds {
                 let mut train = spec.train.clone();
                 match point {
                     BudgetPoint::Tokens(t) => train.budget_tokens = Some(t),
                     BudgetPoint::TokensPerParam(r) => {
-                        train.budget_tokens = Some((r * n).round().max(1.0) as u64)
+                        let n = model_n(&model, vocab_size, spec.param_convention).map_err(err)?;
+                        train.budget_tokens = Some(tokens_for(r, n))
                     }
                     BudgetPoint::Flops(c) => train.budget_flops = Some(c),
                 }
@@ -181,32 +228,25 @@ pub fn plan_study(
                     task: spec.task.clone(),
                     init: Default::default(),
                 };
-                let config = run_spec.resolve(vocab_size, None).map_err(err)?;
-                let (steps, tokens_per_step) = config.planned_steps();
-                let fpt = config.model.flops_per_token();
+                let planned = PlannedRun::resolve(
+                    &size,
+                    run_spec,
+                    vocab_size,
+                    None,
+                    spec.param_convention,
+                    point,
+                )
+                .map_err(err)?;
                 if let BudgetPoint::Flops(c) = point
-                    && !in_window(&spec.budget, c / fpt / n)
+                    && !in_window(&spec.budget, c / planned.flops_per_token / planned.n)
                 {
                     continue;
                 }
-                let id = run_id(&config).map_err(err)?;
-                if runs.iter().any(|r| r.run_id == id) {
+                if runs.iter().any(|r| r.run_id == planned.run_id) {
                     duplicates += 1;
                     continue;
                 }
-                runs.push(PlannedRun {
-                    run_id: id,
-                    size: size.clone(),
-                    spec: run_spec,
-                    config,
-                    params,
-                    n,
-                    flops_per_token: fpt,
-                    tokens: steps * tokens_per_step,
-                    flops: (steps * tokens_per_step) as f64 * fpt,
-                    budget: point,
-                    seed,
-                });
+                runs.push(planned);
             }
         }
     }

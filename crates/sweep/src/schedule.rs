@@ -10,6 +10,7 @@
 //! A child is told to exit when its parent goes away (the parent holds the child's stdin;
 //! when the parent dies the pipe closes), so a killed study leaves no orphans training.
 
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,11 +37,14 @@ pub struct Job {
     pub flops: f64,
     /// The spec its child process trains, as TOML.
     pub spec_toml: String,
+    /// The run that must have completed before this one starts (its parent, whose weights
+    /// it starts from).
+    pub after: Option<String>,
 }
 
 impl Job {
     /// A job training `spec` (serialised here as the TOML its child reads).
-    fn new<T: serde::Serialize>(
+    pub(crate) fn new<T: serde::Serialize>(
         kind: RunKind,
         run_id: &str,
         label: &str,
@@ -59,7 +63,16 @@ impl Job {
             amount,
             flops,
             spec_toml,
+            after: None,
         })
+    }
+
+    /// The job, waiting for the run `parent` to complete first.
+    pub(crate) fn after(self, parent: Option<String>) -> Job {
+        Job {
+            after: parent,
+            ..self
+        }
     }
 }
 
@@ -202,6 +215,11 @@ pub fn run_study(
             .iter()
             .any(|s| s.run_id == id && s.status.is_recorded())
     };
+    // Runs that completed (not diverged): the ones a child may start from.
+    let mut completed: HashSet<String> = (stored.iter())
+        .filter(|s| s.status == RunState::Completed)
+        .map(|s| s.run_id.clone())
+        .collect();
     let mut summary = StudySummary {
         total: all.len(),
         ..StudySummary::default()
@@ -216,7 +234,16 @@ pub fn run_study(
         }
         // A record written by a child whose parent died before storing it.
         let record_path = run_dir(study_dir, &run.run_id).join("record.json");
-        if record_path.is_file() && import(store, run, &record_path).is_ok() {
+        if record_path.is_file()
+            && let Ok(end) = import(store, run, &record_path)
+        {
+            if let RunEnd::Recorded {
+                status: RunState::Completed,
+                ..
+            } = end
+            {
+                completed.insert(run.run_id.clone());
+            }
             summary.already_done += 1;
             flops_done += run.flops;
             continue;
@@ -229,8 +256,8 @@ pub fn run_study(
         all.iter().map(|j| j.flops).sum(),
         flops_done,
     );
-    // Ascending FLOPs (stable: a scaling plan is in that order already), so pop() starts the
-    // most expensive run first: longest processing time first keeps every core busy to the
+    // Ascending FLOPs (stable: a scaling plan is in that order already), so the most
+    // expensive run whose parent (if any) has completed starts first: longest processing time first keeps every core busy to the
     // end instead of leaving the largest run to finish alone.
     pending.sort_by(|a, b| a.flops.total_cmp(&b.flops));
 
@@ -238,8 +265,19 @@ pub fn run_study(
     let mut active: Vec<(&Job, Child)> = Vec::new();
     while !pending.is_empty() || !active.is_empty() {
         while active.len() < jobs
-            && let Some(run) = pending.pop()
+            && let Some(run) = next_ready(&mut pending, &active, &completed)
         {
+            if let Some(parent) = run.after.as_deref()
+                && !completed.contains(parent)
+            {
+                let message = format!(
+                    "its parent run {parent} did not complete, so there are no weights to start from; see that run's log"
+                );
+                store.mark_failed(&run.run_id, &message)?;
+                summary.failed += 1;
+                progress.finished(run, &RunEnd::Failed { message });
+                continue;
+            }
             let dir = run_dir(study_dir, &run.run_id);
             std::fs::create_dir_all(&dir).map_err(|e| SweepError::io(&dir, e))?;
             write_atomic(&dir.join("spec.toml"), &run.spec_toml)?;
@@ -271,6 +309,13 @@ pub fn run_study(
                 Ok(None) => still.push((run, child)),
                 Ok(Some(exit)) => {
                     let end = collect(store, study_dir, run, &format!("{exit}"))?;
+                    if let RunEnd::Recorded {
+                        status: RunState::Completed,
+                        ..
+                    } = end
+                    {
+                        completed.insert(run.run_id.clone());
+                    }
                     match &end {
                         RunEnd::Recorded {
                             status: RunState::Diverged,
@@ -293,6 +338,28 @@ pub fn run_study(
     }
     summary.wall_secs = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Takes the next job to start from `pending` (ascending FLOPs): the most expensive one
+/// whose parent, if it has one, has completed, or one whose parent can no longer complete
+/// (neither pending nor running: the caller fails it). None while every pending job waits
+/// for a parent still running or pending.
+fn next_ready<'a>(
+    pending: &mut Vec<&'a Job>,
+    active: &[(&Job, Child)],
+    completed: &HashSet<String>,
+) -> Option<&'a Job> {
+    let index = {
+        let waits = |job: &Job| {
+            job.after.as_deref().is_some_and(|parent| {
+                !completed.contains(parent)
+                    && (pending.iter().any(|p| p.run_id == parent)
+                        || active.iter().any(|(a, _)| a.run_id == parent))
+            })
+        };
+        pending.iter().rposition(|job| !waits(job))?
+    };
+    Some(pending.remove(index))
 }
 
 /// Stores the record of `run` at `path` (checking it is that run's), and says how it ended.

@@ -1,0 +1,305 @@
+//! `scalelab study plan|run|report` for a transfer study (a file with `[pretrain]` and
+//! `[finetune]`): the plan and the runner are the sweep crate's, the analysis the analysis
+//! crate's, the page the report crate's; this module joins the stored runs to their roles.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use scalelab_analysis::transfer_study::{TransferAnalysis, TransferRow, analyse_transfer};
+use scalelab_report::{PretrainRow, TransferStudyReport, render_transfer_report};
+use scalelab_spec::{AdaptKind, DataSpec, Named, RunStatus, TransferStudySpec};
+use scalelab_sweep::{RunState, Store, TransferPlan, TransferRole, plan_transfer_study, run_study};
+use serde_json::json;
+
+use crate::args::{StudyFileArgs, StudyRunArgs};
+use crate::study::{
+    DEFAULT_FLOPS_PER_SEC, Lines, SelfLauncher, StudyKind, default_jobs, measured_rate,
+    open_study_store, parallelism, study_name,
+};
+use crate::{human, read_toml, write_text};
+
+/// The study file, read and checked, its text, and its directory.
+fn load(file: &Path, dir: Option<&Path>) -> Result<(TransferPlan, String, PathBuf)> {
+    let spec: TransferStudySpec = read_toml(file)?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read study file {}", file.display()))?;
+    let dir = dir.map_or_else(
+        || PathBuf::from("studies").join(&spec.name),
+        Path::to_path_buf,
+    );
+    let plan = plan_transfer_study(&spec, &dir, file)?;
+    Ok((plan, text, dir))
+}
+
+/// `scalelab study plan` of a transfer study.
+pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
+    let (plan, _, dir) = load(&args.file, args.dir.as_deref())?;
+    let (rate, source) = match measured_rate(&dir) {
+        Some(r) => (r, "measured by this study's finished runs"),
+        None => (
+            DEFAULT_FLOPS_PER_SEC,
+            "default estimate; refined once runs finish",
+        ),
+    };
+    let jobs = default_jobs();
+    let serial: f64 = plan.runs.iter().map(|r| r.run.flops / rate).sum();
+    if args.json {
+        let runs: Vec<serde_json::Value> = (plan.runs.iter())
+            .map(|r| {
+                json!({
+                    "run_id": r.run.run_id, "size": r.run.size, "seed": r.run.seed,
+                    "role": r.role.name(), "parent": r.parent, "params": r.run.params,
+                    "N": r.run.n, "tokens": r.run.tokens, "flops": r.run.flops,
+                    "estimated_secs": r.run.flops / rate,
+                })
+            })
+            .collect();
+        let value = json!({
+            "study": plan.spec.name, "kind": "transfer", "dir": dir,
+            "param_convention": plan.spec.param_convention.name(), "runs": runs,
+            "total_flops": plan.total_flops(), "flops_per_sec_per_run": rate,
+            "rate_source": source, "jobs": jobs,
+            "estimated_wall_secs": serial / jobs as f64,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "transfer study {} ({} runs) -> {}",
+        plan.spec.name,
+        plan.runs.len(),
+        dir.display()
+    );
+    println!(
+        "{:<16} {:<12} {:<9} {:>4} {:>10} {:>10} {:>10} {:>8} {:<16}",
+        "run", "size", "role", "seed", "N", "tokens", "FLOPs", "est. s", "starts from"
+    );
+    for r in &plan.runs {
+        println!(
+            "{:<16} {:<12} {:<9} {:>4} {:>10} {:>10} {:>10.3e} {:>8.0} {:<16}",
+            r.run.run_id,
+            r.run.size,
+            r.role.name(),
+            r.run.seed,
+            human(r.run.n),
+            human(r.run.tokens as f64),
+            r.run.flops,
+            r.run.flops / rate,
+            r.parent.as_deref().unwrap_or("")
+        );
+    }
+    println!(
+        "total {:.3e} FLOPs; about {:.0} s on {jobs} parallel runs at {} FLOP/s each ({source}); fine-tuning runs start once their parent is trained",
+        plan.total_flops(),
+        serial / jobs as f64,
+        human(rate)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scalelab study run` of a transfer study.
+pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
+    let (plan, text, dir) = load(&args.file, args.dir.as_deref())?;
+    let (threads_per_run, jobs) = parallelism(args, plan.runs.len())?;
+    let mut store = open_study_store(&dir, StudyKind::Transfer, &plan.spec.name, &text)?;
+    eprintln!(
+        "transfer study {} in {}: {} runs, {jobs} at a time, {threads_per_run} thread(s) each",
+        plan.spec.name,
+        dir.display(),
+        plan.runs.len(),
+    );
+    let launcher = SelfLauncher::new(threads_per_run)?;
+    let summary = run_study(&plan, &mut store, &dir, &launcher, jobs, &mut Lines::new())?;
+    eprintln!(
+        "study {}: {} completed now, {} diverged, {} failed, {} were already done; {:.0} s wall",
+        plan.spec.name,
+        summary.completed,
+        summary.diverged,
+        summary.failed,
+        summary.already_done,
+        summary.wall_secs
+    );
+    if !args.no_report {
+        let path = study_report(&dir, None, false)?;
+        println!("{}", path.display());
+    }
+    Ok(if summary.failed > 0 {
+        eprintln!("some runs failed; run the same command again to retry them");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The plan of the study stored in `dir` (from the study file its store keeps).
+fn stored_plan(store: &Store, dir: &Path) -> Result<TransferPlan> {
+    let text = store.meta("spec_toml")?.with_context(|| {
+        format!(
+            "{} keeps no study file; run the study with `scalelab study run FILE --dir {}`",
+            store.path().display(),
+            dir.display()
+        )
+    })?;
+    let spec: TransferStudySpec = toml::from_str(&text).with_context(|| {
+        format!(
+            "the study file stored in {} is damaged",
+            store.path().display()
+        )
+    })?;
+    Ok(plan_transfer_study(&spec, dir, &dir.join("study.toml"))?)
+}
+
+/// The analysis of the transfer study in `dir`, with what the report shows besides it.
+fn analyse(dir: &Path) -> Result<(TransferAnalysis, TransferStudyReport)> {
+    let store = Store::open(dir)?;
+    let plan = stored_plan(&store, dir)?;
+    let spec = &plan.spec;
+    let stored = store.runs()?;
+    let mut rows = Vec::new();
+    let mut pretrain: Vec<PretrainRow> = Vec::new();
+    for s in &stored {
+        let Some(planned) = plan.get(&s.run_id) else {
+            continue;
+        };
+        let loss = s.final_val_loss.filter(|l| l.is_finite() && *l > 0.0);
+        if planned.role == TransferRole::Pretrain {
+            // Seeds averaged: one row a size.
+            match pretrain.iter_mut().find(|p| p.size == planned.run.size) {
+                Some(p) => {
+                    p.loss = match (p.loss, loss) {
+                        (Some(a), Some(b)) => Some((a + b) / 2.0),
+                        (a, b) => a.or(b),
+                    }
+                }
+                None => pretrain.push(PretrainRow {
+                    size: planned.run.size.clone(),
+                    n: planned.run.n,
+                    tokens: planned.run.tokens,
+                    loss,
+                }),
+            }
+            continue;
+        }
+        let (Some(loss), RunState::Completed) = (loss, s.status) else {
+            continue;
+        };
+        let adaptation = match store.run_record(&s.run_id)? {
+            Some(record) if record.status == RunStatus::Completed => record.adaptation,
+            _ => None,
+        };
+        let method = match planned.role {
+            TransferRole::Finetune(m) => Some(m),
+            _ => None,
+        };
+        rows.push(TransferRow {
+            size: planned.run.size.clone(),
+            n: planned.run.n,
+            method: method.map(|m| m.name().to_string()),
+            tokens: planned.run.tokens as f64,
+            loss,
+            trainable_params: adaptation.as_ref().map(|a| a.trainable_params),
+            kept_bytes: adaptation.as_ref().map(|a| match method {
+                Some(AdaptKind::Lora) => a.adapter_bytes.unwrap_or(a.weights_bytes),
+                _ => a.weights_bytes,
+            }),
+            peak_rss_bytes: adaptation.as_ref().map(|a| a.peak_rss_bytes),
+        });
+    }
+    pretrain.sort_by(|a, b| a.n.total_cmp(&b.n));
+    let a = &spec.analysis;
+    let analysis = analyse_transfer(&rows, a.bootstrap, 0.95, a.seed);
+    let recorded: Vec<_> = (stored.iter())
+        .filter(|s| s.status.is_recorded() && plan.get(&s.run_id).is_some())
+        .collect();
+    let report = TransferStudyReport {
+        name: study_name(&store, dir)?,
+        description: spec.description.clone(),
+        command: format!("scalelab study report {}", dir.display()),
+        pretrain_corpus: corpus_words(&spec.pretrain.data),
+        finetune_corpus: corpus_words(&spec.finetune.data),
+        convention: match spec.param_convention {
+            scalelab_spec::ParamConvention::NonEmbedding => {
+                "non-embedding parameters (Kaplan et al.'s and Hernandez et al.'s convention)"
+            }
+            scalelab_spec::ParamConvention::Total => "every parameter, embeddings included",
+        }
+        .into(),
+        runs: (recorded.len(), plan.runs.len()),
+        flops: recorded.iter().map(|s| s.train_flops).sum(),
+        wall_secs: recorded.iter().map(|s| s.wall_secs).sum(),
+        pretrain,
+        level: 0.95,
+    };
+    Ok((analysis, report))
+}
+
+/// A corpus in words.
+fn corpus_words(data: &DataSpec) -> String {
+    match &data.path {
+        Some(path) => format!("{} ({})", path, data.corpus.name()),
+        None => format!("the {} corpus", data.corpus.name()),
+    }
+}
+
+/// Writes the report of the transfer study in `dir` (to `out`, default `DIR/report.html`)
+/// and its cells (`DIR/transfer.csv`); with `json`, prints the analysis.
+pub(crate) fn study_report(dir: &Path, out: Option<&Path>, json: bool) -> Result<PathBuf> {
+    let (analysis, report) = analyse(dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&analysis)?);
+    }
+    write_text(&dir.join("transfer.csv"), &cells_csv(&analysis)?)?;
+    let path = out.map_or_else(|| dir.join("report.html"), Path::to_path_buf);
+    write_text(&path, &render_transfer_report(&report, &analysis)?)?;
+    eprintln!(
+        "cells in {} (scalelab fit --law transfer --input it), report in {}",
+        dir.join("transfer.csv").display(),
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Writes the transfer study's cells to `path`.
+pub(crate) fn write_cells(dir: &Path, path: &Path) -> Result<()> {
+    let (analysis, _) = analyse(dir)?;
+    write_text(path, &cells_csv(&analysis)?)
+}
+
+/// The cells as CSV: the columns `scalelab fit --law transfer` reads (`N`, `D_F`, `D_T`)
+/// and what they come from. Cells without a `D_T` are left out.
+fn cells_csv(analysis: &TransferAnalysis) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "method",
+        "size",
+        "N",
+        "D_F",
+        "D_T",
+        "D_E",
+        "multiplier",
+        "extrapolated",
+        "loss",
+        "scratch_loss",
+        "overtaken",
+        "seeds",
+    ])?;
+    for c in &analysis.cells {
+        let Some(t) = c.transferred else { continue };
+        w.write_record([
+            c.method.clone(),
+            c.size.clone(),
+            c.n.to_string(),
+            c.d_f.to_string(),
+            t.d_t.to_string(),
+            t.d_e.to_string(),
+            t.multiplier.to_string(),
+            t.extrapolated.to_string(),
+            c.loss.to_string(),
+            c.scratch_loss.map_or(String::new(), |l| l.to_string()),
+            c.overtaken.to_string(),
+            c.seeds.to_string(),
+        ])?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
