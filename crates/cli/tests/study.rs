@@ -356,6 +356,7 @@ fn every_example_study_plans() {
         "chinchilla-large",
         "grokking",
         "induction",
+        "transfer",
     ] {
         let path = root.join("examples").join(format!("{name}.toml"));
         let out = scalelab(&["study", "plan", &path.to_string_lossy()], &root);

@@ -390,3 +390,113 @@ fn the_transfer_law_fits_a_table_and_prints_its_intervals() {
     assert_eq!(out.status.code(), Some(1));
     assert_says(&out, &["line 2", "D_F", "> 0"]);
 }
+
+/// A tiny transfer study: one size pre-trained on the embedded prose, then trained on a
+/// small corpus of code-like text from scratch and fine-tuned whole and by LoRA.
+const TINY_TRANSFER: &str = r#"
+name = "tiny-transfer"
+[model]
+ctx_len = 32
+[sizes]
+shapes = [{ n_layers = 1, d_model = 16, n_heads = 1 }]
+[train]
+batch_size = 4
+lr = 5e-3
+eval_every_tokens = 100000
+eval_tokens = 2048
+[pretrain]
+tokens = 16384
+[finetune]
+data = { corpus = "dir", path = "code" }
+tokens = [1024, 2048, 4096]
+scratch_tokens = [16384, 32768]
+methods = ["full", "lora"]
+lora_rank = 2
+[analysis]
+bootstrap = 20
+"#;
+
+/// Code-like text: numbered one-line functions (about 60 kB).
+fn write_code_corpus(dir: &Path) {
+    let code: String = (0..1500)
+        .map(|i| format!("def f{i}(x):\n    return x * {} + {}\n", i % 13, i % 7))
+        .collect();
+    std::fs::create_dir_all(dir.join("code")).unwrap();
+    std::fs::write(dir.join("code/functions.txt"), code).unwrap();
+}
+
+#[test]
+fn a_transfer_study_trains_parents_first_and_reports_the_data_transferred() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    write_code_corpus(cwd);
+    std::fs::write(cwd.join("t.toml"), TINY_TRANSFER).unwrap();
+    let plan = scalelab(&["study", "plan", "t.toml", "--json"], cwd);
+    let plan = json(&plan);
+    let runs = plan["runs"].as_array().unwrap();
+    // 1 pre-training run, 5 from-scratch budgets, 2 methods × 3 D_F.
+    assert_eq!(runs.len(), 1 + 5 + 6);
+    let parent = runs.iter().find(|r| r["role"] == "pretrain").unwrap();
+    for r in runs
+        .iter()
+        .filter(|r| r["role"] == "full" || r["role"] == "lora")
+    {
+        assert_eq!(r["parent"], parent["run_id"]);
+    }
+    let out = scalelab(&["study", "run", "t.toml", "--dir", "s"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("12 completed now"),
+        "{}",
+        stderr(&out)
+    );
+    // A fine-tuned run's record names its parent, and started after it had finished.
+    let child = runs.iter().find(|r| r["role"] == "full").unwrap();
+    let child_dir = cwd.join("s/runs").join(child["run_id"].as_str().unwrap());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(child_dir.join("record.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["adaptation"]["parent"], parent["run_id"]);
+    let html = std::fs::read_to_string(cwd.join("s/report.html")).unwrap();
+    for part in [
+        "Effective data transferred",
+        "The laws of transfer",
+        "Methods compared",
+        "from scratch",
+        "lora",
+    ] {
+        assert!(html.contains(part), "no {part:?} in the report");
+    }
+    // The cells feed `scalelab fit --law transfer` unchanged.
+    let csv = std::fs::read_to_string(cwd.join("s/transfer.csv")).unwrap();
+    assert!(csv.starts_with("method,size,N,D_F,D_T"), "{csv}");
+    assert!(csv.lines().count() >= 2, "{csv}");
+    let report = json(&scalelab(&["study", "report", "s", "--json"], cwd));
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 6);
+    for c in cells {
+        assert!(c["loss"].as_f64().unwrap() > 0.0);
+        assert!(c["scratch_loss"].as_f64().is_some(), "{c}");
+    }
+    // A second run has nothing left to do.
+    let again = scalelab(
+        &["study", "run", "t.toml", "--dir", "s", "--no-report"],
+        cwd,
+    );
+    assert!(
+        stderr(&again).contains("12 were already done"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn a_transfer_study_on_its_own_pretraining_corpus_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let same = TINY_TRANSFER.replace("{ corpus = \"dir\", path = \"code\" }", "{}");
+    std::fs::write(cwd.join("t.toml"), same).unwrap();
+    let out = scalelab(&["study", "plan", "t.toml"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert_says(&out, &["t.toml", "finetune.data", "measures no transfer"]);
+}

@@ -293,8 +293,15 @@ fn laws_section(out: &mut String, section: &mut usize, analysis: &TransferAnalys
                         value_with(l.e, i.e)
                     ),
                     format!(
-                        "{} cells, rms residual of ln L {:.4}",
-                        l.points, l.rms_log_residual
+                        "{} cells, rms residual of ln L {:.4}{}",
+                        l.points,
+                        l.rms_log_residual,
+                        if l.e <= 1e-9 {
+                            "; E is at its bound of zero: these losses show no floor, so the \
+                             law is a pure power law and A, α and β absorb what a floor would hold"
+                        } else {
+                            ""
+                        }
                     ),
                 ]
             }

@@ -445,3 +445,52 @@ fn collect(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, flops: f64, after: Option<&str>) -> Job {
+        Job {
+            run_id: id.into(),
+            kind: RunKind::Lm,
+            label: id.into(),
+            n: 1.0,
+            amount: 1,
+            flops,
+            spec_toml: String::new(),
+            after: after.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_child_waits_for_its_parent_and_is_handed_over_when_the_parent_cannot_finish() {
+        let (parent, child, other) = (
+            job("parent", 1.0, None),
+            job("child", 9.0, Some("parent")),
+            job("other", 5.0, None),
+        );
+        let mut completed = HashSet::new();
+        // Ascending FLOPs: the child is the most expensive but waits for its parent.
+        let mut pending = vec![&parent, &other, &child];
+        let first = next_ready(&mut pending, &[], &completed).unwrap();
+        assert_eq!(first.run_id, "other");
+        let second = next_ready(&mut pending, &[], &completed).unwrap();
+        assert_eq!(second.run_id, "parent");
+        // The parent is neither pending nor running nor completed (it failed): the child
+        // is handed over for the caller to fail.
+        let mut failed = vec![&child];
+        assert_eq!(
+            next_ready(&mut failed, &[], &completed).unwrap().run_id,
+            "child"
+        );
+        // Once the parent completed, the child is ready.
+        completed.insert("parent".to_string());
+        let mut ready = vec![&child];
+        assert_eq!(
+            next_ready(&mut ready, &[], &completed).unwrap().run_id,
+            "child"
+        );
+        assert!(ready.is_empty());
+    }
+}
