@@ -16,14 +16,14 @@ use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
     InputShape, RunStatus,
 };
-use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study, run_study};
+use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study};
 use scalelab_train::transfer::parent_dir;
 use scalelab_train::{Outcome, Progress, RunOptions, run_id, train_classifier};
 use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
 use crate::progress::Bar;
-use crate::study::{Lines, SelfLauncher, StudyKind, open_study_store, parallelism, study_name};
+use crate::study::{StudyKind, run_exit, run_planned, study_name};
 use crate::{human, read_toml, set_threads, write_text};
 
 /// A loaded data set of either kind.
@@ -425,30 +425,13 @@ pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
 /// `kill -9` included) by the one study runner, then a CSV of the results and the report.
 pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
     let (plan, text, dir) = classify_plan(&args.file, args.dir.as_deref())?;
-    let (threads_per_run, jobs) = parallelism(args, plan.runs.len())?;
-    let mut store = open_study_store(&dir, StudyKind::Classify, &plan.spec.name, &text)?;
-    eprintln!(
-        "classification study {} in {}: {} runs, {jobs} at a time, {threads_per_run} thread(s) each",
-        plan.spec.name,
-        dir.display(),
-        plan.runs.len(),
-    );
-    let launcher = SelfLauncher::new(threads_per_run)?;
-    let summary = run_study(&plan, &mut store, &dir, &launcher, jobs, &mut Lines::new())?;
-    eprintln!(
-        "study {}: {} completed now, {} failed, {} were already done; {:.0} s wall",
-        plan.spec.name, summary.completed, summary.failed, summary.already_done, summary.wall_secs
-    );
+    let context = (plan.spec.name.as_str(), text.as_str(), dir.as_path());
+    let (summary, _) = run_planned(args, StudyKind::Classify, &plan, plan.runs.len(), context)?;
     if !args.no_report {
         let path = study_report(&dir, None)?;
         println!("{}", path.display());
     }
-    Ok(if summary.failed > 0 {
-        eprintln!("some runs failed; run the same command again to retry them");
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(run_exit(&summary))
 }
 
 /// The study's recorded runs, in the grid's order.

@@ -15,8 +15,8 @@ use scalelab_report::{
 };
 use scalelab_spec::{AnalysisSpec, StudySpec};
 use scalelab_sweep::{
-    Job, Launcher, RunEnd, RunKind, RunState, Store, StoredCurvePoint, StoredRun, StudyPlan,
-    StudyProgress, plan_study, run_study, study_vocab,
+    Job, Launcher, PlannedStudy, RunEnd, RunKind, RunState, Store, StoredCurvePoint, StoredRun,
+    StudyPlan, StudyProgress, StudySummary, plan_study, run_study, study_vocab,
 };
 
 use crate::args::{StudyCommand, StudyDirArgs, StudyFileArgs, StudyRunArgs};
@@ -82,13 +82,7 @@ fn plan(args: StudyFileArgs) -> Result<ExitCode> {
     }
     let (spec, _, dir) = load(&args.file, args.dir.as_deref())?;
     let plan = make_plan(&spec, &dir, &args.file)?;
-    let (rate, source) = match measured_rate(&dir) {
-        Some(r) => (r, "measured by this study's finished runs"),
-        None => (
-            DEFAULT_FLOPS_PER_SEC,
-            "default estimate; refined once runs finish",
-        ),
-    };
+    let (rate, source) = rate_estimate(&dir);
     let jobs = default_jobs();
     let serial: f64 = plan.runs.iter().map(|r| r.flops / rate).sum();
     if args.json {
@@ -293,6 +287,58 @@ pub(crate) fn parallelism(args: &StudyRunArgs, runs: usize) -> Result<(usize, us
     Ok((threads, jobs))
 }
 
+/// The one `study run` of any kind: opens the store of study `name` (whose file reads
+/// `text`) in `dir`, trains every run of `plan` (`runs` of them) not yet recorded, and says
+/// how it went; returns what it did and the store.
+pub(crate) fn run_planned(
+    args: &StudyRunArgs,
+    kind: StudyKind,
+    plan: &dyn PlannedStudy,
+    runs: usize,
+    (name, text, dir): (&str, &str, &Path),
+) -> Result<(StudySummary, Store)> {
+    let (threads_per_run, jobs) = parallelism(args, runs)?;
+    let mut store = open_study_store(dir, kind, name, text)?;
+    eprintln!(
+        "{} study {name} in {}: {runs} runs, {jobs} at a time, {threads_per_run} thread(s) each",
+        kind.name(),
+        dir.display(),
+    );
+    let launcher = SelfLauncher::new(threads_per_run)?;
+    let summary = run_study(plan, &mut store, dir, &launcher, jobs, &mut Lines::new())?;
+    eprintln!(
+        "study {name}: {} completed now, {} diverged, {} failed, {} were already done; {:.0} s wall",
+        summary.completed,
+        summary.diverged,
+        summary.failed,
+        summary.already_done,
+        summary.wall_secs
+    );
+    Ok((summary, store))
+}
+
+/// The exit code of a `study run`: 1 when some runs failed (the same command retries them).
+pub(crate) fn run_exit(summary: &StudySummary) -> ExitCode {
+    if summary.failed > 0 {
+        eprintln!("some runs failed; run the same command again to retry them");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// FLOP/s per run for a plan's time estimates: measured by the study's finished runs in
+/// `dir`, else a default; with where it comes from.
+pub(crate) fn rate_estimate(dir: &Path) -> (f64, &'static str) {
+    match measured_rate(dir) {
+        Some(r) => (r, "measured by this study's finished runs"),
+        None => (
+            DEFAULT_FLOPS_PER_SEC,
+            "default estimate; refined once runs finish",
+        ),
+    }
+}
+
 /// What a run of `kind` trains on.
 fn unit(kind: RunKind) -> &'static str {
     match kind {
@@ -384,32 +430,14 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
     }
     let (spec, text, dir) = load(&args.file, args.dir.as_deref())?;
     let plan = make_plan(&spec, &dir, &args.file)?;
-    let (threads_per_run, jobs) = parallelism(&args, plan.runs.len())?;
-    let mut store = open_study_store(&dir, StudyKind::Scaling, &spec.name, &text)?;
-    let launcher = SelfLauncher::new(threads_per_run)?;
-    let mut progress = Lines::new();
-    eprintln!(
-        "study {} in {}: {jobs} runs at a time, {} thread(s) each",
-        spec.name,
-        dir.display(),
-        threads_per_run
-    );
-    let summary = run_study(&plan, &mut store, &dir, &launcher, jobs, &mut progress)?;
+    let context = (spec.name.as_str(), text.as_str(), dir.as_path());
+    let (summary, store) = run_planned(&args, StudyKind::Scaling, &plan, plan.runs.len(), context)?;
     let achieved: f64 = store
         .runs()?
         .iter()
         .filter(|r| r.status == RunState::Completed)
         .map(|r| r.train_flops)
         .sum::<f64>();
-    eprintln!(
-        "study {}: {} completed now, {} diverged, {} failed, {} were already done; {:.0} s wall",
-        spec.name,
-        summary.completed,
-        summary.diverged,
-        summary.failed,
-        summary.already_done,
-        summary.wall_secs
-    );
     if summary.wall_secs > 0.0 && summary.completed > 0 {
         eprintln!(
             "achieved {} FLOP/s over the study's recorded runs (this invocation: {:.0} s)",
@@ -441,12 +469,7 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if summary.failed > 0 {
-        eprintln!("some runs failed; run the same command again to retry them");
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(run_exit(&summary))
 }
 
 /// The study directory of `path` (a directory, or a study file whose directory is

@@ -8,15 +8,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use scalelab_analysis::transfer_study::{TransferAnalysis, TransferRow, analyse_transfer};
 use scalelab_report::{PretrainRow, TransferStudyReport, render_transfer_report};
-use scalelab_spec::{AdaptKind, DataSpec, Named, RunStatus, TransferStudySpec};
-use scalelab_sweep::{RunState, Store, TransferPlan, TransferRole, plan_transfer_study, run_study};
+use scalelab_spec::{DataSpec, Named, RunStatus, TransferMethod, TransferStudySpec};
+use scalelab_sweep::{RunState, Store, TransferPlan, TransferRole, plan_transfer_study};
 use serde_json::json;
 
 use crate::args::{StudyFileArgs, StudyRunArgs};
-use crate::study::{
-    DEFAULT_FLOPS_PER_SEC, Lines, SelfLauncher, StudyKind, default_jobs, measured_rate,
-    open_study_store, parallelism, study_name,
-};
+use crate::study::{StudyKind, default_jobs, rate_estimate, run_exit, run_planned, study_name};
 use crate::{human, read_toml, write_text};
 
 /// The study file, read and checked, its text, and its directory.
@@ -35,13 +32,7 @@ fn load(file: &Path, dir: Option<&Path>) -> Result<(TransferPlan, String, PathBu
 /// `scalelab study plan` of a transfer study.
 pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
     let (plan, _, dir) = load(&args.file, args.dir.as_deref())?;
-    let (rate, source) = match measured_rate(&dir) {
-        Some(r) => (r, "measured by this study's finished runs"),
-        None => (
-            DEFAULT_FLOPS_PER_SEC,
-            "default estimate; refined once runs finish",
-        ),
-    };
+    let (rate, source) = rate_estimate(&dir);
     let jobs = default_jobs();
     let serial: f64 = plan.runs.iter().map(|r| r.run.flops / rate).sum();
     if args.json {
@@ -101,35 +92,13 @@ pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
 /// `scalelab study run` of a transfer study.
 pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
     let (plan, text, dir) = load(&args.file, args.dir.as_deref())?;
-    let (threads_per_run, jobs) = parallelism(args, plan.runs.len())?;
-    let mut store = open_study_store(&dir, StudyKind::Transfer, &plan.spec.name, &text)?;
-    eprintln!(
-        "transfer study {} in {}: {} runs, {jobs} at a time, {threads_per_run} thread(s) each",
-        plan.spec.name,
-        dir.display(),
-        plan.runs.len(),
-    );
-    let launcher = SelfLauncher::new(threads_per_run)?;
-    let summary = run_study(&plan, &mut store, &dir, &launcher, jobs, &mut Lines::new())?;
-    eprintln!(
-        "study {}: {} completed now, {} diverged, {} failed, {} were already done; {:.0} s wall",
-        plan.spec.name,
-        summary.completed,
-        summary.diverged,
-        summary.failed,
-        summary.already_done,
-        summary.wall_secs
-    );
+    let context = (plan.spec.name.as_str(), text.as_str(), dir.as_path());
+    let (summary, _) = run_planned(args, StudyKind::Transfer, &plan, plan.runs.len(), context)?;
     if !args.no_report {
         let path = study_report(&dir, None, false)?;
         println!("{}", path.display());
     }
-    Ok(if summary.failed > 0 {
-        eprintln!("some runs failed; run the same command again to retry them");
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(run_exit(&summary))
 }
 
 /// The plan of the study stored in `dir` (from the study file its store keeps).
@@ -200,7 +169,7 @@ fn analyse(dir: &Path) -> Result<(TransferAnalysis, TransferStudyReport)> {
             loss,
             trainable_params: adaptation.as_ref().map(|a| a.trainable_params),
             kept_bytes: adaptation.as_ref().map(|a| match method {
-                Some(AdaptKind::Lora) => a.adapter_bytes.unwrap_or(a.weights_bytes),
+                Some(TransferMethod::Lora) => a.adapter_bytes.unwrap_or(a.weights_bytes),
                 _ => a.weights_bytes,
             }),
             peak_rss_bytes: adaptation.as_ref().map(|a| a.peak_rss_bytes),

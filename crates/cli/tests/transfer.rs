@@ -410,7 +410,7 @@ tokens = 16384
 data = { corpus = "dir", path = "code" }
 tokens = [1024, 2048, 4096]
 scratch_tokens = [16384, 32768]
-methods = ["full", "lora"]
+methods = ["full", "lora", "lp-ft"]
 lora_rank = 2
 [analysis]
 bootstrap = 20
@@ -421,8 +421,10 @@ fn write_code_corpus(dir: &Path) {
     let code: String = (0..1500)
         .map(|i| format!("def f{i}(x):\n    return x * {} + {}\n", i % 13, i % 7))
         .collect();
-    std::fs::create_dir_all(dir.join("code")).unwrap();
-    std::fs::write(dir.join("code/functions.txt"), code).unwrap();
+    let path = dir.join("code/functions.txt");
+    std::fs::create_dir_all(dir.join("code"))
+        .and_then(|()| std::fs::write(&path, code))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 #[test]
@@ -434,8 +436,9 @@ fn a_transfer_study_trains_parents_first_and_reports_the_data_transferred() {
     let plan = scalelab(&["study", "plan", "t.toml", "--json"], cwd);
     let plan = json(&plan);
     let runs = plan["runs"].as_array().unwrap();
-    // 1 pre-training run, 5 from-scratch budgets, 2 methods × 3 D_F.
-    assert_eq!(runs.len(), 1 + 5 + 6);
+    // 1 pre-training run, 5 from-scratch budgets, 3 methods × 3 D_F and LP-FT's probe
+    // stage at each D_F.
+    assert_eq!(runs.len(), 1 + 5 + 9 + 3);
     let parent = runs.iter().find(|r| r["role"] == "pretrain").unwrap();
     for r in runs
         .iter()
@@ -446,7 +449,7 @@ fn a_transfer_study_trains_parents_first_and_reports_the_data_transferred() {
     let out = scalelab(&["study", "run", "t.toml", "--dir", "s"], cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("12 completed now"),
+        stderr(&out).contains("18 completed now"),
         "{}",
         stderr(&out)
     );
@@ -473,7 +476,8 @@ fn a_transfer_study_trains_parents_first_and_reports_the_data_transferred() {
     assert!(csv.lines().count() >= 2, "{csv}");
     let report = json(&scalelab(&["study", "report", "s", "--json"], cwd));
     let cells = report["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), 6);
+    // Full, LoRA, LP-FT and the probe (LP-FT's first stage) at 3 D_F each.
+    assert_eq!(cells.len(), 12);
     for c in cells {
         assert!(c["loss"].as_f64().unwrap() > 0.0);
         assert!(c["scratch_loss"].as_f64().is_some(), "{c}");
@@ -484,7 +488,7 @@ fn a_transfer_study_trains_parents_first_and_reports_the_data_transferred() {
         cwd,
     );
     assert!(
-        stderr(&again).contains("12 were already done"),
+        stderr(&again).contains("18 were already done"),
         "{}",
         stderr(&again)
     );

@@ -67,5 +67,6 @@ pub use task::{
     TaskTrainSet,
 };
 pub use transfer::{
-    FinetuneSpec, PretrainBudget, PretrainSpec, TransferAnalysisSpec, TransferStudySpec,
+    FinetuneSpec, PretrainBudget, PretrainSpec, TransferAnalysisSpec, TransferMethod,
+    TransferStudySpec,
 };

@@ -25,6 +25,36 @@ use crate::{
     TrainSpec,
 };
 
+crate::named! {
+    /// How a transfer study adapts its pre-trained models (`finetune.methods`).
+    pub enum TransferMethod under "finetune.methods" {
+        /// Every weight trains.
+        Full = "full",
+        /// The output layer alone (a linear probe of the pre-trained features).
+        Probe = "probe",
+        /// The input layer and the first `finetune.freeze_layers` layers frozen.
+        Freeze = "freeze",
+        /// Low-rank adapters (Hu et al. 2021).
+        Lora = "lora",
+        /// A linear probe first, then every weight from the probed model (Kumar et al.
+        /// 2022): the probe's run, then a full fine-tuning run that starts from it, both on
+        /// the same `D_F` tokens.
+        LpFt = "lp-ft",
+    }
+}
+
+impl TransferMethod {
+    /// Which weights the method's (last) run trains.
+    pub fn adapt(self) -> AdaptKind {
+        match self {
+            TransferMethod::Full | TransferMethod::LpFt => AdaptKind::Full,
+            TransferMethod::Probe => AdaptKind::Probe,
+            TransferMethod::Freeze => AdaptKind::Freeze,
+            TransferMethod::Lora => AdaptKind::Lora,
+        }
+    }
+}
+
 /// A transfer study as the user writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,9 +123,10 @@ pub struct FinetuneSpec {
     /// reaches the fine-tuned losses (each D_F is always trained from scratch too).
     #[serde(default)]
     pub scratch_tokens: Vec<u64>,
-    /// Adaptation methods (`full`, `probe`, `freeze`, `lora`), each run at every D_F.
+    /// Adaptation methods (`full`, `probe`, `freeze`, `lora`, `lp-ft`), each run at every
+    /// D_F.
     #[serde(default = "full_only")]
-    pub methods: Vec<AdaptKind>,
+    pub methods: Vec<TransferMethod>,
     /// Peak learning rate of the fine-tuning runs (default: `train.lr`).
     #[serde(default)]
     pub lr: Option<f64>,
@@ -113,8 +144,8 @@ pub struct FinetuneSpec {
     pub lora_targets: Vec<String>,
 }
 
-fn full_only() -> Vec<AdaptKind> {
-    vec![AdaptKind::Full]
+fn full_only() -> Vec<TransferMethod> {
+    vec![TransferMethod::Full]
 }
 
 fn one() -> usize {
@@ -227,7 +258,7 @@ impl TransferStudySpec {
             return Err(SpecError::invalid(
                 "finetune.methods",
                 "[]",
-                "list at least one method: full, probe, freeze or lora",
+                "list at least one method: full, probe, freeze, lora or lp-ft",
             ));
         }
         if let Some((i, m)) =

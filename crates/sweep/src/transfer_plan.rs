@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use scalelab_spec::{
-    AdaptKind, Named, Parent, PretrainBudget, RunSpec, TrainSpec, TransferStudySpec,
+    AdaptKind, Named, Parent, PretrainBudget, RunSpec, TrainSpec, TransferMethod, TransferStudySpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +24,9 @@ pub enum TransferRole {
     Pretrain,
     /// Training from scratch on the target corpus.
     Scratch,
-    /// Fine-tuning the pre-trained model on the target corpus by one method.
-    Finetune(AdaptKind),
+    /// Fine-tuning the pre-trained model on the target corpus by one method (LP-FT's
+    /// probe stage is the `probe` method's run).
+    Finetune(TransferMethod),
 }
 
 impl TransferRole {
@@ -135,12 +136,13 @@ pub fn plan_transfer_study(
                 None,
                 tokens,
             )?;
-            let parent = Parent {
-                run_id: pretrain.run_id.clone(),
+            let parent_of = |run: &PlannedRun| Parent {
+                run_id: run.run_id.clone(),
                 family: model.family,
                 language_model: true,
-                dir: run_dir(study_dir, &pretrain.run_id).display().to_string(),
+                dir: run_dir(study_dir, &run.run_id).display().to_string(),
             };
+            let parent = parent_of(&pretrain);
             push(
                 &mut runs,
                 PlannedTransfer {
@@ -166,21 +168,38 @@ pub fn plan_transfer_study(
             }
             for &method in &spec.finetune.methods {
                 for &d_f in &spec.finetune.tokens {
-                    let run = resolve(
-                        RunSpec {
-                            init: spec.init(method, &parent.dir),
-                            ..run_spec(&finetune_data, with_budget(&finetune_train, d_f))
-                        },
-                        Some(&parent),
-                        d_f,
-                    )
-                    .map_err(|e| in_cell(e, &size, method, d_f, study_file))?;
+                    // One stage: `adapt` from `from`, on D_F tokens.
+                    let stage = |adapt: AdaptKind, from: &Parent| {
+                        resolve(
+                            RunSpec {
+                                init: spec.init(adapt, &from.dir),
+                                ..run_spec(&finetune_data, with_budget(&finetune_train, d_f))
+                            },
+                            Some(from),
+                            d_f,
+                        )
+                        .map_err(|e| in_cell(e, &size, method, d_f, study_file))
+                    };
+                    let mut from = parent.clone();
+                    if method == TransferMethod::LpFt {
+                        let probe = stage(AdaptKind::Probe, &parent)?;
+                        from = parent_of(&probe);
+                        push(
+                            &mut runs,
+                            PlannedTransfer {
+                                run: probe,
+                                role: TransferRole::Finetune(TransferMethod::Probe),
+                                parent: Some(parent.run_id.clone()),
+                            },
+                        );
+                    }
+                    let run = stage(method.adapt(), &from)?;
                     push(
                         &mut runs,
                         PlannedTransfer {
                             run,
                             role: TransferRole::Finetune(method),
-                            parent: Some(parent.run_id.clone()),
+                            parent: Some(from.run_id.clone()),
                         },
                     );
                 }
@@ -195,7 +214,7 @@ pub fn plan_transfer_study(
 }
 
 /// A fine-tuning run that does not resolve, named by its cell.
-fn in_cell(e: SweepError, size: &str, method: AdaptKind, d_f: u64, file: &Path) -> SweepError {
+fn in_cell(e: SweepError, size: &str, method: TransferMethod, d_f: u64, file: &Path) -> SweepError {
     match e {
         SweepError::Spec { source, .. } => SweepError::Cell {
             path: file.to_path_buf(),
@@ -254,7 +273,7 @@ mod tests {
         data = { corpus = "dir", path = "code" }
         tokens = [256, 1024]
         scratch_tokens = [4096]
-        methods = ["full", "lora"]
+        methods = ["full", "lora", "lp-ft"]
         lr = 1e-3
     "#;
 
@@ -263,12 +282,14 @@ mod tests {
         let spec: TransferStudySpec = toml::from_str(STUDY).unwrap();
         let dir = Path::new("studies/t");
         let plan = plan_transfer_study(&spec, dir, Path::new("t.toml")).unwrap();
-        // Per size and seed: 1 pre-training, 3 from-scratch budgets, 2 methods × 2 D_F.
-        assert_eq!(plan.runs.len(), 2 * 2 * (1 + 3 + 4));
+        // Per size and seed: 1 pre-training, 3 from-scratch budgets, 3 methods × 2 D_F and
+        // LP-FT's probe stage at each D_F.
+        assert_eq!(plan.runs.len(), 2 * 2 * (1 + 3 + 6 + 2));
         let count = |role: TransferRole| plan.runs.iter().filter(|r| r.role == role).count();
         assert_eq!(count(TransferRole::Pretrain), 4);
         assert_eq!(count(TransferRole::Scratch), 12);
-        assert_eq!(count(TransferRole::Finetune(AdaptKind::Lora)), 8);
+        assert_eq!(count(TransferRole::Finetune(TransferMethod::Lora)), 8);
+        assert_eq!(count(TransferRole::Finetune(TransferMethod::Probe)), 8);
         for r in &plan.runs {
             match r.role {
                 TransferRole::Pretrain => {
@@ -281,14 +302,21 @@ mod tests {
                 }
                 TransferRole::Finetune(method) => {
                     let parent = plan.get(r.parent.as_deref().unwrap()).unwrap();
-                    assert_eq!(parent.role, TransferRole::Pretrain);
+                    // LP-FT fine-tunes its probe (of the same D_F); the rest start from
+                    // the pre-trained model.
+                    if method == TransferMethod::LpFt {
+                        assert_eq!(parent.role, TransferRole::Finetune(TransferMethod::Probe));
+                        assert_eq!(parent.run.tokens, r.run.tokens);
+                    } else {
+                        assert_eq!(parent.role, TransferRole::Pretrain);
+                    }
                     assert_eq!(
                         (&parent.run.size, parent.run.seed),
                         (&r.run.size, r.run.seed)
                     );
                     let from = r.run.spec.init.from.as_deref().unwrap();
                     assert_eq!(Path::new(from), run_dir(dir, &parent.run.run_id));
-                    assert_eq!(r.run.spec.init.adapt, method);
+                    assert_eq!(r.run.spec.init.adapt, method.adapt());
                     assert_eq!(r.run.spec.train.lr, 1e-3);
                     let init = r.run.config.init.as_ref().unwrap();
                     assert_eq!(init.parent.as_deref(), Some(parent.run.run_id.as_str()));
@@ -298,7 +326,7 @@ mod tests {
         // The jobs carry the dependency.
         let jobs = plan.jobs().unwrap();
         let waiting = jobs.iter().filter(|j| j.after.is_some()).count();
-        assert_eq!(waiting, 8 + 8);
+        assert_eq!(waiting, 4 * 2 * 4);
     }
 
     #[test]
