@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use scalelab_spec::{
     AdaptKind, ClassifierPreset, ClassifySpec, CorpusKind, Dataset, Family, GptPreset, HeadChoice,
-    InitSpec, LmSpec, OptimiserKind, RunSpec, TokenizerKind,
+    InitSpec, LmSpec, Objective, OptimiserKind, RunSpec, TokenizerKind,
 };
 
 use crate::read_toml;
@@ -533,6 +533,10 @@ pub struct ClassifyArgs {
     /// k-fold cross-validation over the training images (k ≥ 2).
     #[arg(long)]
     pub folds: Option<usize>,
+    /// What the run learns: classify (default), or mlm (masked-language-model pre-training
+    /// of the encoder on a text data set's sentences, a parent for its classifiers).
+    #[arg(long)]
+    pub objective: Option<Objective>,
     /// Where the run writes, checkpoints and reports.
     #[command(flatten)]
     pub run: RunFlags,
@@ -576,6 +580,7 @@ impl ClassifyArgs {
         );
         set(&mut spec.data.train_fraction, self.train_fraction);
         set(&mut spec.folds, self.folds);
+        set(&mut spec.objective, self.objective);
         set(&mut spec.seed, self.run.seed);
         Ok(spec)
     }

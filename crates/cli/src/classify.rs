@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use scalelab_analysis::classify::{ClassifyRow, analyse_classify_study};
 use scalelab_data::{
-    ImageSplits, LabelledSet, TaggedSplits, TextSplits, classification_split, load_images,
-    load_pang_lee, load_pos, load_sentiment,
+    ImageSplits, LabelledSet, MaskedSet, TaggedSplits, TextSplits, classification_split,
+    load_images, load_pang_lee, load_pos, load_sentiment,
 };
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
-    InputShape, RunStatus,
+    InputShape, Objective, RunStatus,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study};
 use scalelab_train::transfer::parent_dir;
@@ -31,6 +31,8 @@ enum Loaded {
     Images(ImageSplits),
     Text(TextSplits),
     Tagged(TaggedSplits),
+    /// A text set's sentences for masked-language-model pre-training.
+    Masked(TextSplits),
 }
 
 impl Loaded {
@@ -49,7 +51,16 @@ impl Loaded {
             Loaded::Text(load_sentiment(dir, vocab, max_tokens)?)
         } else {
             Loaded::Images(load_images(dataset, dir)?)
-        })
+        }
+        .for_objective(spec.objective))
+    }
+
+    /// The data as `objective` reads it (the resolved spec refuses other pairings).
+    fn for_objective(self, objective: Objective) -> Self {
+        match (self, objective) {
+            (Loaded::Text(s), Objective::Mlm) => Loaded::Masked(s),
+            (loaded, _) => loaded,
+        }
     }
 
     fn input(&self) -> InputShape {
@@ -61,6 +72,13 @@ impl Loaded {
                 vocab: s.vocab,
                 ctx: s.train.ctx,
                 per_token: false,
+            },
+            // The head predicts at every token (FLOPs counted so), then is read at the
+            // chosen ones.
+            Loaded::Masked(s) => InputShape::Tokens {
+                vocab: s.vocab,
+                ctx: s.train.ctx,
+                per_token: true,
             },
             Loaded::Tagged(s) => InputShape::Tokens {
                 vocab: s.vocab,
@@ -75,13 +93,15 @@ impl Loaded {
             Loaded::Images(s) => s.train.n_classes,
             Loaded::Text(s) => s.train.n_classes,
             Loaded::Tagged(s) => s.train.n_tags,
+            // Every token id, padding (the mask token) included, is an output.
+            Loaded::Masked(s) => s.vocab,
         }
     }
 
     fn name(&self) -> &str {
         match self {
             Loaded::Images(s) => &s.name,
-            Loaded::Text(s) => &s.name,
+            Loaded::Text(s) | Loaded::Masked(s) => &s.name,
             Loaded::Tagged(s) => &s.name,
         }
     }
@@ -112,6 +132,13 @@ impl Loaded {
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
                 train_classifier(config, &train, &val, &s.test, options, progress)?
+            }
+            Loaded::Masked(s) => {
+                // The same split of the sentences as a classifier of them makes.
+                let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
+                announce(train.len(), val.len(), s.test.len());
+                let [train, val, test] = [&train, &val, &s.test].map(MaskedSet::of);
+                train_classifier(config, &train, &val, &test, options, progress)?
             }
         })
     }

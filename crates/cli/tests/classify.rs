@@ -350,25 +350,9 @@ fn a_resnet_with_batch_norm_learns_the_digits() {
 
 #[test]
 fn recurrent_models_learn_sentiment_sentences() {
-    // A separable stand-in for the UCI files: positive sentences praise, negative ones pan,
-    // in the package's JSON layout (with its trailing empty entry).
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sent");
-    std::fs::create_dir_all(&data).unwrap();
-    let good = ["great", "wonderful", "loved", "excellent", "superb"];
-    let bad = ["awful", "terrible", "hated", "boring", "dreadful"];
-    let things = ["film", "food", "phone", "service", "story", "battery"];
-    for (f, name) in ["imdb.json", "yelp.json", "amazon.json"].iter().enumerate() {
-        let mut entries = Vec::new();
-        for i in 0..40 {
-            let positive = i % 2 == 0;
-            let word = if positive { good[i % 5] } else { bad[i % 5] };
-            let text = format!("The {} was {word}.", things[(i + f) % 6]);
-            entries.push(serde_json::json!({ "text": text, "class": u8::from(positive) }));
-        }
-        entries.push(serde_json::json!({ "text": "", "class": null }));
-        std::fs::write(data.join(name), serde_json::to_string(&entries).unwrap()).unwrap();
-    }
+    common::write_sentiment_standin(&data);
     for preset in ["lstm", "gru", "encoder-small"] {
         let r = json_of(
             &format!(

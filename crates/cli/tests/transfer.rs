@@ -504,3 +504,57 @@ fn a_transfer_study_on_its_own_pretraining_corpus_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert_says(&out, &["t.toml", "finetune.data", "measures no transfer"]);
 }
+
+#[test]
+fn a_masked_language_model_pre_trains_the_encoder_that_a_classifier_then_starts_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    common::write_sentiment_standin(&cwd.join("sent"));
+    let base = "classify --data-dir sent --threads 1 --json";
+    let run = |extra: &str| {
+        let line = format!("{base} --dataset sentiment --preset encoder-small {extra}");
+        json(&scalelab(&line.split_whitespace().collect::<Vec<_>>(), cwd))
+    };
+    let mlm = run("--objective mlm --samples 4000 --lr 3e-3");
+    assert_eq!(mlm["config"]["objective"], "mlm");
+    // Every token id is an output: the head is as wide as the vocabulary.
+    let vocab = mlm["config"]["model"]["vocab"].as_u64().unwrap();
+    assert_eq!(mlm["config"]["model"]["classes"].as_u64(), Some(vocab));
+    // It learned the sentences: masked tokens are predicted far better than uniformly.
+    let loss = mlm["test"]["loss"].as_f64().unwrap();
+    assert!(
+        loss < 0.5 * (vocab as f64).ln(),
+        "MLM test loss {loss}, vocab {vocab}"
+    );
+    // A classifier starts from its body, the head re-initialised (classes, not tokens).
+    let child = run(&format!(
+        "--samples 2000 --seed 1 --init-from {}",
+        run_dir(&mlm)
+    ));
+    assert_eq!(child["adaptation"]["parent"], mlm["run_id"]);
+    assert_eq!(child["config"]["init"]["head"], "reset");
+    assert_eq!(child["config"]["objective"], serde_json::Value::Null);
+    assert_eq!(child["config"]["model"]["classes"], 2);
+    let (parent_w, child_w) = (weights(cwd, &mlm), weights(cwd, &child));
+    assert_eq!(parent_w.len(), child_w.len());
+    assert_ne!(
+        parent_w["classifier.weight"].len(),
+        child_w["classifier.weight"].len()
+    );
+    // Only the text encoder and text data sets: the rest is refused by key.
+    for (extra, says) in [
+        (
+            "--objective mlm --dataset sentiment --preset lstm",
+            "bidirectional encoder",
+        ),
+        (
+            "--objective mlm --dataset digits --preset mlp",
+            "text data set",
+        ),
+    ] {
+        let line = format!("{base} {extra} --samples 100");
+        let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), cwd);
+        assert_eq!(out.status.code(), Some(1), "{extra}");
+        assert_says(&out, &["objective", says]);
+    }
+}

@@ -10,6 +10,7 @@ pub mod error;
 pub mod folds;
 pub mod images;
 pub mod labelled;
+pub mod mlm;
 pub mod tagged;
 pub mod tasks;
 pub mod text_sets;
@@ -23,6 +24,7 @@ pub use images::{
     ImageBatch, ImageSet, ImageSplits, classification_split, load_digits, load_images,
 };
 pub use labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
+pub use mlm::{Masked, MaskedSet, MlmBatch, mask_sentence};
 pub use tagged::{TaggedBatch, TaggedSet, TaggedSplits, load_pos};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use text_sets::{TextSet, TextSplits, TokenBatch, load_pang_lee, load_sentiment};

@@ -50,5 +50,7 @@ pub use record::{
     CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassScores,
     ClassifyPoint, ClassifyRecord, ClassifyResult,
 };
-pub use run::{ClassifyConfig, ClassifySpec, ClassifyTrainConfig, ClassifyTrainSpec, SampleBudget};
+pub use run::{
+    ClassifyConfig, ClassifySpec, ClassifyTrainConfig, ClassifyTrainSpec, Objective, SampleBudget,
+};
 pub use study::{ClassifyStudySpec, Regulariser, StudyCell};

@@ -23,8 +23,8 @@ pub use classify::{
     Augmentation, CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics,
     ClassScores, ClassifierConfig, ClassifierPreset, ClassifierSpec, ClassifyConfig, ClassifyPoint,
     ClassifyRecord, ClassifyResult, ClassifySpec, ClassifyStudySpec, ClassifyTrainConfig,
-    ClassifyTrainSpec, Dataset, ImageDataSpec, InputShape, Regulariser, RnnCell, SampleBudget,
-    StudyCell,
+    ClassifyTrainSpec, Dataset, ImageDataSpec, InputShape, Objective, Regulariser, RnnCell,
+    SampleBudget, StudyCell,
 };
 pub use error::SpecError;
 

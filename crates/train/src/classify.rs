@@ -14,7 +14,9 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_data::{Draw, ImageBatch, LabelledBatch, LabelledSet, TaggedBatch, TokenBatch};
+use scalelab_data::{
+    Draw, ImageBatch, LabelledBatch, LabelledSet, MlmBatch, TaggedBatch, TokenBatch,
+};
 use scalelab_models::{
     FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
 };
@@ -66,6 +68,20 @@ impl<M: TextClassifier> Classifier<TaggedBatch> for M {
     fn batch_logits(&self, batch: &TaggedBatch, device: &Device) -> Tensor<2> {
         let tokens = token_tensor(&batch.ids, batch.batch, batch.ctx, device);
         self.tag_tokens(tokens, &batch.lengths)
+    }
+}
+
+/// A masked-language model's logits are its per-token logits at the chosen positions.
+impl<M: TextClassifier> Classifier<MlmBatch> for M {
+    fn batch_logits(&self, batch: &MlmBatch, device: &Device) -> Tensor<2> {
+        let tokens = token_tensor(&batch.ids, batch.batch, batch.ctx, device);
+        let every = self.tag_tokens(tokens, &batch.lengths); // [Σ lengths, V]
+        let chosen: Vec<i64> = batch.positions.iter().map(|&p| p as i64).collect();
+        let n = chosen.len();
+        every.select(
+            0,
+            Tensor::<1, Int>::from_data(TensorData::new(chosen, [n]), device),
+        )
     }
 }
 
@@ -148,7 +164,7 @@ impl ClassifierInput for ImageBatch {
     }
 }
 
-/// Sentence batches and tagged batches are read alike.
+/// Sentence batches, tagged batches and masked batches are read alike.
 macro_rules! text_input {
     ($batch:ty) => {
         impl ClassifierInput for $batch {
@@ -170,6 +186,7 @@ macro_rules! text_input {
 }
 text_input!(TokenBatch);
 text_input!(TaggedBatch);
+text_input!(MlmBatch);
 
 impl<S: LabelledSet> UseClassifier for ClassifyRun<'_, S>
 where

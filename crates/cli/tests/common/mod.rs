@@ -31,3 +31,26 @@ pub fn assert_says(o: &Output, parts: &[&str]) {
         assert!(err.contains(part), "no {part:?} in: {err}");
     }
 }
+
+/// A separable stand-in for the UCI sentiment files in `dir`: positive sentences praise,
+/// negative ones pan, 40 a file, in the package's JSON layout (with its trailing empty
+/// entry).
+pub fn write_sentiment_standin(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let good = ["great", "wonderful", "loved", "excellent", "superb"];
+    let bad = ["awful", "terrible", "hated", "boring", "dreadful"];
+    let things = ["film", "food", "phone", "service", "story", "battery"];
+    for (f, name) in ["imdb.json", "yelp.json", "amazon.json"].iter().enumerate() {
+        let mut entries = Vec::new();
+        for i in 0..40 {
+            let positive = i % 2 == 0;
+            let word = if positive { good[i % 5] } else { bad[i % 5] };
+            let text = format!("The {} was {word}.", things[(i + f) % 6]);
+            entries.push(serde_json::json!({ "text": text, "class": u8::from(positive) }));
+        }
+        entries.push(serde_json::json!({ "text": "", "class": null }));
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::Value::Array(entries).to_string())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

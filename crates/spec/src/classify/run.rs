@@ -6,7 +6,7 @@ use super::{Augmentation, ClassifierConfig, ClassifierSpec, Dataset, ImageDataSp
 use crate::init::{InitConfig, InitSpec, Parent};
 use crate::optim::OptimiserKind;
 use crate::run::is_zero;
-use crate::{Optimiser, SpecError};
+use crate::{Named, Optimiser, SpecError};
 
 /// The training part of a classification spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +68,28 @@ impl Default for ClassifyTrainSpec {
     }
 }
 
+crate::named! {
+    /// What a classification run learns (`objective`).
+    #[derive(Default)]
+    pub enum Objective under "objective" {
+        /// The data set's classes (or tags).
+        #[default]
+        Classify = "classify",
+        /// Masked-language-model pre-training of a text encoder on the data set's training
+        /// sentences, labels unused (BERT: 15% of the tokens chosen, 80% masked, 10%
+        /// replaced, 10% kept; `scalelab_data::mlm`): a parent for classifiers of the same
+        /// sentences.
+        Mlm = "mlm",
+    }
+}
+
+impl Objective {
+    /// Whether it is the default (left out of configs, so run ids stay as they were).
+    pub fn is_classify(&self) -> bool {
+        *self == Objective::Classify
+    }
+}
+
 /// A classification run as the user writes it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -90,6 +112,9 @@ pub struct ClassifySpec {
     pub augment: Augmentation,
     /// Where the weights start (a parent run) and which of them train.
     pub init: InitSpec,
+    /// What the run learns: the classes, or (a text encoder) masked tokens.
+    #[serde(skip_serializing_if = "Objective::is_classify")]
+    pub objective: Objective,
 }
 
 /// A classification budget.
@@ -159,6 +184,9 @@ pub struct ClassifyConfig {
     /// The parent run and which weights train; absent for a run trained whole from scratch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<InitConfig>,
+    /// What it learns; absent for classification, so those runs keep their ids.
+    #[serde(default, skip_serializing_if = "Objective::is_classify")]
+    pub objective: Objective,
 }
 
 impl ClassifySpec {
@@ -268,6 +296,28 @@ impl ClassifySpec {
             ));
         }
         self.augment.check()?;
+        if self.objective == Objective::Mlm {
+            if !dataset.is_text() || dataset.is_tagging() {
+                return Err(SpecError::invalid(
+                    "objective",
+                    "mlm",
+                    format!(
+                        "masked-language-model pre-training reads the sentences of a text data set (sentiment or pang_lee), not {}",
+                        dataset.name()
+                    ),
+                ));
+            }
+            if model.family() != crate::Family::Encoder {
+                return Err(SpecError::invalid(
+                    "objective",
+                    "mlm",
+                    format!(
+                        "masked-language-model pre-training is for the bidirectional encoder (model.family = \"encoder\"), not {}",
+                        model.family().name()
+                    ),
+                ));
+            }
+        }
         Ok(ClassifyConfig {
             seed: self.seed,
             dataset,
@@ -293,6 +343,7 @@ impl ClassifySpec {
             folds: self.folds,
             fold: self.fold,
             init,
+            objective: self.objective,
         })
     }
 }

@@ -1,0 +1,249 @@
+//! Masked-language-model examples (BERT, Devlin et al. 2019): the sentences of a text data
+//! set, their labels ignored, with tokens hidden to be predicted from both sides.
+//!
+//! As Google's BERT code does (`create_pretraining_data.py`): in a sentence of `n` tokens,
+//! `max(1, round(0.15·n))` positions are chosen without replacement; each is replaced by the
+//! mask token with probability 0.8, by a uniformly random token with probability 0.1, and
+//! left as it is with probability 0.1; the loss is taken at the chosen positions only, against
+//! the original tokens. The mask token is the data set's padding id: the encoder masks
+//! padding by length, not by id, so inside a sentence the id is free for this use, and a child
+//! classifier keeps the same vocabulary (the same embedding shape). Training batches draw
+//! fresh masks every step (dynamic masking, as RoBERTa does); evaluation batches draw theirs
+//! from the examples' indices, so a model is always scored on the same masks.
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use scalelab_spec::Augmentation;
+
+use crate::labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
+use crate::text_sets::TextSet;
+
+/// Share of a sentence's tokens chosen for prediction.
+pub const MLM_FRACTION: f64 = 0.15;
+/// Of the chosen tokens, the share replaced by the mask token.
+pub const MLM_MASK_SHARE: f64 = 0.8;
+/// Of the chosen tokens, the share replaced by a random token (the rest stay as they are).
+pub const MLM_RANDOM_SHARE: f64 = 0.1;
+/// Salt of the masks of evaluation batches.
+const EVAL_SALT: u64 = 0x6d6c_6d65_7661_6c00;
+
+/// One sentence, masked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Masked {
+    /// The sentence as the model reads it.
+    pub inputs: Vec<u32>,
+    /// The chosen positions, ascending.
+    pub positions: Vec<usize>,
+    /// The original token at each chosen position.
+    pub targets: Vec<u32>,
+}
+
+/// Masks `tokens` (see the module docs): chosen tokens become `mask` (80%), a random id
+/// below `vocab_real` (10%), or stay (10%). An empty sentence has nothing to choose.
+pub fn mask_sentence(tokens: &[u32], mask: u32, vocab_real: u32, rng: &mut impl Rng) -> Masked {
+    let n = tokens.len();
+    let count = ((MLM_FRACTION * n as f64).round() as usize).max(1).min(n);
+    let mut positions = sample(rng, n, count).into_vec();
+    positions.sort_unstable();
+    let mut inputs = tokens.to_vec();
+    for &p in &positions {
+        let u: f64 = rng.random();
+        if u < MLM_MASK_SHARE {
+            inputs[p] = mask;
+        } else if u < MLM_MASK_SHARE + MLM_RANDOM_SHARE {
+            inputs[p] = rng.random_range(0..vocab_real.max(1));
+        }
+    }
+    let targets = positions.iter().map(|&p| tokens[p]).collect();
+    Masked {
+        inputs,
+        positions,
+        targets,
+    }
+}
+
+/// The sentences of a text set as masked-language-model examples: every token id is a
+/// class, so a model predicting them has `vocab` outputs (the padding id is never a target).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskedSet {
+    /// Token ids of every sentence, at most `ctx` each.
+    pub tokens: Vec<Vec<u32>>,
+    /// Longest sequence.
+    pub ctx: usize,
+    /// The padding id, also the mask token (the last id of the vocabulary).
+    pub pad: u32,
+    /// Class 0 for every sentence (the labels are not used; splits are not stratified).
+    pub sentence_classes: Vec<u32>,
+}
+
+impl MaskedSet {
+    /// The sentences of `set`, labels dropped.
+    pub fn of(set: &TextSet) -> MaskedSet {
+        MaskedSet {
+            tokens: set.tokens.clone(),
+            ctx: set.ctx,
+            pad: set.pad,
+            sentence_classes: vec![0; set.tokens.len()],
+        }
+    }
+
+    fn batch_of(&self, rows: &[usize], rng: &mut impl Rng) -> MlmBatch {
+        let batch = rows.len();
+        let mut ids = Vec::with_capacity(batch * self.ctx);
+        let (mut lengths, mut positions, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for &i in rows {
+            let row = &self.tokens[i][..self.tokens[i].len().min(self.ctx)];
+            let masked = mask_sentence(row, self.pad, self.pad, rng);
+            ids.extend(masked.inputs.iter().map(|&t| i64::from(t)));
+            ids.extend(std::iter::repeat_n(
+                i64::from(self.pad),
+                self.ctx - masked.inputs.len(),
+            ));
+            positions.extend(masked.positions.iter().map(|&p| offset + p));
+            targets.extend(masked.targets.iter().map(|&t| i64::from(t)));
+            let n = row.len().max(1);
+            lengths.push(n);
+            offset += n;
+        }
+        MlmBatch {
+            ids,
+            lengths,
+            positions,
+            targets,
+            batch,
+            ctx: self.ctx,
+        }
+    }
+}
+
+/// A batch of masked sentences.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlmBatch {
+    /// `[batch, ctx]` token ids as the model reads them, padded.
+    pub ids: Vec<i64>,
+    /// Real tokens of each sentence (at least 1).
+    pub lengths: Vec<usize>,
+    /// The chosen positions, as indices into the real tokens of the batch numbered sentence
+    /// by sentence (`0..Σ lengths`), ascending.
+    pub positions: Vec<usize>,
+    /// The original token at each chosen position.
+    pub targets: Vec<i64>,
+    /// Sentences.
+    pub batch: usize,
+    /// Padded length.
+    pub ctx: usize,
+}
+
+impl LabelledBatch for MlmBatch {
+    fn labels(&self) -> &[i64] {
+        &self.targets
+    }
+}
+
+impl LabelledSet for MaskedSet {
+    type Batch = MlmBatch;
+
+    fn labels(&self) -> &[u32] {
+        &self.sentence_classes
+    }
+
+    fn n_classes(&self) -> usize {
+        self.pad as usize + 1
+    }
+
+    fn subset(&self, indices: &[usize]) -> Self {
+        MaskedSet {
+            tokens: indices.iter().map(|&i| self.tokens[i].clone()).collect(),
+            sentence_classes: vec![0; indices.len()],
+            ..*self
+        }
+    }
+
+    /// Fresh masks every batch; augmentation does not apply to masked sentences.
+    fn train_batch(&self, draw: Draw, _: &Augmentation) -> MlmBatch {
+        let mut rng = draw.rng(0x6d6c_6d5e);
+        let rows = batch_indices(self.len(), draw.seed, draw.index, draw.size);
+        self.batch_of(&rows, &mut rng)
+    }
+
+    /// Masks drawn from the first index, so the same examples get the same masks.
+    fn batch(&self, indices: &[usize]) -> MlmBatch {
+        let first = indices.first().copied().unwrap_or(0) as u64;
+        let mut rng = ChaCha8Rng::seed_from_u64(EVAL_SALT ^ first);
+        self.batch_of(indices, &mut rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifteen_percent_are_chosen_and_split_eighty_ten_ten() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        // A 20-token sentence of ids 10..30: round(0.15 × 20) = 3 positions exactly.
+        let sentence: Vec<u32> = (10..30).collect();
+        let m = mask_sentence(&sentence, 99, 50, &mut rng);
+        assert_eq!(m.positions.len(), 3);
+        assert!(m.positions.windows(2).all(|w| w[0] < w[1]));
+        for (i, &t) in sentence.iter().enumerate() {
+            match m.positions.iter().position(|&p| p == i) {
+                Some(k) => assert_eq!(m.targets[k], t),
+                None => assert_eq!(m.inputs[i], t, "unchosen tokens stay"),
+            }
+        }
+        // Short sentences still predict one token; an empty one none.
+        assert_eq!(mask_sentence(&[5, 6], 99, 50, &mut rng).positions.len(), 1);
+        assert_eq!(
+            mask_sentence(&[5, 6, 7], 99, 50, &mut rng).positions.len(),
+            1
+        );
+        assert!(mask_sentence(&[], 99, 50, &mut rng).positions.is_empty());
+        // Over 200,000 chosen tokens the shares are 80/10/10 (a random id can equal the
+        // original: 1 in 50 of the 10%, so "kept" is 10% + 0.2%).
+        let long: Vec<u32> = (0..1000).map(|i| i % 50).collect();
+        let (mut chosen, mut masked, mut kept, mut random) = (0, 0, 0, 0);
+        for _ in 0..1334 {
+            let m = mask_sentence(&long, 99, 50, &mut rng);
+            assert_eq!(m.positions.len(), 150);
+            for (&p, &t) in m.positions.iter().zip(&m.targets) {
+                chosen += 1;
+                match m.inputs[p] {
+                    99 => masked += 1,
+                    x if x == t => kept += 1,
+                    _ => random += 1,
+                }
+            }
+        }
+        let share = |k: usize| k as f64 / chosen as f64;
+        assert!((share(masked) - 0.8).abs() < 0.005, "{}", share(masked));
+        assert!((share(kept) - 0.102).abs() < 0.005, "{}", share(kept));
+        assert!((share(random) - 0.098).abs() < 0.005, "{}", share(random));
+    }
+
+    #[test]
+    fn batches_number_their_positions_across_sentences_and_score_on_fixed_masks() {
+        let set = MaskedSet {
+            tokens: vec![(0..20).collect(), vec![3, 4], (0..40).collect()],
+            ctx: 32,
+            pad: 60,
+            sentence_classes: vec![0; 3],
+        };
+        assert_eq!(set.n_classes(), 61);
+        let b = set.batch(&[0, 1, 2]);
+        assert_eq!(b.lengths, [20, 2, 32]);
+        // 3 + 1 + round(0.15 × 32) = 5 positions; those of sentence 2 start after 22 tokens.
+        assert_eq!(b.positions.len(), 3 + 1 + 5);
+        assert!(b.positions[3] >= 20 && b.positions[3] < 22);
+        assert!(b.positions[4..].iter().all(|&p| (22..54).contains(&p)));
+        assert_eq!(b.ids.len(), 3 * 32);
+        // The same examples get the same masks; training batches draw fresh ones.
+        assert_eq!(set.batch(&[0, 1, 2]), b);
+        let draw = |index| set.train_batch(Draw::new(7, index, 3), &Augmentation::default());
+        assert_eq!(draw(0), draw(0));
+        assert_ne!(draw(0).positions, draw(1).positions);
+    }
+}
