@@ -648,6 +648,10 @@ pub struct InitArgs {
     /// an MLP's hidden; a CNN's fc; an LSTM's or GRU's input,recurrent); default: all.
     #[arg(long, value_delimiter = ',')]
     pub lora_targets: Option<Vec<String>>,
+    /// With --init-from: the body trains at this share of the learning rate, the output
+    /// layer at the whole (e.g. 0.1; default 1).
+    #[arg(long)]
+    pub body_lr_ratio: Option<f64>,
 }
 
 impl InitArgs {
@@ -662,6 +666,7 @@ impl InitArgs {
         set(&mut init.lora_rank, self.lora_rank);
         set(&mut init.lora_alpha, self.lora_alpha);
         set(&mut init.lora_targets, self.lora_targets.clone());
+        set(&mut init.body_lr_ratio, self.body_lr_ratio);
     }
 }
 

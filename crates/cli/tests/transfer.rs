@@ -558,3 +558,74 @@ fn a_masked_language_model_pre_trains_the_encoder_that_a_classifier_then_starts_
         assert_says(&out, &["objective", says]);
     }
 }
+
+/// The tensor `name` of a run's weights as f32 values.
+fn floats(weights: &BTreeMap<String, Vec<u8>>, name: &str) -> Vec<f32> {
+    weights[name]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn a_slower_body_moves_less_from_the_parent_than_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = classify(dir.path(), "--preset mlp-small --samples 4000");
+    let from = run_dir(&parent);
+    let child = |ratio: &str| {
+        classify(
+            dir.path(),
+            &format!(
+                "--preset mlp-small --samples 2000 --seed 1 --init-from {from} --body-lr-ratio {ratio}"
+            ),
+        )
+    };
+    let (slow, whole) = (child("0.01"), child("1"));
+    assert_eq!(slow["config"]["init"]["body_lr_ratio"], 0.01);
+    // A ratio of 1 is the default: left out of the config, so the run id is unchanged.
+    assert_eq!(
+        whole["config"]["init"]["body_lr_ratio"],
+        serde_json::Value::Null
+    );
+    assert_ne!(slow["run_id"], whole["run_id"]);
+    let start = weights(dir.path(), &parent);
+    let moved = |run: &serde_json::Value, name: &str| {
+        let (a, b) = (
+            floats(&start, name),
+            floats(&weights(dir.path(), run), name),
+        );
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    };
+    let body = start
+        .keys()
+        .find(|n| !n.starts_with("classifier.") && n.ends_with("weight"))
+        .unwrap()
+        .clone();
+    // Adam's steps scale with the learning rate: a hundredth of the rate, a small fraction
+    // of the distance.
+    assert!(
+        moved(&slow, &body) < 0.1 * moved(&whole, &body),
+        "{body}: {} vs {}",
+        moved(&slow, &body),
+        moved(&whole, &body)
+    );
+    // A probe has no body that trains, and a run from scratch no parent: both refused.
+    for (extra, says) in [
+        (
+            format!("--init-from {from} --adapt probe"),
+            "does not train",
+        ),
+        (String::new(), "set init.from"),
+    ] {
+        let line = format!(
+            "classify --dataset digits --threads 1 --preset mlp-small --samples 100 --body-lr-ratio 0.1 {extra}"
+        );
+        let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), dir.path());
+        assert_eq!(out.status.code(), Some(1), "{extra}");
+        assert_says(&out, &["init.body_lr_ratio", says]);
+    }
+}

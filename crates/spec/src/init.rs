@@ -67,6 +67,10 @@ pub struct InitSpec {
     /// With `adapt = "lora"`: which groups of matrices get adapters (see
     /// `Family::lora_targets`); empty: all of the family's.
     pub lora_targets: Vec<String>,
+    /// With a parent and `adapt = "full"` or `"freeze"`: the body (every weight but the
+    /// output layer) trains at this share of the learning rate, the head at the whole
+    /// (discriminative fine-tuning); 1: one rate for all.
+    pub body_lr_ratio: f64,
 }
 
 impl Default for InitSpec {
@@ -80,6 +84,7 @@ impl Default for InitSpec {
             lora_rank: 8,
             lora_alpha: 8.0,
             lora_targets: Vec::new(),
+            body_lr_ratio: 1.0,
         }
     }
 }
@@ -149,6 +154,9 @@ pub struct InitConfig {
     pub head: Option<Head>,
     /// Which weights train.
     pub adapt: Adapt,
+    /// The body's share of the learning rate, when it is not 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_lr_ratio: Option<f64>,
 }
 
 impl InitSpec {
@@ -189,7 +197,7 @@ impl InitSpec {
                     "init.from",
                     from,
                     "starting from a parent run is for single runs (`scalelab train` and \
-                     `scalelab classify`); studies do not read parents yet",
+                     `scalelab classify`) and transfer studies, which read the parent first",
                 ));
             }
             (Some(_), Some(p)) => Some(p),
@@ -226,6 +234,28 @@ impl InitSpec {
                 "LoRA targets need adapt = \"lora\" (--adapt lora)",
             ));
         }
+        let ratio = self.body_lr_ratio;
+        if !(ratio.is_finite() && ratio > 0.0 && ratio <= 1.0) {
+            return Err(SpecError::invalid(
+                "init.body_lr_ratio",
+                ratio,
+                "the body's share of the learning rate, in (0, 1], e.g. 0.1; 1: one rate for all",
+            ));
+        }
+        if ratio != 1.0 && parent.is_none() {
+            return Err(SpecError::invalid(
+                "init.body_lr_ratio",
+                ratio,
+                "a slower body is for fine-tuning a parent's weights: set init.from",
+            ));
+        }
+        if ratio != 1.0 && !matches!(adapt, Adapt::Full | Adapt::Freeze { .. }) {
+            return Err(SpecError::invalid(
+                "init.body_lr_ratio",
+                ratio,
+                "with adapt = \"probe\" or \"lora\" the body does not train: use adapt = \"full\" or \"freeze\"",
+            ));
+        }
         if parent.is_none() && adapt == Adapt::Full {
             return Ok(None);
         }
@@ -238,6 +268,7 @@ impl InitSpec {
             parent_family: parent.map(|p| p.family),
             head,
             adapt,
+            body_lr_ratio: (ratio != 1.0).then_some(ratio),
         }))
     }
 }

@@ -142,6 +142,14 @@ pub struct FinetuneSpec {
     /// With the `lora` method: the matrices adapted (empty: all of the family's).
     #[serde(default)]
     pub lora_targets: Vec<String>,
+    /// With the `full`, `freeze` and `lp-ft` methods: the body's share of the learning
+    /// rate (the output layer trains at the whole); 1: one rate for all.
+    #[serde(default = "one_f64")]
+    pub body_lr_ratio: f64,
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 fn full_only() -> Vec<TransferMethod> {
@@ -343,6 +351,11 @@ impl TransferStudySpec {
             } else {
                 Vec::new()
             },
+            body_lr_ratio: if matches!(method, AdaptKind::Full | AdaptKind::Freeze) {
+                f.body_lr_ratio
+            } else {
+                defaults.body_lr_ratio
+            },
             ..defaults
         }
     }
@@ -388,6 +401,13 @@ mod tests {
         let full = s.init(AdaptKind::Full, "runs/p");
         assert_eq!(full.adapt, AdaptKind::Full);
         assert!(full.lora_targets.is_empty());
+        // A slower body applies where the body trains.
+        let slow: TransferStudySpec =
+            toml::from_str(&STUDY.replace("[finetune]", "[finetune]\nbody_lr_ratio = 0.1"))
+                .unwrap();
+        assert_eq!(slow.init(AdaptKind::Full, "p").body_lr_ratio, 0.1);
+        assert_eq!(slow.init(AdaptKind::Lora, "p").body_lr_ratio, 1.0);
+        assert_eq!(slow.init(AdaptKind::Probe, "p").body_lr_ratio, 1.0);
     }
 
     #[test]

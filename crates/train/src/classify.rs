@@ -24,7 +24,7 @@ use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, Purpose, run_id,
 };
 
-use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
+use crate::engine::{At, BodyLr, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::metrics::class_metrics;
 use crate::penalty::add_penalties;
 use crate::trainer::optimizer;
@@ -288,6 +288,10 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
 
     fn adapt(&self, model: M) -> Result<M, TrainError> {
         crate::transfer::adapt(model, self.config.init.as_ref())
+    }
+
+    fn body_lr(&self, model: &M) -> Option<BodyLr> {
+        crate::transfer::body_lr(model, self.config.init.as_ref())
     }
 }
 

@@ -19,7 +19,9 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::module::Module;
+use burn::module::{ParamGroup, ParamId};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
 use scalelab_spec::{Adaptation, Record, RecordKind, RunStatus};
@@ -138,6 +140,27 @@ pub(crate) trait Workload {
     /// loads).
     fn adapt(&self, model: Self::Model) -> Result<Self::Model, TrainError> {
         Ok(model)
+    }
+    /// The body's parameters and the share of the learning rate they train at, when it is
+    /// not the whole (a fine-tuned run with `init.body_lr_ratio`).
+    fn body_lr(&self, _model: &Self::Model) -> Option<BodyLr> {
+        None
+    }
+}
+
+/// The parameters of a model's body (all but its output layer) and the share of the
+/// learning rate they train at.
+pub(crate) type BodyLr = (Vec<ParamId>, f64);
+
+/// The learning rate of every parameter at peak-scaled rate `lr`: `lr`, or `lr × ratio` for
+/// the body (`ModuleLrScheduler`'s last matching group wins, so the body's group overrides the
+/// base).
+fn module_lr(lr: f64, body: Option<&BodyLr>) -> ModuleLearningRate {
+    match body {
+        None => lr.into(),
+        Some((ids, ratio)) => ModuleLrScheduler::new(lr)
+            .with_group(ParamGroup::from_ids(ids.clone()), lr * ratio)
+            .step(),
     }
 }
 
@@ -276,6 +299,7 @@ pub(crate) fn run_loop<W: Workload>(
         model = work.start_from(model, options)?;
     }
     model = work.adapt(model)?;
+    let body_lr = work.body_lr(&model);
     let mut state: CheckpointState<W::Config, W::Point> = match &resume_from {
         Some(dir) => {
             let state = checkpoint::load_state(dir, &id)?;
@@ -341,7 +365,7 @@ pub(crate) fn run_loop<W: Workload>(
             work.batches(step).into_iter(),
             |model: &W::Model, batch: &W::Batch| work.loss(model, batch),
             s.grad_clip,
-            lr,
+            module_lr(lr, body_lr.as_ref()),
         );
         let step_loss = match step_loss {
             Ok(loss) => loss,

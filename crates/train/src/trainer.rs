@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -26,7 +27,7 @@ use scalelab_spec::{
     TrainConfig, run_id,
 };
 
-use crate::engine::{At, LoopEnd, LoopSettings, Workload, run_loop};
+use crate::engine::{At, BodyLr, LoopEnd, LoopSettings, Workload, run_loop};
 use crate::fsutil::write_atomic;
 use crate::penalty::add_penalties;
 use crate::task_eval::{evaluate_task, evaluate_task_examples};
@@ -368,6 +369,10 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
     fn adapt(&self, model: M) -> Result<M, TrainError> {
         crate::transfer::adapt(model, self.config.init.as_ref())
     }
+
+    fn body_lr(&self, model: &M) -> Option<BodyLr> {
+        crate::transfer::body_lr(model, self.config.init.as_ref())
+    }
 }
 
 fn train_loop<M: Objective + Clone>(
@@ -446,7 +451,7 @@ pub(crate) fn train_step<M: Module, B>(
     batches: impl ExactSizeIterator<Item = B>,
     loss_of: impl Fn(&M, &B) -> Tensor<1>,
     grad_clip: f64,
-    lr: f64,
+    lr: impl Into<ModuleLearningRate>,
 ) -> (M, Result<f64, f64>) {
     let n = batches.len().max(1) as f64;
     let mut mean_loss = 0.0;

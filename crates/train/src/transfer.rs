@@ -236,6 +236,40 @@ fn load_parent<M: FamilyModel>(
     Ok(model)
 }
 
+/// The parameters of `model`'s body (everything but its output layer) and the share of the
+/// learning rate they train at, when `init` sets one other than 1 (`init.body_lr_ratio`).
+pub(crate) fn body_lr<M: FamilyModel>(
+    model: &M,
+    init: Option<&InitConfig>,
+) -> Option<crate::engine::BodyLr> {
+    let ratio = init.and_then(|i| i.body_lr_ratio)?;
+    struct Body {
+        path: Vec<String>,
+        head: &'static str,
+        ids: Vec<burn::module::ParamId>,
+    }
+    impl ModuleVisitor for Body {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !under(&self.path.join("."), self.head) {
+                self.ids.push(param.id);
+            }
+        }
+    }
+    let mut body = Body {
+        path: Vec::new(),
+        head: M::HEAD,
+        ids: Vec::new(),
+    };
+    model.visit(&mut body);
+    Some((body.ids, ratio))
+}
+
 /// What a [`ByPath`] mapper does to each float parameter, knowing its path.
 trait MapAtPath {
     /// The parameter at `path`, changed or not.
@@ -603,7 +637,24 @@ mod tests {
                 alpha: 4.0,
                 targets: vec!["hidden".into()],
             },
+            body_lr_ratio: None,
         }
+    }
+
+    #[test]
+    fn the_body_is_every_parameter_but_the_head() {
+        let model = mlp(&Default::default());
+        let full = |ratio| InitConfig {
+            adapt: Adapt::Full,
+            body_lr_ratio: ratio,
+            ..lora()
+        };
+        assert_eq!(body_lr(&model, Some(&full(None))), None);
+        let (ids, ratio) = body_lr(&model, Some(&full(Some(0.1)))).unwrap();
+        assert_eq!(ratio, 0.1);
+        // Every float tensor but the head's weight and bias.
+        let all = model.collect(None, None, false).len();
+        assert_eq!(ids.len(), all - 2);
     }
 
     #[test]
