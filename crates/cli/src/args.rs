@@ -498,7 +498,7 @@ pub struct ClassifyArgs {
     /// Directory of the data set's files (IDX, JSON, CSV or tagged text).
     #[arg(long)]
     pub data_dir: Option<String>,
-    /// Model family: mlp, cnn, resnet (images); lstm, gru, encoder (text).
+    /// Model family: mlp, cnn, resnet (images); lstm, gru, encoder, gpt (text).
     #[arg(long)]
     pub family: Option<Family>,
     /// Named shape: logistic, mlp-small, mlp, mlp-large, cnn-small, cnn, resnet-small, resnet,
@@ -512,9 +512,19 @@ pub struct ClassifyArgs {
     /// encoder's width.
     #[arg(long)]
     pub width: Option<usize>,
+    /// Attention heads of an encoder or GPT classifier.
+    #[arg(long)]
+    pub heads: Option<usize>,
     /// Dropout probability.
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Text: bpe (default; trained on the training sentences) or byte (a byte-level language
+    /// model's 256 values, for a GPT classifier that starts from one).
+    #[arg(long)]
+    pub tokenizer: Option<TokenizerKind>,
+    /// Text: longest sequence in tokens (a GPT classifier from a language model: its context).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// Budget in training samples (images seen, repeats counted).
     #[arg(long)]
     pub samples: Option<u64>,
@@ -563,6 +573,11 @@ impl ClassifyArgs {
         if self.width.is_some() {
             spec.model.width = self.width;
         }
+        if self.heads.is_some() {
+            spec.model.heads = self.heads;
+        }
+        set(&mut spec.data.tokenizer, self.tokenizer);
+        set(&mut spec.data.max_tokens, self.max_tokens);
         set(&mut spec.model.dropout, self.dropout);
         if self.samples.is_some() {
             spec.train.budget_samples = self.samples;

@@ -14,7 +14,7 @@ use scalelab_data::{
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyRecord, ClassifySpec, ClassifyStudySpec, Dataset,
-    InputShape, Objective, RunStatus,
+    InputShape, Objective, RunStatus, TokenizerKind, TokenizerSpec,
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study};
 use scalelab_train::transfer::parent_dir;
@@ -39,16 +39,22 @@ impl Loaded {
     fn load(spec: &ClassifySpec) -> Result<Self> {
         let dataset = spec.dataset();
         let dir = spec.data.dir.as_deref().map(Path::new);
-        let (vocab, max_tokens) = (spec.data.bpe_vocab_size, spec.data.max_tokens);
+        let max_tokens = spec.data.max_tokens;
+        let vocab = match spec.data.tokenizer {
+            TokenizerKind::Byte => TokenizerSpec::Byte,
+            TokenizerKind::Bpe => TokenizerSpec::BpeTrain {
+                vocab_size: spec.data.bpe_vocab_size,
+            },
+        };
         Ok(if dataset == Dataset::Pos {
             spec.data.check_text()?;
             Loaded::Tagged(load_pos(dir, max_tokens)?)
         } else if dataset == Dataset::PangLee {
             spec.data.check_text()?;
-            Loaded::Text(load_pang_lee(dir, vocab, max_tokens)?)
+            Loaded::Text(load_pang_lee(dir, &vocab, max_tokens)?)
         } else if dataset.is_text() {
             spec.data.check_text()?;
-            Loaded::Text(load_sentiment(dir, vocab, max_tokens)?)
+            Loaded::Text(load_sentiment(dir, &vocab, max_tokens)?)
         } else {
             Loaded::Images(load_images(dataset, dir)?)
         }
@@ -137,7 +143,8 @@ impl Loaded {
                 // The same split of the sentences as a classifier of them makes.
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
-                let [train, val, test] = [&train, &val, &s.test].map(MaskedSet::of);
+                let [train, val, test] =
+                    [&train, &val, &s.test].map(|set| MaskedSet::of(set, s.vocab));
                 train_classifier(config, &train, &val, &test, options, progress)?
             }
         })

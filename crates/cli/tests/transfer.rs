@@ -629,3 +629,55 @@ fn a_slower_body_moves_less_from_the_parent_than_the_head() {
         assert_says(&out, &["init.body_lr_ratio", says]);
     }
 }
+
+#[test]
+fn a_gpt_classifier_starts_from_a_byte_level_language_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    common::write_sentiment_standin(&cwd.join("sent"));
+    let lm = scalelab_json(
+        cwd,
+        "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 32 --tokens 8192 --threads 1 --json",
+    );
+    let classify = |extra: &str| {
+        scalelab_json(
+            cwd,
+            &format!(
+                "classify --dataset sentiment --data-dir sent --family gpt --depth 1 --width 16 --heads 2 --tokenizer byte --max-tokens 32 --samples 512 --seed 1 --threads 1 --json {extra}"
+            ),
+        )
+    };
+    let child = classify(&format!("--init-from {}", run_dir(&lm)));
+    // The language model's body, a new head over the two classes.
+    assert_eq!(child["adaptation"]["parent"], lm["run_id"]);
+    assert_eq!(child["config"]["init"]["head"], "reset");
+    assert_eq!(child["config"]["model"]["family"], "gpt");
+    assert_eq!(child["config"]["model"]["vocab"], 256);
+    let (parent_w, child_start) = (weights(cwd, &lm), classify("")["run_id"].clone());
+    assert_ne!(
+        child_start, child["run_id"],
+        "the parent is part of the identity"
+    );
+    assert!(parent_w.contains_key("blocks.0.qkv.weight"));
+    // A context other than the language model's does not fit its position embedding.
+    let line = format!(
+        "classify --dataset sentiment --data-dir sent --family gpt --depth 1 --width 16 --heads 2 --tokenizer byte --max-tokens 24 --samples 64 --threads 1 --init-from {}",
+        run_dir(&lm)
+    );
+    let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert_says(&out, &["position_embedding.weight", "[24, 16]", "[32, 16]"]);
+    // The other way round, a classifier is no language model's parent.
+    let line = format!(
+        "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 32 --tokens 1024 --threads 1 --init-from {}",
+        run_dir(&child)
+    );
+    let out = scalelab(&line.split_whitespace().collect::<Vec<_>>(), cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert_says(&out, &["is a gpt classifier", "language model"]);
+}
+
+/// `scalelab LINE` in `cwd`, its JSON output.
+fn scalelab_json(cwd: &Path, line: &str) -> serde_json::Value {
+    json(&scalelab(&line.split_whitespace().collect::<Vec<_>>(), cwd))
+}

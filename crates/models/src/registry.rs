@@ -123,7 +123,9 @@ pub fn build_classifier<U: UseClassifier>(
         ClassifierConfig::Cnn(c) => then.image_classifier(Cnn::init(c, init, device)),
         ClassifierConfig::Resnet(c) => then.image_classifier(ResNet::init(c, init, device)),
         ClassifierConfig::Rnn(c) => then.text_classifier(RnnClassifier::init(c, init, device)),
-        ClassifierConfig::Encoder(c) => then.text_classifier(Encoder::init(c, init, device)),
+        ClassifierConfig::Encoder(c) | ClassifierConfig::Gpt(c) => {
+            then.text_classifier(Encoder::init(c, init, device))
+        }
     }
 }
 

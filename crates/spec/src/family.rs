@@ -67,7 +67,7 @@ impl Family {
     pub fn purposes(self) -> &'static [Purpose] {
         use Purpose::*;
         match self {
-            Family::Gpt => &[LanguageModel],
+            Family::Gpt => &[LanguageModel, TextClassifier],
             Family::Lstm | Family::Gru => &[LanguageModel, TextClassifier],
             Family::Mlp | Family::Cnn | Family::Resnet => &[ImageClassifier],
             Family::Encoder => &[TextClassifier],
@@ -192,7 +192,7 @@ impl ClassifierConfig {
             ClassifierConfig::Cnn(c) => c,
             ClassifierConfig::Resnet(c) => c,
             ClassifierConfig::Rnn(c) => c,
-            ClassifierConfig::Encoder(c) => c,
+            ClassifierConfig::Encoder(c) | ClassifierConfig::Gpt(c) => c,
         }
     }
 
@@ -365,6 +365,11 @@ mod tests {
                 text,
                 r#"{"family":"encoder","vocab":100,"ctx":8,"d_model":64,"n_layers":2,"n_heads":4,"classes":10,"dropout":0.0}"#,
             ),
+            (
+                Family::Gpt,
+                text,
+                r#"{"family":"gpt","vocab":100,"ctx":8,"d_model":64,"n_layers":2,"n_heads":4,"classes":10,"dropout":0.0,"causal":true}"#,
+            ),
         ] {
             let spec = crate::ClassifierSpec {
                 family,
@@ -391,7 +396,7 @@ mod tests {
         );
         assert_eq!(
             Family::serving(Purpose::TextClassifier),
-            "lstm, gru or encoder"
+            "gpt, lstm, gru or encoder"
         );
         assert_eq!(RnnCell::Gru.family().rnn_cell(), Some(RnnCell::Gru));
     }

@@ -202,8 +202,12 @@ impl InitSpec {
             }
             (Some(_), Some(p)) => Some(p),
         };
+        // A GPT language model's body is a GPT classifier's (its head is replaced): the one
+        // pairing across kinds.
+        let lm_to_classifier =
+            |p: &Parent| p.language_model && !language_model && family == Family::Gpt;
         if let Some(p) = parent
-            && (p.family != family || p.language_model != language_model)
+            && (p.family != family || (p.language_model != language_model && !lm_to_classifier(p)))
         {
             let kind = |lm: bool| if lm { "language model" } else { "classifier" };
             return Err(SpecError::invalid(
@@ -211,7 +215,8 @@ impl InitSpec {
                 &p.dir,
                 format!(
                     "run {} is a {} {}; this run is a {} {}: a run starts from a parent of \
-                         its own family and kind, its layers matched by name",
+                         its own family and kind (or a GPT classifier from a GPT language \
+                         model), its layers matched by name",
                     p.run_id,
                     p.family,
                     kind(p.language_model),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::SpecError;
+use crate::{SpecError, TokenizerKind};
 
 crate::named! {
     /// A labelled data set (`data.dataset`).
@@ -99,6 +99,10 @@ pub struct ImageDataSpec {
     pub train_fraction: f64,
     /// Share of the used training images held out for validation (early stopping, curves).
     pub val_fraction: f64,
+    /// Text: `bpe` (default), a byte-level BPE of `bpe_vocab_size` tokens trained on the
+    /// training sentences; or `byte`, the 256 byte values (a byte-level language model's
+    /// vocabulary, so that a GPT classifier can start from one), byte 0 padding.
+    pub tokenizer: TokenizerKind,
     /// Text: vocabulary of the byte-level BPE trained on the training sentences.
     pub bpe_vocab_size: usize,
     /// Text: longest sequence in tokens (longer sentences are cut).
@@ -112,6 +116,7 @@ impl Default for ImageDataSpec {
             dir: None,
             train_fraction: 1.0,
             val_fraction: 0.1,
+            tokenizer: TokenizerKind::Bpe,
             bpe_vocab_size: 1000,
             max_tokens: 48,
         }
@@ -121,7 +126,7 @@ impl Default for ImageDataSpec {
 impl ImageDataSpec {
     /// Checks the text settings (the tokenizer is trained before the spec resolves).
     pub fn check_text(&self) -> Result<(), SpecError> {
-        if !(260..=65_536).contains(&self.bpe_vocab_size) {
+        if self.tokenizer == TokenizerKind::Bpe && !(260..=65_536).contains(&self.bpe_vocab_size) {
             return Err(SpecError::invalid(
                 "data.bpe_vocab_size",
                 self.bpe_vocab_size,

@@ -106,6 +106,9 @@ pub enum ClassifierConfig {
     Rnn(RnnConfig),
     /// A bidirectional Transformer encoder.
     Encoder(EncoderConfig),
+    /// A GPT classifier: the encoder's shape with causal attention, the last real token
+    /// classified (`causal` is set).
+    Gpt(EncoderConfig),
     /// ResNet-style network.
     Resnet(ResnetConfig),
 }
@@ -215,7 +218,7 @@ impl ClassifierSpec {
                     ctx,
                     per_token,
                 },
-                Family::Encoder,
+                Family::Encoder | Family::Gpt,
             ) => {
                 let d_model = positive("model.width", width.unwrap_or(64))?;
                 let n_heads = positive("model.heads", self.heads.unwrap_or((d_model / 16).max(1)))?;
@@ -226,7 +229,8 @@ impl ClassifierSpec {
                         format!("a divisor of the width {d_model}"),
                     ));
                 }
-                ClassifierConfig::Encoder(EncoderConfig {
+                let causal = family == Family::Gpt;
+                let shape = EncoderConfig {
                     vocab,
                     ctx,
                     d_model,
@@ -235,7 +239,13 @@ impl ClassifierSpec {
                     classes,
                     dropout,
                     per_token,
-                })
+                    causal,
+                };
+                if causal {
+                    ClassifierConfig::Gpt(shape)
+                } else {
+                    ClassifierConfig::Encoder(shape)
+                }
             }
             (
                 InputShape::Tokens {

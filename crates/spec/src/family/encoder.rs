@@ -72,11 +72,20 @@ pub struct EncoderConfig {
     /// Tagging: classify every token's state rather than their mean.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub per_token: bool,
+    /// Causal attention and the last real token's state classified: the GPT family's
+    /// classifier (GPT-1's recipe, Radford et al. 2018), whose body a GPT language model's
+    /// weights fit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub causal: bool,
 }
 
 impl Shape for EncoderConfig {
     fn family(&self) -> Family {
-        Family::Encoder
+        if self.causal {
+            Family::Gpt
+        } else {
+            Family::Encoder
+        }
     }
 
     fn param_counts(&self) -> ParamCounts {
@@ -101,8 +110,14 @@ impl Shape for EncoderConfig {
 
     fn describe(&self) -> String {
         format!(
-            "encoder vocab {} ctx {} {}L d{} {}h → {}",
-            self.vocab, self.ctx, self.n_layers, self.d_model, self.n_heads, self.classes
+            "{} vocab {} ctx {} {}L d{} {}h → {}",
+            if self.causal { "gpt" } else { "encoder" },
+            self.vocab,
+            self.ctx,
+            self.n_layers,
+            self.d_model,
+            self.n_heads,
+            self.classes
         )
     }
 }
