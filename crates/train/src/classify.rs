@@ -21,7 +21,8 @@ use scalelab_models::{
     FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
 };
 use scalelab_spec::{
-    ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, Purpose, run_id,
+    ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, InitConfig,
+    Purpose, run_id,
 };
 
 use crate::engine::{At, BodyLr, LoopEnd, LoopSettings, Workload, run_loop};
@@ -109,7 +110,7 @@ where
     };
     build_classifier(
         &config.model,
-        &mut SeededInit::new(config.seed),
+        &mut SeededInit::new(InitConfig::weight_seed(config.init.as_ref(), config.seed)),
         &device,
         run,
     )

@@ -23,8 +23,8 @@ use scalelab_data::{Batch, Example, TrainingData};
 use scalelab_kernels::{self as fused, AdamWStep};
 use scalelab_models::{LanguageModel, SeededInit, UseLanguageModel, build_language_model};
 use scalelab_spec::{
-    CurvePoint, ExampleScore, LmResult, Optimiser, RunConfig, RunRecord, TASK_EXAMPLES_FILE,
-    TrainConfig, run_id,
+    CurvePoint, ExampleScore, InitConfig, LmResult, Optimiser, RunConfig, RunRecord,
+    TASK_EXAMPLES_FILE, TrainConfig, run_id,
 };
 
 use crate::engine::{At, BodyLr, LoopEnd, LoopSettings, Workload, run_loop};
@@ -95,7 +95,7 @@ pub fn train_lm(
     };
     build_language_model(
         &config.model,
-        &mut SeededInit::new(config.seed),
+        &mut SeededInit::new(InitConfig::weight_seed(config.init.as_ref(), config.seed)),
         &device,
         run,
     )
