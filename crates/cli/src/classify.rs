@@ -65,6 +65,7 @@ impl Loaded {
     fn for_objective(self, objective: Objective) -> Self {
         match (self, objective) {
             (Loaded::Text(s), Objective::Mlm) => Loaded::Masked(s),
+            (Loaded::Tagged(s), Objective::Mlm) => Loaded::Masked(s.sentences()),
             (loaded, _) => loaded,
         }
     }

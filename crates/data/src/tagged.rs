@@ -17,7 +17,7 @@ use scalelab_spec::Augmentation;
 use crate::DataError;
 use crate::folds::stratified_split;
 use crate::labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
-use crate::text_sets::SENTIMENT_TEST_FRACTION;
+use crate::text_sets::{SENTIMENT_TEST_FRACTION, TextSet, TextSplits};
 
 /// The file of the tagged sentences.
 pub const POS_FILE: &str = "tagged-en-oanc.txt";
@@ -68,6 +68,27 @@ pub struct TaggedSplits {
     pub test: TaggedSet,
     /// Vocabulary size, unknown and padding ids included.
     pub vocab: usize,
+}
+
+impl TaggedSplits {
+    /// The sentences' words as text sets without labels (one class), for masked-language-model
+    /// pre-training of a tagger's encoder on the same vocabulary.
+    pub fn sentences(&self) -> TextSplits {
+        let text = |set: &TaggedSet| TextSet {
+            tokens: set.words.clone(),
+            labels: vec![0; set.words.len()],
+            n_classes: 1,
+            ctx: set.ctx,
+            pad: set.pad,
+        };
+        TextSplits {
+            name: self.name.clone(),
+            class_names: vec!["sentence".into()],
+            train: text(&self.train),
+            test: text(&self.test),
+            vocab: self.vocab,
+        }
+    }
 }
 
 impl TaggedSet {
@@ -331,5 +352,11 @@ mod tests {
         assert_eq!(b.lengths, vec![2, 2]);
         assert_eq!(b.ids.len(), 4);
         assert_eq!(LabelledSet::n_classes(&s.train), 3);
+        // The same sentences without their tags, for masked-language-model pre-training:
+        // the same word ids, vocabulary and padding.
+        let text = s.sentences();
+        assert_eq!(text.train.tokens, s.train.words);
+        assert_eq!((text.vocab, text.train.pad, text.train.ctx), (6, 5, 2));
+        assert!(text.test.labels.iter().all(|&l| l == 0));
     }
 }

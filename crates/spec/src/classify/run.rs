@@ -76,7 +76,7 @@ crate::named! {
         #[default]
         Classify = "classify",
         /// Masked-language-model pre-training of a text encoder on the data set's training
-        /// sentences, labels unused (BERT: 15% of the tokens chosen, 80% masked, 10%
+        /// sentences, labels (or tags) unused (BERT: 15% of the tokens chosen, 80% masked, 10%
         /// replaced, 10% kept; `scalelab_data::mlm`): a parent for classifiers of the same
         /// sentences.
         Mlm = "mlm",
@@ -297,12 +297,12 @@ impl ClassifySpec {
         }
         self.augment.check()?;
         if self.objective == Objective::Mlm {
-            if !dataset.is_text() || dataset.is_tagging() {
+            if !dataset.is_text() {
                 return Err(SpecError::invalid(
                     "objective",
                     "mlm",
                     format!(
-                        "masked-language-model pre-training reads the sentences of a text data set (sentiment or pang_lee), not {}",
+                        "masked-language-model pre-training reads the sentences of a text data set (sentiment, pang_lee or pos), not {}",
                         dataset.name()
                     ),
                 ));
