@@ -264,19 +264,13 @@ fn laws_section(out: &mut String, section: &mut usize, analysis: &TransferAnalys
                     ),
                 ]
             }
-            None => [
-                "—".into(),
-                esc(transfer_missing.as_deref().unwrap_or("not fitted")),
-            ],
+            None => missing_fit(transfer_missing),
         };
-        table_row(
+        law_row(
             out,
-            [
-                esc(method),
-                "D<sub>T</sub> = k·D<sub>F</sub><sup>α</sup>·N<sup>β</sup>".into(),
-                t[0].clone(),
-                t[1].clone(),
-            ],
+            method,
+            "D<sub>T</sub> = k·D<sub>F</sub><sup>α</sup>·N<sup>β</sup>",
+            t,
         );
         let m = match multiplicative {
             Some(l) => {
@@ -305,22 +299,26 @@ fn laws_section(out: &mut String, section: &mut usize, analysis: &TransferAnalys
                     ),
                 ]
             }
-            None => [
-                "—".into(),
-                esc(multiplicative_missing.as_deref().unwrap_or("not fitted")),
-            ],
+            None => missing_fit(multiplicative_missing),
         };
-        table_row(
+        law_row(
             out,
-            [
-                esc(method),
-                "L = A·N<sup>−α</sup>·D<sub>F</sub><sup>−β</sup> + E".into(),
-                m[0].clone(),
-                m[1].clone(),
-            ],
+            method,
+            "L = A·N<sup>−α</sup>·D<sub>F</sub><sup>−β</sup> + E",
+            m,
         );
     }
     out.push_str("</table>\n");
+}
+
+/// The cells of a law that was not fitted: a dash and why.
+fn missing_fit(why: &Option<String>) -> [String; 2] {
+    ["—".into(), esc(why.as_deref().unwrap_or("not fitted"))]
+}
+
+/// One row of the laws table: the method, the law (HTML), its constants and its fit.
+fn law_row(out: &mut String, method: &str, law: &str, [constants, fit]: [String; 2]) {
+    table_row(out, [esc(method), law.into(), constants, fit]);
 }
 
 fn methods_table(out: &mut String, section: &mut usize, analysis: &TransferAnalysis) {
