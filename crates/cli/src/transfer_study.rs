@@ -92,6 +92,20 @@ pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
 /// `scalelab study run` of a transfer study.
 pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
     let (plan, text, dir) = load(&args.file, args.dir.as_deref())?;
+    // A missing target corpus would fail every run after the pre-training: say so first.
+    for (key, data) in [
+        ("pretrain.data", &plan.spec.pretrain.data),
+        ("finetune.data", &plan.spec.finetune.data),
+    ] {
+        if let Some(path) = &data.path
+            && !Path::new(path).exists()
+        {
+            anyhow::bail!(
+                "{}: {key}.path = {path:?} does not exist\nhint: fetch it first (e.g. `scripts/fetch-data.sh python` for data/python), or point {key}.path at a directory of text files",
+                args.file.display()
+            );
+        }
+    }
     let context = (plan.spec.name.as_str(), text.as_str(), dir.as_path());
     let (summary, _) = run_planned(args, StudyKind::Transfer, &plan, plan.runs.len(), context)?;
     if !args.no_report {

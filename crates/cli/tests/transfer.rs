@@ -498,6 +498,20 @@ fn a_transfer_study_trains_parents_first_and_reports_the_data_transferred() {
 }
 
 #[test]
+fn a_transfer_study_without_its_target_corpus_is_refused_before_anything_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("t.toml"), TINY_TRANSFER).unwrap();
+    let out = scalelab(&["study", "run", "t.toml", "--dir", "s"], cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert_says(
+        &out,
+        &["t.toml", "finetune.data.path", "\"code\"", "does not exist"],
+    );
+    assert!(!cwd.join("s/runs").exists(), "nothing trained");
+}
+
+#[test]
 fn a_transfer_study_on_its_own_pretraining_corpus_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
