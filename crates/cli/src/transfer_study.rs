@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use scalelab_analysis::summary::mean_by;
 use scalelab_analysis::transfer_study::{TransferAnalysis, TransferRow, analyse_transfer};
 use scalelab_report::{PretrainRow, TransferStudyReport, render_transfer_report};
 use scalelab_spec::{DataSpec, Named, RunStatus, TransferMethod, TransferStudySpec};
@@ -140,27 +141,16 @@ fn analyse(dir: &Path) -> Result<(TransferAnalysis, TransferStudyReport)> {
     let spec = &plan.spec;
     let stored = store.runs()?;
     let mut rows = Vec::new();
-    let mut pretrain: Vec<PretrainRow> = Vec::new();
+    // Pre-training losses as (size, N, loss), averaged over seeds below.
+    let mut pretrain_losses: Vec<(String, f64, f64)> = Vec::new();
     for s in &stored {
         let Some(planned) = plan.get(&s.run_id) else {
             continue;
         };
         let loss = s.final_val_loss.filter(|l| l.is_finite() && *l > 0.0);
         if planned.role == TransferRole::Pretrain {
-            // Seeds averaged: one row a size.
-            match pretrain.iter_mut().find(|p| p.size == planned.run.size) {
-                Some(p) => {
-                    p.loss = match (p.loss, loss) {
-                        (Some(a), Some(b)) => Some((a + b) / 2.0),
-                        (a, b) => a.or(b),
-                    }
-                }
-                None => pretrain.push(PretrainRow {
-                    size: planned.run.size.clone(),
-                    n: planned.run.n,
-                    tokens: planned.run.tokens,
-                    loss,
-                }),
+            if let Some(loss) = loss {
+                pretrain_losses.push((planned.run.size.clone(), planned.run.n, loss));
             }
             continue;
         }
@@ -188,6 +178,24 @@ fn analyse(dir: &Path) -> Result<(TransferAnalysis, TransferStudyReport)> {
             }),
             peak_rss_bytes: adaptation.as_ref().map(|a| a.peak_rss_bytes),
         });
+    }
+    let means = mean_by(&pretrain_losses);
+    let mut pretrain: Vec<PretrainRow> = Vec::new();
+    for r in plan
+        .runs
+        .iter()
+        .filter(|r| r.role == TransferRole::Pretrain)
+    {
+        if !pretrain.iter().any(|p| p.size == r.run.size) {
+            pretrain.push(PretrainRow {
+                size: r.run.size.clone(),
+                n: r.run.n,
+                tokens: r.run.tokens,
+                loss: (means.iter())
+                    .find(|(size, _)| *size == r.run.size)
+                    .and_then(|(_, points)| points.first().map(|p| p.1)),
+            });
+        }
     }
     pretrain.sort_by(|a, b| a.n.total_cmp(&b.n));
     let a = &spec.analysis;
