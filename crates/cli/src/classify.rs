@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use scalelab_analysis::classify::{ClassifyRow, analyse_classify_study};
 use scalelab_data::{
-    ImageSplits, LabelledSet, MaskedSet, TaggedSplits, TextSplits, classification_split,
+    ImageSplits, LabelledSet, MaskedSet, PairSet, TaggedSplits, TextSplits, classification_split,
     load_images, load_pang_lee, load_pos, load_sentiment,
 };
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
@@ -27,12 +27,20 @@ use crate::study::{StudyKind, run_exit, run_planned, study_name};
 use crate::{human, read_toml, set_threads, write_text};
 
 /// A loaded data set of either kind.
+/// Whether masked sentences are read in pairs (next-sentence prediction).
+#[derive(Clone, Copy)]
+enum Pairs {
+    No,
+    Yes,
+}
+
 enum Loaded {
     Images(ImageSplits),
     Text(TextSplits),
     Tagged(TaggedSplits),
     /// A text set's sentences for masked-language-model pre-training.
-    Masked(TextSplits),
+    /// Pairs of them, when next sentences are predicted too.
+    Masked(TextSplits, Pairs),
 }
 
 impl Loaded {
@@ -64,8 +72,10 @@ impl Loaded {
     /// The data as `objective` reads it (the resolved spec refuses other pairings).
     fn for_objective(self, objective: Objective) -> Self {
         match (self, objective) {
-            (Loaded::Text(s), Objective::Mlm) => Loaded::Masked(s),
-            (Loaded::Tagged(s), Objective::Mlm) => Loaded::Masked(s.sentences()),
+            (Loaded::Text(s), Objective::Mlm) => Loaded::Masked(s, Pairs::No),
+            (Loaded::Tagged(s), Objective::Mlm) => Loaded::Masked(s.sentences(), Pairs::No),
+            (Loaded::Text(s), Objective::MlmNsp) => Loaded::Masked(s, Pairs::Yes),
+            (Loaded::Tagged(s), Objective::MlmNsp) => Loaded::Masked(s.sentences(), Pairs::Yes),
             (loaded, _) => loaded,
         }
     }
@@ -82,7 +92,7 @@ impl Loaded {
             },
             // The head predicts at every token (FLOPs counted so), then is read at the
             // chosen ones.
-            Loaded::Masked(s) => InputShape::Tokens {
+            Loaded::Masked(s, _) => InputShape::Tokens {
                 vocab: s.vocab,
                 ctx: s.train.ctx,
                 per_token: true,
@@ -101,14 +111,14 @@ impl Loaded {
             Loaded::Text(s) => s.train.n_classes,
             Loaded::Tagged(s) => s.train.n_tags,
             // Every token id, padding (the mask token) included, is an output.
-            Loaded::Masked(s) => s.vocab,
+            Loaded::Masked(s, _) => s.vocab,
         }
     }
 
     fn name(&self) -> &str {
         match self {
             Loaded::Images(s) => &s.name,
-            Loaded::Text(s) | Loaded::Masked(s) => &s.name,
+            Loaded::Text(s) | Loaded::Masked(s, _) => &s.name,
             Loaded::Tagged(s) => &s.name,
         }
     }
@@ -140,7 +150,15 @@ impl Loaded {
                 announce(train.len(), val.len(), s.test.len());
                 train_classifier(config, &train, &val, &s.test, options, progress)?
             }
-            Loaded::Masked(s) => {
+            Loaded::Masked(s, Pairs::Yes) => {
+                // The same split; each set keeps its sentences in the file's order.
+                let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
+                announce(train.len(), val.len(), s.test.len());
+                let [train, val, test] =
+                    [&train, &val, &s.test].map(|set| PairSet::of(set, s.vocab));
+                train_classifier(config, &train, &val, &test, options, progress)?
+            }
+            Loaded::Masked(s, Pairs::No) => {
                 // The same split of the sentences as a classifier of them makes.
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());

@@ -11,6 +11,7 @@ pub mod folds;
 pub mod images;
 pub mod labelled;
 pub mod mlm;
+pub mod nsp;
 pub mod tagged;
 pub mod tasks;
 pub mod text_sets;
@@ -25,6 +26,7 @@ pub use images::{
 };
 pub use labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
 pub use mlm::{Masked, MaskedSet, MlmBatch, mask_sentence};
+pub use nsp::{Pair, PairBatch, PairSet, draw_pair, truncate_pair};
 pub use tagged::{TaggedBatch, TaggedSet, TaggedSplits, load_pos};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use text_sets::{TextSet, TextSplits, TokenBatch, load_pang_lee, load_sentiment};

@@ -101,32 +101,45 @@ impl MaskedSet {
     }
 
     fn batch_of(&self, rows: &[usize], rng: &mut impl Rng) -> MlmBatch {
-        let batch = rows.len();
-        let mut ids = Vec::with_capacity(batch * self.ctx);
-        let (mut lengths, mut positions, mut targets) = (Vec::new(), Vec::new(), Vec::new());
-        let mut offset = 0;
-        for &i in rows {
-            let row = &self.tokens[i][..self.tokens[i].len().min(self.ctx)];
-            let masked = mask_sentence(row, self.pad, self.vocab as u32, rng);
-            ids.extend(masked.inputs.iter().map(|&t| i64::from(t)));
-            ids.extend(std::iter::repeat_n(
-                i64::from(self.pad),
-                self.ctx - masked.inputs.len(),
-            ));
-            positions.extend(masked.positions.iter().map(|&p| offset + p));
-            targets.extend(masked.targets.iter().map(|&t| i64::from(t)));
-            let n = row.len().max(1);
-            lengths.push(n);
-            offset += n;
-        }
-        MlmBatch {
-            ids,
-            lengths,
-            positions,
-            targets,
-            batch,
-            ctx: self.ctx,
-        }
+        let sentences = rows.iter().map(|&i| self.tokens[i].as_slice());
+        mask_batch(sentences, self.ctx, self.pad, self.vocab, rng)
+    }
+}
+
+/// `sentences`, each cut to `ctx` tokens and masked (see [`mask_sentence`]), padded with `pad`
+/// into one batch.
+pub(crate) fn mask_batch<'a>(
+    sentences: impl ExactSizeIterator<Item = &'a [u32]>,
+    ctx: usize,
+    pad: u32,
+    vocab: usize,
+    rng: &mut impl Rng,
+) -> MlmBatch {
+    let batch = sentences.len();
+    let mut ids = Vec::with_capacity(batch * ctx);
+    let (mut lengths, mut positions, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+    let mut offset = 0;
+    for sentence in sentences {
+        let row = &sentence[..sentence.len().min(ctx)];
+        let masked = mask_sentence(row, pad, vocab as u32, rng);
+        ids.extend(masked.inputs.iter().map(|&t| i64::from(t)));
+        ids.extend(std::iter::repeat_n(
+            i64::from(pad),
+            ctx - masked.inputs.len(),
+        ));
+        positions.extend(masked.positions.iter().map(|&p| offset + p));
+        targets.extend(masked.targets.iter().map(|&t| i64::from(t)));
+        let n = row.len().max(1);
+        lengths.push(n);
+        offset += n;
+    }
+    MlmBatch {
+        ids,
+        lengths,
+        positions,
+        targets,
+        batch,
+        ctx,
     }
 }
 

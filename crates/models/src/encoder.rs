@@ -17,7 +17,7 @@ use crate::registry::{FamilyModel, TextClassifier};
 use crate::rnn::tag_logits;
 use scalelab_spec::family::EncoderConfig;
 
-use scalelab_spec::family::encoder::FF_MULT;
+use scalelab_spec::family::encoder::{FF_MULT, NEXT_SENTENCE_CLASSES, SEGMENTS};
 
 // Cost accounting lives with the shapes: `scalelab_spec::family::encoder`.
 
@@ -33,6 +33,10 @@ pub struct Encoder {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     classifier: Linear,
+    /// Segment embeddings `[2, d]` (`EncoderConfig::segments`).
+    segment_embedding: Option<Embedding>,
+    /// The next-sentence head, d → 2 over the pooled state (`EncoderConfig::next_sentence`).
+    next_sentence: Option<Linear>,
     dropout: Dropout,
     n_heads: usize,
     /// Causal attention, the last real token's state classified (the GPT classifier).
@@ -42,10 +46,16 @@ pub struct Encoder {
 impl Encoder {
     /// Class logits `[B, K]` of `tokens` `[B, T]` whose first `lengths[b]` tokens are real.
     pub fn forward(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
-        let [b, t] = tokens.dims();
-        let device = tokens.device();
-        let (x, real) = self.states(tokens, lengths); // [B, T, d], [B, T]
-        let [_, _, d] = x.dims();
+        let (x, real) = self.states(tokens, None, lengths); // [B, T, d], [B, T]
+        self.classifier
+            .forward(self.dropout.forward(self.pool(x, real, lengths))) // [B, K]
+    }
+
+    /// The pooled state `[B, d]` of final states `x` `[B, T, d]` whose real tokens `real`
+    /// `[B, T]` marks.
+    fn pool(&self, x: Tensor<3>, real: Tensor<2>, lengths: &[usize]) -> Tensor<2> {
+        let [b, t, d] = x.dims();
+        let device = x.device();
         // Mean of the real tokens' states, or (causal) the last real token's, which has
         // attended to the whole sentence.
         let real = if self.causal {
@@ -59,19 +69,42 @@ impl Encoder {
         };
         let weights = real.clone().reshape([b, t, 1]); // [B, T, 1]
         let counts = real.sum_dim(1).reshape([b, 1]); // [B, 1]
-        let pooled = (x * weights).sum_dim(1).reshape([b, d]) / counts; // [B, d]
-        self.classifier.forward(self.dropout.forward(pooled)) // [B, K]
+        (x * weights).sum_dim(1).reshape([b, d]) / counts // [B, d]
     }
 
     /// Tag logits `[N, K]` of every real token (`N = Σ lengths`, sentence by sentence); each
     /// token's state has attended to the whole sentence.
     pub fn forward_tags(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
-        let (x, _) = self.states(tokens, lengths); // [B, T, d]
+        let (x, _) = self.states(tokens, None, lengths); // [B, T, d]
         tag_logits(&self.classifier, self.dropout.forward(x), lengths)
     }
 
-    /// The final states `[B, T, d]` and the real-token mask `[B, T]`.
-    fn states(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> (Tensor<3>, Tensor<2>) {
+    /// Tag logits `[N, K]` of every real token of sentence pairs whose `segments` `[B, T]`
+    /// say which sentence each token is in, and next-sentence logits `[B, 2]` of each pair
+    /// (zeros for an encoder without a next-sentence head).
+    pub fn forward_pairs(
+        &self,
+        tokens: Tensor<2, Int>,
+        segments: Tensor<2, Int>,
+        lengths: &[usize],
+    ) -> (Tensor<2>, Tensor<2>) {
+        let (x, real) = self.states(tokens, Some(segments), lengths); // [B, T, d], [B, T]
+        let x = self.dropout.forward(x);
+        let next = match &self.next_sentence {
+            Some(head) => head.forward(self.pool(x.clone(), real, lengths)), // [B, 2]
+            None => Tensor::zeros([lengths.len(), NEXT_SENTENCE_CLASSES], &x.device()),
+        };
+        (tag_logits(&self.classifier, x, lengths), next)
+    }
+
+    /// The final states `[B, T, d]` and the real-token mask `[B, T]`; every token is in
+    /// segment 0 unless `segments` says otherwise.
+    fn states(
+        &self,
+        tokens: Tensor<2, Int>,
+        segments: Option<Tensor<2, Int>>,
+        lengths: &[usize],
+    ) -> (Tensor<3>, Tensor<2>) {
         let [b, t] = tokens.dims();
         let device = tokens.device();
         let real: Vec<f32> = lengths
@@ -85,8 +118,12 @@ impl Encoder {
             .reshape([b, 1, 1, t])
             .expand([b, self.n_heads, t, t]);
         let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
-        let x = self.token_embedding.forward(tokens) // [B, T, d]
+        let mut x = self.token_embedding.forward(tokens) // [B, T, d]
             + self.position_embedding.forward(positions); // [1, T, d]
+        if let Some(segment) = &self.segment_embedding {
+            let segments = segments.unwrap_or_else(|| Tensor::zeros([b, t], &device));
+            x = x + segment.forward(segments); // [B, T, d]
+        }
         let mut x = self.dropout.forward(x);
         for block in &self.blocks {
             x = block.forward_with(x, Some(bias.clone()), self.causal); // [B, T, d]
@@ -114,6 +151,8 @@ impl FamilyModel for Encoder {
             classes,
             dropout,
             causal,
+            segments,
+            next_sentence,
             ..
         } = c;
         const STD: f64 = 0.02;
@@ -142,12 +181,20 @@ impl FamilyModel for Encoder {
             .collect();
         let ln_f = p.layer_norm("ln_f", d_model);
         let classifier = p.linear("classifier", d_model, classes, STD, true);
+        // Drawn last, so an encoder without them is initialised as before they existed.
+        let segment_embedding = segments.then(|| Embedding {
+            weight: p.param("segment_embedding.weight", [SEGMENTS, d_model], normal),
+        });
+        let next_sentence = next_sentence
+            .then(|| p.linear("next_sentence", d_model, NEXT_SENTENCE_CLASSES, STD, true));
         Self {
             token_embedding,
             position_embedding,
             blocks,
             ln_f,
             classifier,
+            segment_embedding,
+            next_sentence,
             dropout: DropoutConfig::new(dropout).init(),
             n_heads,
             causal,
@@ -162,6 +209,15 @@ impl TextClassifier for Encoder {
 
     fn tag_tokens(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2> {
         self.forward_tags(tokens, lengths)
+    }
+
+    fn tag_pairs(
+        &self,
+        tokens: Tensor<2, Int>,
+        segments: Tensor<2, Int>,
+        lengths: &[usize],
+    ) -> (Tensor<2>, Tensor<2>) {
+        self.forward_pairs(tokens, segments, lengths)
     }
 }
 
@@ -185,7 +241,58 @@ mod tests {
             dropout: 0.0,
             per_token: false,
             causal: false,
+            segments: false,
+            next_sentence: false,
         }
+    }
+
+    /// Next-sentence pre-training's encoder: segments and a next-sentence head add 2·d
+    /// embedding and 2·d + 2 other parameters, drawn after the rest (which stay as they were);
+    /// a single sentence is segment 0, and the segments of a pair change what it computes.
+    #[test]
+    fn segments_and_the_next_sentence_head_add_what_they_count() {
+        let device = Device::default();
+        let plain = shape(9, 8, 8, 2);
+        let pairs = EncoderConfig {
+            segments: true,
+            next_sentence: true,
+            per_token: true,
+            ..plain.clone()
+        };
+        let m = Encoder::init(&pairs, &mut SeededInit::new(5), &device);
+        let counts = pairs.param_counts();
+        assert_eq!(count_params(&m), counts.total);
+        let base = plain.param_counts();
+        assert_eq!(counts.embedding, base.embedding + 2 * 8);
+        assert_eq!(counts.non_embedding, base.non_embedding + 2 * 8 + 2);
+        let without = Encoder::init(&plain, &mut SeededInit::new(5), &device);
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(
+            values(m.token_embedding.weight.val()),
+            values(without.token_embedding.weight.val())
+        );
+        let tokens = || padded_tokens(&[&[3, 1, 4, 1]], 8, 5, &device);
+        let zeros = Tensor::<2, Int>::zeros([1, 8], &device);
+        let (tags, next) = m.forward_pairs(tokens(), zeros, &[4]);
+        assert_eq!((tags.dims(), next.dims()), ([4, 3], [1, 2]));
+        let single = values(m.forward_tags(tokens(), &[4]));
+        let as_pair = values(tags);
+        assert!(
+            single
+                .iter()
+                .zip(&as_pair)
+                .all(|(x, y)| (x - y).abs() < 1e-6)
+        );
+        let split = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![0i64, 0, 1, 1, 0, 0, 0, 0], [1, 8]),
+            &device,
+        );
+        let (tags, _) = m.forward_pairs(tokens(), split, &[4]);
+        let differs = values(tags)
+            .iter()
+            .zip(&single)
+            .any(|(x, y)| (x - y).abs() > 1e-4);
+        assert!(differs, "segment 1 must change the states");
     }
 
     #[test]

@@ -75,6 +75,24 @@ pub trait TextClassifier: FamilyModel {
 
     /// Tag logits `[N, K]` of every real token, sequence by sequence (`N = Σ lengths`).
     fn tag_tokens(&self, tokens: Tensor<2, Int>, lengths: &[usize]) -> Tensor<2>;
+
+    /// Tag logits `[N, K]` of sentence pairs whose `segments` `[B, T]` say which sentence each
+    /// token is in, and next-sentence logits `[B, 2]` (BERT's NSP). Only the encoder has a
+    /// next-sentence head (the spec refuses next-sentence pre-training of other families);
+    /// without one the segments are ignored and the logits are zeros, a constant guess.
+    fn tag_pairs(
+        &self,
+        tokens: Tensor<2, Int>,
+        segments: Tensor<2, Int>,
+        lengths: &[usize],
+    ) -> (Tensor<2>, Tensor<2>) {
+        let b = lengths.len();
+        let device = segments.device();
+        (
+            self.tag_tokens(tokens, lengths),
+            Tensor::zeros([b, 2], &device),
+        )
+    }
 }
 
 /// What to do with the language model [`build_language_model`] makes.

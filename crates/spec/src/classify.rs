@@ -48,7 +48,7 @@ pub use model::{
 };
 pub use record::{
     CLASSIFY_PARAM_CONVENTION, CLASSIFY_RECORD_SCHEMA_VERSION, ClassMetrics, ClassScores,
-    ClassifyPoint, ClassifyRecord, ClassifyResult,
+    ClassifyPoint, ClassifyRecord, ClassifyResult, SplitAccuracy,
 };
 pub use run::{
     ClassifyConfig, ClassifySpec, ClassifyTrainConfig, ClassifyTrainSpec, Objective, SampleBudget,

@@ -100,6 +100,9 @@ pub struct Parent {
     pub language_model: bool,
     /// Where it was read from, for messages.
     pub dir: String,
+    /// Whether it has segment embeddings (an encoder pre-trained on sentence pairs), which a
+    /// child then has too.
+    pub segments: bool,
 }
 
 /// What the output layer does, resolved.
@@ -391,6 +394,7 @@ mod tests {
             family,
             language_model,
             dir: "runs/00aa11bb22cc33dd".into(),
+            segments: false,
         }
     }
 

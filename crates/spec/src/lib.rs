@@ -24,7 +24,7 @@ pub use classify::{
     ClassScores, ClassifierConfig, ClassifierPreset, ClassifierSpec, ClassifyConfig, ClassifyPoint,
     ClassifyRecord, ClassifyResult, ClassifySpec, ClassifyStudySpec, ClassifyTrainConfig,
     ClassifyTrainSpec, Dataset, ImageDataSpec, InputShape, Objective, Regulariser, RnnCell,
-    SampleBudget, StudyCell,
+    SampleBudget, SplitAccuracy, StudyCell,
 };
 pub use error::SpecError;
 

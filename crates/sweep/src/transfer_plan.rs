@@ -141,6 +141,7 @@ pub fn plan_transfer_study(
                 family: model.family,
                 language_model: true,
                 dir: run_dir(study_dir, &run.run_id).display().to_string(),
+                segments: false,
             };
             let parent = parent_of(&pretrain);
             push(

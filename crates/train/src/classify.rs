@@ -15,14 +15,14 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::{
-    Draw, ImageBatch, LabelledBatch, LabelledSet, MlmBatch, TaggedBatch, TokenBatch,
+    Draw, ImageBatch, LabelledBatch, LabelledSet, MlmBatch, PairBatch, TaggedBatch, TokenBatch,
 };
 use scalelab_models::{
     FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
 };
 use scalelab_spec::{
     ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, InitConfig,
-    Purpose, run_id,
+    Purpose, SplitAccuracy, run_id,
 };
 
 use crate::engine::{At, BodyLr, LoopEnd, LoopSettings, Workload, run_loop};
@@ -37,9 +37,28 @@ const EVAL_BATCH: usize = 500;
 /// A model that gives class logits `[B, K]` for the batches `B` of one kind of data set:
 /// every image classifier for image batches, every text classifier for sentence and tagged
 /// batches.
-pub trait Classifier<B>: FamilyModel {
+pub trait Classifier<B: LabelledBatch>: FamilyModel {
     /// Class logits of `batch`, computed on `device`.
     fn batch_logits(&self, batch: &B, device: &Device) -> Tensor<2>;
+
+    /// The training loss of `batch`: the cross-entropy of its logits against its labels, plus
+    /// a second objective's where the batch has one.
+    fn batch_loss(&self, batch: &B, device: &Device) -> Tensor<1> {
+        cross_entropy(self.batch_logits(batch, device), batch.labels(), device)
+    }
+
+    /// A second objective's logits and labels (next-sentence prediction), scored beside the
+    /// first.
+    fn second_task(&self, _batch: &B, _device: &Device) -> Option<(Tensor<2>, Vec<i64>)> {
+        None
+    }
+}
+
+/// The mean cross-entropy of `logits` `[n, K]` against `labels`.
+fn cross_entropy(logits: Tensor<2>, labels: &[i64], device: &Device) -> Tensor<1> {
+    CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits, label_tensor(labels, device))
 }
 
 impl<M: ImageClassifier> Classifier<ImageBatch> for M {
@@ -77,12 +96,49 @@ impl<M: TextClassifier> Classifier<MlmBatch> for M {
     fn batch_logits(&self, batch: &MlmBatch, device: &Device) -> Tensor<2> {
         let tokens = token_tensor(&batch.ids, batch.batch, batch.ctx, device);
         let every = self.tag_tokens(tokens, &batch.lengths); // [Σ lengths, V]
-        let chosen: Vec<i64> = batch.positions.iter().map(|&p| p as i64).collect();
-        let n = chosen.len();
-        every.select(
-            0,
-            Tensor::<1, Int>::from_data(TensorData::new(chosen, [n]), device),
-        )
+        chosen_rows(every, &batch.positions, device)
+    }
+}
+
+/// The rows of `every` `[N, V]` at the masked `positions`.
+fn chosen_rows(every: Tensor<2>, positions: &[usize], device: &Device) -> Tensor<2> {
+    let chosen: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+    let n = chosen.len();
+    every.select(
+        0,
+        Tensor::<1, Int>::from_data(TensorData::new(chosen, [n]), device),
+    )
+}
+
+/// Masked sentence pairs: the masked tokens' logits, and the next-sentence logits as a
+/// second objective whose cross-entropy is added to the loss (BERT's sum of the two).
+impl<M: TextClassifier> Classifier<PairBatch> for M {
+    fn batch_logits(&self, batch: &PairBatch, device: &Device) -> Tensor<2> {
+        self.pair_logits(batch, device).0
+    }
+
+    fn batch_loss(&self, batch: &PairBatch, device: &Device) -> Tensor<1> {
+        let (masked, next) = self.pair_logits(batch, device);
+        cross_entropy(masked, batch.labels(), device) + cross_entropy(next, &batch.next, device)
+    }
+
+    fn second_task(&self, batch: &PairBatch, device: &Device) -> Option<(Tensor<2>, Vec<i64>)> {
+        Some((self.pair_logits(batch, device).1, batch.next.clone()))
+    }
+}
+
+/// The masked tokens' logits `[n, V]` and the next-sentence logits `[B, 2]` of `batch`.
+trait PairLogits {
+    fn pair_logits(&self, batch: &PairBatch, device: &Device) -> (Tensor<2>, Tensor<2>);
+}
+
+impl<M: TextClassifier> PairLogits for M {
+    fn pair_logits(&self, batch: &PairBatch, device: &Device) -> (Tensor<2>, Tensor<2>) {
+        let m = &batch.masked;
+        let tokens = token_tensor(&m.ids, m.batch, m.ctx, device);
+        let segments = token_tensor(&batch.segments, m.batch, m.ctx, device);
+        let (every, next) = self.tag_pairs(tokens, segments, &m.lengths);
+        (chosen_rows(every, &m.positions, device), next)
     }
 }
 
@@ -188,6 +244,7 @@ macro_rules! text_input {
 text_input!(TokenBatch);
 text_input!(TaggedBatch);
 text_input!(MlmBatch);
+text_input!(PairBatch);
 
 impl<S: LabelledSet> UseClassifier for ClassifyRun<'_, S>
 where
@@ -257,11 +314,7 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
 
     fn loss(&self, model: &M, batch: &S::Batch) -> Tensor<1> {
         let t = &self.config.train;
-        let labels = label_tensor(batch.labels(), &self.device);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&self.device)
-            .forward(model.batch_logits(batch, &self.device), labels);
-        add_penalties(loss, model, t.l1, t.l2)
+        add_penalties(model.batch_loss(batch, &self.device), model, t.l1, t.l2)
     }
 
     fn evaluate(&mut self, model: &M, at: At) -> ClassifyPoint {
@@ -346,6 +399,14 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         train: evaluate(&kept, train),
         validation: evaluate(&kept, val),
         test: evaluate(&kept, test),
+        next_sentence: match [train, val, test].map(|set| second_accuracy(&kept, set)) {
+            [Some(train), Some(validation), Some(test)] => Some(SplitAccuracy {
+                train,
+                validation,
+                test,
+            }),
+            _ => None,
+        },
     };
     let record = run.write_record(
         (&work.id, config),
@@ -379,4 +440,20 @@ fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> (Vec<
 fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> ClassMetrics {
     let (probs, targets) = predict(model, set);
     class_metrics(&probs, &targets, set.n_classes())
+}
+
+/// The accuracy of `model`'s second objective (next-sentence prediction) over `set`, if its
+/// batches have one.
+fn second_accuracy<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> Option<f64> {
+    let model = model.valid();
+    let device = model.devices().into_iter().next().unwrap_or_default();
+    let (mut right, mut total) = (0usize, 0usize);
+    for batch in set.eval_batches(EVAL_BATCH) {
+        let (logits, labels) = model.second_task(&batch, &device)?;
+        let guesses = logits.argmax(1).into_data().convert::<i64>();
+        let guesses = guesses.try_to_vec::<i64>().unwrap_or_default();
+        right += guesses.iter().zip(&labels).filter(|(g, l)| g == l).count();
+        total += labels.len();
+    }
+    (total > 0).then(|| right as f64 / total as f64)
 }

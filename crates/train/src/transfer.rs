@@ -106,11 +106,14 @@ pub fn read_parent(from: &str) -> Result<Parent, TrainError> {
             "train the parent again (the same command with --fresh) so that it keeps them",
         ));
     }
+    // An encoder pre-trained on sentence pairs has segment embeddings (left out otherwise).
+    let segments = config["model"]["segments"].as_bool().unwrap_or(false);
     Ok(Parent {
         run_id,
         family,
         language_model,
         dir: dir.display().to_string(),
+        segments,
     })
 }
 

@@ -240,6 +240,8 @@ impl ClassifierSpec {
                     dropout,
                     per_token,
                     causal,
+                    segments: false,
+                    next_sentence: false,
                 };
                 if causal {
                     ClassifierConfig::Gpt(shape)

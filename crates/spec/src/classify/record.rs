@@ -91,4 +91,19 @@ pub struct ClassifyResult {
     pub validation: ClassMetrics,
     /// On the test images.
     pub test: ClassMetrics,
+    /// Next-sentence accuracy of the kept weights on pairs of each split's sentences, drawn
+    /// as training draws them (`objective = "mlm-nsp"` only; chance is 50%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_sentence: Option<SplitAccuracy>,
+}
+
+/// An accuracy on the training, validation and test examples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitAccuracy {
+    /// On the training examples.
+    pub train: f64,
+    /// On the validation examples.
+    pub validation: f64,
+    /// On the test examples.
+    pub test: f64,
 }

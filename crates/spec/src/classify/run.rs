@@ -80,6 +80,12 @@ crate::named! {
         /// replaced, 10% kept; `scalelab_data::mlm`): a parent for classifiers of the same
         /// sentences.
         Mlm = "mlm",
+        /// Masked-language-model and next-sentence pre-training together (BERT's two
+        /// objectives, their losses summed): the encoder reads pairs of consecutive training
+        /// sentences, half of them with the second replaced by a random one
+        /// (`scalelab_data::nsp`), and predicts the masked tokens and whether the second
+        /// sentence follows the first.
+        MlmNsp = "mlm-nsp",
     }
 }
 
@@ -87,6 +93,11 @@ impl Objective {
     /// Whether it is the default (left out of configs, so run ids stay as they were).
     pub fn is_classify(&self) -> bool {
         *self == Objective::Classify
+    }
+
+    /// Whether it predicts masked tokens (with or without next sentences).
+    pub fn is_masked(&self) -> bool {
+        matches!(self, Objective::Mlm | Objective::MlmNsp)
     }
 }
 
@@ -204,7 +215,13 @@ impl ClassifySpec {
         parent: Option<&Parent>,
     ) -> Result<ClassifyConfig, SpecError> {
         let dataset = self.dataset();
-        let model = self.model.resolve(input, classes)?;
+        let mut model = self.model.resolve(input, classes)?;
+        if let ClassifierConfig::Encoder(shape) = &mut model {
+            // A child of a next-sentence model reads its sentences as segment 0, as the parent
+            // read a pair's first sentence.
+            shape.next_sentence = self.objective == Objective::MlmNsp;
+            shape.segments = shape.next_sentence || parent.is_some_and(|p| p.segments);
+        }
         let init = self.init.resolve(model.family(), false, parent)?;
         let t = &self.train;
         let fraction = |key: &str, v: f64, lo_open: bool, hi: f64| {
@@ -296,11 +313,12 @@ impl ClassifySpec {
             ));
         }
         self.augment.check()?;
-        if self.objective == Objective::Mlm {
+        if self.objective.is_masked() {
+            let objective = self.objective.name();
             if !dataset.is_text() {
                 return Err(SpecError::invalid(
                     "objective",
-                    "mlm",
+                    objective,
                     format!(
                         "masked-language-model pre-training reads the sentences of a text data set (sentiment, pang_lee or pos), not {}",
                         dataset.name()
@@ -310,7 +328,7 @@ impl ClassifySpec {
             if model.family() != crate::Family::Encoder {
                 return Err(SpecError::invalid(
                     "objective",
-                    "mlm",
+                    objective,
                     format!(
                         "masked-language-model pre-training is for the bidirectional encoder (model.family = \"encoder\"), not {}",
                         model.family().name()

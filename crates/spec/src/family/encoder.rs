@@ -77,7 +77,22 @@ pub struct EncoderConfig {
     /// weights fit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub causal: bool,
+    /// Segment embeddings (BERT's token types, 2 × d, counted with the embeddings): every
+    /// token of the first sentence of a pair gets segment 0, of the second segment 1, and of
+    /// a single sentence 0. Set by next-sentence pre-training and inherited by its children,
+    /// which then read their sentences as the parent did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub segments: bool,
+    /// A next-sentence head (BERT's NSP, d → 2, over the pooled state) beside the per-token
+    /// output layer: whether the second sentence of a pair follows the first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub next_sentence: bool,
 }
+
+/// Outputs of the next-sentence head.
+pub const NEXT_SENTENCE_CLASSES: usize = 2;
+/// Segments a sentence pair has.
+pub const SEGMENTS: usize = 2;
 
 impl Shape for EncoderConfig {
     fn family(&self) -> Family {
@@ -89,13 +104,22 @@ impl Shape for EncoderConfig {
     }
 
     fn param_counts(&self) -> ParamCounts {
-        encoder_param_counts(
+        let mut counts = encoder_param_counts(
             self.vocab,
             self.ctx,
             self.d_model,
             self.n_layers,
             self.classes,
-        )
+        );
+        let d = self.d_model as u64;
+        if self.segments {
+            counts.embedding += SEGMENTS as u64 * d;
+        }
+        if self.next_sentence {
+            counts.non_embedding += NEXT_SENTENCE_CLASSES as u64 * (d + 1);
+        }
+        counts.total = counts.embedding + counts.non_embedding;
+        counts
     }
 
     fn flops_per_example(&self) -> f64 {
@@ -105,7 +129,11 @@ impl Shape for EncoderConfig {
             self.n_layers,
             self.classes,
             self.per_token,
-        )
+        ) + if self.next_sentence {
+            6.0 * self.d_model as f64 * NEXT_SENTENCE_CLASSES as f64
+        } else {
+            0.0
+        }
     }
 
     fn describe(&self) -> String {
