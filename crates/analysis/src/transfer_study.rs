@@ -19,8 +19,12 @@ pub struct TransferRow {
     pub size: String,
     /// Parameters, in the study's convention.
     pub n: f64,
-    /// The adaptation method of a fine-tuned run; none: trained from scratch.
+    /// The adaptation method of a fine-tuned run; none: trained from scratch. A study of
+    /// several LoRA ranks names each (`lora r=8`), so that each is a method of its own.
     pub method: Option<String>,
+    /// The rank of a LoRA run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_rank: Option<usize>,
     /// Tokens of the target corpus it trained on (`D_F` of a fine-tuned run).
     pub tokens: f64,
     /// Final validation loss on the target corpus.
@@ -53,6 +57,9 @@ pub struct TransferCell {
     pub n: f64,
     /// Method.
     pub method: String,
+    /// The rank, of a LoRA cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_rank: Option<usize>,
     /// Fine-tuning data.
     pub d_f: f64,
     /// Mean fine-tuned loss over seeds.
@@ -106,6 +113,22 @@ pub struct MethodLaws {
     pub multiplicative_missing: Option<String>,
 }
 
+/// Zhang et al. 2024's law against the LoRA rank at one size: `L = A·r^(−α)·D_F^(−β) + E`
+/// over the cells of every rank and `D_F` (a study of several ranks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankLaw {
+    /// Size name.
+    pub size: String,
+    /// N.
+    pub n: f64,
+    /// The ranks fitted, ascending.
+    pub ranks: Vec<usize>,
+    /// The law, X = r.
+    pub law: Option<MultiplicativeLaw>,
+    /// Why it is missing.
+    pub missing: Option<String>,
+}
+
 /// A transfer study's analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferAnalysis {
@@ -117,6 +140,9 @@ pub struct TransferAnalysis {
     pub methods: Vec<MethodSummary>,
     /// Each method's laws.
     pub laws: Vec<MethodLaws>,
+    /// The law against the LoRA rank, per size, when the study has several ranks.
+    #[serde(default)]
+    pub rank_laws: Vec<RankLaw>,
 }
 
 /// Mean of `values`.
@@ -187,6 +213,7 @@ pub fn analyse_transfer(
             if points.is_empty() {
                 continue;
             }
+            let lora_rank = rows.iter().find(|r| of_cell(r)).and_then(|r| r.lora_rank);
             let mut overtaken_at = None;
             for &(d_f, loss, seeds) in &points {
                 let scratch_loss = (curve.points.iter()).find(|p| p.0 == d_f).map(|p| p.1);
@@ -202,6 +229,7 @@ pub fn analyse_transfer(
                     size: size.clone(),
                     n: *n,
                     method: method.clone(),
+                    lora_rank,
                     d_f,
                     loss,
                     seeds,
@@ -258,12 +286,53 @@ pub fn analyse_transfer(
             }
         })
         .collect();
+    let rank_laws = rank_laws(&sizes, &cells, bootstrap, level, seed);
     TransferAnalysis {
         scratch,
         cells,
         methods: summaries,
         laws,
+        rank_laws,
     }
+}
+
+/// The law against the LoRA rank at each size whose LoRA cells have two ranks or more.
+fn rank_laws(
+    sizes: &[(String, f64)],
+    cells: &[TransferCell],
+    bootstrap: usize,
+    level: f64,
+    seed: u64,
+) -> Vec<RankLaw> {
+    (sizes.iter())
+        .filter_map(|(size, n)| {
+            let lora: Vec<(usize, &TransferCell)> = (cells.iter())
+                .filter(|c| &c.size == size)
+                .filter_map(|c| c.lora_rank.map(|r| (r, c)))
+                .collect();
+            let mut ranks: Vec<usize> = lora.iter().map(|&(r, _)| r).collect();
+            ranks.sort_unstable();
+            ranks.dedup();
+            if ranks.len() < 2 {
+                return None;
+            }
+            let points: Vec<FinetunePoint> = (lora.iter())
+                .map(|&(r, c)| FinetunePoint {
+                    x: r as f64,
+                    d_f: c.d_f,
+                    loss: c.loss,
+                })
+                .collect();
+            let (law, missing) = split(fit_multiplicative(&points, bootstrap, level, seed));
+            Some(RankLaw {
+                size: size.clone(),
+                n: *n,
+                ranks,
+                law,
+                missing,
+            })
+        })
+        .collect()
 }
 
 /// A fit, or why it is missing.
@@ -289,6 +358,7 @@ mod tests {
             size: size.into(),
             n,
             method: method.map(str::to_string),
+            lora_rank: None,
             tokens,
             loss,
             trainable_params: method.map(|m| if m == "full" { n as u64 } else { 10 }),
@@ -368,6 +438,7 @@ mod tests {
             size: "x".into(),
             n: 1e7,
             method: Some("full".into()),
+            lora_rank: None,
             tokens: 1e3,
             loss: 2.0,
             trainable_params: None,
@@ -384,5 +455,47 @@ mod tests {
                 .contains("at least two")
         );
         assert!(a.laws[0].transfer_missing.is_some());
+    }
+
+    /// LoRA at three ranks whose losses follow `L = 2·r^(−0.3)·D_F^(−0.1) + 0.5` exactly:
+    /// the rank law gives its constants back; one rank gives no rank law.
+    #[test]
+    fn the_rank_law_recovers_its_constants() {
+        let mut rows = rows();
+        for r in [2usize, 8, 32] {
+            for d_f in [1e3, 1e4, 1e5, 1e6] {
+                rows.push(TransferRow {
+                    size: "m".into(),
+                    n: 1e5,
+                    method: Some(format!("lora r={r}")),
+                    lora_rank: Some(r),
+                    tokens: d_f,
+                    loss: 2.0 * (r as f64).powf(-0.3) * d_f.powf(-0.1) + 0.5,
+                    trainable_params: Some(100 * r as u64),
+                    kept_bytes: None,
+                    peak_rss_bytes: None,
+                });
+            }
+        }
+        let a = analyse_transfer(&rows, 20, 0.95, 0);
+        assert_eq!(a.rank_laws.len(), 1);
+        let law = &a.rank_laws[0];
+        assert_eq!(
+            (law.size.as_str(), law.ranks.as_slice()),
+            ("m", &[2, 8, 32][..])
+        );
+        let fit = law.law.as_ref().unwrap();
+        assert!((fit.alpha.unwrap() - 0.3).abs() < 0.01, "{fit:?}");
+        assert!((fit.beta - 0.1).abs() < 0.01, "{fit:?}");
+        assert!((fit.e - 0.5).abs() < 0.01, "{fit:?}");
+        assert!((fit.a - 2.0).abs() < 0.05, "{fit:?}");
+        let cell = (a.cells.iter()).find(|c| c.method == "lora r=8").unwrap();
+        assert_eq!(cell.lora_rank, Some(8));
+        // One rank: no rank law.
+        let one: Vec<TransferRow> = (rows.iter())
+            .filter(|r| r.lora_rank.is_none_or(|k| k == 8))
+            .cloned()
+            .collect();
+        assert!(analyse_transfer(&one, 0, 0.95, 0).rank_laws.is_empty());
     }
 }

@@ -140,6 +140,8 @@ fn analyse(dir: &Path) -> Result<(TransferAnalysis, TransferStudyReport)> {
     let plan = stored_plan(&store, dir)?;
     let spec = &plan.spec;
     let stored = store.runs()?;
+    // With several LoRA ranks each is a method of its own.
+    let several_ranks = spec.lora_ranks().len() > 1;
     let mut rows = Vec::new();
     // Pre-training losses as (size, N, loss), averaged over seeds below.
     let mut pretrain_losses: Vec<(String, f64, f64)> = Vec::new();
@@ -165,10 +167,16 @@ fn analyse(dir: &Path) -> Result<(TransferAnalysis, TransferStudyReport)> {
             TransferRole::Finetune(m) => Some(m),
             _ => None,
         };
+        let lora_rank =
+            (method == Some(TransferMethod::Lora)).then_some(planned.run.spec.init.lora_rank);
         rows.push(TransferRow {
             size: planned.run.size.clone(),
             n: planned.run.n,
-            method: method.map(|m| m.name().to_string()),
+            method: method.map(|m| match lora_rank {
+                Some(r) if several_ranks => format!("{m} r={r}"),
+                _ => m.name().to_string(),
+            }),
+            lora_rank,
             tokens: planned.run.tokens as f64,
             loss,
             trainable_params: adaptation.as_ref().map(|a| a.trainable_params),

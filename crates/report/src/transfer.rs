@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use scalelab_analysis::Interval;
+use scalelab_analysis::transfer::MultiplicativeLaw;
 use scalelab_analysis::transfer_study::{MethodLaws, TransferAnalysis};
 
 use crate::ReportError;
@@ -272,35 +273,7 @@ fn laws_section(out: &mut String, section: &mut usize, analysis: &TransferAnalys
             "D<sub>T</sub> = k·D<sub>F</sub><sup>α</sup>·N<sup>β</sup>",
             t,
         );
-        let m = match multiplicative {
-            Some(l) => {
-                let i = l.intervals;
-                let alpha = l
-                    .alpha
-                    .map_or("— (one size)".into(), |a| value_with(a, i.alpha));
-                [
-                    format!(
-                        "A = {}, α = {}, β = {}, E = {}",
-                        value_with(l.a, i.a),
-                        alpha,
-                        value_with(l.beta, i.beta),
-                        value_with(l.e, i.e)
-                    ),
-                    format!(
-                        "{} cells, rms residual of ln L {:.4}{}",
-                        l.points,
-                        l.rms_log_residual,
-                        if l.e <= 1e-9 {
-                            "; E is at its bound of zero: these losses show no floor, so the \
-                             law is a pure power law and A, α and β absorb what a floor would hold"
-                        } else {
-                            ""
-                        }
-                    ),
-                ]
-            }
-            None => missing_fit(multiplicative_missing),
-        };
+        let m = multiplicative_cells(multiplicative, multiplicative_missing, "one size");
         law_row(
             out,
             method,
@@ -308,7 +281,52 @@ fn laws_section(out: &mut String, section: &mut usize, analysis: &TransferAnalys
             m,
         );
     }
+    for law in &analysis.rank_laws {
+        let ranks: Vec<String> = law.ranks.iter().map(usize::to_string).collect();
+        law_row(
+            out,
+            &format!("lora, N = {} (r = {})", sig(law.n), ranks.join(", ")),
+            "L = A·r<sup>−α</sup>·D<sub>F</sub><sup>−β</sup> + E",
+            multiplicative_cells(&law.law, &law.missing, "one rank"),
+        );
+    }
     out.push_str("</table>\n");
+}
+
+/// The constants and fit of Zhang et al.'s law (X a size or a rank; `one` says why α is
+/// missing), or a dash and why it was not fitted.
+fn multiplicative_cells(
+    law: &Option<MultiplicativeLaw>,
+    missing: &Option<String>,
+    one: &str,
+) -> [String; 2] {
+    let Some(l) = law else {
+        return missing_fit(missing);
+    };
+    let i = l.intervals;
+    let alpha = l
+        .alpha
+        .map_or(format!("— ({one})"), |a| value_with(a, i.alpha));
+    [
+        format!(
+            "A = {}, α = {}, β = {}, E = {}",
+            value_with(l.a, i.a),
+            alpha,
+            value_with(l.beta, i.beta),
+            value_with(l.e, i.e)
+        ),
+        format!(
+            "{} cells, rms residual of ln L {:.4}{}",
+            l.points,
+            l.rms_log_residual,
+            if l.e <= 1e-9 {
+                "; E is at its bound of zero: these losses show no floor, so the \
+                 law is a pure power law and A, α and β absorb what a floor would hold"
+            } else {
+                ""
+            }
+        ),
+    ]
 }
 
 /// The cells of a law that was not fitted: a dash and why.

@@ -136,6 +136,10 @@ pub struct FinetuneSpec {
     /// With the `lora` method: rank r.
     #[serde(default = "lora_rank")]
     pub lora_rank: usize,
+    /// With the `lora` method: several ranks, each fine-tuned at every `D_F` (replaces
+    /// `lora_rank`), so that the analysis fits the loss against the rank as well.
+    #[serde(default)]
+    pub lora_ranks: Vec<usize>,
     /// With the `lora` method: α.
     #[serde(default = "lora_alpha")]
     pub lora_alpha: f64,
@@ -278,6 +282,15 @@ impl TransferStudySpec {
                 "list each method once",
             ));
         }
+        if let Some((i, r)) =
+            (f.lora_ranks.iter().enumerate()).find(|(i, r)| f.lora_ranks[..*i].contains(r))
+        {
+            return Err(SpecError::invalid(
+                "finetune.lora_ranks",
+                format!("{r} (entry {})", i + 1),
+                "list each rank once",
+            ));
+        }
         if let Some(lr) = f.lr
             && !(lr.is_finite() && lr > 0.0)
         {
@@ -323,7 +336,18 @@ impl TransferStudySpec {
         Ok(budget)
     }
 
-    /// The `[init]` of a run fine-tuned by `method` from the parent at `from`.
+    /// The LoRA ranks fine-tuned: `finetune.lora_ranks`, else `finetune.lora_rank`.
+    pub fn lora_ranks(&self) -> Vec<usize> {
+        let f = &self.finetune;
+        if f.lora_ranks.is_empty() {
+            vec![f.lora_rank]
+        } else {
+            f.lora_ranks.clone()
+        }
+    }
+
+    /// The `[init]` of a run fine-tuned by `method` from the parent at `from` (LoRA at
+    /// `finetune.lora_rank`).
     pub fn init(&self, method: AdaptKind, from: &str) -> InitSpec {
         let f = &self.finetune;
         let lora = method == AdaptKind::Lora;
@@ -408,6 +432,12 @@ mod tests {
         assert_eq!(slow.init(AdaptKind::Full, "p").body_lr_ratio, 0.1);
         assert_eq!(slow.init(AdaptKind::Lora, "p").body_lr_ratio, 1.0);
         assert_eq!(slow.init(AdaptKind::Probe, "p").body_lr_ratio, 1.0);
+        // One rank unless several are listed.
+        assert_eq!(s.lora_ranks(), [8]);
+        let ranks: TransferStudySpec =
+            toml::from_str(&STUDY.replace("[finetune]", "[finetune]\nlora_ranks = [2, 32]"))
+                .unwrap();
+        assert_eq!(ranks.lora_ranks(), [2, 32]);
     }
 
     #[test]
@@ -422,6 +452,12 @@ mod tests {
         assert!(err.contains("finetune.tokens"), "{err}");
         let err = check(&STUDY.replace("\"full\", \"lora\"", "\"lora\", \"lora\""));
         assert!(err.contains("lora (entry 2)"), "{err}");
+        let ranks = STUDY.replace("[finetune]", "[finetune]\nlora_ranks = [2, 8, 2]");
+        let err = check(&ranks);
+        assert!(
+            err.contains("finetune.lora_ranks") && err.contains("2 (entry 3)"),
+            "{err}"
+        );
         let err = check(&STUDY.replace(
             "path = \"code\" }",
             "path = \"code\", tokenizer = \"bpe\" }",

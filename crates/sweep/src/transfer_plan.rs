@@ -8,7 +8,8 @@
 use std::path::Path;
 
 use scalelab_spec::{
-    AdaptKind, Named, Parent, PretrainBudget, RunSpec, TrainSpec, TransferMethod, TransferStudySpec,
+    AdaptKind, InitSpec, Named, Parent, PretrainBudget, RunSpec, TrainSpec, TransferMethod,
+    TransferStudySpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -167,19 +168,38 @@ pub fn plan_transfer_study(
                     },
                 );
             }
-            for &method in &spec.finetune.methods {
+            // Each method once, LoRA at each rank.
+            let ranks = spec.lora_ranks();
+            let variants = (spec.finetune.methods.iter()).flat_map(|&method| {
+                let ranks = if method == TransferMethod::Lora {
+                    ranks.clone()
+                } else {
+                    vec![spec.finetune.lora_rank]
+                };
+                ranks.into_iter().map(move |rank| (method, rank))
+            });
+            for (method, rank) in variants {
                 for &d_f in &spec.finetune.tokens {
                     // One stage: `adapt` from `from`, on D_F tokens.
                     let stage = |adapt: AdaptKind, from: &Parent| {
+                        let init = spec.init(adapt, &from.dir);
+                        let init = if adapt == AdaptKind::Lora {
+                            InitSpec {
+                                lora_rank: rank,
+                                ..init
+                            }
+                        } else {
+                            init
+                        };
                         resolve(
                             RunSpec {
-                                init: spec.init(adapt, &from.dir),
+                                init,
                                 ..run_spec(&finetune_data, with_budget(&finetune_train, d_f))
                             },
                             Some(from),
                             d_f,
                         )
-                        .map_err(|e| in_cell(e, &size, method, d_f, study_file))
+                        .map_err(|e| in_cell(e, &size, method, rank, d_f, study_file))
                     };
                     let mut from = parent.clone();
                     if method == TransferMethod::LpFt {
@@ -215,7 +235,19 @@ pub fn plan_transfer_study(
 }
 
 /// A fine-tuning run that does not resolve, named by its cell.
-fn in_cell(e: SweepError, size: &str, method: TransferMethod, d_f: u64, file: &Path) -> SweepError {
+fn in_cell(
+    e: SweepError,
+    size: &str,
+    method: TransferMethod,
+    rank: usize,
+    d_f: u64,
+    file: &Path,
+) -> SweepError {
+    let method = if method == TransferMethod::Lora {
+        format!("{method} (rank {rank})")
+    } else {
+        method.to_string()
+    };
     match e {
         SweepError::Spec { source, .. } => SweepError::Cell {
             path: file.to_path_buf(),
@@ -328,6 +360,30 @@ mod tests {
         let jobs = plan.jobs().unwrap();
         let waiting = jobs.iter().filter(|j| j.after.is_some()).count();
         assert_eq!(waiting, 4 * 2 * 4);
+    }
+
+    #[test]
+    fn lora_runs_once_per_rank_and_the_other_methods_once() {
+        let ranks = STUDY.replace("[finetune]", "[finetune]\nlora_ranks = [2, 8, 32]");
+        let spec: TransferStudySpec = toml::from_str(&ranks).unwrap();
+        let plan = plan_transfer_study(&spec, Path::new("s"), Path::new("t.toml")).unwrap();
+        let lora: Vec<&PlannedTransfer> = (plan.runs.iter())
+            .filter(|r| r.role == TransferRole::Finetune(TransferMethod::Lora))
+            .collect();
+        // 2 sizes × 2 seeds × 2 D_F × 3 ranks, each rank a run of its own.
+        assert_eq!(lora.len(), 2 * 2 * 2 * 3);
+        for rank in [2, 8, 32] {
+            let at = lora.iter().filter(|r| r.run.spec.init.lora_rank == rank);
+            assert_eq!(at.count(), 8, "rank {rank}");
+        }
+        let mut ids: Vec<&str> = lora.iter().map(|r| r.run.run_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 24);
+        // The rest are as many as with one rank.
+        let one: TransferStudySpec = toml::from_str(STUDY).unwrap();
+        let one = plan_transfer_study(&one, Path::new("s"), Path::new("t.toml")).unwrap();
+        assert_eq!(plan.runs.len(), one.runs.len() + 2 * 2 * 2 * 2);
     }
 
     #[test]
