@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use scalelab_analysis::classify::{ClassifyRow, analyse_classify_study};
 use scalelab_data::{
-    ImageSplits, LabelledSet, MaskedSet, PairSet, TaggedSplits, TextSplits, classification_split,
-    load_images, load_pang_lee, load_pos, load_sentiment,
+    ImageSplits, LabelledSet, Masking, PairMasking, SentenceSet, SentenceTask, TaggedSplits,
+    TextSet, TextSplits, classification_split, load_images, load_pang_lee, load_pos,
+    load_sentiment,
 };
 use scalelab_report::{ClassifyRun, ClassifyStudyReport, render_classify_report};
 use scalelab_spec::{
@@ -18,7 +19,7 @@ use scalelab_spec::{
 };
 use scalelab_sweep::{ClassifyPlan, Store, plan_classify_study};
 use scalelab_train::transfer::parent_dir;
-use scalelab_train::{Outcome, Progress, RunOptions, run_id, train_classifier};
+use scalelab_train::{ClassifierInput, Outcome, Progress, RunOptions, run_id, train_classifier};
 use serde_json::json;
 
 use crate::args::{ClassifyArgs, ClassifyStudyArgs, StudyFileArgs, StudyRunArgs};
@@ -150,24 +151,41 @@ impl Loaded {
                 announce(train.len(), val.len(), s.test.len());
                 train_classifier(config, &train, &val, &s.test, options, progress)?
             }
-            Loaded::Masked(s, Pairs::Yes) => {
-                // The same split; each set keeps its sentences in the file's order.
+            Loaded::Masked(s, pairs) => {
+                // The same split of the sentences as a classifier of them makes; each set
+                // keeps them in the file's order (pairs are drawn from neighbours).
                 let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
                 announce(train.len(), val.len(), s.test.len());
-                let [train, val, test] =
-                    [&train, &val, &s.test].map(|set| PairSet::of(set, s.vocab));
-                train_classifier(config, &train, &val, &test, options, progress)?
-            }
-            Loaded::Masked(s, Pairs::No) => {
-                // The same split of the sentences as a classifier of them makes.
-                let (train, val) = classification_split(&s.train, tf, vf, folds, seed);
-                announce(train.len(), val.len(), s.test.len());
-                let [train, val, test] =
-                    [&train, &val, &s.test].map(|set| MaskedSet::of(set, s.vocab));
-                train_classifier(config, &train, &val, &test, options, progress)?
+                let sets = [&train, &val, &s.test];
+                match pairs {
+                    Pairs::No => {
+                        self_supervised::<Masking>(sets, s.vocab, config, options, progress)?
+                    }
+                    Pairs::Yes => {
+                        self_supervised::<PairMasking>(sets, s.vocab, config, options, progress)?
+                    }
+                }
             }
         })
     }
+}
+
+/// Trains `config` on the sentences of the training, validation and test `sets` (of `vocab`
+/// ids) as the self-supervised task `T` draws them.
+fn self_supervised<T: SentenceTask>(
+    sets: [&TextSet; 3],
+    vocab: usize,
+    config: &ClassifyConfig,
+    options: &RunOptions,
+    progress: &mut dyn Progress,
+) -> Result<Outcome<ClassifyRecord>>
+where
+    T::Batch: ClassifierInput,
+{
+    let [train, val, test] = sets.map(|set| SentenceSet::<T>::of(set, vocab));
+    Ok(train_classifier(
+        config, &train, &val, &test, options, progress,
+    )?)
 }
 
 /// Runs the command.

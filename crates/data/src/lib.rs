@@ -25,8 +25,8 @@ pub use images::{
     ImageBatch, ImageSet, ImageSplits, classification_split, load_digits, load_images,
 };
 pub use labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
-pub use mlm::{Masked, MaskedSet, MlmBatch, mask_sentence};
-pub use nsp::{Pair, PairBatch, PairSet, draw_pair, truncate_pair};
+pub use mlm::{Masked, MaskedSet, Masking, MlmBatch, SentenceSet, SentenceTask, mask_sentence};
+pub use nsp::{Pair, PairBatch, PairMasking, PairSet, draw_pair, truncate_pair};
 pub use tagged::{TaggedBatch, TaggedSet, TaggedSplits, load_pos};
 pub use tasks::{Example, TaskData, TrainingData, answer_batch, edit_distance};
 pub use text_sets::{TextSet, TextSplits, TokenBatch, load_pang_lee, load_sentiment};

@@ -11,6 +11,8 @@
 //! fresh masks every step (dynamic masking, as RoBERTa does); evaluation batches draw theirs
 //! from the examples' indices, so a model is always scored on the same masks.
 
+use std::marker::PhantomData;
+
 use rand::Rng;
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -26,8 +28,6 @@ pub const MLM_FRACTION: f64 = 0.15;
 pub const MLM_MASK_SHARE: f64 = 0.8;
 /// Of the chosen tokens, the share replaced by a random token (the rest stay as they are).
 pub const MLM_RANDOM_SHARE: f64 = 0.1;
-/// Salt of the masks of evaluation batches.
-const EVAL_SALT: u64 = 0x6d6c_6d65_7661_6c00;
 
 /// One sentence, masked.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,11 +72,14 @@ pub fn mask_sentence(tokens: &[u32], mask: u32, vocab: u32, rng: &mut impl Rng) 
     }
 }
 
-/// The sentences of a text set as masked-language-model examples: every token id is a
-/// class, so a model predicting them has `vocab` outputs (the padding id is never a target).
+/// The sentences of a text set, labels dropped, as self-supervised examples whose batches
+/// the task `T` draws: [`Masking`] (masked sentences, [`MaskedSet`]) or
+/// [`crate::nsp::PairMasking`] (masked sentence pairs, [`crate::nsp::PairSet`]). Every token
+/// id is a class, so a model predicting them has `vocab` outputs (the padding id is never a
+/// target).
 #[derive(Debug, Clone, PartialEq)]
-pub struct MaskedSet {
-    /// Token ids of every sentence, at most `ctx` each.
+pub struct SentenceSet<T> {
+    /// Token ids of every sentence, at most `ctx` each, in the set's order.
     pub tokens: Vec<Vec<u32>>,
     /// Longest sequence.
     pub ctx: usize,
@@ -86,23 +89,55 @@ pub struct MaskedSet {
     pub vocab: usize,
     /// Class 0 for every sentence (the labels are not used; splits are not stratified).
     pub sentence_classes: Vec<u32>,
+    task: PhantomData<T>,
 }
 
-impl MaskedSet {
-    /// The sentences of `set` (of a vocabulary of `vocab` ids), labels dropped.
-    pub fn of(set: &TextSet, vocab: usize) -> MaskedSet {
-        MaskedSet {
-            tokens: set.tokens.clone(),
-            ctx: set.ctx,
-            pad: set.pad,
+/// How a [`SentenceSet`] draws its batches.
+pub trait SentenceTask: Sized {
+    /// What a batch is.
+    type Batch: LabelledBatch;
+    /// Salt of training draws.
+    const TRAIN_SALT: u64;
+    /// Salt of evaluation draws.
+    const EVAL_SALT: u64;
+    /// The batch of sentences `rows` of `set`, drawn with `rng`.
+    fn batch_of(set: &SentenceSet<Self>, rows: &[usize], rng: &mut ChaCha8Rng) -> Self::Batch;
+}
+
+/// Sentences masked one by one (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Masking;
+
+/// A text set's sentences as masked-language-model examples.
+pub type MaskedSet = SentenceSet<Masking>;
+
+impl<T> SentenceSet<T> {
+    /// `tokens` (sentences of at most `ctx` ids below `vocab`, padded with `pad`).
+    pub fn new(tokens: Vec<Vec<u32>>, ctx: usize, pad: u32, vocab: usize) -> Self {
+        SentenceSet {
+            sentence_classes: vec![0; tokens.len()],
+            tokens,
+            ctx,
+            pad,
             vocab,
-            sentence_classes: vec![0; set.tokens.len()],
+            task: PhantomData,
         }
     }
 
-    fn batch_of(&self, rows: &[usize], rng: &mut impl Rng) -> MlmBatch {
-        let sentences = rows.iter().map(|&i| self.tokens[i].as_slice());
-        mask_batch(sentences, self.ctx, self.pad, self.vocab, rng)
+    /// The sentences of `set` (of a vocabulary of `vocab` ids), labels dropped.
+    pub fn of(set: &TextSet, vocab: usize) -> Self {
+        Self::new(set.tokens.clone(), set.ctx, set.pad, vocab)
+    }
+}
+
+impl SentenceTask for Masking {
+    type Batch = MlmBatch;
+    const TRAIN_SALT: u64 = 0x6d6c_6d5e;
+    const EVAL_SALT: u64 = 0x6d6c_6d65_7661_6c00;
+
+    fn batch_of(set: &MaskedSet, rows: &[usize], rng: &mut ChaCha8Rng) -> MlmBatch {
+        let sentences = rows.iter().map(|&i| set.tokens[i].as_slice());
+        mask_batch(sentences, set.ctx, set.pad, set.vocab, rng)
     }
 }
 
@@ -167,8 +202,8 @@ impl LabelledBatch for MlmBatch {
     }
 }
 
-impl LabelledSet for MaskedSet {
-    type Batch = MlmBatch;
+impl<T: SentenceTask> LabelledSet for SentenceSet<T> {
+    type Batch = T::Batch;
 
     fn labels(&self) -> &[u32] {
         &self.sentence_classes
@@ -178,26 +213,24 @@ impl LabelledSet for MaskedSet {
         self.vocab
     }
 
+    /// The sentences at `indices`, in that order.
     fn subset(&self, indices: &[usize]) -> Self {
-        MaskedSet {
-            tokens: indices.iter().map(|&i| self.tokens[i].clone()).collect(),
-            sentence_classes: vec![0; indices.len()],
-            ..*self
-        }
+        let tokens = indices.iter().map(|&i| self.tokens[i].clone()).collect();
+        Self::new(tokens, self.ctx, self.pad, self.vocab)
     }
 
-    /// Fresh masks every batch; augmentation does not apply to masked sentences.
-    fn train_batch(&self, draw: Draw, _: &Augmentation) -> MlmBatch {
-        let mut rng = draw.rng(0x6d6c_6d5e);
+    /// Fresh masks (and pairs) every batch; augmentation does not apply to sentences.
+    fn train_batch(&self, draw: Draw, _: &Augmentation) -> T::Batch {
+        let mut rng = draw.rng(T::TRAIN_SALT);
         let rows = batch_indices(self.len(), draw.seed, draw.index, draw.size);
-        self.batch_of(&rows, &mut rng)
+        T::batch_of(self, &rows, &mut rng)
     }
 
-    /// Masks drawn from the first index, so the same examples get the same masks.
-    fn batch(&self, indices: &[usize]) -> MlmBatch {
+    /// Drawn from the first index, so the same examples are scored alike every time.
+    fn batch(&self, indices: &[usize]) -> T::Batch {
         let first = indices.first().copied().unwrap_or(0) as u64;
-        let mut rng = ChaCha8Rng::seed_from_u64(EVAL_SALT ^ first);
-        self.batch_of(indices, &mut rng)
+        let mut rng = ChaCha8Rng::seed_from_u64(T::EVAL_SALT ^ first);
+        T::batch_of(self, indices, &mut rng)
     }
 }
 
@@ -259,13 +292,8 @@ mod tests {
 
     #[test]
     fn batches_number_their_positions_across_sentences_and_score_on_fixed_masks() {
-        let set = MaskedSet {
-            tokens: vec![(0..20).collect(), vec![3, 4], (0..40).collect()],
-            ctx: 32,
-            pad: 60,
-            vocab: 61,
-            sentence_classes: vec![0; 3],
-        };
+        let tokens = vec![(0..20).collect(), vec![3, 4], (0..40).collect()];
+        let set = MaskedSet::new(tokens, 32, 60, 61);
         assert_eq!(set.n_classes(), 61);
         let b = set.batch(&[0, 1, 2]);
         assert_eq!(b.lengths, [20, 2, 32]);

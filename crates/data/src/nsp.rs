@@ -16,20 +16,13 @@
 //! sentence of the same document, sometimes one or two further on.
 
 use rand::Rng;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use scalelab_spec::Augmentation;
 
-use crate::labelled::{Draw, LabelledBatch, LabelledSet, batch_indices};
-use crate::mlm::{MlmBatch, mask_batch};
-use crate::text_sets::TextSet;
+use crate::labelled::LabelledBatch;
+use crate::mlm::{MlmBatch, SentenceSet, SentenceTask, mask_batch};
 
 /// Share of pairs whose second sentence is the next one.
 pub const NEXT_SHARE: f64 = 0.5;
-/// Salt of training draws.
-const TRAIN_SALT: u64 = 0x6e73_705f_7472_6e00;
-/// Salt of evaluation draws.
-const EVAL_SALT: u64 = 0x6e73_705f_6576_6c00;
 
 /// One sentence pair, as the model reads it before masking.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,49 +83,28 @@ pub fn draw_pair(sentences: &[Vec<u32>], i: usize, ctx: usize, rng: &mut impl Rn
     }
 }
 
+/// Sentences drawn into pairs, then masked (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairMasking;
+
 /// A text set's sentences, in order, as sentence-pair examples for masked-language-model and
 /// next-sentence pre-training.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PairSet {
-    /// Token ids of every sentence, in the set's order.
-    pub tokens: Vec<Vec<u32>>,
-    /// Longest pair.
-    pub ctx: usize,
-    /// The padding id, also the mask token.
-    pub pad: u32,
-    /// Vocabulary size, padding included.
-    pub vocab: usize,
-    /// Class 0 for every sentence (unused; splits are not stratified).
-    pub sentence_classes: Vec<u32>,
-}
+pub type PairSet = SentenceSet<PairMasking>;
 
-impl PairSet {
-    /// The sentences of `set` (of a vocabulary of `vocab` ids), labels dropped.
-    pub fn of(set: &TextSet, vocab: usize) -> PairSet {
-        PairSet {
-            tokens: set.tokens.clone(),
-            ctx: set.ctx,
-            pad: set.pad,
-            vocab,
-            sentence_classes: vec![0; set.tokens.len()],
-        }
-    }
+impl SentenceTask for PairMasking {
+    type Batch = PairBatch;
+    const TRAIN_SALT: u64 = 0x6e73_705f_7472_6e00;
+    const EVAL_SALT: u64 = 0x6e73_705f_6576_6c00;
 
-    fn batch_of(&self, rows: &[usize], rng: &mut impl Rng) -> PairBatch {
-        let pairs: Vec<Pair> = rows
-            .iter()
-            .map(|&i| draw_pair(&self.tokens, i, self.ctx, rng))
+    fn batch_of(set: &PairSet, rows: &[usize], rng: &mut ChaCha8Rng) -> PairBatch {
+        let ctx = set.ctx;
+        let pairs: Vec<Pair> = (rows.iter())
+            .map(|&i| draw_pair(&set.tokens, i, ctx, rng))
             .collect();
-        let masked = mask_batch(
-            pairs.iter().map(|p| p.tokens.as_slice()),
-            self.ctx,
-            self.pad,
-            self.vocab,
-            rng,
-        );
-        let segments = pairs
-            .iter()
-            .flat_map(|p| (0..self.ctx).map(move |s| i64::from(s >= p.first && s < p.tokens.len())))
+        let tokens = pairs.iter().map(|p| p.tokens.as_slice());
+        let masked = mask_batch(tokens, ctx, set.pad, set.vocab, rng);
+        let segments = (pairs.iter())
+            .flat_map(|p| (0..ctx).map(move |s| i64::from(s >= p.first && s < p.tokens.len())))
             .collect();
         let next = pairs.iter().map(|p| i64::from(p.is_next)).collect();
         PairBatch {
@@ -160,44 +132,12 @@ impl LabelledBatch for PairBatch {
     }
 }
 
-impl LabelledSet for PairSet {
-    type Batch = PairBatch;
-
-    fn labels(&self) -> &[u32] {
-        &self.sentence_classes
-    }
-
-    fn n_classes(&self) -> usize {
-        self.vocab
-    }
-
-    /// The sentences at `indices`, in that order (pairs are drawn among them).
-    fn subset(&self, indices: &[usize]) -> Self {
-        PairSet {
-            tokens: indices.iter().map(|&i| self.tokens[i].clone()).collect(),
-            sentence_classes: vec![0; indices.len()],
-            ..*self
-        }
-    }
-
-    /// Fresh pairs and masks every batch; augmentation does not apply.
-    fn train_batch(&self, draw: Draw, _: &Augmentation) -> PairBatch {
-        let mut rng = draw.rng(TRAIN_SALT);
-        let rows = batch_indices(self.len(), draw.seed, draw.index, draw.size);
-        self.batch_of(&rows, &mut rng)
-    }
-
-    /// Pairs and masks drawn from the first index, so the same examples are scored alike.
-    fn batch(&self, indices: &[usize]) -> PairBatch {
-        let first = indices.first().copied().unwrap_or(0) as u64;
-        let mut rng = ChaCha8Rng::seed_from_u64(EVAL_SALT ^ first);
-        self.batch_of(indices, &mut rng)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labelled::{Draw, LabelledSet};
+    use rand::SeedableRng;
+    use scalelab_spec::Augmentation;
 
     #[test]
     fn pairs_are_cut_from_the_longer_sentence_to_fit() {
@@ -260,13 +200,7 @@ mod tests {
 
     #[test]
     fn batches_mark_segments_and_mask_the_pair() {
-        let set = PairSet {
-            tokens: vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9]],
-            ctx: 8,
-            pad: 20,
-            vocab: 21,
-            sentence_classes: vec![0; 3],
-        };
+        let set = PairSet::new(vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9]], 8, 20, 21);
         let b = set.batch(&[0, 1]);
         assert_eq!(b.next.len(), 2);
         assert_eq!(b.segments.len(), 2 * 8);
