@@ -495,6 +495,32 @@ fn a_transfer_study_trains_parents_first_and_reports_the_data_transferred() {
         "{}",
         stderr(&again)
     );
+    // A second rank: only its runs train (rank 2's are the ones above), each rank is a
+    // method of its own, and the law against the rank is fitted and shown.
+    let ranks = TINY_TRANSFER.replace("lora_rank = 2", "lora_ranks = [1, 2]");
+    std::fs::write(cwd.join("t.toml"), ranks).unwrap();
+    let more = scalelab(&["study", "run", "t.toml", "--dir", "s"], cwd);
+    assert!(
+        stderr(&more).contains(": 3 completed now, 0 diverged, 0 failed, 18 were already done"),
+        "{}",
+        stderr(&more)
+    );
+    let report = json(&scalelab(&["study", "report", "s", "--json"], cwd));
+    let methods: Vec<&str> = (report["laws"].as_array().unwrap().iter())
+        .map(|l| l["method"].as_str().unwrap())
+        .collect();
+    assert!(
+        methods.contains(&"lora r=1") && methods.contains(&"lora r=2"),
+        "{methods:?}"
+    );
+    let rank_laws = report["rank_laws"].as_array().unwrap();
+    assert_eq!(rank_laws.len(), 1);
+    assert_eq!(rank_laws[0]["ranks"], serde_json::json!([1, 2]));
+    let html = std::fs::read_to_string(cwd.join("s/report.html")).unwrap();
+    assert!(
+        html.contains("L = A·r<sup>−α</sup>"),
+        "no rank law in the report"
+    );
 }
 
 #[test]
