@@ -189,7 +189,8 @@ impl LmSpec {
             (Some(d), None) => (d / self.head_dim).max(1),
             _ => base_heads,
         });
-        let d_ff = self.d_ff.unwrap_or(4 * d_model);
+        // Saturating: an oversized width is refused by the bound below, not by an overflow.
+        let d_ff = self.d_ff.unwrap_or(d_model.saturating_mul(4));
         positive("model.n_layers", n_layers)?;
         positive("model.d_model", d_model)?;
         positive("model.n_heads", n_heads)?;

@@ -606,20 +606,101 @@ impl RunSpec {
                 Some(task)
             }
         };
+        let train = self.train.resolve()?;
+        let per_step = train.batch_size as f64 * train.grad_accum as f64 * model.ctx_len as f64;
+        let (budget_key, tokens) = match train.budget {
+            Budget::Tokens(t) => ("train.budget_tokens", t as f64),
+            Budget::Flops(f) => ("train.budget_flops", f / model.flops_per_token()),
+        };
+        check_budget(
+            (
+                "train.batch_size",
+                "batch_size × grad_accum × ctx_len tokens a step",
+            ),
+            (per_step, MAX_TOKENS_PER_STEP),
+            (budget_key, "tokens"),
+            tokens,
+        )?;
         Ok(RunConfig {
             seed: self.seed,
             model,
             data,
-            train: self.train.resolve()?,
+            train,
             task,
             init,
         })
     }
 }
 
+/// Most tokens (or samples) a run may train on: 2^50, about 1.1e15, eight hundred times the
+/// 1.4T tokens of Chinchilla. It keeps every count of steps, tokens and FLOPs within u64 and
+/// f64 precision.
+pub const MAX_BUDGET: f64 = (1u64 << 50) as f64;
+
+/// Most tokens one optimiser step may take: 2^24, about 16.8M, four times the 4M-token
+/// batches of the largest models trained today. A step's batches are held in memory at once
+/// (8 bytes a token id), so a larger step would exhaust memory before it trained.
+pub const MAX_TOKENS_PER_STEP: f64 = (1u64 << 24) as f64;
+
+/// Most samples one classifier step may take: 2^16, more than all of MNIST's 60,000 training
+/// images in one batch (an image is held as 4-byte floats).
+pub const MAX_SAMPLES_PER_STEP: f64 = (1u64 << 16) as f64;
+
+/// Refuses a run whose `per_step` units a step (the spec key and what they are) exceed
+/// `max_per_step`, or whose budget of `units` (its key and unit) exceeds [`MAX_BUDGET`].
+pub(crate) fn check_budget(
+    (step_key, step_what): (&str, &str),
+    (per_step, max_per_step): (f64, f64),
+    (budget_key, unit): (&str, &str),
+    units: f64,
+) -> Result<(), SpecError> {
+    if per_step > max_per_step {
+        return Err(SpecError::invalid(
+            step_key,
+            format!("{per_step:.3e} ({step_what})"),
+            format!("at most {max_per_step} a step; use a smaller batch"),
+        ));
+    }
+    // NaN (a FLOPs budget over a zero count) is refused too.
+    if units.is_nan() || units > MAX_BUDGET {
+        return Err(SpecError::invalid(
+            budget_key,
+            format!("{units:.3e} {unit}"),
+            format!("at most {MAX_BUDGET:.3e} {unit} a run; give a smaller budget"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzz harness (crates/cli/tests/fuzz.rs): each panicked with an overflow.
+    #[test]
+    fn extreme_numbers_are_refused_by_key() {
+        let err = |spec: RunSpec| spec.resolve(256, None).unwrap_err().to_string();
+        let mut spec = RunSpec::default();
+        spec.model.preset = None;
+        spec.model.head_dim = usize::MAX;
+        assert!(err(spec).contains("model.d_model"));
+        let mut spec = RunSpec::default();
+        spec.train.grad_accum = 1 << 32;
+        assert!(err(spec).contains("train.batch_size"));
+        let mut spec = RunSpec::default();
+        spec.train.budget_tokens = Some(u64::MAX);
+        assert!(err(spec).contains("train.budget_tokens"));
+        let mut spec = RunSpec::default();
+        spec.train.budget_flops = Some(1e308);
+        assert!(err(spec).contains("train.budget_flops"));
+        // At the limits, not beyond: 2^24 tokens a step and 2^50 tokens are accepted.
+        let mut spec = RunSpec::default();
+        spec.model.ctx_len = 1 << 10;
+        spec.train.batch_size = 1 << 14;
+        spec.train.budget_tokens = Some(1 << 50);
+        let (steps, per_step) = spec.resolve(256, None).unwrap().planned_steps();
+        assert_eq!((steps, per_step), (1 << 26, 1 << 24));
+    }
 
     #[test]
     fn default_spec_resolves() {

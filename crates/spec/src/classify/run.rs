@@ -336,6 +336,16 @@ impl ClassifySpec {
                 ));
             }
         }
+        let (budget_key, samples) = match budget {
+            SampleBudget::Samples(s) => ("train.budget_samples", s as f64),
+            SampleBudget::Flops(f) => ("train.budget_flops", f / model.flops_per_sample()),
+        };
+        crate::run::check_budget(
+            ("train.batch_size", "samples a step"),
+            (t.batch_size as f64, crate::run::MAX_SAMPLES_PER_STEP),
+            (budget_key, "samples"),
+            samples,
+        )?;
         Ok(ClassifyConfig {
             seed: self.seed,
             dataset,
