@@ -119,6 +119,16 @@ pub enum StudyCommand {
     Report(StudyDirArgs),
     /// Export the study's runs and curves as CSV.
     Export(StudyDirArgs),
+    /// Rebuild a damaged or lost study store from the study file and the runs' records in
+    /// the study directory (the old store is kept aside); trains nothing.
+    Repair(StudyRepairArgs),
+}
+
+/// `scalelab study repair`.
+#[derive(Debug, Args)]
+pub struct StudyRepairArgs {
+    /// The study directory (it holds study.toml and runs/).
+    pub dir: PathBuf,
 }
 
 /// A study file.
@@ -152,6 +162,9 @@ pub struct StudyRunArgs {
     /// Do not write the report at the end.
     #[arg(long)]
     pub no_report: bool,
+    /// Import the runs' records into the store, and train nothing (`study repair`).
+    #[arg(skip)]
+    pub import_only: bool,
 }
 
 /// A study directory (or the study file, whose directory is studies/NAME).

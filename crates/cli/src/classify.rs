@@ -425,6 +425,7 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         jobs: None,
         threads_per_run: args.threads,
         no_report: false,
+        import_only: false,
     })
 }
 

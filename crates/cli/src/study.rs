@@ -16,7 +16,7 @@ use scalelab_report::{
 use scalelab_spec::{AnalysisSpec, StudySpec};
 use scalelab_sweep::{
     Job, Launcher, PlannedStudy, RunEnd, RunKind, RunState, Store, StoredCurvePoint, StoredRun,
-    StudyPlan, StudyProgress, StudySummary, plan_study, run_study, study_vocab,
+    StudyPlan, StudyProgress, StudySummary, import_recorded, plan_study, run_study, study_vocab,
 };
 
 use crate::args::{StudyCommand, StudyDirArgs, StudyFileArgs, StudyRunArgs};
@@ -34,7 +34,46 @@ pub fn run(command: StudyCommand) -> Result<ExitCode> {
         StudyCommand::Status(args) => status(args),
         StudyCommand::Report(args) => report(args).map(|_| ExitCode::SUCCESS),
         StudyCommand::Export(args) => export(args),
+        StudyCommand::Repair(args) => repair(&args.dir),
     }
+}
+
+/// `scalelab study repair DIR`: moves the store aside (never deletes it), then enters the
+/// study of `DIR/study.toml` into a new store and imports every run's record, as a study run
+/// does before it trains, training nothing.
+fn repair(dir: &Path) -> Result<ExitCode> {
+    let file = dir.join("study.toml");
+    if !file.is_file() {
+        bail!(
+            "{} holds no study.toml, so the study's runs cannot be planned again\nhint: run `scalelab study run FILE --dir {}` with the study's own file: it imports every run's record before it trains",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let store = dir.join(scalelab_sweep::STORE_FILE);
+    if store.exists() {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let from = PathBuf::from(format!("{}{suffix}", store.display()));
+            if from.exists() {
+                let to = PathBuf::from(format!("{}.damaged-{secs}{suffix}", store.display()));
+                std::fs::rename(&from, &to).with_context(|| {
+                    format!("cannot move {} aside to {}", from.display(), to.display())
+                })?;
+                eprintln!("kept the old store as {}", to.display());
+            }
+        }
+    }
+    run_cmd(StudyRunArgs {
+        file,
+        dir: Some(dir.to_path_buf()),
+        jobs: None,
+        threads_per_run: None,
+        no_report: true,
+        import_only: true,
+    })
 }
 
 /// The study file, read and checked, and its directory.
@@ -299,6 +338,18 @@ pub(crate) fn run_planned(
 ) -> Result<(StudySummary, Store)> {
     let (threads_per_run, jobs) = parallelism(args, runs)?;
     let mut store = open_study_store(dir, kind, name, text)?;
+    if args.import_only {
+        let all = plan.jobs()?;
+        let imported = import_recorded(plan, &all, &mut store, dir)?;
+        eprintln!(
+            "study {name} rebuilt in {}: {} of {runs} runs recorded from their records; {} not yet trained (`scalelab study run {}` trains them)",
+            store.path().display(),
+            imported.summary.already_done,
+            imported.pending.len(),
+            dir.join("study.toml").display(),
+        );
+        return Ok((imported.summary, store));
+    }
     eprintln!(
         "{} study {name} in {}: {runs} runs, {jobs} at a time, {threads_per_run} thread(s) each",
         kind.name(),

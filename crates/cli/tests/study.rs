@@ -633,3 +633,75 @@ fn a_classification_study_runs_as_a_study_in_parallel_and_survives_sigkill() {
         "{html:.300}"
     );
 }
+
+/// `study status --json` of `dir`.
+fn status_json(cwd: &Path, dir: &str) -> serde_json::Value {
+    let out = scalelab(&["study", "status", dir, "--json"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A finished study whose store is lost, or overwritten with garbage, is rebuilt by `study
+/// repair` from its study.toml and its runs' records to the same status, the damaged store
+/// kept aside; then `study run` has nothing left to train. Scaling and classification
+/// studies alike.
+#[test]
+fn study_repair_rebuilds_a_lost_or_damaged_store_from_the_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    for (file, text, runs) in [("tiny.toml", TINY, 4), ("grid.toml", DIGITS_GRID, 6)] {
+        std::fs::write(cwd.join(file), text).unwrap();
+        let out = scalelab_line(&format!("study run {file} --dir s --no-report"), cwd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let before = status_json(cwd, "s");
+        assert_eq!(before.as_array().unwrap().len(), runs);
+
+        // Garbage where the store was: status refuses it, repair keeps it and rebuilds.
+        std::fs::write(cwd.join("s/study.sqlite"), b"not a database, just bytes").unwrap();
+        let out = scalelab(&["study", "status", "s"], cwd);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let out = scalelab_line("study repair s", cwd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_says(
+            &out,
+            &[
+                "kept the old store as",
+                &format!("{runs} of {runs} runs recorded"),
+            ],
+        );
+        let kept: Vec<_> = std::fs::read_dir(cwd.join("s"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("study.sqlite.damaged-")
+            })
+            .collect();
+        assert_eq!(
+            std::fs::read(kept[0].path()).unwrap(),
+            b"not a database, just bytes"
+        );
+        assert_eq!(status_json(cwd, "s"), before, "{file}");
+
+        // A store deleted outright: the same.
+        std::fs::remove_file(cwd.join("s/study.sqlite")).unwrap();
+        let out = scalelab_line("study repair s", cwd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(status_json(cwd, "s"), before, "{file}");
+        let again = scalelab_line(&format!("study run {file} --dir s --no-report"), cwd);
+        assert!(
+            stderr(&again).contains(&format!(
+                "0 completed now, 0 diverged, 0 failed, {runs} were already done"
+            )),
+            "{}",
+            stderr(&again)
+        );
+        std::fs::remove_dir_all(cwd.join("s")).unwrap();
+    }
+    // Without the study file there is nothing to plan from: said, with the way out.
+    std::fs::create_dir_all(cwd.join("empty")).unwrap();
+    let out = scalelab_line("study repair empty", cwd);
+    assert_eq!(out.status.code(), Some(1));
+    assert_says(&out, &["study.toml", "hint:", "study run FILE --dir"]);
+}

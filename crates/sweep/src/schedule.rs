@@ -195,6 +195,75 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), SweepError> {
     std::fs::rename(&tmp, path).map_err(|e| SweepError::io(path, e))
 }
 
+/// What the store holds of a study once its records on disk are imported.
+pub struct Imported<'a> {
+    /// The count so far: runs, and those recorded (imported ones included).
+    pub summary: StudySummary,
+    /// Runs not recorded yet.
+    pub pending: Vec<&'a Job>,
+    /// Runs that completed (not diverged): the ones a child may start from.
+    pub completed: HashSet<String>,
+    /// FLOPs of the recorded runs.
+    pub flops_done: f64,
+}
+
+/// Enters the runs of `plan` (`all`, its jobs) into the store as planned, and imports every
+/// record a run wrote that the store does not hold yet (a child whose parent died before
+/// storing it, or a store rebuilt from the run directories): the first half of a study run,
+/// and all of `study repair`. A record that does not read is left where it is, and its run
+/// counts as pending.
+pub fn import_recorded<'a>(
+    plan: &dyn PlannedStudy,
+    all: &'a [Job],
+    store: &mut Store,
+    study_dir: &Path,
+) -> Result<Imported<'a>, SweepError> {
+    plan.add_planned(store)?;
+    let stored = store.runs()?;
+    let is_done = |id: &str| {
+        stored
+            .iter()
+            .any(|s| s.run_id == id && s.status.is_recorded())
+    };
+    let completed: HashSet<String> = (stored.iter())
+        .filter(|s| s.status == RunState::Completed)
+        .map(|s| s.run_id.clone())
+        .collect();
+    let mut imported = Imported {
+        summary: StudySummary {
+            total: all.len(),
+            ..StudySummary::default()
+        },
+        pending: Vec::new(),
+        completed,
+        flops_done: 0.0,
+    };
+    for run in all {
+        if is_done(&run.run_id) {
+            imported.summary.already_done += 1;
+            imported.flops_done += run.flops;
+            continue;
+        }
+        let record_path = run_dir(study_dir, &run.run_id).join("record.json");
+        if record_path.is_file()
+            && let Ok(end) = import(store, run, &record_path)
+        {
+            if let RunEnd::Recorded {
+                status: RunState::Completed,
+                ..
+            } = end
+            {
+                imported.completed.insert(run.run_id.clone());
+            }
+            imported.summary.already_done += 1;
+            imported.flops_done += run.flops;
+            continue;
+        }
+        imported.pending.push(run);
+    }
+    Ok(imported)
+}
+
 /// The one study runner: enters the runs of `plan` (scaling or classification) into the
 /// store as planned, then trains every one the store has not recorded, `jobs` child
 /// processes at a time, largest FLOPs first, recording each as it ends.
@@ -206,50 +275,14 @@ pub fn run_study(
     jobs: usize,
     progress: &mut dyn StudyProgress,
 ) -> Result<StudySummary, SweepError> {
-    plan.add_planned(store)?;
     let all = &plan.jobs()?;
     let started = Instant::now();
-    let stored = store.runs()?;
-    let is_done = |id: &str| {
-        stored
-            .iter()
-            .any(|s| s.run_id == id && s.status.is_recorded())
-    };
-    // Runs that completed (not diverged): the ones a child may start from.
-    let mut completed: HashSet<String> = (stored.iter())
-        .filter(|s| s.status == RunState::Completed)
-        .map(|s| s.run_id.clone())
-        .collect();
-    let mut summary = StudySummary {
-        total: all.len(),
-        ..StudySummary::default()
-    };
-    let mut pending: Vec<&Job> = Vec::new();
-    let mut flops_done = 0.0;
-    for run in all {
-        if is_done(&run.run_id) {
-            summary.already_done += 1;
-            flops_done += run.flops;
-            continue;
-        }
-        // A record written by a child whose parent died before storing it.
-        let record_path = run_dir(study_dir, &run.run_id).join("record.json");
-        if record_path.is_file()
-            && let Ok(end) = import(store, run, &record_path)
-        {
-            if let RunEnd::Recorded {
-                status: RunState::Completed,
-                ..
-            } = end
-            {
-                completed.insert(run.run_id.clone());
-            }
-            summary.already_done += 1;
-            flops_done += run.flops;
-            continue;
-        }
-        pending.push(run);
-    }
+    let Imported {
+        mut summary,
+        mut pending,
+        mut completed,
+        flops_done,
+    } = import_recorded(plan, all, store, study_dir)?;
     progress.begin(
         summary.total,
         summary.already_done,

@@ -90,7 +90,7 @@ impl Store {
         let err = |source| SweepError::Store {
             path: path.clone(),
             source,
-            hint: "the file may be damaged or held by another program; if so, move it aside and run the study again (finished runs are re-imported from their records)",
+            hint: "the file may be damaged or held by another program; if damaged, `scalelab study repair DIR` keeps it aside and rebuilds the store from the runs' records (or move it aside and run the study again: finished runs are re-imported)",
         };
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
