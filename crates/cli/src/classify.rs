@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use scalelab_analysis::classify::{ClassifyRow, analyse_classify_study};
@@ -193,6 +194,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     if args.run.exit_with_parent {
         crate::exit_with_parent();
     }
+    let interrupt = crate::interrupt::handle()?;
     let spec = args.spec()?;
     let threads = set_threads(args.run.threads)?;
     let data = Loaded::load(&spec)?;
@@ -225,6 +227,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             backend: "burn-flex (cpu)".to_string(),
             resume: true,
             stop_after_tokens: args.run.stop_after,
+            interrupt: Some(Arc::clone(&interrupt)),
             init_from: spec.init.from.as_deref().map(parent_dir),
         };
         let announce = |train: usize, val: usize, test: usize| {
@@ -243,6 +246,13 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
         bar.finish();
         let record = match outcome {
             Outcome::Finished(record) => *record,
+            Outcome::Stopped { tokens_seen } if crate::interrupt::requested(&interrupt) => {
+                eprintln!(
+                    "interrupted at {tokens_seen} samples: checkpoint written to {}; the same command resumes",
+                    options.run_dir.display()
+                );
+                return Ok(crate::interrupt::exit_code());
+            }
             Outcome::Stopped { tokens_seen } => {
                 eprintln!("stopped at {tokens_seen} samples; run again to resume");
                 return Ok(ExitCode::SUCCESS);

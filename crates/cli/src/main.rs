@@ -10,6 +10,7 @@ mod bench;
 mod classify;
 mod emergence;
 mod fit;
+mod interrupt;
 mod progress;
 mod study;
 mod transfer_study;
@@ -17,6 +18,7 @@ mod transfer_study;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -94,6 +96,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     if args.run.exit_with_parent {
         exit_with_parent();
     }
+    let interrupt = interrupt::handle()?;
     let spec = args.spec()?;
     let threads = set_threads(args.run.threads)?;
     let data_config = spec.data.resolve()?;
@@ -165,6 +168,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         backend: "burn-flex (cpu)".to_string(),
         resume: true,
         stop_after_tokens: args.run.stop_after,
+        interrupt: Some(Arc::clone(&interrupt)),
         init_from: spec.init.from.as_deref().map(transfer::parent_dir),
     };
     let data = TrainingData::new(Some(text), config.task.as_ref())
@@ -177,6 +181,13 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             eprintln!("record written to {}", record_path.display());
             let code = print_record(&record, args.run.json)?;
             Ok(code)
+        }
+        Outcome::Stopped { tokens_seen } if interrupt::requested(&interrupt) => {
+            eprintln!(
+                "interrupted at {tokens_seen} tokens: checkpoint written to {}; the same command resumes",
+                run_dir.display()
+            );
+            Ok(interrupt::exit_code())
         }
         Outcome::Stopped { tokens_seen } => {
             eprintln!("stopped at {tokens_seen} tokens; run again to resume");

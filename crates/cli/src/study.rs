@@ -356,7 +356,32 @@ pub(crate) fn run_planned(
         dir.display(),
     );
     let launcher = SelfLauncher::new(threads_per_run)?;
-    let summary = run_study(plan, &mut store, dir, &launcher, jobs, &mut Lines::new())?;
+    let interrupt = crate::interrupt::handle()?;
+    let summary = run_study(
+        plan,
+        &mut store,
+        dir,
+        &launcher,
+        jobs,
+        &mut Lines::new(),
+        &interrupt,
+    )?;
+    if summary.stopped {
+        // Everything that ended is stored; the rest resumes with the same command.
+        eprintln!(
+            "study {name} interrupted: {} runs stopped at a checkpoint, {} completed now, {} not started; the same command resumes",
+            summary.interrupted,
+            summary.completed + summary.diverged,
+            summary.total.saturating_sub(
+                summary.already_done
+                    + summary.completed
+                    + summary.diverged
+                    + summary.failed
+                    + summary.interrupted
+            ),
+        );
+        std::process::exit(crate::interrupt::INTERRUPTED_EXIT);
+    }
     eprintln!(
         "study {name}: {} completed now, {} diverged, {} failed, {} were already done; {:.0} s wall",
         summary.completed,
@@ -469,6 +494,10 @@ impl StudyProgress for Lines {
                 "  {:<10} {} {}: {message}   [{}/{} runs]",
                 "failed", run.run_id, run.label, self.done, self.total
             ),
+            RunEnd::Interrupted => eprintln!(
+                "  {:<10} {} {}: stopped at a checkpoint   [{}/{} runs]",
+                "interrupted", run.run_id, run.label, self.done, self.total
+            ),
         }
     }
 }
@@ -555,14 +584,20 @@ fn status(args: StudyDirArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let count = |s: RunState| runs.iter().filter(|r| r.status == s).count();
+    let interrupted = count(RunState::Interrupted);
     println!(
-        "{}: {} runs: {} completed, {} diverged, {} failed, {} to do",
+        "{}: {} runs: {} completed, {} diverged, {} failed, {} to do{}",
         dir.display(),
         runs.len(),
         count(RunState::Completed),
         count(RunState::Diverged),
         count(RunState::Failed),
-        count(RunState::Planned)
+        count(RunState::Planned) + interrupted,
+        if interrupted > 0 {
+            format!(" ({interrupted} interrupted at a checkpoint)")
+        } else {
+            String::new()
+        }
     );
     for r in &runs {
         println!(

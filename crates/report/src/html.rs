@@ -136,7 +136,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         count(RunState::Completed),
         count(RunState::Diverged),
         count(RunState::Failed),
-        count(RunState::Planned),
+        count(RunState::Planned) + count(RunState::Interrupted),
     );
     summary_table(
         &mut out,

@@ -39,7 +39,7 @@ impl RunKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
-    /// Not trained yet (or interrupted).
+    /// Not trained yet.
     Planned,
     /// Its budget was spent and its record stored.
     Completed,
@@ -47,14 +47,17 @@ pub enum RunState {
     Diverged,
     /// The training process ended without a record.
     Failed,
+    /// Stopped by Ctrl-C or SIGTERM at a checkpoint; the next study run resumes it.
+    Interrupted,
 }
 
 impl RunState {
     /// Every state, in the order reports count them.
-    pub const ALL: [RunState; 4] = [
+    pub const ALL: [RunState; 5] = [
         RunState::Completed,
         RunState::Diverged,
         RunState::Failed,
+        RunState::Interrupted,
         RunState::Planned,
     ];
 
@@ -65,6 +68,7 @@ impl RunState {
             RunState::Completed => "completed",
             RunState::Diverged => "diverged",
             RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
         }
     }
 

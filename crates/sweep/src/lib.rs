@@ -23,8 +23,8 @@ pub use error::SweepError;
 pub use plan::{BudgetPoint, PlannedRun, StudyPlan, plan_study, study_vocab};
 pub use scalelab_spec::{RunKind, RunState, StoredCurvePoint, StoredRun};
 pub use schedule::{
-    Imported, Job, Launcher, PlannedStudy, RunEnd, StudyProgress, StudySummary, import_recorded,
-    run_dir, run_study,
+    INTERRUPTED_EXIT, Imported, Job, Launcher, PlannedStudy, RunEnd, StudyProgress, StudySummary,
+    import_recorded, run_dir, run_study,
 };
 pub use store::{STORE_FILE, Store};
 pub use transfer_plan::{

@@ -12,8 +12,10 @@
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use scalelab_spec::{ClassifyRecord, RunKind, RunRecord};
@@ -147,6 +149,8 @@ pub enum RunEnd {
         /// What happened, and where the log is.
         message: String,
     },
+    /// The child stopped at a checkpoint when the study was interrupted.
+    Interrupted,
 }
 
 /// Receives the study's progress.
@@ -172,6 +176,10 @@ pub struct StudySummary {
     pub diverged: usize,
     /// Runs that failed now (not recorded; retried on the next invocation).
     pub failed: usize,
+    /// Runs stopped at a checkpoint by an interrupt (resumed on the next invocation).
+    pub interrupted: usize,
+    /// Whether an interrupt stopped the study before every run ended.
+    pub stopped: bool,
     /// Wall seconds of this invocation.
     pub wall_secs: f64,
 }
@@ -264,9 +272,17 @@ pub fn import_recorded<'a>(
     Ok(imported)
 }
 
+/// The exit code of a training process stopped at a checkpoint by Ctrl-C or SIGTERM (128 +
+/// SIGINT, the shell's convention).
+pub const INTERRUPTED_EXIT: i32 = 130;
+
 /// The one study runner: enters the runs of `plan` (scaling or classification) into the
 /// store as planned, then trains every one the store has not recorded, `jobs` child
-/// processes at a time, largest FLOPs first, recording each as it ends.
+/// processes at a time, largest FLOPs first, recording each as it ends. Once `interrupt` is
+/// set (Ctrl-C or SIGTERM), it starts nothing more, asks each running child to stop (SIGTERM:
+/// the child checkpoints at its next step and exits with [`INTERRUPTED_EXIT`]), waits for
+/// them, and marks them interrupted. Children run in process groups of their own, so a
+/// Ctrl-C at the terminal reaches them only through this runner.
 pub fn run_study(
     plan: &dyn PlannedStudy,
     store: &mut Store,
@@ -274,6 +290,7 @@ pub fn run_study(
     launcher: &dyn Launcher,
     jobs: usize,
     progress: &mut dyn StudyProgress,
+    interrupt: &AtomicBool,
 ) -> Result<StudySummary, SweepError> {
     let all = &plan.jobs()?;
     let started = Instant::now();
@@ -296,8 +313,22 @@ pub fn run_study(
 
     let jobs = jobs.max(1);
     let mut active: Vec<(&Job, Child)> = Vec::new();
-    while !pending.is_empty() || !active.is_empty() {
-        while active.len() < jobs
+    let mut stopping = false;
+    while (!pending.is_empty() && !stopping) || !active.is_empty() {
+        if !stopping && interrupt.load(Ordering::Relaxed) {
+            stopping = true;
+            for (_, child) in &active {
+                // The `kill` command rather than a signal call: the workspace has no unsafe
+                // code. A child that has just ended ignores it.
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        while !stopping
+            && active.len() < jobs
             && let Some(run) = next_ready(&mut pending, &active, &completed)
         {
             if let Some(parent) = run.after.as_deref()
@@ -321,7 +352,8 @@ pub fn run_study(
                 .open(&log_path)
                 .map_err(|e| SweepError::io(&log_path, e))?;
             let mut cmd = launcher.command(run.kind, &dir);
-            cmd.stdin(Stdio::piped())
+            cmd.process_group(0)
+                .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log));
             progress.started(run);
@@ -340,6 +372,17 @@ pub fn run_study(
         for (run, mut child) in active {
             match child.try_wait() {
                 Ok(None) => still.push((run, child)),
+                Ok(Some(exit))
+                    if stopping
+                        && exit.code() == Some(INTERRUPTED_EXIT)
+                        && !run_dir(study_dir, &run.run_id)
+                            .join("record.json")
+                            .is_file() =>
+                {
+                    store.mark_interrupted(&run.run_id)?;
+                    summary.interrupted += 1;
+                    progress.finished(run, &RunEnd::Interrupted);
+                }
                 Ok(Some(exit)) => {
                     let end = collect(store, study_dir, run, &format!("{exit}"))?;
                     if let RunEnd::Recorded {
@@ -356,6 +399,7 @@ pub fn run_study(
                         } => summary.diverged += 1,
                         RunEnd::Recorded { .. } => summary.completed += 1,
                         RunEnd::Failed { .. } => summary.failed += 1,
+                        RunEnd::Interrupted => summary.interrupted += 1,
                     }
                     progress.finished(run, &end);
                 }
@@ -370,6 +414,7 @@ pub fn run_study(
         active = still;
     }
     summary.wall_secs = started.elapsed().as_secs_f64();
+    summary.stopped = stopping;
     Ok(summary)
 }
 

@@ -296,6 +296,20 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Marks `run_id` interrupted (stopped at a checkpoint; not recorded, so resumed next).
+    pub fn mark_interrupted(&self, run_id: &str) -> Result<(), SweepError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'interrupted', message = ?2 WHERE run_id = ?1",
+                params![
+                    run_id,
+                    "interrupted by Ctrl-C or SIGTERM at a checkpoint; the next study run resumes it"
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Every run, in planned-FLOPs order.
     pub fn runs(&self) -> Result<Vec<StoredRun>, SweepError> {
         let mut stmt = self

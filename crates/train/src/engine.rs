@@ -17,6 +17,7 @@
 //! What a run records is the caller's: the loop returns the curve, the weights and how the
 //! run ended.
 
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
@@ -416,13 +417,17 @@ pub(crate) fn run_loop<W: Workload>(
                 break 'steps;
             }
         }
+        let interrupted =
+            !last && (options.interrupt.as_ref()).is_some_and(|flag| flag.load(Ordering::Relaxed));
         if (last && s.checkpoint_at_end)
             || (s.checkpoint_every > 0 && crossed(before, after, s.checkpoint_every))
+            || interrupted
         {
             state.wall_secs = wall(&clock);
             let kept = best.1.as_ref().map(|(_, weights)| weights);
             checkpoint::save(&options.run_dir, &model, &optimizer, &state, kept)?;
-            if !last && options.stop_after_tokens.is_some_and(|stop| after >= stop) {
+            if interrupted || (!last && options.stop_after_tokens.is_some_and(|stop| after >= stop))
+            {
                 return Ok(LoopEnd::Stopped { seen: after });
             }
         }
@@ -519,6 +524,7 @@ mod tests {
             backend: "test".into(),
             resume: false,
             stop_after_tokens: None,
+            interrupt: None,
             init_from: None,
         };
         match run_loop(toy, model, optimizer, &options, &mut NoProgress).unwrap() {

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stop, as if killed, right after the first checkpoint at or past this many tokens.
     pub stop_after_tokens: Option<u64>,
+    /// Set by Ctrl-C or SIGTERM: the loop writes a checkpoint at the next step boundary and
+    /// stops ([`Outcome::Stopped`]); the same command resumes.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The directory of the parent run whose weights a run with `init.parent` starts from
     /// (`init.from` of its spec).
     pub init_from: Option<PathBuf>,

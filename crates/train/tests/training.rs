@@ -58,6 +58,7 @@ fn run(
         backend: "burn-flex (cpu)".into(),
         resume,
         stop_after_tokens: stop,
+        interrupt: None,
         init_from: None,
     };
     train_lm(config, data, &options, &mut NoProgress).unwrap()
@@ -275,6 +276,7 @@ fn corrupt_checkpoint_is_a_clear_error_and_is_kept() {
         backend: "test".into(),
         resume: true,
         stop_after_tokens: None,
+        interrupt: None,
         init_from: None,
     };
     let err = train_lm(&config, &data, &options, &mut NoProgress)

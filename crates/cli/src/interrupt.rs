@@ -1,0 +1,40 @@
+//! Ctrl-C and SIGTERM. The first asks the run (or the study) to stop at its next step
+//! boundary with a checkpoint, after which the process exits with [`INTERRUPTED_EXIT`]; the
+//! same command resumes. A second ends the process at once with the same code (a study's
+//! children then see their parent go and end too).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+pub(crate) use scalelab_sweep::INTERRUPTED_EXIT;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Installs the handlers; the flag they set.
+pub(crate) fn handle() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the earlier signal left it: a second
+        // signal exits at once.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            INTERRUPTED_EXIT,
+            Arc::clone(&flag),
+        )
+        .context("cannot install the Ctrl-C handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    Ok(flag)
+}
+
+/// Whether `flag` was set.
+pub(crate) fn requested(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed)
+}
+
+/// The exit code of an interrupted process.
+pub(crate) fn exit_code() -> ExitCode {
+    ExitCode::from(INTERRUPTED_EXIT as u8)
+}

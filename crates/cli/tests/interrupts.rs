@@ -1,0 +1,184 @@
+//! Ctrl-C and SIGTERM (issue 22): a run stops at its next step with a checkpoint and exits
+//! with 130, and the same command resumes it to the curve it would have had; a study asks its
+//! running children to stop, records them as interrupted, exits with 130, and resumes; a
+//! second signal ends a process at once.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{scalelab_line, stderr};
+
+/// Starts `scalelab` with the words of `line` in `cwd`, its standard error kept.
+fn start(line: &str, cwd: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(line.split_whitespace())
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `signal` (`INT`, `TERM`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for `child`, at most `secs` seconds.
+fn finish(mut child: Child, secs: u64) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The final validation loss of a run's record (`--json` output).
+fn final_loss(out: &Output) -> f64 {
+    assert!(out.status.success(), "{}", stderr(out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    record["final_val_loss"].as_f64().unwrap()
+}
+
+/// A run that trains for about ten seconds here.
+const RUN: &str = "train --depth 1 --ctx 16 --tokens 600000 --threads 1 --json";
+
+#[test]
+fn an_interrupted_run_checkpoints_exits_130_and_resumes_to_the_same_loss() {
+    for sig in ["INT", "TERM"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cwd = tmp.path();
+        let child = start(RUN, cwd);
+        std::thread::sleep(Duration::from_secs(2));
+        signal(&child, sig);
+        let out = finish(child, 30);
+        assert_eq!(out.status.code(), Some(130), "{sig}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("interrupted at") && err.contains("the same command resumes"),
+            "{err}"
+        );
+        let runs: Vec<_> = std::fs::read_dir(cwd.join("runs")).unwrap().collect();
+        assert_eq!(runs.len(), 1);
+        let run = runs[0].as_ref().unwrap().path();
+        assert!(
+            run.join("checkpoint").is_dir(),
+            "no checkpoint in {}",
+            run.display()
+        );
+        assert!(!run.join("record.json").exists());
+
+        let resumed = final_loss(&scalelab_line(RUN, cwd));
+        let whole = tempfile::tempdir().unwrap();
+        let uninterrupted = final_loss(&scalelab_line(RUN, whole.path()));
+        assert_eq!(resumed, uninterrupted, "{sig}: resumed to another loss");
+    }
+}
+
+/// A step of this model takes about a second here, so two signals 50 ms apart both arrive
+/// within one step: the second ends the process before the step does.
+#[test]
+fn a_second_signal_ends_the_run_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let child = start(
+        "train --n-layers 4 --d-model 512 --n-heads 8 --ctx 256 --batch 32 --tokens 10000000 --threads 1",
+        cwd,
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    signal(&child, "INT");
+    std::thread::sleep(Duration::from_millis(50));
+    signal(&child, "INT");
+    let started = Instant::now();
+    let out = finish(child, 30);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("interrupted at"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_millis(900));
+}
+
+/// Three runs trained one at a time, each for five to ten seconds here.
+const STUDY: &str = r#"
+name = "slow"
+[model]
+ctx_len = 16
+aspect_ratio = 16
+head_dim = 8
+[sizes]
+depths = [1, 2, 3]
+[budget]
+tokens = [400000]
+[train]
+batch_size = 4
+eval_every_tokens = 50000
+eval_tokens = 512
+[analysis]
+bootstrap = 20
+"#;
+
+/// `study status --json` of `cwd/s` as (run id, status) pairs.
+fn statuses(cwd: &Path) -> Vec<(String, String)> {
+    let out = scalelab_line("study status s --json", cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    runs.iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap().to_string();
+            (field("run_id"), field("status"))
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_study_stops_its_runs_at_checkpoints_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("slow.toml"), STUDY).unwrap();
+    let child = start("study run slow.toml --dir s --jobs 1 --no-report", cwd);
+    // Interrupt once the first run is training (its directory has a spec and a log).
+    let begun = Instant::now();
+    while !std::fs::read_dir(cwd.join("s/runs")).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(begun.elapsed() < Duration::from_secs(60), "no run started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    signal(&child, "INT");
+    let out = finish(child, 60);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted: 1 runs stopped at a checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    let states = statuses(cwd);
+    let count = |s: &str| states.iter().filter(|(_, st)| st == s).count();
+    assert_eq!(
+        (count("interrupted"), count("planned")),
+        (1, 2),
+        "{states:?}"
+    );
+    let (stopped, _) = states.iter().find(|(_, s)| s == "interrupted").unwrap();
+    assert!(cwd.join("s/runs").join(stopped).join("checkpoint").is_dir());
+
+    // The same command finishes all three, the interrupted one from its checkpoint.
+    let out = scalelab_line("study run slow.toml --dir s --jobs 1 --no-report", cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("3 completed now"), "{}", stderr(&out));
+    assert!(statuses(cwd).iter().all(|(_, s)| s == "completed"));
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cwd.join("s/runs").join(stopped).join("record.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["resumed"], true);
+}
