@@ -6,6 +6,7 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,14 +44,10 @@ fn completed_ids(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Training processes of the study in `dir`: those started with `--exit-with-parent` whose
+/// `--run-dir` (relative to their working directory, as the study gives it) lies in `dir`.
 fn training_children_of(dir: &Path) -> usize {
-    let needle = dir.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("--exit-with-parent") && c.contains(&needle))
-        .count()
+    training_pids(dir).len()
 }
 
 /// Plans the study `file` in `cwd` (into `cwd/study`), runs it one run at a time, kills the
@@ -704,4 +701,169 @@ fn study_repair_rebuilds_a_lost_or_damaged_store_from_the_records() {
     let out = scalelab_line("study repair empty", cwd);
     assert_eq!(out.status.code(), Some(1));
     assert_says(&out, &["study.toml", "hint:", "study run FILE --dir"]);
+}
+
+/// Process ids of the training children of the study in `dir` (see
+/// [`training_children_of`]).
+fn training_pids(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmd
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if !args.iter().any(|a| a == "--exit-with-parent") {
+                return None;
+            }
+            let run_dir = args.iter().skip_while(|a| *a != "--run-dir").nth(1)?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            cwd.join(run_dir).starts_with(&dir).then_some(pid)
+        })
+        .collect()
+}
+
+/// 100 tiny runs (2 depths × 5 budgets × 10 seeds), two at a time.
+const SOAK: &str = r#"
+name = "soak"
+seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+[model]
+ctx_len = 8
+aspect_ratio = 16
+head_dim = 8
+[sizes]
+depths = [1, 2]
+[budget]
+tokens = [4096, 8192, 16384, 32768, 65536]
+[train]
+batch_size = 4
+eval_every_tokens = 16384
+eval_tokens = 256
+checkpoint_every_tokens = 4096
+[analysis]
+bootstrap = 0
+"#;
+
+/// The soak test of the scheduler (issue 22): a study of 100 tiny runs is killed again and
+/// again with SIGKILL at seeded random moments, the study process or one of its training
+/// children, and restarted each time, until it ends by itself; then every run is recorded
+/// exactly once with a record that reads as its own, and a last invocation trains nothing.
+/// Prints what it did.
+#[test]
+fn a_soak_of_random_kills_loses_duplicates_and_corrupts_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("soak.toml"), SOAK).unwrap();
+    let dir = cwd.join("s");
+    // xorshift64*, seeded: the kills are the same every time.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    };
+    let (mut parent_kills, mut child_kills, mut invocations) = (0, 0, 0);
+    let started = Instant::now();
+    let mut running: Option<std::process::Child> = None;
+    loop {
+        assert!(invocations < 300, "the study never finished");
+        let study = running.get_or_insert_with(|| {
+            invocations += 1;
+            Command::new(env!("CARGO_BIN_EXE_scalelab"))
+                .args([
+                    "study",
+                    "run",
+                    "soak.toml",
+                    "--dir",
+                    "s",
+                    "--jobs",
+                    "2",
+                    "--no-report",
+                ])
+                .current_dir(cwd)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        });
+        // Let it work for 0.1 to 1 s; then kill the study (one time in four), or one of its
+        // children (two in four), or nothing.
+        std::thread::sleep(Duration::from_millis(100 + next(900)));
+        if let Some(status) = study.try_wait().unwrap() {
+            // Exit 1: some runs failed (the killed children); the next invocation retries.
+            assert!(matches!(status.code(), Some(0 | 1)), "{status}");
+            running = None;
+            if status.success() {
+                break;
+            }
+            continue;
+        }
+        match next(4) {
+            0 => {
+                study.kill().unwrap();
+                study.wait().unwrap();
+                running = None;
+                parent_kills += 1;
+                // Orphans notice and leave; a new study must not race them.
+                let t = Instant::now();
+                while !training_pids(&dir).is_empty() {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(30),
+                        "orphans still training"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            1 | 2 => {
+                let pids = training_pids(&dir);
+                if !pids.is_empty() {
+                    let pid = pids[next(pids.len() as u64) as usize];
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                    child_kills += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    // Every planned run is recorded once, as completed, with its own record.
+    let ids = completed_ids(&dir);
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        (ids.len(), unique.len()),
+        (100, 100),
+        "lost or duplicated runs"
+    );
+    for id in &ids {
+        let text = std::fs::read_to_string(dir.join("runs").join(id).join("record.json")).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(record["run_id"], id.as_str(), "a record is another run's");
+        assert_eq!(record["status"]["status"], "completed");
+        // Trained to its end once: killed runs resume, a finished one is never trained again.
+        let log = std::fs::read_to_string(dir.join("runs").join(id).join("stderr.log")).unwrap();
+        assert_eq!(
+            log.matches("record written to").count(),
+            1,
+            "run {id}: {log}"
+        );
+    }
+    let out = scalelab_line("study run soak.toml --dir s --no-report", cwd);
+    assert!(
+        stderr(&out).contains("0 completed now, 0 diverged, 0 failed, 100 were already done"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "soak: 100 runs, {invocations} invocations, {parent_kills} kills of the study, {child_kills} of a training child, {:.0} s: 0 lost, 0 duplicated, 0 corrupted",
+        started.elapsed().as_secs_f64()
+    );
 }
