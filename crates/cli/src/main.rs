@@ -40,6 +40,15 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
+            let full = |e: &(dyn std::error::Error + 'static)| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+            };
+            if err.chain().any(full) {
+                eprintln!(
+                    "hint: the disk is full: free space on it and run the same command again; a run resumes from its last checkpoint, which a failed write leaves as it was, and a study from its store"
+                );
+            }
             ExitCode::from(1)
         }
     }

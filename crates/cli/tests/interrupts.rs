@@ -1,7 +1,8 @@
-//! Ctrl-C and SIGTERM (issue 22): a run stops at its next step with a checkpoint and exits
-//! with 130, and the same command resumes it to the curve it would have had; a study asks its
-//! running children to stop, records them as interrupted, exits with 130, and resumes; a
-//! second signal ends a process at once.
+//! Ctrl-C, SIGTERM and a full disk (issue 22): a run stops at its next step with a
+//! checkpoint and exits with 130, and the same command resumes it to the curve it would have
+//! had; a study asks its running children to stop, records them as interrupted, exits with
+//! 130, and resumes; a second signal ends a process at once. A disk that fills mid-run fails
+//! the run with a clear error and leaves its last checkpoint whole.
 
 #![expect(
     clippy::unwrap_used,
@@ -181,4 +182,80 @@ fn an_interrupted_study_stops_its_runs_at_checkpoints_and_resumes() {
     )
     .unwrap();
     assert_eq!(record["resumed"], true);
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A run on a 1.5 MB tmpfs: its first checkpoint (1 MB) fits, its second cannot be written
+/// beside it. Needs root to mount; says loudly that it skipped otherwise.
+#[test]
+fn a_full_disk_fails_the_run_clearly_and_keeps_its_last_checkpoint() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let disk = cwd.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1500k", "tmpfs"])
+        .arg(&disk)
+        .stderr(Stdio::piped())
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        let why = mounted.map_or_else(|e| e.to_string(), |o| stderr(&o));
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_full_disk_fails_the_run_clearly_and_keeps_its_last_checkpoint: cannot mount a tmpfs here ({why}); run the tests as root to include it"
+        );
+        return;
+    }
+    let _unmount = Mounted(disk.clone());
+    let run =
+        "train --depth 1 --ctx 16 --tokens 200000 --threads 1 --checkpoint-every 20000 --json";
+    let out = scalelab_line(&format!("{run} --out {}", disk.join("runs").display()), cwd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("hint: the disk is full"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let runs: Vec<_> = std::fs::read_dir(disk.join("runs")).unwrap().collect();
+    let dir = runs[0].as_ref().unwrap().path();
+    assert!(dir.join("checkpoint/state.json").is_file());
+    assert!(
+        !dir.join(".checkpoint.tmp").exists(),
+        "a half-written checkpoint was left"
+    );
+
+    // With space again (the run directory moved to a disk that has it), the same command
+    // resumes from that checkpoint to the loss of a run never stopped.
+    let id = dir.file_name().unwrap();
+    copy_dir(&dir, &cwd.join("runs").join(id));
+    let resumed = scalelab_line(run, cwd);
+    let record: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(record["resumed"], true);
+    let whole = tempfile::tempdir().unwrap();
+    assert_eq!(
+        final_loss(&resumed),
+        final_loss(&scalelab_line(run, whole.path()))
+    );
 }

@@ -82,20 +82,26 @@ pub fn save<M: Module, C: Serialize, P: Serialize>(
         fs::remove_dir_all(&tmp_dir).map_err(|e| io("remove", &tmp_dir, e))?;
     }
     fs::create_dir_all(&tmp_dir).map_err(|e| io("create", &tmp_dir, e))?;
-
-    write_atomic(&tmp_dir.join(WEIGHTS), &weight_bytes(model, &tmp_dir)?)?;
-    if let Some(best) = best {
-        write_atomic(&tmp_dir.join(BEST), &weight_bytes(best, &tmp_dir)?)?;
+    let written = (|| {
+        write_atomic(&tmp_dir.join(WEIGHTS), &weight_bytes(model, &tmp_dir)?)?;
+        if let Some(best) = best {
+            write_atomic(&tmp_dir.join(BEST), &weight_bytes(best, &tmp_dir)?)?;
+        }
+        let optim = optimizer
+            .into_bytes()
+            .map_err(|e| bad(&tmp_dir, format!("saving optimiser state: {e}")))?;
+        write_atomic(&tmp_dir.join(OPTIMIZER), &optim)?;
+        let json = serde_json::to_vec_pretty(state).map_err(|source| TrainError::Serialise {
+            what: "checkpoint state",
+            source,
+        })?;
+        write_atomic(&tmp_dir.join(STATE), &json)
+    })();
+    if let Err(e) = written {
+        // The last good checkpoint is untouched; the half-written one is not kept.
+        let _ = fs::remove_dir_all(&tmp_dir);
+        return Err(e);
     }
-    let optim = optimizer
-        .into_bytes()
-        .map_err(|e| bad(&tmp_dir, format!("saving optimiser state: {e}")))?;
-    write_atomic(&tmp_dir.join(OPTIMIZER), &optim)?;
-    let json = serde_json::to_vec_pretty(state).map_err(|source| TrainError::Serialise {
-        what: "checkpoint state",
-        source,
-    })?;
-    write_atomic(&tmp_dir.join(STATE), &json)?;
 
     if old_dir.exists() {
         fs::remove_dir_all(&old_dir).map_err(|e| io("remove", &old_dir, e))?;

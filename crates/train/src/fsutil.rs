@@ -23,9 +23,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(|e| io("create", e))?;
-    file.write_all(bytes).map_err(|e| io("write", e))?;
-    file.sync_all().map_err(|e| io("flush", e))?;
+    let written = (file.write_all(bytes).map_err(|e| io("write", e)))
+        .and_then(|()| file.sync_all().map_err(|e| io("flush", e)));
     drop(file);
+    if let Err(e) = written {
+        // A full disk leaves no half-written file behind to hold its space.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path).map_err(|e| io("rename into place", e))
 }
 
