@@ -428,6 +428,9 @@ pub struct InfoArgs {
     /// Vocabulary size (256 for the byte tokenizer).
     #[arg(long, default_value_t = 256)]
     pub vocab: usize,
+    /// Sequences a step, for the memory estimate (train's default: 16).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

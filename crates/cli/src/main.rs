@@ -161,6 +161,14 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         ),
     };
 
+    scalelab_train::machine::check_memory(
+        config.model.training_memory_bytes(config.train.batch_size),
+        &format!(
+            "{} at batch {}",
+            config.model.describe(),
+            config.train.batch_size
+        ),
+    )?;
     let (steps, tokens_per_step) = config.planned_steps();
     let params = config.model.param_counts();
     let shape = config.model.label();
@@ -253,6 +261,8 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
     let config = spec.resolve(args.vocab)?;
     let params = config.param_counts();
     let fpt = config.flops_per_token();
+    let memory = config.training_memory_bytes(args.batch);
+    let machine = scalelab_train::machine::total_memory_bytes();
     if args.json {
         let value = serde_json::json!({
             "config": config,
@@ -261,6 +271,9 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
             "flops_per_token": fpt,
             "flops_convention": scalelab_spec::family::LM_FLOPS_CONVENTION,
             "flops_per_token_6n_total": 6.0 * params.total as f64,
+            "training_memory_bytes": memory,
+            "batch": args.batch,
+            "machine_memory_bytes": machine,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -283,6 +296,17 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
             "                   {:>14.0}  6·N_total, for comparison",
             6.0 * params.total as f64
         );
+        if let Some(bytes) = memory {
+            println!(
+                "train memory       {:>14}  estimated peak at batch {} (--batch); this machine has {}",
+                format!("{:.2} GB", bytes / 1e9),
+                args.batch,
+                machine.map_or("an unknown amount".into(), |m| format!(
+                    "{:.1} GB",
+                    m as f64 / 1e9
+                ))
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -656,6 +656,12 @@ fn the_panics_found_are_clear_errors_now() {
             "classify --samples 18446744073709551615",
             "train.budget_samples",
         ),
+        // 786 GB estimated: refused before anything is allocated, not killed for memory
+        // minutes later.
+        (
+            "train --n-layers 48 --d-model 4096 --n-heads 32 --ctx 2048 --batch 8",
+            "more than this machine's",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_scalelab"))
             .args(line.split(' '))
@@ -703,6 +709,11 @@ enum FileCase {
     Store(Vec<u8>),
     /// `train --init-from DIR` over a damaged run record.
     Record(Vec<u8>),
+    /// `train --config spec.toml` whose `data.tokenizer_file` is damaged.
+    Tokenizer(Vec<u8>),
+    /// `train` resuming a checkpoint one of whose files (`state.json`, `model.safetensors`,
+    /// `optimizer.bpk`) is damaged: replaced, or cut short.
+    Checkpoint(&'static str, Vec<u8>, Option<usize>),
 }
 
 fn file_case() -> impl Strategy<Value = FileCase> {
@@ -730,7 +741,19 @@ fn file_case() -> impl Strategy<Value = FileCase> {
         (prop::sample::select(vec!["text", "jsonl"]), bytes.clone())
             .prop_map(|(kind, b)| FileCase::Corpus(kind, b)),
         bytes.clone().prop_map(FileCase::Store),
-        bytes.prop_map(FileCase::Record),
+        bytes.clone().prop_map(FileCase::Record),
+        prop_oneof![
+            bytes.clone(),
+            r#"\{"model": \{"type": "(BPE|WordPiece|Unigram|x)", "vocab": \{("[a-z]": [0-9]{1,3},? ?){0,4}\}\}\}"#
+                .prop_map(String::into_bytes),
+        ]
+        .prop_map(FileCase::Tokenizer),
+        (
+            prop::sample::select(vec!["state.json", "model.safetensors", "optimizer.bpk"]),
+            bytes,
+            prop::option::of(0usize..4096),
+        )
+            .prop_map(|(file, b, cut)| FileCase::Checkpoint(file, b, cut)),
     ]
 }
 
@@ -744,6 +767,34 @@ fn the_program_answers_damaged_files_without_panicking() {
         .unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let root = dir.path();
+    // A run stopped at its first checkpoint, kept whole to damage a copy of each case.
+    const RESUMED: &str = "train --depth 1 --ctx 16 --tokens 4096 --batch 2 --threads 1 --checkpoint-every 1024 --out ck";
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(RESUMED.split(' '))
+        .args(["--stop-after", "1024"])
+        .current_dir(root)
+        .output()
+        .unwrap_or_else(|e| panic!("running scalelab: {e}"));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let run = std::fs::read_dir(root.join("ck"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .find_map(|e| e.ok())
+        .unwrap_or_else(|| panic!("no run directory"))
+        .path();
+    let pristine: Vec<(String, Vec<u8>)> = ["state.json", "model.safetensors", "optimizer.bpk"]
+        .iter()
+        .map(|f| {
+            let path = run.join("checkpoint").join(f);
+            (
+                f.to_string(),
+                std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+            )
+        })
+        .collect();
     let mut config = config();
     config.cases = cases;
     let count = AtomicU64::new(0);
@@ -779,6 +830,35 @@ fn the_program_answers_damaged_files_without_panicking() {
                 write("s/record.json", bytes);
                 write("s/weights.safetensors", bytes);
                 "train --init-from s --depth 1 --ctx 16 --tokens 64 --threads 1 --fresh".to_string()
+            }
+            FileCase::Tokenizer(bytes) => {
+                write("tok.json", bytes);
+                write(
+                    "spec.toml",
+                    b"[data]\ntokenizer = \"bpe\"\ntokenizer_file = \"tok.json\"\n",
+                );
+                "train --config spec.toml --depth 1 --ctx 16 --tokens 64 --threads 1 --fresh"
+                    .to_string()
+            }
+            FileCase::Checkpoint(file, bytes, cut) => {
+                // As it was when stopped: no record yet, the checkpoint whole.
+                let _ = std::fs::remove_file(run.join("record.json"));
+                let _ = std::fs::create_dir_all(run.join("checkpoint"));
+                for (name, original) in &pristine {
+                    let path = run.join("checkpoint").join(name);
+                    std::fs::write(&path, original).unwrap_or_else(|e| panic!("{e}"));
+                }
+                let damaged = match cut {
+                    // Cut short: the original's first bytes.
+                    Some(n) => {
+                        let original = &pristine.iter().find(|(n2, _)| n2 == file).unwrap_or_else(|| panic!("{file}")).1;
+                        original[..(*n).min(original.len())].to_vec()
+                    }
+                    None => bytes.clone(),
+                };
+                std::fs::write(run.join("checkpoint").join(file), damaged)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                RESUMED.to_string()
             }
         };
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_scalelab"))

@@ -867,3 +867,44 @@ fn a_soak_of_random_kills_loses_duplicates_and_corrupts_nothing() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A record written by a newer scalelab (a schema version this one does not know) is named
+/// as such, left byte for byte as it was, and its run is failed, not trained over it.
+#[test]
+fn a_record_of_a_newer_schema_is_named_and_never_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("tiny.toml"), TINY).unwrap();
+    let out = scalelab_line("study run tiny.toml --dir s --no-report", cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = completed_ids(&cwd.join("s"))[0].clone();
+    let path = cwd.join("s/runs").join(&id).join("record.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    record["schema_version"] = serde_json::json!(999);
+    let newer = serde_json::to_string_pretty(&record).unwrap();
+    std::fs::write(&path, &newer).unwrap();
+    std::fs::remove_file(cwd.join("s/study.sqlite")).unwrap();
+
+    let out = scalelab_line("study run tiny.toml --dir s --no-report", cwd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3 were already done"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        newer,
+        "the record was overwritten"
+    );
+    let status = scalelab(&["study", "status", "s", "--json"], cwd);
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap();
+    let run = runs.iter().find(|r| r["run_id"] == id.as_str()).unwrap();
+    assert_eq!(run["status"], "failed");
+    let message = run["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("schema version 999") && message.contains("newer scalelab"),
+        "{run}"
+    );
+}

@@ -68,7 +68,7 @@ pub enum SweepError {
     },
     /// A run record could not be read.
     #[error(
-        "run record {path} is unreadable: {message}\nhint: delete the run's directory to train it again"
+        "run record {path} is unreadable: {message}\nhint: use the scalelab that wrote it, or move the run's directory aside to train the run again"
     )]
     Record {
         /// The record file.

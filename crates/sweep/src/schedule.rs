@@ -18,7 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use scalelab_spec::{ClassifyRecord, RunKind, RunRecord};
+use scalelab_spec::{
+    CLASSIFY_RECORD_SCHEMA_VERSION, ClassifyRecord, RUN_RECORD_SCHEMA_VERSION, RunKind, RunRecord,
+};
 
 use crate::{ClassifyPlan, RunState, Store, StudyPlan, SweepError};
 
@@ -218,8 +220,9 @@ pub struct Imported<'a> {
 /// Enters the runs of `plan` (`all`, its jobs) into the store as planned, and imports every
 /// record a run wrote that the store does not hold yet (a child whose parent died before
 /// storing it, or a store rebuilt from the run directories): the first half of a study run,
-/// and all of `study repair`. A record that does not read is left where it is, and its run
-/// counts as pending.
+/// and all of `study repair`. A record that does not read (damaged, another run's, or of a
+/// newer schema) is left where it is and its run is failed with the reason, not trained
+/// again over it.
 pub fn import_recorded<'a>(
     plan: &dyn PlannedStudy,
     all: &'a [Job],
@@ -253,18 +256,26 @@ pub fn import_recorded<'a>(
             continue;
         }
         let record_path = run_dir(study_dir, &run.run_id).join("record.json");
-        if record_path.is_file()
-            && let Ok(end) = import(store, run, &record_path)
-        {
-            if let RunEnd::Recorded {
-                status: RunState::Completed,
-                ..
-            } = end
-            {
-                imported.completed.insert(run.run_id.clone());
+        if record_path.is_file() {
+            match import(store, run, &record_path) {
+                Ok(end) => {
+                    if let RunEnd::Recorded {
+                        status: RunState::Completed,
+                        ..
+                    } = end
+                    {
+                        imported.completed.insert(run.run_id.clone());
+                    }
+                    imported.summary.already_done += 1;
+                    imported.flops_done += run.flops;
+                }
+                // Training the run again would write over its record: it is left as it is,
+                // and the run is failed with the reason.
+                Err(e) => {
+                    store.mark_failed(&run.run_id, &e.to_string())?;
+                    imported.summary.failed += 1;
+                }
             }
-            imported.summary.already_done += 1;
-            imported.flops_done += run.flops;
             continue;
         }
         imported.pending.push(run);
@@ -444,7 +455,9 @@ fn next_ready<'a>(
 fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepError> {
     match run.kind {
         RunKind::Lm => {
-            let record = read_run_record(path, run, |r: &RunRecord| &r.run_id)?;
+            let record = read_run_record(path, run, RUN_RECORD_SCHEMA_VERSION, |r: &RunRecord| {
+                &r.run_id
+            })?;
             store.record(&record)?;
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
@@ -454,7 +467,12 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
             })
         }
         RunKind::Classify => {
-            let record = read_run_record(path, run, |r: &ClassifyRecord| &r.run_id)?;
+            let record = read_run_record(
+                path,
+                run,
+                CLASSIFY_RECORD_SCHEMA_VERSION,
+                |r: &ClassifyRecord| &r.run_id,
+            )?;
             store.record_classify(&record)?;
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
@@ -470,9 +488,24 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
 fn read_run_record<T: serde::de::DeserializeOwned>(
     path: &Path,
     run: &Job,
+    newest: u32,
     id_of: fn(&T) -> &str,
 ) -> Result<T, SweepError> {
-    let record: T = read_record(path)?;
+    // A record from a newer scalelab may read as this one's, or not; either way it is named.
+    let value: serde_json::Value = read_record(path)?;
+    let version = value["schema_version"].as_u64().unwrap_or(0);
+    if version > u64::from(newest) {
+        return Err(SweepError::Record {
+            path: path.to_path_buf(),
+            message: format!(
+                "it has record schema version {version}, written by a newer scalelab; this one reads versions up to {newest}: use the newer scalelab for this study"
+            ),
+        });
+    }
+    let record: T = serde_json::from_value(value).map_err(|e| SweepError::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let recorded = id_of(&record);
     if recorded != run.run_id {
         return Err(SweepError::Record {
