@@ -272,24 +272,62 @@ const KEYS: &[&str] = &[
     "train.lrr",
 ];
 
-/// Sets `key` (dotted) of `root` to `value`, making the tables on the way.
-fn set_key(root: &mut toml::Table, key: &str, value: toml::Value) {
-    let mut table = root;
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().unwrap_or(key);
-    for part in parts {
-        let entry = table
-            .entry(part.to_string())
+/// A table of a spec, TOML's or JSON's, whose dotted keys can be set.
+trait Tree: Sized {
+    /// The value type of its leaves.
+    type Value;
+    /// The table under `key`, made (or put in place of a leaf) if need be.
+    fn child(&mut self, key: &str) -> &mut Self;
+    /// Sets `key` to `value`.
+    fn put(&mut self, key: &str, value: Self::Value);
+    /// Sets `key` (dotted) to `value`, making the tables on the way.
+    fn set(&mut self, key: &str, value: Self::Value) {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let last = parts.pop().unwrap_or(key);
+        let mut table = self;
+        for part in parts {
+            table = table.child(part);
+        }
+        table.put(last, value);
+    }
+}
+
+impl Tree for toml::Table {
+    type Value = toml::Value;
+    fn child(&mut self, key: &str) -> &mut Self {
+        let entry = self
+            .entry(key.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
-        let toml::Value::Table(t) = entry else {
-            unreachable!("made a table above")
-        };
-        table = t;
+        match entry {
+            toml::Value::Table(t) => t,
+            _ => unreachable!("made a table above"),
+        }
     }
-    table.insert(last.to_string(), value);
+    fn put(&mut self, key: &str, value: toml::Value) {
+        self.insert(key.to_string(), value);
+    }
+}
+
+impl Tree for serde_json::Map<String, serde_json::Value> {
+    type Value = serde_json::Value;
+    fn child(&mut self, key: &str) -> &mut Self {
+        let entry = self
+            .entry(key.to_string())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if !entry.is_object() {
+            *entry = serde_json::Value::Object(serde_json::Map::new());
+        }
+        match entry {
+            serde_json::Value::Object(t) => t,
+            _ => unreachable!("made an object above"),
+        }
+    }
+    fn put(&mut self, key: &str, value: serde_json::Value) {
+        self.insert(key.to_string(), value);
+    }
 }
 
 /// `base` with up to `most` keys of [`KEYS`] given random values, as text.
@@ -298,7 +336,7 @@ fn mutated(base: &'static str, most: usize) -> impl Strategy<Value = String> {
         move |pairs| {
             let mut root: toml::Table = toml::from_str(base).unwrap_or_default();
             for (key, value) in pairs {
-                set_key(&mut root, key, value);
+                root.set(key, value);
             }
             toml::to_string(&root).unwrap_or_default()
         },
@@ -340,22 +378,7 @@ fn flag_spec() -> impl Strategy<Value = serde_json::Value> {
     prop::collection::vec((prop::sample::select(KEYS), flag_number()), 1..6).prop_map(|pairs| {
         let mut root = serde_json::Map::new();
         for (key, value) in pairs {
-            let mut table = &mut root;
-            let mut parts: Vec<&str> = key.split('.').collect();
-            let last = parts.pop().unwrap_or(key);
-            for part in parts {
-                let entry = table
-                    .entry(part.to_string())
-                    .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-                if !entry.is_object() {
-                    *entry = serde_json::Value::Object(serde_json::Map::new());
-                }
-                let serde_json::Value::Object(t) = entry else {
-                    unreachable!("made an object above")
-                };
-                table = t;
-            }
-            table.insert(last.to_string(), value);
+            root.set(key, value);
         }
         serde_json::Value::Object(root)
     })
