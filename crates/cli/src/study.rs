@@ -50,6 +50,7 @@ fn repair(dir: &Path) -> Result<ExitCode> {
             dir.display()
         );
     }
+    let _lock = lock_study(dir)?;
     let store = dir.join(scalelab_sweep::STORE_FILE);
     if store.exists() {
         let secs = std::time::SystemTime::now()
@@ -337,6 +338,12 @@ pub(crate) fn run_planned(
     (name, text, dir): (&str, &str, &Path),
 ) -> Result<(StudySummary, Store)> {
     let (threads_per_run, jobs) = parallelism(args, runs)?;
+    // `study repair` holds the lock already.
+    let _lock = if args.import_only {
+        None
+    } else {
+        Some(lock_study(dir)?)
+    };
     let mut store = open_study_store(dir, kind, name, text)?;
     if args.import_only {
         let all = plan.jobs()?;
@@ -391,6 +398,31 @@ pub(crate) fn run_planned(
         summary.wall_secs
     );
     Ok((summary, store))
+}
+
+/// Holds `DIR/study.lock` for as long as the returned file lives (the system drops the lock
+/// when the process ends, `kill -9` included), so that a second `study run` (or `study
+/// repair`) of the same study is refused instead of training every run a second time.
+fn lock_study(dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("study.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "study {} is being run by another scalelab process (it holds {})\nhint: wait for it to finish, or stop it (Ctrl-C stops it at a checkpoint) and run this again",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// The exit code of a `study run`: 1 when some runs failed (the same command retries them).
