@@ -246,16 +246,14 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
         bar.finish();
         let record = match outcome {
             Outcome::Finished(record) => *record,
-            Outcome::Stopped { tokens_seen } if crate::interrupt::requested(&interrupt) => {
-                eprintln!(
-                    "interrupted at {tokens_seen} samples: checkpoint written to {}; the same command resumes",
-                    options.run_dir.display()
-                );
-                return Ok(crate::interrupt::exit_code());
-            }
             Outcome::Stopped { tokens_seen } => {
-                eprintln!("stopped at {tokens_seen} samples; run again to resume");
-                return Ok(ExitCode::SUCCESS);
+                let dir = &options.run_dir;
+                return Ok(crate::interrupt::stopped(
+                    &interrupt,
+                    tokens_seen,
+                    "samples",
+                    dir,
+                ));
             }
         };
         eprintln!(

@@ -3,6 +3,7 @@
 //! same command resumes. A second ends the process at once with the same code (a study's
 //! children then see their parent go and end too).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,12 +30,18 @@ pub(crate) fn handle() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Whether `flag` was set.
-pub(crate) fn requested(flag: &AtomicBool) -> bool {
-    flag.load(Ordering::Relaxed)
-}
-
-/// The exit code of an interrupted process.
-pub(crate) fn exit_code() -> ExitCode {
-    ExitCode::from(INTERRUPTED_EXIT as u8)
+/// Says where a run that stopped at a checkpoint after `seen` `unit`s (tokens, samples)
+/// stands, and its exit code: [`INTERRUPTED_EXIT`] if `flag` stopped it, else success (it
+/// stopped where `--stop-after` asked).
+pub(crate) fn stopped(flag: &AtomicBool, seen: u64, unit: &str, run_dir: &Path) -> ExitCode {
+    if flag.load(Ordering::Relaxed) {
+        eprintln!(
+            "interrupted at {seen} {unit}: checkpoint written to {}; the same command resumes",
+            run_dir.display()
+        );
+        ExitCode::from(INTERRUPTED_EXIT as u8)
+    } else {
+        eprintln!("stopped at {seen} {unit}; run again to resume");
+        ExitCode::SUCCESS
+    }
 }

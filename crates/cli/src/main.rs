@@ -199,17 +199,12 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             let code = print_record(&record, args.run.json)?;
             Ok(code)
         }
-        Outcome::Stopped { tokens_seen } if interrupt::requested(&interrupt) => {
-            eprintln!(
-                "interrupted at {tokens_seen} tokens: checkpoint written to {}; the same command resumes",
-                run_dir.display()
-            );
-            Ok(interrupt::exit_code())
-        }
-        Outcome::Stopped { tokens_seen } => {
-            eprintln!("stopped at {tokens_seen} tokens; run again to resume");
-            Ok(ExitCode::SUCCESS)
-        }
+        Outcome::Stopped { tokens_seen } => Ok(interrupt::stopped(
+            &interrupt,
+            tokens_seen,
+            "tokens",
+            &run_dir,
+        )),
     }
 }
 

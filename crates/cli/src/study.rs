@@ -1,8 +1,10 @@
 //! `scalelab study`: plan, run, status, report and export, over the sweep, analysis and
-//! report crates. Runs train in child processes of this same program (`scalelab train`).
+//! report crates, for a scaling study (the other kinds have their own files); what every kind
+//! shares to run is `study/runner.rs`. Runs train in child processes of this same program
+//! (`scalelab train`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use scalelab_analysis::LawFit;
@@ -15,17 +17,17 @@ use scalelab_report::{
 };
 use scalelab_spec::{AnalysisSpec, StudySpec};
 use scalelab_sweep::{
-    Job, Launcher, PlannedStudy, RunEnd, RunKind, RunState, Store, StoredCurvePoint, StoredRun,
-    StudyPlan, StudyProgress, StudySummary, import_recorded, plan_study, run_study, study_vocab,
+    RunState, Store, StoredCurvePoint, StoredRun, StudyPlan, plan_study, study_vocab,
 };
 
 use crate::args::{StudyCommand, StudyDirArgs, StudyFileArgs, StudyRunArgs};
 use crate::{human, read_toml};
 
-/// A rough rate for estimates before any run of the study has finished: FLOP/s of one
-/// single-threaded run of a small GPT (the quickstart's runs averaged 37 GFLOP/s each on a
-/// 2-core AVX-512 Xeon, BENCHMARKS.md; taken lower for CPUs without AVX-512).
-pub(crate) const DEFAULT_FLOPS_PER_SEC: f64 = 2e10;
+mod runner;
+pub(crate) use runner::{
+    StudyKind, default_jobs, file_kind, lock_study, rate_estimate, run_exit, run_planned,
+    store_kind, study_name, unit,
+};
 
 pub fn run(command: StudyCommand) -> Result<ExitCode> {
     match command {
@@ -94,24 +96,6 @@ fn load(file: &Path, dir: Option<&Path>) -> Result<(StudySpec, String, PathBuf)>
 fn make_plan(spec: &StudySpec, dir: &Path, file: &Path) -> Result<StudyPlan> {
     let (vocab, data) = study_vocab(&spec.data, dir, file)?;
     Ok(plan_study(spec, &data, vocab, file)?)
-}
-
-/// FLOP/s per run measured by this study's finished runs, if any.
-pub(crate) fn measured_rate(dir: &Path) -> Option<f64> {
-    if !dir.join(scalelab_sweep::STORE_FILE).is_file() {
-        return None;
-    }
-    let store = Store::open(dir).ok()?;
-    let runs = store.runs().ok()?;
-    let (flops, secs) = runs
-        .iter()
-        .filter(|r| r.status == RunState::Completed && r.wall_secs > 0.0)
-        .fold((0.0, 0.0), |(f, s), r| (f + r.train_flops, s + r.wall_secs));
-    (secs > 0.0).then_some(flops / secs)
-}
-
-pub(crate) fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn plan(args: StudyFileArgs) -> Result<ExitCode> {
@@ -186,352 +170,6 @@ fn plan(args: StudyFileArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Starts `scalelab train` on a run's spec, in its directory.
-pub(crate) struct SelfLauncher {
-    exe: PathBuf,
-    threads: usize,
-}
-
-impl Launcher for SelfLauncher {
-    fn command(&self, kind: RunKind, run_dir: &Path) -> Command {
-        let mut c = Command::new(&self.exe);
-        c.arg(match kind {
-            RunKind::Lm => "train",
-            RunKind::Classify => "classify",
-        })
-        .arg("--config")
-        .arg(run_dir.join("spec.toml"))
-        .arg("--run-dir")
-        .arg(run_dir)
-        .arg("--threads")
-        .arg(self.threads.to_string())
-        .arg("--exit-with-parent");
-        if kind == RunKind::Lm {
-            c.arg("--quiet");
-        }
-        c
-    }
-}
-
-impl SelfLauncher {
-    /// This program, training with `threads` threads a run.
-    pub(crate) fn new(threads: usize) -> Result<Self> {
-        Ok(SelfLauncher {
-            exe: std::env::current_exe().context("locating the scalelab program")?,
-            threads,
-        })
-    }
-}
-
-/// The three kinds of study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StudyKind {
-    /// A ladder of language models over budgets (scaling laws, compute-optimal).
-    Scaling,
-    /// A grid of classifiers.
-    Classify,
-    /// Pre-training, then fine-tuning and training from scratch (the laws of transfer).
-    Transfer,
-}
-
-impl StudyKind {
-    /// The name the store keeps under its `kind` key.
-    fn name(self) -> &'static str {
-        match self {
-            StudyKind::Scaling => "scaling",
-            StudyKind::Classify => "classify",
-            StudyKind::Transfer => "transfer",
-        }
-    }
-}
-
-/// What kind of study `file` describes: a classification grid has `models` (and `base`), a
-/// transfer study `[pretrain]` or `[finetune]`, a scaling study a ladder.
-pub(crate) fn file_kind(file: &Path) -> Result<StudyKind> {
-    let table: toml::Table = read_toml(file)?;
-    Ok(
-        if table.contains_key("models") || table.contains_key("base") {
-            StudyKind::Classify
-        } else if scalelab_sweep::is_transfer_study(&table) {
-            StudyKind::Transfer
-        } else {
-            StudyKind::Scaling
-        },
-    )
-}
-
-/// The study's name: the one its store keeps, else (a store written by hand or damaged) the
-/// name of its directory.
-pub(crate) fn study_name(store: &Store, dir: &Path) -> Result<String> {
-    Ok(match store.meta("name")? {
-        Some(name) => name,
-        None => dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
-    })
-}
-
-/// The kind of the study in `store`: the one it keeps, else (a store written before kinds
-/// were kept) its runs' (a scaling study when it has none yet).
-pub(crate) fn store_kind(store: &Store) -> Result<StudyKind> {
-    Ok(match store.meta("kind")?.as_deref() {
-        Some("transfer") => StudyKind::Transfer,
-        Some("classify") => StudyKind::Classify,
-        Some(_) => StudyKind::Scaling,
-        None => match store.runs()?.first().map(|r| r.kind) {
-            Some(RunKind::Classify) => StudyKind::Classify,
-            _ => StudyKind::Scaling,
-        },
-    })
-}
-
-/// Opens the store of study `name` of `kind` in `dir` (refused when it holds another study)
-/// and keeps the study file's `text` in it and beside it.
-pub(crate) fn open_study_store(
-    dir: &Path,
-    kind: StudyKind,
-    name: &str,
-    text: &str,
-) -> Result<Store> {
-    let store = Store::open(dir)?;
-    if let Some(old) = store.meta("name")?
-        && old != name
-    {
-        bail!(
-            "{} holds study `{old}`, not `{name}`\nhint: give this study its own directory with --dir",
-            dir.display(),
-        );
-    }
-    store.set_meta("name", name)?;
-    store.set_meta("kind", kind.name())?;
-    store.set_meta("spec_toml", text)?;
-    crate::write_text(&dir.join("study.toml"), text)?;
-    Ok(store)
-}
-
-/// Threads per run and runs at a time for `runs` runs: by default one single-threaded run
-/// per core, or all cores shared when there are fewer runs than cores.
-pub(crate) fn parallelism(args: &StudyRunArgs, runs: usize) -> Result<(usize, usize)> {
-    if args.threads_per_run == Some(0) {
-        bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
-    }
-    let threads = args
-        .threads_per_run
-        .unwrap_or_else(|| (default_jobs() / runs.max(1)).max(1));
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| (default_jobs() / threads).max(1));
-    Ok((threads, jobs))
-}
-
-/// The one `study run` of any kind: opens the store of study `name` (whose file reads
-/// `text`) in `dir`, trains every run of `plan` (`runs` of them) not yet recorded, and says
-/// how it went; returns what it did and the store.
-pub(crate) fn run_planned(
-    args: &StudyRunArgs,
-    kind: StudyKind,
-    plan: &dyn PlannedStudy,
-    runs: usize,
-    (name, text, dir): (&str, &str, &Path),
-) -> Result<(StudySummary, Store)> {
-    let (threads_per_run, jobs) = parallelism(args, runs)?;
-    // `study repair` holds the lock already.
-    let _lock = if args.import_only {
-        None
-    } else {
-        Some(lock_study(dir)?)
-    };
-    let mut store = open_study_store(dir, kind, name, text)?;
-    if args.import_only {
-        let all = plan.jobs()?;
-        let imported = import_recorded(plan, &all, &mut store, dir)?;
-        eprintln!(
-            "study {name} rebuilt in {}: {} of {runs} runs recorded from their records; {} not yet trained (`scalelab study run {}` trains them)",
-            store.path().display(),
-            imported.summary.already_done,
-            imported.pending.len(),
-            dir.join("study.toml").display(),
-        );
-        return Ok((imported.summary, store));
-    }
-    eprintln!(
-        "{} study {name} in {}: {runs} runs, {jobs} at a time, {threads_per_run} thread(s) each",
-        kind.name(),
-        dir.display(),
-    );
-    let launcher = SelfLauncher::new(threads_per_run)?;
-    let interrupt = crate::interrupt::handle()?;
-    let summary = run_study(
-        plan,
-        &mut store,
-        dir,
-        &launcher,
-        jobs,
-        &mut Lines::new(),
-        &interrupt,
-    )?;
-    if summary.stopped {
-        // Everything that ended is stored; the rest resumes with the same command.
-        eprintln!(
-            "study {name} interrupted: {} runs stopped at a checkpoint, {} completed now, {} not started; the same command resumes",
-            summary.interrupted,
-            summary.completed + summary.diverged,
-            summary.total.saturating_sub(
-                summary.already_done
-                    + summary.completed
-                    + summary.diverged
-                    + summary.failed
-                    + summary.interrupted
-            ),
-        );
-        std::process::exit(crate::interrupt::INTERRUPTED_EXIT);
-    }
-    eprintln!(
-        "study {name}: {} completed now, {} diverged, {} failed, {} were already done; {:.0} s wall",
-        summary.completed,
-        summary.diverged,
-        summary.failed,
-        summary.already_done,
-        summary.wall_secs
-    );
-    Ok((summary, store))
-}
-
-/// Holds `DIR/study.lock` for as long as the returned file lives (the system drops the lock
-/// when the process ends, `kill -9` included), so that a second `study run` (or `study
-/// repair`) of the same study is refused instead of training every run a second time.
-fn lock_study(dir: &Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("study.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "study {} is being run by another scalelab process (it holds {})\nhint: wait for it to finish, or stop it (Ctrl-C stops it at a checkpoint) and run this again",
-            dir.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
-        }
-    }
-}
-
-/// The exit code of a `study run`: 1 when some runs failed (the same command retries them).
-pub(crate) fn run_exit(summary: &StudySummary) -> ExitCode {
-    if summary.failed > 0 {
-        eprintln!("some runs failed; run the same command again to retry them");
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// FLOP/s per run for a plan's time estimates: measured by the study's finished runs in
-/// `dir`, else a default; with where it comes from.
-pub(crate) fn rate_estimate(dir: &Path) -> (f64, &'static str) {
-    match measured_rate(dir) {
-        Some(r) => (r, "measured by this study's finished runs"),
-        None => (
-            DEFAULT_FLOPS_PER_SEC,
-            "default estimate; refined once runs finish",
-        ),
-    }
-}
-
-/// What a run of `kind` trains on.
-fn unit(kind: RunKind) -> &'static str {
-    match kind {
-        RunKind::Lm => "tokens",
-        RunKind::Classify => "samples",
-    }
-}
-
-/// Progress lines on stderr.
-pub(crate) struct Lines {
-    total: usize,
-    done: usize,
-    flops_total: f64,
-    flops_done: f64,
-    started: std::time::Instant,
-}
-
-impl Lines {
-    /// Progress from now.
-    pub(crate) fn new() -> Self {
-        Lines {
-            total: 0,
-            done: 0,
-            flops_total: 0.0,
-            flops_done: 0.0,
-            started: std::time::Instant::now(),
-        }
-    }
-}
-
-impl StudyProgress for Lines {
-    fn begin(&mut self, total: usize, done: usize, flops_total: f64, flops_done: f64) {
-        self.total = total;
-        self.done = done;
-        self.flops_total = flops_total;
-        self.flops_done = flops_done;
-        eprintln!(
-            "study: {total} runs, {done} already done, {:.3e} of {:.3e} FLOPs left",
-            flops_total - flops_done,
-            flops_total
-        );
-    }
-
-    fn started(&mut self, run: &Job) {
-        eprintln!(
-            "  {:<10} {} {:<12} N={:<8} {} {}",
-            "start",
-            run.run_id,
-            run.label,
-            human(run.n),
-            human(run.amount as f64),
-            unit(run.kind)
-        );
-    }
-
-    fn finished(&mut self, run: &Job, end: &RunEnd) {
-        self.done += 1;
-        self.flops_done += run.flops;
-        let pct = 100.0 * self.flops_done / self.flops_total.max(1.0);
-        let elapsed = self.started.elapsed().as_secs_f64();
-        match end {
-            RunEnd::Recorded {
-                status,
-                final_val_loss,
-                test_accuracy,
-                wall_secs,
-            } => eprintln!(
-                "  {status:<10} {} {:<12} loss {}{} in {wall_secs:.0} s   [{}/{} runs, {pct:.0}% of FLOPs, {elapsed:.0} s]",
-                run.run_id,
-                run.label,
-                final_val_loss.map_or("-".into(), |l| format!("{l:.4}")),
-                test_accuracy.map_or(String::new(), |a| format!(", test accuracy {a:.4}")),
-                self.done,
-                self.total
-            ),
-            RunEnd::Failed { message } => eprintln!(
-                "  {:<10} {} {}: {message}   [{}/{} runs]",
-                "failed", run.run_id, run.label, self.done, self.total
-            ),
-            RunEnd::Interrupted => eprintln!(
-                "  {:<10} {} {}: stopped at a checkpoint   [{}/{} runs]",
-                "interrupted", run.run_id, run.label, self.done, self.total
-            ),
-        }
-    }
 }
 
 fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {

@@ -47,6 +47,9 @@ pub trait Classifier<B: LabelledBatch>: FamilyModel {
         cross_entropy(self.batch_logits(batch, device), batch.labels(), device)
     }
 
+    /// Whether its batches carry a second objective ([`Classifier::second_task`]).
+    const SECOND_TASK: bool = false;
+
     /// A second objective's logits and labels (next-sentence prediction), scored beside the
     /// first.
     fn second_task(&self, _batch: &B, _device: &Device) -> Option<(Tensor<2>, Vec<i64>)> {
@@ -113,33 +116,33 @@ fn chosen_rows(every: Tensor<2>, positions: &[usize], device: &Device) -> Tensor
 /// Masked sentence pairs: the masked tokens' logits, and the next-sentence logits as a
 /// second objective whose cross-entropy is added to the loss (BERT's sum of the two).
 impl<M: TextClassifier> Classifier<PairBatch> for M {
+    const SECOND_TASK: bool = true;
+
     fn batch_logits(&self, batch: &PairBatch, device: &Device) -> Tensor<2> {
-        self.pair_logits(batch, device).0
+        pair_logits(self, batch, device).0
     }
 
     fn batch_loss(&self, batch: &PairBatch, device: &Device) -> Tensor<1> {
-        let (masked, next) = self.pair_logits(batch, device);
+        let (masked, next) = pair_logits(self, batch, device);
         cross_entropy(masked, batch.labels(), device) + cross_entropy(next, &batch.next, device)
     }
 
     fn second_task(&self, batch: &PairBatch, device: &Device) -> Option<(Tensor<2>, Vec<i64>)> {
-        Some((self.pair_logits(batch, device).1, batch.next.clone()))
+        Some((pair_logits(self, batch, device).1, batch.next.clone()))
     }
 }
 
 /// The masked tokens' logits `[n, V]` and the next-sentence logits `[B, 2]` of `batch`.
-trait PairLogits {
-    fn pair_logits(&self, batch: &PairBatch, device: &Device) -> (Tensor<2>, Tensor<2>);
-}
-
-impl<M: TextClassifier> PairLogits for M {
-    fn pair_logits(&self, batch: &PairBatch, device: &Device) -> (Tensor<2>, Tensor<2>) {
-        let m = &batch.masked;
-        let tokens = token_tensor(&m.ids, m.batch, m.ctx, device);
-        let segments = token_tensor(&batch.segments, m.batch, m.ctx, device);
-        let (every, next) = self.tag_pairs(tokens, segments, &m.lengths);
-        (chosen_rows(every, &m.positions, device), next)
-    }
+fn pair_logits<M: TextClassifier>(
+    model: &M,
+    batch: &PairBatch,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>) {
+    let m = &batch.masked;
+    let tokens = token_tensor(&m.ids, m.batch, m.ctx, device);
+    let segments = token_tensor(&batch.segments, m.batch, m.ctx, device);
+    let (every, next) = model.tag_pairs(tokens, segments, &m.lengths);
+    (chosen_rows(every, &m.positions, device), next)
 }
 
 /// Trains the classifier of `config` (any family that reads this kind of data) on `train`,
@@ -445,6 +448,10 @@ fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> Clas
 /// The accuracy of `model`'s second objective (next-sentence prediction) over `set`, if its
 /// batches have one.
 fn second_accuracy<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> Option<f64> {
+    // Most batches have none: their sets are not batched again to find out.
+    if !M::SECOND_TASK {
+        return None;
+    }
     let model = model.valid();
     let device = model.devices().into_iter().next().unwrap_or_default();
     let (mut right, mut total) = (0usize, 0usize);
