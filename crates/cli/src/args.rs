@@ -122,6 +122,87 @@ pub enum StudyCommand {
     /// Rebuild a damaged or lost study store from the study file and the runs' records in
     /// the study directory (the old store is kept aside); trains nothing.
     Repair(StudyRepairArgs),
+    /// Train one run of a study by its index in DIR/plan.json (an array task of a cluster
+    /// scheduler): claimed like every run, recorded as a file.
+    RunOne(StudyRunOneArgs),
+    /// Submit a study's runs still to do as a SLURM job array (or print a Kubernetes Indexed
+    /// Job), one array task per run.
+    Submit(StudySubmitArgs),
+}
+
+/// `scalelab study run-one`.
+#[derive(Debug, Args)]
+pub struct StudyRunOneArgs {
+    /// The study's TOML file.
+    pub file: PathBuf,
+    /// Study directory (default: studies/NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The run's index in DIR/plan.json (default: from SLURM_ARRAY_TASK_ID,
+    /// JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX).
+    #[arg(long)]
+    pub index: Option<usize>,
+    /// Added to the index (a chunk of an array larger than the cluster's MaxArraySize).
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Tensor-backend threads of the run (default: SLURM_CPUS_PER_TASK, else 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seconds a worker may be silent before another takes its run over (default 300).
+    #[arg(long, value_name = "SECS")]
+    pub claim_timeout: Option<u64>,
+    /// On SIGUSR1 (SLURM's `--signal=B:USR1@T`), stop the run at a checkpoint and requeue
+    /// this array task with `scontrol requeue`, so that it resumes.
+    #[arg(long)]
+    pub requeue: bool,
+}
+
+/// `scalelab study submit`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("engine").required(true).args(["slurm", "k8s"])))]
+pub struct StudySubmitArgs {
+    /// The study's TOML file.
+    pub file: PathBuf,
+    /// Study directory (default: studies/NAME); on a filesystem every node shares.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Submit a SLURM job array with sbatch.
+    #[arg(long)]
+    pub slurm: bool,
+    /// Print a Kubernetes Indexed Job manifest (with --dry-run).
+    #[arg(long)]
+    pub k8s: bool,
+    /// SLURM partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// SLURM time limit of each task (e.g. 2:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs of each task, which are its run's threads.
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: usize,
+    /// GPUs of each task.
+    #[arg(long)]
+    pub gpus_per_task: Option<u32>,
+    /// Array tasks running at once (SLURM's %K; Kubernetes' parallelism).
+    #[arg(long)]
+    pub array_parallelism: Option<usize>,
+    /// Requeue a task warned of its end (time limit, preemption) by USR1 two minutes
+    /// before: its run checkpoints and resumes in the requeued task.
+    #[arg(long)]
+    pub requeue: bool,
+    /// Seconds a task may be silent before another takes its run over (default 300).
+    #[arg(long, value_name = "SECS")]
+    pub claim_timeout: Option<u64>,
+    /// Write (SLURM) or print (Kubernetes) what would be submitted, submitting nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Container image with scalelab on its PATH (Kubernetes).
+    #[arg(long, default_value = "scalelab:latest")]
+    pub image: String,
+    /// PersistentVolumeClaim holding the working directory (Kubernetes).
+    #[arg(long, default_value = "scalelab-work")]
+    pub volume_claim: String,
 }
 
 /// `scalelab study repair`.
@@ -162,6 +243,10 @@ pub struct StudyRunArgs {
     /// Do not write the report at the end.
     #[arg(long)]
     pub no_report: bool,
+    /// Seconds a worker may be silent before another takes its runs over (default 300; a
+    /// worker on this machine whose process is gone is taken over at once).
+    #[arg(long, value_name = "SECS")]
+    pub claim_timeout: Option<u64>,
     /// Import the runs' records into the store, and train nothing (`study repair`).
     #[arg(skip)]
     pub import_only: bool,

@@ -433,13 +433,17 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         jobs: None,
         threads_per_run: args.threads,
         no_report: false,
+        claim_timeout: None,
         import_only: false,
     })
 }
 
 /// The study file, its grid planned against its data: every cell resolved and checked
 /// before anything trains.
-fn classify_plan(file: &Path, dir: Option<&Path>) -> Result<(ClassifyPlan, String, PathBuf)> {
+pub(crate) fn classify_plan(
+    file: &Path,
+    dir: Option<&Path>,
+) -> Result<(ClassifyPlan, String, PathBuf)> {
     let spec: ClassifyStudySpec = read_toml(file)?;
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read study file {}", file.display()))?;
@@ -506,8 +510,8 @@ pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
 pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
     let (plan, text, dir) = classify_plan(&args.file, args.dir.as_deref())?;
     let context = (plan.spec.name.as_str(), text.as_str(), dir.as_path());
-    let (summary, _) = run_planned(args, StudyKind::Classify, &plan, plan.runs.len(), context)?;
-    if !args.no_report {
+    let (summary, store) = run_planned(args, StudyKind::Classify, &plan, plan.runs.len(), context)?;
+    if !args.no_report && store.is_some() {
         let path = study_report(&dir, None)?;
         println!("{}", path.display());
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 pub(crate) use scalelab_sweep::INTERRUPTED_EXIT;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 /// Installs the handlers; the flag they set.
 pub(crate) fn handle() -> Result<Arc<AtomicBool>> {
@@ -28,6 +28,19 @@ pub(crate) fn handle() -> Result<Arc<AtomicBool>> {
             .context("cannot install the Ctrl-C handler")?;
     }
     Ok(flag)
+}
+
+/// The handlers of [`handle`], and SIGUSR1: a cluster's warning that the task's time is
+/// nearly up (SLURM's `--signal=B:USR1@120`). It stops the work at a checkpoint as SIGTERM
+/// does, and sets the second flag, so that the task can ask to be requeued.
+pub(crate) fn handle_with_warning() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    let flag = handle()?;
+    let warned = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGUSR1, Arc::clone(&warned))
+        .context("cannot install the SIGUSR1 handler")?;
+    signal_hook::flag::register(SIGUSR1, Arc::clone(&flag))
+        .context("cannot install the SIGUSR1 handler")?;
+    Ok((flag, warned))
 }
 
 /// Says where a run that stopped at a checkpoint after `seen` `unit`s (tokens, samples)

@@ -23,6 +23,7 @@ use scalelab_sweep::{
 use crate::args::{StudyCommand, StudyDirArgs, StudyFileArgs, StudyRunArgs};
 use crate::{human, read_toml};
 
+mod cluster;
 mod runner;
 pub(crate) use runner::{
     StudyKind, default_jobs, file_kind, lock_study, rate_estimate, run_exit, run_planned,
@@ -37,6 +38,8 @@ pub fn run(command: StudyCommand) -> Result<ExitCode> {
         StudyCommand::Report(args) => report(args).map(|_| ExitCode::SUCCESS),
         StudyCommand::Export(args) => export(args),
         StudyCommand::Repair(args) => repair(&args.dir),
+        StudyCommand::RunOne(args) => cluster::run_one(args),
+        StudyCommand::Submit(args) => cluster::submit(args),
     }
 }
 
@@ -75,6 +78,7 @@ fn repair(dir: &Path) -> Result<ExitCode> {
         jobs: None,
         threads_per_run: None,
         no_report: true,
+        claim_timeout: None,
         import_only: true,
     })
 }
@@ -99,6 +103,8 @@ fn make_plan(spec: &StudySpec, dir: &Path, file: &Path) -> Result<StudyPlan> {
 }
 
 fn plan(args: StudyFileArgs) -> Result<ExitCode> {
+    // The runs' order, which array tasks index (`study run-one`, `study submit`).
+    cluster::write_plan(&cluster::load_study(&args.file, args.dir.as_deref())?)?;
     match file_kind(&args.file)? {
         StudyKind::Classify => return crate::classify::study_plan(&args),
         StudyKind::Transfer => return crate::transfer_study::study_plan(&args),
@@ -182,6 +188,9 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
     let plan = make_plan(&spec, &dir, &args.file)?;
     let context = (spec.name.as_str(), text.as_str(), dir.as_path());
     let (summary, store) = run_planned(&args, StudyKind::Scaling, &plan, plan.runs.len(), context)?;
+    let Some(store) = store else {
+        return Ok(run_exit(&summary));
+    };
     let achieved: f64 = store
         .runs()?
         .iter()
@@ -242,6 +251,9 @@ pub(crate) fn study_dir(path: &Path) -> Result<PathBuf> {
             scalelab_sweep::STORE_FILE
         );
     }
+    // Records written by workers (array tasks) enter the store, unless a running study
+    // holds it: that one imports them.
+    cluster::import_finished(&dir)?;
     Ok(dir)
 }
 
@@ -269,9 +281,17 @@ fn status(args: StudyDirArgs) -> Result<ExitCode> {
             String::new()
         }
     );
+    let claims = cluster::claims(&dir, &runs);
+    let scheduled = cluster::scheduler_states(&dir);
+    let about = |id: &str, list: &[(String, String)]| {
+        list.iter()
+            .filter(|(run, _)| run == id)
+            .map(|(_, what)| format!("  [{what}]"))
+            .collect::<String>()
+    };
     for r in &runs {
         println!(
-            "{:<16} {:<12} seed {:<3} N={:<9} {:>9} {:<7} {:<9} {}",
+            "{:<16} {:<12} seed {:<3} N={:<9} {:>9} {:<7} {:<9} {}{}{}",
             r.run_id,
             r.size,
             r.seed,
@@ -280,7 +300,9 @@ fn status(args: StudyDirArgs) -> Result<ExitCode> {
             unit(r.kind),
             r.status,
             r.final_val_loss
-                .map_or(String::new(), |l| format!("loss {l:.4}"))
+                .map_or(String::new(), |l| format!("loss {l:.4}")),
+            about(&r.run_id, &claims),
+            about(&r.run_id, &scheduled),
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -18,7 +18,7 @@ use crate::study::{StudyKind, default_jobs, rate_estimate, run_exit, run_planned
 use crate::{human, read_toml, write_text};
 
 /// The study file, read and checked, its text, and its directory.
-fn load(file: &Path, dir: Option<&Path>) -> Result<(TransferPlan, String, PathBuf)> {
+pub(crate) fn load(file: &Path, dir: Option<&Path>) -> Result<(TransferPlan, String, PathBuf)> {
     let spec: TransferStudySpec = read_toml(file)?;
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read study file {}", file.display()))?;
@@ -108,8 +108,8 @@ pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
         }
     }
     let context = (plan.spec.name.as_str(), text.as_str(), dir.as_path());
-    let (summary, _) = run_planned(args, StudyKind::Transfer, &plan, plan.runs.len(), context)?;
-    if !args.no_report {
+    let (summary, store) = run_planned(args, StudyKind::Transfer, &plan, plan.runs.len(), context)?;
+    if !args.no_report && store.is_some() {
         let path = study_report(&dir, None, false)?;
         println!("{}", path.display());
     }

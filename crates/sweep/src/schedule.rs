@@ -22,6 +22,7 @@ use scalelab_spec::{
     CLASSIFY_RECORD_SCHEMA_VERSION, ClassifyRecord, RUN_RECORD_SCHEMA_VERSION, RunKind, RunRecord,
 };
 
+use crate::claim::{Attempt, Claim, Holder, Worker};
 use crate::{ClassifyPlan, RunState, Store, StudyPlan, SweepError};
 
 /// One run as the scheduler sees it, of either kind: what to train and how to name it.
@@ -153,6 +154,9 @@ pub enum RunEnd {
     },
     /// The child stopped at a checkpoint when the study was interrupted.
     Interrupted,
+    /// The run's claim was taken over by another worker (this one had been silent too long);
+    /// its child was stopped and the run left to that worker.
+    Lost,
 }
 
 /// Receives the study's progress.
@@ -163,6 +167,8 @@ pub trait StudyProgress {
     fn started(&mut self, _run: &Job) {}
     /// A run ended.
     fn finished(&mut self, _run: &Job, _end: &RunEnd) {}
+    /// A run whose worker died or fell silent is taken over from `holder` (it then starts).
+    fn took_over(&mut self, _run: &Job, _holder: &Holder) {}
 }
 
 /// What one `study run` did.
@@ -180,6 +186,10 @@ pub struct StudySummary {
     pub failed: usize,
     /// Runs stopped at a checkpoint by an interrupt (resumed on the next invocation).
     pub interrupted: usize,
+    /// Runs recorded by other workers while this one ran.
+    pub elsewhere: usize,
+    /// Runs taken over from workers that died or fell silent.
+    pub taken_over: usize,
     /// Whether an interrupt stopped the study before every run ended.
     pub stopped: bool,
     /// Wall seconds of this invocation.
@@ -200,9 +210,76 @@ fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SweepEr
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), SweepError> {
-    let tmp = path.with_extension("tmp");
+    // A name of this process's own: workers may write the same file (a failure) at once.
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     std::fs::write(&tmp, text).map_err(|e| SweepError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| SweepError::io(path, e))
+}
+
+/// Where a study's results go: its store, kept by the one process that holds the study's
+/// lock (the coordinator), or only the run directories' files (a worker beside a
+/// coordinator, or a cluster's array task), which the coordinator imports. Either way every
+/// record, failure and claim is a file in the run's directory, so workers on machines
+/// sharing a network filesystem never write SQLite at the same time.
+pub struct Book<'s> {
+    store: Option<&'s mut Store>,
+}
+
+impl<'s> Book<'s> {
+    /// Results stored in `store` as well as in files.
+    pub fn store(store: &'s mut Store) -> Book<'s> {
+        Book { store: Some(store) }
+    }
+
+    /// Results in files only.
+    pub fn files() -> Book<'static> {
+        Book { store: None }
+    }
+
+    fn mark_failed(
+        &mut self,
+        study_dir: &Path,
+        run: &Job,
+        message: &str,
+    ) -> Result<(), SweepError> {
+        write_failure(study_dir, &run.run_id, message)?;
+        match &mut self.store {
+            Some(store) => store.mark_failed(&run.run_id, message),
+            None => Ok(()),
+        }
+    }
+
+    fn mark_interrupted(&mut self, run: &Job) -> Result<(), SweepError> {
+        match &mut self.store {
+            Some(store) => store.mark_interrupted(&run.run_id),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The file a run's failure is kept in, so that other workers do not train it again in
+/// this round; a later invocation retries it.
+pub const FAILURE_FILE: &str = "failed.json";
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn write_failure(study_dir: &Path, run_id: &str, message: &str) -> Result<(), SweepError> {
+    let dir = run_dir(study_dir, run_id);
+    std::fs::create_dir_all(&dir).map_err(|e| SweepError::io(&dir, e))?;
+    let text = serde_json::json!({ "message": message, "at": unix_now() }).to_string();
+    write_atomic(&dir.join(FAILURE_FILE), &text)
+}
+
+/// The failure of run `run_id` written at or after `since` (seconds since the epoch), if any.
+fn failure_since(study_dir: &Path, run_id: &str, since: f64) -> Option<String> {
+    let path = run_dir(study_dir, run_id).join(FAILURE_FILE);
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    (value["at"].as_f64()? >= since).then(|| value["message"].as_str().unwrap_or("").to_string())
 }
 
 /// What the store holds of a study once its records on disk are imported.
@@ -217,20 +294,25 @@ pub struct Imported<'a> {
     pub flops_done: f64,
 }
 
-/// Enters the runs of `plan` (`all`, its jobs) into the store as planned, and imports every
-/// record a run wrote that the store does not hold yet (a child whose parent died before
-/// storing it, or a store rebuilt from the run directories): the first half of a study run,
-/// and all of `study repair`. A record that does not read (damaged, another run's, or of a
-/// newer schema) is left where it is and its run is failed with the reason, not trained
-/// again over it.
+/// Enters the runs of `plan` (`all`, its jobs) into the book's store (if it has one) as
+/// planned, and imports every record a run wrote that the store does not hold yet (a child
+/// whose parent died before storing it, another worker's run, or a store rebuilt from the run
+/// directories): the first half of a study run, and all of `study repair`. A record that does
+/// not read (damaged, another run's, or of a newer schema) is left where it is and its run is
+/// failed with the reason, not trained again over it.
 pub fn import_recorded<'a>(
     plan: &dyn PlannedStudy,
     all: &'a [Job],
-    store: &mut Store,
+    book: &mut Book<'_>,
     study_dir: &Path,
 ) -> Result<Imported<'a>, SweepError> {
-    plan.add_planned(store)?;
-    let stored = store.runs()?;
+    let stored = match &mut book.store {
+        Some(store) => {
+            plan.add_planned(store)?;
+            store.runs()?
+        }
+        None => Vec::new(),
+    };
     let is_done = |id: &str| {
         stored
             .iter()
@@ -257,7 +339,7 @@ pub fn import_recorded<'a>(
         }
         let record_path = run_dir(study_dir, &run.run_id).join("record.json");
         if record_path.is_file() {
-            match import(store, run, &record_path) {
+            match import(book, run, &record_path) {
                 Ok(end) => {
                     if let RunEnd::Recorded {
                         status: RunState::Completed,
@@ -272,7 +354,7 @@ pub fn import_recorded<'a>(
                 // Training the run again would write over its record: it is left as it is,
                 // and the run is failed with the reason.
                 Err(e) => {
-                    store.mark_failed(&run.run_id, &e.to_string())?;
+                    book.mark_failed(study_dir, run, &e.to_string())?;
                     imported.summary.failed += 1;
                 }
             }
@@ -283,34 +365,91 @@ pub fn import_recorded<'a>(
     Ok(imported)
 }
 
+/// Imports into `store` the record of every run it holds but has not recorded, where one is
+/// on disk (a worker's, an array task's): what a study's coordinator does for runs it did
+/// not train itself, without planning the study again. How many it imported; a record that
+/// does not read fails its run with the reason.
+pub fn import_on_disk(store: &mut Store, study_dir: &Path) -> Result<usize, SweepError> {
+    let mut imported = 0;
+    for stored in store.runs()? {
+        let path = run_dir(study_dir, &stored.run_id).join("record.json");
+        if stored.status.is_recorded() || !path.is_file() {
+            continue;
+        }
+        let job = Job {
+            run_id: stored.run_id.clone(),
+            kind: stored.kind,
+            label: stored.size.clone(),
+            n: stored.n,
+            amount: stored.planned_tokens,
+            flops: 0.0,
+            spec_toml: String::new(),
+            after: None,
+        };
+        let mut book = Book::store(store);
+        match import(&mut book, &job, &path) {
+            Ok(_) => imported += 1,
+            Err(e @ (SweepError::Record { .. } | SweepError::Io { .. })) => {
+                book.mark_failed(study_dir, &job, &e.to_string())?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(imported)
+}
+
 /// The exit code of a training process stopped at a checkpoint by Ctrl-C or SIGTERM (128 +
 /// SIGINT, the shell's convention).
 pub const INTERRUPTED_EXIT: i32 = 130;
 
-/// The one study runner: enters the runs of `plan` (scaling or classification) into the
-/// store as planned, then trains every one the store has not recorded, `jobs` child
-/// processes at a time, largest FLOPs first, recording each as it ends. Once `interrupt` is
-/// set (Ctrl-C or SIGTERM), it starts nothing more, asks each running child to stop (SIGTERM:
-/// the child checkpoints at its next step and exits with [`INTERRUPTED_EXIT`]), waits for
-/// them, and marks them interrupted. Children run in process groups of their own, so a
-/// Ctrl-C at the terminal reaches them only through this runner.
+/// How a study is run by this process.
+pub struct Runner<'a> {
+    /// Builds the command that trains a run.
+    pub launcher: &'a dyn Launcher,
+    /// Runs at a time.
+    pub jobs: usize,
+    /// Set by Ctrl-C or SIGTERM (or a cluster's warning signal): stop at checkpoints.
+    pub interrupt: &'a AtomicBool,
+    /// This process as a worker, whose claims say who trains what.
+    pub worker: &'a Worker,
+    /// Train only this run (a cluster's array task), waiting for its parent if it has one.
+    pub only: Option<&'a str>,
+}
+
+/// How often a worker looks again at runs other workers hold.
+const RESCAN: Duration = Duration::from_millis(500);
+
+/// The one study runner: enters the runs of `plan` (of any kind) into the book's store (if
+/// it keeps one) as planned, then trains every run not yet recorded (or only `runner.only`),
+/// `runner.jobs` child processes at a time, largest FLOPs first, recording each as it ends.
+///
+/// Each run is claimed before it starts (see [`crate::claim`]), so any number of runners
+/// on one study, on one machine or on many, train each run once: a run another live worker
+/// holds is waited for (its record imported when it appears), and one whose worker died or
+/// fell silent is taken over and resumes from its checkpoint. Once `interrupt` is set, it
+/// starts nothing more, asks each running child to stop (SIGTERM: the child checkpoints at
+/// its next step and exits with [`INTERRUPTED_EXIT`]), waits for them, and marks them
+/// interrupted. Children run in process groups of their own, so a Ctrl-C at the terminal
+/// reaches them only through this runner.
 pub fn run_study(
     plan: &dyn PlannedStudy,
-    store: &mut Store,
+    book: &mut Book<'_>,
     study_dir: &Path,
-    launcher: &dyn Launcher,
-    jobs: usize,
+    runner: &Runner<'_>,
     progress: &mut dyn StudyProgress,
-    interrupt: &AtomicBool,
 ) -> Result<StudySummary, SweepError> {
     let all = &plan.jobs()?;
     let started = Instant::now();
+    let since = unix_now();
     let Imported {
         mut summary,
         mut pending,
         mut completed,
         flops_done,
-    } = import_recorded(plan, all, store, study_dir)?;
+    } = import_recorded(plan, all, book, study_dir)?;
+    if let Some(only) = runner.only {
+        pending.retain(|j| j.run_id == only);
+    }
     progress.begin(
         summary.total,
         summary.already_done,
@@ -318,71 +457,109 @@ pub fn run_study(
         flops_done,
     );
     // Ascending FLOPs (stable: a scaling plan is in that order already), so the most
-    // expensive run whose parent (if any) has completed starts first: longest processing time first keeps every core busy to the
-    // end instead of leaving the largest run to finish alone.
+    // expensive run whose parent (if any) has completed starts first: longest processing
+    // time first keeps every core busy to the end instead of leaving the largest run to
+    // finish alone.
     pending.sort_by(|a, b| a.flops.total_cmp(&b.flops));
 
-    let jobs = jobs.max(1);
-    let mut active: Vec<(&Job, Child)> = Vec::new();
+    let jobs = runner.jobs.max(1);
+    let beat = runner.worker.beat_interval();
+    let mut active: Vec<Active<'_>> = Vec::new();
     let mut stopping = false;
+    let mut last_scan: Option<Instant> = None;
     while (!pending.is_empty() && !stopping) || !active.is_empty() {
-        if !stopping && interrupt.load(Ordering::Relaxed) {
+        if !stopping && runner.interrupt.load(Ordering::Relaxed) {
             stopping = true;
-            for (_, child) in &active {
-                // The `kill` command rather than a signal call: the workspace has no unsafe
-                // code. A child that has just ended ignores it.
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+            for a in &active {
+                signal(&a.child, "TERM");
             }
         }
-        while !stopping
-            && active.len() < jobs
-            && let Some(run) = next_ready(&mut pending, &active, &completed)
-        {
-            if let Some(parent) = run.after.as_deref()
-                && !completed.contains(parent)
-            {
-                let message = format!(
-                    "its parent run {parent} did not complete, so there are no weights to start from; see that run's log"
-                );
-                store.mark_failed(&run.run_id, &message)?;
-                summary.failed += 1;
-                progress.finished(run, &RunEnd::Failed { message });
-                continue;
-            }
-            let dir = run_dir(study_dir, &run.run_id);
-            std::fs::create_dir_all(&dir).map_err(|e| SweepError::io(&dir, e))?;
-            write_atomic(&dir.join("spec.toml"), &run.spec_toml)?;
-            let log_path = dir.join("stderr.log");
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(|e| SweepError::io(&log_path, e))?;
-            let mut cmd = launcher.command(run.kind, &dir);
-            cmd.process_group(0)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log));
-            progress.started(run);
-            match cmd.spawn() {
-                Ok(child) => active.push((run, child)),
-                Err(e) => {
-                    let message = format!("could not start the training process: {e}");
-                    store.mark_failed(&run.run_id, &message)?;
+        let scan_due = last_scan.is_none_or(|t| t.elapsed() >= RESCAN);
+        if !stopping && active.len() < jobs && scan_due {
+            last_scan = Some(Instant::now());
+            // From the most expensive down: each run is recorded meanwhile (by another
+            // worker), failed elsewhere in this round, held by a live worker (looked at
+            // again later), or claimed and started here.
+            let mut i = pending.len();
+            while active.len() < jobs && i > 0 {
+                i -= 1;
+                let run = pending[i];
+                match parent_state(run, &pending, &active, &mut completed, study_dir, since) {
+                    ParentState::Waits => continue,
+                    ParentState::Lost(message) => {
+                        pending.remove(i);
+                        book.mark_failed(study_dir, run, &message)?;
+                        summary.failed += 1;
+                        progress.finished(run, &RunEnd::Failed { message });
+                        continue;
+                    }
+                    ParentState::Ready => {}
+                }
+                let dir = run_dir(study_dir, &run.run_id);
+                let record_path = dir.join("record.json");
+                if record_path.is_file() {
+                    pending.remove(i);
+                    settle(book, study_dir, run, &mut summary, &mut completed, None)?;
+                    summary.elsewhere += 1;
+                    continue;
+                }
+                if let Some(message) = failure_since(study_dir, &run.run_id, since) {
+                    pending.remove(i);
+                    if let Some(store) = &mut book.store {
+                        store.mark_failed(&run.run_id, &message)?;
+                    }
                     summary.failed += 1;
                     progress.finished(run, &RunEnd::Failed { message });
+                    continue;
+                }
+                let (claim, took_over) = match runner.worker.try_claim(&dir)? {
+                    Attempt::Held(_) => continue,
+                    Attempt::Claimed { claim, took_over } => (claim, took_over),
+                };
+                // Recorded between the look above and the claim: nothing to train.
+                if record_path.is_file() {
+                    claim.release();
+                    continue;
+                }
+                pending.remove(i);
+                if let Some(holder) = &took_over {
+                    summary.taken_over += 1;
+                    progress.took_over(run, holder);
+                }
+                let mut claim = claim;
+                match launch(runner.launcher, run, &dir) {
+                    Ok(child) => {
+                        claim.set_child(child.id())?;
+                        progress.started(run);
+                        active.push(Active { run, child, claim });
+                    }
+                    Err(message) => {
+                        book.mark_failed(study_dir, run, &message)?;
+                        claim.release();
+                        summary.failed += 1;
+                        progress.finished(run, &RunEnd::Failed { message });
+                    }
                 }
             }
         }
         std::thread::sleep(Duration::from_millis(100));
         let mut still = Vec::with_capacity(active.len());
-        for (run, mut child) in active {
-            match child.try_wait() {
-                Ok(None) => still.push((run, child)),
+        for mut a in active {
+            let run = a.run;
+            match a.child.try_wait() {
+                Ok(None) => {
+                    if a.claim.beat(beat)? {
+                        still.push(a);
+                    } else {
+                        // Silent too long, another worker took the run over: leave it to
+                        // them at once, so that two never write its checkpoints.
+                        signal(&a.child, "KILL");
+                        let _ = a.child.wait();
+                        progress.finished(run, &RunEnd::Lost);
+                        pending.push(run);
+                        pending.sort_by(|a, b| a.flops.total_cmp(&b.flops));
+                    }
+                }
                 Ok(Some(exit))
                     if stopping
                         && exit.code() == Some(INTERRUPTED_EXIT)
@@ -390,33 +567,28 @@ pub fn run_study(
                             .join("record.json")
                             .is_file() =>
                 {
-                    store.mark_interrupted(&run.run_id)?;
+                    book.mark_interrupted(run)?;
+                    a.claim.release();
                     summary.interrupted += 1;
                     progress.finished(run, &RunEnd::Interrupted);
                 }
                 Ok(Some(exit)) => {
-                    let end = collect(store, study_dir, run, &format!("{exit}"))?;
-                    if let RunEnd::Recorded {
-                        status: RunState::Completed,
-                        ..
-                    } = end
-                    {
-                        completed.insert(run.run_id.clone());
-                    }
-                    match &end {
-                        RunEnd::Recorded {
-                            status: RunState::Diverged,
-                            ..
-                        } => summary.diverged += 1,
-                        RunEnd::Recorded { .. } => summary.completed += 1,
-                        RunEnd::Failed { .. } => summary.failed += 1,
-                        RunEnd::Interrupted => summary.interrupted += 1,
-                    }
+                    let end = settle(
+                        book,
+                        study_dir,
+                        run,
+                        &mut summary,
+                        &mut completed,
+                        Some(&format!("{exit}")),
+                    )?;
+                    a.claim.release();
                     progress.finished(run, &end);
+                    last_scan = None;
                 }
                 Err(e) => {
                     let message = format!("lost track of the training process: {e}");
-                    store.mark_failed(&run.run_id, &message)?;
+                    book.mark_failed(study_dir, run, &message)?;
+                    a.claim.release();
                     summary.failed += 1;
                     progress.finished(run, &RunEnd::Failed { message });
                 }
@@ -429,36 +601,136 @@ pub fn run_study(
     Ok(summary)
 }
 
-/// Takes the next job to start from `pending` (ascending FLOPs): the most expensive one
-/// whose parent, if it has one, has completed, or one whose parent can no longer complete
-/// (neither pending nor running: the caller fails it). None while every pending job waits
-/// for a parent still running or pending.
-fn next_ready<'a>(
-    pending: &mut Vec<&'a Job>,
-    active: &[(&Job, Child)],
-    completed: &HashSet<String>,
-) -> Option<&'a Job> {
-    let index = {
-        let waits = |job: &Job| {
-            job.after.as_deref().is_some_and(|parent| {
-                !completed.contains(parent)
-                    && (pending.iter().any(|p| p.run_id == parent)
-                        || active.iter().any(|(a, _)| a.run_id == parent))
-            })
-        };
-        pending.iter().rposition(|job| !waits(job))?
-    };
-    Some(pending.remove(index))
+/// A run training in a child process of this runner, under its claim.
+struct Active<'a> {
+    run: &'a Job,
+    child: Child,
+    claim: Claim,
 }
 
-/// Stores the record of `run` at `path` (checking it is that run's), and says how it ended.
-fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepError> {
+/// Sends `signal` to `child` through the `kill` command (the workspace has no unsafe code).
+/// A child that has just ended ignores it.
+fn signal(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Writes the run's spec into `dir` and starts its training process there; why not, if not.
+fn launch(launcher: &dyn Launcher, run: &Job, dir: &Path) -> Result<Child, String> {
+    write_atomic(&dir.join("spec.toml"), &run.spec_toml).map_err(|e| e.to_string())?;
+    let log_path = dir.join("stderr.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let mut cmd = launcher.command(run.kind, dir);
+    cmd.process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    cmd.spawn()
+        .map_err(|e| format!("could not start the training process: {e}"))
+}
+
+/// Stores the record `run` left (its child exited with `exit`; None: another worker trained
+/// it) or fails the run, and counts it.
+fn settle(
+    book: &mut Book<'_>,
+    study_dir: &Path,
+    run: &Job,
+    summary: &mut StudySummary,
+    completed: &mut HashSet<String>,
+    exit: Option<&str>,
+) -> Result<RunEnd, SweepError> {
+    let end = collect(book, study_dir, run, exit.unwrap_or("in another worker"))?;
+    match &end {
+        RunEnd::Recorded {
+            status: RunState::Completed,
+            ..
+        } => {
+            completed.insert(run.run_id.clone());
+            if exit.is_some() {
+                summary.completed += 1;
+            }
+        }
+        RunEnd::Recorded { .. } if exit.is_some() => summary.diverged += 1,
+        RunEnd::Recorded { .. } => {}
+        RunEnd::Failed { .. } => summary.failed += 1,
+        RunEnd::Interrupted | RunEnd::Lost => summary.interrupted += 1,
+    }
+    Ok(end)
+}
+
+/// Whether a run can start as far as its parent (if any) goes.
+enum ParentState {
+    /// No parent, or it completed.
+    Ready,
+    /// Its parent is still to be trained, here or by another worker.
+    Waits,
+    /// Its parent ended without completing: why the run cannot start.
+    Lost(String),
+}
+
+/// Where `run`'s parent stands: pending or training here, recorded (completed or not) by
+/// anyone, or failed in this round by anyone.
+fn parent_state(
+    run: &Job,
+    pending: &[&Job],
+    active: &[Active<'_>],
+    completed: &mut HashSet<String>,
+    study_dir: &Path,
+    since: f64,
+) -> ParentState {
+    let Some(parent) = run.after.as_deref() else {
+        return ParentState::Ready;
+    };
+    if completed.contains(parent) {
+        return ParentState::Ready;
+    }
+    let cannot = || {
+        ParentState::Lost(format!(
+            "its parent run {parent} did not complete, so there are no weights to start from; see that run's log"
+        ))
+    };
+    let here =
+        pending.iter().any(|p| p.run_id == parent) || active.iter().any(|a| a.run.run_id == parent);
+    if here {
+        return ParentState::Waits;
+    }
+    // Not this runner's to train (an array task trains one run): another worker's.
+    let record = run_dir(study_dir, parent).join("record.json");
+    if record.is_file() {
+        let status = read_record::<serde_json::Value>(&record)
+            .ok()
+            .and_then(|v| v["status"]["status"].as_str().map(str::to_string));
+        return if status.as_deref() == Some("completed") {
+            completed.insert(parent.to_string());
+            ParentState::Ready
+        } else {
+            cannot()
+        };
+    }
+    if failure_since(study_dir, parent, since).is_some() {
+        return cannot();
+    }
+    ParentState::Waits
+}
+
+/// Reads the record of `run` at `path` (checking it is that run's), stores it if the book
+/// keeps a store, and says how it ended.
+fn import(book: &mut Book<'_>, run: &Job, path: &Path) -> Result<RunEnd, SweepError> {
     match run.kind {
         RunKind::Lm => {
             let record = read_run_record(path, run, RUN_RECORD_SCHEMA_VERSION, |r: &RunRecord| {
                 &r.run_id
             })?;
-            store.record(&record)?;
+            if let Some(store) = &mut book.store {
+                store.record(&record)?;
+            }
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
                 final_val_loss: record.result.final_val_loss,
@@ -473,7 +745,9 @@ fn import(store: &mut Store, run: &Job, path: &Path) -> Result<RunEnd, SweepErro
                 CLASSIFY_RECORD_SCHEMA_VERSION,
                 |r: &ClassifyRecord| &r.run_id,
             )?;
-            store.record_classify(&record)?;
+            if let Some(store) = &mut book.store {
+                store.record_classify(&record)?;
+            }
             Ok(RunEnd::Recorded {
                 status: RunState::from(&record.status),
                 final_val_loss: Some(record.result.validation.loss),
@@ -519,19 +793,15 @@ fn read_run_record<T: serde::de::DeserializeOwned>(
     Ok(record)
 }
 
-/// Stores the record a child left, or marks the run failed.
+/// Stores the record a child left, or fails the run.
 fn collect(
-    store: &mut Store,
+    book: &mut Book<'_>,
     study_dir: &Path,
     run: &Job,
     exit: &str,
 ) -> Result<RunEnd, SweepError> {
     let dir = run_dir(study_dir, &run.run_id);
     let record_path = dir.join("record.json");
-    let failed = |store: &mut Store, message: String| -> Result<RunEnd, SweepError> {
-        store.mark_failed(&run.run_id, &message)?;
-        Ok(RunEnd::Failed { message })
-    };
     if !record_path.is_file() {
         let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
         let last = log
@@ -540,18 +810,19 @@ fn collect(
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
             .to_string();
-        return failed(
-            store,
-            format!(
-                "training process ended ({exit}) without a record; last log line: {last:?}; full log: {}",
-                dir.join("stderr.log").display()
-            ),
+        let message = format!(
+            "training process ended ({exit}) without a record; last log line: {last:?}; full log: {}",
+            dir.join("stderr.log").display()
         );
+        book.mark_failed(study_dir, run, &message)?;
+        return Ok(RunEnd::Failed { message });
     }
-    match import(store, run, &record_path) {
+    match import(book, run, &record_path) {
         Ok(end) => Ok(end),
         Err(e @ (SweepError::Record { .. } | SweepError::Io { .. })) => {
-            failed(store, e.to_string())
+            let message = e.to_string();
+            book.mark_failed(study_dir, run, &message)?;
+            Ok(RunEnd::Failed { message })
         }
         Err(e) => Err(e),
     }
@@ -575,33 +846,50 @@ mod tests {
     }
 
     #[test]
-    fn a_child_waits_for_its_parent_and_is_handed_over_when_the_parent_cannot_finish() {
-        let (parent, child, other) = (
-            job("parent", 1.0, None),
-            job("child", 9.0, Some("parent")),
-            job("other", 5.0, None),
-        );
+    fn a_child_waits_for_its_parent_wherever_it_trains_and_fails_when_it_cannot_finish() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (parent, child) = (job("parent", 1.0, None), job("child", 9.0, Some("parent")));
         let mut completed = HashSet::new();
-        // Ascending FLOPs: the child is the most expensive but waits for its parent.
-        let mut pending = vec![&parent, &other, &child];
-        let first = next_ready(&mut pending, &[], &completed).unwrap();
-        assert_eq!(first.run_id, "other");
-        let second = next_ready(&mut pending, &[], &completed).unwrap();
-        assert_eq!(second.run_id, "parent");
-        // The parent is neither pending nor running nor completed (it failed): the child
-        // is handed over for the caller to fail.
-        let mut failed = vec![&child];
-        assert_eq!(
-            next_ready(&mut failed, &[], &completed).unwrap().run_id,
-            "child"
-        );
-        // Once the parent completed, the child is ready.
-        completed.insert("parent".to_string());
-        let mut ready = vec![&child];
-        assert_eq!(
-            next_ready(&mut ready, &[], &completed).unwrap().run_id,
-            "child"
-        );
-        assert!(ready.is_empty());
+        let state = |pending: &[&Job], completed: &mut HashSet<String>, since: f64| {
+            parent_state(&child, pending, &[], completed, dir, since)
+        };
+        // Pending here, or nowhere yet (another worker's, not started): it waits.
+        assert!(matches!(
+            state(&[&parent], &mut completed, 0.0),
+            ParentState::Waits
+        ));
+        assert!(matches!(
+            state(&[], &mut completed, 0.0),
+            ParentState::Waits
+        ));
+        // Failed in this round by anyone: the child cannot start; an older failure is
+        // retried, so the child waits.
+        write_failure(dir, "parent", "out of memory").unwrap();
+        assert!(matches!(
+            state(&[], &mut completed, 0.0),
+            ParentState::Lost(_)
+        ));
+        assert!(matches!(
+            state(&[], &mut completed, unix_now() + 10.0),
+            ParentState::Waits
+        ));
+        // Recorded by another worker: completed, or not (diverged).
+        let record = run_dir(dir, "parent").join("record.json");
+        std::fs::write(&record, r#"{"status": {"status": "diverged"}}"#).unwrap();
+        assert!(matches!(
+            state(&[], &mut completed, 0.0),
+            ParentState::Lost(_)
+        ));
+        std::fs::write(&record, r#"{"status": {"status": "completed"}}"#).unwrap();
+        assert!(matches!(
+            state(&[], &mut completed, 0.0),
+            ParentState::Ready
+        ));
+        assert!(completed.contains("parent"));
+        assert!(matches!(
+            parent_state(&parent, &[], &[], &mut completed, dir, 0.0),
+            ParentState::Ready
+        ));
     }
 }

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+use scalelab_sweep::claim::Holder;
 use scalelab_sweep::{
-    Job, Launcher, PlannedStudy, RunEnd, RunKind, RunState, Store, StudyProgress, StudySummary,
-    import_recorded, run_study,
+    Book, DEFAULT_CLAIM_TIMEOUT, Job, Launcher, PlannedStudy, RunEnd, RunKind, RunState, Runner,
+    Store, StudyProgress, StudySummary, Worker, import_recorded, run_study,
 };
 
 use crate::args::StudyRunArgs;
@@ -176,27 +177,27 @@ pub(crate) fn parallelism(args: &StudyRunArgs, runs: usize) -> Result<(usize, us
     Ok((threads, jobs))
 }
 
-/// The one `study run` of any kind: opens the store of study `name` (whose file reads
-/// `text`) in `dir`, trains every run of `plan` (`runs` of them) not yet recorded, and says
-/// how it went; returns what it did and the store.
+/// The one `study run` of any kind: trains every run of `plan` (`runs` of them) of study
+/// `name` (whose file reads `text`) in `dir` not yet recorded, and says how it went.
+///
+/// The process that holds the study's lock keeps its store (the coordinator); any other
+/// `study run` of the same study joins as a worker: its runs are claimed as the
+/// coordinator's are, recorded as files, and imported by whichever process holds the lock
+/// (at its end, this one if the coordinator has gone). Returns what it did and, if it could
+/// take the lock, the store.
 pub(crate) fn run_planned(
     args: &StudyRunArgs,
     kind: StudyKind,
     plan: &dyn PlannedStudy,
     runs: usize,
     (name, text, dir): (&str, &str, &Path),
-) -> Result<(StudySummary, Store)> {
+) -> Result<(StudySummary, Option<Store>)> {
     let (threads_per_run, jobs) = parallelism(args, runs)?;
-    // `study repair` holds the lock already.
-    let _lock = if args.import_only {
-        None
-    } else {
-        Some(lock_study(dir)?)
-    };
-    let mut store = open_study_store(dir, kind, name, text)?;
     if args.import_only {
+        // `study repair` holds the lock already.
+        let mut store = open_study_store(dir, kind, name, text)?;
         let all = plan.jobs()?;
-        let imported = import_recorded(plan, &all, &mut store, dir)?;
+        let imported = import_recorded(plan, &all, &mut Book::store(&mut store), dir)?;
         eprintln!(
             "study {name} rebuilt in {}: {} of {runs} runs recorded from their records; {} not yet trained (`scalelab study run {}` trains them)",
             store.path().display(),
@@ -204,8 +205,20 @@ pub(crate) fn run_planned(
             imported.pending.len(),
             dir.join("study.toml").display(),
         );
-        return Ok((imported.summary, store));
+        return Ok((imported.summary, Some(store)));
     }
+    let lock = try_lock_study(dir)?;
+    let mut store = match &lock {
+        Some(_) => Some(open_study_store(dir, kind, name, text)?),
+        None => {
+            eprintln!(
+                "study {name} in {} is being run by another scalelab process (it holds {}); this one joins it as a worker: each run is trained once, by whichever worker claims it",
+                dir.display(),
+                dir.join("study.lock").display()
+            );
+            None
+        }
+    };
     eprintln!(
         "{} study {name} in {}: {runs} runs, {jobs} at a time, {threads_per_run} thread(s) each",
         kind.name(),
@@ -213,15 +226,19 @@ pub(crate) fn run_planned(
     );
     let launcher = SelfLauncher::new(threads_per_run)?;
     let interrupt = crate::interrupt::handle()?;
-    let summary = run_study(
-        plan,
-        &mut store,
-        dir,
-        &launcher,
+    let worker = Worker::current(claim_timeout(args.claim_timeout)?);
+    let runner = Runner {
+        launcher: &launcher,
         jobs,
-        &mut Lines::new(),
-        &interrupt,
-    )?;
+        interrupt: &interrupt,
+        worker: &worker,
+        only: None,
+    };
+    let mut book = match &mut store {
+        Some(store) => Book::store(store),
+        None => Book::files(),
+    };
+    let summary = run_study(plan, &mut book, dir, &runner, &mut Lines::new())?;
     if summary.stopped {
         // Everything that ended is stored; the rest resumes with the same command.
         eprintln!(
@@ -234,25 +251,61 @@ pub(crate) fn run_planned(
                     + summary.diverged
                     + summary.failed
                     + summary.interrupted
+                    + summary.elsewhere
             ),
         );
         std::process::exit(crate::interrupt::INTERRUPTED_EXIT);
     }
     eprintln!(
-        "study {name}: {} completed now, {} diverged, {} failed, {} were already done; {:.0} s wall",
+        "study {name}: {} completed now, {} diverged, {} failed, {} were already done{}; {:.0} s wall",
         summary.completed,
         summary.diverged,
         summary.failed,
         summary.already_done,
+        if summary.elsewhere + summary.taken_over > 0 {
+            format!(
+                ", {} recorded by other workers meanwhile, {} taken over from workers that died",
+                summary.elsewhere, summary.taken_over
+            )
+        } else {
+            String::new()
+        },
         summary.wall_secs
     );
+    // A worker whose coordinator has gone imports what the workers recorded.
+    if store.is_none()
+        && let Some(_lock) = try_lock_study(dir)?
+    {
+        let mut store = open_study_store(dir, kind, name, text)?;
+        let all = plan.jobs()?;
+        import_recorded(plan, &all, &mut Book::store(&mut store), dir)?;
+        return Ok((summary, Some(store)));
+    }
+    if store.is_none() {
+        eprintln!(
+            "the process that holds {} imports this worker's records and writes the report",
+            dir.join("study.lock").display()
+        );
+    }
+    drop(lock);
     Ok((summary, store))
 }
 
+/// The claim timeout of `--claim-timeout SECS`, checked.
+pub(crate) fn claim_timeout(secs: Option<u64>) -> Result<std::time::Duration> {
+    match secs {
+        None => Ok(DEFAULT_CLAIM_TIMEOUT),
+        Some(s @ 4..=604_800) => Ok(std::time::Duration::from_secs(s)),
+        Some(s) => bail!(
+            "invalid value for `--claim-timeout`: {s} seconds\nhint: give 4 to 604800 seconds (a week); a worker renews its claims every quarter of it"
+        ),
+    }
+}
+
 /// Holds `DIR/study.lock` for as long as the returned file lives (the system drops the lock
-/// when the process ends, `kill -9` included), so that a second `study run` (or `study
-/// repair`) of the same study is refused instead of training every run a second time.
-pub(crate) fn lock_study(dir: &Path) -> Result<std::fs::File> {
+/// when the process ends, `kill -9` included): the holder alone writes the study's store.
+/// None when another process holds it.
+pub(crate) fn try_lock_study(dir: &Path) -> Result<Option<std::fs::File>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("study.lock");
     let file = std::fs::OpenOptions::new()
@@ -262,16 +315,24 @@ pub(crate) fn lock_study(dir: &Path) -> Result<std::fs::File> {
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "study {} is being run by another scalelab process (it holds {})\nhint: wait for it to finish, or stop it (Ctrl-C stops it at a checkpoint) and run this again",
-            dir.display(),
-            path.display()
-        ),
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", path.display()))
         }
     }
+}
+
+/// The study's lock, or an error saying who holds it (`study repair` moves the store aside,
+/// which no other process may be writing).
+pub(crate) fn lock_study(dir: &Path) -> Result<std::fs::File> {
+    try_lock_study(dir)?.with_context(|| {
+        format!(
+            "study {} is being run by another scalelab process (it holds {})\nhint: wait for it to finish, or stop it (Ctrl-C stops it at a checkpoint) and run this again",
+            dir.display(),
+            dir.join("study.lock").display()
+        )
+    })
 }
 
 /// The exit code of a `study run`: 1 when some runs failed (the same command retries them).
@@ -379,6 +440,17 @@ impl StudyProgress for Lines {
                 "  {:<10} {} {}: stopped at a checkpoint   [{}/{} runs]",
                 "interrupted", run.run_id, run.label, self.done, self.total
             ),
+            RunEnd::Lost => eprintln!(
+                "  {:<10} {} {}: another worker took the run over (this one was silent past the claim timeout); left to it",
+                "lost", run.run_id, run.label
+            ),
         }
+    }
+
+    fn took_over(&mut self, run: &Job, holder: &Holder) {
+        eprintln!(
+            "  {:<10} {} {}: its worker {} is gone or silent; resuming the run here from its checkpoint",
+            "take over", run.run_id, run.label, holder.worker
+        );
     }
 }
