@@ -16,6 +16,7 @@ host=$(hostname -s)
 if [[ "${1:-}" == stop ]]; then
     pkill -x slurmd 2>/dev/null || true
     pkill -x slurmctld 2>/dev/null || true
+    pkill -x munged 2>/dev/null || true
     exit 0
 fi
 
@@ -27,8 +28,11 @@ fi
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
     || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
     echo "slurm-local: installing slurmctld slurmd slurm-client munge from Debian" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        slurmctld slurmd slurm-client munge >/tmp/slurm-local-apt.log 2>&1 || {
+    install() {
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            slurmctld slurmd slurm-client munge >>/tmp/slurm-local-apt.log 2>&1
+    }
+    install || { apt-get update >>/tmp/slurm-local-apt.log 2>&1 && install; } || {
         echo "slurm-local: apt-get install failed; see /tmp/slurm-local-apt.log" >&2
         exit 1
     }

@@ -148,7 +148,8 @@ pub struct StudyRunOneArgs {
     /// Tensor-backend threads of the run (default: SLURM_CPUS_PER_TASK, else 1).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Seconds a worker may be silent before another takes its run over (default 300).
+    /// Seconds this task's claim may go without a heartbeat before another worker takes
+    /// its run over (default 300).
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
     /// On SIGUSR1 (SLURM's `--signal=B:USR1@T`), stop the run at a checkpoint and requeue
@@ -191,7 +192,8 @@ pub struct StudySubmitArgs {
     /// before: its run checkpoints and resumes in the requeued task.
     #[arg(long)]
     pub requeue: bool,
-    /// Seconds a task may be silent before another takes its run over (default 300).
+    /// Seconds a task's claim may go without a heartbeat before another worker takes its
+    /// run over (default 300).
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
     /// Write (SLURM) or print (Kubernetes) what would be submitted, submitting nothing.
@@ -243,8 +245,9 @@ pub struct StudyRunArgs {
     /// Do not write the report at the end.
     #[arg(long)]
     pub no_report: bool,
-    /// Seconds a worker may be silent before another takes its runs over (default 300; a
-    /// worker on this machine whose process is gone is taken over at once).
+    /// Seconds this worker's claims may go without a heartbeat before another worker takes
+    /// its runs over (default 300; it beats every quarter of that; a worker on the same
+    /// machine whose processes are gone is taken over at once).
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
     /// Import the runs' records into the store, and train nothing (`study repair`).

@@ -236,6 +236,45 @@ fn a_worker_killed_with_sigkill_has_its_run_taken_over_and_finished_by_another()
 }
 
 #[test]
+fn a_claim_of_a_silent_worker_on_another_machine_is_taken_over_after_its_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(cwd.join("eight.toml"), EIGHT).unwrap();
+    let out = scalelab_line("study plan eight.toml --dir s", cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("s/plan.json")).unwrap()).unwrap();
+    let held = plan["runs"][0]["run_id"].as_str().unwrap().to_string();
+    // A worker on another machine claimed it, then fell silent (its machine died): this one
+    // cannot see its process, only its heartbeat, which it declared good for 4 s.
+    let run = cwd.join("s/runs").join(&held);
+    std::fs::create_dir_all(&run).unwrap();
+    let claim = serde_json::json!({
+        "worker": "node7:4242:1", "host": "node7", "boot_id": "another-boot", "pid": 4242,
+        "start_ticks": 1, "claimed_at": 0, "timeout_secs": 4, "child": [4243, 2],
+    });
+    std::fs::write(run.join("claim.json"), claim.to_string()).unwrap();
+    let begun = Instant::now();
+    let out = scalelab_line("study run eight.toml --dir s --jobs 1 --no-report", cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("take over"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains(&held) && line.contains("node7:4242:1"),
+        "{line}"
+    );
+    assert!(
+        begun.elapsed() >= Duration::from_secs(4),
+        "taken over before its timeout"
+    );
+    assert_eq!(losses(&cwd.join("s")).len(), 8);
+    assert!(statuses(cwd, "s").iter().all(|(_, s)| s == "completed"));
+}
+
+#[test]
 fn run_one_trains_the_run_of_its_index_from_an_array_variable() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();

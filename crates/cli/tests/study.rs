@@ -347,6 +347,9 @@ fn a_damaged_stored_study_file_is_named_not_replaced_by_defaults() {
 #[test]
 fn every_example_study_plans() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // `study plan` writes the runs' order (plan.json) into the study directory: a
+    // temporary one, not the repository's studies/.
+    let tmp = tempfile::tempdir().unwrap();
     for name in [
         "quickstart",
         "two-budgets",
@@ -356,7 +359,17 @@ fn every_example_study_plans() {
         "transfer",
     ] {
         let path = root.join("examples").join(format!("{name}.toml"));
-        let out = scalelab(&["study", "plan", &path.to_string_lossy()], &root);
+        let dir = tmp.path().join(name);
+        let out = scalelab(
+            &[
+                "study",
+                "plan",
+                &path.to_string_lossy(),
+                "--dir",
+                &dir.to_string_lossy(),
+            ],
+            &root,
+        );
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let plan = String::from_utf8_lossy(&out.stdout);
         assert!(plan.contains(&format!("study {name} (")), "{name}: {plan}");

@@ -143,37 +143,31 @@ impl Worker {
     pub fn try_claim(&self, run_dir: &Path) -> Result<Attempt, SweepError> {
         std::fs::create_dir_all(run_dir).map_err(|e| SweepError::io(run_dir, e))?;
         let path = run_dir.join(CLAIM_FILE);
-        // A few rounds: each loses only to another worker that made progress.
+        // A few rounds: each loses only to another worker that made progress. A claim is
+        // read before anything is written, so that looking at a held run costs no writes.
         for _ in 0..4 {
-            if self.link_new(&path)? {
-                return Ok(Attempt::Claimed {
-                    claim: self.claim(path),
-                    took_over: None,
-                });
-            }
             let Some((holder, age)) = read_claim(&path)? else {
-                continue; // released meanwhile: claim again
-            };
-            let Some(holder) = holder else {
-                // Being written (the link makes this rare) or damaged: stale only by age.
-                if age > self.timeout {
-                    if self.set_aside(&path, None)? && self.link_new(&path)? {
-                        return Ok(Attempt::Claimed {
-                            claim: self.claim(path),
-                            took_over: None,
-                        });
-                    }
-                    continue;
+                if self.link_new(&path)? {
+                    return Ok(Attempt::Claimed {
+                        claim: self.claim(path),
+                        took_over: None,
+                    });
                 }
-                return Ok(Attempt::Held(None));
+                continue; // claimed meanwhile: look at that claim
             };
-            if !self.is_stale(&holder, age) {
-                return Ok(Attempt::Held(Some(holder)));
+            let stale = match &holder {
+                Some(h) => self.is_stale(h, age),
+                // Being written (the link makes this rare) or damaged: stale only by age.
+                None => age > self.timeout,
+            };
+            if !stale {
+                return Ok(Attempt::Held(holder));
             }
-            if self.set_aside(&path, Some(&holder.worker))? && self.link_new(&path)? {
+            let worker = holder.as_ref().map(|h| h.worker.as_str());
+            if self.set_aside(&path, worker)? && self.link_new(&path)? {
                 return Ok(Attempt::Claimed {
                     claim: self.claim(path),
-                    took_over: Some(holder),
+                    took_over: holder,
                 });
             }
         }

@@ -438,7 +438,13 @@ pub fn run_study(
     runner: &Runner<'_>,
     progress: &mut dyn StudyProgress,
 ) -> Result<StudySummary, SweepError> {
-    let all = &plan.jobs()?;
+    let mut all = plan.jobs()?;
+    // One run alone (an array task) reads no other run's record: its parent's, if it has
+    // one, is looked at while it waits.
+    if let Some(only) = runner.only {
+        all.retain(|j| j.run_id == only);
+    }
+    let all = &all;
     let started = Instant::now();
     let since = unix_now();
     let Imported {
@@ -447,9 +453,6 @@ pub fn run_study(
         mut completed,
         flops_done,
     } = import_recorded(plan, all, book, study_dir)?;
-    if let Some(only) = runner.only {
-        pending.retain(|j| j.run_id == only);
-    }
     progress.begin(
         summary.total,
         summary.already_done,

@@ -78,10 +78,16 @@ pub(crate) struct IndexedPlan {
     pub runs: Vec<IndexedRun>,
 }
 
-/// The study's jobs in index order: the plan's order, parents before the runs that start
-/// from them (array tasks start in index order, so a child's task rarely waits long).
+/// The study's jobs in index order: parents before the runs that start from them (array
+/// tasks start in index order, so a child's task rarely waits long), and in each group the
+/// most expensive first, as the local runner does: started first, the longest runs do not
+/// leave one node busy alone at the end.
 fn ordered(jobs: Vec<Job>) -> Vec<Job> {
-    let (roots, children): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.after.is_none());
+    let (mut roots, mut children): (Vec<Job>, Vec<Job>) =
+        jobs.into_iter().partition(|j| j.after.is_none());
+    for group in [&mut roots, &mut children] {
+        group.sort_by(|a, b| b.flops.total_cmp(&a.flops));
+    }
     roots.into_iter().chain(children).collect()
 }
 
@@ -286,6 +292,22 @@ pub(crate) fn index_ranges(indices: &[usize]) -> String {
     out.join(",")
 }
 
+/// The runs `todo` (ascending indices into plan.json) as array submissions whose task
+/// indices are below `max` (SLURM's MaxArraySize caps the index, not the count): (offset,
+/// task indices) with run = offset + task index.
+pub(crate) fn chunks(todo: &[usize], max: usize) -> Vec<(usize, Vec<usize>)> {
+    let max = max.max(1);
+    let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &i in todo {
+        let offset = i / max * max;
+        match out.last_mut() {
+            Some((o, list)) if *o == offset => list.push(i - offset),
+            _ => out.push((offset, vec![i - offset])),
+        }
+    }
+    out
+}
+
 /// SLURM's MaxArraySize (array indices must be below it), from `scontrol show config`.
 fn max_array_size() -> Option<usize> {
     let out = Command::new("scontrol")
@@ -403,16 +425,7 @@ pub(crate) fn submit(args: StudySubmitArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&slurm_dir)
         .with_context(|| format!("creating {}", slurm_dir.display()))?;
     let mut submitted = read_submitted(&dir);
-    // Indices must be below MaxArraySize: chunk k trains runs k·max + task index.
-    let mut chunks: Vec<(usize, Vec<usize>)> = Vec::new();
-    for &i in &todo {
-        let offset = i / max * max;
-        match chunks.last_mut() {
-            Some((o, list)) if *o == offset => list.push(i - offset),
-            _ => chunks.push((offset, vec![i - offset])),
-        }
-    }
-    for (offset, indices) in chunks {
+    for (offset, indices) in chunks(&todo, max) {
         let mut array = index_ranges(&indices);
         if let Some(k) = args.array_parallelism {
             array.push_str(&format!("%{k}"));
@@ -665,4 +678,33 @@ pub(crate) fn import_finished(dir: &Path) -> Result<usize> {
     };
     let mut store = Store::open(dir)?;
     Ok(scalelab_sweep::import_on_disk(&mut store, dir)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_indices_are_ranges_below_max_array_size() {
+        assert_eq!(index_ranges(&[0, 1, 2, 3, 5, 7, 8, 9]), "0-3,5,7-9");
+        assert_eq!(index_ranges(&[4]), "4");
+        assert_eq!(index_ranges(&[]), "");
+        // 2,500 runs, some done, on a cluster with MaxArraySize 1001: indices up to 1000.
+        let todo: Vec<usize> = (0..2500).filter(|i| i % 7 != 3).collect();
+        let parts = chunks(&todo, 1001);
+        assert_eq!(
+            parts.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            vec![0, 1001, 2002]
+        );
+        let mut back = Vec::new();
+        for (offset, indices) in &parts {
+            assert!(indices.iter().all(|&t| t < 1001));
+            back.extend(indices.iter().map(|t| offset + t));
+        }
+        assert_eq!(back, todo, "every run once, in order");
+        assert_eq!(
+            chunks(&[0, 1, 2], 1),
+            vec![(0, vec![0]), (1, vec![0]), (2, vec![0])]
+        );
+    }
 }
