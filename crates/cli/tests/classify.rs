@@ -436,7 +436,7 @@ fn taggers_learn_part_of_speech_and_report_per_token_metrics() {
 #[test]
 fn the_example_spec_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.toml");
+    let spec = std::path::Path::new(&common::manifest_dir()).join("../../examples/digits.toml");
     let out = scalelab(
         &[
             "classify",

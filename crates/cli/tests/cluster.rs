@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{assert_says, scalelab_line, stderr};
+use common::{assert_says, scalelab_line, start, statuses, stderr};
 
 /// Eight tiny GPTs (2 depths × 2 budgets × 2 seeds), each a second or two of training.
 const EIGHT: &str = r#"
@@ -60,16 +60,6 @@ checkpoint_every_tokens = 4096
 bootstrap = 0
 "#;
 
-fn spawn(line: &str, cwd: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scalelab"))
-        .args(line.split_whitespace())
-        .current_dir(cwd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Final validation loss of every recorded run of the study in `dir`, by run id, read
 /// from the records themselves.
 fn losses(dir: &Path) -> BTreeMap<String, f64> {
@@ -93,19 +83,6 @@ fn starts(err: &str) -> Vec<String> {
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             (w.next() == Some("start")).then(|| w.next().unwrap().to_string())
-        })
-        .collect()
-}
-
-/// `study status --json` of `dir` as (run id, status) pairs.
-fn statuses(cwd: &Path, dir: &str) -> Vec<(String, String)> {
-    let out = scalelab_line(&format!("study status {dir} --json"), cwd);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    runs.iter()
-        .map(|r| {
-            let field = |k: &str| r[k].as_str().unwrap().to_string();
-            (field("run_id"), field("status"))
         })
         .collect()
 }
@@ -134,7 +111,7 @@ fn four_concurrent_workers_train_each_run_once_to_the_losses_of_one_study_run() 
 
     let workers: Vec<Child> = (0..4)
         .map(|_| {
-            spawn(
+            start(
                 "study run eight.toml --dir shared --jobs 1 --no-report",
                 cwd,
             )
@@ -204,9 +181,9 @@ fn a_worker_killed_with_sigkill_has_its_run_taken_over_and_finished_by_another()
     // The first worker claims the larger run; the second, started once that run is
     // training, the other one.
     let dir = cwd.join("shared");
-    let mut first = spawn("study run two.toml --dir shared --jobs 1 --no-report", cwd);
+    let mut first = start("study run two.toml --dir shared --jobs 1 --no-report", cwd);
     let victim = first_checkpointed(&dir);
-    let second = spawn("study run two.toml --dir shared --jobs 1 --no-report", cwd);
+    let second = start("study run two.toml --dir shared --jobs 1 --no-report", cwd);
     first.kill().unwrap(); // SIGKILL: no chance to release its claim
     first.wait().unwrap();
     let out = second.wait_with_output().unwrap();

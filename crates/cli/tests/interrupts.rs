@@ -14,18 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{scalelab_line, stderr};
-
-/// Starts `scalelab` with the words of `line` in `cwd`, its standard error kept.
-fn start(line: &str, cwd: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scalelab"))
-        .args(line.split_whitespace())
-        .current_dir(cwd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
+use common::{scalelab_line, start, statuses, stderr};
 
 /// Sends `signal` (`INT`, `TERM`) to `child`.
 fn signal(child: &Child, signal: &str) {
@@ -128,19 +117,6 @@ eval_tokens = 512
 bootstrap = 20
 "#;
 
-/// `study status --json` of `cwd/s` as (run id, status) pairs.
-fn statuses(cwd: &Path) -> Vec<(String, String)> {
-    let out = scalelab_line("study status s --json", cwd);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    runs.iter()
-        .map(|r| {
-            let field = |k: &str| r[k].as_str().unwrap().to_string();
-            (field("run_id"), field("status"))
-        })
-        .collect()
-}
-
 #[test]
 fn an_interrupted_study_stops_its_runs_at_checkpoints_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -170,7 +146,7 @@ fn an_interrupted_study_stops_its_runs_at_checkpoints_and_resumes() {
         "{}",
         stderr(&out)
     );
-    let states = statuses(cwd);
+    let states = statuses(cwd, "s");
     let count = |s: &str| states.iter().filter(|(_, st)| st == s).count();
     assert_eq!(
         (count("interrupted"), count("planned")),
@@ -184,7 +160,7 @@ fn an_interrupted_study_stops_its_runs_at_checkpoints_and_resumes() {
     let out = scalelab_line("study run slow.toml --dir s --jobs 1 --no-report", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("3 completed now"), "{}", stderr(&out));
-    assert!(statuses(cwd).iter().all(|(_, s)| s == "completed"));
+    assert!(statuses(cwd, "s").iter().all(|(_, s)| s == "completed"));
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(cwd.join("s/runs").join(stopped).join("record.json")).unwrap(),
     )

@@ -346,7 +346,7 @@ fn a_damaged_stored_study_file_is_named_not_replaced_by_defaults() {
 
 #[test]
 fn every_example_study_plans() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::path::Path::new(&common::manifest_dir()).join("../..");
     // `study plan` writes the runs' order (plan.json) into the study directory: a
     // temporary one, not the repository's studies/.
     let tmp = tempfile::tempdir().unwrap();

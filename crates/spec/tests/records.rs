@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 fn fixture(name: &str) -> serde_json::Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/{name}", manifest_dir());
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -59,4 +59,11 @@ fn classification_records_read_and_write_as_before() {
     assert_eq!(run_id(&record.config).unwrap(), record.run_id);
     assert_eq!(record.status, RunStatus::Completed);
     assert!(!record.resumed);
+}
+
+/// The package's directory, read when the test runs (cargo sets it), not when it was
+/// compiled: a test binary reused from a build of another checkout must read this one's
+/// files.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|e| panic!("CARGO_MANIFEST_DIR: {e}"))
 }

@@ -3,7 +3,14 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The package's directory, read when the test runs (cargo sets it), not when it was
+/// compiled: a test binary reused from a build of another checkout must read this one's
+/// files.
+pub fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|e| panic!("CARGO_MANIFEST_DIR: {e}"))
+}
 
 /// Runs `scalelab ARGS` in `cwd` and waits for it.
 pub fn scalelab(args: &[&str], cwd: &Path) -> Output {
@@ -17,6 +24,31 @@ pub fn scalelab(args: &[&str], cwd: &Path) -> Output {
 /// Runs `scalelab` with the words of `line` as its arguments (none of which holds a space).
 pub fn scalelab_line(line: &str, cwd: &Path) -> Output {
     scalelab(&line.split_whitespace().collect::<Vec<_>>(), cwd)
+}
+
+/// Starts `scalelab` with the words of `line` in `cwd`, its standard output and error kept.
+pub fn start(line: &str, cwd: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(line.split_whitespace())
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start scalelab: {e}"))
+}
+
+/// `study status DIR --json`, run in `cwd`, as (run id, status) pairs.
+pub fn statuses(cwd: &Path, dir: &str) -> Vec<(String, String)> {
+    let out = scalelab_line(&format!("study status {dir} --json"), cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}"));
+    runs.iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (field("run_id"), field("status"))
+        })
+        .collect()
 }
 
 /// A process's standard error as text.
