@@ -138,6 +138,9 @@ pub struct StudyRunOneArgs {
     /// Study directory (default: studies/NAME).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Where the run trains: cpu, or gpu (a build with `--features gpu`).
+    #[arg(long)]
+    pub device: Option<scalelab_spec::TrainDevice>,
     /// The run's index in DIR/plan.json (default: from SLURM_ARRAY_TASK_ID,
     /// JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX).
     #[arg(long)]
@@ -245,6 +248,10 @@ pub struct StudyRunArgs {
     /// Do not write the report at the end.
     #[arg(long)]
     pub no_report: bool,
+    /// Where the runs train: cpu, or gpu (a build with `--features gpu`; one run at a time
+    /// on the one GPU).
+    #[arg(long)]
+    pub device: Option<scalelab_spec::TrainDevice>,
     /// Seconds this worker's claims may go without a heartbeat before another worker takes
     /// its runs over (default 300; it beats every quarter of that; a worker on the same
     /// machine whose processes are gone is taken over at once).
@@ -500,6 +507,7 @@ impl TrainArgs {
             self.run.checkpoint_every,
         );
         set(&mut spec.seed, self.run.seed);
+        set(&mut spec.device, self.run.device);
         Ok(spec)
     }
 }
@@ -539,6 +547,9 @@ impl InfoArgs {
 /// `scalelab bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Where to time the steps: cpu, or gpu (a build with `--features gpu`).
+    #[arg(long, default_value = "cpu")]
+    pub device: scalelab_spec::TrainDevice,
     /// Timed steps per model (after warm-up).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
@@ -701,6 +712,7 @@ impl ClassifyArgs {
         set(&mut spec.folds, self.folds);
         set(&mut spec.objective, self.objective);
         set(&mut spec.seed, self.run.seed);
+        set(&mut spec.device, self.run.device);
         Ok(spec)
     }
 }
@@ -832,6 +844,10 @@ pub struct RunFlags {
     /// Threads of the tensor backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to train: cpu, or gpu (a build with `--features gpu`); overrides the spec's
+    /// `device`. Not part of the run's identity.
+    #[arg(long)]
+    pub device: Option<scalelab_spec::TrainDevice>,
     /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`; a
     /// classification spec must then name one run: no folds, or its `fold`).
     #[arg(long, hide = true)]

@@ -88,6 +88,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             case.threads
         );
     }
+    let (device, backend) = crate::device::open(args.device)?;
+    eprintln!("timing on {backend}");
     let mut rows = Vec::new();
     for case in cases {
         // The pool is global: build one of the case's size for this measurement.
@@ -105,15 +107,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             tie_embeddings: false,
             family: Default::default(),
         };
-        let ours = pool.install(|| {
-            bench_gpt_step(
-                &config,
-                case.batch,
-                args.warmup,
-                args.steps,
-                &Device::flex(),
-            )
-        });
+        let ours =
+            pool.install(|| bench_gpt_step(&config, case.batch, args.warmup, args.steps, &device));
         let peer = match &args.peer_python {
             Some(python) => Some(run_peer(python, &args.peer_script, &case, &args)?),
             None => None,

@@ -208,6 +208,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
         vec![None]
     };
     let params = config.model.param_counts();
+    let (device, backend) = crate::device::open(spec.device)?;
     let mut records = Vec::new();
     for fold in folds {
         let mut config = config.clone();
@@ -223,8 +224,8 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
                 .run_dir
                 .clone()
                 .unwrap_or_else(|| args.run.out.join(&id)),
-            device: burn::tensor::Device::flex(),
-            backend: "burn-flex (cpu)".to_string(),
+            device: device.clone(),
+            backend: backend.clone(),
             resume: true,
             stop_after_tokens: args.run.stop_after,
             interrupt: Some(Arc::clone(&interrupt)),
@@ -434,6 +435,7 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         threads_per_run: args.threads,
         no_report: false,
         claim_timeout: None,
+        device: None,
         import_only: false,
     })
 }

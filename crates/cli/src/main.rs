@@ -8,6 +8,7 @@ mod abilities;
 mod args;
 mod bench;
 mod classify;
+mod device;
 mod emergence;
 mod fit;
 mod interrupt;
@@ -179,10 +180,11 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         human(params.non_embedding as f64),
         human((steps * tokens_per_step) as f64),
     );
+    let (device, backend) = device::open(spec.device)?;
     let options = RunOptions {
         run_dir: run_dir.clone(),
-        device: burn::tensor::Device::flex(),
-        backend: "burn-flex (cpu)".to_string(),
+        device,
+        backend,
         resume: true,
         stop_after_tokens: args.run.stop_after,
         interrupt: Some(Arc::clone(&interrupt)),

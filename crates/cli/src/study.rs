@@ -79,6 +79,7 @@ fn repair(dir: &Path) -> Result<ExitCode> {
         threads_per_run: None,
         no_report: true,
         claim_timeout: None,
+        device: None,
         import_only: true,
     })
 }

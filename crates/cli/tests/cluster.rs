@@ -397,7 +397,7 @@ fn submit_writes_an_sbatch_array_of_the_runs_to_do_and_a_kubernetes_indexed_job(
         "restartPolicy: Never",
         "image: reg/scalelab:1",
         "nvidia.com/gpu: 1",
-        r#"["scalelab", "study", "run-one", "s/study.toml", "--dir", "s", "--threads", "1"]"#,
+        r#"["scalelab", "study", "run-one", "s/study.toml", "--dir", "s", "--threads", "1", "--device", "gpu"]"#,
     ] {
         assert!(manifest.contains(line), "no {line:?} in:\n{manifest}");
     }

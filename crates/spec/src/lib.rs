@@ -55,7 +55,7 @@ pub use record::{
 };
 pub use run::{
     Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerKind,
-    TokenizerSpec, TrainConfig, TrainSpec,
+    TokenizerSpec, TrainConfig, TrainDevice, TrainSpec,
 };
 pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,

@@ -27,6 +27,30 @@ pub struct RunSpec {
     pub task: Option<TaskSpec>,
     /// Where the weights start (a parent run) and which of them train.
     pub init: InitSpec,
+    /// Where it trains. Not part of the run's identity (the same spec on another device is
+    /// the same experiment); recorded in its record's `machine.backend`.
+    #[serde(skip_serializing_if = "TrainDevice::is_cpu")]
+    pub device: TrainDevice,
+}
+
+crate::named! {
+    /// Where a run trains (`device`; `--device`).
+    #[derive(Default)]
+    pub enum TrainDevice under "device" {
+        /// The CPU, through Burn's `flex` backend and the project's fused kernels.
+        #[default]
+        Cpu = "cpu",
+        /// A GPU through Burn's wgpu backend (Vulkan, Metal or DirectX 12): a build with the
+        /// `gpu` feature.
+        Gpu = "gpu",
+    }
+}
+
+impl TrainDevice {
+    /// Whether it is the CPU (the default, left out of a written spec).
+    pub fn is_cpu(&self) -> bool {
+        *self == TrainDevice::Cpu
+    }
 }
 
 impl Default for RunSpec {
@@ -42,6 +66,7 @@ impl Default for RunSpec {
             train: TrainSpec::default(),
             task: None,
             init: InitSpec::default(),
+            device: TrainDevice::Cpu,
         }
     }
 }

@@ -227,6 +227,8 @@ pub fn plan_study(
                     train,
                     task: spec.task.clone(),
                     init: Default::default(),
+                    // The study's runner says where its runs train (`--device`).
+                    device: Default::default(),
                 };
                 let planned = PlannedRun::resolve(
                     &size,

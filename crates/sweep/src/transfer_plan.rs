@@ -120,6 +120,7 @@ pub fn plan_transfer_study(
                 train,
                 task: None,
                 init: Default::default(),
+                device: Default::default(),
             };
             let resolve = |spec: RunSpec, parent: Option<&Parent>, tokens: u64| {
                 PlannedRun::resolve(

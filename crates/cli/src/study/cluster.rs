@@ -213,7 +213,7 @@ pub(crate) fn run_one(args: StudyRunOneArgs) -> Result<ExitCode> {
         entry.label
     );
     let (interrupt, warned) = crate::interrupt::handle_with_warning()?;
-    let launcher = SelfLauncher::new(threads)?;
+    let launcher = SelfLauncher::new(threads, args.device)?;
     let worker = Worker::current(claim_timeout(args.claim_timeout)?);
     let runner = Runner {
         launcher: &launcher,
@@ -472,6 +472,9 @@ pub(crate) fn submit(args: StudySubmitArgs) -> Result<ExitCode> {
         if args.requeue {
             command.push_str(" --requeue");
         }
+        if args.gpus_per_task.is_some_and(|g| g > 0) {
+            command.push_str(" --device gpu");
+        }
         lines.push(command);
         let script = slurm_dir.join(format!("array-{offset}.sbatch"));
         write_text(&script, &(lines.join("\n") + "\n"))?;
@@ -553,6 +556,9 @@ fn k8s(args: &StudySubmitArgs, study: &LoadedStudy, plan: &IndexedPlan) -> Resul
     );
     if let Some(t) = args.claim_timeout {
         command.push_str(&format!(", \"--claim-timeout\", \"{t}\""));
+    }
+    if args.gpus_per_task.is_some_and(|g| g > 0) {
+        command.push_str(", \"--device\", \"gpu\"");
     }
     command.push(']');
     println!(

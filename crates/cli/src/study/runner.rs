@@ -12,6 +12,8 @@ use scalelab_sweep::{
     Store, StudyProgress, StudySummary, Worker, import_recorded, run_study,
 };
 
+use scalelab_spec::TrainDevice;
+
 use crate::args::StudyRunArgs;
 use crate::{human, read_toml};
 
@@ -42,6 +44,7 @@ pub(crate) fn default_jobs() -> usize {
 pub(crate) struct SelfLauncher {
     exe: PathBuf,
     threads: usize,
+    device: Option<TrainDevice>,
 }
 
 impl Launcher for SelfLauncher {
@@ -58,6 +61,9 @@ impl Launcher for SelfLauncher {
         .arg("--threads")
         .arg(self.threads.to_string())
         .arg("--exit-with-parent");
+        if let Some(device) = self.device {
+            c.arg("--device").arg(device.to_string());
+        }
         if kind == RunKind::Lm {
             c.arg("--quiet");
         }
@@ -66,11 +72,12 @@ impl Launcher for SelfLauncher {
 }
 
 impl SelfLauncher {
-    /// This program, training with `threads` threads a run.
-    pub(crate) fn new(threads: usize) -> Result<Self> {
+    /// This program, training with `threads` threads a run, on `device` (else the spec's).
+    pub(crate) fn new(threads: usize, device: Option<TrainDevice>) -> Result<Self> {
         Ok(SelfLauncher {
             exe: std::env::current_exe().context("locating the scalelab program")?,
             threads,
+            device,
         })
     }
 }
@@ -163,10 +170,20 @@ pub(crate) fn open_study_store(
 }
 
 /// Threads per run and runs at a time for `runs` runs: by default one single-threaded run
-/// per core, or all cores shared when there are fewer runs than cores.
+/// per core, or all cores shared when there are fewer runs than cores; on the GPU, one run
+/// at a time (one device) with every core.
 pub(crate) fn parallelism(args: &StudyRunArgs, runs: usize) -> Result<(usize, usize)> {
     if args.threads_per_run == Some(0) {
         bail!("invalid value for `--threads-per-run`: 0\nhint: use at least 1");
+    }
+    if args.device == Some(TrainDevice::Gpu) {
+        if args.jobs.is_some_and(|j| j > 1) {
+            bail!(
+                "--jobs {} with --device gpu: GPU runs train one at a time on the one device scalelab uses\nhint: leave --jobs out; to use several GPUs, run one `study run --device gpu` per GPU (CUBECL_WGPU_DEFAULT_DEVICE=DiscreteGpu(N)) on the same study: each run is claimed once",
+                args.jobs.unwrap_or(1)
+            );
+        }
+        return Ok((args.threads_per_run.unwrap_or_else(default_jobs), 1));
     }
     let threads = args
         .threads_per_run
@@ -224,7 +241,7 @@ pub(crate) fn run_planned(
         kind.name(),
         dir.display(),
     );
-    let launcher = SelfLauncher::new(threads_per_run)?;
+    let launcher = SelfLauncher::new(threads_per_run, args.device)?;
     let interrupt = crate::interrupt::handle()?;
     let worker = Worker::current(claim_timeout(args.claim_timeout)?);
     let runner = Runner {

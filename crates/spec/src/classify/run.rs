@@ -126,6 +126,9 @@ pub struct ClassifySpec {
     /// What the run learns: the classes, or (a text encoder) masked tokens.
     #[serde(skip_serializing_if = "Objective::is_classify")]
     pub objective: Objective,
+    /// Where it trains; not part of the run's identity, recorded in its record.
+    #[serde(skip_serializing_if = "crate::TrainDevice::is_cpu")]
+    pub device: crate::TrainDevice,
 }
 
 /// A classification budget.
