@@ -44,7 +44,9 @@ PY
     for mode in "" "--compile" "--bf16" "--bf16 --compile"; do
         peak=$FP32
         [[ $mode == *bf16* ]] && peak=$BF16
-        timeout 300 "$PY" scripts/peer/torch_gpt_step.py --device cuda --d "$d" --layers "$layers" \
-            --heads "$heads" --ctx "$ctx" --batch "$batch" --peak-tflops "$peak" $mode 2>&1 | grep RESULT
+        out=$(timeout 300 "$PY" scripts/peer/torch_gpt_step.py --device cuda --d "$d" \
+            --layers "$layers" --heads "$heads" --ctx "$ctx" --batch "$batch" \
+            --peak-tflops "$peak" $mode 2>&1)
+        grep RESULT <<<"$out" || echo "PyTorch ${mode:-eager}: no result: $(tail -1 <<<"$out")"
     done
 done
