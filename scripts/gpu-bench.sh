@@ -15,6 +15,8 @@ BIN=${BIN:-target/release/scalelab}
 FP32=${1:-67}
 BF16=${2:-989}
 PY=${PYTHON:-python3}
+# The peer's device (cpu only to check the script where there is no CUDA).
+PEER_DEVICE=${PEER_DEVICE:-cuda}
 cd "$(dirname "$0")/.."
 
 nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not found"
@@ -44,7 +46,7 @@ PY
     for mode in "" "--compile" "--bf16" "--bf16 --compile"; do
         peak=$FP32
         [[ $mode == *bf16* ]] && peak=$BF16
-        out=$(timeout 300 "$PY" scripts/peer/torch_gpt_step.py --device cuda --d "$d" \
+        out=$(timeout 300 "$PY" scripts/peer/torch_gpt_step.py --device "$PEER_DEVICE" --d "$d" \
             --layers "$layers" --heads "$heads" --ctx "$ctx" --batch "$batch" \
             --peak-tflops "$peak" $mode 2>&1)
         grep RESULT <<<"$out" || echo "PyTorch ${mode:-eager}: no result: $(tail -1 <<<"$out")"

@@ -87,6 +87,15 @@ fn starts(err: &str) -> Vec<String> {
         .collect()
 }
 
+/// Panics unless the standard output of `out` holds every one of `lines`.
+fn says_all(out: &Output, lines: &[&str]) {
+    assert!(out.status.success(), "{}", stderr(out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in lines {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+}
+
 /// Each run's log says its record was written exactly once: it was trained to its end once.
 fn trained_once(dir: &Path, ids: impl Iterator<Item = String>) {
     for id in ids {
@@ -361,19 +370,18 @@ fn submit_writes_an_sbatch_array_of_the_runs_to_do_and_a_kubernetes_indexed_job(
         "study submit eight.toml --dir s --slurm --dry-run --requeue --partition short --time 1:00:00 --cpus-per-task 2 --array-parallelism 3 --claim-timeout 600",
         cwd,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let script = String::from_utf8_lossy(&out.stdout).into_owned();
-    for line in [
-        "#SBATCH --array=1-2,4-7%3",
-        "#SBATCH --cpus-per-task=2",
-        "#SBATCH --partition=short",
-        "#SBATCH --time=1:00:00",
-        "#SBATCH --requeue",
-        "#SBATCH --signal=B:USR1@120",
-        "--offset 0 --threads 2 --claim-timeout 600 --requeue",
-    ] {
-        assert!(script.contains(line), "no {line:?} in:\n{script}");
-    }
+    says_all(
+        &out,
+        &[
+            "#SBATCH --array=1-2,4-7%3",
+            "#SBATCH --cpus-per-task=2",
+            "#SBATCH --partition=short",
+            "#SBATCH --time=1:00:00",
+            "#SBATCH --requeue",
+            "#SBATCH --signal=B:USR1@120",
+            "--offset 0 --threads 2 --claim-timeout 600 --requeue",
+        ],
+    );
     let written = std::fs::read_to_string(cwd.join("s/slurm/array-0.sbatch")).unwrap();
     assert!(written.starts_with("#!/bin/bash\n") && written.contains("exec "));
     // The study is entered in its store, with the two records imported.
@@ -385,22 +393,21 @@ fn submit_writes_an_sbatch_array_of_the_runs_to_do_and_a_kubernetes_indexed_job(
         "study submit eight.toml --dir s --k8s --dry-run --array-parallelism 4 --gpus-per-task 1 --image reg/scalelab:1",
         cwd,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let manifest = String::from_utf8_lossy(&out.stdout).into_owned();
-    for line in [
-        "kind: Job",
-        "completionMode: Indexed",
-        "completions: 8",
-        "parallelism: 4",
-        "backoffLimitPerIndex: 3",
-        "type: DisruptionTarget",
-        "restartPolicy: Never",
-        "image: reg/scalelab:1",
-        "nvidia.com/gpu: 1",
-        r#"["scalelab", "study", "run-one", "s/study.toml", "--dir", "s", "--threads", "1", "--device", "gpu"]"#,
-    ] {
-        assert!(manifest.contains(line), "no {line:?} in:\n{manifest}");
-    }
+    says_all(
+        &out,
+        &[
+            "kind: Job",
+            "completionMode: Indexed",
+            "completions: 8",
+            "parallelism: 4",
+            "backoffLimitPerIndex: 3",
+            "type: DisruptionTarget",
+            "restartPolicy: Never",
+            "image: reg/scalelab:1",
+            "nvidia.com/gpu: 1",
+            r#"["scalelab", "study", "run-one", "s/study.toml", "--dir", "s", "--threads", "1", "--device", "gpu"]"#,
+        ],
+    );
     // Bad requests are named.
     for (line, says) in [
         (
