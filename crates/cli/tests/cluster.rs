@@ -475,6 +475,16 @@ fn a_slurm_job_array_trains_every_run_once_and_a_warned_task_requeues_and_resume
             .unwrap();
     let job = jobs[0]["job_id"].as_str().unwrap().to_string();
     let dir = cwd.join("s");
+    // Submitted again while its tasks are queued or running: nothing is submitted twice.
+    let out = scalelab_line("study submit two.toml --dir s --slurm --requeue", cwd);
+    assert_says(
+        &out,
+        &["2 runs are queued or running", "nothing else to submit"],
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("s/slurm/jobs.json")).unwrap())
+            .unwrap();
+    assert_eq!(again.as_array().unwrap().len(), 1);
     // Warn the task of the first run to checkpoint (as SLURM does two minutes before a time
     // limit), then let its requeued copy start at once (SLURM holds a requeued job for two
     // minutes by default).
@@ -493,15 +503,24 @@ fn a_slurm_job_array_trains_every_run_once_and_a_warned_task_requeues_and_resume
     assert!(status.success());
     let begun = Instant::now();
     loop {
-        assert!(
-            begun.elapsed() < Duration::from_secs(300),
-            "the job array did not finish"
-        );
         let q = Command::new("squeue")
             .args(["-h", "-r", "-o", "%i %T %r", "-j", &job])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&q.stdout).into_owned();
+        if begun.elapsed() > Duration::from_secs(300) {
+            let logs: String = (std::fs::read_dir(dir.join("slurm")).unwrap())
+                .filter_map(|e| {
+                    let path = e.ok()?.path();
+                    let text = std::fs::read_to_string(&path).ok()?;
+                    Some(format!("--- {}\n{text}\n", path.display()))
+                })
+                .collect();
+            panic!(
+                "the job array did not finish; squeue: {text:?}; records: {:?}\n{logs}",
+                losses(&dir)
+            );
+        }
         // Done when the scheduler lists no task and every run is recorded (a requeued task
         // may be missing from squeue for a moment between its two lives).
         if text.trim().is_empty() && losses(&dir).len() == reference.len() {

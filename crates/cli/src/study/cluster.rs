@@ -263,14 +263,25 @@ fn requeue() -> Result<()> {
             .context("--requeue: no SLURM_JOB_ID, so this is not a SLURM job to requeue")?,
     };
     eprintln!("requeueing SLURM job {id}: the requeued task resumes the run from its checkpoint");
-    let status = Command::new("scontrol")
-        .args(["requeue", &id])
-        .status()
-        .context("running `scontrol requeue`")?;
-    if !status.success() {
-        bail!("`scontrol requeue {id}` failed ({status}); resubmit with `scalelab study submit`");
+    // The controller may refuse for a moment (busy, or the job's state in transition).
+    let mut last = String::new();
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        let out = Command::new("scontrol")
+            .args(["requeue", &id])
+            .output()
+            .context("running `scontrol requeue`")?;
+        if out.status.success() {
+            return Ok(());
+        }
+        last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        eprintln!("`scontrol requeue {id}` failed: {last}");
     }
-    Ok(())
+    bail!(
+        "`scontrol requeue {id}` failed 5 times ({last}); the run is at its checkpoint: `scalelab study submit` again resumes it"
+    )
 }
 
 /// Array indices as SLURM writes them: `0-3,5,7-9`.
@@ -389,12 +400,30 @@ pub(crate) fn submit(args: StudySubmitArgs) -> Result<ExitCode> {
         imported.pending.iter().map(|j| j.run_id.clone()).collect()
     };
     let plan = write_plan(&study)?;
-    let todo: Vec<usize> = (plan.runs.iter())
-        .filter(|r| pending.contains(&r.run_id))
-        .map(|r| r.index)
-        .collect();
     if args.k8s {
         return k8s(&args, &study, &plan);
+    }
+    // Runs whose task of an earlier array is still queued or running are not submitted
+    // twice (a second task would only wait for the first's claim).
+    let queued: Vec<String> = (scheduler_states(&study.dir).into_iter())
+        .map(|(id, _)| id)
+        .collect();
+    let todo: Vec<usize> = (plan.runs.iter())
+        .filter(|r| pending.contains(&r.run_id) && !queued.contains(&r.run_id))
+        .map(|r| r.index)
+        .collect();
+    if !queued.is_empty() {
+        eprintln!(
+            "{} runs are queued or running in earlier arrays of this study (squeue); they are not submitted again",
+            pending.iter().filter(|id| queued.contains(id)).count()
+        );
+    }
+    if todo.is_empty() && !queued.is_empty() {
+        eprintln!(
+            "nothing else to submit; `scalelab study status {}` shows them",
+            study.dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     if todo.is_empty() {
         eprintln!(
