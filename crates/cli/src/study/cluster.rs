@@ -229,7 +229,11 @@ pub(crate) fn run_one(args: StudyRunOneArgs) -> Result<ExitCode> {
         &runner,
         &mut Lines::new(),
     )?;
-    if summary.stopped {
+    let recorded =
+        summary.already_done + summary.completed + summary.diverged + summary.elsewhere > 0;
+    // Stopped before its run was recorded (a signal that came as the run ended finds it
+    // recorded: nothing to requeue).
+    if summary.stopped && !recorded {
         if warned.load(std::sync::atomic::Ordering::Relaxed) && args.requeue {
             requeue()?;
         }
