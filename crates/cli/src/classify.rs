@@ -461,6 +461,7 @@ pub(crate) fn classify_plan(
 /// `scalelab study plan FILE` of a classification study: its runs, resolved.
 pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
     let (plan, _, dir) = classify_plan(&args.file, args.dir.as_deref())?;
+    crate::study::write_plan(&plan.spec.name, &dir, &plan)?;
     if args.json {
         let runs: Vec<serde_json::Value> = plan
             .runs

@@ -25,6 +25,9 @@ use crate::{human, read_toml};
 
 mod cluster;
 mod runner;
+/// The runs' order, which array tasks index (`study run-one`, `study submit`), written by
+/// every kind's `study plan`.
+pub(crate) use cluster::write_plan;
 pub(crate) use runner::{
     StudyKind, default_jobs, file_kind, lock_study, rate_estimate, run_exit, run_planned,
     store_kind, study_name, unit,
@@ -104,8 +107,6 @@ fn make_plan(spec: &StudySpec, dir: &Path, file: &Path) -> Result<StudyPlan> {
 }
 
 fn plan(args: StudyFileArgs) -> Result<ExitCode> {
-    // The runs' order, which array tasks index (`study run-one`, `study submit`).
-    cluster::write_plan(&cluster::load_study(&args.file, args.dir.as_deref())?)?;
     match file_kind(&args.file)? {
         StudyKind::Classify => return crate::classify::study_plan(&args),
         StudyKind::Transfer => return crate::transfer_study::study_plan(&args),
@@ -113,6 +114,7 @@ fn plan(args: StudyFileArgs) -> Result<ExitCode> {
     }
     let (spec, _, dir) = load(&args.file, args.dir.as_deref())?;
     let plan = make_plan(&spec, &dir, &args.file)?;
+    write_plan(&spec.name, &dir, &plan)?;
     let (rate, source) = rate_estimate(&dir);
     let jobs = default_jobs();
     let serial: f64 = plan.runs.iter().map(|r| r.flops / rate).sum();

@@ -33,6 +33,7 @@ pub(crate) fn load(file: &Path, dir: Option<&Path>) -> Result<(TransferPlan, Str
 /// `scalelab study plan` of a transfer study.
 pub(crate) fn study_plan(args: &StudyFileArgs) -> Result<ExitCode> {
     let (plan, _, dir) = load(&args.file, args.dir.as_deref())?;
+    crate::study::write_plan(&plan.spec.name, &dir, &plan)?;
     let (rate, source) = rate_estimate(&dir);
     let jobs = default_jobs();
     let serial: f64 = plan.runs.iter().map(|r| r.run.flops / rate).sum();

@@ -77,6 +77,18 @@ fn losses(dir: &Path) -> BTreeMap<String, f64> {
     out
 }
 
+/// The run ids of `dir/plan.json`, in index order (each entry's `index` checked).
+fn planned_ids(dir: &Path) -> Vec<String> {
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    (plan["runs"].as_array().unwrap().iter().enumerate())
+        .map(|(i, r)| {
+            assert_eq!(r["index"], i);
+            r["run_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 /// The run ids a worker says it started (`start <id>` lines).
 fn starts(err: &str) -> Vec<String> {
     err.lines()
@@ -228,9 +240,7 @@ fn a_claim_of_a_silent_worker_on_another_machine_is_taken_over_after_its_timeout
     std::fs::write(cwd.join("eight.toml"), EIGHT).unwrap();
     let out = scalelab_line("study plan eight.toml --dir s", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cwd.join("s/plan.json")).unwrap()).unwrap();
-    let held = plan["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let held = planned_ids(&cwd.join("s"))[0].clone();
     // A worker on another machine claimed it, then fell silent (its machine died): this one
     // cannot see its process, only its heartbeat, which it declared good for 4 s.
     let run = cwd.join("s/runs").join(&held);
@@ -267,18 +277,7 @@ fn run_one_trains_the_run_of_its_index_from_an_array_variable() {
     std::fs::write(cwd.join("eight.toml"), EIGHT).unwrap();
     let out = scalelab_line("study plan eight.toml --dir s", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cwd.join("s/plan.json")).unwrap()).unwrap();
-    let ids: Vec<String> = plan["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            assert_eq!(r["index"], i);
-            r["run_id"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let ids = planned_ids(&cwd.join("s"));
     assert_eq!(ids.len(), 8);
 
     let run_one = |vars: &[(&str, &str)], extra: &str| {
@@ -489,11 +488,9 @@ fn a_slurm_job_array_trains_every_run_once_and_a_warned_task_requeues_and_resume
     // limit), then let its requeued copy start at once (SLURM holds a requeued job for two
     // minutes by default).
     let victim = first_checkpointed(&dir);
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
-    let index = (plan["runs"].as_array().unwrap())
+    let index = planned_ids(&dir)
         .iter()
-        .position(|r| r["run_id"] == victim.as_str())
+        .position(|id| *id == victim)
         .unwrap();
     let task = format!("{job}_{index}");
     let status = Command::new("scancel")

@@ -91,9 +91,9 @@ fn ordered(jobs: Vec<Job>) -> Vec<Job> {
     roots.into_iter().chain(children).collect()
 }
 
-/// Writes `DIR/plan.json` for `study` and returns it.
-pub(crate) fn write_plan(study: &LoadedStudy) -> Result<IndexedPlan> {
-    let runs = ordered(study.plan.jobs()?)
+/// Writes `dir/plan.json` for study `name`, planned as `plan`, and returns it.
+pub(crate) fn write_plan(name: &str, dir: &Path, plan: &dyn PlannedStudy) -> Result<IndexedPlan> {
+    let runs = ordered(plan.jobs()?)
         .into_iter()
         .enumerate()
         .map(|(index, j)| IndexedRun {
@@ -103,15 +103,15 @@ pub(crate) fn write_plan(study: &LoadedStudy) -> Result<IndexedPlan> {
             after: j.after,
         })
         .collect();
-    let plan = IndexedPlan {
-        study: study.name.clone(),
+    let indexed = IndexedPlan {
+        study: name.to_string(),
         runs,
     };
     write_text(
-        &study.dir.join(PLAN_FILE),
-        &serde_json::to_string_pretty(&plan)?,
+        &dir.join(PLAN_FILE),
+        &serde_json::to_string_pretty(&indexed)?,
     )?;
-    Ok(plan)
+    Ok(indexed)
 }
 
 /// `DIR/plan.json`, if the study has one.
@@ -180,7 +180,7 @@ pub(crate) fn run_one(args: StudyRunOneArgs) -> Result<ExitCode> {
     let jobs = ordered(study.plan.jobs()?);
     let planned = match read_plan(&study.dir)? {
         Some(p) => p,
-        None => write_plan(&study)?,
+        None => write_plan(&study.name, &study.dir, study.plan.as_ref())?,
     };
     let Some(entry) = planned.runs.get(index) else {
         bail!(
@@ -403,7 +403,7 @@ pub(crate) fn submit(args: StudySubmitArgs) -> Result<ExitCode> {
         )?;
         imported.pending.iter().map(|j| j.run_id.clone()).collect()
     };
-    let plan = write_plan(&study)?;
+    let plan = write_plan(&study.name, &study.dir, study.plan.as_ref())?;
     if args.k8s {
         return k8s(&args, &study, &plan);
     }
