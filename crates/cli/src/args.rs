@@ -45,6 +45,29 @@ pub enum Command {
     /// Another name for `study run FILE --dir OUT/NAME` of a classification study (models ×
     /// training fractions × regularisers × seeds), kept for older commands.
     ClassifyStudy(ClassifyStudyArgs),
+    /// Write a trained run in another tool's format: TensorBoard event files.
+    Export(ExportArgs),
+}
+
+/// `scalelab export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run directory (the one `train` or `classify` wrote, or a study's runs/ID).
+    pub run: PathBuf,
+    /// The format: tensorboard (an event file of every curve value and the hyperparameters,
+    /// for `tensorboard --logdir OUT`).
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The directory to write into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// What `scalelab export` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// A TensorBoard event file (events.out.tfevents.*).
+    Tensorboard,
 }
 
 /// `scalelab classify-study`.
@@ -117,8 +140,9 @@ pub enum StudyCommand {
     Status(StudyDirArgs),
     /// Write the study's HTML report (report.html in the study directory).
     Report(StudyDirArgs),
-    /// Export the study's runs and curves as CSV.
-    Export(StudyDirArgs),
+    /// Export the study's runs and curves as CSV (and, with --tensorboard DIR, every run's
+    /// TensorBoard event file in DIR/RUN_ID).
+    Export(StudyExportArgs),
     /// Rebuild a damaged or lost study store from the study file and the runs' records in
     /// the study directory (the old store is kept aside); trains nothing.
     Repair(StudyRepairArgs),
@@ -257,6 +281,9 @@ pub struct StudyRunArgs {
     /// machine whose processes are gone is taken over at once).
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
+    /// When the study ends, write every run's TensorBoard event file into DIR/RUN_ID.
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// Import the runs' records into the store, and train nothing (`study repair`).
     #[arg(skip)]
     pub import_only: bool,
@@ -273,6 +300,19 @@ pub struct StudyDirArgs {
     /// Print JSON (status).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `scalelab study export`.
+#[derive(Debug, Args)]
+pub struct StudyExportArgs {
+    /// The study directory, or its TOML file.
+    pub study: PathBuf,
+    /// The directory for the CSV files (default: the study directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write every recorded run's TensorBoard event file into DIR/RUN_ID.
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// Which law `fit` fits.
@@ -848,6 +888,10 @@ pub struct RunFlags {
     /// `device`. Not part of the run's identity.
     #[arg(long)]
     pub device: Option<scalelab_spec::TrainDevice>,
+    /// Also write the run's curves and hyperparameters as a TensorBoard event file into DIR
+    /// (`tensorboard --logdir DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`; a
     /// classification spec must then name one run: no folds, or its `fold`).
     #[arg(long, hide = true)]

@@ -261,6 +261,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             "record written to {}",
             options.run_dir.join("record.json").display()
         );
+        crate::export::after_run(&options.run_dir, args.run.tensorboard.as_deref())?;
         records.push(record);
     }
     let diverged = records.iter().find_map(|r| match &r.status {
@@ -436,6 +437,7 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         no_report: false,
         claim_timeout: None,
         device: None,
+        tensorboard: None,
         import_only: false,
     })
 }

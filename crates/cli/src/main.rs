@@ -10,6 +10,7 @@ mod bench;
 mod classify;
 mod device;
 mod emergence;
+mod export;
 mod fit;
 mod interrupt;
 mod progress;
@@ -66,6 +67,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Emergence(args) => emergence::run(args),
         Command::Classify(args) => classify::run(*args),
         Command::ClassifyStudy(args) => classify::study(args),
+        Command::Export(args) => export::run(args),
     }
 }
 
@@ -198,6 +200,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     match outcome {
         Outcome::Finished(record) => {
             eprintln!("record written to {}", record_path.display());
+            export::after_run(&run_dir, args.run.tensorboard.as_deref())?;
             let code = print_record(&record, args.run.json)?;
             Ok(code)
         }

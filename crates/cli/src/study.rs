@@ -20,7 +20,7 @@ use scalelab_sweep::{
     RunState, Store, StoredCurvePoint, StoredRun, StudyPlan, plan_study, study_vocab,
 };
 
-use crate::args::{StudyCommand, StudyDirArgs, StudyFileArgs, StudyRunArgs};
+use crate::args::{StudyCommand, StudyDirArgs, StudyExportArgs, StudyFileArgs, StudyRunArgs};
 use crate::{human, read_toml};
 
 mod cluster;
@@ -83,6 +83,7 @@ fn repair(dir: &Path) -> Result<ExitCode> {
         no_report: true,
         claim_timeout: None,
         device: None,
+        tensorboard: None,
         import_only: true,
     })
 }
@@ -441,8 +442,15 @@ fn analysis_json(dir: &Path, a: &StudyAnalysis) -> serde_json::Value {
     value
 }
 
-fn export(args: StudyDirArgs) -> Result<ExitCode> {
+fn export(args: StudyExportArgs) -> Result<ExitCode> {
     let dir = study_dir(&args.study)?;
+    if let Some(tensorboard) = &args.tensorboard {
+        let n = crate::export::tensorboard_study(&dir, tensorboard)?;
+        eprintln!(
+            "TensorBoard events of {n} runs written under {}",
+            tensorboard.display()
+        );
+    }
     let (store, runs, curves) = stored(&dir)?;
     let out = args.out.unwrap_or_else(|| dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -289,6 +289,13 @@ pub(crate) fn run_planned(
         },
         summary.wall_secs
     );
+    if let Some(out) = &args.tensorboard {
+        let n = crate::export::tensorboard_study(dir, out)?;
+        eprintln!(
+            "TensorBoard events of {n} runs written under {}",
+            out.display()
+        );
+    }
     // A worker whose coordinator has gone imports what the workers recorded.
     if store.is_none()
         && let Some(_lock) = try_lock_study(dir)?

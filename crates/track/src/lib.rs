@@ -1,0 +1,11 @@
+//! What a run record looks like to the experiment trackers researchers already use.
+//!
+//! [`view`] turns a record into one tracker-neutral shape (parameters, and metric series
+//! keyed by training tokens or samples); [`tensorboard`] writes that shape as TensorBoard
+//! event files. Nothing here trains, fits or renders HTML: records in, files (or requests) out.
+
+pub mod tensorboard;
+pub mod view;
+
+pub use tensorboard::{TensorBoardError, write_events};
+pub use view::{Metric, ParamValue, Tracked, TrackedStatus};
