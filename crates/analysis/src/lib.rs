@@ -31,6 +31,7 @@ pub mod extrapolation;
 pub mod frontier;
 pub mod isoflop;
 pub mod optimal;
+pub mod paired;
 pub mod study;
 pub mod summary;
 pub mod transfer;

@@ -45,8 +45,107 @@ pub enum Command {
     /// Another name for `study run FILE --dir OUT/NAME` of a classification study (models ×
     /// training fractions × regularisers × seeds), kept for older commands.
     ClassifyStudy(ClassifyStudyArgs),
-    /// Write a trained run in another tool's format: TensorBoard event files.
+    /// Write a trained run in another tool's format: TensorBoard event files, or a GPT run as
+    /// a Hugging Face `transformers` GPT-2 directory.
     Export(ExportArgs),
+    /// Score a trained language model (a run directory or a transformers GPT-2 directory) on
+    /// a whole text file: loss in nats per token and bits per byte.
+    Eval(EvalArgs),
+    /// Sample text from a trained language model.
+    Generate(GenerateArgs),
+    /// Compare two language models on the same windows of a text: the mean loss difference,
+    /// its paired-bootstrap interval and p-value.
+    Compare(CompareArgs),
+}
+
+/// `scalelab eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The run directory, or a transformers GPT-2 directory (config.json, model.safetensors,
+    /// tokenizer.json).
+    pub run: PathBuf,
+    /// The UTF-8 text to score, whole: windows start every ctx tokens and each predicts its
+    /// next ctx tokens; a last window shorter than ctx + 1 tokens is dropped.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Threads of the tensor backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// cpu, or gpu (a build with `--features gpu`).
+    #[arg(long)]
+    pub device: Option<scalelab_spec::TrainDevice>,
+    /// Print JSON: loss (nats per token), bits_per_byte, windows, ctx, tokens_scored,
+    /// text_tokens, text_bytes.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `scalelab generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The run directory, or a transformers GPT-2 directory.
+    pub run: PathBuf,
+    /// The text to continue (empty: start from token 0).
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// Tokens to sample.
+    #[arg(long, default_value_t = 200)]
+    pub tokens: usize,
+    /// Softmax temperature; 0 takes the most likely token each time.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Seed of the sampler: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads of the tensor backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// cpu, or gpu (a build with `--features gpu`).
+    #[arg(long)]
+    pub device: Option<scalelab_spec::TrainDevice>,
+    /// Print JSON: completion, tokens (ids), and the settings.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `scalelab compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Model A: a run directory or a transformers GPT-2 directory.
+    pub a: PathBuf,
+    /// Model B, with A's tokenizer and context length.
+    pub b: PathBuf,
+    /// The UTF-8 text both are scored on, in the windows `eval` uses.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Bootstrap resamples of the windows.
+    #[arg(long, default_value_t = 2000)]
+    pub bootstrap: usize,
+    /// Coverage of the interval.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Threads of the tensor backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// cpu, or gpu (a build with `--features gpu`).
+    #[arg(long)]
+    pub device: Option<scalelab_spec::TrainDevice>,
+    /// Print JSON: loss_a, loss_b, difference (A − B, nats per token), interval, level,
+    /// p_value, windows.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `scalelab export`.
@@ -55,7 +154,8 @@ pub struct ExportArgs {
     /// The run directory (the one `train` or `classify` wrote, or a study's runs/ID).
     pub run: PathBuf,
     /// The format: tensorboard (an event file of every curve value and the hyperparameters,
-    /// for `tensorboard --logdir OUT`).
+    /// for `tensorboard --logdir OUT`), or hf (a GPT run as a transformers GPT2LMHeadModel
+    /// directory: config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// The directory to write into (created if missing).
@@ -68,6 +168,8 @@ pub struct ExportArgs {
 pub enum ExportFormat {
     /// A TensorBoard event file (events.out.tfevents.*).
     Tensorboard,
+    /// A Hugging Face transformers GPT-2 directory.
+    Hf,
 }
 
 /// `scalelab classify-study`.

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use scalelab_spec::{ClassifyRecord, RunRecord};
 use scalelab_track::{Tracked, view, write_events};
+use scalelab_train::fsutil::write_atomic;
+use scalelab_train::{hf, lm_eval};
 
 use crate::args::{ExportArgs, ExportFormat};
 
@@ -103,12 +105,58 @@ pub(crate) fn after_run(run_dir: &Path, tensorboard: Option<&Path>) -> Result<()
     Ok(())
 }
 
+/// Writes the GPT run at `run_dir` as a `transformers` GPT-2 directory `out`: config.json,
+/// model.safetensors (GPT-2's names; see `scalelab_train::hf`), tokenizer.json and
+/// tokenizer_config.json, each file atomically.
+pub(crate) fn export_hf(run_dir: &Path, out: &Path) -> Result<()> {
+    if let AnyRecord::Classifier(..) = read_record(run_dir)? {
+        bail!(
+            "{} is a classifier run; only GPT language models have a GPT-2 form\nhint: export a run of `scalelab train`",
+            run_dir.display()
+        );
+    }
+    let lm = lm_eval::load(run_dir)?;
+    let config = hf::gpt2_config(&lm.config, run_dir)?;
+    let weights = hf::to_gpt2(
+        &lm.weights,
+        &lm.config,
+        &run_dir.join("weights.safetensors"),
+    )?;
+    let tokenizer = lm
+        .tokenizer
+        .to_hf()?
+        .to_string(true)
+        .map_err(|e| anyhow::anyhow!("writing the tokenizer: {e}"))?;
+    let tokenizer_config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": lm.config.ctx_len,
+        "clean_up_tokenization_spaces": false,
+    });
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, bytes) in [
+        (hf::HF_CONFIG, serde_json::to_vec_pretty(&config)?),
+        (hf::HF_WEIGHTS, weights),
+        ("tokenizer.json", tokenizer.into_bytes()),
+        (
+            "tokenizer_config.json",
+            serde_json::to_vec_pretty(&tokenizer_config)?,
+        ),
+    ] {
+        write_atomic(&out.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
 /// `scalelab export`.
 pub(crate) fn run(args: ExportArgs) -> Result<ExitCode> {
     match args.format {
         ExportFormat::Tensorboard => {
             let path = tensorboard_run(&args.run, &args.out)?;
             println!("{}", path.display());
+        }
+        ExportFormat::Hf => {
+            export_hf(&args.run, &args.out)?;
+            println!("{}", args.out.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ mod emergence;
 mod export;
 mod fit;
 mod interrupt;
+mod lm;
 mod progress;
 mod study;
 mod transfer_study;
@@ -68,6 +69,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Classify(args) => classify::run(*args),
         Command::ClassifyStudy(args) => classify::study(args),
         Command::Export(args) => export::run(args),
+        Command::Eval(args) => lm::eval(args),
+        Command::Generate(args) => lm::generate(args),
+        Command::Compare(args) => lm::compare(args),
     }
 }
 

@@ -96,3 +96,230 @@ fn tensorboard_reads_every_scalar_and_hparam_of_a_language_model_and_a_classifie
         assert!(text.contains("match its record"), "{text}");
     }
 }
+
+/// The text every model is scored on: the start of the README (real English, with code).
+fn text(cwd: &Path) -> PathBuf {
+    let readme =
+        std::fs::read_to_string(Path::new(&manifest_dir()).join("../../README.md")).unwrap();
+    let cut = readme
+        .char_indices()
+        .nth(4000)
+        .map_or(readme.len(), |(i, _)| i);
+    let path = cwd.join("text.txt");
+    std::fs::write(&path, &readme[..cut]).unwrap();
+    path
+}
+
+/// `scalelab eval DIR --data text.txt --json`'s loss.
+fn scalelab_loss(dir: &str, cwd: &Path) -> f64 {
+    let out = scalelab_line(
+        &format!("eval {dir} --data text.txt --threads 1 --json"),
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["loss"].as_f64().unwrap()
+}
+
+/// transformers' loss over the same windows.
+fn transformers_loss(python: &Path, dir: &str, cwd: &Path) -> f64 {
+    let out = check(python, "hf_check.py", &["score", dir, "text.txt"], cwd);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["loss"].as_f64().unwrap()
+}
+
+fn same_loss(what: &str, ours: f64, theirs: f64) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "{what}: scalelab {ours:.8}, transformers {theirs:.8}, difference {:.1e}",
+        (ours - theirs).abs()
+    );
+    assert!((ours - theirs).abs() <= 1e-4, "{what}: {ours} vs {theirs}");
+}
+
+/// Both directions of the GPT-2 mapping, checked by `transformers` (issue 21): GPT runs (byte
+/// and BPE tokenizers, tied and untied heads) exported and loaded by AutoModelForCausalLM
+/// give scalelab's loss on the same windows; GPT-2s of two sizes made by transformers itself
+/// are scored by scalelab to transformers' loss, and one fine-tunes here and goes back.
+#[test]
+fn transformers_loads_exported_runs_and_scalelab_reads_its_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    text(cwd);
+    let mut exported = Vec::new();
+    for (name, flags) in [
+        (
+            "untied-byte",
+            "--n-layers 2 --d-model 32 --n-heads 2 --ctx 32",
+        ),
+        (
+            "tied-byte",
+            "--n-layers 1 --d-model 24 --n-heads 3 --ctx 16 --tie",
+        ),
+        (
+            "bpe",
+            "--n-layers 1 --d-model 32 --n-heads 2 --ctx 24 --tokenizer bpe",
+        ),
+    ] {
+        let id = run_id(&scalelab_line(
+            &format!(
+                "train {flags} --batch 4 --tokens 8192 --eval-every 4096 --eval-tokens 512 --threads 1 --out runs --json -q"
+            ),
+            cwd,
+        ));
+        let out = scalelab_line(
+            &format!("export runs/{id} --format hf --out hf/{name}"),
+            cwd,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+            assert!(
+                cwd.join("hf").join(name).join(file).is_file(),
+                "{name}: {file}"
+            );
+        }
+        // The exported directory reads back into scalelab to the run's own loss.
+        let own = scalelab_loss(&format!("runs/{id}"), cwd);
+        assert_eq!(own, scalelab_loss(&format!("hf/{name}"), cwd), "{name}");
+        exported.push((name, own));
+    }
+    // A classifier has no GPT-2 form, and says so.
+    let classifier = run_id(&scalelab_line(
+        "classify --preset mlp --samples 128 --threads 1 --out runs --json",
+        cwd,
+    ));
+    let out = scalelab_line(
+        &format!("export runs/{classifier} --format hf --out hf/none"),
+        cwd,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("classifier"), "{}", stderr(&out));
+    let Some(python) = python() else {
+        return;
+    };
+    for (name, own) in &exported {
+        let theirs = transformers_loss(&python, &format!("hf/{name}"), cwd);
+        same_loss(&format!("export {name}"), *own, theirs);
+    }
+    for (name, shape) in [
+        (
+            "made-untied",
+            "--layers 3 --embd 48 --heads 4 --positions 24 --untied",
+        ),
+        ("made-tied", "--layers 2 --embd 64 --heads 2 --positions 40"),
+    ] {
+        let mut args = vec!["make", name, "hf/untied-byte"];
+        args.extend(shape.split_whitespace());
+        check(&python, "hf_check.py", &args, cwd);
+        same_loss(
+            &format!("import {name}"),
+            scalelab_loss(name, cwd),
+            transformers_loss(&python, name, cwd),
+        );
+    }
+    // Fine-tuned here from a transformers checkpoint, named by its weights, and back.
+    let out = scalelab_line(
+        "train --init-from made-untied --n-layers 3 --d-model 48 --n-heads 4 --ctx 24 --batch 4 --lr 1e-3 --tokens 4096 --eval-every 2048 --eval-tokens 512 --threads 1 --out runs --json -q",
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parent = record["config"]["init"]["parent"].as_str().unwrap();
+    assert!(parent.starts_with("hf-"), "{parent}");
+    let curve = record["curve"].as_array().unwrap();
+    let (first, last) = (
+        curve[0]["val_loss"].as_f64().unwrap(),
+        curve[curve.len() - 1]["val_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        last < first,
+        "fine-tuning lowered the loss: {first} -> {last}"
+    );
+    let id = record["run_id"].as_str().unwrap();
+    let out = scalelab_line(&format!("export runs/{id} --format hf --out hf/tuned"), cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    same_loss(
+        "fine-tuned and exported",
+        scalelab_loss(&format!("runs/{id}"), cwd),
+        transformers_loss(&python, "hf/tuned", cwd),
+    );
+}
+
+/// `generate` gives the same text for the same seed; `compare` finds no difference between a
+/// model and itself and finds a planted one (a model trained five times longer); bad inputs
+/// are refused by name.
+#[test]
+fn generate_repeats_its_seed_and_compare_finds_the_known_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    text(cwd);
+    let train = |tokens: u32| {
+        run_id(&scalelab_line(
+            &format!(
+                "train --n-layers 1 --d-model 32 --n-heads 2 --ctx 32 --batch 4 --lr 3e-3 --tokens {tokens} --eval-every {tokens} --eval-tokens 512 --threads 1 --out runs --json -q"
+            ),
+            cwd,
+        ))
+    };
+    let (short, long) = (train(4096), train(40960));
+    let sample = |seed: u32| {
+        let out = scalelab_line(
+            &format!(
+                "generate runs/{long} --prompt The --tokens 48 --seed {seed} --threads 1 --json"
+            ),
+            cwd,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["tokens"].as_array().unwrap().len(), 48);
+        v["completion"].as_str().unwrap().to_string()
+    };
+    assert_eq!(sample(3), sample(3));
+    assert_ne!(sample(3), sample(4));
+    let compare = |a: &str, b: &str| {
+        let out = scalelab_line(
+            &format!(
+                "compare runs/{a} runs/{b} --data text.txt --bootstrap 999 --threads 1 --json"
+            ),
+            cwd,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let same = compare(&short, &short);
+    assert_eq!(same["difference"].as_f64(), Some(0.0));
+    assert_eq!(same["p_value"].as_f64(), Some(1.0));
+    let planted = compare(&short, &long);
+    let difference = planted["difference"].as_f64().unwrap();
+    let interval = planted["interval"].as_array().unwrap();
+    assert!(difference > 0.0, "the shorter run is worse: {planted}");
+    assert!(interval[0].as_f64().unwrap() > 0.0, "{planted}");
+    assert!(planted["p_value"].as_f64().unwrap() < 0.01, "{planted}");
+    assert!(
+        (difference - (planted["loss_a"].as_f64().unwrap() - planted["loss_b"].as_f64().unwrap()))
+            .abs()
+            < 1e-9
+    );
+    // Refused by name: a text too short for one window, a bad temperature, models that do not
+    // see the same windows.
+    std::fs::write(cwd.join("short.txt"), "tiny").unwrap();
+    let out = scalelab_line(&format!("eval runs/{short} --data short.txt"), cwd);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("at least ctx + 1 = 33"),
+        "{}",
+        stderr(&out)
+    );
+    let out = scalelab_line(&format!("generate runs/{short} --temperature=-1"), cwd);
+    assert!(stderr(&out).contains("--temperature"), "{}", stderr(&out));
+    let other = run_id(&scalelab_line(
+        "train --n-layers 1 --d-model 32 --n-heads 2 --ctx 16 --batch 4 --tokens 2048 --eval-every 2048 --eval-tokens 256 --threads 1 --out runs --json -q",
+        cwd,
+    ));
+    let out = scalelab_line(
+        &format!("compare runs/{short} runs/{other} --data text.txt"),
+        cwd,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("same windows"), "{}", stderr(&out));
+}

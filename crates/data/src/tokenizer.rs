@@ -88,6 +88,30 @@ impl Tokenizer {
         }
     }
 
+    /// The tokenizer as a Hugging Face `tokenizers` one, for other programs (`transformers`
+    /// loads its `tokenizer.json`): a BPE as it is; the byte tokenizer as a byte-level BPE of
+    /// the 256 byte symbols with no merges, each byte's id its value, so that it encodes every
+    /// text to exactly its UTF-8 bytes.
+    pub fn to_hf(&self) -> Result<tokenizers::Tokenizer, DataError> {
+        match self {
+            Self::Bpe(t) => Ok((**t).clone()),
+            Self::Byte => {
+                let vocab: tokenizers::models::bpe::Vocab = (0..=255u8)
+                    .map(|b| (byte_symbol(b).to_string(), u32::from(b)))
+                    .collect();
+                let bpe = BPE::builder()
+                    .vocab_and_merges(vocab, Vec::new())
+                    .build()
+                    .map_err(|e| DataError::tokenizer("building the byte vocabulary", e))?;
+                let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+                tokenizer
+                    .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)))
+                    .with_decoder(Some(ByteLevel::default()));
+                Ok(tokenizer)
+            }
+        }
+    }
+
     /// Saves a BPE as `tokenizer.json`; the byte tokenizer has nothing to save.
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
         match self {
@@ -99,9 +123,37 @@ impl Tokenizer {
     }
 }
 
+/// The printable character GPT-2's byte-level BPE writes byte `b` as (`bytes_to_unicode` of
+/// OpenAI's `encoder.py`): printable Latin-1 bytes stand for themselves, the other 68 take the
+/// code points from 256 on, in byte order.
+fn byte_symbol(b: u8) -> char {
+    let printable = |x: u8| matches!(x, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(b) {
+        char::from(b)
+    } else {
+        let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
+        char::from_u32(256 + rank).unwrap_or('?')
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte symbols are the byte-level pre-tokenizer's alphabet, and the Hugging Face form
+    /// of the byte tokenizer encodes text to its UTF-8 bytes and decodes it back.
+    #[test]
+    fn byte_tokenizer_as_hugging_face_is_the_same_bytes() {
+        let symbols: std::collections::HashSet<char> = (0..=255u8).map(byte_symbol).collect();
+        let alphabet: std::collections::HashSet<char> = ByteLevel::alphabet().into_iter().collect();
+        assert_eq!(symbols, alphabet);
+        let hf = Tokenizer::Byte.to_hf().unwrap();
+        let text = "Hé said:\n\t\"x ≥ 1\" \u{1F600}  end";
+        let ids = hf.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, Tokenizer::Byte.encode(text).unwrap());
+        assert_eq!(hf.decode(&ids, false).unwrap(), text);
+        assert_eq!(hf.get_vocab_size(true), 256);
+    }
 
     #[test]
     fn byte_tokenizer_is_utf8_bytes() {

@@ -215,13 +215,23 @@ pub fn load_best<M: Module>(dir: &Path, model: M) -> Result<M, TrainError> {
 }
 
 /// Loads the safetensors file `weights` into `model`, every tensor accounted for.
-pub(crate) fn load_into<M: Module>(weights: &Path, mut model: M) -> Result<M, TrainError> {
-    let weights = weights.to_path_buf();
-    let bytes = fs::read(&weights).map_err(|e| TrainError::Io {
+pub(crate) fn load_into<M: Module>(weights: &Path, model: M) -> Result<M, TrainError> {
+    let bytes = fs::read(weights).map_err(|e| TrainError::Io {
         action: "read",
-        path: weights.clone(),
+        path: weights.to_path_buf(),
         source: e,
     })?;
+    load_bytes(bytes, weights, model)
+}
+
+/// Loads a safetensors file's `bytes` (read from `weights`, for messages) into `model`, every
+/// tensor accounted for.
+pub(crate) fn load_bytes<M: Module>(
+    bytes: Vec<u8>,
+    weights: &Path,
+    mut model: M,
+) -> Result<M, TrainError> {
+    let weights = weights.to_path_buf();
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let applied = model
         .load_from(&mut store)

@@ -34,6 +34,16 @@ pub enum TrainError {
         /// What to do.
         hint: String,
     },
+    /// A Hugging Face checkpoint cannot be written or read as a GPT.
+    #[error("{path}: {message}\nhint: {hint}")]
+    HuggingFace {
+        /// The run or model directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
     /// The parent run (`init.from`) cannot be started from.
     #[error("init.from = {path}: {message}\nhint: {hint}")]
     Parent {

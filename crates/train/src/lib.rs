@@ -11,6 +11,8 @@ pub mod classify;
 mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod hf;
+pub mod lm_eval;
 pub mod machine;
 pub mod metrics;
 pub mod objective;

@@ -45,6 +45,9 @@ pub fn parent_dir(from: &str) -> PathBuf {
 /// final weights must be there.
 pub fn read_parent(from: &str) -> Result<Parent, TrainError> {
     let dir = parent_dir(from);
+    if crate::hf::is_hf_dir(&dir) {
+        return read_hf_parent(&dir);
+    }
     let record = dir.join("record.json");
     let text = std::fs::read_to_string(&record).map_err(|e| {
         parent_error(
@@ -117,6 +120,95 @@ pub fn read_parent(from: &str) -> Result<Parent, TrainError> {
     })
 }
 
+/// A `transformers` GPT-2 directory as a parent: a GPT whose identity is its weights' hash
+/// (`hf-…`, see [`crate::hf::weights_id`]).
+fn read_hf_parent(dir: &Path) -> Result<Parent, TrainError> {
+    let weights = dir.join(crate::hf::HF_WEIGHTS);
+    let bytes = std::fs::read(&weights).map_err(|e| {
+        parent_error(
+            dir,
+            format!(
+                "a transformers directory without its weights ({}: {e})",
+                weights.display()
+            ),
+            "save the model with save_pretrained(DIR, safe_serialization=True)",
+        )
+    })?;
+    hf_shape(dir)?;
+    Ok(Parent {
+        run_id: crate::hf::weights_id(&bytes),
+        family: Family::Gpt,
+        language_model: true,
+        dir: dir.display().to_string(),
+        segments: false,
+    })
+}
+
+/// The GPT shape of the `transformers` GPT-2 directory `dir`, its warnings said on stderr.
+fn hf_shape(dir: &Path) -> Result<scalelab_spec::LmConfig, TrainError> {
+    let path = dir.join(crate::hf::HF_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        parent_error(
+            dir,
+            format!("cannot read {}: {e}", path.display()),
+            "check the directory",
+        )
+    })?;
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        parent_error(
+            dir,
+            format!("{} does not parse: {e}", path.display()),
+            "check the file",
+        )
+    })?;
+    let (shape, warnings) = crate::hf::lm_config(&config, &path)?;
+    for warning in warnings {
+        eprintln!("warning: {}: {warning}", dir.display());
+    }
+    Ok(shape)
+}
+
+/// The safetensors bytes of a parent's weights in scalelab's names: a run's own file, or a
+/// `transformers` GPT-2's converted.
+fn parent_weights(dir: &Path) -> Result<(Vec<u8>, PathBuf), TrainError> {
+    let hf = crate::hf::is_hf_dir(dir);
+    let weights = dir.join(if hf {
+        crate::hf::HF_WEIGHTS
+    } else {
+        WEIGHTS_FILE
+    });
+    let bytes = std::fs::read(&weights).map_err(|source| TrainError::Io {
+        action: "read",
+        path: weights.clone(),
+        source,
+    })?;
+    if !hf {
+        return Ok((bytes, weights));
+    }
+    let shape = hf_shape(dir)?;
+    Ok((crate::hf::from_gpt2(&bytes, &shape, &weights)?, weights))
+}
+
+/// What a child of the parent in `dir` must be to take its weights, for hints: a GPT-2
+/// checkpoint's shape as `train` flags.
+fn shape_hint(dir: &Path) -> Option<String> {
+    if !crate::hf::is_hf_dir(dir) {
+        return None;
+    }
+    let s = hf_shape(dir).ok()?;
+    Some(format!(
+        "this GPT-2 is --n-layers {} --d-model {} --n-heads {} --ctx {}{} (d_ff {}), vocabulary {}: train with those flags and its tokenizer ({}: `data.tokenizer_file`, or --tokenizer byte for a 256-symbol byte vocabulary)",
+        s.n_layers,
+        s.d_model,
+        s.n_heads,
+        s.ctx_len,
+        if s.tie_embeddings { " --tie" } else { "" },
+        s.d_ff,
+        s.vocab_size,
+        dir.join("tokenizer.json").display()
+    ))
+}
+
 /// Whether the tensor at `path` belongs to the field `field` (its name, or under it).
 fn under(path: &str, field: &str) -> bool {
     path == field
@@ -164,12 +256,7 @@ fn load_parent<M: FamilyModel>(
             "point init.from at the parent's directory again (its id is part of this run's identity)",
         ));
     }
-    let weights = dir.join(WEIGHTS_FILE);
-    let bytes = std::fs::read(&weights).map_err(|source| TrainError::Io {
-        action: "read",
-        path: weights.clone(),
-        source,
-    })?;
+    let (bytes, weights) = parent_weights(dir)?;
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let theirs: Vec<_> = {
         use burn::store::ModuleStore;
@@ -200,13 +287,17 @@ fn load_parent<M: FamilyModel>(
         }
     }
     if !misfits.is_empty() {
-        let head_hint = if misfits
+        let head_hint = if let Some(hint) = shape_hint(dir) {
+            hint
+        } else if misfits
             .iter()
             .all(|m| under(m.split([' ', ':']).next().unwrap_or(""), M::HEAD))
         {
             "the output layers differ (other classes or vocabulary): set init.head = \"reset\""
+                .into()
         } else {
             "give this run the parent's shape (same depth, width and input), or start from scratch"
+                .into()
         };
         let shown: Vec<&str> = misfits.iter().take(4).map(String::as_str).collect();
         return Err(parent_error(

@@ -1,0 +1,235 @@
+//! A trained language model put to use: `scalelab eval` (loss and bits per byte on a whole
+//! text file), `scalelab generate` (sampling, nanoGPT's `sample.py`) and `scalelab compare`
+//! (two models on the same windows, the paired bootstrap). Each takes a run directory or a
+//! `transformers` GPT-2 directory.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use scalelab_analysis::paired::paired_bootstrap;
+use scalelab_train::lm_eval::{self, TrainedLm};
+
+use crate::args::{CompareArgs, EvalArgs, GenerateArgs};
+use crate::set_threads;
+
+/// The model in `dir`, its warnings said on stderr.
+fn load(dir: &Path) -> Result<TrainedLm> {
+    let lm = lm_eval::load(dir)?;
+    for warning in &lm.warnings {
+        eprintln!("warning: {}: {warning}", dir.display());
+    }
+    Ok(lm)
+}
+
+/// The text of `path` as `lm`'s tokens, with its length in bytes.
+fn tokens_of(lm: &TrainedLm, path: &Path) -> Result<(Vec<u32>, usize)> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {}\nhint: give a UTF-8 text file to score",
+            path.display()
+        )
+    })?;
+    let tokens = lm.tokenizer.encode(&text)?;
+    let ctx = lm.config.ctx_len;
+    if tokens.len() < ctx + 1 {
+        bail!(
+            "{} is {} tokens long; scoring needs at least ctx + 1 = {} (one window)\nhint: give a longer text",
+            path.display(),
+            tokens.len(),
+            ctx + 1
+        );
+    }
+    Ok((tokens, text.len()))
+}
+
+fn check_batch(batch: usize) -> Result<usize> {
+    if batch == 0 || batch > 1 << 16 {
+        bail!("invalid value for `--batch`: {batch}\nhint: use 1 to 65536 windows at a time");
+    }
+    Ok(batch)
+}
+
+/// Nats per token to bits per byte, over a text of `bytes` bytes and `tokens` tokens.
+fn bits_per_byte(loss: f64, tokens: usize, bytes: usize) -> f64 {
+    loss * tokens as f64 / bytes.max(1) as f64 / std::f64::consts::LN_2
+}
+
+/// `scalelab eval`.
+pub(crate) fn eval(args: EvalArgs) -> Result<ExitCode> {
+    set_threads(args.threads)?;
+    let batch = check_batch(args.batch)?;
+    let lm = load(&args.run)?;
+    let (tokens, bytes) = tokens_of(&lm, &args.data)?;
+    let (device, _) = crate::device::open(args.device.unwrap_or_default())?;
+    let losses = lm_eval::window_losses(&lm, &tokens, batch, &device)?;
+    let windows = losses.len();
+    let loss = losses.iter().sum::<f64>() / windows as f64;
+    let ctx = lm.config.ctx_len;
+    let bpb = bits_per_byte(loss, tokens.len(), bytes);
+    if args.json {
+        let out = serde_json::json!({
+            "model": lm.id,
+            "data": args.data.display().to_string(),
+            "loss": loss,
+            "bits_per_byte": bpb,
+            "windows": windows,
+            "ctx": ctx,
+            "tokens_scored": windows * ctx,
+            "text_tokens": tokens.len(),
+            "text_bytes": bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{}: {loss:.4} nats/token, {bpb:.4} bits/byte over {} tokens of {} ({windows} windows of {ctx})",
+            lm.id,
+            windows * ctx,
+            args.data.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scalelab generate`.
+pub(crate) fn generate(args: GenerateArgs) -> Result<ExitCode> {
+    set_threads(args.threads)?;
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        bail!(
+            "invalid value for `--temperature`: {}\nhint: use 0 (always the most likely token) or a positive number such as 0.8",
+            args.temperature
+        );
+    }
+    if args.top_k == Some(0) {
+        bail!(
+            "invalid value for `--top-k`: 0\nhint: use at least 1, or leave it out to sample from every token"
+        );
+    }
+    if args.tokens > 1 << 20 {
+        bail!(
+            "invalid value for `--tokens`: {}\nhint: ask for at most 1048576 tokens",
+            args.tokens
+        );
+    }
+    let lm = load(&args.run)?;
+    let prompt = lm.tokenizer.encode(&args.prompt)?;
+    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= lm.config.vocab_size) {
+        bail!(
+            "the prompt has token {bad}, outside the model's vocabulary of {}",
+            lm.config.vocab_size
+        );
+    }
+    let (device, _) = crate::device::open(args.device.unwrap_or_default())?;
+    let ids = lm_eval::generate(
+        &lm,
+        &prompt,
+        args.tokens,
+        args.temperature,
+        args.top_k,
+        args.seed,
+        &device,
+    )?;
+    let text = lm.tokenizer.decode(&ids)?;
+    if args.json {
+        let out = serde_json::json!({
+            "model": lm.id,
+            "prompt": args.prompt,
+            "completion": text,
+            "tokens": ids,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "seed": args.seed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}{text}", args.prompt);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scalelab compare`.
+pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
+    set_threads(args.threads)?;
+    let batch = check_batch(args.batch)?;
+    if !(args.level > 0.0 && args.level < 1.0) {
+        bail!(
+            "invalid value for `--level`: {}\nhint: use a coverage between 0 and 1, such as 0.95",
+            args.level
+        );
+    }
+    if args.bootstrap == 0 || args.bootstrap > 1_000_000 {
+        bail!(
+            "invalid value for `--bootstrap`: {}\nhint: use 1 to 1000000 resamples (2000 is plenty for a p-value of 0.01)",
+            args.bootstrap
+        );
+    }
+    let (a, b) = (load(&args.a)?, load(&args.b)?);
+    let (tokens_a, bytes) = tokens_of(&a, &args.data)?;
+    let (tokens_b, _) = tokens_of(&b, &args.data)?;
+    if tokens_a != tokens_b || a.config.ctx_len != b.config.ctx_len {
+        bail!(
+            "{} and {} do not see the same windows of {} (their tokenizers or context lengths differ: ctx {} and {})\nhint: compare models with the same tokenizer and context, so that each example is the same sequence for both",
+            a.id,
+            b.id,
+            args.data.display(),
+            a.config.ctx_len,
+            b.config.ctx_len
+        );
+    }
+    let (device, _) = crate::device::open(args.device.unwrap_or_default())?;
+    let la = lm_eval::window_losses(&a, &tokens_a, batch, &device)?;
+    let lb = lm_eval::window_losses(&b, &tokens_b, batch, &device)?;
+    let Some(result) = paired_bootstrap(&la, &lb, args.bootstrap, args.level, args.seed) else {
+        bail!(
+            "{} has {} window(s) of {} tokens; a paired comparison needs at least 2\nhint: give a longer text",
+            args.data.display(),
+            la.len(),
+            a.config.ctx_len + 1
+        );
+    };
+    let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
+    let (loss_a, loss_b) = (mean(&la), mean(&lb));
+    let interval = result.interval.map(|i| [i.lo, i.hi]);
+    if args.json {
+        let out = serde_json::json!({
+            "a": a.id,
+            "b": b.id,
+            "data": args.data.display().to_string(),
+            "test": "paired bootstrap over windows",
+            "windows": result.n,
+            "ctx": a.config.ctx_len,
+            "loss_a": loss_a,
+            "loss_b": loss_b,
+            "bits_per_byte_a": bits_per_byte(loss_a, tokens_a.len(), bytes),
+            "bits_per_byte_b": bits_per_byte(loss_b, tokens_a.len(), bytes),
+            "difference": result.mean_difference,
+            "interval": interval,
+            "level": args.level,
+            "p_value": result.p_value,
+            "bootstrap": args.bootstrap,
+            "seed": args.seed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let verdict = if result.p_value < 1.0 - args.level {
+            if result.mean_difference < 0.0 {
+                "A is better"
+            } else {
+                "B is better"
+            }
+        } else {
+            "no difference shown"
+        };
+        println!(
+            "A {}: {loss_a:.4} nats/token; B {}: {loss_b:.4}; A - B = {:+.4} [{}] ({:.0}% paired bootstrap over {} windows), p = {:.4}: {verdict}",
+            a.id,
+            b.id,
+            result.mean_difference,
+            interval.map_or("-".into(), |[lo, hi]| format!("{lo:+.4}, {hi:+.4}")),
+            100.0 * args.level,
+            result.n,
+            result.p_value,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

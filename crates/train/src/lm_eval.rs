@@ -1,0 +1,359 @@
+//! A trained language model put to use after training: loaded from its run directory (or a
+//! `transformers` GPT-2 directory, see [`crate::hf`]), scored on any text, and sampled from.
+//!
+//! Scoring is defined so that a plain loop over the same windows in any framework reproduces
+//! it: the text's tokens are cut into windows that start every `ctx` tokens, each window
+//! `ctx + 1` tokens long (its first `ctx` are the input, its last `ctx` the targets), a last
+//! window shorter than `ctx + 1` tokens is dropped, and the loss is the mean next-token
+//! cross-entropy in nats over every predicted token. Every window predicts `ctx` tokens, so
+//! the mean of the per-window means is that loss; the per-window means are what a paired
+//! comparison of two models resamples.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use scalelab_data::Tokenizer;
+use scalelab_models::{LanguageModel, SeededInit, UseLanguageModel, build_language_model};
+use scalelab_spec::{LmConfig, RunRecord, TokenizerSpec};
+
+use crate::TrainError;
+use crate::checkpoint::load_bytes;
+use crate::hf::{self, HF_CONFIG, HF_WEIGHTS};
+use crate::transfer::WEIGHTS_FILE;
+
+/// A trained language model's shape, weights (in scalelab's layout) and tokenizer.
+pub struct TrainedLm {
+    /// Its run id, or `hf-…` for a `transformers` checkpoint.
+    pub id: String,
+    /// Its shape.
+    pub config: LmConfig,
+    /// Its weights as a safetensors file in scalelab's names.
+    pub weights: Vec<u8>,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Where it was read from.
+    pub dir: PathBuf,
+    /// What scalelab computes differently from where the model came from.
+    pub warnings: Vec<String>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
+    std::fs::read(path).map_err(|source| TrainError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn not_a_model(dir: &Path, message: String) -> TrainError {
+    TrainError::HuggingFace {
+        path: dir.to_path_buf(),
+        message,
+        hint: "give a language-model run directory (it holds record.json and weights.safetensors) or a transformers GPT-2 directory (config.json, model.safetensors, tokenizer.json)".into(),
+    }
+}
+
+/// Loads the language model in `dir`: a scalelab run directory or a `transformers` GPT-2
+/// directory.
+pub fn load(dir: &Path) -> Result<TrainedLm, TrainError> {
+    if hf::is_hf_dir(dir) {
+        return load_hf(dir);
+    }
+    let record_path = dir.join("record.json");
+    let text = std::fs::read_to_string(&record_path)
+        .map_err(|e| not_a_model(dir, format!("cannot read {}: {e}", record_path.display())))?;
+    let record: RunRecord = serde_json::from_str(&text).map_err(|e| {
+        not_a_model(
+            dir,
+            format!(
+                "{} is not a language model's record: {e}",
+                record_path.display()
+            ),
+        )
+    })?;
+    let tokenizer = match &record.config.data.tokenizer {
+        TokenizerSpec::Byte => Tokenizer::Byte,
+        _ => {
+            let path = dir.join("tokenizer.json");
+            Tokenizer::build(
+                &TokenizerSpec::BpeFile {
+                    path: path.display().to_string(),
+                },
+                &[],
+            )?
+        }
+    };
+    Ok(TrainedLm {
+        id: record.run_id.clone(),
+        config: record.config.model.clone(),
+        weights: read(&dir.join(WEIGHTS_FILE))?,
+        tokenizer,
+        dir: dir.to_path_buf(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Loads a `transformers` GPT-2 directory.
+fn load_hf(dir: &Path) -> Result<TrainedLm, TrainError> {
+    let config_path = dir.join(HF_CONFIG);
+    let config: serde_json::Value = serde_json::from_slice(&read(&config_path)?).map_err(|e| {
+        not_a_model(
+            dir,
+            format!("{} does not parse: {e}", config_path.display()),
+        )
+    })?;
+    let (model, warnings) = hf::lm_config(&config, &config_path)?;
+    let weights_path = dir.join(HF_WEIGHTS);
+    let theirs = read(&weights_path)?;
+    let id = hf::weights_id(&theirs);
+    let weights = hf::from_gpt2(&theirs, &model, &weights_path)?;
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = if tokenizer_path.is_file() {
+        Tokenizer::build(
+            &TokenizerSpec::BpeFile {
+                path: tokenizer_path.display().to_string(),
+            },
+            &[],
+        )?
+    } else {
+        return Err(not_a_model(
+            dir,
+            "it has no tokenizer.json (a fast tokenizer's file)".into(),
+        ));
+    };
+    Ok(TrainedLm {
+        id,
+        config: model,
+        weights,
+        tokenizer,
+        dir: dir.to_path_buf(),
+        warnings,
+    })
+}
+
+/// Mean next-token cross-entropy (nats) of each window of `tokens` (see the module docs),
+/// `batch` windows at a time.
+pub fn window_losses(
+    lm: &TrainedLm,
+    tokens: &[u32],
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f64>, TrainError> {
+    let ctx = lm.config.ctx_len;
+    let windows: Vec<&[u32]> = (0..)
+        .map(|i| i * ctx)
+        .take_while(|&start| start + ctx < tokens.len())
+        .map(|start| &tokens[start..start + ctx + 1])
+        .collect();
+    with_model(
+        lm,
+        device,
+        Score {
+            windows: &windows,
+            batch: batch.max(1),
+            device,
+        },
+    )?
+}
+
+/// Samples `max_tokens` tokens after `prompt` (ids): at temperature 0 the most likely token
+/// each time, else from the softmax of the logits divided by `temperature`, restricted to the
+/// `top_k` most likely when given, drawn from a ChaCha8 generator seeded with `seed`.
+pub fn generate(
+    lm: &TrainedLm,
+    prompt: &[u32],
+    max_tokens: usize,
+    temperature: f64,
+    top_k: Option<usize>,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<u32>, TrainError> {
+    with_model(
+        lm,
+        device,
+        Sample {
+            prompt,
+            ctx: lm.config.ctx_len,
+            max_tokens,
+            temperature,
+            top_k,
+            seed,
+            device,
+        },
+    )?
+}
+
+/// Builds `lm`'s model with its weights and hands it to `then`.
+fn with_model<U: UseLanguageModel>(
+    lm: &TrainedLm,
+    device: &Device,
+    then: U,
+) -> Result<U::Out, TrainError> {
+    struct Loaded<'a, U> {
+        lm: &'a TrainedLm,
+        then: U,
+    }
+    impl<U: UseLanguageModel> UseLanguageModel for Loaded<'_, U> {
+        type Out = Result<U::Out, TrainError>;
+        fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
+            let model = load_bytes(self.lm.weights.clone(), &self.lm.dir, model)?;
+            Ok(self.then.language_model(model))
+        }
+    }
+    build_language_model(
+        &lm.config,
+        &mut SeededInit::new(0),
+        device,
+        Loaded { lm, then },
+    )
+}
+
+struct Score<'a> {
+    windows: &'a [&'a [u32]],
+    batch: usize,
+    device: &'a Device,
+}
+
+impl UseLanguageModel for Score<'_> {
+    type Out = Result<Vec<f64>, TrainError>;
+
+    fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
+        let model = model.valid();
+        let mut losses = Vec::with_capacity(self.windows.len());
+        for chunk in self.windows.chunks(self.batch) {
+            let (b, t) = (chunk.len(), chunk[0].len() - 1);
+            let ids = |range: std::ops::Range<usize>| -> Vec<i64> {
+                chunk
+                    .iter()
+                    .flat_map(|w| w[range.clone()].iter().map(|&x| i64::from(x)))
+                    .collect()
+            };
+            let inputs =
+                Tensor::<2, Int>::from_data(TensorData::new(ids(0..t), [b, t]), self.device);
+            let targets =
+                Tensor::<2, Int>::from_data(TensorData::new(ids(1..t + 1), [b, t]), self.device);
+            let logp = log_softmax(model.logits(inputs), 2); // [B, T, V]
+            let picked = logp.gather(2, targets.reshape([b, t, 1])); // [B, T, 1]
+            let per_window = picked.reshape([b, t]).mean_dim(1).neg(); // [B, 1]
+            let values = per_window.into_data().convert::<f32>();
+            let values = values
+                .as_slice::<f32>()
+                .map_err(|e| TrainError::HuggingFace {
+                    path: PathBuf::new(),
+                    message: format!("reading losses back: {e:?}"),
+                    hint: "report this as a bug".into(),
+                })?;
+            losses.extend(values.iter().map(|&x| f64::from(x)));
+        }
+        Ok(losses)
+    }
+}
+
+struct Sample<'a> {
+    prompt: &'a [u32],
+    ctx: usize,
+    max_tokens: usize,
+    temperature: f64,
+    top_k: Option<usize>,
+    seed: u64,
+    device: &'a Device,
+}
+
+impl UseLanguageModel for Sample<'_> {
+    type Out = Result<Vec<u32>, TrainError>;
+
+    fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
+        let model = model.valid();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut tokens = self.prompt.to_vec();
+        let mut out = Vec::with_capacity(self.max_tokens);
+        let ctx = self.ctx;
+        for _ in 0..self.max_tokens {
+            // The last `ctx` tokens; an empty prompt starts from token 0.
+            let window: Vec<i64> = if tokens.is_empty() {
+                vec![0]
+            } else {
+                tokens[tokens.len().saturating_sub(ctx)..]
+                    .iter()
+                    .map(|&x| i64::from(x))
+                    .collect()
+            };
+            let t = window.len();
+            let inputs = Tensor::<2, Int>::from_data(TensorData::new(window, [1, t]), self.device);
+            let logits = model.logits(inputs).narrow(1, t - 1, 1); // [1, 1, V]
+            let data = logits.into_data().convert::<f32>();
+            let logits = data
+                .as_slice::<f32>()
+                .map_err(|e| TrainError::HuggingFace {
+                    path: PathBuf::new(),
+                    message: format!("reading logits back: {e:?}"),
+                    hint: "report this as a bug".into(),
+                })?;
+            let next = pick(logits, self.temperature, self.top_k, &mut rng);
+            tokens.push(next);
+            out.push(next);
+        }
+        Ok(out)
+    }
+}
+
+/// The next token from `logits`: argmax at temperature 0, else a draw from the tempered
+/// softmax over the `top_k` largest (ties keep the lower id first).
+fn pick(logits: &[f32], temperature: f64, top_k: Option<usize>, rng: &mut impl Rng) -> u32 {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if temperature <= 0.0 || !temperature.is_finite() {
+        return order.first().map_or(0, |&i| i as u32);
+    }
+    order.truncate(top_k.unwrap_or(order.len()).clamp(1, logits.len().max(1)));
+    let top = f64::from(logits[order[0]]);
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((f64::from(logits[i]) - top) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (&i, w) in order.iter().zip(&weights) {
+        if u < *w {
+            return i as u32;
+        }
+        u -= w;
+    }
+    order.last().map_or(0, |&i| i as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_the_largest_and_top_one_is_greedy() {
+        let logits = [0.1f32, 2.0, -1.0, 2.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(pick(&logits, 0.0, None, &mut rng), 1);
+        for _ in 0..20 {
+            assert_eq!(pick(&logits, 1.0, Some(1), &mut rng), 1);
+        }
+    }
+
+    /// Over many draws at temperature 1 the shares follow the softmax: logits ln 1, ln 3 give
+    /// 1/4 and 3/4.
+    #[test]
+    fn sampling_follows_the_softmax() {
+        let logits = [0.0f32, 3f32.ln()];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let n = 20_000;
+        let ones = (0..n)
+            .filter(|_| pick(&logits, 1.0, None, &mut rng) == 1)
+            .count();
+        let share = ones as f64 / n as f64;
+        // 4.5 standard errors of a binomial share at p = 0.75.
+        assert!(
+            (share - 0.75).abs() < 4.5 * (0.75 * 0.25 / n as f64).sqrt(),
+            "{share}"
+        );
+    }
+}
