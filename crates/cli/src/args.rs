@@ -577,6 +577,10 @@ pub struct TrainArgs {
     /// Tokenizer: byte or bpe.
     #[arg(long)]
     pub tokenizer: Option<TokenizerKind>,
+    /// A Hugging Face tokenizer.json to use instead of training one (e.g. a transformers
+    /// GPT-2 directory's, with --init-from that directory).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer_file: Option<String>,
     /// Training budget in tokens.
     #[arg(long, conflicts_with = "flops")]
     pub tokens: Option<u64>,
@@ -631,6 +635,9 @@ impl TrainArgs {
         }
         set(&mut spec.data.corpus, self.corpus);
         set(&mut spec.data.tokenizer, self.tokenizer);
+        if self.tokenizer_file.is_some() {
+            spec.data.tokenizer_file = self.tokenizer_file.clone();
+        }
         if self.tokens.is_some() {
             spec.train.budget_tokens = self.tokens;
             spec.train.budget_flops = None;
