@@ -251,6 +251,9 @@ pub enum StudyCommand {
     /// Train one run of a study by its index in DIR/plan.json (an array task of a cluster
     /// scheduler): claimed like every run, recorded as a file.
     RunOne(StudyRunOneArgs),
+    /// Log every recorded run of a study to MLflow (those logged before are skipped), e.g.
+    /// after the server was down.
+    Sync(StudySyncArgs),
     /// Submit a study's runs still to do as a SLURM job array (or print a Kubernetes Indexed
     /// Job), one array task per run.
     Submit(StudySubmitArgs),
@@ -386,6 +389,8 @@ pub struct StudyRunArgs {
     /// When the study ends, write every run's TensorBoard event file into DIR/RUN_ID.
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
+    #[command(flatten)]
+    pub mlflow: MlflowFlags,
     /// Import the runs' records into the store, and train nothing (`study repair`).
     #[arg(skip)]
     pub import_only: bool,
@@ -402,6 +407,30 @@ pub struct StudyDirArgs {
     /// Print JSON (status).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where runs are logged to MLflow.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MlflowFlags {
+    /// Log to the MLflow tracking server at URI (default: $MLFLOW_TRACKING_URI when set): the
+    /// run's parameters, metrics and record, when it ends (a study: each run, when it ends).
+    /// A server that is down never fails the run: what was not sent is kept for
+    /// `scalelab study sync`.
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else the study's name, else
+    /// "scalelab").
+    #[arg(long, value_name = "NAME")]
+    pub mlflow_experiment: Option<String>,
+}
+
+/// `scalelab study sync`.
+#[derive(Debug, Args)]
+pub struct StudySyncArgs {
+    /// The study directory, or its TOML file.
+    pub study: PathBuf,
+    #[command(flatten)]
+    pub mlflow: MlflowFlags,
 }
 
 /// `scalelab study export`.
@@ -1001,6 +1030,8 @@ pub struct RunFlags {
     /// (`tensorboard --logdir DIR`).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
+    #[command(flatten)]
+    pub mlflow: MlflowFlags,
     /// Write into exactly this run directory instead of OUT/RUN_ID (used by `study run`; a
     /// classification spec must then name one run: no folds, or its `fold`).
     #[arg(long, hide = true)]

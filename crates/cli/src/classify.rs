@@ -261,7 +261,11 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             "record written to {}",
             options.run_dir.join("record.json").display()
         );
-        crate::export::after_run(&options.run_dir, args.run.tensorboard.as_deref())?;
+        crate::export::after_run(
+            &options.run_dir,
+            args.run.tensorboard.as_deref(),
+            &args.run.mlflow,
+        )?;
         records.push(record);
     }
     let diverged = records.iter().find_map(|r| match &r.status {
@@ -438,6 +442,7 @@ pub(crate) fn study(args: ClassifyStudyArgs) -> Result<ExitCode> {
         claim_timeout: None,
         device: None,
         tensorboard: None,
+        mlflow: Default::default(),
         import_only: false,
     })
 }

@@ -7,11 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use scalelab_spec::{ClassifyRecord, RunRecord};
+use std::time::Duration;
+
+use scalelab_track::mlflow::{Client, Logged};
 use scalelab_track::{Tracked, view, write_events};
 use scalelab_train::fsutil::write_atomic;
 use scalelab_train::{hf, lm_eval};
 
-use crate::args::{ExportArgs, ExportFormat};
+use crate::args::{ExportArgs, ExportFormat, MlflowFlags};
 
 /// A run's record, of either kind.
 pub(crate) enum AnyRecord {
@@ -96,13 +99,117 @@ pub(crate) fn recorded_runs(study_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-/// What every finished run writes for the trackers it was asked for (`--tensorboard`).
-pub(crate) fn after_run(run_dir: &Path, tensorboard: Option<&Path>) -> Result<()> {
+/// What every finished run writes for the trackers it was asked for (`--tensorboard`,
+/// `--mlflow`). MLflow failing never fails the run: it is said, and kept for a later sync.
+pub(crate) fn after_run(
+    run_dir: &Path,
+    tensorboard: Option<&Path>,
+    mlflow: &MlflowFlags,
+) -> Result<()> {
     if let Some(out) = tensorboard {
         let path = tensorboard_run(run_dir, out)?;
         eprintln!("TensorBoard events written to {}", path.display());
     }
+    if let Some(target) = MlflowTarget::of(mlflow, None)?
+        && let Err(e) = mlflow_run(&target, run_dir, &[])
+    {
+        eprintln!("warning: the run is trained and recorded, but not logged to MLflow: {e:#}");
+    }
     Ok(())
+}
+
+/// A tracking server and experiment to log to.
+pub(crate) struct MlflowTarget {
+    client: Client,
+    experiment: String,
+}
+
+/// A run's file that says what was not sent to MLflow, removed once it is.
+const MLFLOW_PENDING: &str = "mlflow-pending.json";
+
+impl MlflowTarget {
+    /// From `--mlflow` or MLFLOW_TRACKING_URI (none: no MLflow), the experiment from
+    /// `--mlflow-experiment`, MLFLOW_EXPERIMENT_NAME, `default` or "scalelab"; each request
+    /// gives up after MLFLOW_HTTP_REQUEST_TIMEOUT seconds (MLflow's own variable; default 10).
+    pub(crate) fn of(flags: &MlflowFlags, default: Option<&str>) -> Result<Option<Self>> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let Some(uri) = flags.mlflow.clone().or_else(|| env("MLFLOW_TRACKING_URI")) else {
+            return Ok(None);
+        };
+        let timeout = match env("MLFLOW_HTTP_REQUEST_TIMEOUT") {
+            None => 10.0,
+            Some(v) => v.parse::<f64>().ok().filter(|t| t.is_finite() && *t > 0.0 && *t <= 3600.0).with_context(|| {
+                format!("MLFLOW_HTTP_REQUEST_TIMEOUT = {v:?} is not a number of seconds from 0 to 3600\nhint: unset it (10 s) or set e.g. 30")
+            })?,
+        };
+        let experiment = flags
+            .mlflow_experiment
+            .clone()
+            .or_else(|| env("MLFLOW_EXPERIMENT_NAME"))
+            .or_else(|| default.map(str::to_string))
+            .unwrap_or_else(|| "scalelab".into());
+        let client = Client::new(&uri, Duration::from_secs_f64(timeout))?;
+        Ok(Some(Self { client, experiment }))
+    }
+}
+
+/// Logs the run at `run_dir` (its record, and `extra` files as artifacts); on failure keeps
+/// `mlflow-pending.json` in the run directory, saying where it was to go and why it did not.
+pub(crate) fn mlflow_run(
+    target: &MlflowTarget,
+    run_dir: &Path,
+    extra: &[PathBuf],
+) -> Result<Logged> {
+    let run = tracked(run_dir)?;
+    let mut artifacts = Vec::new();
+    for path in std::iter::once(run_dir.join("record.json")).chain(extra.iter().cloned()) {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "artifact".into(), |n| n.to_string_lossy().into_owned());
+        artifacts.push((name, bytes));
+    }
+    let pending = run_dir.join(MLFLOW_PENDING);
+    match target.client.log(&target.experiment, &run, &artifacts) {
+        Ok(logged) => {
+            if pending.exists() {
+                std::fs::remove_file(&pending)
+                    .with_context(|| format!("removing {}", pending.display()))?;
+            }
+            if let Logged::Now(id) = &logged {
+                eprintln!(
+                    "logged to MLflow {} (experiment {}, run {id})",
+                    target.client.uri(),
+                    target.experiment
+                );
+            }
+            Ok(logged)
+        }
+        Err(e) => {
+            let note = serde_json::json!({
+                "uri": target.client.uri(),
+                "experiment": target.experiment,
+                "error": e.to_string(),
+            });
+            write_atomic(&pending, serde_json::to_string_pretty(&note)?.as_bytes())?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Logs every recorded run of the study at `study_dir` (the report as an artifact of each),
+/// stopping at the first failure; returns (logged now, logged before).
+pub(crate) fn mlflow_study(target: &MlflowTarget, study_dir: &Path) -> Result<(usize, usize)> {
+    let report = study_dir.join("report.html");
+    let extra: Vec<PathBuf> = report.is_file().then_some(report).into_iter().collect();
+    let (mut now, mut before) = (0, 0);
+    for run_dir in recorded_runs(study_dir)? {
+        match mlflow_run(target, &run_dir, &extra)? {
+            Logged::Now(_) => now += 1,
+            Logged::Already(_) => before += 1,
+        }
+    }
+    Ok((now, before))
 }
 
 /// Writes the GPT run at `run_dir` as a `transformers` GPT-2 directory `out`: config.json,

@@ -144,6 +144,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             "run {id} is already trained ({}); pass --fresh to train it again",
             record_path.display()
         );
+        // Trackers asked for now still get it (MLflow skips a run it holds already).
+        export::after_run(&run_dir, args.run.tensorboard.as_deref(), &args.run.mlflow)?;
         return print_record(&record, args.run.json);
     }
     if args.fresh && run_dir.exists() {
@@ -204,7 +206,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     match outcome {
         Outcome::Finished(record) => {
             eprintln!("record written to {}", record_path.display());
-            export::after_run(&run_dir, args.run.tensorboard.as_deref())?;
+            export::after_run(&run_dir, args.run.tensorboard.as_deref(), &args.run.mlflow)?;
             let code = print_record(&record, args.run.json)?;
             Ok(code)
         }

@@ -20,7 +20,9 @@ use scalelab_sweep::{
     RunState, Store, StoredCurvePoint, StoredRun, StudyPlan, plan_study, study_vocab,
 };
 
-use crate::args::{StudyCommand, StudyDirArgs, StudyExportArgs, StudyFileArgs, StudyRunArgs};
+use crate::args::{
+    StudyCommand, StudyDirArgs, StudyExportArgs, StudyFileArgs, StudyRunArgs, StudySyncArgs,
+};
 use crate::{human, read_toml};
 
 mod cluster;
@@ -40,6 +42,7 @@ pub fn run(command: StudyCommand) -> Result<ExitCode> {
         StudyCommand::Status(args) => status(args),
         StudyCommand::Report(args) => report(args).map(|_| ExitCode::SUCCESS),
         StudyCommand::Export(args) => export(args),
+        StudyCommand::Sync(args) => sync(args),
         StudyCommand::Repair(args) => repair(&args.dir),
         StudyCommand::RunOne(args) => cluster::run_one(args),
         StudyCommand::Submit(args) => cluster::submit(args),
@@ -84,6 +87,7 @@ fn repair(dir: &Path) -> Result<ExitCode> {
         claim_timeout: None,
         device: None,
         tensorboard: None,
+        mlflow: Default::default(),
         import_only: true,
     })
 }
@@ -440,6 +444,20 @@ fn analysis_json(dir: &Path, a: &StudyAnalysis) -> serde_json::Value {
         obj.insert("notes_study".into(), serde_json::json!(a.notes));
     }
     value
+}
+
+/// `scalelab study sync`: every recorded run to MLflow.
+fn sync(args: StudySyncArgs) -> Result<ExitCode> {
+    let dir = study_dir(&args.study)?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let Some(target) = crate::export::MlflowTarget::of(&args.mlflow, name.as_deref())? else {
+        bail!(
+            "no MLflow server named\nhint: pass --mlflow URI (e.g. http://127.0.0.1:5000) or set MLFLOW_TRACKING_URI"
+        );
+    };
+    let (now, before) = crate::export::mlflow_study(&target, &dir)?;
+    println!("{now} runs logged to MLflow now, {before} logged before");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(args: StudyExportArgs) -> Result<ExitCode> {

@@ -323,3 +323,177 @@ fn generate_repeats_its_seed_and_compare_finds_the_known_answers() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("same windows"), "{}", stderr(&out));
 }
+
+/// A local `mlflow server` (SQLite store, artifacts proxied), stopped when dropped.
+struct MlflowServer {
+    child: std::process::Child,
+    uri: String,
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MlflowServer {
+    fn start(python: &Path, dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.join("mlflow-server.log")).unwrap();
+        let child = Command::new(python)
+            .args(["-m", "mlflow", "server", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.join("mlartifacts"))
+            .args(["--workers", "1"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            uri: format!("http://127.0.0.1:{port}"),
+        };
+        // Up when /health answers (a cold start of mlflow 3 takes several seconds).
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::Read;
+                let _ = write!(stream, "GET /health HTTP/1.0\r\n\r\n");
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.contains("200 OK") {
+                    return server;
+                }
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "mlflow server did not start: {}",
+                std::fs::read_to_string(dir.join("mlflow-server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+}
+
+const TINY_STUDY: &str = r#"
+name = "tiny"
+[model]
+ctx_len = 16
+aspect_ratio = 16
+head_dim = 8
+[sizes]
+depths = [1, 2]
+[budget]
+tokens = [8192]
+[train]
+batch_size = 4
+eval_every_tokens = 4096
+eval_tokens = 256
+[analysis]
+bootstrap = 0
+"#;
+
+/// Runs and studies logged to a real `mlflow server` (issue 21): every validation loss exact,
+/// parameters and the record artifact there, one MLflow run per scalelab run however often it
+/// is logged; a server that is down fails nothing and what it missed is synced later.
+#[test]
+fn mlflow_server_holds_every_logged_run_once_and_a_down_server_fails_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    // Down: nothing listens on port 1. The run succeeds, says so, and keeps what it missed.
+    let out = scalelab_line(
+        "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 16 --batch 2 --tokens 2048 --eval-every 1024 --eval-tokens 256 --threads 1 --out runs --mlflow http://127.0.0.1:1 --json -q",
+        cwd,
+    );
+    let down = run_id(&out);
+    assert!(
+        stderr(&out).contains("not logged to MLflow"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        cwd.join("runs")
+            .join(&down)
+            .join("mlflow-pending.json")
+            .is_file()
+    );
+    std::fs::write(cwd.join("tiny.toml"), TINY_STUDY).unwrap();
+    let out = scalelab_line(
+        "study run tiny.toml --dir tiny --jobs 2 --no-report --mlflow http://127.0.0.1:1",
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not all are logged to MLflow"),
+        "{}",
+        stderr(&out)
+    );
+    let Some(python) = python() else {
+        return;
+    };
+    let server = MlflowServer::start(&python, cwd);
+    let uri = server.uri.clone();
+    let lm = format!(
+        "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 16 --batch 2 --tokens 4096 --eval-every 1024 --eval-tokens 256 --threads 1 --out runs --mlflow {uri} --mlflow-experiment e1 --json -q"
+    );
+    let lm_id = run_id(&scalelab_line(&lm, cwd));
+    let classifier = run_id(&scalelab_line(
+        &format!(
+            "classify --preset mlp --samples 512 --threads 1 --out runs --mlflow {uri} --mlflow-experiment e1 --json"
+        ),
+        cwd,
+    ));
+    // The run the server missed: the same command again logs it (it is not retrained).
+    let out = scalelab_line(
+        &format!(
+            "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 16 --batch 2 --tokens 2048 --eval-every 1024 --eval-tokens 256 --threads 1 --out runs --mlflow {uri} --json -q"
+        ),
+        cwd,
+    );
+    assert_eq!(run_id(&out), down);
+    assert!(
+        !cwd.join("runs")
+            .join(&down)
+            .join("mlflow-pending.json")
+            .exists()
+    );
+    // Logged again (the run is already trained): found by its tag, not duplicated.
+    let out = scalelab_line(&lm, cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The study the server missed, synced now (its runs: experiment = the study's name).
+    let out = scalelab_line(&format!("study sync tiny --mlflow {uri}"), cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs logged to MLflow now"));
+    let out = scalelab_line(&format!("study sync tiny --mlflow {uri}"), cwd);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("0 runs logged to MLflow now, 2 logged before")
+    );
+    check(
+        &python,
+        "mlflow_check.py",
+        &[
+            &uri,
+            "e1",
+            &format!("runs/{lm_id}"),
+            &format!("runs/{classifier}"),
+        ],
+        cwd,
+    );
+    let study_runs: Vec<String> = std::fs::read_dir(cwd.join("tiny/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    let mut args = vec![uri.as_str(), "tiny"];
+    args.extend(study_runs.iter().map(String::as_str));
+    check(&python, "mlflow_check.py", &args, cwd);
+    drop(server);
+}

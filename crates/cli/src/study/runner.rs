@@ -296,6 +296,14 @@ pub(crate) fn run_planned(
             out.display()
         );
     }
+    if let Some(target) = crate::export::MlflowTarget::of(&args.mlflow, Some(name))? {
+        match crate::export::mlflow_study(&target, dir) {
+            Ok((now, before)) => eprintln!("MLflow: {now} runs logged now, {before} before"),
+            Err(e) => eprintln!(
+                "warning: the study's runs are recorded, but not all are logged to MLflow: {e:#}"
+            ),
+        }
+    }
     // A worker whose coordinator has gone imports what the workers recorded.
     if store.is_none()
         && let Some(_lock) = try_lock_study(dir)?
