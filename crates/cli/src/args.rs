@@ -53,8 +53,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Sample text from a trained language model.
     Generate(GenerateArgs),
-    /// Compare two language models on the same windows of a text: the mean loss difference,
-    /// its paired-bootstrap interval and p-value.
+    /// Compare two models on the same examples: language models on the same windows of a
+    /// text (mean loss difference, paired-bootstrap interval and p-value), classifiers on
+    /// their test set (accuracy difference, its interval, McNemar's exact test).
     Compare(CompareArgs),
 }
 
@@ -119,11 +120,13 @@ pub struct GenerateArgs {
 pub struct CompareArgs {
     /// Model A: a run directory or a transformers GPT-2 directory.
     pub a: PathBuf,
-    /// Model B, with A's tokenizer and context length.
+    /// Model B, with A's tokenizer and context length (classifiers: A's test set).
     pub b: PathBuf,
-    /// The UTF-8 text both are scored on, in the windows `eval` uses.
+    /// Language models: the UTF-8 text both are scored on, in the windows `eval` uses.
+    /// Classifiers compare their predictions on their shared test set (McNemar's test), kept
+    /// in each run's test_predictions.csv.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// Bootstrap resamples of the windows.
     #[arg(long, default_value_t = 2000)]
     pub bootstrap: usize,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use scalelab_analysis::paired::paired_bootstrap;
+use scalelab_analysis::paired::{mcnemar_exact, paired_bootstrap};
 use scalelab_train::lm_eval::{self, TrainedLm};
 
 use crate::args::{CompareArgs, EvalArgs, GenerateArgs};
@@ -163,15 +163,33 @@ pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
             args.bootstrap
         );
     }
+    let classifier = |dir: &Path| {
+        matches!(
+            crate::export::read_record(dir),
+            Ok(crate::export::AnyRecord::Classifier(..))
+        )
+    };
+    match (classifier(&args.a), classifier(&args.b)) {
+        (true, true) => return compare_classifiers(&args),
+        (false, false) => {}
+        _ => bail!(
+            "{} and {} are not the same kind of run (one is a classifier)\nhint: compare two language models or two classifiers",
+            args.a.display(),
+            args.b.display()
+        ),
+    }
+    let Some(data) = args.data.as_deref() else {
+        bail!("comparing language models needs --data FILE, the text both are scored on");
+    };
     let (a, b) = (load(&args.a)?, load(&args.b)?);
-    let (tokens_a, bytes) = tokens_of(&a, &args.data)?;
-    let (tokens_b, _) = tokens_of(&b, &args.data)?;
+    let (tokens_a, bytes) = tokens_of(&a, data)?;
+    let (tokens_b, _) = tokens_of(&b, data)?;
     if tokens_a != tokens_b || a.config.ctx_len != b.config.ctx_len {
         bail!(
             "{} and {} do not see the same windows of {} (their tokenizers or context lengths differ: ctx {} and {})\nhint: compare models with the same tokenizer and context, so that each example is the same sequence for both",
             a.id,
             b.id,
-            args.data.display(),
+            data.display(),
             a.config.ctx_len,
             b.config.ctx_len
         );
@@ -182,7 +200,7 @@ pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
     let Some(result) = paired_bootstrap(&la, &lb, args.bootstrap, args.level, args.seed) else {
         bail!(
             "{} has {} window(s) of {} tokens; a paired comparison needs at least 2\nhint: give a longer text",
-            args.data.display(),
+            data.display(),
             la.len(),
             a.config.ctx_len + 1
         );
@@ -194,7 +212,7 @@ pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
         let out = serde_json::json!({
             "a": a.id,
             "b": b.id,
-            "data": args.data.display().to_string(),
+            "data": data.display().to_string(),
             "test": "paired bootstrap over windows",
             "windows": result.n,
             "ctx": a.config.ctx_len,
@@ -229,6 +247,102 @@ pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
             100.0 * args.level,
             result.n,
             result.p_value,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A classifier run's predictions on its test set: (label, correct) per target.
+fn test_predictions(dir: &Path) -> Result<Vec<(u32, bool)>> {
+    let path = dir.join(scalelab_train::classify::TEST_PREDICTIONS);
+    if !path.is_file() {
+        bail!(
+            "{} has no {} (runs trained before scalelab kept their test predictions)\nhint: train the run again with --fresh",
+            dir.display(),
+            scalelab_train::classify::TEST_PREDICTIONS
+        );
+    }
+    let (mut reader, _, index) = crate::open_csv(
+        &path,
+        &["label", "correct"],
+        "the file is written by every classifier run; train the run again with --fresh",
+    )?;
+    let mut rows = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("reading {} row {}", path.display(), i + 2))?;
+        let field = |k: usize| -> Result<u32> {
+            row.get(index[k])
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| {
+                    format!(
+                        "{} row {}: `{}` is not a count",
+                        path.display(),
+                        i + 2,
+                        row.get(index[k]).unwrap_or("")
+                    )
+                })
+        };
+        rows.push((field(0)?, field(1)? == 1));
+    }
+    Ok(rows)
+}
+
+/// `scalelab compare` of two classifiers: McNemar's exact test on their test predictions,
+/// and the paired bootstrap's interval of the accuracy difference.
+fn compare_classifiers(args: &CompareArgs) -> Result<ExitCode> {
+    let (a, b) = (test_predictions(&args.a)?, test_predictions(&args.b)?);
+    let labels = |p: &[(u32, bool)]| p.iter().map(|r| r.0).collect::<Vec<_>>();
+    if labels(&a) != labels(&b) {
+        bail!(
+            "{} and {} were not tested on the same examples ({} and {} test targets, labels differ)\nhint: compare runs of the same data set and split (the same dataset, data_dir and seed of the split)",
+            args.a.display(),
+            args.b.display(),
+            a.len(),
+            b.len()
+        );
+    }
+    let correct = |p: &[(u32, bool)]| {
+        p.iter()
+            .map(|r| f64::from(u8::from(r.1)))
+            .collect::<Vec<_>>()
+    };
+    let (ca, cb) = (correct(&a), correct(&b));
+    let only_a = a.iter().zip(&b).filter(|(x, y)| x.1 && !y.1).count() as u64;
+    let only_b = a.iter().zip(&b).filter(|(x, y)| !x.1 && y.1).count() as u64;
+    let p_value = mcnemar_exact(only_a, only_b);
+    let Some(result) = paired_bootstrap(&ca, &cb, args.bootstrap, args.level, args.seed) else {
+        bail!("the test sets have fewer than 2 examples; nothing to compare");
+    };
+    let n = ca.len() as f64;
+    let (acc_a, acc_b) = (ca.iter().sum::<f64>() / n, cb.iter().sum::<f64>() / n);
+    let interval = result.interval.map(|i| [i.lo, i.hi]);
+    if args.json {
+        let out = serde_json::json!({
+            "a": args.a.display().to_string(),
+            "b": args.b.display().to_string(),
+            "test": "McNemar exact",
+            "examples": result.n,
+            "accuracy_a": acc_a,
+            "accuracy_b": acc_b,
+            "difference": result.mean_difference,
+            "interval": interval,
+            "level": args.level,
+            "only_a_right": only_a,
+            "only_b_right": only_b,
+            "p_value": p_value,
+            "bootstrap": args.bootstrap,
+            "seed": args.seed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "A {}: accuracy {acc_a:.4}; B {}: {acc_b:.4}; A - B = {:+.4} [{}] ({:.0}% paired bootstrap over {} test examples); only A right {only_a}, only B right {only_b}: McNemar exact p = {p_value:.4}",
+            args.a.display(),
+            args.b.display(),
+            result.mean_difference,
+            interval.map_or("-".into(), |[lo, hi]| format!("{lo:+.4}, {hi:+.4}")),
+            100.0 * args.level,
+            result.n,
         );
     }
     Ok(ExitCode::SUCCESS)

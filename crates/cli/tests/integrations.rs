@@ -497,3 +497,45 @@ fn mlflow_server_holds_every_logged_run_once_and_a_down_server_fails_nothing() {
     check(&python, "mlflow_check.py", &args, cwd);
     drop(server);
 }
+
+/// `compare` of classifiers: McNemar's exact test on the runs' shared test predictions; a run
+/// against itself shows nothing, a run trained 32 times longer is found better.
+#[test]
+fn compare_classifiers_with_mcnemar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let train = |samples: u32| {
+        run_id(&scalelab_line(
+            &format!("classify --preset mlp --samples {samples} --threads 1 --out runs --json"),
+            cwd,
+        ))
+    };
+    let (short, long) = (train(128), train(4096));
+    let compare = |a: &str, b: &str| {
+        let out = scalelab_line(&format!("compare runs/{a} runs/{b} --bootstrap 999 --json"), cwd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let same = compare(&short, &short);
+    assert_eq!(same["difference"].as_f64(), Some(0.0));
+    assert_eq!(same["p_value"].as_f64(), Some(1.0));
+    assert_eq!(same["only_a_right"].as_u64(), Some(0));
+    let planted = compare(&short, &long);
+    let _ = writeln!(std::io::stderr(), "{planted}");
+    assert!(planted["difference"].as_f64().unwrap() < 0.0, "{planted}");
+    assert!(planted["p_value"].as_f64().unwrap() < 0.01, "{planted}");
+    assert!(planted["interval"][1].as_f64().unwrap() < 0.0, "{planted}");
+    // The accuracies are the records' test accuracies.
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cwd.join("runs").join(&long).join("record.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(planted["accuracy_b"], record["test"]["accuracy"]);
+    // A classifier and a language model are not compared.
+    let lm = run_id(&scalelab_line(
+        "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 16 --batch 2 --tokens 1024 --eval-every 1024 --eval-tokens 256 --threads 1 --out runs --json -q",
+        cwd,
+    ));
+    let out = scalelab_line(&format!("compare runs/{short} runs/{lm} --data x"), cwd);
+    assert!(stderr(&out).contains("not the same kind"), "{}", stderr(&out));
+}

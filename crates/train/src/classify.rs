@@ -401,7 +401,11 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         stopped_early: run.stopped_early,
         train: evaluate(&kept, train),
         validation: evaluate(&kept, val),
-        test: evaluate(&kept, test),
+        test: {
+            let (probs, targets) = predict(&kept, test);
+            write_test_predictions(&options.run_dir, &probs, &targets, test.n_classes())?;
+            class_metrics(&probs, &targets, test.n_classes())
+        },
         next_sentence: match [train, val, test].map(|set| second_accuracy(&kept, set)) {
             [Some(train), Some(validation), Some(test)] => Some(SplitAccuracy {
                 train,
@@ -438,6 +442,27 @@ fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> (Vec<
         targets.extend(batch.labels().iter().map(|&l| l as u32));
     }
     (probs, targets)
+}
+
+/// The file of a classifier run's predictions on its test set, one row per test target in
+/// a fixed order: `example,label,predicted,correct` (what a paired comparison of two runs on
+/// the same test set reads: `scalelab compare`).
+pub const TEST_PREDICTIONS: &str = "test_predictions.csv";
+
+/// Writes [`TEST_PREDICTIONS`] (atomically) from the kept weights' class probabilities.
+fn write_test_predictions(
+    run_dir: &std::path::Path,
+    probs: &[f32],
+    targets: &[u32],
+    n_classes: usize,
+) -> Result<(), TrainError> {
+    let mut text = String::from("example,label,predicted,correct\n");
+    for (i, (row, &label)) in probs.chunks(n_classes.max(1)).zip(targets).enumerate() {
+        let (predicted, _) = crate::metrics::predicted_class(row);
+        let correct = u8::from(predicted == label as usize);
+        text.push_str(&format!("{i},{label},{predicted},{correct}\n"));
+    }
+    crate::fsutil::write_atomic(&run_dir.join(TEST_PREDICTIONS), text.as_bytes())
 }
 
 fn evaluate<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> ClassMetrics {

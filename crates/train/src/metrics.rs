@@ -13,6 +13,16 @@ pub const ECE_BINS: usize = 15;
 /// 13,065-word vocabulary made a 5.6 GB record). The macro averages are computed all the same.
 pub const MAX_TABULATED_CLASSES: usize = 256;
 
+/// The predicted class of one row of class probabilities and its probability: the most
+/// probable, the first of equals.
+pub fn predicted_class(row: &[f32]) -> (usize, f32) {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (c, &p)| {
+            if p > best.1 { (c, p) } else { best }
+        })
+}
+
 /// Metrics of `probs` (`[n, k]` row-major, each row a distribution) against `labels`.
 pub fn class_metrics(probs: &[f32], labels: &[u32], k: usize) -> ClassMetrics {
     let n = labels.len();
@@ -24,12 +34,7 @@ pub fn class_metrics(probs: &[f32], labels: &[u32], k: usize) -> ClassMetrics {
     let mut loss = 0.0;
     let mut bins = vec![(0u64, 0.0f64, 0.0f64); ECE_BINS]; // (count, Σ confidence, Σ correct)
     for (row, &label) in probs.chunks_exact(k.max(1)).zip(labels) {
-        let (predicted, confidence) =
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (c, &p)| {
-                    if p > best.1 { (c, p) } else { best }
-                });
+        let (predicted, confidence) = predicted_class(row);
         let label = label as usize;
         if tabulate {
             confusion[label][predicted] += 1;
