@@ -67,8 +67,12 @@ pub struct EvalArgs {
     pub run: PathBuf,
     /// The UTF-8 text to score, whole: windows start every ctx tokens and each predicts its
     /// next ctx tokens; a last window shorter than ctx + 1 tokens is dropped.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "task")]
+    pub data: Option<PathBuf>,
+    /// Score the run's own synthetic task on its held-out examples instead: exact match,
+    /// token accuracy, edit distance, log-probability and Brier score.
+    #[arg(long, conflicts_with = "data")]
+    pub task: bool,
     /// Windows per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,

@@ -60,8 +60,33 @@ pub(crate) fn eval(args: EvalArgs) -> Result<ExitCode> {
     set_threads(args.threads)?;
     let batch = check_batch(args.batch)?;
     let lm = load(&args.run)?;
-    let (tokens, bytes) = tokens_of(&lm, &args.data)?;
     let (device, _) = crate::device::open(args.device.unwrap_or_default())?;
+    let Some(data) = args.data.as_deref() else {
+        let Some(task) = &lm.task else {
+            bail!(
+                "run {} trained on no synthetic task, so it has no held-out task examples\nhint: score it on a text with --data FILE",
+                lm.id
+            );
+        };
+        let metrics = lm_eval::task_metrics(&lm, task, &device)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&metrics)?);
+        } else {
+            println!(
+                "{} on {} ({} held-out examples): exact match {:.4}, token accuracy {:.4}, edit distance {:.4}, log-probability {:.4}, Brier {:.4}",
+                lm.id,
+                task.describe(),
+                metrics.examples,
+                metrics.exact_match,
+                metrics.token_accuracy,
+                metrics.edit_distance,
+                metrics.log_prob,
+                metrics.brier
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (tokens, bytes) = tokens_of(&lm, data)?;
     let losses = lm_eval::window_losses(&lm, &tokens, batch, &device)?;
     let windows = losses.len();
     let loss = losses.iter().sum::<f64>() / windows as f64;
@@ -70,7 +95,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<ExitCode> {
     if args.json {
         let out = serde_json::json!({
             "model": lm.id,
-            "data": args.data.display().to_string(),
+            "data": data.display().to_string(),
             "loss": loss,
             "bits_per_byte": bpb,
             "windows": windows,
@@ -85,7 +110,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<ExitCode> {
             "{}: {loss:.4} nats/token, {bpb:.4} bits/byte over {} tokens of {} ({windows} windows of {ctx})",
             lm.id,
             windows * ctx,
-            args.data.display()
+            data.display()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -512,7 +512,10 @@ fn compare_classifiers_with_mcnemar() {
     };
     let (short, long) = (train(128), train(4096));
     let compare = |a: &str, b: &str| {
-        let out = scalelab_line(&format!("compare runs/{a} runs/{b} --bootstrap 999 --json"), cwd);
+        let out = scalelab_line(
+            &format!("compare runs/{a} runs/{b} --bootstrap 999 --json"),
+            cwd,
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
@@ -537,5 +540,51 @@ fn compare_classifiers_with_mcnemar() {
         cwd,
     ));
     let out = scalelab_line(&format!("compare runs/{short} runs/{lm} --data x"), cwd);
-    assert!(stderr(&out).contains("not the same kind"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not the same kind"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `eval --task` scores a run's own task on its held-out examples to the values its record's
+/// last evaluation holds (the same weights, the same examples).
+#[test]
+fn eval_task_repeats_the_records_last_task_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::write(
+        cwd.join("copy.toml"),
+        "[model]\nctx_len = 6\nn_layers = 1\nd_model = 16\nn_heads = 2\n[task]\nname = \"copy\"\nlength = 3\ntest_size = 50\n[train]\nbatch_size = 8\nbudget_tokens = 4096\neval_every_tokens = 2048\n",
+    )
+    .unwrap();
+    let out = scalelab_line("train -c copy.toml --threads 1 --out runs --json -q", cwd);
+    let id = run_id(&out);
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let curve = record["curve"].as_array().unwrap();
+    let last = &curve[curve.len() - 1]["task_test"];
+    let out = scalelab_line(&format!("eval runs/{id} --task --threads 1 --json"), cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let metrics: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "examples",
+        "exact_match",
+        "token_accuracy",
+        "edit_distance",
+        "log_prob",
+        "brier",
+    ] {
+        assert_eq!(metrics[key], last[key], "{key}: {metrics} vs {last}");
+    }
+    // A run without a task says so.
+    let plain = run_id(&scalelab_line(
+        "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 16 --batch 2 --tokens 1024 --eval-every 1024 --eval-tokens 256 --threads 1 --out runs --json -q",
+        cwd,
+    ));
+    let out = scalelab_line(&format!("eval runs/{plain} --task"), cwd);
+    assert!(
+        stderr(&out).contains("no synthetic task"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scalelab_data::Tokenizer;
 use scalelab_models::{LanguageModel, SeededInit, UseLanguageModel, build_language_model};
-use scalelab_spec::{LmConfig, RunRecord, TokenizerSpec};
+use scalelab_spec::{LmConfig, RunRecord, TaskConfig, TaskMetrics, TokenizerSpec};
 
 use crate::TrainError;
 use crate::checkpoint::load_bytes;
@@ -38,6 +38,8 @@ pub struct TrainedLm {
     pub dir: PathBuf,
     /// What scalelab computes differently from where the model came from.
     pub warnings: Vec<String>,
+    /// The synthetic task the run trained on, if any.
+    pub task: Option<TaskConfig>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
@@ -93,6 +95,7 @@ pub fn load(dir: &Path) -> Result<TrainedLm, TrainError> {
         tokenizer,
         dir: dir.to_path_buf(),
         warnings: Vec::new(),
+        task: record.config.task.clone(),
     })
 }
 
@@ -131,6 +134,7 @@ fn load_hf(dir: &Path) -> Result<TrainedLm, TrainError> {
         tokenizer,
         dir: dir.to_path_buf(),
         warnings,
+        task: None,
     })
 }
 
@@ -157,6 +161,34 @@ pub fn window_losses(
             device,
         },
     )?
+}
+
+/// The five task metrics of `lm` on the held-out examples of `task` (the split its run
+/// trained beside), as the run's own evaluations compute them.
+pub fn task_metrics(
+    lm: &TrainedLm,
+    task: &TaskConfig,
+    device: &Device,
+) -> Result<TaskMetrics, TrainError> {
+    struct Task<'a> {
+        examples: &'a [scalelab_data::Example],
+        device: &'a Device,
+    }
+    impl UseLanguageModel for Task<'_> {
+        type Out = TaskMetrics;
+        fn language_model<M: LanguageModel>(self, model: M) -> TaskMetrics {
+            crate::evaluate_task(&model.valid(), self.examples, self.device)
+        }
+    }
+    let data = scalelab_data::TaskData::generate(task);
+    with_model(
+        lm,
+        device,
+        Task {
+            examples: &data.test,
+            device,
+        },
+    )
 }
 
 /// Samples `max_tokens` tokens after `prompt` (ids): at temperature 0 the most likely token
