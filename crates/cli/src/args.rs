@@ -76,16 +76,23 @@ pub struct EvalArgs {
     /// Windows per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    #[command(flatten)]
+    pub host: HostFlags,
+    /// Print JSON: loss (nats per token), bits_per_byte, windows, ctx, tokens_scored,
+    /// text_tokens, text_bytes.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where a trained model runs.
+#[derive(Debug, Args)]
+pub struct HostFlags {
     /// Threads of the tensor backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// cpu, or gpu (a build with `--features gpu`).
     #[arg(long)]
     pub device: Option<scalelab_spec::TrainDevice>,
-    /// Print JSON: loss (nats per token), bits_per_byte, windows, ctx, tokens_scored,
-    /// text_tokens, text_bytes.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `scalelab generate`.
@@ -108,12 +115,8 @@ pub struct GenerateArgs {
     /// Seed of the sampler: the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Threads of the tensor backend (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// cpu, or gpu (a build with `--features gpu`).
-    #[arg(long)]
-    pub device: Option<scalelab_spec::TrainDevice>,
+    #[command(flatten)]
+    pub host: HostFlags,
     /// Print JSON: completion, tokens (ids), and the settings.
     #[arg(long)]
     pub json: bool,
@@ -143,12 +146,8 @@ pub struct CompareArgs {
     /// Windows per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Threads of the tensor backend (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// cpu, or gpu (a build with `--features gpu`).
-    #[arg(long)]
-    pub device: Option<scalelab_spec::TrainDevice>,
+    #[command(flatten)]
+    pub host: HostFlags,
     /// Print JSON: loss_a, loss_b, difference (A − B, nats per token), interval, level,
     /// p_value, windows.
     #[arg(long)]

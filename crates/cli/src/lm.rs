@@ -57,10 +57,10 @@ fn bits_per_byte(loss: f64, tokens: usize, bytes: usize) -> f64 {
 
 /// `scalelab eval`.
 pub(crate) fn eval(args: EvalArgs) -> Result<ExitCode> {
-    set_threads(args.threads)?;
+    set_threads(args.host.threads)?;
     let batch = check_batch(args.batch)?;
     let lm = load(&args.run)?;
-    let (device, _) = crate::device::open(args.device.unwrap_or_default())?;
+    let (device, _) = crate::device::open(args.host.device.unwrap_or_default())?;
     let Some(data) = args.data.as_deref() else {
         let Some(task) = &lm.task else {
             bail!(
@@ -118,7 +118,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<ExitCode> {
 
 /// `scalelab generate`.
 pub(crate) fn generate(args: GenerateArgs) -> Result<ExitCode> {
-    set_threads(args.threads)?;
+    set_threads(args.host.threads)?;
     if !(args.temperature.is_finite() && args.temperature >= 0.0) {
         bail!(
             "invalid value for `--temperature`: {}\nhint: use 0 (always the most likely token) or a positive number such as 0.8",
@@ -144,7 +144,7 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<ExitCode> {
             lm.config.vocab_size
         );
     }
-    let (device, _) = crate::device::open(args.device.unwrap_or_default())?;
+    let (device, _) = crate::device::open(args.host.device.unwrap_or_default())?;
     let ids = lm_eval::generate(
         &lm,
         &prompt,
@@ -174,7 +174,7 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<ExitCode> {
 
 /// `scalelab compare`.
 pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
-    set_threads(args.threads)?;
+    set_threads(args.host.threads)?;
     let batch = check_batch(args.batch)?;
     if !(args.level > 0.0 && args.level < 1.0) {
         bail!(
@@ -219,7 +219,7 @@ pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
             b.config.ctx_len
         );
     }
-    let (device, _) = crate::device::open(args.device.unwrap_or_default())?;
+    let (device, _) = crate::device::open(args.host.device.unwrap_or_default())?;
     let la = lm_eval::window_losses(&a, &tokens_a, batch, &device)?;
     let lb = lm_eval::window_losses(&b, &tokens_b, batch, &device)?;
     let Some(result) = paired_bootstrap(&la, &lb, args.bootstrap, args.level, args.seed) else {

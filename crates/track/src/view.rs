@@ -149,10 +149,27 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Param
     }
 }
 
-fn status(status: &RunStatus) -> TrackedStatus {
-    match status {
-        RunStatus::Completed => TrackedStatus::Completed,
-        RunStatus::Diverged { .. } => TrackedStatus::Diverged,
+/// Any record as tracked: its envelope's parameters and its kind's FLOPs per unit (`cost`),
+/// its metrics, its start and end.
+fn tracked<C: Serialize + RecordKind, R>(
+    record: &Record<C, R>,
+    cost: (&str, f64),
+    metrics: Vec<Metric>,
+    (start_time, end_time): (f64, f64),
+) -> Tracked {
+    let mut params = envelope_params(record);
+    params.push((cost.0.to_string(), ParamValue::Number(cost.1)));
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    Tracked {
+        run_id: record.run_id.clone(),
+        params,
+        metrics,
+        start_time,
+        end_time,
+        status: match record.status {
+            RunStatus::Completed => TrackedStatus::Completed,
+            RunStatus::Diverged { .. } => TrackedStatus::Diverged,
+        },
     }
 }
 
@@ -207,20 +224,8 @@ pub fn from_lm(record: &RunRecord) -> Tracked {
     if let Some(bpb) = record.result.final_val_bpb {
         push("final/bpb/val", last, bpb, end);
     }
-    let mut params = envelope_params(record);
-    params.push((
-        "flops_per_token".into(),
-        ParamValue::Number(record.result.flops_per_token),
-    ));
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    Tracked {
-        run_id: record.run_id.clone(),
-        params,
-        metrics,
-        start_time: start,
-        end_time: end,
-        status: status(&record.status),
-    }
+    let cost = ("flops_per_token", record.result.flops_per_token);
+    tracked(record, cost, metrics, (start, end))
 }
 
 /// A classifier's record: every curve point keyed by training samples (the losses and
@@ -266,20 +271,8 @@ pub fn from_classifier(record: &ClassifyRecord, end_time: f64) -> Tracked {
             push(&format!("final/{split}/{name}"), last, value);
         }
     }
-    let mut params = envelope_params(record);
-    params.push((
-        "flops_per_sample".into(),
-        ParamValue::Number(record.result.flops_per_sample),
-    ));
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    Tracked {
-        run_id: record.run_id.clone(),
-        params,
-        metrics,
-        start_time: start,
-        end_time,
-        status: status(&record.status),
-    }
+    let cost = ("flops_per_sample", record.result.flops_per_sample);
+    tracked(record, cost, metrics, (start, end_time))
 }
 
 #[cfg(test)]

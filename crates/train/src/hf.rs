@@ -298,6 +298,26 @@ pub fn lm_config(config: &Value, path: &Path) -> Result<(LmConfig, Vec<String>),
     ))
 }
 
+/// The GPT shape of the `transformers` directory `dir` (its `config.json`), with warnings.
+pub fn read_config(dir: &Path) -> Result<(LmConfig, Vec<String>), TrainError> {
+    let path = dir.join(HF_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        refuse(
+            dir,
+            format!("cannot read {}: {e}", path.display()),
+            "give a transformers model directory (save_pretrained writes config.json)",
+        )
+    })?;
+    let config: Value = serde_json::from_str(&text).map_err(|e| {
+        refuse(
+            dir,
+            format!("{} does not parse: {e}", path.display()),
+            "check the file",
+        )
+    })?;
+    lm_config(&config, &path)
+}
+
 /// A GPT run's weights (scalelab's safetensors) in GPT-2's names and layout.
 pub fn to_gpt2(ours: &[u8], model: &LmConfig, path: &Path) -> Result<Vec<u8>, TrainError> {
     let st = read_safetensors(ours, path)?;

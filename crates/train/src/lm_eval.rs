@@ -21,7 +21,7 @@ use scalelab_spec::{LmConfig, RunRecord, TaskConfig, TaskMetrics, TokenizerSpec}
 
 use crate::TrainError;
 use crate::checkpoint::load_bytes;
-use crate::hf::{self, HF_CONFIG, HF_WEIGHTS};
+use crate::hf::{self, HF_WEIGHTS};
 use crate::transfer::WEIGHTS_FILE;
 
 /// A trained language model's shape, weights (in scalelab's layout) and tokenizer.
@@ -101,14 +101,7 @@ pub fn load(dir: &Path) -> Result<TrainedLm, TrainError> {
 
 /// Loads a `transformers` GPT-2 directory.
 fn load_hf(dir: &Path) -> Result<TrainedLm, TrainError> {
-    let config_path = dir.join(HF_CONFIG);
-    let config: serde_json::Value = serde_json::from_slice(&read(&config_path)?).map_err(|e| {
-        not_a_model(
-            dir,
-            format!("{} does not parse: {e}", config_path.display()),
-        )
-    })?;
-    let (model, warnings) = hf::lm_config(&config, &config_path)?;
+    let (model, warnings) = hf::read_config(dir)?;
     let weights_path = dir.join(HF_WEIGHTS);
     let theirs = read(&weights_path)?;
     let id = hf::weights_id(&theirs);
@@ -270,14 +263,7 @@ impl UseLanguageModel for Score<'_> {
             let logp = log_softmax(model.logits(inputs), 2); // [B, T, V]
             let picked = logp.gather(2, targets.reshape([b, t, 1])); // [B, T, 1]
             let per_window = picked.reshape([b, t]).mean_dim(1).neg(); // [B, 1]
-            let values = per_window.into_data().convert::<f32>();
-            let values = values
-                .as_slice::<f32>()
-                .map_err(|e| TrainError::HuggingFace {
-                    path: PathBuf::new(),
-                    message: format!("reading losses back: {e:?}"),
-                    hint: "report this as a bug".into(),
-                })?;
+            let values = floats(per_window.into_data())?;
             losses.extend(values.iter().map(|&x| f64::from(x)));
         }
         Ok(losses)
@@ -316,20 +302,24 @@ impl UseLanguageModel for Sample<'_> {
             let t = window.len();
             let inputs = Tensor::<2, Int>::from_data(TensorData::new(window, [1, t]), self.device);
             let logits = model.logits(inputs).narrow(1, t - 1, 1); // [1, 1, V]
-            let data = logits.into_data().convert::<f32>();
-            let logits = data
-                .as_slice::<f32>()
-                .map_err(|e| TrainError::HuggingFace {
-                    path: PathBuf::new(),
-                    message: format!("reading logits back: {e:?}"),
-                    hint: "report this as a bug".into(),
-                })?;
-            let next = pick(logits, self.temperature, self.top_k, &mut rng);
+            let logits = floats(logits.into_data())?;
+            let next = pick(&logits, self.temperature, self.top_k, &mut rng);
             tokens.push(next);
             out.push(next);
         }
         Ok(out)
     }
+}
+
+/// A tensor's values read back as f32.
+fn floats(data: TensorData) -> Result<Vec<f32>, TrainError> {
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| TrainError::HuggingFace {
+            path: PathBuf::new(),
+            message: format!("reading values back from the device: {e:?}"),
+            hint: "report this as a bug".into(),
+        })
 }
 
 /// The next token from `logits`: argmax at temperature 0, else a draw from the tempered

@@ -146,22 +146,7 @@ fn read_hf_parent(dir: &Path) -> Result<Parent, TrainError> {
 
 /// The GPT shape of the `transformers` GPT-2 directory `dir`, its warnings said on stderr.
 fn hf_shape(dir: &Path) -> Result<scalelab_spec::LmConfig, TrainError> {
-    let path = dir.join(crate::hf::HF_CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        parent_error(
-            dir,
-            format!("cannot read {}: {e}", path.display()),
-            "check the directory",
-        )
-    })?;
-    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        parent_error(
-            dir,
-            format!("{} does not parse: {e}", path.display()),
-            "check the file",
-        )
-    })?;
-    let (shape, warnings) = crate::hf::lm_config(&config, &path)?;
+    let (shape, warnings) = crate::hf::read_config(dir)?;
     for warning in warnings {
         eprintln!("warning: {}: {warning}", dir.display());
     }
