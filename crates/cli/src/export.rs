@@ -197,6 +197,81 @@ pub(crate) fn mlflow_run(
     }
 }
 
+/// The trackers of a study run: each run's events and MLflow run as it is recorded, and at
+/// the end whatever other workers recorded meanwhile. Once MLflow failed, it is not asked
+/// again in this study run (a down server costs one failed request).
+pub(crate) struct StudyTrackers {
+    dir: PathBuf,
+    tensorboard: Option<PathBuf>,
+    mlflow: Option<MlflowTarget>,
+    mlflow_failed: bool,
+}
+
+impl StudyTrackers {
+    /// The trackers `study run` was asked for, for the study `name` in `dir`.
+    pub(crate) fn of(
+        dir: &Path,
+        name: &str,
+        tensorboard: Option<&Path>,
+        mlflow: &MlflowFlags,
+    ) -> Result<Self> {
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            tensorboard: tensorboard.map(Path::to_path_buf),
+            mlflow: MlflowTarget::of(mlflow, Some(name))?,
+            mlflow_failed: false,
+        })
+    }
+
+    /// Run `run_id` was recorded: its event file, its MLflow run. Failures are said, never
+    /// raised: the run is recorded.
+    pub(crate) fn recorded(&mut self, run_id: &str) {
+        let run_dir = self.dir.join("runs").join(run_id);
+        if let Some(out) = &self.tensorboard
+            && let Err(e) = tensorboard_run(&run_dir, &out.join(run_id))
+        {
+            eprintln!("warning: run {run_id}: no TensorBoard events: {e:#}");
+        }
+        if let Some(target) = &self.mlflow
+            && !self.mlflow_failed
+            && let Err(e) = mlflow_run(target, &run_dir, &[])
+        {
+            self.mlflow_failed = true;
+            eprintln!(
+                "warning: run {run_id} is recorded, but not logged to MLflow, and no more runs of this study run will be tried: {e:#}"
+            );
+        }
+    }
+
+    /// The study run ends: every recorded run's events and MLflow run (those logged already
+    /// are found and skipped), unless MLflow failed.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        if let Some(out) = &self.tensorboard {
+            let n = tensorboard_study(&self.dir, out)?;
+            eprintln!("TensorBoard events of {n} runs under {}", out.display());
+        }
+        if let Some(target) = &self.mlflow {
+            if self.mlflow_failed {
+                eprintln!(
+                    "warning: not all of the study's runs are logged to MLflow; `scalelab study sync {} --mlflow {}` sends them",
+                    self.dir.display(),
+                    target.client.uri()
+                );
+            } else {
+                match mlflow_study(target, &self.dir) {
+                    Ok((now, before)) => {
+                        eprintln!("MLflow: {now} runs logged at the end, {before} before")
+                    }
+                    Err(e) => eprintln!(
+                        "warning: the study's runs are recorded, but not all are logged to MLflow: {e:#}"
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Logs every recorded run of the study at `study_dir` (the report as an artifact of each),
 /// stopping at the first failure; returns (logged now, logged before).
 pub(crate) fn mlflow_study(target: &MlflowTarget, study_dir: &Path) -> Result<(usize, usize)> {

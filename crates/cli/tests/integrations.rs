@@ -432,8 +432,15 @@ fn mlflow_server_holds_every_logged_run_once_and_a_down_server_fails_nothing() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("not all are logged to MLflow"),
+        stderr(&out).contains("no more runs of this study run will be tried"),
         "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("study sync"), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("not logged to MLflow").count(),
+        1,
+        "one failed request for the whole study: {}",
         stderr(&out)
     );
     let Some(python) = python() else {
@@ -476,6 +483,20 @@ fn mlflow_server_holds_every_logged_run_once_and_a_down_server_fails_nothing() {
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("0 runs logged to MLflow now, 2 logged before")
+    );
+    // A study run with the server up logs each run as it is recorded; the sweep at its end
+    // finds them all logged.
+    let out = scalelab_line(
+        &format!(
+            "study run tiny.toml --dir tiny-live --jobs 2 --no-report --mlflow {uri} --mlflow-experiment live"
+        ),
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("MLflow: 0 runs logged at the end, 2 before"),
+        "{}",
+        stderr(&out)
     );
     check(
         &python,

@@ -255,7 +255,10 @@ pub(crate) fn run_planned(
         Some(store) => Book::store(store),
         None => Book::files(),
     };
-    let summary = run_study(plan, &mut book, dir, &runner, &mut Lines::new())?;
+    let trackers =
+        crate::export::StudyTrackers::of(dir, name, args.tensorboard.as_deref(), &args.mlflow)?;
+    let mut lines = Lines::new().with_trackers(trackers);
+    let summary = run_study(plan, &mut book, dir, &runner, &mut lines)?;
     if summary.stopped {
         // Everything that ended is stored; the rest resumes with the same command.
         eprintln!(
@@ -289,20 +292,8 @@ pub(crate) fn run_planned(
         },
         summary.wall_secs
     );
-    if let Some(out) = &args.tensorboard {
-        let n = crate::export::tensorboard_study(dir, out)?;
-        eprintln!(
-            "TensorBoard events of {n} runs written under {}",
-            out.display()
-        );
-    }
-    if let Some(target) = crate::export::MlflowTarget::of(&args.mlflow, Some(name))? {
-        match crate::export::mlflow_study(&target, dir) {
-            Ok((now, before)) => eprintln!("MLflow: {now} runs logged now, {before} before"),
-            Err(e) => eprintln!(
-                "warning: the study's runs are recorded, but not all are logged to MLflow: {e:#}"
-            ),
-        }
+    if let Some(trackers) = &mut lines.trackers {
+        trackers.finish()?;
     }
     // A worker whose coordinator has gone imports what the workers recorded.
     if store.is_none()
@@ -404,6 +395,8 @@ pub(crate) struct Lines {
     flops_total: f64,
     flops_done: f64,
     started: std::time::Instant,
+    /// TensorBoard and MLflow, told of each recorded run.
+    pub(crate) trackers: Option<crate::export::StudyTrackers>,
 }
 
 impl Lines {
@@ -415,7 +408,14 @@ impl Lines {
             flops_total: 0.0,
             flops_done: 0.0,
             started: std::time::Instant::now(),
+            trackers: None,
         }
+    }
+
+    /// Progress that also tells `trackers` of each recorded run.
+    pub(crate) fn with_trackers(mut self, trackers: crate::export::StudyTrackers) -> Self {
+        self.trackers = Some(trackers);
+        self
     }
 }
 
@@ -476,6 +476,9 @@ impl StudyProgress for Lines {
                 "  {:<10} {} {}: another worker took the run over (this one was silent past the claim timeout); left to it",
                 "lost", run.run_id, run.label
             ),
+        }
+        if let (Some(trackers), RunEnd::Recorded { .. }) = (&mut self.trackers, end) {
+            trackers.recorded(&run.run_id);
         }
     }
 
