@@ -8,6 +8,7 @@
         n_positions + 1 tokens is dropped; the loss is the mean over every predicted token.
     python scripts/verify/hf_check.py make DIR TOKENIZER_DIR --layers L --embd D --heads H
             --positions T [--untied] [--activation gelu|gelu_new] [--seed S]
+            [--dtype float32|float16|bfloat16]
         Makes a randomly initialised GPT2LMHeadModel with transformers itself (no hub) and
         saves it in DIR with the tokenizer files of TOKENIZER_DIR (vocabulary size from it).
 """
@@ -73,6 +74,8 @@ def make(args):
         for p in model.parameters():
             if p.dim() >= 2:
                 p.normal_(0.0, 0.3)
+    if args.dtype != "float32":
+        model = model.to(getattr(torch, args.dtype))
     model.save_pretrained(args.dir, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{args.tokenizer_dir}/{name}", f"{args.dir}/{name}")
@@ -95,6 +98,7 @@ def main():
     m.add_argument("--untied", action="store_true")
     m.add_argument("--activation", default="gelu")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args()
     {"score": score, "make": make}[args.command](args)
 

@@ -28,9 +28,9 @@ pub(crate) enum AnyRecord {
 /// Reads `run_dir/record.json` as whichever kind of record it is.
 pub(crate) fn read_record(run_dir: &Path) -> Result<AnyRecord> {
     let path = run_dir.join("record.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {}\nhint: give a run directory (the one `train` or `classify` printed, or a study's runs/ID)",
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e}\nhint: give a run directory (the one `train` or `classify` printed, or a study's runs/ID)",
             path.display()
         )
     })?;
@@ -314,7 +314,12 @@ pub(crate) fn export_hf(run_dir: &Path, out: &Path) -> Result<()> {
         "model_max_length": lm.config.ctx_len,
         "clean_up_tokenization_spaces": false,
     });
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the directory {}: {e}\nhint: --out names a directory to write the model's files into",
+            out.display()
+        )
+    })?;
     for (name, bytes) in [
         (hf::HF_CONFIG, serde_json::to_vec_pretty(&config)?),
         (hf::HF_WEIGHTS, weights),

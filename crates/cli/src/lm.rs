@@ -24,9 +24,9 @@ fn load(dir: &Path) -> Result<TrainedLm> {
 
 /// The text of `path` as `lm`'s tokens, with its length in bytes.
 fn tokens_of(lm: &TrainedLm, path: &Path) -> Result<(Vec<u32>, usize)> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "reading {}\nhint: give a UTF-8 text file to score",
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e}\nhint: give a UTF-8 text file to score",
             path.display()
         )
     })?;

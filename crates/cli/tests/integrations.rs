@@ -97,16 +97,17 @@ fn tensorboard_reads_every_scalar_and_hparam_of_a_language_model_and_a_classifie
     }
 }
 
-/// The text every model is scored on: the start of the README (real English, with code).
+/// Public-domain English (Dickens, "A Tale of Two Cities", 1859) and a line of non-ASCII text.
+const TEXT: &str = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the season of Darkness, it was the spring of hope, it was the winter of despair, we had everything before us, we had nothing before us, we were all going direct to Heaven, we were all going direct the other way--in short, the period was so far like the present period, that some of its noisiest authorities insisted on its being received, for good or for evil, in the superlative degree of comparison only.\n\nThere were a king with a large jaw and a queen with a plain face, on the throne of England; there were a king with a large jaw and a queen with a fair face, on the throne of France. In both countries it was clearer than crystal to the lords of the State preserves of loaves and fishes, that things in general were settled for ever.\n\nCafé, naïve, “quoted” — x ≥ 1 😀\n";
+
+/// The text every model is scored on, written to `cwd/text.txt`: [`TEXT`] three times
+/// (3,012 bytes).
 fn text(cwd: &Path) -> PathBuf {
-    let readme =
-        std::fs::read_to_string(Path::new(&manifest_dir()).join("../../README.md")).unwrap();
-    let cut = readme
-        .char_indices()
-        .nth(4000)
-        .map_or(readme.len(), |(i, _)| i);
     let path = cwd.join("text.txt");
-    std::fs::write(&path, &readme[..cut]).unwrap();
+    let body: String = (1..=3)
+        .map(|i| format!("Chapter {i}\n\n{TEXT}\n"))
+        .collect();
+    std::fs::write(&path, body).unwrap();
     path
 }
 
@@ -207,6 +208,14 @@ fn transformers_loads_exported_runs_and_scalelab_reads_its_checkpoints() {
             "--layers 3 --embd 48 --heads 4 --positions 24 --untied",
         ),
         ("made-tied", "--layers 2 --embd 64 --heads 2 --positions 40"),
+        (
+            "made-half",
+            "--layers 1 --embd 32 --heads 4 --positions 16 --dtype float16",
+        ),
+        (
+            "made-bf16",
+            "--layers 1 --embd 32 --heads 4 --positions 16 --untied --dtype bfloat16",
+        ),
     ] {
         let mut args = vec!["make", name, "hf/untied-byte"];
         args.extend(shape.split_whitespace());

@@ -224,7 +224,17 @@ fn with_model<U: UseLanguageModel>(
     impl<U: UseLanguageModel> UseLanguageModel for Loaded<'_, U> {
         type Out = Result<U::Out, TrainError>;
         fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
-            let model = load_bytes(self.lm.weights.clone(), &self.lm.dir, model)?;
+            let model = load_bytes(self.lm.weights.clone(), &self.lm.dir, model).map_err(|e| {
+                let message = match e {
+                    TrainError::Checkpoint { message, .. } => message,
+                    other => other.to_string(),
+                };
+                TrainError::HuggingFace {
+                    path: self.lm.dir.clone(),
+                    message: format!("its weights do not fit the model its config describes: {message}"),
+                    hint: "its weights file and its config (config.json, or record.json) disagree: export or train it again".into(),
+                }
+            })?;
             Ok(self.then.language_model(model))
         }
     }
