@@ -21,8 +21,8 @@ use crate::bootstrap::{percentile_interval, resample};
 mod forms;
 mod objective;
 
-use forms::{ChinchillaLaw, KaplanLaw, LogLaw, PowerLaw};
-use objective::{best_of, best_starts, objective_gradient};
+use forms::{ChinchillaLaw, KaplanLaw, LogLaw, PowerLaw, SparsityLaw};
+use objective::{Residual, best_of, best_starts, objective_gradient};
 
 /// One measured point: model size, data size and loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,9 @@ pub enum LawKind {
     Kaplan,
     /// `L(X) = E + A·X^(-α)` for one scale axis X (N, D or C).
     Power,
+    /// `L(S, N, D) = (a_S(1 − S)^b_S + c_S)·N^(−b_N) + a_D·D^(−b_D) + c`, N the non-zero
+    /// parameters and S the sparsity (Frantar et al. 2023, eq. 1).
+    Sparsity,
 }
 
 impl LawKind {
@@ -55,6 +58,7 @@ impl LawKind {
             LawKind::Chinchilla => "L(N, D) = E + A/N^alpha + B/D^beta",
             LawKind::Kaplan => "L(N, D) = [(N_c/N)^(alpha/beta) + D_c/D]^beta",
             LawKind::Power => "L(X) = E + A*X^(-alpha)",
+            LawKind::Sparsity => "L(S, N, D) = (a_S*(1-S)^b_S + c_S)*N^(-b_N) + a_D*D^(-b_D) + c",
         }
     }
 }
@@ -105,10 +109,24 @@ pub struct FitOptions {
     pub bootstrap_starts: usize,
     /// What a bootstrap replicate redraws.
     pub resampling: Resampling,
+    /// Whether residuals are taken on log losses (Hoffmann et al. 2022; Frantar et al. 2023
+    /// for language models) or on the losses (Frantar et al. for vision models).
+    pub residuals: ResidualScale,
     /// Starts of the full fit: `None` runs L-BFGS from every point of the grid, as
     /// Hoffmann et al. do; `Some(k)` from the k grid points with the lowest objective (for
     /// studies of the fitting procedure itself, which refit hundreds of synthetic data sets).
     pub grid_starts: Option<usize>,
+}
+
+/// Where a fit's residuals are measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResidualScale {
+    /// `log L̂ − log L`.
+    #[default]
+    Log,
+    /// `L̂ − L`.
+    Linear,
 }
 
 /// What a bootstrap replicate redraws.
@@ -149,6 +167,7 @@ impl Default for FitOptions {
             seed: 0,
             bootstrap_starts: 8,
             resampling: Resampling::Cases,
+            residuals: ResidualScale::Log,
             grid_starts: None,
         }
     }
@@ -199,7 +218,7 @@ impl LawFit {
     pub fn cautions(&self) -> Vec<String> {
         let mut out = Vec::new();
         for c in &self.constants {
-            let exponent = c.name == "alpha" || c.name == "beta";
+            let exponent = matches!(c.name.as_str(), "alpha" | "beta" | "b_S" | "b_N" | "b_D");
             if exponent && !(0.01..=3.0).contains(&c.value) {
                 out.push(format!(
                     "{} = {:.3} is outside 0.01..3: the data do not constrain this exponent, and the term it belongs to acts as a constant or a step",
@@ -209,6 +228,7 @@ impl LawFit {
             if let Some(i) = c.interval
                 && !exponent
                 && c.name != "E"
+                && c.name != "c"
                 && i.lo > 0.0
                 && i.hi / i.lo > 1e3
             {
@@ -236,6 +256,18 @@ impl LawFit {
         predict_with(self.law, &values, n, d)
     }
 
+    /// A sparsity law's predicted loss at sparsity `s`, non-zero parameters `n` and tokens
+    /// `d` (another law: its prediction at (N, D)).
+    pub fn predict_sparse(&self, s: f64, n: f64, d: f64) -> f64 {
+        let c: Vec<f64> = self.constants.iter().map(|c| c.value).collect();
+        match self.law {
+            LawKind::Sparsity => {
+                (c[0] * (1.0 - s).powf(c[1]) + c[2]) * n.powf(-c[3]) + c[4] * d.powf(-c[5]) + c[6]
+            }
+            law => predict_with(law, &c, n, d),
+        }
+    }
+
     /// The bootstrap band of the prediction at (N, D): the central `level` share of the
     /// replicates' predictions. `None` without bootstrap replicates.
     pub fn band(&self, n: f64, d: f64, level: f64) -> Option<Interval> {
@@ -257,6 +289,8 @@ fn predict_with(law: LawKind, c: &[f64], n: f64, d: f64) -> f64 {
         LawKind::Kaplan => ((c[0] / n).powf(c[2] / c[3]) + c[1] / d).powf(c[3]),
         // E, A, alpha
         LawKind::Power => c[0] + c[1] * n.powf(-c[2]),
+        // a_S, b_S, c_S, b_N, a_D, b_D, c: a dense model (S = 0).
+        LawKind::Sparsity => (c[0] + c[2]) * n.powf(-c[3]) + c[4] * d.powf(-c[5]) + c[6],
     }
 }
 
@@ -300,6 +334,57 @@ pub fn fit_kaplan(points: &[Point], opts: &FitOptions) -> Result<LawFit, Analysi
     run_fit(&KaplanLaw, &what, &obs, opts)
 }
 
+/// One measured point of a sparse model: sparsity S (the share of weights that are zero, in
+/// [0, 1)), non-zero parameters N, training tokens D and loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SparsePoint {
+    /// Sparsity S.
+    pub s: f64,
+    /// Non-zero parameters N.
+    pub n: f64,
+    /// Training tokens D.
+    pub d: f64,
+    /// Loss.
+    pub loss: f64,
+}
+
+/// Fits Frantar et al. 2023's sparsity law
+/// `L(S, N, D) = (a_S(1 − S)^b_S + c_S)·N^(−b_N) + a_D·D^(−b_D) + c`.
+pub fn fit_sparsity(points: &[SparsePoint], opts: &FitOptions) -> Result<LawFit, AnalysisError> {
+    let what = "sparsity fit L(S, N, D) = (a_S(1-S)^b_S + c_S)N^-b_N + a_D D^-b_D + c".to_string();
+    for (index, p) in points.iter().enumerate() {
+        if !(p.s.is_finite() && (0.0..1.0).contains(&p.s)) {
+            return Err(AnalysisError::InvalidArgument {
+                name: "S",
+                value: format!("{} (point {})", p.s, index + 1),
+                hint: "sparsity is the share of zero weights: at least 0 (dense) and below 1",
+            });
+        }
+    }
+    let dense: Vec<Point> = points
+        .iter()
+        .map(|p| Point {
+            n: p.n,
+            d: p.d,
+            loss: p.loss,
+        })
+        .collect();
+    let mut obs = observations(&what, &dense, &["N", "D"], true)?;
+    for (o, p) in obs.iter_mut().zip(points) {
+        o.x[2] = (1.0 - p.s).ln();
+    }
+    let mut levels: Vec<f64> = points.iter().map(|p| p.s).collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup();
+    if levels.len() < 2 {
+        return Err(AnalysisError::Degenerate {
+            what,
+            hint: "every point has the same sparsity, so a_S, b_S and c_S cannot be told apart: train at two or more sparsities (0 for dense)".into(),
+        });
+    }
+    run_fit(&SparsityLaw, &what, &obs, opts)
+}
+
 /// Fits the named law; for [`LawKind::Power`] the axis is N.
 pub fn fit_law(
     kind: LawKind,
@@ -314,14 +399,26 @@ pub fn fit_law(
             let y: Vec<f64> = points.iter().map(|p| p.loss).collect();
             fit_power("N", &x, &y, opts)
         }
+        LawKind::Sparsity => {
+            let dense: Vec<SparsePoint> = points
+                .iter()
+                .map(|p| SparsePoint {
+                    s: 0.0,
+                    n: p.n,
+                    d: p.d,
+                    loss: p.loss,
+                })
+                .collect();
+            fit_sparsity(&dense, opts)
+        }
     }
 }
 
 /// A point in log space.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Obs {
-    /// `[ln N, ln D]` (or `[ln X, 0]`).
-    pub(crate) x: [f64; 2],
+    /// `[ln N, ln D, ln(1 − S)]` (or `[ln X, 0, 0]`; S = 0 but for the sparsity law).
+    pub(crate) x: [f64; 3],
     pub(crate) log_y: f64,
 }
 
@@ -344,7 +441,7 @@ fn observations(
             }
         }
         obs.push(Obs {
-            x: [p.n.ln(), p.d.ln()],
+            x: [p.n.ln(), p.d.ln(), 0.0],
             log_y: p.loss.ln(),
         });
     }
@@ -414,18 +511,22 @@ fn run_fit<L: LogLaw>(
             hint: "must lie strictly between 0 and 1, for example 0.95",
         });
     }
+    let loss = Residual {
+        delta: opts.huber_delta,
+        linear: opts.residuals == ResidualScale::Linear,
+    };
     let grid = law.grid();
     let starts = match opts.grid_starts {
         None => grid.clone(),
-        Some(k) => best_starts(law, obs, opts.huber_delta, &grid, k),
+        Some(k) => best_starts(law, obs, loss, &grid, k),
     };
-    let best = best_of(law, obs, opts.huber_delta, &starts, opts.max_iters).ok_or_else(|| {
+    let best = best_of(law, obs, loss, &starts, opts.max_iters).ok_or_else(|| {
         AnalysisError::NoSolution {
             what: what.to_string(),
             starts: grid.len(),
         }
     })?;
-    let gradient_norm = objective_gradient(law, obs, opts.huber_delta, &best.theta)
+    let gradient_norm = objective_gradient(law, obs, loss, &best.theta)
         .iter()
         .map(|g| g * g)
         .sum::<f64>()
@@ -439,16 +540,23 @@ fn run_fit<L: LogLaw>(
         .map(|o| law.log_predict(&best.theta, &o.x, &mut scratch))
         .collect();
     let inflation = (obs.len() as f64 / (obs.len() - L::DIM) as f64).sqrt();
+    // In the scale the fit measures residuals in: log losses, or losses.
+    let scale = |log: f64| if loss.linear { log.exp() } else { log };
+    let unscale = |y: f64| {
+        if loss.linear {
+            y.max(f64::MIN_POSITIVE).ln()
+        } else {
+            y
+        }
+    };
     let residuals: Vec<f64> = obs
         .iter()
         .zip(&fitted)
-        .map(|(o, f)| (o.log_y - f) * inflation)
+        .map(|(o, f)| (scale(o.log_y) - scale(*f)) * inflation)
         .collect();
     let ranked_on_data = match opts.resampling {
         Resampling::Cases => Vec::new(),
-        Resampling::Residuals => {
-            best_starts(law, obs, opts.huber_delta, &grid, opts.bootstrap_starts)
-        }
+        Resampling::Residuals => best_starts(law, obs, loss, &grid, opts.bootstrap_starts),
     };
     let mut samples: Vec<Vec<f64>> = Vec::new();
     for replicate in 0..opts.bootstrap {
@@ -463,22 +571,20 @@ fn run_fit<L: LogLaw>(
                 .zip(&idx)
                 .map(|((o, f), &j)| Obs {
                     x: o.x,
-                    log_y: f + residuals[j],
+                    log_y: unscale(scale(*f) + residuals[j]),
                 })
                 .collect(),
         };
         // A case resample can move the optimum far, so its starts are ranked on the resample;
         // a residual resample keeps the design, and the ranking on the data serves it.
         let mut starts = match opts.resampling {
-            Resampling::Cases => {
-                best_starts(law, &sample, opts.huber_delta, &grid, opts.bootstrap_starts)
-            }
+            Resampling::Cases => best_starts(law, &sample, loss, &grid, opts.bootstrap_starts),
             Resampling::Residuals => {
                 ranked_on_data[..opts.bootstrap_starts.min(ranked_on_data.len())].to_vec()
             }
         };
         starts.push(best.theta.clone());
-        if let Some(sol) = best_of(law, &sample, opts.huber_delta, &starts, opts.max_iters) {
+        if let Some(sol) = best_of(law, &sample, loss, &starts, opts.max_iters) {
             let values: Vec<f64> = law.constants(&sol.theta).iter().map(|c| c.1).collect();
             if values.iter().all(|v| v.is_finite()) {
                 samples.push(values);
@@ -521,7 +627,7 @@ mod tests {
     /// The analytic gradient of each law matches central finite differences.
     #[test]
     fn analytic_gradients_match_finite_differences() {
-        fn check<L: LogLaw>(law: &L, theta: &[f64], x: [f64; 2]) {
+        fn check<L: LogLaw>(law: &L, theta: &[f64], x: [f64; 3]) {
             let mut g = vec![0.0; L::DIM];
             law.log_predict(theta, &x, &mut g);
             for k in 0..L::DIM {
@@ -536,10 +642,112 @@ mod tests {
                 assert!((fd - g[k]).abs() < 1e-6, "param {k}: fd {fd} vs {}", g[k]);
             }
         }
-        let x = [18.0_f64, 22.0];
+        let x = [18.0_f64, 22.0, -1.5];
         check(&ChinchillaLaw, &[6.0, 6.0, 0.5, 0.34, 0.28], x);
         check(&PowerLaw, &[4.0, 0.3, 0.2], x);
         check(&KaplanLaw, &[30.0, 29.0, 0.076, 0.095], x);
+        check(&SparsityLaw, &[3.4, 1.2, 2.3, 0.35, 6.0, 0.3, 0.5], x);
+    }
+
+    /// Known constants (of the magnitude Frantar et al. 2023 fit for T5 on C4: loss in nats,
+    /// N from 10⁶, D from 10⁸) at four sparsities × five sizes × three budgets.
+    const SPARSE_TRUTH: [f64; 7] = [30.0, 1.2, 10.0, 0.35, 400.0, 0.3, 1.7];
+
+    fn sparse_points(noise: f64, seed: u64) -> Vec<SparsePoint> {
+        use rand::Rng;
+        let t = SPARSE_TRUTH;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut out = Vec::new();
+        for s in [0.0, 0.5, 0.75, 0.875] {
+            for n in [1e6, 3e6, 1e7, 3e7, 1e8] {
+                for d in [1e8, 1e9, 1e10] {
+                    let loss = (t[0] * f64::powf(1.0 - s, t[1]) + t[2]) * f64::powf(n, -t[3])
+                        + t[4] * f64::powf(d, -t[5])
+                        + t[6];
+                    // Box–Muller: a normal draw.
+                    let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
+                    let z = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
+                    out.push(SparsePoint {
+                        s,
+                        n,
+                        d,
+                        loss: loss * (noise * z).exp(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The sparsity law recovers its constants: exactly from noise-free points (on log and on
+    /// linear residuals), and within its 95% bootstrap intervals from points with 0.3%
+    /// multiplicative noise.
+    #[test]
+    fn sparsity_law_recovers_synthetic_constants_within_its_intervals() {
+        let names = ["a_S", "b_S", "c_S", "b_N", "a_D", "b_D", "c"];
+        for residuals in [ResidualScale::Log, ResidualScale::Linear] {
+            let opts = FitOptions {
+                bootstrap: 0,
+                residuals,
+                huber_delta: if residuals == ResidualScale::Log {
+                    1e-3
+                } else {
+                    1e-2
+                },
+                ..FitOptions::default()
+            };
+            let fit = fit_sparsity(&sparse_points(0.0, 0), &opts).unwrap();
+            for (name, truth) in names.iter().zip(SPARSE_TRUTH) {
+                let got = fit.get(name).unwrap();
+                assert!(
+                    (got - truth).abs() <= 1e-3 * truth,
+                    "{residuals:?} {name}: {got} vs {truth}"
+                );
+            }
+            let (s, n, d): (f64, f64, f64) = (0.75, 1e7, 1e9);
+            let t = SPARSE_TRUTH;
+            let want = (t[0] * 0.25f64.powf(t[1]) + t[2]) * n.powf(-t[3])
+                + t[4] * f64::powf(d, -t[5])
+                + t[6];
+            assert!((fit.predict_sparse(s, n, d) - want).abs() < 1e-6);
+        }
+        let opts = FitOptions {
+            bootstrap: 100,
+            resampling: Resampling::Residuals,
+            ..FitOptions::default()
+        };
+        let fit = fit_sparsity(&sparse_points(0.003, 1), &opts).unwrap();
+        assert_eq!(fit.law, LawKind::Sparsity);
+        for (name, truth) in names.iter().zip(SPARSE_TRUTH) {
+            let i = fit.interval(name).unwrap();
+            assert!(
+                i.contains(truth),
+                "{name}: {truth} outside [{}, {}] (fit {})",
+                i.lo,
+                i.hi,
+                fit.get(name).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn sparsity_outside_0_to_1_and_a_single_sparsity_are_refused() {
+        let mut points = sparse_points(0.0, 0);
+        points[3].s = 1.0;
+        let err = fit_sparsity(&points, &FitOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("S") && err.contains("below 1"), "{err}");
+        points[3].s = -0.1;
+        assert!(fit_sparsity(&points, &FitOptions::default()).is_err());
+        let dense: Vec<SparsePoint> = sparse_points(0.0, 0)
+            .into_iter()
+            .filter(|p| p.s == 0.0)
+            .collect();
+        let err = fit_sparsity(&dense, &FitOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("same sparsity"), "{err}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub mod transfer_study;
 
 pub use error::AnalysisError;
 pub use law::{
-    Constant, FitOptions, Interval, LawFit, LawKind, Point, Resampling, fit_chinchilla, fit_kaplan,
-    fit_law, fit_power,
+    Constant, FitOptions, Interval, LawFit, LawKind, Point, Resampling, ResidualScale, SparsePoint,
+    fit_chinchilla, fit_kaplan, fit_law, fit_power, fit_sparsity,
 };
 pub use linear::{Line, fit_line_loglog};

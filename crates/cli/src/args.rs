@@ -452,6 +452,15 @@ pub struct StudyExportArgs {
     pub tensorboard: Option<PathBuf>,
 }
 
+/// Where `fit` measures residuals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResidualArg {
+    /// On log losses.
+    Log,
+    /// On losses.
+    Linear,
+}
+
 /// Which law `fit` fits.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LawArg {
@@ -461,6 +470,9 @@ pub enum LawArg {
     Kaplan,
     /// L(X) = E + A*X^-alpha for one column X (--x).
     Power,
+    /// L(S, N, D) = (a_S(1-S)^b_S + c_S)N^-b_N + a_D D^-b_D + c, N the non-zero parameters
+    /// and S the sparsity (Frantar et al. 2023); columns S, N, D, loss.
+    Sparsity,
     /// D_T = k * D_F^alpha * N^beta, the effective data transferred by pre-training
     /// (Hernandez et al. 2021), from columns N, D_F and D_T.
     Transfer,
@@ -487,6 +499,15 @@ pub struct FitArgs {
     /// Column of the scale axis X for --law power (N, D, C, or any column).
     #[arg(long, default_value = "N")]
     pub x: String,
+    /// Column holding the sparsity S (--law sparsity: the share of zero weights, 0 for
+    /// dense; N is then the non-zero parameters).
+    #[arg(long, default_value = "S")]
+    pub s_col: String,
+    /// Where residuals are measured: log (log L̂ − log L, Hoffmann et al.; Frantar et al.'s
+    /// language models, with --huber-delta 1e-3) or linear (L̂ − L; Frantar et al.'s vision
+    /// models, with --huber-delta 1e-2).
+    #[arg(long, value_enum, default_value_t = ResidualArg::Log)]
+    pub residuals: ResidualArg,
     /// Bootstrap replicates for the intervals (0: none).
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,

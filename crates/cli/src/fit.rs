@@ -7,9 +7,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use scalelab_analysis::optimal::{Chinchilla, plan_allocation};
 use scalelab_analysis::transfer::{TransferPoint, fit_transfer};
-use scalelab_analysis::{FitOptions, LawFit, Point, fit_chinchilla, fit_kaplan, fit_power};
+use scalelab_analysis::{
+    FitOptions, LawFit, Point, ResidualScale, SparsePoint, fit_chinchilla, fit_kaplan, fit_power,
+    fit_sparsity,
+};
 
-use crate::args::{FitArgs, LawArg, PlanArgs};
+use crate::args::{FitArgs, LawArg, PlanArgs, ResidualArg};
 use crate::human;
 
 /// The named columns of a CSV file, as numbers, with row numbers in errors; every value must
@@ -18,7 +21,7 @@ fn read_columns(path: &Path, names: &[&str], signed: &[&str]) -> Result<Vec<Vec<
     let (mut reader, _, index) = crate::open_csv(
         path,
         names,
-        "name the columns N, D and loss (N, D_F and D_T for --law transfer), or choose others with --n-col, --d-col, --loss-col (and --x for --law power)",
+        "name the columns N, D and loss (N, D_F and D_T for --law transfer; S, N, D and loss for --law sparsity), or choose others with --n-col, --d-col, --loss-col (--x for --law power, --s-col for --law sparsity)",
     )?;
     let mut columns = vec![Vec::new(); names.len()];
     for (row, record) in reader.records().enumerate() {
@@ -95,10 +98,48 @@ pub fn fit(args: FitArgs) -> Result<ExitCode> {
         bootstrap: args.bootstrap,
         level: args.level,
         seed: args.seed,
+        residuals: match args.residuals {
+            ResidualArg::Log => ResidualScale::Log,
+            ResidualArg::Linear => ResidualScale::Linear,
+        },
         ..FitOptions::default()
     };
     let fit = match args.law {
         LawArg::Transfer => return fit_transfer_law(&args),
+        LawArg::Sparsity => {
+            let cols = read_columns(
+                &args.input,
+                &[
+                    args.s_col.as_str(),
+                    args.n_col.as_str(),
+                    args.d_col.as_str(),
+                    args.loss_col.as_str(),
+                ],
+                &[args.s_col.as_str()],
+            )?;
+            let points: Vec<SparsePoint> = (0..cols[0].len())
+                .map(|i| SparsePoint {
+                    s: cols[0][i],
+                    n: cols[1][i],
+                    d: cols[2][i],
+                    loss: cols[3][i],
+                })
+                .collect();
+            if let Some((i, p)) = points
+                .iter()
+                .enumerate()
+                .find(|(_, p)| !(0.0..1.0).contains(&p.s))
+            {
+                bail!(
+                    "{}: line {}, column `{}`: {} is not a sparsity\nhint: S is the share of zero weights, from 0 (dense) to below 1",
+                    args.input.display(),
+                    i + 2,
+                    args.s_col,
+                    p.s
+                );
+            }
+            fit_sparsity(&points, &opts)
+        }
         LawArg::Power => {
             let cols = read_columns(&args.input, &[args.x.as_str(), args.loss_col.as_str()], &[])?;
             fit_power(&args.x, &cols[0], &cols[1], &opts)
@@ -129,7 +170,9 @@ pub fn fit(args: FitArgs) -> Result<ExitCode> {
     }
     .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&fit_json(&fit))?);
+        let mut json = fit_json(&fit);
+        json["residuals"] = serde_json::to_value(opts.residuals)?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}   ({} points)", fit.law.formula(), fit.points);

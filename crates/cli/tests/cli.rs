@@ -208,3 +208,50 @@ fn recurrent_language_models_train_through_the_same_loop() {
         &["model.family", "a language model is a gpt, lstm or gru"],
     );
 }
+
+/// `fit --law sparsity` (Frantar et al. 2023) recovers the constants of noise-free points
+/// from a CSV with columns S, N, D, loss, on log and on linear residuals; a sparsity of 1 and
+/// a missing S column are refused by name.
+#[test]
+fn fit_sparsity_recovers_constants_from_a_csv_and_refuses_bad_sparsities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let truth = [30.0, 1.2, 10.0, 0.35, 400.0, 0.3, 1.7];
+    let mut csv = String::from("S,N,D,loss\n");
+    for s in [0.0f64, 0.5, 0.75, 0.875] {
+        for n in [1e6f64, 3e6, 1e7, 3e7, 1e8] {
+            for d in [1e8f64, 1e9, 1e10] {
+                let loss = (truth[0] * (1.0 - s).powf(truth[1]) + truth[2]) * n.powf(-truth[3])
+                    + truth[4] * d.powf(-truth[5])
+                    + truth[6];
+                csv.push_str(&format!("{s},{n},{d},{loss:.12}\n"));
+            }
+        }
+    }
+    std::fs::write(cwd.join("sparse.csv"), csv).unwrap();
+    for flags in ["", "--residuals linear --huber-delta 1e-2"] {
+        let out = scalelab_line(
+            &format!("fit --law sparsity --input sparse.csv --bootstrap 0 --json {flags}"),
+            cwd,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for (name, want) in ["a_S", "b_S", "c_S", "b_N", "a_D", "b_D", "c"]
+            .iter()
+            .zip(truth)
+        {
+            let got = fit[name].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= 1e-3 * want,
+                "{flags} {name}: {got} vs {want}"
+            );
+        }
+        assert!(fit["intervals"].is_object() && fit["objective"].is_number());
+    }
+    std::fs::write(cwd.join("bad.csv"), "S,N,D,loss\n1.0,1e6,1e8,3\n").unwrap();
+    let out = scalelab_line("fit --law sparsity --input bad.csv", cwd);
+    assert_says(&out, &["bad.csv", "line 2", "`S`", "below 1"]);
+    std::fs::write(cwd.join("nos.csv"), "N,D,loss\n1e6,1e8,3\n").unwrap();
+    let out = scalelab_line("fit --law sparsity --input nos.csv", cwd);
+    assert_says(&out, &["nos.csv", "no column `S`"]);
+}

@@ -28,28 +28,59 @@ pub(crate) fn huber_grad(r: f64, delta: f64) -> f64 {
 pub(crate) struct Objective<'a, L: LogLaw> {
     law: &'a L,
     obs: &'a [Obs],
-    delta: f64,
+    loss: Residual,
     best: &'a Mutex<(f64, Vec<f64>)>,
 }
 
-pub(crate) fn objective_value<L: LogLaw>(law: &L, obs: &[Obs], delta: f64, theta: &[f64]) -> f64 {
+/// How a point's residual is measured: the Huber δ, and whether on log losses (Hoffmann et
+/// al. 2022) or on the losses themselves (Frantar et al. 2023 for vision models).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Residual {
+    pub(crate) delta: f64,
+    pub(crate) linear: bool,
+}
+
+impl Residual {
+    /// The residual of a prediction `log_pred` against `log_y`, and its derivative in
+    /// `log_pred`.
+    fn of(self, log_pred: f64, log_y: f64) -> (f64, f64) {
+        if self.linear {
+            let pred = log_pred.exp();
+            (pred - log_y.exp(), pred)
+        } else {
+            (log_pred - log_y, 1.0)
+        }
+    }
+}
+
+pub(crate) fn objective_value<L: LogLaw>(
+    law: &L,
+    obs: &[Obs],
+    loss: Residual,
+    theta: &[f64],
+) -> f64 {
     let mut g = vec![0.0; L::DIM];
     obs.iter()
-        .map(|o| huber(law.log_predict(theta, &o.x, &mut g) - o.log_y, delta))
+        .map(|o| {
+            huber(
+                loss.of(law.log_predict(theta, &o.x, &mut g), o.log_y).0,
+                loss.delta,
+            )
+        })
         .sum()
 }
 
 pub(crate) fn objective_gradient<L: LogLaw>(
     law: &L,
     obs: &[Obs],
-    delta: f64,
+    loss: Residual,
     theta: &[f64],
 ) -> Vec<f64> {
     let mut g = vec![0.0; L::DIM];
     let mut total = vec![0.0; L::DIM];
     for o in obs {
-        let r = law.log_predict(theta, &o.x, &mut g) - o.log_y;
-        let h = huber_grad(r, delta);
+        let (r, dr) = loss.of(law.log_predict(theta, &o.x, &mut g), o.log_y);
+        let h = huber_grad(r, loss.delta) * dr;
         for (t, gi) in total.iter_mut().zip(&g) {
             *t += h * gi;
         }
@@ -62,7 +93,7 @@ impl<L: LogLaw> CostFunction for Objective<'_, L> {
     type Output = f64;
 
     fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
-        let c = objective_value(self.law, self.obs, self.delta, theta);
+        let c = objective_value(self.law, self.obs, self.loss, theta);
         if c.is_finite()
             && let Ok(mut best) = self.best.lock()
             && c < best.0
@@ -78,7 +109,7 @@ impl<L: LogLaw> Gradient for Objective<'_, L> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
-        Ok(objective_gradient(self.law, self.obs, self.delta, theta))
+        Ok(objective_gradient(self.law, self.obs, self.loss, theta))
     }
 }
 
@@ -91,11 +122,11 @@ pub(crate) struct Solution {
 pub(crate) fn lbfgs_from<L: LogLaw>(
     law: &L,
     obs: &[Obs],
-    delta: f64,
+    loss: Residual,
     start: &[f64],
     max_iters: u64,
 ) -> Option<Solution> {
-    let start_cost = objective_value(law, obs, delta, start);
+    let start_cost = objective_value(law, obs, loss, start);
     if !start_cost.is_finite() {
         return None;
     }
@@ -103,7 +134,7 @@ pub(crate) fn lbfgs_from<L: LogLaw>(
     let problem = Objective {
         law,
         obs,
-        delta,
+        loss,
         best: &best,
     };
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
@@ -133,13 +164,13 @@ pub(crate) fn lbfgs_from<L: LogLaw>(
 pub(crate) fn best_of<L: LogLaw>(
     law: &L,
     obs: &[Obs],
-    delta: f64,
+    loss: Residual,
     starts: &[Vec<f64>],
     max_iters: u64,
 ) -> Option<Solution> {
     starts
         .par_iter()
-        .filter_map(|s| lbfgs_from(law, obs, delta, s, max_iters))
+        .filter_map(|s| lbfgs_from(law, obs, loss, s, max_iters))
         .min_by(|x, y| x.cost.total_cmp(&y.cost))
 }
 
@@ -147,13 +178,13 @@ pub(crate) fn best_of<L: LogLaw>(
 pub(crate) fn best_starts<L: LogLaw>(
     law: &L,
     obs: &[Obs],
-    delta: f64,
+    loss: Residual,
     grid: &[Vec<f64>],
     k: usize,
 ) -> Vec<Vec<f64>> {
     let mut ranked: Vec<(f64, &Vec<f64>)> = grid
         .iter()
-        .map(|t| (objective_value(law, obs, delta, t), t))
+        .map(|t| (objective_value(law, obs, loss, t), t))
         .filter(|(c, _)| c.is_finite())
         .collect();
     ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
