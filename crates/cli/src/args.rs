@@ -581,6 +581,9 @@ pub struct ModelFlags {
     /// Tie the output head to the token embedding.
     #[arg(long)]
     pub tie: bool,
+    /// Share one block's weights across all layers (ALBERT's cross-layer sharing; GPT only).
+    #[arg(long)]
+    pub share_layers: bool,
     /// Language-model family: gpt (default), lstm or gru (n_layers layers of d_model units).
     #[arg(long)]
     pub family: Option<Family>,
@@ -609,6 +612,9 @@ impl ModelFlags {
         set(&mut model.ctx_len, self.ctx);
         if self.tie {
             model.tie_embeddings = true;
+        }
+        if self.share_layers {
+            model.share_layers = true;
         }
         set(&mut model.family, self.family);
     }

@@ -105,6 +105,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             vocab_size: 256,
             dropout: 0.0,
             tie_embeddings: false,
+            share_layers: false,
             family: Default::default(),
         };
         let ours =

@@ -161,6 +161,11 @@ fn transformers_loads_exported_runs_and_scalelab_reads_its_checkpoints() {
             "bpe",
             "--n-layers 1 --d-model 32 --n-heads 2 --ctx 24 --tokenizer bpe",
         ),
+        // One block shared by three layers: a GPT-2 of three equal blocks.
+        (
+            "shared",
+            "--n-layers 3 --d-model 32 --n-heads 2 --ctx 16 --share-layers",
+        ),
     ] {
         let id = run_id(&scalelab_line(
             &format!(

@@ -145,7 +145,10 @@ impl Block {
 pub struct Gpt {
     token_embedding: Embedding,
     position_embedding: Embedding,
+    /// One block per layer, or one block run at every layer (cross-layer sharing).
     blocks: Vec<Block>,
+    /// Layers the blocks run as: `blocks.len()`, or more when one block is shared.
+    n_layers: usize,
     ln_f: LayerNorm,
     /// `None` when the head is tied to the token embedding.
     head: Option<Linear>,
@@ -161,8 +164,9 @@ impl Gpt {
         let x = self.token_embedding.forward(tokens) // [B, T, d]
             + self.position_embedding.forward(positions); // [1, T, d], broadcast over B
         let mut x = self.dropout.forward(x);
-        for block in &self.blocks {
-            x = block.forward(x); // [B, T, d]
+        for layer in 0..self.n_layers {
+            // Shared: the one block at every layer.
+            x = self.blocks[layer % self.blocks.len()].forward(x); // [B, T, d]
         }
         let x = layer_norm(x, &self.ln_f); // [B, T, d]
         match &self.head {
@@ -212,7 +216,13 @@ impl FamilyModel for Gpt {
                 InitKind::Normal { std: STD },
             ),
         };
-        let blocks = (0..config.n_layers)
+        // With cross-layer sharing (ALBERT, Lan et al. 2020) one block serves every layer.
+        let distinct = if config.share_layers {
+            1
+        } else {
+            config.n_layers
+        };
+        let blocks = (0..distinct)
             .map(|i| {
                 Block::new(
                     &mut p,
@@ -233,6 +243,7 @@ impl FamilyModel for Gpt {
             token_embedding,
             position_embedding,
             blocks,
+            n_layers: config.n_layers,
             ln_f,
             head,
             dropout: DropoutConfig::new(config.dropout).init(),
@@ -295,6 +306,48 @@ mod tests {
         spec.resolve(vocab).unwrap()
     }
 
+    /// A GPT whose four layers share one block has the parameters of the one-layer GPT of the
+    /// same width and the training FLOPs of the four-layer one; its logits are those of the
+    /// unshared four-layer GPT whose blocks all hold the shared block's weights.
+    #[test]
+    fn shared_layers_count_one_block_and_compute_all() {
+        let device = Device::flex();
+        let shared = config(
+            LmSpec {
+                share_layers: true,
+                ..LmSpec::with_depth(4)
+            },
+            256,
+        );
+        let one = LmConfig {
+            n_layers: 1,
+            share_layers: false,
+            ..shared.clone()
+        };
+        let four = LmConfig {
+            share_layers: false,
+            ..shared.clone()
+        };
+        assert_eq!(shared.param_counts(), one.param_counts());
+        assert_eq!(shared.flops_per_token(), four.flops_per_token());
+        let model = Gpt::init(&shared, &mut SeededInit::new(0), &device);
+        assert_eq!(model.blocks.len(), 1);
+        let mut unshared = Gpt::init(&four, &mut SeededInit::new(1), &device);
+        let block = model.blocks[0].clone();
+        unshared.blocks = vec![block.clone(), block.clone(), block.clone(), block];
+        unshared.token_embedding = model.token_embedding.clone();
+        unshared.position_embedding = model.position_embedding.clone();
+        unshared.ln_f = model.ln_f.clone();
+        unshared.head = model.head.clone();
+        let tokens = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![1i64, 5, 9, 200, 3, 7], [1, 6]),
+            &device,
+        );
+        let a = model.forward(tokens.clone()).into_data().convert::<f32>();
+        let b = unshared.forward(tokens).into_data().convert::<f32>();
+        assert_eq!(a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+    }
+
     #[test]
     fn param_counts_match_brute_force() {
         let device = Device::flex();
@@ -309,6 +362,14 @@ mod tests {
                     ..LmSpec::with_preset(GptPreset::Micro)
                 },
                 1000,
+            ),
+            // Cross-layer sharing: one block's parameters for four layers.
+            config(
+                LmSpec {
+                    share_layers: true,
+                    ..LmSpec::with_depth(4)
+                },
+                256,
             ),
         ];
         for c in shapes {
@@ -441,6 +502,7 @@ mod tests {
                 vocab_size: 50,
                 dropout: 0.0,
                 tie_embeddings: tie,
+                share_layers: false,
                 family: Default::default(),
             };
             let device = Device::flex();

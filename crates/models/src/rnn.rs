@@ -396,6 +396,7 @@ mod tests {
                 vocab_size: 11,
                 dropout: 0.0,
                 tie_embeddings: false,
+                share_layers: false,
                 family,
             };
             let m = RnnLm::init(&c, &mut SeededInit::new(0), &device);

@@ -221,7 +221,13 @@ impl LmConfig {
     /// A short label of the shape: `GPT 4L d128 4h`, `LSTM 2L d64`.
     pub fn label(&self) -> String {
         match self.family.rnn_cell() {
-            None => format!("GPT {}L d{} {}h", self.n_layers, self.d_model, self.n_heads),
+            None => format!(
+                "GPT {}L{} d{} {}h",
+                self.n_layers,
+                if self.share_layers { " shared" } else { "" },
+                self.d_model,
+                self.n_heads
+            ),
             Some(cell) => format!("{} {}L d{}", cell.name(), self.n_layers, self.d_model),
         }
     }
@@ -238,10 +244,11 @@ impl LmConfig {
                 self.d_ff,
                 self.ctx_len,
                 self.vocab_size,
-                if self.tie_embeddings {
-                    ", tied head"
-                } else {
-                    ""
+                match (self.tie_embeddings, self.share_layers) {
+                    (true, true) => ", tied head, one block shared by all layers",
+                    (true, false) => ", tied head",
+                    (false, true) => ", one block shared by all layers",
+                    (false, false) => "",
                 }
             ),
             Some(cell) => format!(

@@ -39,6 +39,9 @@ pub struct LmSpec {
     pub dropout: f64,
     /// Share the token embedding with the output head (GPT-2 does).
     pub tie_embeddings: bool,
+    /// Share one block's weights across all `n_layers` blocks (cross-layer parameter sharing,
+    /// ALBERT: Lan et al. 2020): the compute of `n_layers` blocks with the parameters of one.
+    pub share_layers: bool,
     /// The language model's family: `gpt` (default), or `lstm` / `gru` — a recurrent
     /// language model of `n_layers` layers of `d_model` units (heads, `d_ff`, positions and
     /// tying do not apply), to compare with the Transformer at equal parameters or compute.
@@ -59,6 +62,7 @@ impl Default for LmSpec {
             ctx_len: 256,
             dropout: 0.0,
             tie_embeddings: false,
+            share_layers: false,
             family: Family::Gpt,
         }
     }
@@ -115,6 +119,10 @@ pub struct LmConfig {
     pub dropout: f64,
     /// Whether the output head reuses the token embedding.
     pub tie_embeddings: bool,
+    /// Whether every block uses the same weights (ALBERT's cross-layer sharing); left out of
+    /// the config when off, so run ids are those of before the option existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share_layers: bool,
     /// The family (GPT unless said otherwise).
     #[serde(default, skip_serializing_if = "Family::is_gpt")]
     pub family: Family,
@@ -236,6 +244,16 @@ impl LmSpec {
         if !self.family.serves(Purpose::LanguageModel) {
             return Err(Purpose::LanguageModel.refuse(self.family));
         }
+        if self.share_layers && !self.family.is_gpt() {
+            return Err(SpecError::invalid(
+                "model.share_layers",
+                true,
+                format!(
+                    "cross-layer sharing is a GPT option; a {} has no blocks to share",
+                    self.family
+                ),
+            ));
+        }
         Ok(LmConfig {
             n_layers,
             d_model,
@@ -245,6 +263,7 @@ impl LmSpec {
             vocab_size,
             dropout: self.dropout,
             tie_embeddings: self.tie_embeddings,
+            share_layers: self.share_layers,
             family: self.family,
         })
     }

@@ -292,6 +292,7 @@ pub fn lm_config(config: &Value, path: &Path) -> Result<(LmConfig, Vec<String>),
                 0.0
             },
             tie_embeddings: flag("tie_word_embeddings", true),
+            share_layers: false,
             family: Family::Gpt,
         },
         warnings,
@@ -318,10 +319,21 @@ pub fn read_config(dir: &Path) -> Result<(LmConfig, Vec<String>), TrainError> {
     lm_config(&config, &path)
 }
 
-/// A GPT run's weights (scalelab's safetensors) in GPT-2's names and layout.
+/// A GPT run's weights (scalelab's safetensors) in GPT-2's names and layout (a run with
+/// shared layers: its one block written as every block).
 pub fn to_gpt2(ours: &[u8], model: &LmConfig, path: &Path) -> Result<Vec<u8>, TrainError> {
     let st = read_safetensors(ours, path)?;
-    let table = names(model.n_layers, model.tie_embeddings);
+    // A model whose layers share one block is a GPT-2 whose blocks are all that block.
+    let table: Vec<(String, String, bool)> = names(model.n_layers, model.tie_embeddings)
+        .into_iter()
+        .map(|(ours, theirs, t)| match ours.strip_prefix("blocks.") {
+            Some(rest) if model.share_layers => {
+                let leaf = rest.split_once('.').map_or(rest, |(_, leaf)| leaf);
+                (format!("blocks.0.{leaf}"), theirs, t)
+            }
+            _ => (ours, theirs, t),
+        })
+        .collect();
     let extra: Vec<String> = st
         .names()
         .into_iter()
@@ -413,6 +425,7 @@ mod tests {
             vocab_size: 6,
             dropout: 0.0,
             tie_embeddings: tied,
+            share_layers: false,
             family: Family::Gpt,
         }
     }
@@ -513,6 +526,25 @@ mod tests {
         let mut lstm = m.clone();
         lstm.family = Family::Lstm;
         assert!(gpt2_config(&lstm, Path::new("x")).is_err());
+    }
+
+    /// A shared-layer model exports as a GPT-2 whose every block is its one block.
+    #[test]
+    fn shared_layers_export_as_copies_of_the_one_block() {
+        let mut shared = model(true);
+        shared.share_layers = true;
+        let one = LmConfig {
+            n_layers: 1,
+            share_layers: false,
+            ..shared.clone()
+        };
+        let theirs = to_gpt2(&weights(&one), &shared, Path::new("x")).unwrap();
+        let st = SafeTensors::deserialize(&theirs).unwrap();
+        for leaf in ["attn.c_attn.weight", "mlp.c_proj.bias", "ln_2.weight"] {
+            let a = st.tensor(&format!("transformer.h.0.{leaf}")).unwrap();
+            let b = st.tensor(&format!("transformer.h.1.{leaf}")).unwrap();
+            assert_eq!(a.data(), b.data(), "{leaf}");
+        }
     }
 
     #[test]

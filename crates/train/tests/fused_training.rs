@@ -20,6 +20,7 @@ fn config(ctx_len: usize, tie_embeddings: bool) -> LmConfig {
         vocab_size: 256,
         dropout: 0.0,
         tie_embeddings,
+        share_layers: false,
         family: Default::default(),
     }
 }

@@ -18,7 +18,9 @@ pub fn gpt_param_counts(c: &LmConfig) -> ParamCounts {
     let token_embedding = v * d;
     let position_embedding = t * d;
     let head = if c.tie_embeddings { 0 } else { d * v }; // no bias, as GPT-2
-    let non_embedding = l * block + layer_norm;
+    // With cross-layer sharing one block's weights serve every layer.
+    let distinct_blocks = if c.share_layers { 1 } else { l };
+    let non_embedding = distinct_blocks * block + layer_norm;
     let embedding = token_embedding + position_embedding + head;
     ParamCounts {
         total: non_embedding + embedding,
@@ -37,7 +39,8 @@ pub fn gpt_flops_per_token(c: &LmConfig) -> f64 {
         c.n_layers as f64,
     );
     // Weights that take part in a matrix product: qkv (3d²), projection (d²), MLP (2·d·d_ff)
-    // in every block, and the output head (d·V) whether or not it is tied.
+    // in every block, and the output head (d·V) whether or not it is tied. A shared block
+    // counts once per layer it runs in: compute, not storage.
     let matmul_weights = l * (4.0 * d * d + 2.0 * d * f) + d * v;
     // Attention scores QKᵀ and the weighted sum AV: 2·T·d multiply-adds per token per layer,
     // 2 FLOPs each, ×3 for forward and backward = 12·L·T·d.
