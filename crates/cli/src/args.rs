@@ -53,6 +53,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Sample text from a trained language model.
     Generate(GenerateArgs),
+    /// Compress a trained language model once: magnitude or N:M pruning, or 8/4-bit weight
+    /// quantisation; writes the compressed model (for eval, generate, compare) with its
+    /// validation loss before and after, non-zero parameters and bytes.
+    Compress(CompressArgs),
     /// Compare two models on the same examples: language models on the same windows of a
     /// text (mean loss difference, paired-bootstrap interval and p-value), classifiers on
     /// their test set (accuracy difference, its interval, McNemar's exact test).
@@ -93,6 +97,71 @@ pub struct HostFlags {
     /// cpu, or gpu (a build with `--features gpu`).
     #[arg(long)]
     pub device: Option<scalelab_spec::TrainDevice>,
+}
+
+/// `scalelab compress`.
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// The run directory of a trained language model (GPT, LSTM or GRU).
+    pub run: PathBuf,
+    /// magnitude (the smallest weights of each layer, or of all with --global), n-of-m (N of
+    /// every M consecutive inputs), or quantize (symmetric 8- or 4-bit, through Burn).
+    #[arg(long, value_enum)]
+    pub method: CompressMethod,
+    /// magnitude: the share of each layer's (with --global: all layers') weights set to zero.
+    #[arg(long, required_if_eq("method", "magnitude"))]
+    pub sparsity: Option<f64>,
+    /// magnitude: one threshold over all layers.
+    #[arg(long)]
+    pub global: bool,
+    /// n-of-m: weights kept per group.
+    #[arg(long, default_value_t = 2)]
+    pub n: usize,
+    /// n-of-m: the group of consecutive inputs.
+    #[arg(long, default_value_t = 4)]
+    pub m: usize,
+    /// quantize: 8 or 4.
+    #[arg(long, default_value_t = 8)]
+    pub bits: u32,
+    /// quantize: one scale per tensor, per output channel, or per --block inputs.
+    #[arg(long, value_enum, default_value_t = Granularity::Channel)]
+    pub granularity: Granularity,
+    /// quantize --granularity block: inputs sharing a scale (at most 255).
+    #[arg(long, default_value_t = 64)]
+    pub block: usize,
+    /// Where to write the compressed model's directory (default: next to the run, RUN-TAG).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Validation tokens scored before and after (the run's own held-out split, from its start).
+    #[arg(long, default_value_t = 65536)]
+    pub eval_tokens: usize,
+    #[command(flatten)]
+    pub host: HostFlags,
+    /// Print the compression record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `scalelab compress` compresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressMethod {
+    /// Magnitude pruning.
+    Magnitude,
+    /// N:M semi-structured pruning.
+    NOfM,
+    /// Weight quantisation.
+    Quantize,
+}
+
+/// Which weights share a quantisation scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Granularity {
+    /// The whole tensor.
+    Tensor,
+    /// Each output channel.
+    Channel,
+    /// Each block of --block inputs of an output.
+    Block,
 }
 
 /// `scalelab generate`.

@@ -71,6 +71,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::Eval(args) => lm::eval(args),
         Command::Generate(args) => lm::generate(args),
+        Command::Compress(args) => lm::compress(args),
         Command::Compare(args) => lm::compare(args),
     }
 }

@@ -34,6 +34,14 @@ pub enum TrainError {
         /// What to do.
         hint: String,
     },
+    /// A model cannot be compressed as asked.
+    #[error("compressing: {message}\nhint: {hint}")]
+    Compress {
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
     /// A Hugging Face checkpoint cannot be written or read as a GPT.
     #[error("{path}: {message}\nhint: {hint}")]
     HuggingFace {

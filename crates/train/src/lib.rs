@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod classify;
+pub mod compress;
 mod engine;
 pub mod error;
 pub mod fsutil;

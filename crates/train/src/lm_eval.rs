@@ -64,6 +64,22 @@ pub fn load(dir: &Path) -> Result<TrainedLm, TrainError> {
     if hf::is_hf_dir(dir) {
         return load_hf(dir);
     }
+    let compressed = dir.join(crate::compress::COMPRESSION_FILE);
+    if compressed.is_file() {
+        let record: crate::compress::CompressionRecord =
+            serde_json::from_slice(&read(&compressed)?).map_err(|e| {
+                not_a_model(dir, format!("{} does not parse: {e}", compressed.display()))
+            })?;
+        return Ok(TrainedLm {
+            id: record.id,
+            tokenizer: tokenizer_of(&record.config.data.tokenizer, dir)?,
+            config: record.config.model,
+            weights: read(&dir.join(WEIGHTS_FILE))?,
+            dir: dir.to_path_buf(),
+            warnings: Vec::new(),
+            task: record.config.task,
+        });
+    }
     let record_path = dir.join("record.json");
     let text = std::fs::read_to_string(&record_path)
         .map_err(|e| not_a_model(dir, format!("cannot read {}: {e}", record_path.display())))?;
@@ -76,18 +92,7 @@ pub fn load(dir: &Path) -> Result<TrainedLm, TrainError> {
             ),
         )
     })?;
-    let tokenizer = match &record.config.data.tokenizer {
-        TokenizerSpec::Byte => Tokenizer::Byte,
-        _ => {
-            let path = dir.join("tokenizer.json");
-            Tokenizer::build(
-                &TokenizerSpec::BpeFile {
-                    path: path.display().to_string(),
-                },
-                &[],
-            )?
-        }
-    };
+    let tokenizer = tokenizer_of(&record.config.data.tokenizer, dir)?;
     Ok(TrainedLm {
         id: record.run_id.clone(),
         config: record.config.model.clone(),
@@ -96,6 +101,19 @@ pub fn load(dir: &Path) -> Result<TrainedLm, TrainError> {
         dir: dir.to_path_buf(),
         warnings: Vec::new(),
         task: record.config.task.clone(),
+    })
+}
+
+/// The tokenizer of a run trained with `spec`, whose `tokenizer.json` (a BPE's) is in `dir`.
+fn tokenizer_of(spec: &TokenizerSpec, dir: &Path) -> Result<Tokenizer, TrainError> {
+    Ok(match spec {
+        TokenizerSpec::Byte => Tokenizer::Byte,
+        _ => Tokenizer::build(
+            &TokenizerSpec::BpeFile {
+                path: dir.join("tokenizer.json").display().to_string(),
+            },
+            &[],
+        )?,
     })
 }
 

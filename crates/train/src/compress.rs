@@ -1,0 +1,512 @@
+//! One-shot compression of a trained model's weights: magnitude pruning (per layer, or with
+//! one global threshold), N:M semi-structured pruning (N kept of every M consecutive inputs of
+//! an output, NVIDIA's 2:4), and post-training weight quantisation through Burn's
+//! quantisation (`QuantScheme`: symmetric 8- or 4-bit values, one scale per tensor, per
+//! output channel or per block of inputs), kept as the dequantised float weights
+//! (quantise–dequantise, "fake" quantisation: the CPU backend computes in float, so the loss
+//! is that of the quantised model and the bytes are counted, not stored).
+//!
+//! Only the layers' weight matrices are compressed (2-D tensors outside the model's input
+//! and output layers: a GPT's qkv, projection and MLP matrices); embeddings, the head,
+//! biases and norms stay as they are, as in Frantar et al. 2023 and Zhu & Gupta 2017.
+
+use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// A compression method.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Method {
+    /// Zero the smallest-magnitude share `sparsity` of the weights, of each layer or of all
+    /// layers together (`global`).
+    Magnitude {
+        /// Share of weights set to zero, in [0, 1).
+        sparsity: f64,
+        /// One threshold over every layer rather than the same share in each.
+        global: bool,
+    },
+    /// Keep the `n` largest-magnitude of every `m` consecutive inputs of each output.
+    NOfM {
+        /// Kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
+    /// Symmetric `bits`-bit quantisation (8 or 4).
+    Quantize {
+        /// 8 or 4.
+        bits: u32,
+        /// Which weights share a scale.
+        scales: Scales,
+    },
+}
+
+/// Which weights of a matrix share a quantisation scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scales {
+    /// The whole matrix.
+    Tensor,
+    /// Each output channel (a column of the `[inputs, outputs]` matrix).
+    Channel,
+    /// Each run of this many consecutive inputs of an output (at most 255, Burn's block limit).
+    Block(usize),
+}
+
+/// The file a compressed model's directory describes itself in (beside its
+/// `weights.safetensors` and, for a BPE, `tokenizer.json`).
+pub const COMPRESSION_FILE: &str = "compression.json";
+
+/// A compressed model: where it came from, how, and what it cost and kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompressionRecord {
+    /// Schema version (1).
+    pub schema_version: u32,
+    /// `PARENT-TAG`, the compressed model's id.
+    pub id: String,
+    /// The run compressed.
+    pub parent: String,
+    /// Its resolved config (the compressed model's shape and data).
+    pub config: scalelab_spec::RunConfig,
+    /// What was done.
+    pub method: Method,
+    /// The parent's parameter counts (both conventions).
+    pub params: scalelab_spec::ParamCounts,
+    /// Non-zero parameters after compression, in the same conventions (embeddings and head
+    /// untouched, so `embedding` is the parent's).
+    pub nonzero: scalelab_spec::ParamCounts,
+    /// The conventions of `params` and `nonzero`.
+    pub param_convention: String,
+    /// Bytes of the weights as the parent stores them (float32).
+    pub bytes_dense: u64,
+    /// Bytes of the weights compressed: quantised matrices at their bits plus a float32 scale
+    /// per group; pruned weights counted as stored dense (a sparse format's saving depends on
+    /// the format and is not claimed).
+    pub bytes: u64,
+    /// Validation loss (nats per token) before and after, on the same windows.
+    pub val_loss_before: f64,
+    /// See `val_loss_before`.
+    pub val_loss_after: f64,
+    /// Tokens scored for each.
+    pub val_tokens: u64,
+    /// Every compressed matrix.
+    pub layers: Vec<LayerReport>,
+}
+
+/// The tag of a method in a compressed model's id.
+pub fn tag(method: &Method) -> String {
+    match *method {
+        Method::Magnitude { sparsity, global } => {
+            format!("{}magnitude{sparsity}", if global { "global-" } else { "" })
+        }
+        Method::NOfM { n, m } => format!("{n}of{m}"),
+        Method::Quantize {
+            bits,
+            scales: Scales::Tensor,
+        } => format!("int{bits}-tensor"),
+        Method::Quantize {
+            bits,
+            scales: Scales::Channel,
+        } => format!("int{bits}-channel"),
+        Method::Quantize {
+            bits,
+            scales: Scales::Block(b),
+        } => format!("int{bits}-block{b}"),
+    }
+}
+
+/// What compression did to one weight matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// The tensor's name.
+    pub name: String,
+    /// Its elements.
+    pub params: u64,
+    /// Its non-zero elements after compression.
+    pub nonzero: u64,
+    /// Its bytes after compression (4 per float; quantised: bits/8 per value plus 4 per scale).
+    pub bytes: u64,
+}
+
+fn bad(message: String, hint: &str) -> TrainError {
+    TrainError::Compress {
+        message,
+        hint: hint.into(),
+    }
+}
+
+/// The indices of the `k` smallest magnitudes of `values` (ties: the lower index first).
+fn smallest(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+/// Zeros exactly `round(sparsity × len)` of `values`, the smallest in magnitude.
+pub fn prune_magnitude(values: &mut [f32], sparsity: f64) {
+    let k = (sparsity * values.len() as f64).round() as usize;
+    for i in smallest(values, k.min(values.len())) {
+        values[i] = 0.0;
+    }
+}
+
+/// Zeros exactly `round(sparsity × total)` weights over all `layers` together, the smallest
+/// in magnitude anywhere.
+pub fn prune_global(layers: &mut [Vec<f32>], sparsity: f64) {
+    let total: usize = layers.iter().map(Vec::len).sum();
+    let k = ((sparsity * total as f64).round() as usize).min(total);
+    let mut all: Vec<(f32, usize, usize)> = layers
+        .iter()
+        .enumerate()
+        .flat_map(|(l, v)| v.iter().enumerate().map(move |(i, x)| (x.abs(), l, i)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    for &(_, l, i) in &all[..k] {
+        layers[l][i] = 0.0;
+    }
+}
+
+/// N:M pruning of a `[inputs, outputs]` matrix (row-major, Burn's linear layout): in each
+/// output column, of every `m` consecutive inputs the `n` largest in magnitude are kept.
+pub fn prune_n_of_m(values: &mut [f32], inputs: usize, outputs: usize, n: usize, m: usize) {
+    for col in 0..outputs {
+        for group in 0..inputs / m {
+            let idx: Vec<usize> = (0..m).map(|r| (group * m + r) * outputs + col).collect();
+            let group_values: Vec<f32> = idx.iter().map(|&i| values[i]).collect();
+            for j in smallest(&group_values, m - n) {
+                values[idx[j]] = 0.0;
+            }
+        }
+    }
+}
+
+/// Quantises and dequantises a `[inputs, outputs]` matrix through Burn's symmetric scheme.
+pub fn quantize_dequantize(
+    values: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+    bits: u32,
+    block: usize,
+) -> Result<Vec<f32>, TrainError> {
+    let value = match bits {
+        8 => QuantValue::Q8S,
+        4 => QuantValue::Q4S,
+        other => {
+            return Err(bad(
+                format!("{other}-bit quantisation is not offered"),
+                "use --bits 8 or --bits 4",
+            ));
+        }
+    };
+    // Values kept natively (not packed into u32 words), scales in f32.
+    let scheme = QuantScheme::default()
+        .with_value(value)
+        .with_store(QuantStore::Native);
+    let scheme = if block == 0 {
+        scheme.per_tensor(ScaleDtype::F32)
+    } else {
+        // A block is `block` consecutive inputs of one output: [block, 1] of [inputs, outputs].
+        scheme.per_block([block as u8, 1], ScaleDtype::F32)
+    };
+    let device = Device::flex();
+    let tensor = Tensor::<2>::from_data(TensorData::new(values, [inputs, outputs]), &device);
+    let data = tensor.quantize_dynamic(&scheme).dequantize().into_data();
+    data.convert::<f32>().try_to_vec::<f32>().map_err(|e| {
+        bad(
+            format!("reading dequantised weights: {e:?}"),
+            "report this as a bug",
+        )
+    })
+}
+
+/// Applies `method` to the tensors of `weights` (a safetensors file) for which `target` is
+/// true (2-D float32 matrices); returns the new file and a report per compressed matrix.
+pub fn compress(
+    weights: &[u8],
+    method: &Method,
+    target: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<u8>, Vec<LayerReport>), TrainError> {
+    let st = SafeTensors::deserialize(weights).map_err(|e| {
+        bad(
+            format!("the weights do not read: {e}"),
+            "train the run again",
+        )
+    })?;
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>, bool)> = Vec::new();
+    for name in names {
+        let view = st
+            .tensor(&name)
+            .map_err(|e| bad(format!("tensor {name}: {e}"), "train the run again"))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(
+                format!("tensor {name} is {:?}, not float32", view.dtype()),
+                "compress a run scalelab trained",
+            ));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let is_target = view.shape().len() == 2 && target(&name);
+        tensors.push((name, view.shape().to_vec(), values, is_target));
+    }
+    let targets: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].3).collect();
+    if targets.is_empty() {
+        return Err(bad(
+            "the model has no weight matrices to compress".into(),
+            "compress a GPT, LSTM or GRU run",
+        ));
+    }
+    let mut bytes_of = vec![0u64; tensors.len()];
+    match *method {
+        Method::Magnitude { sparsity, global } => {
+            if !(0.0..1.0).contains(&sparsity) {
+                return Err(bad(
+                    format!("sparsity {sparsity} is not in [0, 1)"),
+                    "give the share of weights to zero, e.g. --sparsity 0.5",
+                ));
+            }
+            if global {
+                let mut layers: Vec<Vec<f32>> = targets
+                    .iter()
+                    .map(|&i| std::mem::take(&mut tensors[i].2))
+                    .collect();
+                prune_global(&mut layers, sparsity);
+                for (&i, layer) in targets.iter().zip(layers) {
+                    tensors[i].2 = layer;
+                }
+            } else {
+                for &i in &targets {
+                    prune_magnitude(&mut tensors[i].2, sparsity);
+                }
+            }
+        }
+        Method::NOfM { n, m } => {
+            if m == 0 || n == 0 || n > m || m > 64 {
+                return Err(bad(
+                    format!("{n}:{m} is not an N:M pattern"),
+                    "keep N of every M weights, 1 ≤ N ≤ M ≤ 64, e.g. --n 2 --m 4",
+                ));
+            }
+            for &i in &targets {
+                let (name, shape) = (&tensors[i].0, tensors[i].1.clone());
+                if shape[0] % m != 0 {
+                    return Err(bad(
+                        format!("{name} has {} inputs, not a multiple of M = {m}", shape[0]),
+                        "choose an M that divides every layer's input width",
+                    ));
+                }
+                prune_n_of_m(&mut tensors[i].2, shape[0], shape[1], n, m);
+            }
+        }
+        Method::Quantize { bits, scales } => {
+            for &i in &targets {
+                let (inputs, outputs) = (tensors[i].1[0], tensors[i].1[1]);
+                let values = std::mem::take(&mut tensors[i].2);
+                let groups = match scales {
+                    Scales::Tensor => {
+                        tensors[i].2 = quantize_dequantize(values, inputs, outputs, bits, 0)?;
+                        1
+                    }
+                    Scales::Channel => {
+                        // Each column quantised alone: one scale per output channel.
+                        let mut out = values.clone();
+                        for col in 0..outputs {
+                            let column: Vec<f32> =
+                                (0..inputs).map(|r| values[r * outputs + col]).collect();
+                            let q = quantize_dequantize(column, inputs, 1, bits, 0)?;
+                            for (r, x) in q.into_iter().enumerate() {
+                                out[r * outputs + col] = x;
+                            }
+                        }
+                        tensors[i].2 = out;
+                        outputs
+                    }
+                    Scales::Block(block) => {
+                        if block == 0 || block > 255 || inputs % block != 0 {
+                            return Err(bad(
+                                format!(
+                                    "{} has {inputs} inputs: a block of {block} must be 1 to 255 and divide it",
+                                    tensors[i].0
+                                ),
+                                "choose a --block that divides every layer's input width (e.g. 16 or 32), or per-tensor or per-channel scales",
+                            ));
+                        }
+                        tensors[i].2 = quantize_dequantize(values, inputs, outputs, bits, block)?;
+                        inputs / block * outputs
+                    }
+                };
+                bytes_of[i] = (inputs * outputs) as u64 * u64::from(bits) / 8 + 4 * groups as u64;
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    for &i in &targets {
+        let (name, shape, values, _) = &tensors[i];
+        let params = (shape[0] * shape[1]) as u64;
+        reports.push(LayerReport {
+            name: name.clone(),
+            params,
+            nonzero: values.iter().filter(|x| **x != 0.0).count() as u64,
+            bytes: if bytes_of[i] > 0 {
+                bytes_of[i]
+            } else {
+                4 * params
+            },
+        });
+    }
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, values, _)| {
+            (
+                name,
+                shape,
+                values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            bad(
+                format!("laying out the weights: {e}"),
+                "report this as a bug",
+            )
+        })?;
+    let bytes = safetensors::serialize(views, None)
+        .map_err(|e| bad(format!("writing the weights: {e}"), "report this as a bug"))?;
+    Ok((bytes, reports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    fn zeros(v: &[f32]) -> usize {
+        v.iter().filter(|x| **x == 0.0).count()
+    }
+
+    /// Per layer: exactly the asked share is zero in each layer, and no kept weight is smaller
+    /// than a pruned one was.
+    #[test]
+    fn magnitude_pruning_zeros_exactly_the_smallest_share() {
+        let original = values(1000, 1);
+        let mut v = original.clone();
+        prune_magnitude(&mut v, 0.3);
+        assert_eq!(zeros(&v), 300);
+        let largest_pruned = original
+            .iter()
+            .zip(&v)
+            .filter(|(_, p)| **p == 0.0)
+            .map(|(o, _)| o.abs())
+            .fold(0.0, f32::max);
+        let smallest_kept = v
+            .iter()
+            .filter(|x| **x != 0.0)
+            .map(|x| x.abs())
+            .fold(f32::MAX, f32::min);
+        assert!(largest_pruned <= smallest_kept);
+    }
+
+    /// Global: exactly the asked share of all weights is zero, unevenly across layers (a layer
+    /// of small weights loses more).
+    #[test]
+    fn global_pruning_hits_the_total_and_prefers_small_layers() {
+        let big: Vec<f32> = values(600, 2);
+        let small: Vec<f32> = values(400, 3).iter().map(|x| x * 0.1).collect();
+        let mut layers = vec![big, small];
+        prune_global(&mut layers, 0.5);
+        assert_eq!(zeros(&layers[0]) + zeros(&layers[1]), 500);
+        assert_eq!(
+            zeros(&layers[1]),
+            400,
+            "every small weight is below every large one's median"
+        );
+    }
+
+    /// 2:4: every group of four consecutive inputs of every output keeps exactly two, its two
+    /// largest.
+    #[test]
+    fn n_of_m_keeps_n_in_every_group() {
+        let (inputs, outputs) = (8, 3);
+        let original = values(inputs * outputs, 4);
+        let mut v = original.clone();
+        prune_n_of_m(&mut v, inputs, outputs, 2, 4);
+        for col in 0..outputs {
+            for group in 0..inputs / 4 {
+                let idx: Vec<usize> = (0..4).map(|r| (group * 4 + r) * outputs + col).collect();
+                let kept: Vec<usize> = idx.iter().copied().filter(|&i| v[i] != 0.0).collect();
+                assert_eq!(kept.len(), 2);
+                let min_kept = kept
+                    .iter()
+                    .map(|&i| original[i].abs())
+                    .fold(f32::MAX, f32::min);
+                for &i in &idx {
+                    if v[i] == 0.0 {
+                        assert!(original[i].abs() <= min_kept);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Symmetric quantisation with scale s = max|w| / (2^(b−1) − 1) per scale group moves each
+    /// weight by at most s/2 (rounding to the nearest level): checked per tensor and per block
+    /// at 8 and 4 bits, with a little slack for float rounding.
+    #[test]
+    fn quantise_dequantise_error_is_at_most_half_a_step() {
+        let (inputs, outputs) = (16, 4);
+        let w = values(inputs * outputs, 5);
+        for bits in [8u32, 4] {
+            let levels = ((1u32 << (bits - 1)) - 1) as f32;
+            for block in [0usize, 4, 16] {
+                let q = quantize_dequantize(w.clone(), inputs, outputs, bits, block).unwrap();
+                for col in 0..outputs {
+                    for r in 0..inputs {
+                        let group: Vec<usize> = match r.checked_div(block) {
+                            None => (0..w.len()).collect(),
+                            Some(b) => (b * block..(b + 1) * block)
+                                .map(|i| i * outputs + col)
+                                .collect(),
+                        };
+                        let s = group.iter().map(|&i| w[i].abs()).fold(0.0, f32::max) / levels;
+                        let i = r * outputs + col;
+                        assert!(
+                            (q[i] - w[i]).abs() <= 0.5 * s * 1.0001 + 1e-7,
+                            "{bits} bits, block {block}: {} vs {}",
+                            q[i],
+                            w[i]
+                        );
+                    }
+                }
+                let distinct: std::collections::BTreeSet<u32> =
+                    q.iter().map(|x| x.to_bits()).collect();
+                if block == 0 {
+                    assert!(
+                        distinct.len() <= (2 * levels as usize) + 1,
+                        "{bits} bits: {} levels",
+                        distinct.len()
+                    );
+                }
+            }
+        }
+    }
+}
