@@ -721,6 +721,16 @@ pub struct TrainArgs {
     /// Micro-batches per optimiser step.
     #[arg(long)]
     pub grad_accum: Option<usize>,
+    /// Prune during training (Zhu & Gupta's gradual magnitude pruning) to this final share of
+    /// zero weights in every layer's matrices (`train.prune_sparsity`).
+    #[arg(long, value_name = "SPARSITY")]
+    pub prune_to: Option<f64>,
+    /// Where pruning starts, as a share of the budget (default 0.1).
+    #[arg(long, value_name = "SHARE")]
+    pub prune_start: Option<f64>,
+    /// Where it reaches its sparsity (default 0.7).
+    #[arg(long, value_name = "SHARE")]
+    pub prune_end: Option<f64>,
     /// The training recipe.
     #[command(flatten)]
     pub recipe: RecipeArgs,
@@ -778,6 +788,9 @@ impl TrainArgs {
             spec.train.budget_tokens = None;
         }
         set(&mut spec.train.grad_accum, self.grad_accum);
+        set(&mut spec.train.prune_sparsity, self.prune_to);
+        set(&mut spec.train.prune_start, self.prune_start);
+        set(&mut spec.train.prune_end, self.prune_end);
         apply_recipe!(self.recipe, spec.train);
         self.init.apply(&mut spec.init);
         set(&mut spec.train.eval_every_tokens, self.eval_every);

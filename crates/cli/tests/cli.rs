@@ -351,3 +351,63 @@ fn compress_prunes_and_quantises_exactly_as_asked() {
     );
     assert_says(&out, &["3-bit", "--bits 8"]);
 }
+
+/// Pruning during training (`--prune-to`, Zhu & Gupta's schedule): every layer's matrices end
+/// exactly at the asked sparsity, the record counts the non-zero parameters in both
+/// conventions, pruned weights stay zero in the kept weights, and a run stopped at a
+/// checkpoint inside the pruning window resumes to the uninterrupted run's losses.
+#[test]
+fn pruning_during_training_hits_its_sparsity_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let line = "train --n-layers 2 --d-model 32 --n-heads 2 --ctx 16 --batch 4 --tokens 16384 --eval-every 4096 --eval-tokens 512 --threads 1 --prune-to 0.6 --checkpoint-every 4096";
+    let whole = scalelab_line(&format!("{line} --out whole --json -q"), cwd);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    let sparsity = &whole["sparsity"];
+    let mut zeros = 0;
+    for layer in sparsity["layers"].as_array().unwrap() {
+        let (params, z) = (
+            layer["params"].as_u64().unwrap(),
+            layer["zeros"].as_u64().unwrap(),
+        );
+        assert_eq!(z, (0.6 * params as f64).round() as u64, "{layer}");
+        zeros += z;
+    }
+    assert_eq!(sparsity["layers"].as_array().unwrap().len(), 8);
+    for convention in ["total", "non_embedding"] {
+        assert_eq!(
+            sparsity["nonzero"][convention].as_u64().unwrap(),
+            whole["params"][convention].as_u64().unwrap() - zeros
+        );
+    }
+    // Stopped inside the window (pruning runs from 10% to 70% of the budget), then resumed.
+    let out = scalelab_line(&format!("{line} --out pieces --stop-after 8192 -q"), cwd);
+    assert!(
+        out.status.success() || out.status.code() == Some(130),
+        "{}",
+        stderr(&out)
+    );
+    let resumed = scalelab_line(&format!("{line} --out pieces --json -q"), cwd);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let resumed: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(resumed["resumed"], true);
+    let losses = |r: &serde_json::Value| -> Vec<f64> {
+        r["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["val_loss"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(losses(&resumed), losses(&whole));
+    assert_eq!(resumed["sparsity"], whole["sparsity"]);
+    // Bad settings are refused by name.
+    let out = scalelab_line("train --prune-to 1.0 --tokens 1000", cwd);
+    assert_says(&out, &["train.prune_sparsity", "below 1"]);
+    let out = scalelab_line(
+        "train --prune-to 0.5 --prune-start 0.8 --prune-end 0.5 --tokens 1000",
+        cwd,
+    );
+    assert_says(&out, &["train.prune_end", "prune_start"]);
+}

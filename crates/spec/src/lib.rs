@@ -49,13 +49,13 @@ pub use model::{GptPreset, LmConfig, LmSpec};
 pub use names::Named;
 pub use optim::{Optimiser, OptimiserKind};
 pub use record::{
-    Adaptation, CurvePoint, ExampleScore, FlopsConvention, LmResult, Machine, ParamCounts,
-    RUN_RECORD_SCHEMA_VERSION, Record, RecordKind, RunRecord, RunStatus, TASK_EXAMPLES_FILE,
-    TaskMetrics,
+    Adaptation, CurvePoint, ExampleScore, FlopsConvention, LayerSparsity, LmResult, Machine,
+    ParamCounts, RUN_RECORD_SCHEMA_VERSION, Record, RecordKind, RunRecord, RunStatus,
+    SparsityReport, TASK_EXAMPLES_FILE, TaskMetrics,
 };
 pub use run::{
-    Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerKind,
-    TokenizerSpec, TrainConfig, TrainDevice, TrainSpec,
+    Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, PruneConfig, RunConfig, RunSpec,
+    TokenizerKind, TokenizerSpec, TrainConfig, TrainDevice, TrainSpec,
 };
 pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,

@@ -300,4 +300,29 @@ pub struct LmResult {
     /// Whether early stopping ended the run before its budget.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped_early: bool,
+    /// What pruning during training left (`train.prune`), of the final weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<SparsityReport>,
+}
+
+/// The sparsity of a pruned model's final weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SparsityReport {
+    /// The sparsity asked of every pruned matrix.
+    pub target: f64,
+    /// Each pruned matrix: its name, elements and zeros.
+    pub layers: Vec<LayerSparsity>,
+    /// Non-zero parameters, in the record's two conventions (embeddings and head unpruned).
+    pub nonzero: ParamCounts,
+}
+
+/// One pruned matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSparsity {
+    /// Its path, e.g. `blocks.0.qkv.weight`.
+    pub name: String,
+    /// Its elements.
+    pub params: u64,
+    /// Its zeros.
+    pub zeros: u64,
 }

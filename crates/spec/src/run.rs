@@ -187,6 +187,14 @@ pub struct TrainSpec {
     /// Stop after this many evaluations without a better validation loss, keeping the best
     /// weights (their loss is the run's final loss); 0: train the whole budget.
     pub early_stopping_patience: usize,
+    /// Gradual magnitude pruning during training (Zhu & Gupta 2017) to this final sparsity of
+    /// every layer's weight matrices; 0: dense.
+    pub prune_sparsity: f64,
+    /// Where pruning starts, as a share of the budget's tokens.
+    pub prune_start: f64,
+    /// Where it reaches `prune_sparsity`, as a share of the budget; training then goes on
+    /// with the masks fixed.
+    pub prune_end: f64,
 }
 
 impl Default for TrainSpec {
@@ -215,6 +223,9 @@ impl Default for TrainSpec {
             l1: 0.0,
             l2: 0.0,
             early_stopping_patience: 0,
+            prune_sparsity: 0.0,
+            prune_start: 0.1,
+            prune_end: 0.7,
         }
     }
 }
@@ -334,6 +345,36 @@ pub struct TrainConfig {
     /// Evaluations without improvement before stopping (0, left out: never).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub early_stopping_patience: usize,
+    /// Gradual magnitude pruning (none, left out: dense).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneConfig>,
+}
+
+/// Gradual magnitude pruning (Zhu & Gupta 2017, "To prune, or not to prune", eq. 1 with an
+/// initial sparsity of 0): between `start` and `end` (shares of the budget's tokens) each weight
+/// matrix of the model's layers is pruned to `sparsity · (1 − (1 − p)³)`, p the share of the
+/// way, its smallest-magnitude weights zeroed and kept at zero from then on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneConfig {
+    /// Final share of zero weights in each matrix, in (0, 1).
+    pub sparsity: f64,
+    /// Where pruning starts (share of the budget).
+    pub start: f64,
+    /// Where it reaches `sparsity`.
+    pub end: f64,
+}
+
+impl PruneConfig {
+    /// The sparsity due after `seen` of `total` tokens.
+    pub fn sparsity_at(&self, seen: u64, total: u64) -> f64 {
+        let at = seen as f64 / total.max(1) as f64;
+        if at <= self.start {
+            return 0.0;
+        }
+        let p = ((at - self.start) / (self.end - self.start).max(f64::MIN_POSITIVE)).min(1.0);
+        self.sparsity * (1.0 - (1.0 - p).powi(3))
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -559,6 +600,33 @@ impl TrainSpec {
                 "use a validation sample of at least one context, e.g. 65536",
             ));
         }
+        if !(self.prune_sparsity.is_finite() && (0.0..1.0).contains(&self.prune_sparsity)) {
+            return Err(SpecError::invalid(
+                "train.prune_sparsity",
+                self.prune_sparsity,
+                "the final share of zero weights, from 0 (dense) to below 1, e.g. 0.5",
+            ));
+        }
+        let prune = (self.prune_sparsity > 0.0)
+            .then(|| {
+                if !(0.0 <= self.prune_start && self.prune_start < self.prune_end && self.prune_end <= 1.0)
+                {
+                    return Err(SpecError::invalid(
+                        "train.prune_end",
+                        self.prune_end,
+                        format!(
+                            "pruning runs from prune_start = {} to prune_end, shares of the budget with 0 <= prune_start < prune_end <= 1, e.g. 0.1 and 0.7",
+                            self.prune_start
+                        ),
+                    ));
+                }
+                Ok(PruneConfig {
+                    sparsity: self.prune_sparsity,
+                    start: self.prune_start,
+                    end: self.prune_end,
+                })
+            })
+            .transpose()?;
         Ok(TrainConfig {
             batch_size: self.batch_size,
             grad_accum: self.grad_accum,
@@ -580,6 +648,7 @@ impl TrainSpec {
             l1: self.l1,
             l2: self.l2,
             early_stopping_patience: self.early_stopping_patience,
+            prune,
         })
     }
 }

@@ -139,6 +139,18 @@ pub(crate) trait Workload {
     }
     /// The model with only the weights that train left trainable (also after a checkpoint
     /// loads).
+    /// The model after each optimiser step that took training from `before` to `after` of
+    /// `total` units (pruning's masks): unchanged by default.
+    fn after_step(
+        &mut self,
+        model: Self::Model,
+        _before: u64,
+        _after: u64,
+        _total: u64,
+    ) -> Self::Model {
+        model
+    }
+
     fn adapt(&self, model: Self::Model) -> Result<Self::Model, TrainError> {
         Ok(model)
     }
@@ -380,6 +392,7 @@ pub(crate) fn run_loop<W: Workload>(
         };
 
         let before = state.tokens_seen;
+        model = work.after_step(model, before, after, total);
         state.step = step + 1;
         state.tokens_seen = after;
         state.pending_loss.0 += step_loss;

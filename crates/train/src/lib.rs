@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod objective;
 mod penalty;
 pub mod schedule;
+mod sparsify;
 pub mod task_eval;
 pub mod trainer;
 pub mod transfer;

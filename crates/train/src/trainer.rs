@@ -276,6 +276,8 @@ struct LmWorkload<'a, M: Objective> {
     flops_per_token: f64,
     /// The test examples' own scores at the latest evaluation, written beside the record.
     last_examples: Option<Vec<ExampleScore>>,
+    /// Pruning's masks (`train.prune`).
+    pruner: Option<crate::sparsify::Pruner>,
     model: std::marker::PhantomData<M>,
 }
 
@@ -369,6 +371,13 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
         crate::transfer::start_from(model, self.config.init.as_ref(), options)
     }
 
+    fn after_step(&mut self, model: M, before: u64, after: u64, total: u64) -> M {
+        match &mut self.pruner {
+            Some(pruner) => pruner.step(model, before, after, total),
+            None => model,
+        }
+    }
+
     fn adapt(&self, model: M) -> Result<M, TrainError> {
         crate::transfer::adapt(model, self.config.init.as_ref())
     }
@@ -402,6 +411,10 @@ fn train_loop<M: Objective + Clone>(
         device,
         flops_per_token,
         last_examples: None,
+        pruner: config
+            .train
+            .prune
+            .map(|p| crate::sparsify::Pruner::new(p, M::INPUT, M::HEAD)),
         model: std::marker::PhantomData,
     };
     let mut run = match run_loop(&mut work, model, optimizer, options, progress)? {
@@ -435,6 +448,10 @@ fn train_loop<M: Objective + Clone>(
             .map(|u| run.seen as f64 / u as f64),
         kept_tokens,
         stopped_early: run.stopped_early,
+        sparsity: work.pruner.as_ref().map(|p| {
+            let weights = run.kept.as_ref().map_or(&run.model, |(_, best)| best);
+            p.report(weights, config.model.param_counts())
+        }),
     };
     if let Some(examples) = &work.last_examples {
         write_task_examples(&options.run_dir.join(TASK_EXAMPLES_FILE), examples)?;

@@ -195,7 +195,7 @@ fn shape_hint(dir: &Path) -> Option<String> {
 }
 
 /// Whether the tensor at `path` belongs to the field `field` (its name, or under it).
-fn under(path: &str, field: &str) -> bool {
+pub(crate) fn under(path: &str, field: &str) -> bool {
     path == field
         || path
             .strip_prefix(field)
@@ -350,19 +350,19 @@ pub(crate) fn body_lr<M: FamilyModel>(
 }
 
 /// What a [`ByPath`] mapper does to each float parameter, knowing its path.
-trait MapAtPath {
+pub(crate) trait MapAtPath {
     /// The parameter at `path`, changed or not.
     fn map_at<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>>;
 }
 
 /// A module mapper that tracks the path of every float parameter (`blocks.0.qkv.weight`,
 /// `….weight.lora.a`) and hands it to `T`.
-struct ByPath<T> {
+pub(crate) struct ByPath<T> {
     path: Vec<String>,
     inner: T,
 }
 
-fn by_path<T: MapAtPath>(inner: T) -> ByPath<T> {
+pub(crate) fn by_path<T: MapAtPath>(inner: T) -> ByPath<T> {
     ByPath {
         path: Vec::new(),
         inner,
