@@ -731,6 +731,16 @@ pub struct TrainArgs {
     /// Where it reaches its sparsity (default 0.7).
     #[arg(long, value_name = "SHARE")]
     pub prune_end: Option<f64>,
+    /// Distil from the trained language model in DIR (a run or a transformers GPT-2
+    /// directory with the same tokenizer): `train.distill_from`.
+    #[arg(long, value_name = "DIR")]
+    pub distill_from: Option<String>,
+    /// Distillation's temperature τ (default 2).
+    #[arg(long)]
+    pub distill_temperature: Option<f64>,
+    /// Distillation's weight λ of the hard labels (default 0.5).
+    #[arg(long)]
+    pub distill_hard_weight: Option<f64>,
     /// The training recipe.
     #[command(flatten)]
     pub recipe: RecipeArgs,
@@ -791,6 +801,17 @@ impl TrainArgs {
         set(&mut spec.train.prune_sparsity, self.prune_to);
         set(&mut spec.train.prune_start, self.prune_start);
         set(&mut spec.train.prune_end, self.prune_end);
+        if self.distill_from.is_some() {
+            spec.train.distill_from = self.distill_from.clone();
+        }
+        set(
+            &mut spec.train.distill_temperature,
+            self.distill_temperature,
+        );
+        set(
+            &mut spec.train.distill_hard_weight,
+            self.distill_hard_weight,
+        );
         apply_recipe!(self.recipe, spec.train);
         self.init.apply(&mut spec.init);
         set(&mut spec.train.eval_every_tokens, self.eval_every);

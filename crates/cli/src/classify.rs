@@ -230,6 +230,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             stop_after_tokens: args.run.stop_after,
             interrupt: Some(Arc::clone(&interrupt)),
             init_from: spec.init.from.as_deref().map(parent_dir),
+            distill_from: None,
         };
         let announce = |train: usize, val: usize, test: usize| {
             eprintln!(

@@ -121,7 +121,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let text = TokenData::prepare(&corpus, &data_config, spec.model.ctx_len)
         .with_context(|| format!("preparing corpus {}", corpus.name))?;
     let parent = read_parent(&spec.init)?;
-    let config = spec.resolve(text.tokenizer.vocab_size(), parent.as_ref())?;
+    let mut config = spec.resolve(text.tokenizer.vocab_size(), parent.as_ref())?;
+    config.train.distill = distill_teacher(&spec.train, &config)?;
     let id = run_id(&config)?;
     let run_dir = args
         .run
@@ -198,6 +199,11 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         stop_after_tokens: args.run.stop_after,
         interrupt: Some(Arc::clone(&interrupt)),
         init_from: spec.init.from.as_deref().map(transfer::parent_dir),
+        distill_from: spec
+            .train
+            .distill_from
+            .as_deref()
+            .map(std::path::PathBuf::from),
     };
     let data = TrainingData::new(Some(text), config.task.as_ref())
         .context("a run needs a corpus or a task")?;
@@ -218,6 +224,39 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             &run_dir,
         )),
     }
+}
+
+/// The teacher `train.distill_from` names, read and checked against the student `config`: its
+/// id goes into the student's config (and so its identity).
+fn distill_teacher(
+    train: &scalelab_spec::TrainSpec,
+    config: &scalelab_spec::RunConfig,
+) -> Result<Option<scalelab_spec::DistillConfig>> {
+    let Some(dir) = &train.distill_from else {
+        return Ok(None);
+    };
+    let teacher = scalelab_train::lm_eval::load(Path::new(dir))
+        .with_context(|| format!("reading the teacher train.distill_from = {dir}"))?;
+    if teacher.config.vocab_size != config.model.vocab_size {
+        anyhow::bail!(
+            "train.distill_from = {dir}: the teacher's vocabulary has {} tokens, the student's {}\nhint: distil between models with the same tokenizer",
+            teacher.config.vocab_size,
+            config.model.vocab_size
+        );
+    }
+    if teacher.config.family.is_gpt() && teacher.config.ctx_len < config.model.ctx_len {
+        anyhow::bail!(
+            "train.distill_from = {dir}: the teacher reads {} tokens at most, the student's context is {}\nhint: give the student a context of at most {}",
+            teacher.config.ctx_len,
+            config.model.ctx_len,
+            teacher.config.ctx_len
+        );
+    }
+    Ok(Some(scalelab_spec::DistillConfig {
+        teacher: teacher.id,
+        temperature: train.distill_temperature,
+        hard_weight: train.distill_hard_weight,
+    }))
 }
 
 fn print_record(record: &RunRecord, json: bool) -> Result<ExitCode> {

@@ -411,3 +411,73 @@ fn pruning_during_training_hits_its_sparsity_and_resumes_exactly() {
     );
     assert_says(&out, &["train.prune_end", "prune_start"]);
 }
+
+/// Distillation (`--distill-from`): the student's record names its teacher (part of its
+/// identity), λ = 1 (the hard labels alone) trains exactly as a run without a teacher, and a
+/// teacher of another vocabulary or a shorter context is refused by name.
+#[test]
+fn distillation_names_its_teacher_and_reduces_to_plain_training_at_lambda_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let common =
+        "--batch 4 --tokens 4096 --eval-every 2048 --eval-tokens 512 --threads 1 --json -q";
+    let teacher = scalelab_line(
+        &format!("train --n-layers 2 --d-model 32 --n-heads 2 --ctx 32 --out runs {common}"),
+        cwd,
+    );
+    assert!(teacher.status.success(), "{}", stderr(&teacher));
+    let teacher: serde_json::Value = serde_json::from_slice(&teacher.stdout).unwrap();
+    let teacher_id = teacher["run_id"].as_str().unwrap();
+    let student = |extra: &str, out: &str| {
+        let out = scalelab_line(
+            &format!(
+                "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 32 --out {out} {extra} {common}"
+            ),
+            cwd,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let distilled = student(&format!("--distill-from runs/{teacher_id}"), "s1");
+    assert_eq!(
+        distilled["config"]["train"]["distill"]["teacher"],
+        teacher_id
+    );
+    assert_eq!(distilled["config"]["train"]["distill"]["temperature"], 2.0);
+    let plain = student("", "s2");
+    assert_ne!(plain["run_id"], distilled["run_id"]);
+    let losses = |r: &serde_json::Value| -> Vec<f64> {
+        r["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["val_loss"].as_f64().unwrap())
+            .collect()
+    };
+    assert_ne!(losses(&plain), losses(&distilled));
+    let hard_only = student(
+        &format!("--distill-from runs/{teacher_id} --distill-hard-weight 1"),
+        "s3",
+    );
+    let (a, b) = (losses(&plain), losses(&hard_only));
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() < 1e-4,
+            "λ = 1 trains as without a teacher: {a:?} vs {b:?}"
+        );
+    }
+    let out = scalelab_line(
+        &format!(
+            "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 64 --distill-from runs/{teacher_id} --tokens 1000"
+        ),
+        cwd,
+    );
+    assert_says(&out, &["train.distill_from", "context", "at most 32"]);
+    let out = scalelab_line(
+        &format!(
+            "train --n-layers 1 --d-model 16 --n-heads 2 --ctx 32 --tokenizer bpe --distill-from runs/{teacher_id} --tokens 1000"
+        ),
+        cwd,
+    );
+    assert_says(&out, &["train.distill_from", "vocabulary"]);
+}

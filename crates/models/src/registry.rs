@@ -100,7 +100,7 @@ pub trait UseLanguageModel {
     /// What it gives.
     type Out;
     /// Use the model.
-    fn language_model<M: LanguageModel>(self, model: M) -> Self::Out;
+    fn language_model<M: LanguageModel + 'static>(self, model: M) -> Self::Out;
 }
 
 /// What to do with the classifier [`build_classifier`] makes, for each kind of input.

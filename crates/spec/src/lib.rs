@@ -54,8 +54,8 @@ pub use record::{
     SparsityReport, TASK_EXAMPLES_FILE, TaskMetrics,
 };
 pub use run::{
-    Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, PruneConfig, RunConfig, RunSpec,
-    TokenizerKind, TokenizerSpec, TrainConfig, TrainDevice, TrainSpec,
+    Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, DistillConfig, PruneConfig, RunConfig,
+    RunSpec, TokenizerKind, TokenizerSpec, TrainConfig, TrainDevice, TrainSpec,
 };
 pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,

@@ -195,6 +195,14 @@ pub struct TrainSpec {
     /// Where it reaches `prune_sparsity`, as a share of the budget; training then goes on
     /// with the masks fixed.
     pub prune_end: f64,
+    /// Distil from the trained language model in this directory (a run or a transformers
+    /// GPT-2 directory): the loss mixes the hard labels' cross-entropy with the KL divergence
+    /// from the teacher's softened predictions (Hinton et al. 2015).
+    pub distill_from: Option<String>,
+    /// The softmax temperature τ of distillation (the KL term is scaled by τ²).
+    pub distill_temperature: f64,
+    /// λ: the weight of the hard labels' loss; 1 − λ weighs the teacher's.
+    pub distill_hard_weight: f64,
 }
 
 impl Default for TrainSpec {
@@ -226,6 +234,9 @@ impl Default for TrainSpec {
             prune_sparsity: 0.0,
             prune_start: 0.1,
             prune_end: 0.7,
+            distill_from: None,
+            distill_temperature: 2.0,
+            distill_hard_weight: 0.5,
         }
     }
 }
@@ -348,6 +359,23 @@ pub struct TrainConfig {
     /// Gradual magnitude pruning (none, left out: dense).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneConfig>,
+    /// Distillation from a teacher (none, left out: the hard labels alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
+}
+
+/// Distillation (Hinton et al. 2015): the loss is `λ·CE(y, s) + (1 − λ)·τ²·KL(p_t^τ ‖ p_s^τ)`,
+/// `p^τ` the softmax of logits divided by τ, averaged over the predicted positions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The teacher's id (a run's, or `hf-…` for a transformers checkpoint): part of the
+    /// student's identity; its directory is given at run time (`train.distill_from`).
+    pub teacher: String,
+    /// τ.
+    pub temperature: f64,
+    /// λ.
+    pub hard_weight: f64,
 }
 
 /// Gradual magnitude pruning (Zhu & Gupta 2017, "To prune, or not to prune", eq. 1 with an
@@ -627,6 +655,20 @@ impl TrainSpec {
                 })
             })
             .transpose()?;
+        in_range(
+            "train.distill_temperature",
+            self.distill_temperature,
+            1e-3,
+            1e3,
+            "a positive temperature, e.g. 2 (Hinton et al. used 1 to 20)",
+        )?;
+        in_range(
+            "train.distill_hard_weight",
+            self.distill_hard_weight,
+            0.0,
+            1.0,
+            "the hard labels' share of the loss, from 0 to 1, e.g. 0.5",
+        )?;
         Ok(TrainConfig {
             batch_size: self.batch_size,
             grad_accum: self.grad_accum,
@@ -649,6 +691,8 @@ impl TrainSpec {
             l2: self.l2,
             early_stopping_patience: self.early_stopping_patience,
             prune,
+            // The teacher's id is read from its directory by the caller (`train`).
+            distill: None,
         })
     }
 }

@@ -85,6 +85,7 @@ pub fn bench_gpt_step(
         l2: 0.0,
         early_stopping_patience: 0,
         prune: None,
+        distill: None,
     };
     let mut optimizer = build_optimizer(&train, model.no_decay_param_ids());
     let mut rng = ChaCha8Rng::seed_from_u64(0);

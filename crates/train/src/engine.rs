@@ -539,6 +539,7 @@ mod tests {
             stop_after_tokens: None,
             interrupt: None,
             init_from: None,
+            distill_from: None,
         };
         match run_loop(toy, model, optimizer, &options, &mut NoProgress).unwrap() {
             LoopEnd::Trained(run) => run,

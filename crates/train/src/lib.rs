@@ -9,6 +9,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod classify;
 pub mod compress;
+mod distill;
 mod engine;
 pub mod error;
 pub mod fsutil;

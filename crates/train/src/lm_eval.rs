@@ -229,6 +229,21 @@ pub fn generate(
     )?
 }
 
+/// A model as a function from token ids `[B, T]` to logits `[B, T, V]`.
+pub type LogitsFn = Box<dyn Fn(Tensor<2, Int>) -> Tensor<3>>;
+
+/// `lm`'s model on `device` as a [`LogitsFn`] (a distilled run's teacher).
+pub fn logits_fn(lm: TrainedLm, device: &Device) -> Result<LogitsFn, TrainError> {
+    struct Logits;
+    impl UseLanguageModel for Logits {
+        type Out = LogitsFn;
+        fn language_model<M: LanguageModel + 'static>(self, model: M) -> Self::Out {
+            Box::new(move |tokens| model.logits(tokens))
+        }
+    }
+    with_model(&lm, device, Logits)
+}
+
 /// Builds `lm`'s model with its weights and hands it to `then`.
 fn with_model<U: UseLanguageModel>(
     lm: &TrainedLm,
@@ -241,7 +256,7 @@ fn with_model<U: UseLanguageModel>(
     }
     impl<U: UseLanguageModel> UseLanguageModel for Loaded<'_, U> {
         type Out = Result<U::Out, TrainError>;
-        fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
+        fn language_model<M: LanguageModel + 'static>(self, model: M) -> Self::Out {
             let model = load_bytes(self.lm.weights.clone(), &self.lm.dir, model).map_err(|e| {
                 let message = match e {
                     TrainError::Checkpoint { message, .. } => message,

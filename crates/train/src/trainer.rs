@@ -52,6 +52,9 @@ pub struct RunOptions {
     /// The directory of the parent run whose weights a run with `init.parent` starts from
     /// (`init.from` of its spec).
     pub init_from: Option<PathBuf>,
+    /// The directory of the teacher a run with `train.distill` learns from
+    /// (`train.distill_from` of its spec).
+    pub distill_from: Option<PathBuf>,
 }
 
 /// How a call to the loop ended, for a run whose record is `R` (a language model's by
@@ -278,6 +281,8 @@ struct LmWorkload<'a, M: Objective> {
     last_examples: Option<Vec<ExampleScore>>,
     /// Pruning's masks (`train.prune`).
     pruner: Option<crate::sparsify::Pruner>,
+    /// The teacher of a distilled run (`train.distill`).
+    teacher: Option<crate::distill::Teacher>,
     model: std::marker::PhantomData<M>,
 }
 
@@ -322,7 +327,11 @@ impl<M: Objective + Clone> Workload for LmWorkload<'_, M> {
 
     fn loss(&self, model: &M, batch: &Batch) -> Tensor<1> {
         let t = &self.config.train;
-        add_penalties(model.batch_loss(batch, &self.device), model, t.l1, t.l2)
+        let loss = match &self.teacher {
+            None => model.batch_loss(batch, &self.device),
+            Some(teacher) => teacher.loss(model, batch, &self.device),
+        };
+        add_penalties(loss, model, t.l1, t.l2)
     }
 
     fn evaluate(&mut self, model: &M, at: At) -> CurvePoint {
@@ -415,6 +424,7 @@ fn train_loop<M: Objective + Clone>(
             .train
             .prune
             .map(|p| crate::sparsify::Pruner::new(p, M::INPUT, M::HEAD)),
+        teacher: crate::distill::Teacher::for_run(config, options)?,
         model: std::marker::PhantomData,
     };
     let mut run = match run_loop(&mut work, model, optimizer, options, progress)? {

@@ -60,6 +60,7 @@ fn run(
         stop_after_tokens: stop,
         interrupt: None,
         init_from: None,
+        distill_from: None,
     };
     train_lm(config, data, &options, &mut NoProgress).unwrap()
 }
@@ -278,6 +279,7 @@ fn corrupt_checkpoint_is_a_clear_error_and_is_kept() {
         stop_after_tokens: None,
         interrupt: None,
         init_from: None,
+        distill_from: None,
     };
     let err = train_lm(&config, &data, &options, &mut NoProgress)
         .unwrap_err()
