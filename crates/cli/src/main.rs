@@ -123,6 +123,22 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let parent = read_parent(&spec.init)?;
     let mut config = spec.resolve(text.tokenizer.vocab_size(), parent.as_ref())?;
     config.train.distill = distill_teacher(&spec.train, &config)?;
+    // A pruned parent's zeros stay zero while its child trains (unless the child prunes on
+    // its own schedule): masks from its zeros, never remade.
+    if config.train.prune.is_none()
+        && let Some(parent) = &parent
+        && let Some(sparsity) = pruned_sparsity(Path::new(&parent.dir))
+    {
+        eprintln!(
+            "parent {} was pruned to sparsity {sparsity}: its zero weights stay zero in this run",
+            parent.run_id
+        );
+        config.train.prune = Some(scalelab_spec::PruneConfig {
+            sparsity,
+            start: 0.0,
+            end: 0.0,
+        });
+    }
     let id = run_id(&config)?;
     let run_dir = args
         .run
@@ -224,6 +240,13 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             &run_dir,
         )),
     }
+}
+
+/// The sparsity a run was pruned to during training (its record's `sparsity.target`), if any.
+fn pruned_sparsity(run_dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(run_dir.join("record.json")).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    record["sparsity"]["target"].as_f64()
 }
 
 /// The teacher `train.distill_from` names, read and checked against the student `config`: its

@@ -481,3 +481,33 @@ fn distillation_names_its_teacher_and_reduces_to_plain_training_at_lambda_one() 
     );
     assert_says(&out, &["train.distill_from", "vocabulary"]);
 }
+
+/// A run started from a parent pruned during training keeps the parent's zeros through its own
+/// training (the masks survive fine-tuning), and says so in its config and record.
+#[test]
+fn fine_tuning_a_pruned_parent_keeps_its_zeros() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let shape = "--n-layers 1 --d-model 32 --n-heads 2 --ctx 16 --batch 4 --eval-tokens 512 --threads 1 --json -q";
+    let parent = scalelab_line(
+        &format!("train {shape} --tokens 8192 --eval-every 4096 --prune-to 0.5 --out runs"),
+        cwd,
+    );
+    assert!(parent.status.success(), "{}", stderr(&parent));
+    let parent: serde_json::Value = serde_json::from_slice(&parent.stdout).unwrap();
+    let id = parent["run_id"].as_str().unwrap();
+    let child = scalelab_line(
+        &format!(
+            "train {shape} --tokens 4096 --eval-every 2048 --init-from runs/{id} --out children"
+        ),
+        cwd,
+    );
+    assert!(child.status.success(), "{}", stderr(&child));
+    let child: serde_json::Value = serde_json::from_slice(&child.stdout).unwrap();
+    assert_eq!(child["config"]["train"]["prune"]["sparsity"], 0.5);
+    assert_eq!(child["config"]["train"]["prune"]["end"], 0.0);
+    assert_eq!(child["sparsity"]["layers"], parent["sparsity"]["layers"]);
+    // It trained: its losses moved.
+    let curve = child["curve"].as_array().unwrap();
+    assert_ne!(curve[0]["val_loss"], curve[curve.len() - 1]["val_loss"]);
+}

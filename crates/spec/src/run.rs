@@ -381,7 +381,8 @@ pub struct DistillConfig {
 /// Gradual magnitude pruning (Zhu & Gupta 2017, "To prune, or not to prune", eq. 1 with an
 /// initial sparsity of 0): between `start` and `end` (shares of the budget's tokens) each weight
 /// matrix of the model's layers is pruned to `sparsity · (1 − (1 − p)³)`, p the share of the
-/// way, its smallest-magnitude weights zeroed and kept at zero from then on.
+/// way, its smallest-magnitude weights zeroed and kept at zero from then on. `start = end = 0`
+/// keeps the zeros the weights start with and prunes no more: a pruned parent's child.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PruneConfig {

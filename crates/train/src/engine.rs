@@ -367,6 +367,9 @@ pub(crate) fn run_loop<W: Workload>(
     let mut best: (f64, Option<(u64, W::Model)>) = (best_loss, best_weights);
     let mut stopped_early = false;
 
+    // Masks kept between steps (pruning) are made from the weights as they start, before the
+    // first step changes them: a resumed run's or a pruned parent's zeros.
+    model = work.after_step(model, state.tokens_seen, state.tokens_seen, total);
     let mut status = RunStatus::Completed;
     'steps: for step in state.step..s.total_steps {
         let after = (step + 1) * s.per_step;
