@@ -12,7 +12,7 @@
 
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -373,20 +373,8 @@ pub fn compress(
             )
         })
         .collect();
-    let views = raw
-        .iter()
-        .map(|(name, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            bad(
-                format!("laying out the weights: {e}"),
-                "report this as a bug",
-            )
-        })?;
-    let bytes = safetensors::serialize(views, None)
-        .map_err(|e| bad(format!("writing the weights: {e}"), "report this as a bug"))?;
+    let bytes =
+        crate::hf::f32_safetensors(&raw, None).map_err(|e| bad(e, "report this as a bug"))?;
     Ok((bytes, reports))
 }
 

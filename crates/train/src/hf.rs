@@ -129,32 +129,29 @@ fn as_f32(view: &TensorView<'_>, name: &str, path: &Path) -> Result<Vec<u8>, Tra
     }
 }
 
-/// Writes named float32 tensors as a safetensors file.
-fn serialize(
-    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
-    metadata: HashMap<String, String>,
-    path: &Path,
-) -> Result<Vec<u8>, TrainError> {
+/// Named float32 tensors (`(name, shape, little-endian bytes)`) as a safetensors file, or why
+/// not (the GPT-2 export and compression both write through it).
+pub(crate) fn f32_safetensors(
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, String> {
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {
             TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            refuse(
-                path,
-                format!("cannot lay out the weights: {e}"),
-                "report this as a bug",
-            )
-        })?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| {
-        refuse(
-            path,
-            format!("cannot write the weights: {e}"),
-            "report this as a bug",
-        )
-    })
+        .map_err(|e| format!("cannot lay out the weights: {e}"))?;
+    safetensors::serialize(views, metadata).map_err(|e| format!("cannot write the weights: {e}"))
+}
+
+/// Writes named float32 tensors as a safetensors file.
+fn serialize(
+    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<Vec<u8>, TrainError> {
+    f32_safetensors(&tensors, Some(metadata)).map_err(|e| refuse(path, e, "report this as a bug"))
 }
 
 fn read_safetensors<'a>(bytes: &'a [u8], path: &Path) -> Result<SafeTensors<'a>, TrainError> {
