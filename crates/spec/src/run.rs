@@ -638,8 +638,14 @@ impl TrainSpec {
         }
         let prune = (self.prune_sparsity > 0.0)
             .then(|| {
-                if !(0.0 <= self.prune_start && self.prune_start < self.prune_end && self.prune_end <= 1.0)
-                {
+                if !(0.0..1.0).contains(&self.prune_start) {
+                    return Err(SpecError::invalid(
+                        "train.prune_start",
+                        self.prune_start,
+                        "where pruning starts, a share of the budget from 0 to below 1, e.g. 0.1",
+                    ));
+                }
+                if !(self.prune_start < self.prune_end && self.prune_end <= 1.0) {
                     return Err(SpecError::invalid(
                         "train.prune_end",
                         self.prune_end,
