@@ -445,20 +445,20 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
     let (device, _) = crate::device::open(args.host.device.unwrap_or_default())?;
     let mean = |l: Vec<f64>| l.iter().sum::<f64>() / l.len().max(1) as f64;
     let before = mean(lm_eval::window_losses(&lm, &val, 16, &device)?);
-    let compressed = TrainedLm {
-        weights: weights.clone(),
-        ..lm_eval::load(&args.run)?
-    };
+    let ctx = lm.config.ctx_len;
+    let parent = lm.id.clone();
+    // The same model with the compressed weights.
+    let compressed = TrainedLm { weights, ..lm };
     let after = mean(lm_eval::window_losses(&compressed, &val, 16, &device)?);
     let pruned: u64 = layers.iter().map(|l| l.params - l.nonzero).sum();
     let params = record.params;
     let compressed_bytes: u64 = layers.iter().map(|l| l.bytes).sum::<u64>()
         + 4 * (params.total - layers.iter().map(|l| l.params).sum::<u64>());
-    let windows = val.len().saturating_sub(1) / lm.config.ctx_len;
+    let windows = val.len().saturating_sub(1) / ctx;
     let result = CompressionRecord {
         schema_version: 1,
         id: id.clone(),
-        parent: lm.id.clone(),
+        parent,
         config: record.config.clone(),
         method,
         params,
@@ -472,13 +472,13 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
         bytes: compressed_bytes,
         val_loss_before: before,
         val_loss_after: after,
-        val_tokens: (windows * lm.config.ctx_len) as u64,
+        val_tokens: (windows * ctx) as u64,
         layers,
     };
     std::fs::create_dir_all(&out).map_err(|e| {
         anyhow::anyhow!("cannot create the directory {}: {e}\nhint: --out names a directory for the compressed model", out.display())
     })?;
-    scalelab_train::fsutil::write_atomic(&out.join("weights.safetensors"), &weights)?;
+    scalelab_train::fsutil::write_atomic(&out.join("weights.safetensors"), &compressed.weights)?;
     let tokenizer = args.run.join("tokenizer.json");
     if tokenizer.is_file() {
         std::fs::copy(&tokenizer, out.join("tokenizer.json"))

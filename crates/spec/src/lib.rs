@@ -6,6 +6,7 @@
 //! and fit laws, and pass these types between them.
 
 pub mod classify;
+pub mod compress;
 pub mod error;
 pub mod family;
 pub mod init;
@@ -43,6 +44,7 @@ pub fn run_id<T: serde::Serialize>(config: &T) -> Result<String, SpecError> {
         .map(|b| format!("{b:02x}"))
         .collect())
 }
+pub use compress::{DistillConfig, PruneConfig};
 pub use family::{Family, Purpose, Shape};
 pub use init::{Adapt, AdaptKind, Head, HeadChoice, InitConfig, InitSpec, Parent};
 pub use model::{GptPreset, LmConfig, LmSpec};
@@ -54,8 +56,8 @@ pub use record::{
     SparsityReport, TASK_EXAMPLES_FILE, TaskMetrics,
 };
 pub use run::{
-    Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, DistillConfig, PruneConfig, RunConfig,
-    RunSpec, TokenizerKind, TokenizerSpec, TrainConfig, TrainDevice, TrainSpec,
+    Budget, CorpusKind, CorpusSource, DataConfig, DataSpec, RunConfig, RunSpec, TokenizerKind,
+    TokenizerSpec, TrainConfig, TrainDevice, TrainSpec,
 };
 pub use study::{
     AnalysisSpec, BudgetAxis, BudgetKind, ParamConvention, STUDY_SCHEMA_VERSION, ShapeSpec,
