@@ -12,7 +12,6 @@ use scalelab_train::lm_eval::{self, TrainedLm};
 
 use crate::args::{CompareArgs, CompressArgs, CompressMethod, EvalArgs, GenerateArgs, Granularity};
 use crate::set_threads;
-use scalelab_models::FamilyModel;
 
 /// The model in `dir`, its warnings said on stderr.
 fn load(dir: &Path) -> Result<TrainedLm> {
@@ -376,18 +375,8 @@ fn compare_classifiers(args: &CompareArgs) -> Result<ExitCode> {
 
 /// `scalelab compress`.
 pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
-    use scalelab_train::compress::{self, CompressionRecord, Method, Scales};
+    use scalelab_train::compress::{self, Method, Scales};
     set_threads(args.host.threads)?;
-    let record_path = args.run.join("record.json");
-    let record: scalelab_spec::RunRecord =
-        serde_json::from_str(&std::fs::read_to_string(&record_path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read {}: {e}\nhint: give the run directory of a trained language model",
-                record_path.display()
-            )
-        })?)
-        .with_context(|| format!("{} is not a language model's record", record_path.display()))?;
-    let lm = load(&args.run)?;
     let method = match args.method {
         CompressMethod::Magnitude => {
             let sparsity = args.sparsity.unwrap_or_default();
@@ -414,85 +403,27 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
             },
         },
     };
-    let (input, head) = if lm.config.family.is_gpt() {
-        (
-            <scalelab_models::Gpt as FamilyModel>::INPUT,
-            <scalelab_models::Gpt as FamilyModel>::HEAD,
-        )
-    } else {
-        (
-            <scalelab_models::RnnLm as FamilyModel>::INPUT,
-            <scalelab_models::RnnLm as FamilyModel>::HEAD,
-        )
-    };
-    let under = |name: &str, field: &str| name == field || name.starts_with(&format!("{field}."));
-    let target = |name: &str| !under(name, head) && !input.iter().any(|f| under(name, f));
-    let (weights, layers) = compress::compress(&lm.weights, &method, &target)?;
-    let id = format!("{}-{}", lm.id, compress::tag(&method));
+    if args.eval_tokens == Some(0) {
+        bail!(
+            "invalid value for `--eval-tokens`: 0\nhint: score at least one window, or leave it out for the run's own validation sample"
+        );
+    }
+    let (device, _) = crate::device::open(args.host.device.unwrap_or_default())?;
+    let model = compress::compress_run(&args.run, &method, args.eval_tokens, &device)?;
+    let result = &model.record;
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| args.run.with_file_name(&id));
-    // The validation loss before and after, on the run's own held-out windows.
-    let corpus = scalelab_data::load_corpus(&record.config.data.source)?;
-    let text = scalelab_data::TokenData::prepare(&corpus, &record.config.data, lm.config.ctx_len)?;
-    let val: Vec<u32> = text
-        .val
-        .iter()
-        .copied()
-        .take(args.eval_tokens.max(lm.config.ctx_len + 1))
-        .collect();
-    let (device, _) = crate::device::open(args.host.device.unwrap_or_default())?;
-    let mean = |l: Vec<f64>| l.iter().sum::<f64>() / l.len().max(1) as f64;
-    let before = mean(lm_eval::window_losses(&lm, &val, 16, &device)?);
-    let ctx = lm.config.ctx_len;
-    let parent = lm.id.clone();
-    // The same model with the compressed weights.
-    let compressed = TrainedLm { weights, ..lm };
-    let after = mean(lm_eval::window_losses(&compressed, &val, 16, &device)?);
-    let pruned: u64 = layers.iter().map(|l| l.params - l.nonzero).sum();
-    let params = record.params;
-    let compressed_bytes: u64 = layers.iter().map(|l| l.bytes).sum::<u64>()
-        + 4 * (params.total - layers.iter().map(|l| l.params).sum::<u64>());
-    let windows = val.len().saturating_sub(1) / ctx;
-    let result = CompressionRecord {
-        schema_version: 1,
-        id: id.clone(),
-        parent,
-        config: record.config.clone(),
-        method,
-        params,
-        nonzero: scalelab_spec::ParamCounts {
-            total: params.total - pruned,
-            non_embedding: params.non_embedding - pruned,
-            embedding: params.embedding,
-        },
-        param_convention: record.param_convention.clone(),
-        bytes_dense: 4 * params.total,
-        bytes: compressed_bytes,
-        val_loss_before: before,
-        val_loss_after: after,
-        val_tokens: (windows * ctx) as u64,
-        layers,
-    };
-    std::fs::create_dir_all(&out).map_err(|e| {
-        anyhow::anyhow!("cannot create the directory {}: {e}\nhint: --out names a directory for the compressed model", out.display())
-    })?;
-    scalelab_train::fsutil::write_atomic(&out.join("weights.safetensors"), &compressed.weights)?;
-    let tokenizer = args.run.join("tokenizer.json");
-    if tokenizer.is_file() {
-        std::fs::copy(&tokenizer, out.join("tokenizer.json"))
-            .with_context(|| format!("copying {}", tokenizer.display()))?;
-    }
-    scalelab_train::fsutil::write_atomic(
-        &out.join(compress::COMPRESSION_FILE),
-        serde_json::to_string_pretty(&result)?.as_bytes(),
-    )?;
+        .unwrap_or_else(|| args.run.with_file_name(&result.id));
+    compress::write_compressed(&out, &args.run, &model)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        println!("{}", serde_json::to_string_pretty(result)?);
     } else {
+        let (before, after, params) =
+            (result.val_loss_before, result.val_loss_after, result.params);
         println!(
-            "{id}: validation loss {before:.4} -> {after:.4} nats/token ({:+.4}) over {} tokens; non-zero parameters {} of {} (non-embedding {} of {}); weights {} of {} bytes; written to {}",
+            "{}: validation loss {before:.4} -> {after:.4} nats/token ({:+.4}) over {} tokens; non-zero parameters {} of {} (non-embedding {} of {}); weights {} of {} bytes; written to {}",
+            result.id,
             after - before,
             result.val_tokens,
             result.nonzero.total,

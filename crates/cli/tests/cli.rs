@@ -258,8 +258,9 @@ fn fit_sparsity_recovers_constants_from_a_csv_and_refuses_bad_sparsities() {
 
 /// `scalelab compress` (issue 18, one-shot): magnitude pruning zeros exactly the asked share of
 /// every layer's weights, 2:4 keeps half of each layer, 8-bit per-channel quantisation stores a
-/// quarter of the matrices' bytes (plus a scale per channel); each compressed model is scored
-/// before and after on the same validation windows and reads back into `eval`.
+/// quarter of the matrices' bytes (plus a scale per channel) and a pruned matrix its non-zero
+/// values plus a one-bit mask; each compressed model is scored before and after on the run's
+/// own validation sample (so "before" is the record's final loss) and reads back into `eval`.
 #[test]
 fn compress_prunes_and_quantises_exactly_as_asked() {
     let tmp = tempfile::tempdir().unwrap();
@@ -273,7 +274,7 @@ fn compress_prunes_and_quantises_exactly_as_asked() {
     let id = record["run_id"].as_str().unwrap();
     let compress = |flags: &str| {
         let out = scalelab_line(
-            &format!("compress runs/{id} {flags} --eval-tokens 2048 --threads 1 --json"),
+            &format!("compress runs/{id} {flags} --threads 1 --json"),
             cwd,
         );
         assert!(out.status.success(), "{flags}: {}", stderr(&out));
@@ -290,7 +291,21 @@ fn compress_prunes_and_quantises_exactly_as_asked() {
             params - params / 4,
             "{layer}"
         );
+        let nonzero = params - params / 4;
+        assert_eq!(
+            layer["bytes"].as_u64().unwrap(),
+            4 * nonzero + params.div_ceil(8),
+            "{layer}"
+        );
     }
+    // "Before" is the run's own final validation loss: the same windows, scored again.
+    let final_loss = record["final_val_loss"].as_f64().unwrap();
+    let before = magnitude["val_loss_before"].as_f64().unwrap();
+    assert!(
+        (before - final_loss).abs() < 1e-4,
+        "{before} vs {final_loss}"
+    );
+    assert_eq!(magnitude["val_tokens"].as_u64().unwrap(), 512);
     let pruned: u64 = layers(&magnitude)
         .iter()
         .map(|l| l["params"].as_u64().unwrap() / 4)

@@ -108,15 +108,26 @@ impl TokenData {
     /// The fixed validation sample: about `tokens` tokens in windows of `ctx`, evenly spaced
     /// over the validation stream, grouped into batches of at most `batch` windows.
     pub fn val_batches(&self, tokens: u64, batch: usize, ctx: usize) -> Vec<Batch> {
+        self.val_starts(tokens, ctx)
+            .chunks(batch)
+            .map(|s| windows(&self.val, s, ctx))
+            .collect()
+    }
+
+    /// The windows of [`val_batches`](Self::val_batches), each `ctx + 1` tokens (inputs and
+    /// the next token), for scoring a trained model on the sample its run was scored on.
+    pub fn val_windows(&self, tokens: u64, ctx: usize) -> Vec<&[u32]> {
+        (self.val_starts(tokens, ctx).into_iter())
+            .map(|s| &self.val[s..s + ctx + 1])
+            .collect()
+    }
+
+    fn val_starts(&self, tokens: u64, ctx: usize) -> Vec<usize> {
         let last_start = self.val.len() - ctx - 1;
         let max_windows = self.val.len() / (ctx + 1);
         let n = (tokens as usize).div_ceil(ctx).clamp(1, max_windows.max(1));
-        let starts: Vec<usize> = (0..n)
+        (0..n)
             .map(|i| if n == 1 { 0 } else { i * last_start / (n - 1) })
-            .collect();
-        starts
-            .chunks(batch)
-            .map(|s| windows(&self.val, s, ctx))
             .collect()
     }
 }

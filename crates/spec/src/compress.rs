@@ -44,3 +44,137 @@ pub struct DistillConfig {
     /// λ.
     pub hard_weight: f64,
 }
+
+/// A one-shot compression of a trained model's weight matrices (see `scalelab_train::compress`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Method {
+    /// Zero the smallest-magnitude share `sparsity` of the weights, of each layer or of all
+    /// layers together (`global`).
+    Magnitude {
+        /// Share of weights set to zero, in [0, 1).
+        sparsity: f64,
+        /// One threshold over every layer rather than the same share in each.
+        global: bool,
+    },
+    /// Keep the `n` largest-magnitude of every `m` consecutive inputs of each output.
+    NOfM {
+        /// Kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
+    /// Symmetric `bits`-bit quantisation (8 or 4).
+    Quantize {
+        /// 8 or 4.
+        bits: u32,
+        /// Which weights share a scale.
+        scales: Scales,
+    },
+}
+
+/// Which weights of a matrix share a quantisation scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scales {
+    /// The whole matrix.
+    Tensor,
+    /// Each output channel (a column of the `[inputs, outputs]` matrix).
+    Channel,
+    /// Each run of this many consecutive inputs of an output (at most 255, Burn's block limit).
+    Block(usize),
+}
+
+impl Method {
+    /// Its tag in a compressed model's id and in reports: `magnitude0.5`,
+    /// `global-magnitude0.5`, `2of4`, `int8-channel`, `int4-block32`.
+    pub fn tag(&self) -> String {
+        match *self {
+            Method::Magnitude { sparsity, global } => {
+                format!("{}magnitude{sparsity}", if global { "global-" } else { "" })
+            }
+            Method::NOfM { n, m } => format!("{n}of{m}"),
+            Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
+        }
+    }
+
+    /// The method's name without its level: `magnitude`, `global-magnitude`,
+    /// `2:4`, `int8-channel` (how a compression study lists it).
+    pub fn family_name(&self) -> String {
+        match *self {
+            Method::Magnitude { global: false, .. } => "magnitude".into(),
+            Method::Magnitude { global: true, .. } => "global-magnitude".into(),
+            Method::NOfM { n, m } => format!("{n}:{m}"),
+            Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
+        }
+    }
+
+    /// The share of weights it zeros, where it is set by a level (`None` for N:M, whose
+    /// share is fixed, and quantisation).
+    pub fn sparsity(&self) -> Option<f64> {
+        match *self {
+            Method::Magnitude { sparsity, .. } => Some(sparsity),
+            _ => None,
+        }
+    }
+
+    /// The methods a compression study's `compress.one_shot` entry `name` stands for: a
+    /// pruning method once per sparsity of `sparsities`, the others once.
+    pub fn from_name(name: &str, sparsities: &[f64]) -> Result<Vec<Method>, String> {
+        let each = |make: &dyn Fn(f64) -> Method| sparsities.iter().map(|&s| make(s)).collect();
+        match name {
+            "magnitude" => {
+                return Ok(each(&|sparsity| Method::Magnitude {
+                    sparsity,
+                    global: false,
+                }));
+            }
+            "global-magnitude" => {
+                return Ok(each(&|sparsity| Method::Magnitude {
+                    sparsity,
+                    global: true,
+                }));
+            }
+            _ => {}
+        }
+        if let Some((n, m)) = name.split_once(':') {
+            let (n, m) = (n.parse::<usize>(), m.parse::<usize>());
+            return match (n, m) {
+                (Ok(n), Ok(m)) if 1 <= n && n <= m && m <= 64 => Ok(vec![Method::NOfM { n, m }]),
+                _ => Err(
+                    "an N:M pattern keeps N of every M weights, 1 ≤ N ≤ M ≤ 64, e.g. \"2:4\""
+                        .into(),
+                ),
+            };
+        }
+        let quant = || -> Option<Method> {
+            let rest = name.strip_prefix("int")?;
+            let (bits, scales) = rest.split_once('-')?;
+            let bits: u32 = bits.parse().ok().filter(|b| *b == 8 || *b == 4)?;
+            let scales = match scales {
+                "tensor" => Scales::Tensor,
+                "channel" => Scales::Channel,
+                block => {
+                    let b: usize = block.strip_prefix("block")?.parse().ok()?;
+                    (1..=255).contains(&b).then_some(Scales::Block(b))?
+                }
+            };
+            Some(Method::Quantize { bits, scales })
+        };
+        quant().map(|m| vec![m]).ok_or_else(|| {
+            "one-shot methods are magnitude, global-magnitude, an N:M pattern (\"2:4\"), \
+             or int8/int4 with -tensor, -channel or -block<B> scales (\"int4-block32\")"
+                .into()
+        })
+    }
+}
+
+impl Scales {
+    fn tag(&self) -> String {
+        match self {
+            Scales::Tensor => "tensor".into(),
+            Scales::Channel => "channel".into(),
+            Scales::Block(b) => format!("block{b}"),
+        }
+    }
+}

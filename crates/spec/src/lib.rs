@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod compress;
+pub mod compress_study;
 pub mod error;
 pub mod family;
 pub mod init;
@@ -44,7 +45,8 @@ pub fn run_id<T: serde::Serialize>(config: &T) -> Result<String, SpecError> {
         .map(|b| format!("{b:02x}"))
         .collect())
 }
-pub use compress::{DistillConfig, PruneConfig};
+pub use compress::{DistillConfig, Method, PruneConfig, Scales};
+pub use compress_study::{CompressSpec, CompressionStudySpec, DenseSpec};
 pub use family::{Family, Purpose, Shape};
 pub use init::{Adapt, AdaptKind, Head, HeadChoice, InitConfig, InitSpec, Parent};
 pub use model::{GptPreset, LmConfig, LmSpec};

@@ -17,45 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 
-/// A compression method.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case")]
-pub enum Method {
-    /// Zero the smallest-magnitude share `sparsity` of the weights, of each layer or of all
-    /// layers together (`global`).
-    Magnitude {
-        /// Share of weights set to zero, in [0, 1).
-        sparsity: f64,
-        /// One threshold over every layer rather than the same share in each.
-        global: bool,
-    },
-    /// Keep the `n` largest-magnitude of every `m` consecutive inputs of each output.
-    NOfM {
-        /// Kept per group.
-        n: usize,
-        /// Group size.
-        m: usize,
-    },
-    /// Symmetric `bits`-bit quantisation (8 or 4).
-    Quantize {
-        /// 8 or 4.
-        bits: u32,
-        /// Which weights share a scale.
-        scales: Scales,
-    },
-}
-
-/// Which weights of a matrix share a quantisation scale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scales {
-    /// The whole matrix.
-    Tensor,
-    /// Each output channel (a column of the `[inputs, outputs]` matrix).
-    Channel,
-    /// Each run of this many consecutive inputs of an output (at most 255, Burn's block limit).
-    Block(usize),
-}
+pub use scalelab_spec::{Method, Scales};
 
 /// The file a compressed model's directory describes itself in (beside its
 /// `weights.safetensors` and, for a BPE, `tokenizer.json`).
@@ -84,8 +46,8 @@ pub struct CompressionRecord {
     /// Bytes of the weights as the parent stores them (float32).
     pub bytes_dense: u64,
     /// Bytes of the weights compressed: quantised matrices at their bits plus a float32 scale
-    /// per group; pruned weights counted as stored dense (a sparse format's saving depends on
-    /// the format and is not claimed).
+    /// per group; a pruned matrix as its non-zero float32 values plus a one-bit mask of where
+    /// they are, or dense where that is smaller (see [`pruned_bytes`]).
     pub bytes: u64,
     /// Validation loss (nats per token) before and after, on the same windows.
     pub val_loss_before: f64,
@@ -97,28 +59,6 @@ pub struct CompressionRecord {
     pub layers: Vec<LayerReport>,
 }
 
-/// The tag of a method in a compressed model's id.
-pub fn tag(method: &Method) -> String {
-    match *method {
-        Method::Magnitude { sparsity, global } => {
-            format!("{}magnitude{sparsity}", if global { "global-" } else { "" })
-        }
-        Method::NOfM { n, m } => format!("{n}of{m}"),
-        Method::Quantize {
-            bits,
-            scales: Scales::Tensor,
-        } => format!("int{bits}-tensor"),
-        Method::Quantize {
-            bits,
-            scales: Scales::Channel,
-        } => format!("int{bits}-channel"),
-        Method::Quantize {
-            bits,
-            scales: Scales::Block(b),
-        } => format!("int{bits}-block{b}"),
-    }
-}
-
 /// What compression did to one weight matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerReport {
@@ -128,7 +68,8 @@ pub struct LayerReport {
     pub params: u64,
     /// Its non-zero elements after compression.
     pub nonzero: u64,
-    /// Its bytes after compression (4 per float; quantised: bits/8 per value plus 4 per scale).
+    /// Its bytes after compression (quantised: bits/8 per value plus 4 per scale; otherwise
+    /// [`pruned_bytes`]).
     pub bytes: u64,
 }
 
@@ -137,6 +78,14 @@ fn bad(message: String, hint: &str) -> TrainError {
         message,
         hint: hint.into(),
     }
+}
+
+/// Bytes of a float32 matrix of `params` elements of which `nonzero` are not zero, stored as
+/// its non-zero values and a bitmask of their places (one bit per element), or dense where
+/// that is smaller: the storage convention of every pruned matrix's bytes here (a format with
+/// indices instead of a mask would cost more above ~3% density).
+pub fn pruned_bytes(params: u64, nonzero: u64) -> u64 {
+    (4 * nonzero + params.div_ceil(8)).min(4 * params)
 }
 
 /// The indices of the `k` smallest magnitudes of `values` (ties: the lower index first).
@@ -359,7 +308,7 @@ pub fn compress(
             bytes: if bytes_of[i] > 0 {
                 bytes_of[i]
             } else {
-                4 * params
+                pruned_bytes(params, values.iter().filter(|x| **x != 0.0).count() as u64)
             },
         });
     }
@@ -376,6 +325,139 @@ pub fn compress(
     let bytes =
         crate::hf::f32_safetensors(&raw, None).map_err(|e| bad(e, "report this as a bug"))?;
     Ok((bytes, reports))
+}
+
+/// A run's model compressed by [`compress_run`]: its record and its new weights.
+pub struct Compressed {
+    /// What was done and what it cost and kept.
+    pub record: CompressionRecord,
+    /// The compressed weights (a safetensors file in scalelab's names).
+    pub weights: Vec<u8>,
+}
+
+/// Compresses the trained language model in run directory `run` by `method` and scores it
+/// before and after on its run's own validation sample (the windows its training evaluated,
+/// so that "before" is the run's final validation loss), or on `eval_tokens` tokens of
+/// windows chosen the same way.
+pub fn compress_run(
+    run: &std::path::Path,
+    method: &Method,
+    eval_tokens: Option<u64>,
+    device: &Device,
+) -> Result<Compressed, TrainError> {
+    use scalelab_models::{FamilyModel, Gpt, RnnLm};
+    let record_path = run.join("record.json");
+    let text = std::fs::read_to_string(&record_path).map_err(|e| {
+        bad(
+            format!("cannot read {}: {e}", record_path.display()),
+            "give the run directory of a trained language model",
+        )
+    })?;
+    let record: scalelab_spec::RunRecord = serde_json::from_str(&text).map_err(|e| {
+        bad(
+            format!(
+                "{} is not a language model's record: {e}",
+                record_path.display()
+            ),
+            "give the run directory of a trained language model",
+        )
+    })?;
+    let lm = crate::lm_eval::load(run)?;
+    let (input, head) = if lm.config.family.is_gpt() {
+        (Gpt::INPUT, Gpt::HEAD)
+    } else {
+        (RnnLm::INPUT, RnnLm::HEAD)
+    };
+    let under = |name: &str, field: &str| name == field || name.starts_with(&format!("{field}."));
+    let target = |name: &str| !under(name, head) && !input.iter().any(|f| under(name, f));
+    let (weights, layers) = compress(&lm.weights, method, &target)?;
+    let data = &record.config.data;
+    let corpus = scalelab_data::load_corpus(&data.source).map_err(|e| {
+        bad(
+            format!("the run's corpus does not load: {e}"),
+            "compress the run where its data is",
+        )
+    })?;
+    let ctx = lm.config.ctx_len;
+    let text = scalelab_data::TokenData::prepare(&corpus, data, ctx).map_err(|e| {
+        bad(
+            format!("the run's corpus does not prepare: {e}"),
+            "compress the run where its data is",
+        )
+    })?;
+    let windows = text.val_windows(eval_tokens.unwrap_or(record.config.train.eval_tokens), ctx);
+    let mean = |l: Vec<f64>| l.iter().sum::<f64>() / l.len().max(1) as f64;
+    let before = mean(crate::lm_eval::losses_of(&lm, &windows, 16, device)?);
+    let id = format!("{}-{}", lm.id, method.tag());
+    let parent = lm.id.clone();
+    // The same model with the compressed weights.
+    let compressed = crate::lm_eval::TrainedLm { weights, ..lm };
+    let after = mean(crate::lm_eval::losses_of(
+        &compressed,
+        &windows,
+        16,
+        device,
+    )?);
+    let pruned: u64 = layers.iter().map(|l| l.params - l.nonzero).sum();
+    let params = record.params;
+    let bytes = layers.iter().map(|l| l.bytes).sum::<u64>()
+        + 4 * (params.total - layers.iter().map(|l| l.params).sum::<u64>());
+    let record = CompressionRecord {
+        schema_version: 1,
+        id,
+        parent,
+        config: record.config.clone(),
+        method: *method,
+        params,
+        nonzero: scalelab_spec::ParamCounts {
+            total: params.total - pruned,
+            non_embedding: params.non_embedding - pruned,
+            embedding: params.embedding,
+        },
+        param_convention: record.param_convention.clone(),
+        bytes_dense: 4 * params.total,
+        bytes,
+        val_loss_before: before,
+        val_loss_after: after,
+        val_tokens: (windows.len() * ctx) as u64,
+        layers,
+    };
+    Ok(Compressed {
+        record,
+        weights: compressed.weights,
+    })
+}
+
+/// Writes `model`, compressed from run directory `run`, into directory `out`: its weights,
+/// the run's tokenizer (a BPE's), and its record last (each file atomically), so that a
+/// directory with a record is whole.
+pub fn write_compressed(
+    out: &std::path::Path,
+    run: &std::path::Path,
+    model: &Compressed,
+) -> Result<(), TrainError> {
+    let io = |action: &'static str, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(out).map_err(io("create", out))?;
+    crate::fsutil::write_atomic(&out.join("weights.safetensors"), &model.weights)?;
+    let tokenizer = run.join("tokenizer.json");
+    if tokenizer.is_file() {
+        let bytes = std::fs::read(&tokenizer).map_err(io("read", &tokenizer))?;
+        crate::fsutil::write_atomic(&out.join("tokenizer.json"), &bytes)?;
+    }
+    let json = serde_json::to_string_pretty(&model.record).map_err(|e| {
+        bad(
+            format!("the compression record does not serialise: {e}"),
+            "report this as a bug",
+        )
+    })?;
+    crate::fsutil::write_atomic(&out.join(COMPRESSION_FILE), json.as_bytes())
 }
 
 #[cfg(test)]

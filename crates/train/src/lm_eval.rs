@@ -163,11 +163,22 @@ pub fn window_losses(
         .take_while(|&start| start + ctx < tokens.len())
         .map(|start| &tokens[start..start + ctx + 1])
         .collect();
+    losses_of(lm, &windows, batch, device)
+}
+
+/// The mean loss (nats per token) of `lm` on each of `windows` (each `ctx + 1` tokens: the
+/// inputs and the next token), `batch` windows at a time.
+pub fn losses_of(
+    lm: &TrainedLm,
+    windows: &[&[u32]],
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f64>, TrainError> {
     with_model(
         lm,
         device,
         Score {
-            windows: &windows,
+            windows,
             batch: batch.max(1),
             device,
         },

@@ -77,9 +77,11 @@ pub struct CompressArgs {
     /// Where to write the compressed model's directory (default: next to the run, RUN-TAG).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Validation tokens scored before and after (the run's own held-out split, from its start).
-    #[arg(long, default_value_t = 65536)]
-    pub eval_tokens: usize,
+    /// Validation tokens scored before and after, in windows spread evenly over the run's
+    /// held-out split (default: the run's own validation sample, so that "before" is its
+    /// final validation loss).
+    #[arg(long)]
+    pub eval_tokens: Option<u64>,
     #[command(flatten)]
     pub host: HostFlags,
     /// Print the compression record as JSON.
