@@ -15,6 +15,7 @@
 
 pub mod claim;
 mod classify_plan;
+mod compress_plan;
 mod error;
 pub mod plan;
 pub mod schedule;
@@ -23,6 +24,9 @@ mod transfer_plan;
 
 pub use claim::{DEFAULT_CLAIM_TIMEOUT, Worker};
 pub use classify_plan::{ClassifyPlan, PlannedClassify, plan_classify_study};
+pub use compress_plan::{
+    CompressRole, CompressionPlan, PlannedCompress, is_compression_study, plan_compression_study,
+};
 pub use error::SweepError;
 pub use plan::{BudgetPoint, PlannedRun, StudyPlan, plan_study, study_vocab};
 pub use scalelab_spec::{RunKind, RunState, StoredCurvePoint, StoredRun};
