@@ -25,6 +25,7 @@ mod linear;
 pub mod abilities;
 pub mod bootstrap;
 pub mod classify;
+pub mod compress_study;
 pub mod compute_optimal;
 pub mod emergence;
 pub mod extrapolation;

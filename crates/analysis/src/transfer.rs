@@ -68,36 +68,62 @@ pub fn effective_data(
             });
         }
     }
-    let curve = monotone_curve(scratch);
-    if curve.len() < 2 {
+    let Some((d_e, extrapolated)) = amount_for_loss(scratch, fine_tuned_loss) else {
         return Err(AnalysisError::Degenerate {
             what: what.to_string(),
             hint: "the from-scratch curve needs at least two amounts of data with different \
                    losses, falling as data grows; train the size from scratch at more data sizes"
                 .into(),
         });
-    }
-    // `curve` runs from the least data (highest loss) to the most (lowest loss).
-    let (first, last) = (curve[0], curve[curve.len() - 1]);
-    let extrapolated = fine_tuned_loss > first.1 || fine_tuned_loss < last.1;
-    let segment = curve
-        .windows(2)
-        .position(|w| fine_tuned_loss <= w[0].1 && fine_tuned_loss >= w[1].1)
-        .unwrap_or(if fine_tuned_loss > first.1 {
-            0
-        } else {
-            curve.len() - 2
-        });
-    let ((x0, y0), (x1, y1)) = (curve[segment], curve[segment + 1]);
-    let (y, y0, y1) = (fine_tuned_loss.ln(), y0.ln(), y1.ln());
-    let ln_d_e = x0 + (y - y0) * (x1 - x0) / (y1 - y0);
-    let d_e = ln_d_e.exp();
+    };
     Ok(Transferred {
         d_e,
         d_t: d_e - d_f,
         multiplier: d_e / d_f,
         extrapolated,
     })
+}
+
+/// The amount (of data, parameters, bytes…) at which the falling loss curve `points` of
+/// positive `(amount, loss)` pairs reaches `loss`: the curve made monotone, then interpolated
+/// linearly between `ln amount` and `ln loss`, and extrapolated from the nearest segment
+/// outside it (flagged `true`). `None` when fewer than two distinct losses remain.
+pub(crate) fn amount_for_loss(points: &[(f64, f64)], loss: f64) -> Option<(f64, bool)> {
+    let curve = monotone_curve(points);
+    if curve.len() < 2 {
+        return None;
+    }
+    // `curve` runs from the least amount (highest loss) to the most (lowest loss).
+    let (first, last) = (curve[0], curve[curve.len() - 1]);
+    let extrapolated = loss > first.1 || loss < last.1;
+    let segment = curve
+        .windows(2)
+        .position(|w| loss <= w[0].1 && loss >= w[1].1)
+        .unwrap_or(if loss > first.1 { 0 } else { curve.len() - 2 });
+    let ((x0, y0), (x1, y1)) = (curve[segment], curve[segment + 1]);
+    let (y, y0, y1) = (loss.ln(), y0.ln(), y1.ln());
+    Some(((x0 + (y - y0) * (x1 - x0) / (y1 - y0)).exp(), extrapolated))
+}
+
+/// The loss the falling curve `points` reaches at `amount` (the inverse of
+/// [`amount_for_loss`], on the same monotone curve and interpolation), flagged `true` when
+/// `amount` lies outside the measured amounts. `None` when fewer than two distinct losses
+/// remain.
+pub(crate) fn loss_at_amount(points: &[(f64, f64)], amount: f64) -> Option<(f64, bool)> {
+    let curve = monotone_curve(points);
+    if curve.len() < 2 {
+        return None;
+    }
+    let x = amount.ln();
+    let (first, last) = (curve[0], curve[curve.len() - 1]);
+    let extrapolated = x < first.0 || x > last.0;
+    let segment = curve
+        .windows(2)
+        .position(|w| x >= w[0].0 && x <= w[1].0)
+        .unwrap_or(if x < first.0 { 0 } else { curve.len() - 2 });
+    let ((x0, y0), (x1, y1)) = (curve[segment], curve[segment + 1]);
+    let (y0, y1) = (y0.ln(), y1.ln());
+    Some(((y0 + (x - x0) * (y1 - y0) / (x1 - x0)).exp(), extrapolated))
 }
 
 /// The curve as `(ln D, loss)` points with strictly falling loss: repeated amounts of data
