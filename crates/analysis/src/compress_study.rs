@@ -160,14 +160,18 @@ pub struct PenaltyPoint {
     pub seeds: usize,
 }
 
-/// `penalty ∝ (D/N)^k` through the points with a positive penalty, in log-log.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// `penalty ∝ D^k` at one fixed size, through its budgets with a positive penalty, in
+/// log-log: the growth with data that Kumar et al. 2024 report, free of the confounding of N
+/// and D/N across sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PenaltyTrend {
+    /// The size (the one with the most budgets).
+    pub size: String,
     /// k.
     pub exponent: f64,
     /// R² of the line.
     pub r2: f64,
-    /// Points it went through.
+    /// Budgets it went through.
     pub points: usize,
 }
 
@@ -180,7 +184,7 @@ pub struct CompressionAnalysis {
     pub compressed: Vec<Compressed>,
     /// The precision penalty, smallest D/N first.
     pub penalty: Vec<PenaltyPoint>,
-    /// Its trend against D/N, where three or more penalties are positive.
+    /// Its growth with D at the size trained at the most budgets (three or more).
     pub penalty_trend: Option<PenaltyTrend>,
 }
 
@@ -323,18 +327,25 @@ pub fn analyse_compression(
         });
     }
     penalty.sort_by(|a, b| (a.tokens / a.n).total_cmp(&(b.tokens / b.n)));
-    let positive: Vec<&PenaltyPoint> = penalty.iter().filter(|p| p.penalty > 0.0).collect();
-    let penalty_trend = (positive.len() >= 3)
-        .then(|| {
-            let x: Vec<f64> = positive.iter().map(|p| (p.tokens / p.n).ln()).collect();
-            let y: Vec<f64> = positive.iter().map(|p| p.penalty.ln()).collect();
-            fit_line(&x, &y)
-        })
-        .flatten()
-        .map(|line| PenaltyTrend {
-            exponent: line.slope,
-            r2: line.r2,
-            points: positive.len(),
+    // The size with the most budgets of positive penalty, if it has three or more.
+    let positive = |size: &str| -> Vec<&PenaltyPoint> {
+        (penalty.iter())
+            .filter(|p| p.size == size && p.penalty > 0.0)
+            .collect()
+    };
+    let penalty_trend = (penalty.iter())
+        .map(|p| positive(&p.size))
+        .max_by_key(Vec::len)
+        .filter(|points| points.len() >= 3)
+        .and_then(|points| {
+            let x: Vec<f64> = points.iter().map(|p| p.tokens.ln()).collect();
+            let y: Vec<f64> = points.iter().map(|p| p.penalty.ln()).collect();
+            fit_line(&x, &y).map(|line| PenaltyTrend {
+                size: points[0].size.clone(),
+                exponent: line.slope,
+                r2: line.r2,
+                points: points.len(),
+            })
         });
     CompressionAnalysis {
         dense: dense_rows,
@@ -346,7 +357,6 @@ pub fn analyse_compression(
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     /// A dense frontier L = 2 + 10·N^(-0.3) at four sizes; bytes 4N, FLOPs 2N.
@@ -429,17 +439,21 @@ mod tests {
         assert_eq!(noisy.verdict, Verdict::WithinNoise, "{noisy:?}");
     }
 
-    /// The penalty trend recovers a planted exponent: penalty = 0.01·(D/N)^0.5.
+    /// The penalty trend recovers a planted exponent at the size with several budgets
+    /// (penalty = 1e-6·D^0.5), and ignores the other sizes' single points.
     #[test]
     fn the_penalty_trend_recovers_its_exponent() {
-        let penalties: Vec<(String, f64, f64, u64, f64)> = [10.0, 40.0, 160.0, 640.0]
+        let mut penalties: Vec<(String, f64, f64, u64, f64)> = [1e4, 4e4, 1.6e5, 6.4e5]
             .iter()
-            .map(|&r| ("s".to_string(), 1e4, r * 1e4, 0, 0.01 * f64::sqrt(r)))
+            .map(|&d| ("big".to_string(), 1e4, d, 0, 1e-6 * f64::sqrt(d)))
             .collect();
+        penalties.push(("small".into(), 1e3, 1e4, 0, 0.5));
         let a = analyse_compression(&dense(0, 0.0), &penalties);
         let t = a.penalty_trend.unwrap();
+        assert_eq!(t.size, "big");
         assert!((t.exponent - 0.5).abs() < 1e-9);
         assert_eq!(t.points, 4);
+        assert_eq!(a.penalty.len(), 5);
         assert!(a.compressed.is_empty());
     }
 }

@@ -8,6 +8,7 @@ mod abilities;
 mod args;
 mod bench;
 mod classify;
+mod compress_study;
 mod device;
 mod emergence;
 mod export;

@@ -115,6 +115,7 @@ fn plan(args: StudyFileArgs) -> Result<ExitCode> {
     match file_kind(&args.file)? {
         StudyKind::Classify => return crate::classify::study_plan(&args),
         StudyKind::Transfer => return crate::transfer_study::study_plan(&args),
+        StudyKind::Compression => return crate::compress_study::study_plan(&args),
         StudyKind::Scaling => {}
     }
     let (spec, _, dir) = load(&args.file, args.dir.as_deref())?;
@@ -190,6 +191,7 @@ fn run_cmd(args: StudyRunArgs) -> Result<ExitCode> {
     match file_kind(&args.file)? {
         StudyKind::Classify => return crate::classify::study_run(&args),
         StudyKind::Transfer => return crate::transfer_study::study_run(&args),
+        StudyKind::Compression => return crate::compress_study::study_run(&args),
         StudyKind::Scaling => {}
     }
     let (spec, text, dir) = load(&args.file, args.dir.as_deref())?;
@@ -334,6 +336,10 @@ fn report(args: StudyDirArgs) -> Result<(PathBuf, Option<StudyLaw>)> {
         }
         StudyKind::Transfer => {
             return crate::transfer_study::study_report(&dir, args.out.as_deref(), args.json)
+                .map(|p| (p, None));
+        }
+        StudyKind::Compression => {
+            return crate::compress_study::study_report(&dir, args.out.as_deref(), args.json)
                 .map(|p| (p, None));
         }
         StudyKind::Scaling => {}
@@ -481,6 +487,11 @@ fn export(args: StudyExportArgs) -> Result<ExitCode> {
     if store_kind(&store)? == StudyKind::Transfer {
         let path = out.join("transfer.csv");
         crate::transfer_study::write_cells(&dir, &path)?;
+        println!("{}", path.display());
+    }
+    if store_kind(&store)? == StudyKind::Compression {
+        let path = out.join("compression.csv");
+        crate::compress_study::write_table(&dir, &path)?;
         println!("{}", path.display());
     }
     write_runs_csv(&out.join("runs.csv"), &runs)?;

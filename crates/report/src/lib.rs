@@ -6,6 +6,7 @@
 
 mod abilities;
 mod classify;
+mod compress;
 mod csv_export;
 mod html;
 mod page;
@@ -13,6 +14,7 @@ mod plot;
 mod transfer;
 
 pub use classify::{ClassifyRun, ClassifyStudyReport, render_classify_report};
+pub use compress::{CompressionStudyReport, axis_key, render_compression_report};
 pub use csv_export::{
     CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_emergence_examples_csv,
     write_runs_csv, write_task_curves_csv,

@@ -224,8 +224,9 @@ impl CompressionStudySpec {
                 "gradual pruning trains to each of compress.sparsities: list them, e.g. sparsities = [0.5, 0.75]",
             ));
         }
-        if !(0.0..1.0).contains(&c.prune_start)
-            || !(c.prune_start < c.prune_end && c.prune_end <= 1.0)
+        if !((0.0..1.0).contains(&c.prune_start)
+            && c.prune_start < c.prune_end
+            && c.prune_end <= 1.0)
         {
             return Err(SpecError::invalid(
                 "compress.prune_start/prune_end",
@@ -289,7 +290,6 @@ impl CompressionStudySpec {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     const STUDY: &str = r#"

@@ -295,7 +295,6 @@ pub fn is_compression_study(table: &toml::Table) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     const STUDY: &str = r#"

@@ -48,6 +48,11 @@ pub(crate) fn load_study(file: &Path, dir: Option<&Path>) -> Result<LoadedStudy>
             let name = plan.spec.name.clone();
             (Box::new(plan), name, text, dir)
         }
+        StudyKind::Compression => {
+            let (plan, text, dir) = crate::compress_study::load(file, dir)?;
+            let name = plan.spec.name.clone();
+            (Box::new(plan), name, text, dir)
+        }
     };
     Ok(LoadedStudy {
         kind,

@@ -82,7 +82,7 @@ impl SelfLauncher {
     }
 }
 
-/// The three kinds of study.
+/// The four kinds of study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StudyKind {
     /// A ladder of language models over budgets (scaling laws, compute-optimal).
@@ -91,6 +91,8 @@ pub(crate) enum StudyKind {
     Classify,
     /// Pre-training, then fine-tuning and training from scratch (the laws of transfer).
     Transfer,
+    /// Dense models, and compressed ones set against them.
+    Compression,
 }
 
 impl StudyKind {
@@ -100,6 +102,7 @@ impl StudyKind {
             StudyKind::Scaling => "scaling",
             StudyKind::Classify => "classify",
             StudyKind::Transfer => "transfer",
+            StudyKind::Compression => "compression",
         }
     }
 }
@@ -113,6 +116,8 @@ pub(crate) fn file_kind(file: &Path) -> Result<StudyKind> {
             StudyKind::Classify
         } else if scalelab_sweep::is_transfer_study(&table) {
             StudyKind::Transfer
+        } else if scalelab_sweep::is_compression_study(&table) {
+            StudyKind::Compression
         } else {
             StudyKind::Scaling
         },
@@ -136,6 +141,7 @@ pub(crate) fn study_name(store: &Store, dir: &Path) -> Result<String> {
 pub(crate) fn store_kind(store: &Store) -> Result<StudyKind> {
     Ok(match store.meta("kind")?.as_deref() {
         Some("transfer") => StudyKind::Transfer,
+        Some("compression") => StudyKind::Compression,
         Some("classify") => StudyKind::Classify,
         Some(_) => StudyKind::Scaling,
         None => match store.runs()?.first().map(|r| r.kind) {
