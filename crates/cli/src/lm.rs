@@ -377,19 +377,18 @@ fn compare_classifiers(args: &CompareArgs) -> Result<ExitCode> {
 pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
     use scalelab_train::compress::{self, Method, Scales};
     set_threads(args.host.threads)?;
+    let sparsity = args.sparsity.unwrap_or_default();
+    if !(sparsity.is_finite() && (0.0..1.0).contains(&sparsity)) {
+        bail!(
+            "invalid value for `--sparsity`: {sparsity}\nhint: the share of weights to zero, from 0 to below 1, e.g. 0.5"
+        );
+    }
     let method = match args.method {
-        CompressMethod::Magnitude => {
-            let sparsity = args.sparsity.unwrap_or_default();
-            if !(sparsity.is_finite() && (0.0..1.0).contains(&sparsity)) {
-                bail!(
-                    "invalid value for `--sparsity`: {sparsity}\nhint: the share of weights to zero, from 0 to below 1, e.g. 0.5"
-                );
-            }
-            Method::Magnitude {
-                sparsity,
-                global: args.global,
-            }
-        }
+        CompressMethod::Magnitude => Method::Magnitude {
+            sparsity,
+            global: args.global,
+        },
+        CompressMethod::Wanda => Method::Wanda { sparsity },
         CompressMethod::NOfM => Method::NOfM {
             n: args.n,
             m: args.m,

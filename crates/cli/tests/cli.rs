@@ -314,6 +314,14 @@ fn compress_prunes_and_quantises_exactly_as_asked() {
         magnitude["nonzero"]["non_embedding"].as_u64().unwrap(),
         record["params"]["non_embedding"].as_u64().unwrap() - pruned
     );
+    // Wanda: the asked share of each output's weights, measured on training windows.
+    let wanda = compress("--method wanda --sparsity 0.5");
+    assert_eq!(layers(&wanda).len(), 8);
+    for layer in layers(&wanda) {
+        let params = layer["params"].as_u64().unwrap();
+        assert_eq!(layer["nonzero"].as_u64().unwrap(), params / 2, "{layer}");
+    }
+    assert_eq!(wanda["method"]["method"], "wanda");
     let two_four = compress("--method n-of-m --n 2 --m 4");
     for layer in layers(&two_four) {
         assert_eq!(

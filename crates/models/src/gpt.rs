@@ -94,6 +94,19 @@ impl Block {
         attn_bias: Option<Tensor<4>>,
         is_causal: bool,
     ) -> Tensor<3> {
+        self.forward_observed(x, attn_bias, is_causal, &mut |_, _| {})
+    }
+
+    /// [`forward_with`](Self::forward_with), showing `observe` the input `[B·T, in]` of each of
+    /// its linear layers by the layer's name (`qkv`, `proj`, `fc`, `fc_proj`): what Wanda's
+    /// calibration measures.
+    pub(crate) fn forward_observed(
+        &self,
+        x: Tensor<3>,
+        attn_bias: Option<Tensor<4>>,
+        is_causal: bool,
+        observe: &mut dyn FnMut(&'static str, &Tensor<2>),
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let (nh, hs) = (self.n_heads, d / self.n_heads);
         // The linear layers see the batch as one [B·T, ·] matrix: one large GEMM each, which
@@ -101,7 +114,9 @@ impl Block {
         let x = x.reshape([b * t, d]); // [B·T, d]
 
         // Causal self-attention.
-        let qkv = linear(layer_norm(x.clone(), &self.ln1), &self.qkv); // [B·T, 3d]
+        let normed = layer_norm(x.clone(), &self.ln1); // [B·T, d]
+        observe("qkv", &normed);
+        let qkv = linear(normed, &self.qkv); // [B·T, 3d]
         let y = match attn_bias {
             // The common case, fused on the CPU backend (`scalelab-kernels`).
             None if is_causal => causal_self_attention(qkv, b, nh), // [B·T, d]
@@ -122,10 +137,14 @@ impl Block {
                 y.swap_dims(1, 2).reshape([b * t, d]) // [B·T, d]
             }
         };
+        observe("proj", &y);
         let x = self.residual(x, y, &self.proj); // [B·T, d]
 
         // MLP.
-        let h = gelu(linear(layer_norm(x.clone(), &self.ln2), &self.fc)); // [B·T, d_ff]
+        let normed = layer_norm(x.clone(), &self.ln2); // [B·T, d]
+        observe("fc", &normed);
+        let h = gelu(linear(normed, &self.fc)); // [B·T, d_ff]
+        observe("fc_proj", &h);
         let x = self.residual(x, h, &self.fc_proj); // [B·T, d]
         x.reshape([b, t, d])
     }
@@ -174,6 +193,40 @@ impl Gpt {
             // Tied: multiply by the token embedding transposed, [V, d] → [d, V].
             None => matmul(x, self.token_embedding.weight.val().transpose()),
         }
+    }
+
+    /// The L2 norm over every position of `tokens` `[B, T]` of each input feature of each
+    /// block's linear layers, keyed by the layer's weight name (`blocks.0.qkv.weight`; a block
+    /// shared by several layers sums its inputs at all of them): Wanda's `‖X_j‖` (Sun et al.
+    /// 2023).
+    pub fn input_norms(&self, tokens: Tensor<2, Int>) -> Vec<(String, Vec<f32>)> {
+        let [_, t] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+        let mut x =
+            self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
+        let mut sums: Vec<(String, Vec<f32>)> = Vec::new();
+        for layer in 0..self.n_layers {
+            let index = layer % self.blocks.len();
+            let mut observe = |name: &'static str, input: &Tensor<2>| {
+                let squares = input.clone().square().sum_dim(0); // [1, in]
+                let values = squares
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default();
+                let key = format!("blocks.{index}.{name}.weight");
+                match sums.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, acc)) => acc.iter_mut().zip(&values).for_each(|(a, v)| *a += v),
+                    None => sums.push((key, values)),
+                }
+            };
+            x = self.blocks[index].forward_observed(x, None, true, &mut observe);
+        }
+        for (_, acc) in &mut sums {
+            acc.iter_mut().for_each(|a| *a = a.sqrt());
+        }
+        sums
     }
 
     /// Mean next-token cross-entropy in nats, `[1]`, of `tokens` `[B, T]` against `targets` `[B, T]`.
@@ -254,6 +307,10 @@ impl FamilyModel for Gpt {
 impl LanguageModel for Gpt {
     fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         self.forward(tokens)
+    }
+
+    fn input_norms(&self, tokens: Tensor<2, Int>) -> Option<Vec<(String, Vec<f32>)>> {
+        Some(Gpt::input_norms(self, tokens))
     }
 }
 

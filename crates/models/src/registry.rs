@@ -59,6 +59,13 @@ pub trait LanguageModel: FamilyModel<Shape = LmConfig> {
     ) -> Tensor<1> {
         crate::gpt::next_token_loss(self.logits(tokens), targets, start)
     }
+
+    /// The L2 norm over every position of `tokens` `[B, T]` of each input feature of each
+    /// layer weight matrix, keyed by the weight's name (Wanda's calibration); `None` for a
+    /// family that does not expose its layers' inputs.
+    fn input_norms(&self, _tokens: Tensor<2, Int>) -> Option<Vec<(String, Vec<f32>)>> {
+        None
+    }
 }
 
 /// A classifier of images `[B, C, H, W]`.

@@ -57,6 +57,13 @@ pub enum Method {
         /// One threshold over every layer rather than the same share in each.
         global: bool,
     },
+    /// Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for Large Language
+    /// Models"): in each output, zero the share `sparsity` of its weights with the smallest
+    /// `|W_ij|·‖X_j‖`, `‖X_j‖` the L2 norm of input j over calibration tokens.
+    Wanda {
+        /// Share of each output's weights set to zero, in [0, 1).
+        sparsity: f64,
+    },
     /// Keep the `n` largest-magnitude of every `m` consecutive inputs of each output.
     NOfM {
         /// Kept per group.
@@ -87,23 +94,25 @@ pub enum Scales {
 
 impl Method {
     /// Its tag in a compressed model's id and in reports: `magnitude0.5`,
-    /// `global-magnitude0.5`, `2of4`, `int8-channel`, `int4-block32`.
+    /// `global-magnitude0.5`, `wanda0.5`, `2of4`, `int8-channel`, `int4-block32`.
     pub fn tag(&self) -> String {
         match *self {
             Method::Magnitude { sparsity, global } => {
                 format!("{}magnitude{sparsity}", if global { "global-" } else { "" })
             }
+            Method::Wanda { sparsity } => format!("wanda{sparsity}"),
             Method::NOfM { n, m } => format!("{n}of{m}"),
             Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
         }
     }
 
     /// The method's name without its level: `magnitude`, `global-magnitude`,
-    /// `2:4`, `int8-channel` (how a compression study lists it).
+    /// `wanda`, `2:4`, `int8-channel` (how a compression study lists it).
     pub fn family_name(&self) -> String {
         match *self {
             Method::Magnitude { global: false, .. } => "magnitude".into(),
             Method::Magnitude { global: true, .. } => "global-magnitude".into(),
+            Method::Wanda { .. } => "wanda".into(),
             Method::NOfM { n, m } => format!("{n}:{m}"),
             Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
         }
@@ -113,7 +122,7 @@ impl Method {
     /// share is fixed, and quantisation).
     pub fn sparsity(&self) -> Option<f64> {
         match *self {
-            Method::Magnitude { sparsity, .. } => Some(sparsity),
+            Method::Magnitude { sparsity, .. } | Method::Wanda { sparsity } => Some(sparsity),
             _ => None,
         }
     }
@@ -129,6 +138,7 @@ impl Method {
                     global: false,
                 }));
             }
+            "wanda" => return Ok(each(&|sparsity| Method::Wanda { sparsity })),
             "global-magnitude" => {
                 return Ok(each(&|sparsity| Method::Magnitude {
                     sparsity,
@@ -162,7 +172,7 @@ impl Method {
             Some(Method::Quantize { bits, scales })
         };
         quant().map(|m| vec![m]).ok_or_else(|| {
-            "one-shot methods are magnitude, global-magnitude, an N:M pattern (\"2:4\"), \
+            "one-shot methods are magnitude, global-magnitude, wanda, an N:M pattern (\"2:4\"), \
              or int8/int4 with -tensor, -channel or -block<B> scales (\"int4-block32\")"
                 .into()
         })

@@ -83,8 +83,8 @@ pub struct CompressSpec {
     /// compressed; empty: the largest.
     #[serde(default)]
     pub sizes: Vec<String>,
-    /// One-shot methods applied to each trained compressed size: `magnitude` and
-    /// `global-magnitude` at every sparsity, an N:M pattern (`2:4`), `int8`/`int4`
+    /// One-shot methods applied to each trained compressed size: `magnitude`,
+    /// `global-magnitude` and `wanda` at every sparsity, an N:M pattern (`2:4`), `int8`/`int4`
     /// with `-tensor`, `-channel` or `-block<B>` scales.
     #[serde(default)]
     pub one_shot: Vec<String>,

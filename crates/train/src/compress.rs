@@ -120,6 +120,27 @@ pub fn prune_global(layers: &mut [Vec<f32>], sparsity: f64) {
     }
 }
 
+/// Wanda on a `[inputs, outputs]` matrix (row-major): in each output column, exactly
+/// `round(sparsity × inputs)` weights with the smallest `|W_ij|·norms[i]` zeroed (ties: the
+/// lower input first).
+pub fn prune_wanda(
+    values: &mut [f32],
+    inputs: usize,
+    outputs: usize,
+    norms: &[f32],
+    sparsity: f64,
+) {
+    let k = ((sparsity * inputs as f64).round() as usize).min(inputs);
+    for col in 0..outputs {
+        let scores: Vec<f32> = (0..inputs)
+            .map(|r| values[r * outputs + col].abs() * norms[r])
+            .collect();
+        for r in smallest(&scores, k) {
+            values[r * outputs + col] = 0.0;
+        }
+    }
+}
+
 /// N:M pruning of a `[inputs, outputs]` matrix (row-major, Burn's linear layout): in each
 /// output column, of every `m` consecutive inputs the `n` largest in magnitude are kept.
 pub fn prune_n_of_m(values: &mut [f32], inputs: usize, outputs: usize, n: usize, m: usize) {
@@ -174,11 +195,13 @@ pub fn quantize_dequantize(
 }
 
 /// Applies `method` to the tensors of `weights` (a safetensors file) for which `target` is
-/// true (2-D float32 matrices); returns the new file and a report per compressed matrix.
+/// true (2-D float32 matrices), Wanda with the calibration `norms` of each matrix's inputs
+/// (by tensor name); returns the new file and a report per compressed matrix.
 pub fn compress(
     weights: &[u8],
     method: &Method,
     target: &dyn Fn(&str) -> bool,
+    norms: &[(String, Vec<f32>)],
 ) -> Result<(Vec<u8>, Vec<LayerReport>), TrainError> {
     let st = SafeTensors::deserialize(weights).map_err(|e| {
         bad(
@@ -236,6 +259,28 @@ pub fn compress(
                 for &i in &targets {
                     prune_magnitude(&mut tensors[i].2, sparsity);
                 }
+            }
+        }
+        Method::Wanda { sparsity } => {
+            if !(0.0..1.0).contains(&sparsity) {
+                return Err(bad(
+                    format!("sparsity {sparsity} is not in [0, 1)"),
+                    "give the share of weights to zero, e.g. --sparsity 0.5",
+                ));
+            }
+            for &i in &targets {
+                let (name, shape) = (tensors[i].0.clone(), tensors[i].1.clone());
+                let norm = (norms.iter())
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v)
+                    .filter(|v| v.len() == shape[0])
+                    .ok_or_else(|| {
+                        bad(
+                            format!("no calibration of the inputs of {name}"),
+                            "Wanda needs a GPT (its layers' inputs are measured); use magnitude pruning for other families",
+                        )
+                    })?;
+                prune_wanda(&mut tensors[i].2, shape[0], shape[1], norm, sparsity);
             }
         }
         Method::NOfM { n, m } => {
@@ -327,6 +372,13 @@ pub fn compress(
     Ok((bytes, reports))
 }
 
+/// Windows of the training split Wanda measures its input norms on (Sun et al. use 128
+/// sequences; here of the run's own context length).
+pub const CALIBRATION_WINDOWS: usize = 128;
+
+/// The seed that picks them.
+const CALIBRATION_SEED: u64 = 0x57A4DA;
+
 /// A run's model compressed by [`compress_run`]: its record and its new weights.
 pub struct Compressed {
     /// What was done and what it cost and kept.
@@ -370,7 +422,6 @@ pub fn compress_run(
     };
     let under = |name: &str, field: &str| name == field || name.starts_with(&format!("{field}."));
     let target = |name: &str| !under(name, head) && !input.iter().any(|f| under(name, f));
-    let (weights, layers) = compress(&lm.weights, method, &target)?;
     let data = &record.config.data;
     let corpus = scalelab_data::load_corpus(&data.source).map_err(|e| {
         bad(
@@ -385,6 +436,15 @@ pub fn compress_run(
             "compress the run where its data is",
         )
     })?;
+    // Wanda's calibration: windows of the training split, never the validation sample.
+    let norms = match method {
+        Method::Wanda { .. } => {
+            let batch = text.train_batch(CALIBRATION_SEED, 0, CALIBRATION_WINDOWS, ctx);
+            crate::lm_eval::input_norms(&lm, &batch.inputs, ctx, device)?
+        }
+        _ => Vec::new(),
+    };
+    let (weights, layers) = compress(&lm.weights, method, &target, &norms)?;
     let windows = text.val_windows(eval_tokens.unwrap_or(record.config.train.eval_tokens), ctx);
     let mean = |l: Vec<f64>| l.iter().sum::<f64>() / l.len().max(1) as f64;
     let before = mean(crate::lm_eval::losses_of(&lm, &windows, 16, device)?);
@@ -510,6 +570,31 @@ mod tests {
             400,
             "every small weight is below every large one's median"
         );
+    }
+
+    /// Wanda: exactly the asked share of each output's weights is zeroed, by |W|·‖X‖: a
+    /// large weight on an input that is nearly silent goes before a small weight on a loud
+    /// one (by magnitude the 1.0 would stay and the 0.1 go).
+    #[test]
+    fn wanda_prunes_by_weight_times_input_norm_in_each_output() {
+        let (inputs, outputs) = (4, 2);
+        // Column 0: weights 1.0, 0.1, 0.5, 0.2 on inputs of norm 0.01, 100, 1, 1.
+        // Scores 0.01, 10, 0.5, 0.2: the two smallest are inputs 0 and 3.
+        let mut v = vec![1.0, 1.0, 0.1, 1.0, 0.5, 1.0, 0.2, 1.0];
+        let norms = [0.01, 100.0, 1.0, 1.0];
+        prune_wanda(&mut v, inputs, outputs, &norms, 0.5);
+        let column =
+            |v: &[f32], c: usize| (0..inputs).map(|r| v[r * outputs + c]).collect::<Vec<_>>();
+        assert_eq!(column(&v, 0), [0.0, 0.1, 0.5, 0.0]);
+        // Column 1: equal weights, so the two quietest inputs (0, then 2 or 3: the lower).
+        assert_eq!(column(&v, 1), [0.0, 1.0, 0.0, 1.0]);
+        // Exactly round(s × inputs) a column at other shares.
+        let mut w = values(64 * 8, 9);
+        let norms: Vec<f32> = (0..64).map(|i| 1.0 + i as f32).collect();
+        prune_wanda(&mut w, 64, 8, &norms, 0.75);
+        for c in 0..8 {
+            assert_eq!((0..64).filter(|r| w[r * 8 + c] == 0.0).count(), 48);
+        }
     }
 
     /// 2:4: every group of four consecutive inputs of every output keeps exactly two, its two

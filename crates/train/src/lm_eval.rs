@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scalelab_data::Tokenizer;
 use scalelab_models::{LanguageModel, SeededInit, UseLanguageModel, build_language_model};
-use scalelab_spec::{LmConfig, RunRecord, TaskConfig, TaskMetrics, TokenizerSpec};
+use scalelab_spec::{LmConfig, Named, RunRecord, TaskConfig, TaskMetrics, TokenizerSpec};
 
 use crate::TrainError;
 use crate::checkpoint::load_bytes;
@@ -183,6 +183,65 @@ pub fn losses_of(
             device,
         },
     )?
+}
+
+/// Wanda's calibration of `lm`: the L2 norm of each input feature of each layer weight
+/// matrix over the `[n, ctx]` token ids `inputs` (row-major), keyed by weight name. Refused
+/// for a family that does not expose its layers' inputs.
+pub fn input_norms(
+    lm: &TrainedLm,
+    inputs: &[i64],
+    ctx: usize,
+    device: &Device,
+) -> Result<Vec<(String, Vec<f32>)>, TrainError> {
+    struct Norms<'a> {
+        inputs: &'a [i64],
+        ctx: usize,
+        device: &'a Device,
+    }
+    impl UseLanguageModel for Norms<'_> {
+        type Out = Option<Vec<(String, Vec<f32>)>>;
+        fn language_model<M: LanguageModel>(self, model: M) -> Self::Out {
+            let model = model.valid();
+            let n = self.inputs.len() / self.ctx.max(1);
+            // A few windows at a time: the activations of all 128 at once are not needed.
+            let mut total: Vec<(String, Vec<f32>)> = Vec::new();
+            for chunk in self.inputs.chunks(16 * self.ctx) {
+                let rows = chunk.len() / self.ctx;
+                let tokens = Tensor::<2, Int>::from_data(
+                    TensorData::new(chunk.to_vec(), [rows, self.ctx]),
+                    self.device,
+                );
+                for (name, norms) in model.input_norms(tokens)? {
+                    // Norms add as square roots of sums of squares.
+                    match total.iter_mut().find(|(k, _)| *k == name) {
+                        Some((_, acc)) => acc
+                            .iter_mut()
+                            .zip(&norms)
+                            .for_each(|(a, b)| *a = (*a * *a + b * b).sqrt()),
+                        None => total.push((name, norms)),
+                    }
+                }
+            }
+            (n > 0).then_some(total)
+        }
+    }
+    with_model(
+        lm,
+        device,
+        Norms {
+            inputs,
+            ctx,
+            device,
+        },
+    )?
+    .ok_or_else(|| TrainError::Compress {
+        message: format!(
+            "a {} does not expose its layers' inputs, which Wanda measures",
+            lm.config.family.name()
+        ),
+        hint: "use magnitude pruning for this family".into(),
+    })
 }
 
 /// The five task metrics of `lm` on the held-out examples of `task` (the split its run

@@ -49,12 +49,14 @@ pub struct HostFlags {
 pub struct CompressArgs {
     /// The run directory of a trained language model (GPT, LSTM or GRU).
     pub run: PathBuf,
-    /// magnitude (the smallest weights of each layer, or of all with --global), n-of-m (N of
-    /// every M consecutive inputs), or quantize (symmetric 8- or 4-bit, through Burn).
+    /// magnitude (the smallest weights of each layer, or of all with --global), wanda (the
+    /// smallest |W|·‖X‖ of each output, a GPT's inputs measured on 128 training windows), n-of-m
+    /// (N of every M consecutive inputs), or quantize (symmetric 8- or 4-bit, through Burn).
     #[arg(long, value_enum)]
     pub method: CompressMethod,
-    /// magnitude: the share of each layer's (with --global: all layers') weights set to zero.
-    #[arg(long, required_if_eq("method", "magnitude"))]
+    /// magnitude, wanda: the share of each layer's (magnitude --global: all layers') weights
+    /// set to zero.
+    #[arg(long, required_if_eq_any([("method", "magnitude"), ("method", "wanda")]))]
     pub sparsity: Option<f64>,
     /// magnitude: one threshold over all layers.
     #[arg(long)]
@@ -94,6 +96,8 @@ pub struct CompressArgs {
 pub enum CompressMethod {
     /// Magnitude pruning.
     Magnitude,
+    /// Wanda (Sun et al. 2023): |W|·‖X‖ per output, calibrated on 128 training windows.
+    Wanda,
     /// N:M semi-structured pruning.
     NOfM,
     /// Weight quantisation.
