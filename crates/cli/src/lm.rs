@@ -389,6 +389,8 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
             global: args.global,
         },
         CompressMethod::Wanda => Method::Wanda { sparsity },
+        CompressMethod::Neurons => Method::Neurons { sparsity },
+        CompressMethod::Heads => Method::Heads { sparsity },
         CompressMethod::NOfM => Method::NOfM {
             n: args.n,
             m: args.m,

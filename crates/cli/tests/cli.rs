@@ -322,6 +322,25 @@ fn compress_prunes_and_quantises_exactly_as_asked() {
         assert_eq!(layer["nonzero"].as_u64().unwrap(), params / 2, "{layer}");
     }
     assert_eq!(wanda["method"]["method"], "wanda");
+    // Structured: half the neurons empty half of each MLP matrix and leave attention whole;
+    // one of two heads empties half of each attention matrix and leaves the MLP whole.
+    for (method, emptied) in [
+        ("neurons", ["fc.weight", "fc_proj.weight"]),
+        ("heads", ["qkv.weight", "proj.weight"]),
+    ] {
+        let r = compress(&format!("--method {method} --sparsity 0.5"));
+        for layer in layers(&r) {
+            let name = layer["name"].as_str().unwrap();
+            let params = layer["params"].as_u64().unwrap();
+            let hit = emptied.iter().any(|e| name.ends_with(&format!(".{e}")));
+            let expected = if hit { params / 2 } else { params };
+            assert_eq!(
+                layer["nonzero"].as_u64().unwrap(),
+                expected,
+                "{method}: {layer}"
+            );
+        }
+    }
     let two_four = compress("--method n-of-m --n 2 --m 4");
     for layer in layers(&two_four) {
         assert_eq!(

@@ -64,6 +64,19 @@ pub enum Method {
         /// Share of each output's weights set to zero, in [0, 1).
         sparsity: f64,
     },
+    /// Structured: in each block, zero the share `sparsity` of its MLP's hidden neurons (a
+    /// neuron's input column and output row) with the smallest product of those two norms.
+    Neurons {
+        /// Share of each block's neurons removed, in [0, 1).
+        sparsity: f64,
+    },
+    /// Structured: in each block, zero `round(sparsity × heads)` attention heads (a head's
+    /// query, key and value columns and its rows of the output projection) with the smallest
+    /// product of its value columns' and output rows' norms.
+    Heads {
+        /// Share of each block's heads removed, in [0, 1).
+        sparsity: f64,
+    },
     /// Keep the `n` largest-magnitude of every `m` consecutive inputs of each output.
     NOfM {
         /// Kept per group.
@@ -101,18 +114,22 @@ impl Method {
                 format!("{}magnitude{sparsity}", if global { "global-" } else { "" })
             }
             Method::Wanda { sparsity } => format!("wanda{sparsity}"),
+            Method::Neurons { sparsity } => format!("neurons{sparsity}"),
+            Method::Heads { sparsity } => format!("heads{sparsity}"),
             Method::NOfM { n, m } => format!("{n}of{m}"),
             Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
         }
     }
 
     /// The method's name without its level: `magnitude`, `global-magnitude`,
-    /// `wanda`, `2:4`, `int8-channel` (how a compression study lists it).
+    /// `wanda`, `neurons`, `heads`, `2:4`, `int8-channel` (how a compression study lists it).
     pub fn family_name(&self) -> String {
         match *self {
             Method::Magnitude { global: false, .. } => "magnitude".into(),
             Method::Magnitude { global: true, .. } => "global-magnitude".into(),
             Method::Wanda { .. } => "wanda".into(),
+            Method::Neurons { .. } => "neurons".into(),
+            Method::Heads { .. } => "heads".into(),
             Method::NOfM { n, m } => format!("{n}:{m}"),
             Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
         }
@@ -122,7 +139,10 @@ impl Method {
     /// share is fixed, and quantisation).
     pub fn sparsity(&self) -> Option<f64> {
         match *self {
-            Method::Magnitude { sparsity, .. } | Method::Wanda { sparsity } => Some(sparsity),
+            Method::Magnitude { sparsity, .. }
+            | Method::Wanda { sparsity }
+            | Method::Neurons { sparsity }
+            | Method::Heads { sparsity } => Some(sparsity),
             _ => None,
         }
     }
@@ -139,6 +159,8 @@ impl Method {
                 }));
             }
             "wanda" => return Ok(each(&|sparsity| Method::Wanda { sparsity })),
+            "neurons" => return Ok(each(&|sparsity| Method::Neurons { sparsity })),
+            "heads" => return Ok(each(&|sparsity| Method::Heads { sparsity })),
             "global-magnitude" => {
                 return Ok(each(&|sparsity| Method::Magnitude {
                     sparsity,
@@ -172,7 +194,7 @@ impl Method {
             Some(Method::Quantize { bits, scales })
         };
         quant().map(|m| vec![m]).ok_or_else(|| {
-            "one-shot methods are magnitude, global-magnitude, wanda, an N:M pattern (\"2:4\"), \
+            "one-shot methods are magnitude, global-magnitude, wanda, neurons, heads, an N:M pattern (\"2:4\"), \
              or int8/int4 with -tensor, -channel or -block<B> scales (\"int4-block32\")"
                 .into()
         })

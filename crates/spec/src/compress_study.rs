@@ -84,7 +84,7 @@ pub struct CompressSpec {
     #[serde(default)]
     pub sizes: Vec<String>,
     /// One-shot methods applied to each trained compressed size: `magnitude`,
-    /// `global-magnitude` and `wanda` at every sparsity, an N:M pattern (`2:4`), `int8`/`int4`
+    /// `global-magnitude`, `wanda`, `neurons` and `heads` (structured) at every sparsity, an N:M pattern (`2:4`), `int8`/`int4`
     /// with `-tensor`, `-channel` or `-block<B>` scales.
     #[serde(default)]
     pub one_shot: Vec<String>,

@@ -141,6 +141,60 @@ pub fn prune_wanda(
     }
 }
 
+/// The indices of the `round(sparsity × scores.len())` smallest `scores`.
+fn weakest(scores: &[f32], sparsity: f64) -> Vec<usize> {
+    let k = ((sparsity * scores.len() as f64).round() as usize).min(scores.len());
+    smallest(scores, k)
+}
+
+fn norm(values: impl Iterator<Item = f32>) -> f32 {
+    values.map(|x| x * x).sum::<f32>().sqrt()
+}
+
+/// Structured pruning of an MLP of width `d` and hidden width `f` (`fc` `[d, f]`, `fc_proj`
+/// `[f, d]`, row-major): the share `sparsity` of hidden neurons with the smallest
+/// `‖fc[:, k]‖·‖fc_proj[k, :]‖` lose their input column and output row.
+pub fn prune_neurons(fc: &mut [f32], fc_proj: &mut [f32], d: usize, f: usize, sparsity: f64) {
+    let scores: Vec<f32> = (0..f)
+        .map(|k| {
+            norm((0..d).map(|r| fc[r * f + k])) * norm(fc_proj[k * d..(k + 1) * d].iter().copied())
+        })
+        .collect();
+    for k in weakest(&scores, sparsity) {
+        (0..d).for_each(|r| fc[r * f + k] = 0.0);
+        fc_proj[k * d..(k + 1) * d].fill(0.0);
+    }
+}
+
+/// Structured pruning of a block's attention of width `d` and `n_heads` heads (`qkv`
+/// `[d, 3d]`: queries, keys, values, each head-major; `proj` `[d, d]`, its rows head-major):
+/// `round(sparsity × n_heads)` heads with the smallest product of their value columns' and
+/// output rows' norms lose their query, key and value columns and their output rows.
+pub fn prune_heads(qkv: &mut [f32], proj: &mut [f32], d: usize, n_heads: usize, sparsity: f64) {
+    let hs = d / n_heads;
+    let cols = |h: usize, part: usize| (part * d + h * hs)..(part * d + (h + 1) * hs);
+    let scores: Vec<f32> = (0..n_heads)
+        .map(|h| {
+            let v = norm(
+                (0..d)
+                    .flat_map(|r| cols(h, 2).map(move |c| (r, c)))
+                    .map(|(r, c)| qkv[r * 3 * d + c]),
+            );
+            v * norm(proj[h * hs * d..(h + 1) * hs * d].iter().copied())
+        })
+        .collect();
+    for h in weakest(&scores, sparsity) {
+        for r in 0..d {
+            for part in 0..3 {
+                for c in cols(h, part) {
+                    qkv[r * 3 * d + c] = 0.0;
+                }
+            }
+        }
+        proj[h * hs * d..(h + 1) * hs * d].fill(0.0);
+    }
+}
+
 /// N:M pruning of a `[inputs, outputs]` matrix (row-major, Burn's linear layout): in each
 /// output column, of every `m` consecutive inputs the `n` largest in magnitude are kept.
 pub fn prune_n_of_m(values: &mut [f32], inputs: usize, outputs: usize, n: usize, m: usize) {
@@ -194,14 +248,23 @@ pub fn quantize_dequantize(
     })
 }
 
+/// What some methods need to know of the model beyond its weights.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFacts {
+    /// Wanda's calibration: the L2 norm of each input of each matrix, by tensor name.
+    pub input_norms: Vec<(String, Vec<f32>)>,
+    /// Attention heads per block (structured head pruning).
+    pub n_heads: usize,
+}
+
 /// Applies `method` to the tensors of `weights` (a safetensors file) for which `target` is
-/// true (2-D float32 matrices), Wanda with the calibration `norms` of each matrix's inputs
-/// (by tensor name); returns the new file and a report per compressed matrix.
+/// true (2-D float32 matrices), with what `facts` tells of the model; returns the new file
+/// and a report per compressed matrix.
 pub fn compress(
     weights: &[u8],
     method: &Method,
     target: &dyn Fn(&str) -> bool,
-    norms: &[(String, Vec<f32>)],
+    facts: &ModelFacts,
 ) -> Result<(Vec<u8>, Vec<LayerReport>), TrainError> {
     let st = SafeTensors::deserialize(weights).map_err(|e| {
         bad(
@@ -270,7 +333,7 @@ pub fn compress(
             }
             for &i in &targets {
                 let (name, shape) = (tensors[i].0.clone(), tensors[i].1.clone());
-                let norm = (norms.iter())
+                let norm = (facts.input_norms.iter())
                     .find(|(n, _)| *n == name)
                     .map(|(_, v)| v)
                     .filter(|v| v.len() == shape[0])
@@ -281,6 +344,50 @@ pub fn compress(
                         )
                     })?;
                 prune_wanda(&mut tensors[i].2, shape[0], shape[1], norm, sparsity);
+            }
+        }
+        Method::Neurons { sparsity } | Method::Heads { sparsity } => {
+            if !(0.0..1.0).contains(&sparsity) {
+                return Err(bad(
+                    format!("sparsity {sparsity} is not in [0, 1)"),
+                    "give the share of neurons or heads to remove, e.g. --sparsity 0.5",
+                ));
+            }
+            let heads = matches!(method, Method::Heads { .. });
+            let (first, second) = if heads {
+                (".qkv.weight", ".proj.weight")
+            } else {
+                (".fc.weight", ".fc_proj.weight")
+            };
+            let pairs: Vec<(usize, usize)> = (targets.iter())
+                .filter(|&&i| tensors[i].0.ends_with(first))
+                .filter_map(|&i| {
+                    let partner = tensors[i].0.replace(first, second);
+                    let j = tensors.iter().position(|t| t.0 == partner)?;
+                    Some((i, j))
+                })
+                .collect();
+            if pairs.is_empty() {
+                return Err(bad(
+                    "the model has no Transformer blocks to prune whole neurons or heads of".into(),
+                    "structured pruning needs a GPT; use magnitude pruning for other families",
+                ));
+            }
+            for (i, j) in pairs {
+                let (rows, cols) = (tensors[i].1[0], tensors[i].1[1]);
+                let mut a = std::mem::take(&mut tensors[i].2);
+                if heads {
+                    if facts.n_heads == 0 || rows % facts.n_heads != 0 {
+                        return Err(bad(
+                            format!("{} heads do not divide width {rows}", facts.n_heads),
+                            "report this as a bug",
+                        ));
+                    }
+                    prune_heads(&mut a, &mut tensors[j].2, rows, facts.n_heads, sparsity);
+                } else {
+                    prune_neurons(&mut a, &mut tensors[j].2, rows, cols, sparsity);
+                }
+                tensors[i].2 = a;
             }
         }
         Method::NOfM { n, m } => {
@@ -437,14 +544,18 @@ pub fn compress_run(
         )
     })?;
     // Wanda's calibration: windows of the training split, never the validation sample.
-    let norms = match method {
+    let input_norms = match method {
         Method::Wanda { .. } => {
             let batch = text.train_batch(CALIBRATION_SEED, 0, CALIBRATION_WINDOWS, ctx);
             crate::lm_eval::input_norms(&lm, &batch.inputs, ctx, device)?
         }
         _ => Vec::new(),
     };
-    let (weights, layers) = compress(&lm.weights, method, &target, &norms)?;
+    let facts = ModelFacts {
+        input_norms,
+        n_heads: lm.config.n_heads,
+    };
+    let (weights, layers) = compress(&lm.weights, method, &target, &facts)?;
     let windows = text.val_windows(eval_tokens.unwrap_or(record.config.train.eval_tokens), ctx);
     let mean = |l: Vec<f64>| l.iter().sum::<f64>() / l.len().max(1) as f64;
     let before = mean(crate::lm_eval::losses_of(&lm, &windows, 16, device)?);
@@ -595,6 +706,64 @@ mod tests {
         for c in 0..8 {
             assert_eq!((0..64).filter(|r| w[r * 8 + c] == 0.0).count(), 48);
         }
+    }
+
+    /// Structured, neurons: exactly the asked share of hidden neurons loses its whole input
+    /// column and output row, the weakest by the product of their norms; the rest untouched.
+    #[test]
+    fn neuron_pruning_removes_whole_neurons_the_weakest_first() {
+        let (d, f) = (4, 8);
+        let mut fc = values(d * f, 11);
+        let mut fc_proj = values(f * d, 12);
+        // Neuron 5 made the weakest: its input column tiny.
+        (0..d).for_each(|r| fc[r * f + 5] *= 1e-3);
+        let (fc0, proj0) = (fc.clone(), fc_proj.clone());
+        prune_neurons(&mut fc, &mut fc_proj, d, f, 0.25);
+        let dead: Vec<usize> = (0..f)
+            .filter(|&k| (0..d).all(|r| fc[r * f + k] == 0.0))
+            .collect();
+        assert_eq!(dead.len(), 2);
+        assert!(dead.contains(&5));
+        for k in 0..f {
+            let row = &fc_proj[k * d..(k + 1) * d];
+            if dead.contains(&k) {
+                assert!(row.iter().all(|x| *x == 0.0));
+            } else {
+                assert_eq!(row, &proj0[k * d..(k + 1) * d]);
+                assert!((0..d).all(|r| fc[r * f + k] == fc0[r * f + k]));
+            }
+        }
+    }
+
+    /// Structured, heads: half of four heads lose their query, key and value columns and
+    /// their output rows; the head with the weakest values goes first.
+    #[test]
+    fn head_pruning_removes_whole_heads() {
+        let (d, heads) = (8, 4);
+        let hs = d / heads;
+        let mut qkv = values(d * 3 * d, 13);
+        let mut proj = values(d * d, 14);
+        // Head 2's value columns made tiny.
+        for r in 0..d {
+            for c in 2 * d + 2 * hs..2 * d + 3 * hs {
+                qkv[r * 3 * d + c] *= 1e-3;
+            }
+        }
+        prune_heads(&mut qkv, &mut proj, d, heads, 0.5);
+        let dead: Vec<usize> = (0..heads)
+            .filter(|&h| proj[h * hs * d..(h + 1) * hs * d].iter().all(|x| *x == 0.0))
+            .collect();
+        assert_eq!(dead.len(), 2);
+        assert!(dead.contains(&2));
+        for h in 0..heads {
+            for part in 0..3 {
+                let zero = (0..d).all(|r| {
+                    (part * d + h * hs..part * d + (h + 1) * hs).all(|c| qkv[r * 3 * d + c] == 0.0)
+                });
+                assert_eq!(zero, dead.contains(&h), "head {h}, part {part}");
+            }
+        }
+        assert_eq!(zeros(&qkv), 2 * 3 * d * hs);
     }
 
     /// 2:4: every group of four consecutive inputs of every output keeps exactly two, its two

@@ -50,13 +50,15 @@ pub struct CompressArgs {
     /// The run directory of a trained language model (GPT, LSTM or GRU).
     pub run: PathBuf,
     /// magnitude (the smallest weights of each layer, or of all with --global), wanda (the
-    /// smallest |W|·‖X‖ of each output, a GPT's inputs measured on 128 training windows), n-of-m
-    /// (N of every M consecutive inputs), or quantize (symmetric 8- or 4-bit, through Burn).
+    /// smallest |W|·‖X‖ of each output, a GPT's inputs measured on 128 training windows),
+    /// neurons or heads (whole MLP neurons or attention heads of each GPT block, the weakest by
+    /// weight norms), n-of-m (N of every M consecutive inputs), or quantize (symmetric 8- or
+    /// 4-bit, through Burn).
     #[arg(long, value_enum)]
     pub method: CompressMethod,
     /// magnitude, wanda: the share of each layer's (magnitude --global: all layers') weights
-    /// set to zero.
-    #[arg(long, required_if_eq_any([("method", "magnitude"), ("method", "wanda")]))]
+    /// set to zero; neurons, heads: the share of each block's neurons or heads removed.
+    #[arg(long, required_if_eq_any([("method", "magnitude"), ("method", "wanda"), ("method", "neurons"), ("method", "heads")]))]
     pub sparsity: Option<f64>,
     /// magnitude: one threshold over all layers.
     #[arg(long)]
@@ -98,6 +100,10 @@ pub enum CompressMethod {
     Magnitude,
     /// Wanda (Sun et al. 2023): |W|·‖X‖ per output, calibrated on 128 training windows.
     Wanda,
+    /// Structured: whole MLP neurons of each block.
+    Neurons,
+    /// Structured: whole attention heads of each block.
+    Heads,
     /// N:M semi-structured pruning.
     NOfM,
     /// Weight quantisation.
