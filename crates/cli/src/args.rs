@@ -765,6 +765,9 @@ pub struct ClassifyArgs {
     /// of the encoder on a text data set's sentences, a parent for its classifiers).
     #[arg(long)]
     pub objective: Option<Objective>,
+    /// Distillation from a trained classifier.
+    #[command(flatten)]
+    pub distill: DistillFlags,
     /// Where the run writes, checkpoints and reports.
     #[command(flatten)]
     pub run: RunFlags,
@@ -806,6 +809,11 @@ impl ClassifyArgs {
             spec.train.budget_samples = None;
         }
         apply_recipe!(self.recipe, spec.train);
+        self.distill.apply(
+            &mut spec.train.distill_from,
+            &mut spec.train.distill_temperature,
+            &mut spec.train.distill_hard_weight,
+        );
         self.init.apply(&mut spec.init);
         set(
             &mut spec.train.checkpoint_every_samples,

@@ -189,6 +189,50 @@ where
     )?)
 }
 
+/// The teacher `train.distill_from` names, read and checked against the student `config`
+/// (a classifier of the same data set, trained to classify): its id goes into the student's
+/// config, and so its identity.
+fn classifier_teacher(
+    train: &scalelab_spec::ClassifyTrainSpec,
+    config: &scalelab_spec::ClassifyConfig,
+) -> Result<Option<scalelab_spec::DistillConfig>> {
+    let Some(dir) = &train.distill_from else {
+        return Ok(None);
+    };
+    let path = Path::new(dir).join("record.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "train.distill_from = {dir}: cannot read {}: {e}\nhint: give the run directory of a trained classifier",
+            path.display()
+        )
+    })?;
+    let teacher: scalelab_spec::ClassifyRecord = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "train.distill_from = {dir}: {} is not a classifier's record ({e})\nhint: give the run directory of a trained classifier (a language model distils language models: scalelab train --distill-from)",
+            path.display()
+        )
+    })?;
+    if teacher.config.dataset != config.dataset {
+        anyhow::bail!(
+            "train.distill_from = {dir}: the teacher was trained on {}, the student trains on {}\nhint: distil from a teacher of the same data set",
+            scalelab_spec::Named::name(teacher.config.dataset),
+            scalelab_spec::Named::name(config.dataset)
+        );
+    }
+    if config.objective != scalelab_spec::Objective::Classify
+        || teacher.config.objective != scalelab_spec::Objective::Classify
+    {
+        anyhow::bail!(
+            "train.distill_from = {dir}: distillation is offered between classifiers (objective = \"classify\"), not for masked-language-model pre-training\nhint: leave distill_from out of this run"
+        );
+    }
+    Ok(Some(scalelab_spec::DistillConfig {
+        teacher: teacher.run_id,
+        temperature: train.distill_temperature,
+        hard_weight: train.distill_hard_weight,
+    }))
+}
+
 /// Runs the command.
 pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     if args.run.exit_with_parent {
@@ -199,7 +243,8 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let threads = set_threads(args.run.threads)?;
     let data = Loaded::load(&spec)?;
     let parent = crate::read_parent(&spec.init)?;
-    let config = spec.resolve(data.input(), data.n_classes(), parent.as_ref())?;
+    let mut config = spec.resolve(data.input(), data.n_classes(), parent.as_ref())?;
+    config.train.distill = classifier_teacher(&spec.train, &config)?;
     let folds: Vec<Option<usize>> = if config.fold.is_some() {
         vec![config.fold]
     } else if config.folds >= 2 {
@@ -230,7 +275,7 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<ExitCode> {
             stop_after_tokens: args.run.stop_after,
             interrupt: Some(Arc::clone(&interrupt)),
             init_from: spec.init.from.as_deref().map(parent_dir),
-            distill_from: None,
+            distill_from: spec.train.distill_from.as_deref().map(PathBuf::from),
         };
         let announce = |train: usize, val: usize, test: usize| {
             eprintln!(

@@ -243,6 +243,8 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
             CompressRole::Dense if main => points.push(dense_point("dense")),
             CompressRole::Dense => {}
             CompressRole::Student { .. } => points.push(dense_point("distilled")),
+            // One block's parameters (N counts them), the FLOPs of every layer.
+            CompressRole::Shared => points.push(dense_point("shared")),
             CompressRole::Gradual { sparsity } => {
                 let Some(s) = &record.result.sparsity else {
                     continue;

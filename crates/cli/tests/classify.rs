@@ -565,3 +565,68 @@ fn an_interrupted_classifier_resumes_from_its_checkpoint_exactly() {
     assert_eq!(whole["kept_samples"], 6016);
     assert_eq!(whole["samples_seen"], 9664);
 }
+
+/// Distillation of classifiers (issue 18; Hinton et al. 2015): a student of the digits names
+/// its teacher in its config (so its id); with λ = 1 the teacher is ignored and the run
+/// trains exactly as one without a teacher (the same losses at every evaluation), with λ < 1
+/// it learns from the teacher and ends elsewhere; a language model or a directory that is no
+/// run is refused by name.
+#[test]
+fn a_classifier_distils_from_a_classifier_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let base = "classify --dataset digits --family mlp --depth 1 --width 32 --samples 6000 --threads 1 --json";
+    let teacher = json_of(
+        "classify --dataset digits --preset mlp --samples 12000 --threads 1 --json",
+        cwd,
+    );
+    let teacher_id = teacher["run_id"].as_str().unwrap();
+    let plain = json_of(base, cwd);
+    let hard_only = json_of(
+        &format!("{base} --distill-from runs/{teacher_id} --distill-hard-weight 1"),
+        cwd,
+    );
+    assert_eq!(
+        hard_only["config"]["train"]["distill"]["teacher"],
+        teacher_id
+    );
+    assert_ne!(hard_only["run_id"], plain["run_id"]);
+    let losses = |r: &serde_json::Value| -> Vec<f64> {
+        r["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["val_loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (losses(&plain), losses(&hard_only));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "{a:?} vs {b:?}");
+    }
+    let distilled = json_of(
+        &format!(
+            "{base} --distill-from runs/{teacher_id} --distill-temperature 4 --distill-hard-weight 0.3"
+        ),
+        cwd,
+    );
+    assert_eq!(distilled["config"]["train"]["distill"]["temperature"], 4.0);
+    let last = |r: &serde_json::Value| *losses(r).last().unwrap();
+    assert!((last(&distilled) - last(&plain)).abs() > 1e-4);
+    // Refused: a language model, a directory that is not a run.
+    let lm = scalelab_line(
+        "train --n-layers 1 --d-model 16 --n-heads 1 --ctx 16 --batch 4 --tokens 2048 --threads 1 --out lms --json -q",
+        cwd,
+    );
+    let lm: serde_json::Value = serde_json::from_slice(&lm.stdout).unwrap();
+    let out = scalelab_line(
+        &format!(
+            "{base} --distill-from lms/{}",
+            lm["run_id"].as_str().unwrap()
+        ),
+        cwd,
+    );
+    assert_says(&out, &["train.distill_from", "not a classifier's record"]);
+    let out = scalelab_line(&format!("{base} --distill-from nowhere"), cwd);
+    assert_says(&out, &["train.distill_from = nowhere", "cannot read"]);
+}

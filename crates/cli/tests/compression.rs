@@ -28,6 +28,7 @@ tokens = 6144
 one_shot = ["magnitude", "2:4", "int8-channel"]
 sparsities = [0.5]
 gradual = true
+shared = true
 students = ["L1-d8-h1"]
 penalty = "int4-channel"
 penalty_tokens = [3072]
@@ -53,8 +54,8 @@ fn a_compression_study_sets_every_method_against_the_dense_frontier() {
     let plan = scalelab_line("study plan c.toml --dir st --json", cwd);
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     let runs = plan["runs"].as_array().unwrap();
-    // Per seed: 3 dense, 1 gradual, 1 penalty budget, 1 student.
-    assert_eq!(runs.len(), 12);
+    // Per seed: 3 dense, 1 gradual, 1 shared, 1 penalty budget, 1 student.
+    assert_eq!(runs.len(), 14);
     let record = |id: &str| read_json(&cwd.join("st/runs").join(id).join("record.json"));
     for r in runs {
         let id = r["run_id"].as_str().unwrap();
@@ -101,6 +102,7 @@ fn a_compression_study_sets_every_method_against_the_dense_frontier() {
         ("2:4", ""),
         ("int8-channel", ""),
         ("gradual", "0.5"),
+        ("shared", ""),
         ("distilled", ""),
     ] {
         assert!(methods.contains(&m), "{m:?} missing from {methods:?}");
@@ -130,6 +132,18 @@ fn a_compression_study_sets_every_method_against_the_dense_frontier() {
         / 2.0;
     let row = rows.iter().find(|r| &r[0] == "gradual").unwrap();
     assert_eq!(row[col("nonzero")].parse::<f64>().unwrap(), gradual_nonzero);
+    // The shared model: one block's parameters, the dense model's inference FLOPs.
+    let shared = rows.iter().find(|r| &r[0] == "shared").unwrap();
+    let dense_big = rows
+        .iter()
+        .find(|r| &r[0] == "dense" && &r[2] == "L2-d16-h2")
+        .unwrap();
+    let n = |r: &csv::StringRecord, c: &str| r[col(c)].parse::<f64>().unwrap();
+    assert!(n(shared, "nonzero") < 0.6 * n(dense_big, "nonzero"));
+    assert_eq!(
+        n(shared, "inference_flops"),
+        n(dense_big, "inference_flops")
+    );
     let report = std::fs::read_to_string(cwd.join("st/report.html")).unwrap();
     for part in [
         "Verdict",
@@ -156,7 +170,7 @@ fn a_compression_study_sets_every_method_against_the_dense_frontier() {
     let before: Vec<_> = one_shot.iter().map(stamp).collect();
     let out = scalelab_line("study run c.toml --dir st", cwd);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_says(&out, &["0 completed now", "12 were already done"]);
+    assert_says(&out, &["0 completed now", "14 were already done"]);
     assert!(!stderr(&out).contains("one-shot compressions in"));
     let after: Vec<_> = one_shot.iter().map(stamp).collect();
     assert_eq!(before, after);

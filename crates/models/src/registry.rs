@@ -115,9 +115,9 @@ pub trait UseClassifier {
     /// What it gives.
     type Out;
     /// Use an image classifier.
-    fn image_classifier<M: ImageClassifier>(self, model: M) -> Self::Out;
+    fn image_classifier<M: ImageClassifier + 'static>(self, model: M) -> Self::Out;
     /// Use a text classifier or tagger.
-    fn text_classifier<M: TextClassifier>(self, model: M) -> Self::Out;
+    fn text_classifier<M: TextClassifier + 'static>(self, model: M) -> Self::Out;
 }
 
 /// Builds the language model of `shape` (a GPT, or a recurrent model when its family says

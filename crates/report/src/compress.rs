@@ -158,7 +158,8 @@ pub fn render_compression_report(
     Ok(out)
 }
 
-/// One sentence per method and axis where it beats the frontier, else that none does.
+/// One sentence per axis: the model that beats the frontier there with the largest effective
+/// size ratio, else that none does.
 fn headline(out: &mut String, analysis: &CompressionAnalysis) {
     let mut lines = Vec::new();
     for &axis in &AXES {
@@ -167,16 +168,20 @@ fn headline(out: &mut String, analysis: &CompressionAnalysis) {
                 let p = c.placements.iter().find(|p| p.axis == axis)?;
                 (p.verdict == Verdict::Beats).then_some((c, p))
             })
-            .min_by(|a, b| a.1.delta.total_cmp(&b.1.delta));
+            .max_by(|a, b| {
+                let ratio =
+                    |p: &&scalelab_analysis::compress_study::Placement| p.ratio.unwrap_or(0.0);
+                ratio(&a.1).total_cmp(&ratio(&b.1))
+            });
         lines.push(match best {
             Some((c, p)) => format!(
-                "<li>At equal <b>{}</b>, the best is <b>{}{}</b> of {}: {} nats below the dense frontier (effective size ratio {}×{}{}).</li>",
+                "<li>At equal <b>{}</b>, the best is <b>{}{}</b> of {}: worth a dense model {}× its cost ({} nats below the dense frontier{}{}).</li>",
                 axis.name(),
                 esc(&c.method),
                 level_text(c.level),
                 esc(&c.size),
-                sig(-p.delta),
                 p.ratio.map_or("—".into(), |r| format!("{r:.2}")),
+                sig(-p.delta),
                 if p.extrapolated { ", extrapolated beyond the dense sizes" } else { "" },
                 if c.seeds < 2 { "; one seed, so no interval" } else { "" },
             ),

@@ -101,6 +101,10 @@ pub struct CompressSpec {
     /// See `prune_start`.
     #[serde(default = "prune_end")]
     pub prune_end: f64,
+    /// Train each compressed size from scratch again with one block shared by all its layers
+    /// (ALBERT-style weight sharing: the parameters of one block, the FLOPs of all).
+    #[serde(default)]
+    pub shared: bool,
     /// Dense sizes trained again as students of the first compressed size (the teacher), on
     /// the dense runs' tokens.
     #[serde(default)]
@@ -246,11 +250,16 @@ impl CompressionStudySpec {
                 }
             }
         }
-        if c.one_shot.is_empty() && !c.gradual && c.students.is_empty() && c.penalty.is_none() {
+        if c.one_shot.is_empty()
+            && !c.gradual
+            && !c.shared
+            && c.students.is_empty()
+            && c.penalty.is_none()
+        {
             return Err(SpecError::invalid(
                 "compress",
                 "(nothing to do)",
-                "list compress.one_shot methods, or set gradual = true, students or penalty",
+                "list compress.one_shot methods, or set gradual = true, shared = true, students or penalty",
             ));
         }
         Ok(methods)

@@ -452,6 +452,15 @@ impl DataSpec {
     }
 }
 
+/// `v` if it is finite and within `[lo, hi]`, else the error naming `key` with `hint`.
+pub(crate) fn in_range(key: &str, v: f64, lo: f64, hi: f64, hint: &str) -> Result<(), SpecError> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(SpecError::invalid(key, v, hint))
+    }
+}
+
 impl TrainSpec {
     /// Checks ranges and resolves the budget.
     pub fn resolve(&self) -> Result<TrainConfig, SpecError> {
@@ -495,13 +504,6 @@ impl TrainSpec {
                 "must be at least 1",
             ));
         }
-        let in_range = |key: &str, v: f64, lo: f64, hi: f64, hint: &str| {
-            if v.is_finite() && v >= lo && v <= hi {
-                Ok(())
-            } else {
-                Err(SpecError::invalid(key, v, hint))
-            }
-        };
         in_range(
             "train.lr",
             self.lr,

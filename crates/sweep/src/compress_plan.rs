@@ -1,7 +1,7 @@
 //! Compression studies resolved into planned runs (see `scalelab_spec::compress_study`): for
 //! every size and seed one dense run from scratch (the frontier); for the compressed sizes,
-//! runs trained with gradual pruning to each sparsity and, for the penalty curve, dense runs
-//! at the further budgets; students of the first compressed size, each waiting for its
+//! runs trained with gradual pruning to each sparsity or with shared layers and, for the
+//! penalty curve, dense runs at the further budgets; students of the first compressed size, each waiting for its
 //! teacher. The one-shot compressions are not runs (nothing trains): the plan lists them
 //! ([`CompressionPlan::one_shot`]) for the study's runner to apply once their parents are
 //! recorded.
@@ -27,6 +27,8 @@ pub enum CompressRole {
         /// The final sparsity of every layer's matrices.
         sparsity: f64,
     },
+    /// Trained from scratch with one block shared by all its layers.
+    Shared,
     /// A dense model distilled from `teacher` (a run id).
     Student {
         /// The teacher's run id.
@@ -35,11 +37,12 @@ pub enum CompressRole {
 }
 
 impl CompressRole {
-    /// A short name: `dense`, `gradual0.5`, `student`.
+    /// A short name: `dense`, `gradual0.5`, `shared`, `student`.
     pub fn name(&self) -> String {
         match self {
             CompressRole::Dense => "dense".into(),
             CompressRole::Gradual { sparsity } => format!("gradual{sparsity}"),
+            CompressRole::Shared => "shared".into(),
             CompressRole::Student { .. } => "student".into(),
         }
     }
@@ -162,10 +165,14 @@ pub fn plan_compression_study(
         }
     };
     for &seed in &spec.seeds {
-        let resolve = |size: &str, train: TrainSpec, tokens: u64| {
+        let resolve_shared = |size: &str, train: TrainSpec, tokens: u64, shared: bool| {
             let model = (sizes.iter().find(|(n, _)| n == size))
                 .map(|(_, m)| m.clone())
                 .unwrap_or_default();
+            let model = scalelab_spec::LmSpec {
+                share_layers: shared,
+                ..model
+            };
             let run_spec = RunSpec {
                 seed,
                 model,
@@ -188,6 +195,8 @@ pub fn plan_compression_study(
             )
             .map_err(err)
         };
+        let resolve =
+            |size: &str, train: TrainSpec, tokens: u64| resolve_shared(size, train, tokens, false);
         let dense = |size: &str, tokens: u64| {
             Ok::<_, SweepError>(PlannedCompress {
                 run: resolve(size, spec.train.clone(), tokens)?,
@@ -220,6 +229,16 @@ pub fn plan_compression_study(
                         },
                     );
                 }
+            }
+            if c.shared {
+                let run = resolve_shared(size, spec.train.clone(), spec.dense.tokens, true)?;
+                push(
+                    &mut runs,
+                    PlannedCompress {
+                        run,
+                        role: CompressRole::Shared,
+                    },
+                );
             }
             for &tokens in &c.penalty_tokens {
                 push(&mut runs, dense(size, tokens)?);

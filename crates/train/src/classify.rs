@@ -21,7 +21,7 @@ use scalelab_models::{
     FamilyModel, ImageClassifier, SeededInit, TextClassifier, UseClassifier, build_classifier,
 };
 use scalelab_spec::{
-    ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, InitConfig,
+    ClassMetrics, ClassifyConfig, ClassifyPoint, ClassifyRecord, ClassifyResult, InitConfig, Named,
     Purpose, SplitAccuracy, run_id,
 };
 
@@ -206,7 +206,22 @@ pub trait ClassifierInput: Sized {
         run: ClassifyRun<'_, S>,
         model: M,
     ) -> Result<Outcome<ClassifyRecord>, TrainError>;
+
+    /// A trained image classifier as a teacher of this kind of data (none: it cannot read it).
+    fn image_teacher<M: ImageClassifier + 'static>(
+        model: M,
+        device: Device,
+    ) -> Option<TeacherLogits<Self>>;
+
+    /// A trained text classifier as a teacher of this kind of data (none: it cannot read it).
+    fn text_teacher<M: TextClassifier + 'static>(
+        model: M,
+        device: Device,
+    ) -> Option<TeacherLogits<Self>>;
 }
+
+/// A teacher's class logits `[n, K]` of a batch, computed on the plain device (no gradients).
+pub type TeacherLogits<B> = Box<dyn Fn(&B) -> Tensor<2>>;
 
 impl ClassifierInput for ImageBatch {
     fn image<M: ImageClassifier, S: LabelledSet<Batch = Self>>(
@@ -221,6 +236,17 @@ impl ClassifierInput for ImageBatch {
         _: M,
     ) -> Result<Outcome<ClassifyRecord>, TrainError> {
         run.refuse(Purpose::ImageClassifier)
+    }
+
+    fn image_teacher<M: ImageClassifier + 'static>(
+        model: M,
+        device: Device,
+    ) -> Option<TeacherLogits<Self>> {
+        Some(Box::new(move |batch| model.batch_logits(batch, &device)))
+    }
+
+    fn text_teacher<M: TextClassifier + 'static>(_: M, _: Device) -> Option<TeacherLogits<Self>> {
+        None
     }
 }
 
@@ -240,6 +266,20 @@ macro_rules! text_input {
                 model: M,
             ) -> Result<Outcome<ClassifyRecord>, TrainError> {
                 classify_loop(run, model)
+            }
+
+            fn image_teacher<M: ImageClassifier + 'static>(
+                _: M,
+                _: Device,
+            ) -> Option<TeacherLogits<Self>> {
+                None
+            }
+
+            fn text_teacher<M: TextClassifier + 'static>(
+                model: M,
+                device: Device,
+            ) -> Option<TeacherLogits<Self>> {
+                Some(Box::new(move |batch| model.batch_logits(batch, &device)))
             }
         }
     };
@@ -274,6 +314,8 @@ struct ClassifierWorkload<'a, S: LabelledSet, M> {
     val: &'a S,
     device: Device,
     flops_per_sample: f64,
+    /// The teacher of a distilled run, with τ and λ.
+    teacher: Option<(TeacherLogits<S::Batch>, f64, f64)>,
     model: std::marker::PhantomData<M>,
 }
 
@@ -317,7 +359,24 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
 
     fn loss(&self, model: &M, batch: &S::Batch) -> Tensor<1> {
         let t = &self.config.train;
-        add_penalties(model.batch_loss(batch, &self.device), model, t.l1, t.l2)
+        let loss = match &self.teacher {
+            None => model.batch_loss(batch, &self.device),
+            Some((teacher, temperature, hard_weight)) => {
+                let student = model.batch_logits(batch, &self.device); // [n, K]
+                // The teacher's logits enter the student's graph as constants.
+                let teacher = Tensor::<2>::from_data(teacher(batch).into_data(), &self.device);
+                let labels = label_tensor(batch.labels(), &self.device);
+                let n = batch.labels().len();
+                crate::distill::row_distillation_loss(
+                    student,
+                    teacher,
+                    labels.reshape([n, 1]),
+                    *temperature,
+                    *hard_weight,
+                )
+            }
+        };
+        add_penalties(loss, model, t.l1, t.l2)
     }
 
     fn evaluate(&mut self, model: &M, at: At) -> ClassifyPoint {
@@ -356,7 +415,10 @@ impl<S: LabelledSet, M: Classifier<S::Batch>> Workload for ClassifierWorkload<'_
 fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
     run: ClassifyRun<'_, S>,
     model: M,
-) -> Result<Outcome<ClassifyRecord>, TrainError> {
+) -> Result<Outcome<ClassifyRecord>, TrainError>
+where
+    S::Batch: ClassifierInput,
+{
     let (config, train, val, test) = (run.config, run.train, run.val, run.test);
     let (options, progress) = (run.options, run.progress);
     let t = &config.train;
@@ -377,6 +439,7 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         val,
         device,
         flops_per_sample,
+        teacher: load_teacher::<S::Batch>(config, options)?,
         model: std::marker::PhantomData,
     };
     let mut run = match run_loop(&mut work, model, optimizer, options, progress)? {
@@ -423,6 +486,107 @@ fn classify_loop<S: LabelledSet, M: Classifier<S::Batch>>(
         result,
     )?;
     Ok(Outcome::Finished(Box::new(record)))
+}
+
+/// The teacher of a distilled run (`train.distill`), loaded from `options.distill_from` on
+/// the plain device, with τ and λ; none without distillation.
+fn load_teacher<B: ClassifierInput>(
+    config: &ClassifyConfig,
+    options: &RunOptions,
+) -> Result<Option<(TeacherLogits<B>, f64, f64)>, TrainError> {
+    let Some(distill) = &config.train.distill else {
+        return Ok(None);
+    };
+    let refuse = |message: String, hint: &str| TrainError::Compress {
+        message,
+        hint: hint.into(),
+    };
+    let dir = options.distill_from.as_deref().ok_or_else(|| {
+        refuse(
+            format!(
+                "this run distils from {}, but no directory of it was given",
+                distill.teacher
+            ),
+            "set train.distill_from (or --distill-from) to the teacher's run directory",
+        )
+    })?;
+    let record_path = dir.join("record.json");
+    let record: ClassifyRecord = std::fs::read_to_string(&record_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| {
+            refuse(
+                format!(
+                    "{} is not a trained classifier's record",
+                    record_path.display()
+                ),
+                "point distill_from at a classifier's run directory",
+            )
+        })?;
+    if record.run_id != distill.teacher {
+        return Err(refuse(
+            format!(
+                "{} holds {}, but this run's config names teacher {}",
+                dir.display(),
+                record.run_id,
+                distill.teacher
+            ),
+            "point distill_from at the teacher again (its id is part of this run's identity)",
+        ));
+    }
+    if record.config.dataset != config.dataset {
+        return Err(refuse(
+            format!(
+                "the teacher in {} was trained on {}, this run trains on {}",
+                dir.display(),
+                record.config.dataset.name(),
+                config.dataset.name()
+            ),
+            "distil from a teacher of the same data set (the same classes)",
+        ));
+    }
+    let weights_path = dir.join(crate::transfer::WEIGHTS_FILE);
+    let bytes = std::fs::read(&weights_path).map_err(|source| TrainError::Io {
+        action: "read",
+        path: weights_path.clone(),
+        source,
+    })?;
+    struct MakeTeacher<B> {
+        bytes: Vec<u8>,
+        path: std::path::PathBuf,
+        device: Device,
+        batch: std::marker::PhantomData<B>,
+    }
+    impl<B: ClassifierInput> UseClassifier for MakeTeacher<B> {
+        type Out = Result<Option<TeacherLogits<B>>, TrainError>;
+        fn image_classifier<M: ImageClassifier + 'static>(self, model: M) -> Self::Out {
+            let model = crate::checkpoint::load_bytes(self.bytes, &self.path, model)?;
+            Ok(B::image_teacher(model, self.device))
+        }
+        fn text_classifier<M: TextClassifier + 'static>(self, model: M) -> Self::Out {
+            let model = crate::checkpoint::load_bytes(self.bytes, &self.path, model)?;
+            Ok(B::text_teacher(model, self.device))
+        }
+    }
+    let device = options.device.clone();
+    let make = MakeTeacher {
+        bytes,
+        path: weights_path,
+        device: device.clone(),
+        batch: std::marker::PhantomData,
+    };
+    let teacher = build_classifier(&record.config.model, &mut SeededInit::new(0), &device, make)?
+        .ok_or_else(|| {
+        refuse(
+            format!(
+                "the teacher in {} is a {} classifier, which cannot read this run's data",
+                dir.display(),
+                record.config.model.family().name()
+            ),
+            "distil from a classifier of the student's kind of data (images or sentences)",
+        )
+    })?;
+    Ok(Some((teacher, distill.temperature, distill.hard_weight)))
 }
 
 fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {

@@ -1,5 +1,5 @@
 //! Distillation (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"): a
-//! student language model trained on `λ·CE(y, s) + (1 − λ)·τ²·KL(p_t^τ ‖ p_s^τ)`, where `p^τ`
+//! student language model or classifier trained on `λ·CE(y, s) + (1 − λ)·τ²·KL(p_t^τ ‖ p_s^τ)`, where `p^τ`
 //! is the softmax of the logits divided by the temperature τ, the teacher's computed without
 //! gradients on the plain device. The τ² keeps the soft term's gradients on the scale of the
 //! hard term's as τ changes (Hinton et al., §2).
@@ -28,6 +28,19 @@ pub(crate) fn distillation_loss(
     let student = student.narrow(1, start, t - start).reshape([n, v]); // [n, V]
     let teacher = teacher.narrow(1, start, t - start).reshape([n, v]); // [n, V]
     let targets = targets.narrow(1, start, t - start).reshape([n, 1]); // [n, 1]
+    row_distillation_loss(student, teacher, targets, temperature, hard_weight)
+}
+
+/// `λ·CE + (1 − λ)·τ²·KL` of `student` logits `[n, K]` against `targets` `[n, 1]` and the
+/// `teacher`'s logits `[n, K]`, averaged over the rows, `[1]`: a language model's positions
+/// or a classifier's examples.
+pub(crate) fn row_distillation_loss(
+    student: Tensor<2>,
+    teacher: Tensor<2>,
+    targets: Tensor<2, Int>,
+    temperature: f64,
+    hard_weight: f64,
+) -> Tensor<1> {
     let hard = log_softmax(student.clone(), 1)
         .gather(1, targets)
         .neg()

@@ -218,8 +218,30 @@ pub struct CompressionFlags {
     /// Where it reaches its sparsity (default 0.7).
     #[arg(long, value_name = "SHARE")]
     pub prune_end: Option<f64>,
-    /// Distil from the trained language model in DIR (a run or a transformers GPT-2
-    /// directory with the same tokenizer): `train.distill_from`.
+    #[command(flatten)]
+    pub distill: DistillFlags,
+}
+
+impl CompressionFlags {
+    /// Sets the `[train]` keys these flags give.
+    pub(crate) fn apply(&self, train: &mut TrainSpec) {
+        set(&mut train.prune_sparsity, self.prune_to);
+        set(&mut train.prune_start, self.prune_start);
+        set(&mut train.prune_end, self.prune_end);
+        self.distill.apply(
+            &mut train.distill_from,
+            &mut train.distill_temperature,
+            &mut train.distill_hard_weight,
+        );
+    }
+}
+
+/// Distillation's flags, for language models and classifiers alike.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DistillFlags {
+    /// Distil from the trained model in DIR (`train.distill_from`): for a language model a
+    /// run or a transformers GPT-2 directory with the same tokenizer, for a classifier a
+    /// classifier run of the same data set.
     #[arg(long, value_name = "DIR")]
     pub distill_from: Option<String>,
     /// Distillation's temperature τ (default 2).
@@ -230,16 +252,13 @@ pub struct CompressionFlags {
     pub distill_hard_weight: Option<f64>,
 }
 
-impl CompressionFlags {
+impl DistillFlags {
     /// Sets the `[train]` keys these flags give.
-    pub(crate) fn apply(&self, train: &mut TrainSpec) {
-        set(&mut train.prune_sparsity, self.prune_to);
-        set(&mut train.prune_start, self.prune_start);
-        set(&mut train.prune_end, self.prune_end);
+    pub(crate) fn apply(&self, from: &mut Option<String>, temperature: &mut f64, hard: &mut f64) {
         if self.distill_from.is_some() {
-            train.distill_from = self.distill_from.clone();
+            from.clone_from(&self.distill_from);
         }
-        set(&mut train.distill_temperature, self.distill_temperature);
-        set(&mut train.distill_hard_weight, self.distill_hard_weight);
+        set(temperature, self.distill_temperature);
+        set(hard, self.distill_hard_weight);
     }
 }

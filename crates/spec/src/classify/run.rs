@@ -44,6 +44,15 @@ pub struct ClassifyTrainSpec {
     pub momentum: f64,
     /// SGD with Nesterov's momentum.
     pub nesterov: bool,
+    /// Distil from the trained classifier in this run directory (an image classifier for an
+    /// image data set, a sentence classifier for a sentence data set, with the same classes):
+    /// the loss mixes the labels' cross-entropy with the KL divergence from the teacher's
+    /// softened predictions (Hinton et al. 2015).
+    pub distill_from: Option<String>,
+    /// The softmax temperature τ of distillation (the KL term is scaled by τ²).
+    pub distill_temperature: f64,
+    /// λ: the weight of the labels' loss; 1 − λ weighs the teacher's.
+    pub distill_hard_weight: f64,
 }
 
 impl Default for ClassifyTrainSpec {
@@ -64,6 +73,9 @@ impl Default for ClassifyTrainSpec {
             optimizer: OptimiserKind::AdamW,
             momentum: crate::optim::default_momentum(),
             nesterov: false,
+            distill_from: None,
+            distill_temperature: 2.0,
+            distill_hard_weight: 0.5,
         }
     }
 }
@@ -170,6 +182,10 @@ pub struct ClassifyTrainConfig {
     /// The optimiser (AdamW, the default, is left out of the serialised config).
     #[serde(default, skip_serializing_if = "Optimiser::is_default")]
     pub optimizer: Optimiser,
+    /// Distillation's teacher and settings (left out of the serialised config when off, so
+    /// earlier run ids stand); set from `distill_from`'s record by the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::DistillConfig>,
 }
 
 /// A resolved classification run: everything that determines its result.
@@ -339,6 +355,20 @@ impl ClassifySpec {
                 ));
             }
         }
+        crate::run::in_range(
+            "train.distill_temperature",
+            t.distill_temperature,
+            1e-3,
+            1e3,
+            "a positive temperature, e.g. 2 (Hinton et al. used 1 to 20)",
+        )?;
+        crate::run::in_range(
+            "train.distill_hard_weight",
+            t.distill_hard_weight,
+            0.0,
+            1.0,
+            "the labels' share of the loss, from 0 to 1, e.g. 0.5",
+        )?;
         let (budget_key, samples) = match budget {
             SampleBudget::Samples(s) => ("train.budget_samples", s as f64),
             SampleBudget::Flops(f) => ("train.budget_flops", f / model.flops_per_sample()),
@@ -369,6 +399,7 @@ impl ClassifySpec {
                 early_stopping_patience: t.early_stopping_patience,
                 checkpoint_every_samples: t.checkpoint_every_samples,
                 optimizer: Optimiser::resolve(t.optimizer, t.momentum, t.nesterov)?,
+                distill: None,
             },
             augment: self.augment.clone(),
             folds: self.folds,
