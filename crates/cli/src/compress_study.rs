@@ -166,8 +166,8 @@ fn apply_one_shot(
             i + 1,
             todo.len(),
             method.tag(),
-            model.record.val_loss_before,
-            model.record.val_loss_after
+            model.record.scores.val_loss_before,
+            model.record.scores.val_loss_after
         );
     }
     eprintln!(
@@ -288,7 +288,7 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
                     planned.run.n,
                     planned.run.tokens as f64,
                     planned.run.seed,
-                    c.val_loss_after - c.val_loss_before,
+                    c.scores.val_loss_after - c.scores.val_loss_before,
                 ));
             }
             if main && plan.methods.contains(&method) {
@@ -303,7 +303,7 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
                     level: method.sparsity(),
                     size: planned.run.size.clone(),
                     seed: planned.run.seed,
-                    loss: c.val_loss_after,
+                    loss: c.scores.val_loss_after,
                     nonzero: n_of(nonzero),
                     bytes: c.bytes as f64,
                     inference_flops: inference_flops(fpt, pruned),

@@ -391,6 +391,7 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
         CompressMethod::Wanda => Method::Wanda { sparsity },
         CompressMethod::Neurons => Method::Neurons { sparsity },
         CompressMethod::Heads => Method::Heads { sparsity },
+        CompressMethod::Channels => Method::Channels { sparsity },
         CompressMethod::NOfM => Method::NOfM {
             n: args.n,
             m: args.m,
@@ -410,6 +411,13 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
         );
     }
     let (device, _) = crate::device::open(args.host.device.unwrap_or_default())?;
+    let classifier = std::fs::read_to_string(args.run.join("record.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|record| record["config"].get("dataset").is_some());
+    if classifier {
+        return compress_classifier(&args, &method, &device);
+    }
     let model = compress::compress_run(&args.run, &method, args.eval_tokens, &device)?;
     let result = &model.record;
     let out = args
@@ -420,17 +428,57 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(result)?);
     } else {
-        let (before, after, params) =
-            (result.val_loss_before, result.val_loss_after, result.params);
+        let (before, after, params) = (
+            result.scores.val_loss_before,
+            result.scores.val_loss_after,
+            result.params,
+        );
         println!(
             "{}: validation loss {before:.4} -> {after:.4} nats/token ({:+.4}) over {} tokens; non-zero parameters {} of {} (non-embedding {} of {}); weights {} of {} bytes; written to {}",
             result.id,
             after - before,
-            result.val_tokens,
+            result.scores.val_tokens,
             result.nonzero.total,
             params.total,
             result.nonzero.non_embedding,
             params.non_embedding,
+            result.bytes,
+            result.bytes_dense,
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scalelab compress` of an image classifier: scored on its validation and test splits.
+fn compress_classifier(
+    args: &CompressArgs,
+    method: &scalelab_train::compress::Method,
+    device: &burn::tensor::Device,
+) -> Result<ExitCode> {
+    use scalelab_train::compress;
+    let model = compress::compress_classifier_run(&args.run, method, device)?;
+    let result = &model.record;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.with_file_name(&result.id));
+    compress::write_compressed(&out, &args.run, &model)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(result)?);
+    } else {
+        let s = &result.scores;
+        println!(
+            "{}: validation accuracy {:.4} -> {:.4}, test accuracy {:.4} -> {:.4} (test loss {:.4} -> {:.4}); non-zero parameters {} of {}; weights {} of {} bytes; written to {}",
+            result.id,
+            s.validation_before.accuracy,
+            s.validation_after.accuracy,
+            s.test_before.accuracy,
+            s.test_after.accuracy,
+            s.test_before.loss,
+            s.test_after.loss,
+            result.nonzero.total,
+            result.params.total,
             result.bytes,
             result.bytes_dense,
             out.display()

@@ -630,3 +630,65 @@ fn a_classifier_distils_from_a_classifier_teacher() {
     let out = scalelab_line(&format!("{base} --distill-from nowhere"), cwd);
     assert_says(&out, &["train.distill_from = nowhere", "cannot read"]);
 }
+
+/// `scalelab compress` of image classifiers (issue 18): a CNN pruned by whole channels keeps
+/// exactly half of each convolution's kernels; every compressed classifier is scored on its
+/// run's own validation split (so "before" is the record's validation accuracy) and on the
+/// test split; an MLP prunes by magnitude and quantises; a text classifier is refused by name.
+#[test]
+fn image_classifiers_compress_by_channels_magnitude_and_quantisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let cnn = json_of(
+        "classify --dataset digits --family cnn --depth 1 --width 4 --samples 4000 --threads 1 --json",
+        cwd,
+    );
+    let id = cnn["run_id"].as_str().unwrap();
+    let compress = |run: &str, flags: &str| {
+        json_of(
+            &format!("compress runs/{run} {flags} --threads 1 --json"),
+            cwd,
+        )
+    };
+    let channels = compress(id, "--method channels --sparsity 0.5");
+    let layers = channels["layers"].as_array().unwrap();
+    let convs: Vec<&serde_json::Value> = layers
+        .iter()
+        .filter(|l| l["name"].as_str().unwrap().starts_with("convs."))
+        .collect();
+    assert!(!convs.is_empty());
+    for l in &convs {
+        assert_eq!(
+            l["nonzero"].as_u64().unwrap(),
+            l["params"].as_u64().unwrap() / 2,
+            "{l}"
+        );
+    }
+    let before = channels["validation_before"]["accuracy"].as_f64().unwrap();
+    assert_eq!(before, cnn["validation"]["accuracy"].as_f64().unwrap());
+    let test_before = channels["test_before"]["accuracy"].as_f64().unwrap();
+    assert_eq!(test_before, cnn["test"]["accuracy"].as_f64().unwrap());
+    assert!(channels["test_after"]["accuracy"].as_f64().unwrap() <= 1.0);
+    let mlp = json_of(
+        "classify --dataset digits --preset mlp --samples 4000 --threads 1 --json",
+        cwd,
+    );
+    let mlp_id = mlp["run_id"].as_str().unwrap();
+    let magnitude = compress(mlp_id, "--method magnitude --sparsity 0.5");
+    for l in magnitude["layers"].as_array().unwrap() {
+        let params = l["params"].as_u64().unwrap();
+        assert_eq!(l["nonzero"].as_u64().unwrap(), params - params / 2, "{l}");
+    }
+    let int8 = compress(mlp_id, "--method quantize --bits 8");
+    let (a, b) = (
+        int8["test_before"]["accuracy"].as_f64().unwrap(),
+        int8["test_after"]["accuracy"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 0.01, "{a} -> {b}");
+    // Channels of an MLP: there are none, and it says so.
+    let out = scalelab_line(
+        &format!("compress runs/{mlp_id} --method channels --sparsity 0.5"),
+        cwd,
+    );
+    assert_says(&out, &["no convolutions", "CNN"]);
+}

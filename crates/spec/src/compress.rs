@@ -77,6 +77,12 @@ pub enum Method {
         /// Share of each block's heads removed, in [0, 1).
         sparsity: f64,
     },
+    /// Structured: in each convolution, zero the share `sparsity` of its output channels with
+    /// the smallest kernel norm (the whole kernel and its bias).
+    Channels {
+        /// Share of each convolution's channels removed, in [0, 1).
+        sparsity: f64,
+    },
     /// Keep the `n` largest-magnitude of every `m` consecutive inputs of each output.
     NOfM {
         /// Kept per group.
@@ -116,6 +122,7 @@ impl Method {
             Method::Wanda { sparsity } => format!("wanda{sparsity}"),
             Method::Neurons { sparsity } => format!("neurons{sparsity}"),
             Method::Heads { sparsity } => format!("heads{sparsity}"),
+            Method::Channels { sparsity } => format!("channels{sparsity}"),
             Method::NOfM { n, m } => format!("{n}of{m}"),
             Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
         }
@@ -130,6 +137,7 @@ impl Method {
             Method::Wanda { .. } => "wanda".into(),
             Method::Neurons { .. } => "neurons".into(),
             Method::Heads { .. } => "heads".into(),
+            Method::Channels { .. } => "channels".into(),
             Method::NOfM { n, m } => format!("{n}:{m}"),
             Method::Quantize { bits, scales } => format!("int{bits}-{}", scales.tag()),
         }
@@ -142,7 +150,8 @@ impl Method {
             Method::Magnitude { sparsity, .. }
             | Method::Wanda { sparsity }
             | Method::Neurons { sparsity }
-            | Method::Heads { sparsity } => Some(sparsity),
+            | Method::Heads { sparsity }
+            | Method::Channels { sparsity } => Some(sparsity),
             _ => None,
         }
     }
@@ -161,6 +170,7 @@ impl Method {
             "wanda" => return Ok(each(&|sparsity| Method::Wanda { sparsity })),
             "neurons" => return Ok(each(&|sparsity| Method::Neurons { sparsity })),
             "heads" => return Ok(each(&|sparsity| Method::Heads { sparsity })),
+            "channels" => return Ok(each(&|sparsity| Method::Channels { sparsity })),
             "global-magnitude" => {
                 return Ok(each(&|sparsity| Method::Magnitude {
                     sparsity,
@@ -194,7 +204,7 @@ impl Method {
             Some(Method::Quantize { bits, scales })
         };
         quant().map(|m| vec![m]).ok_or_else(|| {
-            "one-shot methods are magnitude, global-magnitude, wanda, neurons, heads, an N:M pattern (\"2:4\"), \
+            "one-shot methods are magnitude, global-magnitude, wanda, neurons, heads, channels, an N:M pattern (\"2:4\"), \
              or int8/int4 with -tensor, -channel or -block<B> scales (\"int4-block32\")"
                 .into()
         })

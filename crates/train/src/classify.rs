@@ -551,13 +551,36 @@ fn load_teacher<B: ClassifierInput>(
         path: weights_path.clone(),
         source,
     })?;
-    struct MakeTeacher<B> {
+    let teacher =
+        classifier_logits::<B>(&record.config.model, bytes, &weights_path, &options.device)?
+            .ok_or_else(|| {
+                refuse(
+                    format!(
+                        "the teacher in {} is a {} classifier, which cannot read this run's data",
+                        dir.display(),
+                        record.config.model.family().name()
+                    ),
+                    "distil from a classifier of the student's kind of data (images or sentences)",
+                )
+            })?;
+    Ok(Some((teacher, distill.temperature, distill.hard_weight)))
+}
+
+/// The trained classifier of `shape` with the safetensors `weights` (read from `path`) as
+/// the logits of batches `B` on the plain `device`; none when it cannot read `B`.
+pub(crate) fn classifier_logits<B: ClassifierInput>(
+    shape: &scalelab_spec::ClassifierConfig,
+    weights: Vec<u8>,
+    path: &std::path::Path,
+    device: &Device,
+) -> Result<Option<TeacherLogits<B>>, TrainError> {
+    struct Make<B> {
         bytes: Vec<u8>,
         path: std::path::PathBuf,
         device: Device,
         batch: std::marker::PhantomData<B>,
     }
-    impl<B: ClassifierInput> UseClassifier for MakeTeacher<B> {
+    impl<B: ClassifierInput> UseClassifier for Make<B> {
         type Out = Result<Option<TeacherLogits<B>>, TrainError>;
         fn image_classifier<M: ImageClassifier + 'static>(self, model: M) -> Self::Out {
             let model = crate::checkpoint::load_bytes(self.bytes, &self.path, model)?;
@@ -568,25 +591,25 @@ fn load_teacher<B: ClassifierInput>(
             Ok(B::text_teacher(model, self.device))
         }
     }
-    let device = options.device.clone();
-    let make = MakeTeacher {
-        bytes,
-        path: weights_path,
+    let make = Make {
+        bytes: weights,
+        path: path.to_path_buf(),
         device: device.clone(),
         batch: std::marker::PhantomData,
     };
-    let teacher = build_classifier(&record.config.model, &mut SeededInit::new(0), &device, make)?
-        .ok_or_else(|| {
-        refuse(
-            format!(
-                "the teacher in {} is a {} classifier, which cannot read this run's data",
-                dir.display(),
-                record.config.model.family().name()
-            ),
-            "distil from a classifier of the student's kind of data (images or sentences)",
-        )
-    })?;
-    Ok(Some((teacher, distill.temperature, distill.hard_weight)))
+    build_classifier(shape, &mut SeededInit::new(0), device, make)
+}
+
+/// The metrics of a classifier given as its `logits` on every example of `set`.
+pub(crate) fn score_set<S: LabelledSet>(logits: &TeacherLogits<S::Batch>, set: &S) -> ClassMetrics {
+    let mut probs = Vec::with_capacity(set.len() * set.n_classes());
+    let mut targets = Vec::with_capacity(set.len());
+    for batch in set.eval_batches(EVAL_BATCH) {
+        let p = softmax(logits(&batch), 1);
+        probs.extend(p.into_data().try_to_vec::<f32>().unwrap_or_default());
+        targets.extend(batch.labels().iter().map(|&l| l as u32));
+    }
+    class_metrics(&probs, &targets, set.n_classes())
 }
 
 fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {

@@ -23,9 +23,10 @@ pub use scalelab_spec::{Method, Scales};
 /// `weights.safetensors` and, for a BPE, `tokenizer.json`).
 pub const COMPRESSION_FILE: &str = "compression.json";
 
-/// A compressed model: where it came from, how, and what it cost and kept.
+/// A compressed model: where it came from, how, and what it cost and kept; `C` its parent's
+/// resolved config, `S` its scores before and after (a language model's by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CompressionRecord {
+pub struct CompressionRecord<C = scalelab_spec::RunConfig, S = LmScores> {
     /// Schema version (1).
     pub schema_version: u32,
     /// `PARENT-TAG`, the compressed model's id.
@@ -33,7 +34,7 @@ pub struct CompressionRecord {
     /// The run compressed.
     pub parent: String,
     /// Its resolved config (the compressed model's shape and data).
-    pub config: scalelab_spec::RunConfig,
+    pub config: C,
     /// What was done.
     pub method: Method,
     /// The parent's parameter counts (both conventions).
@@ -49,14 +50,44 @@ pub struct CompressionRecord {
     /// per group; a pruned matrix as its non-zero float32 values plus a one-bit mask of where
     /// they are, or dense where that is smaller (see [`pruned_bytes`]).
     pub bytes: u64,
-    /// Validation loss (nats per token) before and after, on the same windows.
+    /// The scores before and after.
+    #[serde(flatten)]
+    pub scores: S,
+    /// Every compressed matrix.
+    pub layers: Vec<LayerReport>,
+}
+
+/// A language model's validation loss before and after compression, on the same windows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LmScores {
+    /// Validation loss (nats per token) before.
     pub val_loss_before: f64,
-    /// See `val_loss_before`.
+    /// And after.
     pub val_loss_after: f64,
     /// Tokens scored for each.
     pub val_tokens: u64,
-    /// Every compressed matrix.
-    pub layers: Vec<LayerReport>,
+}
+
+/// A classifier's loss and accuracy on one split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitScore {
+    /// Mean cross-entropy (nats).
+    pub loss: f64,
+    /// Accuracy.
+    pub accuracy: f64,
+}
+
+/// A classifier's validation and test scores before and after compression.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierScores {
+    /// Validation split (the run's own) before.
+    pub validation_before: SplitScore,
+    /// And after.
+    pub validation_after: SplitScore,
+    /// Test split before.
+    pub test_before: SplitScore,
+    /// And after.
+    pub test_after: SplitScore,
 }
 
 /// What compression did to one weight matrix.
@@ -195,6 +226,25 @@ pub fn prune_heads(qkv: &mut [f32], proj: &mut [f32], d: usize, n_heads: usize, 
     }
 }
 
+/// Structured pruning of a convolution held as the matrix `[inputs, outputs]` (an output
+/// channel a column): the share `sparsity` of output channels with the smallest L2 norm lose
+/// their whole kernel; returns which.
+pub fn prune_channels(
+    values: &mut [f32],
+    inputs: usize,
+    outputs: usize,
+    sparsity: f64,
+) -> Vec<usize> {
+    let scores: Vec<f32> = (0..outputs)
+        .map(|o| norm((0..inputs).map(|r| values[r * outputs + o])))
+        .collect();
+    let removed = weakest(&scores, sparsity);
+    for &o in &removed {
+        (0..inputs).for_each(|r| values[r * outputs + o] = 0.0);
+    }
+    removed
+}
+
 /// N:M pruning of a `[inputs, outputs]` matrix (row-major, Burn's linear layout): in each
 /// output column, of every `m` consecutive inputs the `n` largest in magnitude are kept.
 pub fn prune_n_of_m(values: &mut [f32], inputs: usize, outputs: usize, n: usize, m: usize) {
@@ -275,6 +325,8 @@ pub fn compress(
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.sort();
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>, bool)> = Vec::new();
+    // Convolution kernels held as matrices: their index and original shape.
+    let mut kernels: Vec<(usize, Vec<usize>)> = Vec::new();
     for name in names {
         let view = st
             .tensor(&name)
@@ -290,14 +342,26 @@ pub fn compress(
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let is_target = view.shape().len() == 2 && target(&name);
-        tensors.push((name, view.shape().to_vec(), values, is_target));
+        let shape = view.shape().to_vec();
+        let is_target = matches!(shape.len(), 2 | 4) && target(&name);
+        if is_target && shape.len() == 4 {
+            // A convolution's kernel `[out, in, kh, kw]` as the matrix `[in·kh·kw, out]` of
+            // the other layers' layout (an output channel a column), transposed back at the end.
+            let (out, rest) = (shape[0], shape[1] * shape[2] * shape[3]);
+            let matrix: Vec<f32> = (0..rest * out)
+                .map(|j| values[(j % out) * rest + j / out])
+                .collect();
+            kernels.push((tensors.len(), shape));
+            tensors.push((name, vec![rest, out], matrix, true));
+        } else {
+            tensors.push((name, shape, values, is_target));
+        }
     }
     let targets: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].3).collect();
     if targets.is_empty() {
         return Err(bad(
             "the model has no weight matrices to compress".into(),
-            "compress a GPT, LSTM or GRU run",
+            "compress a GPT, LSTM, GRU, MLP or CNN run",
         ));
     }
     let mut bytes_of = vec![0u64; tensors.len()];
@@ -390,6 +454,31 @@ pub fn compress(
                 tensors[i].2 = a;
             }
         }
+        Method::Channels { sparsity } => {
+            if !(0.0..1.0).contains(&sparsity) {
+                return Err(bad(
+                    format!("sparsity {sparsity} is not in [0, 1)"),
+                    "give the share of channels to remove, e.g. --sparsity 0.5",
+                ));
+            }
+            if kernels.is_empty() {
+                return Err(bad(
+                    "the model has no convolutions to prune whole channels of".into(),
+                    "channel pruning needs a CNN; use magnitude pruning for other families",
+                ));
+            }
+            for &(i, _) in &kernels {
+                let (rest, out) = (tensors[i].1[0], tensors[i].1[1]);
+                let removed = prune_channels(&mut tensors[i].2, rest, out, sparsity);
+                // The removed channels' biases too, so that they output exactly zero.
+                let bias = tensors[i].0.replace(".weight", ".bias");
+                if let Some(b) = tensors.iter().position(|t| t.0 == bias) {
+                    for &o in &removed {
+                        tensors[b].2[o] = 0.0;
+                    }
+                }
+            }
+        }
         Method::NOfM { n, m } => {
             if m == 0 || n == 0 || n > m || m > 64 {
                 return Err(bad(
@@ -464,6 +553,14 @@ pub fn compress(
             },
         });
     }
+    for (i, shape) in kernels {
+        let (out, rest) = (shape[0], shape[1] * shape[2] * shape[3]);
+        let matrix = std::mem::take(&mut tensors[i].2);
+        tensors[i].2 = (0..rest * out)
+            .map(|k| matrix[(k % rest) * out + k / rest])
+            .collect();
+        tensors[i].1 = shape;
+    }
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(name, shape, values, _)| {
@@ -486,10 +583,11 @@ pub const CALIBRATION_WINDOWS: usize = 128;
 /// The seed that picks them.
 const CALIBRATION_SEED: u64 = 0x57A4DA;
 
-/// A run's model compressed by [`compress_run`]: its record and its new weights.
-pub struct Compressed {
+/// A run's model compressed by [`compress_run`] (or [`compress_classifier_run`]): its
+/// record and its new weights.
+pub struct Compressed<C = scalelab_spec::RunConfig, S = LmScores> {
     /// What was done and what it cost and kept.
-    pub record: CompressionRecord,
+    pub record: CompressionRecord<C, S>,
     /// The compressed weights (a safetensors file in scalelab's names).
     pub weights: Vec<u8>,
 }
@@ -588,9 +686,11 @@ pub fn compress_run(
         param_convention: record.param_convention.clone(),
         bytes_dense: 4 * params.total,
         bytes,
-        val_loss_before: before,
-        val_loss_after: after,
-        val_tokens: (windows.len() * ctx) as u64,
+        scores: LmScores {
+            val_loss_before: before,
+            val_loss_after: after,
+            val_tokens: (windows.len() * ctx) as u64,
+        },
         layers,
     };
     Ok(Compressed {
@@ -599,13 +699,135 @@ pub fn compress_run(
     })
 }
 
+/// Compresses the trained image classifier (MLP, CNN or ResNet) in run directory `run` by
+/// `method` and scores it before and after on its run's own validation split and on the test
+/// split.
+pub fn compress_classifier_run(
+    run: &std::path::Path,
+    method: &Method,
+    device: &Device,
+) -> Result<Compressed<scalelab_spec::ClassifyConfig, ClassifierScores>, TrainError> {
+    use scalelab_models::{Cnn, FamilyModel, Mlp, ResNet};
+    use scalelab_spec::{ClassifierConfig, ClassifyRecord};
+    let record_path = run.join("record.json");
+    let record: ClassifyRecord = std::fs::read_to_string(&record_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| {
+            bad(
+                format!(
+                    "{} is not a trained classifier's record",
+                    record_path.display()
+                ),
+                "give the run directory of a trained classifier or language model",
+            )
+        })?;
+    let config = record.config.clone();
+    let (input, head) = match &config.model {
+        ClassifierConfig::Mlp(_) => (Mlp::INPUT, Mlp::HEAD),
+        ClassifierConfig::Cnn(_) => (Cnn::INPUT, Cnn::HEAD),
+        ClassifierConfig::Resnet(_) => {
+            if matches!(method, Method::Channels { .. }) {
+                return Err(bad(
+                    "a ResNet normalises every convolution's output, so a zeroed channel is not removed".into(),
+                    "prune a ResNet's channels by magnitude, or prune a CNN's channels",
+                ));
+            }
+            (ResNet::INPUT, ResNet::HEAD)
+        }
+        _ => {
+            return Err(bad(
+                "compression of text classifiers is not offered".into(),
+                "compress an image classifier (MLP, CNN, ResNet) or a language model",
+            ));
+        }
+    };
+    let under = |name: &str, field: &str| name == field || name.starts_with(&format!("{field}."));
+    let target = |name: &str| !under(name, head) && !input.iter().any(|f| under(name, f));
+    let weights_path = run.join(crate::transfer::WEIGHTS_FILE);
+    let weights = std::fs::read(&weights_path).map_err(|source| TrainError::Io {
+        action: "read",
+        path: weights_path.clone(),
+        source,
+    })?;
+    let (compressed, layers) = compress(&weights, method, &target, &ModelFacts::default())?;
+    let splits = scalelab_data::load_images(
+        config.dataset,
+        config.data_dir.as_deref().map(std::path::Path::new),
+    )
+    .map_err(|e| {
+        bad(
+            format!("the run's data set does not load: {e}"),
+            "fetch it first (scripts/fetch-data.sh)",
+        )
+    })?;
+    let folds = config.fold.map(|f| (f, config.folds));
+    let (_, val) = scalelab_data::classification_split(
+        &splits.train,
+        config.train_fraction,
+        config.val_fraction,
+        folds,
+        config.seed,
+    );
+    let score = |bytes: Vec<u8>| -> Result<(SplitScore, SplitScore), TrainError> {
+        let logits = crate::classify::classifier_logits::<scalelab_data::ImageBatch>(
+            &config.model,
+            bytes,
+            &weights_path,
+            device,
+        )?
+        .ok_or_else(|| bad("not an image classifier".into(), "report this as a bug"))?;
+        let of = |m: scalelab_spec::ClassMetrics| SplitScore {
+            loss: m.loss,
+            accuracy: m.accuracy,
+        };
+        Ok((
+            of(crate::classify::score_set(&logits, &val)),
+            of(crate::classify::score_set(&logits, &splits.test)),
+        ))
+    };
+    let (validation_before, test_before) = score(weights)?;
+    let (validation_after, test_after) = score(compressed.clone())?;
+    let params = record.params;
+    let pruned: u64 = layers.iter().map(|l| l.params - l.nonzero).sum();
+    let bytes = layers.iter().map(|l| l.bytes).sum::<u64>()
+        + 4 * (params.total - layers.iter().map(|l| l.params).sum::<u64>());
+    let record = CompressionRecord {
+        schema_version: 1,
+        id: format!("{}-{}", record.run_id, method.tag()),
+        parent: record.run_id.clone(),
+        config,
+        method: *method,
+        params,
+        nonzero: scalelab_spec::ParamCounts {
+            total: params.total - pruned,
+            non_embedding: params.non_embedding - pruned,
+            embedding: params.embedding,
+        },
+        param_convention: record.param_convention.clone(),
+        bytes_dense: 4 * params.total,
+        bytes,
+        scores: ClassifierScores {
+            validation_before,
+            validation_after,
+            test_before,
+            test_after,
+        },
+        layers,
+    };
+    Ok(Compressed {
+        record,
+        weights: compressed,
+    })
+}
+
 /// Writes `model`, compressed from run directory `run`, into directory `out`: its weights,
 /// the run's tokenizer (a BPE's), and its record last (each file atomically), so that a
 /// directory with a record is whole.
-pub fn write_compressed(
+pub fn write_compressed<C: Serialize, S: Serialize>(
     out: &std::path::Path,
     run: &std::path::Path,
-    model: &Compressed,
+    model: &Compressed<C, S>,
 ) -> Result<(), TrainError> {
     let io = |action: &'static str, path: &std::path::Path| {
         let path = path.to_path_buf();
@@ -764,6 +986,71 @@ mod tests {
             }
         }
         assert_eq!(zeros(&qkv), 2 * 3 * d * hs);
+    }
+
+    /// Channels: a convolution kernel `[out, in, kh, kw]` loses exactly the asked share of
+    /// its output channels, the weakest, whole, with their biases; the rest of the file,
+    /// layout included, is unchanged (the kernel is read as a matrix and written back).
+    #[test]
+    fn channel_pruning_removes_whole_output_channels_of_a_convolution() {
+        let (out, inp, k) = (4usize, 2usize, 3usize);
+        let rest = inp * k * k;
+        let mut kernel = values(out * rest, 15);
+        // Channel 1 the weakest.
+        kernel[rest..2 * rest].iter_mut().for_each(|x| *x *= 1e-3);
+        let bias = vec![0.5f32; out];
+        let as_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let file = crate::hf::f32_safetensors(
+            &[
+                ("convs.0.bias".into(), vec![out], as_bytes(&bias)),
+                (
+                    "convs.0.weight".into(),
+                    vec![out, inp, k, k],
+                    as_bytes(&kernel),
+                ),
+            ],
+            None,
+        )
+        .unwrap();
+        let (pruned, layers) = compress(
+            &file,
+            &Method::Channels { sparsity: 0.5 },
+            &|name: &str| name.starts_with("convs."),
+            &ModelFacts::default(),
+        )
+        .unwrap();
+        assert_eq!(layers.len(), 1);
+        assert_eq!(layers[0].nonzero, (out * rest / 2) as u64);
+        let st = SafeTensors::deserialize(&pruned).unwrap();
+        let read = |name: &str| -> Vec<f32> {
+            st.tensor(name)
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        assert_eq!(
+            st.tensor("convs.0.weight").unwrap().shape(),
+            [out, inp, k, k]
+        );
+        let (w, b) = (read("convs.0.weight"), read("convs.0.bias"));
+        let dead: Vec<usize> = (0..out)
+            .filter(|&o| w[o * rest..(o + 1) * rest].iter().all(|x| *x == 0.0))
+            .collect();
+        assert_eq!(dead.len(), 2);
+        assert!(dead.contains(&1));
+        for o in 0..out {
+            if dead.contains(&o) {
+                assert_eq!(b[o], 0.0);
+            } else {
+                assert_eq!(
+                    &w[o * rest..(o + 1) * rest],
+                    &kernel[o * rest..(o + 1) * rest]
+                );
+                assert_eq!(b[o], 0.5);
+            }
+        }
     }
 
     /// 2:4: every group of four consecutive inputs of every output keeps exactly two, its two

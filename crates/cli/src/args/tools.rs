@@ -47,18 +47,19 @@ pub struct HostFlags {
 /// `scalelab compress`.
 #[derive(Debug, Args)]
 pub struct CompressArgs {
-    /// The run directory of a trained language model (GPT, LSTM or GRU).
+    /// The run directory of a trained language model (GPT, LSTM or GRU) or image classifier
+    /// (MLP, CNN, ResNet).
     pub run: PathBuf,
     /// magnitude (the smallest weights of each layer, or of all with --global), wanda (the
     /// smallest |W|·‖X‖ of each output, a GPT's inputs measured on 128 training windows),
     /// neurons or heads (whole MLP neurons or attention heads of each GPT block, the weakest by
-    /// weight norms), n-of-m (N of every M consecutive inputs), or quantize (symmetric 8- or
+    /// weight norms), channels (whole output channels of each convolution of a CNN), n-of-m (N of every M consecutive inputs), or quantize (symmetric 8- or
     /// 4-bit, through Burn).
     #[arg(long, value_enum)]
     pub method: CompressMethod,
     /// magnitude, wanda: the share of each layer's (magnitude --global: all layers') weights
     /// set to zero; neurons, heads: the share of each block's neurons or heads removed.
-    #[arg(long, required_if_eq_any([("method", "magnitude"), ("method", "wanda"), ("method", "neurons"), ("method", "heads")]))]
+    #[arg(long, required_if_eq_any([("method", "magnitude"), ("method", "wanda"), ("method", "neurons"), ("method", "heads"), ("method", "channels")]))]
     pub sparsity: Option<f64>,
     /// magnitude: one threshold over all layers.
     #[arg(long)]
@@ -104,6 +105,8 @@ pub enum CompressMethod {
     Neurons,
     /// Structured: whole attention heads of each block.
     Heads,
+    /// Structured: whole output channels of each convolution (a CNN classifier).
+    Channels,
     /// N:M semi-structured pruning.
     NOfM,
     /// Weight quantisation.
