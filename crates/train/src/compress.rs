@@ -628,19 +628,9 @@ pub fn compress_run(
     let under = |name: &str, field: &str| name == field || name.starts_with(&format!("{field}."));
     let target = |name: &str| !under(name, head) && !input.iter().any(|f| under(name, f));
     let data = &record.config.data;
-    let corpus = scalelab_data::load_corpus(&data.source).map_err(|e| {
-        bad(
-            format!("the run's corpus does not load: {e}"),
-            "compress the run where its data is",
-        )
-    })?;
+    let corpus = scalelab_data::load_corpus(&data.source)?;
     let ctx = lm.config.ctx_len;
-    let text = scalelab_data::TokenData::prepare(&corpus, data, ctx).map_err(|e| {
-        bad(
-            format!("the run's corpus does not prepare: {e}"),
-            "compress the run where its data is",
-        )
-    })?;
+    let text = scalelab_data::TokenData::prepare(&corpus, data, ctx)?;
     // Wanda's calibration: windows of the training split, never the validation sample.
     let input_norms = match method {
         Method::Wanda { .. } => {
@@ -754,13 +744,7 @@ pub fn compress_classifier_run(
     let splits = scalelab_data::load_images(
         config.dataset,
         config.data_dir.as_deref().map(std::path::Path::new),
-    )
-    .map_err(|e| {
-        bad(
-            format!("the run's data set does not load: {e}"),
-            "fetch it first (scripts/fetch-data.sh)",
-        )
-    })?;
+    )?;
     let folds = config.fold.map(|f| (f, config.folds));
     let (_, val) = scalelab_data::classification_split(
         &splits.train,
