@@ -631,8 +631,8 @@ fn a_classifier_distils_from_a_classifier_teacher() {
     assert_says(&out, &["train.distill_from = nowhere", "cannot read"]);
 }
 
-/// `scalelab compress` of image classifiers (issue 18): a CNN pruned by whole channels keeps
-/// exactly half of each convolution's kernels; every compressed classifier is scored on its
+/// `scalelab compress` of image classifiers (issue 18): a CNN pruned by whole channels loses
+/// exactly half of each convolution's kernels and the next layer's weights on them; every compressed classifier is scored on its
 /// run's own validation split (so "before" is the record's validation accuracy) and on the
 /// test split; an MLP prunes by magnitude and quantises; a text classifier is refused by name.
 #[test]
@@ -651,19 +651,25 @@ fn image_classifiers_compress_by_channels_magnitude_and_quantisation() {
         )
     };
     let channels = compress(id, "--method channels --sparsity 0.5");
-    let layers = channels["layers"].as_array().unwrap();
-    let convs: Vec<&serde_json::Value> = layers
-        .iter()
-        .filter(|l| l["name"].as_str().unwrap().starts_with("convs."))
+    // Half of each convolution's output channels go, and with them the next layer's weights
+    // on them: the first convolution keeps half its kernels, the second a quarter (half its
+    // outputs of half its inputs), the dense layer half its inputs (one channel's map each).
+    let nonzero: Vec<(String, u64, u64)> = (channels["layers"].as_array().unwrap().iter())
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["params"].as_u64().unwrap(),
+                l["nonzero"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert!(!convs.is_empty());
-    for l in &convs {
-        assert_eq!(
-            l["nonzero"].as_u64().unwrap(),
-            l["params"].as_u64().unwrap() / 2,
-            "{l}"
-        );
-    }
+    let share = |name: &str| {
+        let (_, params, nonzero) = nonzero.iter().find(|l| l.0 == name).unwrap();
+        *nonzero as f64 / *params as f64
+    };
+    assert_eq!(share("convs.0.weight"), 0.5, "{nonzero:?}");
+    assert_eq!(share("convs.1.weight"), 0.25, "{nonzero:?}");
+    assert_eq!(share("fc.weight"), 0.5, "{nonzero:?}");
     let before = channels["validation_before"]["accuracy"].as_f64().unwrap();
     assert_eq!(before, cnn["validation"]["accuracy"].as_f64().unwrap());
     let test_before = channels["test_before"]["accuracy"].as_f64().unwrap();

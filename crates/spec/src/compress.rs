@@ -77,8 +77,9 @@ pub enum Method {
         /// Share of each block's heads removed, in [0, 1).
         sparsity: f64,
     },
-    /// Structured: in each convolution, zero the share `sparsity` of its output channels with
-    /// the smallest kernel norm (the whole kernel and its bias).
+    /// Structured: in each convolution of a CNN, zero the share `sparsity` of its output
+    /// channels with the smallest kernel norm (the whole kernel, its bias, and the next layer's
+    /// weights on the channel).
     Channels {
         /// Share of each convolution's channels removed, in [0, 1).
         sparsity: f64,

@@ -467,14 +467,42 @@ pub fn compress(
                     "channel pruning needs a CNN; use magnitude pruning for other families",
                 ));
             }
+            // Each convolution's channels chosen by its own trained kernels first, then the
+            // next layers' weights on them zeroed (which changes no output).
+            let mut chosen: Vec<(usize, usize, Vec<usize>)> = Vec::new();
             for &(i, _) in &kernels {
                 let (rest, out) = (tensors[i].1[0], tensors[i].1[1]);
-                let removed = prune_channels(&mut tensors[i].2, rest, out, sparsity);
+                chosen.push((
+                    i,
+                    out,
+                    prune_channels(&mut tensors[i].2, rest, out, sparsity),
+                ));
+            }
+            for (i, out, removed) in chosen {
                 // The removed channels' biases too, so that they output exactly zero.
                 let bias = tensors[i].0.replace(".weight", ".bias");
                 if let Some(b) = tensors.iter().position(|t| t.0 == bias) {
                     for &o in &removed {
                         tensors[b].2[o] = 0.0;
+                    }
+                }
+                // And the next layer's weights on them, which now only ever multiply zeros:
+                // the next convolution's input channels (`convs.{i+1}`), or, after the last,
+                // the dense layer's inputs of the flattened channel (`fc`, channel-major).
+                let next = (tensors[i].0.strip_prefix("convs."))
+                    .and_then(|rest| rest.strip_suffix(".weight"))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .map(|n| format!("convs.{}.weight", n + 1))
+                    .filter(|name| tensors.iter().any(|t| t.0 == *name))
+                    .unwrap_or_else(|| "fc.weight".into());
+                if let Some(j) = tensors.iter().position(|t| t.0 == next && t.3) {
+                    let (rows, cols) = (tensors[j].1[0], tensors[j].1[1]);
+                    if rows % out == 0 {
+                        // Rows of one input channel: k·k of a kernel, h·w of the flattened map.
+                        let per = rows / out;
+                        for &o in &removed {
+                            tensors[j].2[o * per * cols..(o + 1) * per * cols].fill(0.0);
+                        }
                     }
                 }
             }
