@@ -416,69 +416,57 @@ pub(crate) fn compress(args: CompressArgs) -> Result<ExitCode> {
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .is_some_and(|record| record["config"].get("dataset").is_some());
     if classifier {
-        return compress_classifier(&args, &method, &device);
+        let model = compress::compress_classifier_run(&args.run, &method, &device)?;
+        return write_compressed(&args, &model, |s| {
+            format!(
+                "validation accuracy {:.4} -> {:.4}, test accuracy {:.4} -> {:.4} (test loss {:.4} -> {:.4})",
+                s.validation_before.accuracy,
+                s.validation_after.accuracy,
+                s.test_before.accuracy,
+                s.test_after.accuracy,
+                s.test_before.loss,
+                s.test_after.loss,
+            )
+        });
     }
     let model = compress::compress_run(&args.run, &method, args.eval_tokens, &device)?;
-    let result = &model.record;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.run.with_file_name(&result.id));
-    compress::write_compressed(&out, &args.run, &model)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(result)?);
-    } else {
-        let (before, after, params) = (
-            result.scores.val_loss_before,
-            result.scores.val_loss_after,
-            result.params,
-        );
-        println!(
-            "{}: validation loss {before:.4} -> {after:.4} nats/token ({:+.4}) over {} tokens; non-zero parameters {} of {} (non-embedding {} of {}); weights {} of {} bytes; written to {}",
-            result.id,
-            after - before,
-            result.scores.val_tokens,
-            result.nonzero.total,
-            params.total,
-            result.nonzero.non_embedding,
-            params.non_embedding,
-            result.bytes,
-            result.bytes_dense,
-            out.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    write_compressed(&args, &model, |s| {
+        format!(
+            "validation loss {:.4} -> {:.4} nats/token ({:+.4}) over {} tokens",
+            s.val_loss_before,
+            s.val_loss_after,
+            s.val_loss_after - s.val_loss_before,
+            s.val_tokens,
+        )
+    })
 }
 
-/// `scalelab compress` of an image classifier: scored on its validation and test splits.
-fn compress_classifier(
+/// Writes a compressed `model` where `scalelab compress` was asked (default: beside the run,
+/// under its id) and says what it did: the record as JSON, or a line with its `scores` in
+/// words.
+fn write_compressed<C: serde::Serialize, S: serde::Serialize>(
     args: &CompressArgs,
-    method: &scalelab_train::compress::Method,
-    device: &burn::tensor::Device,
+    model: &scalelab_train::compress::Compressed<C, S>,
+    scores: impl Fn(&S) -> String,
 ) -> Result<ExitCode> {
-    use scalelab_train::compress;
-    let model = compress::compress_classifier_run(&args.run, method, device)?;
     let result = &model.record;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| args.run.with_file_name(&result.id));
-    compress::write_compressed(&out, &args.run, &model)?;
+    scalelab_train::compress::write_compressed(&out, &args.run, model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(result)?);
     } else {
-        let s = &result.scores;
+        let (nonzero, params) = (result.nonzero, result.params);
         println!(
-            "{}: validation accuracy {:.4} -> {:.4}, test accuracy {:.4} -> {:.4} (test loss {:.4} -> {:.4}); non-zero parameters {} of {}; weights {} of {} bytes; written to {}",
+            "{}: {}; non-zero parameters {} of {} (non-embedding {} of {}); weights {} of {} bytes; written to {}",
             result.id,
-            s.validation_before.accuracy,
-            s.validation_after.accuracy,
-            s.test_before.accuracy,
-            s.test_after.accuracy,
-            s.test_before.loss,
-            s.test_after.loss,
-            result.nonzero.total,
-            result.params.total,
+            scores(&result.scores),
+            nonzero.total,
+            params.total,
+            nonzero.non_embedding,
+            params.non_embedding,
             result.bytes,
             result.bytes_dense,
             out.display()

@@ -94,16 +94,44 @@ fn repair(dir: &Path) -> Result<ExitCode> {
 
 /// The study file, read and checked, and its directory.
 fn load(file: &Path, dir: Option<&Path>) -> Result<(StudySpec, String, PathBuf)> {
-    let spec: StudySpec = read_toml(file)?;
+    let (spec, text, dir) = read_study::<StudySpec>(file, dir, |s| &s.name)?;
     spec.check()
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok((spec, text, dir))
+}
+
+/// A study file of any kind `S`, its text, and its directory: `dir`, or `studies/NAME` (the
+/// study's `name`).
+pub(crate) fn read_study<S: serde::de::DeserializeOwned>(
+    file: &Path,
+    dir: Option<&Path>,
+    name: impl Fn(&S) -> &str,
+) -> Result<(S, String, PathBuf)> {
+    let spec: S = read_toml(file)?;
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read study file {}", file.display()))?;
     let dir = dir.map_or_else(
-        || PathBuf::from("studies").join(&spec.name),
+        || PathBuf::from("studies").join(name(&spec)),
         Path::to_path_buf,
     );
     Ok((spec, text, dir))
+}
+
+/// The study file of kind `S` that the store of the study in `dir` keeps.
+pub(crate) fn stored_spec<S: serde::de::DeserializeOwned>(store: &Store, dir: &Path) -> Result<S> {
+    let text = store.meta("spec_toml")?.with_context(|| {
+        format!(
+            "{} keeps no study file; run the study with `scalelab study run FILE --dir {}`",
+            store.path().display(),
+            dir.display()
+        )
+    })?;
+    toml::from_str(&text).with_context(|| {
+        format!(
+            "the study file stored in {} is damaged",
+            store.path().display()
+        )
+    })
 }
 
 fn make_plan(spec: &StudySpec, dir: &Path, file: &Path) -> Result<StudyPlan> {

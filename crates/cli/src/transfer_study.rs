@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use scalelab_analysis::summary::mean_by;
 use scalelab_analysis::transfer_study::{TransferAnalysis, TransferRow, analyse_transfer};
 use scalelab_report::{PretrainRow, TransferStudyReport, render_transfer_report};
@@ -15,17 +15,11 @@ use serde_json::json;
 
 use crate::args::{StudyFileArgs, StudyRunArgs};
 use crate::study::{StudyKind, default_jobs, rate_estimate, run_exit, run_planned, study_name};
-use crate::{human, read_toml, write_text};
+use crate::{human, write_text};
 
 /// The study file, read and checked, its text, and its directory.
 pub(crate) fn load(file: &Path, dir: Option<&Path>) -> Result<(TransferPlan, String, PathBuf)> {
-    let spec: TransferStudySpec = read_toml(file)?;
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read study file {}", file.display()))?;
-    let dir = dir.map_or_else(
-        || PathBuf::from("studies").join(&spec.name),
-        Path::to_path_buf,
-    );
+    let (spec, text, dir) = crate::study::read_study::<TransferStudySpec>(file, dir, |s| &s.name)?;
     let plan = plan_transfer_study(&spec, &dir, file)?;
     Ok((plan, text, dir))
 }
@@ -119,19 +113,7 @@ pub(crate) fn study_run(args: &StudyRunArgs) -> Result<ExitCode> {
 
 /// The plan of the study stored in `dir` (from the study file its store keeps).
 fn stored_plan(store: &Store, dir: &Path) -> Result<TransferPlan> {
-    let text = store.meta("spec_toml")?.with_context(|| {
-        format!(
-            "{} keeps no study file; run the study with `scalelab study run FILE --dir {}`",
-            store.path().display(),
-            dir.display()
-        )
-    })?;
-    let spec: TransferStudySpec = toml::from_str(&text).with_context(|| {
-        format!(
-            "the study file stored in {} is damaged",
-            store.path().display()
-        )
-    })?;
+    let spec: TransferStudySpec = crate::study::stored_spec(store, dir)?;
     Ok(plan_transfer_study(&spec, dir, &dir.join("study.toml"))?)
 }
 

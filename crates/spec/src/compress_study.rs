@@ -144,21 +144,7 @@ fn hard_weight() -> f64 {
 impl CompressionStudySpec {
     /// Checks what can be checked before planning; returns the one-shot methods, expanded.
     pub fn check(&self) -> Result<Vec<Method>, SpecError> {
-        if self.name.trim().is_empty() {
-            return Err(SpecError::invalid(
-                "name",
-                "\"\"",
-                "give the study a short name, e.g. name = \"compression\"",
-            ));
-        }
-        if self.seeds.is_empty() {
-            return Err(SpecError::invalid(
-                "seeds",
-                "[]",
-                "give at least one seed, e.g. seeds = [0]",
-            ));
-        }
-        self.sizes.check()?;
+        crate::study::check_ladder_study(&self.name, &self.seeds, &self.sizes, "compression")?;
         if self.train.budget_tokens.is_some() || self.train.budget_flops.is_some() {
             return Err(SpecError::invalid(
                 "train.budget_tokens/budget_flops",

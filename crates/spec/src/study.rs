@@ -159,6 +159,31 @@ impl ParamConvention {
     }
 }
 
+/// What every study of a size ladder checks first: a `name` (`example` shows one), at least
+/// one seed, and the ladder.
+pub(crate) fn check_ladder_study(
+    name: &str,
+    seeds: &[u64],
+    sizes: &SizeLadder,
+    example: &str,
+) -> Result<(), SpecError> {
+    if name.trim().is_empty() {
+        return Err(SpecError::invalid(
+            "name",
+            "\"\"",
+            format!("give the study a short name, e.g. name = \"{example}\""),
+        ));
+    }
+    if seeds.is_empty() {
+        return Err(SpecError::invalid(
+            "seeds",
+            "[]",
+            "give at least one seed, e.g. seeds = [0]",
+        ));
+    }
+    sizes.check()
+}
+
 /// How the study's results are analysed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,21 +214,7 @@ impl Default for AnalysisSpec {
 impl StudySpec {
     /// Checks what can be checked without the corpus, and returns the budget axis.
     pub fn check(&self) -> Result<BudgetKind, SpecError> {
-        if self.name.trim().is_empty() {
-            return Err(SpecError::invalid(
-                "name",
-                "\"\"",
-                "give the study a short name, e.g. name = \"quickstart\"",
-            ));
-        }
-        if self.seeds.is_empty() {
-            return Err(SpecError::invalid(
-                "seeds",
-                "[]",
-                "give at least one seed, e.g. seeds = [0]",
-            ));
-        }
-        self.sizes.check()?;
+        check_ladder_study(&self.name, &self.seeds, &self.sizes, "quickstart")?;
         if self.analysis.fit_starts == Some(0) {
             return Err(SpecError::invalid(
                 "analysis.fit_starts",

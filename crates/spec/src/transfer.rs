@@ -203,21 +203,7 @@ pub enum PretrainBudget {
 impl TransferStudySpec {
     /// Checks what can be checked without the corpora; returns the pre-training budget.
     pub fn check(&self) -> Result<PretrainBudget, SpecError> {
-        if self.name.trim().is_empty() {
-            return Err(SpecError::invalid(
-                "name",
-                "\"\"",
-                "give the study a short name, e.g. name = \"transfer\"",
-            ));
-        }
-        if self.seeds.is_empty() {
-            return Err(SpecError::invalid(
-                "seeds",
-                "[]",
-                "give at least one seed, e.g. seeds = [0]",
-            ));
-        }
-        self.sizes.check()?;
+        crate::study::check_ladder_study(&self.name, &self.seeds, &self.sizes, "transfer")?;
         if self.train.budget_tokens.is_some() || self.train.budget_flops.is_some() {
             return Err(SpecError::invalid(
                 "train.budget_tokens/budget_flops",

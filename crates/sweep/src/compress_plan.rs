@@ -11,9 +11,9 @@ use std::path::Path;
 use scalelab_spec::{CompressionStudySpec, DistillConfig, Method, RunSpec, TrainSpec, run_id};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{BudgetPoint, PlannedRun, model_n, study_vocab};
+use crate::plan::{BudgetPoint, PlannedRun, add_role_runs, model_n, role_jobs, study_vocab};
 use crate::schedule::{Job, PlannedStudy, run_dir};
-use crate::{RunKind, Store, SweepError};
+use crate::{Store, SweepError};
 
 /// What a run of a compression study is for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,24 +286,12 @@ pub fn plan_compression_study(
 impl PlannedStudy for CompressionPlan {
     /// The study's runs as jobs; a student waits for its teacher.
     fn jobs(&self) -> Result<Vec<Job>, SweepError> {
-        (self.runs.iter())
-            .map(|r| {
-                let label = format!("{}:{}", r.run.size, r.role.name());
-                let size = (r.run.n, r.run.tokens, r.run.flops);
-                let job = Job::new(RunKind::Lm, &r.run.run_id, &label, size, &r.run.spec)?;
-                Ok(job.after(r.after()))
-            })
-            .collect()
+        role_jobs((self.runs.iter()).map(|r| (&r.run, r.role.name(), r.after())))
     }
 
     fn add_planned(&self, store: &mut Store) -> Result<(), SweepError> {
-        let runs: Vec<PlannedRun> = (self.runs.iter())
-            .map(|r| PlannedRun {
-                size: format!("{}:{}", r.run.size, r.role.name()),
-                ..r.run.clone()
-            })
-            .collect();
-        store.add_planned(&runs, self.spec.param_convention.name())
+        let runs = (self.runs.iter()).map(|r| (&r.run, r.role.name()));
+        add_role_runs(store, runs, self.spec.param_convention)
     }
 }
 

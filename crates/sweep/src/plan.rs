@@ -115,6 +115,36 @@ impl PlannedRun {
     }
 }
 
+/// The runs of a study whose runs have roles (a transfer or compression study), each as
+/// `(run, role name, the run it waits for)`, as jobs labelled `SIZE:ROLE`.
+pub(crate) fn role_jobs<'a>(
+    runs: impl Iterator<Item = (&'a PlannedRun, String, Option<String>)>,
+) -> Result<Vec<crate::schedule::Job>, SweepError> {
+    runs.map(|(run, role, after)| {
+        let label = format!("{}:{role}", run.size);
+        let size = (run.n, run.tokens, run.flops);
+        let job =
+            crate::schedule::Job::new(crate::RunKind::Lm, &run.run_id, &label, size, &run.spec)?;
+        Ok(job.after(after))
+    })
+    .collect()
+}
+
+/// Enters such runs into `store` as planned, their size labelled `SIZE:ROLE`.
+pub(crate) fn add_role_runs<'a>(
+    store: &mut crate::Store,
+    runs: impl Iterator<Item = (&'a PlannedRun, String)>,
+    convention: ParamConvention,
+) -> Result<(), SweepError> {
+    let runs: Vec<PlannedRun> = runs
+        .map(|(run, role)| PlannedRun {
+            size: format!("{}:{role}", run.size),
+            ..run.clone()
+        })
+        .collect();
+    store.add_planned(&runs, convention.name())
+}
+
 /// N of `model` in `convention`, for a tokenizer of `vocab_size` tokens.
 pub fn model_n(
     model: &LmSpec,

@@ -13,9 +13,11 @@ use scalelab_spec::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{BudgetPoint, PlannedRun, model_n, study_vocab, tokens_for};
+use crate::plan::{
+    BudgetPoint, PlannedRun, add_role_runs, model_n, role_jobs, study_vocab, tokens_for,
+};
 use crate::schedule::{Job, PlannedStudy, run_dir};
-use crate::{RunKind, Store, SweepError};
+use crate::{Store, SweepError};
 
 /// What a run of a transfer study is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,24 +264,12 @@ fn in_cell(
 impl PlannedStudy for TransferPlan {
     /// The study's runs as jobs; a fine-tuning job waits for its parent.
     fn jobs(&self) -> Result<Vec<Job>, SweepError> {
-        (self.runs.iter())
-            .map(|r| {
-                let label = format!("{}:{}", r.run.size, r.role.name());
-                let size = (r.run.n, r.run.tokens, r.run.flops);
-                let job = Job::new(RunKind::Lm, &r.run.run_id, &label, size, &r.run.spec)?;
-                Ok(job.after(r.parent.clone()))
-            })
-            .collect()
+        role_jobs((self.runs.iter()).map(|r| (&r.run, r.role.name().to_string(), r.parent.clone())))
     }
 
     fn add_planned(&self, store: &mut Store) -> Result<(), SweepError> {
-        let runs: Vec<PlannedRun> = (self.runs.iter())
-            .map(|r| PlannedRun {
-                size: format!("{}:{}", r.run.size, r.role.name()),
-                ..r.run.clone()
-            })
-            .collect();
-        store.add_planned(&runs, self.spec.param_convention.name())
+        let runs = (self.runs.iter()).map(|r| (&r.run, r.role.name().to_string()));
+        add_role_runs(store, runs, self.spec.param_convention)
     }
 }
 

@@ -501,15 +501,7 @@ fn load_teacher<B: ClassifierInput>(
         message,
         hint: hint.into(),
     };
-    let dir = options.distill_from.as_deref().ok_or_else(|| {
-        refuse(
-            format!(
-                "this run distils from {}, but no directory of it was given",
-                distill.teacher
-            ),
-            "set train.distill_from (or --distill-from) to the teacher's run directory",
-        )
-    })?;
+    let dir = crate::distill::teacher_dir(distill, options)?;
     let record_path = dir.join("record.json");
     let record: ClassifyRecord = std::fs::read_to_string(&record_path)
         .ok()
@@ -523,17 +515,7 @@ fn load_teacher<B: ClassifierInput>(
                 "point distill_from at a classifier's run directory",
             )
         })?;
-    if record.run_id != distill.teacher {
-        return Err(refuse(
-            format!(
-                "{} holds {}, but this run's config names teacher {}",
-                dir.display(),
-                record.run_id,
-                distill.teacher
-            ),
-            "point distill_from at the teacher again (its id is part of this run's identity)",
-        ));
-    }
+    crate::distill::check_teacher(&record.run_id, distill, dir)?;
     if record.config.dataset != config.dataset {
         return Err(refuse(
             format!(

@@ -57,6 +57,41 @@ pub struct CompressionRecord<C = scalelab_spec::RunConfig, S = LmScores> {
     pub layers: Vec<LayerReport>,
 }
 
+impl<C, S> CompressionRecord<C, S> {
+    /// The record of run `parent` (its `config`, its `params` counted in `convention`)
+    /// compressed by `method` into `layers`, scored `scores`: the non-zero counts and bytes
+    /// are the layers' plus the untouched tensors' (float32).
+    fn new(
+        parent: &str,
+        (config, params, convention): (C, scalelab_spec::ParamCounts, &str),
+        method: Method,
+        layers: Vec<LayerReport>,
+        scores: S,
+    ) -> Self {
+        let pruned: u64 = layers.iter().map(|l| l.params - l.nonzero).sum();
+        let bytes = layers.iter().map(|l| l.bytes).sum::<u64>()
+            + 4 * (params.total - layers.iter().map(|l| l.params).sum::<u64>());
+        CompressionRecord {
+            schema_version: 1,
+            id: format!("{parent}-{}", method.tag()),
+            parent: parent.to_string(),
+            config,
+            method,
+            params,
+            nonzero: scalelab_spec::ParamCounts {
+                total: params.total - pruned,
+                non_embedding: params.non_embedding - pruned,
+                embedding: params.embedding,
+            },
+            param_convention: convention.to_string(),
+            bytes_dense: 4 * params.total,
+            bytes,
+            scores,
+            layers,
+        }
+    }
+}
+
 /// A language model's validation loss before and after compression, on the same windows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LmScores {
@@ -675,7 +710,6 @@ pub fn compress_run(
     let windows = text.val_windows(eval_tokens.unwrap_or(record.config.train.eval_tokens), ctx);
     let mean = |l: Vec<f64>| l.iter().sum::<f64>() / l.len().max(1) as f64;
     let before = mean(crate::lm_eval::losses_of(&lm, &windows, 16, device)?);
-    let id = format!("{}-{}", lm.id, method.tag());
     let parent = lm.id.clone();
     // The same model with the compressed weights.
     let compressed = crate::lm_eval::TrainedLm { weights, ..lm };
@@ -685,32 +719,17 @@ pub fn compress_run(
         16,
         device,
     )?);
-    let pruned: u64 = layers.iter().map(|l| l.params - l.nonzero).sum();
-    let params = record.params;
-    let bytes = layers.iter().map(|l| l.bytes).sum::<u64>()
-        + 4 * (params.total - layers.iter().map(|l| l.params).sum::<u64>());
-    let record = CompressionRecord {
-        schema_version: 1,
-        id,
-        parent,
-        config: record.config.clone(),
-        method: *method,
-        params,
-        nonzero: scalelab_spec::ParamCounts {
-            total: params.total - pruned,
-            non_embedding: params.non_embedding - pruned,
-            embedding: params.embedding,
-        },
-        param_convention: record.param_convention.clone(),
-        bytes_dense: 4 * params.total,
-        bytes,
-        scores: LmScores {
-            val_loss_before: before,
-            val_loss_after: after,
-            val_tokens: (windows.len() * ctx) as u64,
-        },
-        layers,
+    let scores = LmScores {
+        val_loss_before: before,
+        val_loss_after: after,
+        val_tokens: (windows.len() * ctx) as u64,
     };
+    let of = (
+        record.config.clone(),
+        record.params,
+        record.param_convention.as_str(),
+    );
+    let record = CompressionRecord::new(&parent, of, *method, layers, scores);
     Ok(Compressed {
         record,
         weights: compressed.weights,
@@ -800,33 +819,14 @@ pub fn compress_classifier_run(
     };
     let (validation_before, test_before) = score(weights)?;
     let (validation_after, test_after) = score(compressed.clone())?;
-    let params = record.params;
-    let pruned: u64 = layers.iter().map(|l| l.params - l.nonzero).sum();
-    let bytes = layers.iter().map(|l| l.bytes).sum::<u64>()
-        + 4 * (params.total - layers.iter().map(|l| l.params).sum::<u64>());
-    let record = CompressionRecord {
-        schema_version: 1,
-        id: format!("{}-{}", record.run_id, method.tag()),
-        parent: record.run_id.clone(),
-        config,
-        method: *method,
-        params,
-        nonzero: scalelab_spec::ParamCounts {
-            total: params.total - pruned,
-            non_embedding: params.non_embedding - pruned,
-            embedding: params.embedding,
-        },
-        param_convention: record.param_convention.clone(),
-        bytes_dense: 4 * params.total,
-        bytes,
-        scores: ClassifierScores {
-            validation_before,
-            validation_after,
-            test_before,
-            test_after,
-        },
-        layers,
+    let scores = ClassifierScores {
+        validation_before,
+        validation_after,
+        test_before,
+        test_after,
     };
+    let of = (config, record.params, record.param_convention.as_str());
+    let record = CompressionRecord::new(&record.run_id, of, *method, layers, scores);
     Ok(Compressed {
         record,
         weights: compressed,

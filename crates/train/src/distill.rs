@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scalelab_data::Batch;
 use scalelab_models::LanguageModel;
-use scalelab_spec::RunConfig;
+use scalelab_spec::{DistillConfig, RunConfig};
 
 use crate::objective::token_tensors;
 use crate::{RunOptions, TrainError};
@@ -53,6 +53,49 @@ pub(crate) fn row_distillation_loss(
     hard.mul_scalar(hard_weight) + kl.mul_scalar((1.0 - hard_weight) * temperature * temperature)
 }
 
+fn refuse(message: String, hint: &str) -> TrainError {
+    TrainError::Compress {
+        message,
+        hint: hint.into(),
+    }
+}
+
+/// The directory of the teacher `distill` names, given at run time (`train.distill_from`).
+pub(crate) fn teacher_dir<'a>(
+    distill: &DistillConfig,
+    options: &'a RunOptions,
+) -> Result<&'a std::path::Path, TrainError> {
+    options.distill_from.as_deref().ok_or_else(|| {
+        refuse(
+            format!(
+                "this run distils from {}, but no directory of it was given",
+                distill.teacher
+            ),
+            "set train.distill_from (or --distill-from) to the teacher's directory",
+        )
+    })
+}
+
+/// Refuses a teacher directory `dir` that holds run `found` rather than the one `distill`
+/// names.
+pub(crate) fn check_teacher(
+    found: &str,
+    distill: &DistillConfig,
+    dir: &std::path::Path,
+) -> Result<(), TrainError> {
+    if found == distill.teacher {
+        return Ok(());
+    }
+    Err(refuse(
+        format!(
+            "{} holds {found}, but this run's config names teacher {}",
+            dir.display(),
+            distill.teacher
+        ),
+        "point distill_from at the teacher again (its id is part of this run's identity)",
+    ))
+}
+
 /// A distilled run's teacher: its logits on the plain device, τ and λ.
 pub(crate) struct Teacher {
     logits: crate::lm_eval::LogitsFn,
@@ -71,31 +114,9 @@ impl Teacher {
         let Some(distill) = &config.train.distill else {
             return Ok(None);
         };
-        let refuse = |message: String, hint: &str| TrainError::Compress {
-            message,
-            hint: hint.into(),
-        };
-        let dir = options.distill_from.as_deref().ok_or_else(|| {
-            refuse(
-                format!(
-                    "this run distils from {}, but no directory of it was given",
-                    distill.teacher
-                ),
-                "set train.distill_from (or --distill-from) to the teacher's directory",
-            )
-        })?;
+        let dir = teacher_dir(distill, options)?;
         let teacher = crate::lm_eval::load(dir)?;
-        if teacher.id != distill.teacher {
-            return Err(refuse(
-                format!(
-                    "{} holds {}, but this run's config names teacher {}",
-                    dir.display(),
-                    teacher.id,
-                    distill.teacher
-                ),
-                "point distill_from at the teacher again (its id is part of this run's identity)",
-            ));
-        }
+        check_teacher(&teacher.id, distill, dir)?;
         let device = options.device.clone();
         let logits = crate::lm_eval::logits_fn(teacher, &device)?;
         Ok(Some(Self {
