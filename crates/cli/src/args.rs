@@ -695,6 +695,33 @@ pub struct BenchArgs {
     /// peer's step times at each of its shapes, and its FLOP/s against the SGEMM peak.
     #[arg(long, value_name = "DIR")]
     pub study: Option<PathBuf>,
+    /// Benchmark an image classifier of this family instead (mlp or cnn, on 28×28 MNIST-shaped
+    /// images and 10 classes): one training step of --images images and one inference batch
+    /// of --inference-batch, with --preset, --depth, --width, --fc; given --peer-python, the
+    /// repository's PyTorch eager peer of the same model (--classifier-peer) runs right after.
+    #[arg(long)]
+    pub family: Option<Family>,
+    /// A classifier preset (with --family): mlp, cnn-small, cnn, …
+    #[arg(long)]
+    pub preset: Option<ClassifierPreset>,
+    /// Hidden layers (mlp) or stages (cnn), with --family.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Hidden width (mlp) or first stage's channels (cnn), with --family.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// The CNN's dense layer width, with --family.
+    #[arg(long)]
+    pub fc: Option<usize>,
+    /// Images per training step, with --family.
+    #[arg(long, default_value_t = 64)]
+    pub images: usize,
+    /// Images per inference batch, with --family.
+    #[arg(long, default_value_t = 500)]
+    pub inference_batch: usize,
+    /// The classifiers' PyTorch peer.
+    #[arg(long, default_value = "scripts/peers/torch_classifier.py")]
+    pub classifier_peer: PathBuf,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {

@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use scalelab_spec::{Family, LmConfig, RunRecord};
+use scalelab_spec::{Family, LmConfig, Named, RunRecord};
 use scalelab_sweep::Store;
 use scalelab_train::bench::{bench_gpt_step, sgemm_gflops};
 
@@ -56,6 +56,9 @@ const SGEMM_N: usize = 1024;
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.study {
         return study(dir, &args);
+    }
+    if let Some(family) = args.family {
+        return classifier(&args, family);
     }
     scalelab_kernels::set_fused(!args.unfused);
     let cases = match args.d_model {
@@ -345,4 +348,131 @@ fn peer_sgemm_gflops(python: &Path, threads: usize) -> Result<f64> {
                 String::from_utf8_lossy(&output.stderr)
             )
         })
+}
+
+/// `scalelab bench --family`: an image classifier's training step and inference batch, and
+/// its PyTorch eager peer's in the same invocation.
+fn classifier(args: &BenchArgs, family: Family) -> Result<ExitCode> {
+    use scalelab_spec::{ClassifierConfig, ClassifierSpec, InputShape};
+    let spec = ClassifierSpec {
+        family,
+        preset: args.preset,
+        depth: args.depth,
+        width: args.width,
+        fc: args.fc,
+        ..ClassifierSpec::default()
+    };
+    let input = [1, 28, 28];
+    let config = spec.resolve(InputShape::Image(input), 10)?;
+    if args.images == 0 || args.inference_batch == 0 || args.steps == 0 {
+        bail!(
+            "--images, --inference-batch and --steps must be at least 1\nhint: e.g. --images 64 --inference-batch 500 --steps 20"
+        );
+    }
+    let peer_flags: Vec<String> = match &config {
+        ClassifierConfig::Mlp(c) => vec![
+            "--family".into(),
+            "mlp".into(),
+            "--hidden".into(),
+            c.hidden
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ],
+        ClassifierConfig::Cnn(c) => vec![
+            "--family".into(),
+            "cnn".into(),
+            "--stages".into(),
+            c.stages
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            "--fc".into(),
+            c.fc.to_string(),
+        ],
+        _ => bail!(
+            "--family {}: only the mlp and cnn families are benchmarked so far\nhint: use --family mlp or --family cnn",
+            family.name()
+        ),
+    };
+    let threads = set_threads(Some(args.threads))?;
+    let (device, _) = crate::device::open(args.device)?;
+    let timing = scalelab_train::bench::bench_image_classifier(
+        &config,
+        input,
+        10,
+        (args.images, args.inference_batch),
+        (args.warmup, args.steps),
+        &device,
+    )?;
+    let peer: Option<serde_json::Value> = match &args.peer_python {
+        None => None,
+        Some(python) => {
+            let out = Command::new(python)
+                .arg(&args.classifier_peer)
+                .args(&peer_flags)
+                .args(["--batch", &args.images.to_string()])
+                .args(["--inference-batch", &args.inference_batch.to_string()])
+                .args(["--threads", &threads.to_string()])
+                .args(["--warmup", &args.warmup.to_string()])
+                .args(["--steps", &args.steps.to_string()])
+                .output()
+                .with_context(|| format!("running {}", python.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "the peer {} failed: {}\nhint: give --peer-python a Python with PyTorch (scripts/verify-venv.sh makes one)",
+                    args.classifier_peer.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().unwrap_or_default();
+            Some(
+                serde_json::from_str(line)
+                    .with_context(|| format!("the peer printed no JSON line: {line}"))?,
+            )
+        }
+    };
+    let ratio = |key: &str, ours: f64| -> Option<f64> {
+        peer.as_ref()
+            .and_then(|p| p[key].as_f64())
+            .map(|theirs| ours / theirs)
+    };
+    let (train_ratio, inference_ratio) = (
+        ratio("train_step_ms", timing.train_step_ms),
+        ratio("inference_ms", timing.inference_ms),
+    );
+    if args.json {
+        let value = serde_json::json!({
+            "family": family.name(), "model": config.describe(), "threads": threads,
+            "scalelab": timing, "peer": peer,
+            "train_ratio": train_ratio, "inference_ratio": inference_ratio,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} ({} params), {threads} thread(s): training step of {} images {:.2} ms (median; {:.2}-{:.2}), inference of {} images {:.2} ms; loss {:.3} -> {:.3}",
+        config.describe(),
+        timing.params,
+        timing.batch,
+        timing.train_step_ms,
+        timing.train_range_ms[0],
+        timing.train_range_ms[1],
+        timing.inference_batch,
+        timing.inference_ms,
+        timing.loss[0],
+        timing.loss[1],
+    );
+    if let (Some(p), Some(t), Some(i)) = (&peer, train_ratio, inference_ratio) {
+        println!(
+            "PyTorch {} eager: training step {:.2} ms, inference {:.2} ms; scalelab / PyTorch: training {t:.2}, inference {i:.2}",
+            p["torch"].as_str().unwrap_or("?"),
+            p["train_step_ms"].as_f64().unwrap_or(f64::NAN),
+            p["inference_ms"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

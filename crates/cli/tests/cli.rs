@@ -553,3 +553,35 @@ fn fine_tuning_a_pruned_parent_keeps_its_zeros() {
     let curve = child["curve"].as_array().unwrap();
     assert_ne!(curve[0]["val_loss"], curve[curve.len() - 1]["val_loss"]);
 }
+
+/// `scalelab bench --family`: an image classifier's training step and inference batch, timed
+/// (without a peer: its own figures only), the model's parameters those of its spec, the loss
+/// falling on the repeated batch; a text family, and an image family not benchmarked yet, are
+/// refused by name.
+#[test]
+fn the_classifier_bench_times_a_training_step_and_an_inference_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = scalelab_line(
+        "bench --family cnn --preset cnn-small --images 8 --inference-batch 16 --steps 3 --warmup 2 --threads 1 --json",
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 1→8→8 and 8→16→16 kernels of 3×3 with biases, 16·7·7→64, 64→10.
+    let params = (8 * 9 + 8)
+        + (8 * 8 * 9 + 8)
+        + (8 * 16 * 9 + 16)
+        + (16 * 16 * 9 + 16)
+        + (16 * 49 * 64 + 64)
+        + (64 * 10 + 10);
+    assert_eq!(v["scalelab"]["params"], params);
+    assert!(v["scalelab"]["train_step_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["scalelab"]["inference_ms"].as_f64().unwrap() > 0.0);
+    let [first, last] = [0, 1].map(|i| v["scalelab"]["loss"][i].as_f64().unwrap());
+    assert!(last < first, "{first} -> {last}");
+    assert!(v["peer"].is_null());
+    let out = scalelab_line("bench --family lstm", tmp.path());
+    assert_says(&out, &["model.family", "lstm", "images"]);
+    let out = scalelab_line("bench --family resnet", tmp.path());
+    assert_says(&out, &["--family resnet", "mlp", "cnn"]);
+}

@@ -623,3 +623,39 @@ fn eval_task_repeats_the_records_last_task_metrics() {
         stderr(&out)
     );
 }
+
+/// `scalelab bench --family` (issue 23's instrument) runs the repository's PyTorch eager peer
+/// of the same model (scripts/peers/torch_classifier.py) in the same invocation: the peer's
+/// parameter count equals scalelab's for an MLP and a CNN, and both ratios are reported.
+#[test]
+fn the_classifier_bench_times_the_same_model_in_pytorch() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Path::new(&manifest_dir()).join("../../scripts/peers/torch_classifier.py");
+    for flags in [
+        "--family mlp --depth 1 --width 32",
+        "--family cnn --preset cnn-small",
+    ] {
+        let out = scalelab_line(
+            &format!(
+                "bench {flags} --images 16 --inference-batch 32 --steps 2 --warmup 1 --threads 1 --json --peer-python {} --classifier-peer {}",
+                python.display(),
+                peer.display()
+            ),
+            dir.path(),
+        );
+        assert!(out.status.success(), "{flags}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["scalelab"]["params"], v["peer"]["params"], "{flags}: {v}");
+        for key in ["train_ratio", "inference_ratio"] {
+            let r = v[key].as_f64().unwrap();
+            assert!(r.is_finite() && r > 0.0, "{flags}: {key} {r}");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "bench {flags}: training {:.2}, inference {:.2} (scalelab / PyTorch)",
+            v["train_ratio"].as_f64().unwrap(),
+            v["inference_ratio"].as_f64().unwrap()
+        );
+    }
+}

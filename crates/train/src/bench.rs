@@ -177,3 +177,141 @@ pub fn sgemm_gflops(n: usize, reps: usize, device: &Device) -> f64 {
     }
     2.0 * (n as f64).powi(3) / median(&mut times) / 1e9
 }
+
+/// Timing of an image classifier's training step and inference.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClassifierTiming {
+    /// Parameters (all).
+    pub params: u64,
+    /// Images per training step.
+    pub batch: usize,
+    /// Median milliseconds per full training step (forward, backward, AdamW).
+    pub train_step_ms: f64,
+    /// Fastest and slowest training steps.
+    pub train_range_ms: [f64; 2],
+    /// Images per inference batch.
+    pub inference_batch: usize,
+    /// Median milliseconds per inference batch (no autodiff graph, class probabilities read
+    /// back to the host, as evaluation does).
+    pub inference_ms: f64,
+    /// Loss of the first and the last training step (lower: it learns the repeated batch).
+    pub loss: [f64; 2],
+}
+
+/// Times `warmup + steps` training steps of the image classifier `shape` on a fixed random
+/// batch of `batch` images of `input` (`[channels, height, width]`) and `classes` classes
+/// (AdamW, lr 1e-3, as the classifier runs train), then as many inference batches of
+/// `inference_batch` images; medians after warm-up.
+pub fn bench_image_classifier(
+    shape: &scalelab_spec::ClassifierConfig,
+    input: [usize; 3],
+    classes: usize,
+    (batch, inference_batch): (usize, usize),
+    (warmup, steps): (usize, usize),
+    device: &Device,
+) -> Result<ClassifierTiming, crate::TrainError> {
+    struct Bench<'a> {
+        input: [usize; 3],
+        classes: usize,
+        sizes: (usize, usize),
+        counts: (usize, usize),
+        device: &'a Device,
+    }
+    impl scalelab_models::UseClassifier for Bench<'_> {
+        type Out = Option<ClassifierTiming>;
+        fn image_classifier<M: scalelab_models::ImageClassifier + 'static>(
+            self,
+            model: M,
+        ) -> Self::Out {
+            use crate::classify::Classifier;
+            let (batch, inference_batch) = self.sizes;
+            let (warmup, steps) = self.counts;
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let images = |n: usize, rng: &mut ChaCha8Rng| scalelab_data::ImageBatch {
+                pixels: (0..n * self.input.iter().product::<usize>())
+                    .map(|_| rng.random_range(0.0f32..1.0))
+                    .collect(),
+                shape: self.input,
+                labels: (0..n)
+                    .map(|_| rng.random_range(0..self.classes as i64))
+                    .collect(),
+                batch: n,
+            };
+            let fixed = images(batch, &mut rng);
+            let mut optimizer = crate::trainer::optimizer(
+                scalelab_spec::Optimiser::AdamW,
+                [0.9, 0.999],
+                1e-8,
+                0.0,
+                model.no_decay_param_ids(),
+            );
+            let mut model = model;
+            let (mut times, mut losses) = (Vec::new(), Vec::new());
+            for i in 0..warmup + steps {
+                let start = Instant::now();
+                let loss;
+                (model, loss) = train_step(
+                    model,
+                    &mut optimizer,
+                    std::iter::once(fixed.clone()),
+                    |m: &M, b: &scalelab_data::ImageBatch| m.batch_loss(b, self.device),
+                    0.0,
+                    1e-3,
+                );
+                losses.push(loss.unwrap_or(f64::NAN));
+                if i >= warmup {
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let eval = images(inference_batch, &mut rng);
+            let inner = model.valid();
+            let plain = self.device.clone().without_autodiff();
+            let mut inference = Vec::new();
+            for i in 0..warmup + steps {
+                let start = Instant::now();
+                let p = burn::tensor::activation::softmax(inner.batch_logits(&eval, &plain), 1);
+                let _ = p.into_data();
+                if i >= warmup {
+                    inference.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let params = model.num_params() as u64;
+            let range = [
+                times.iter().copied().fold(f64::INFINITY, f64::min),
+                times.iter().copied().fold(0.0, f64::max),
+            ];
+            Some(ClassifierTiming {
+                params,
+                batch,
+                train_step_ms: median(&mut times),
+                train_range_ms: range,
+                inference_batch,
+                inference_ms: median(&mut inference),
+                loss: [
+                    losses.first().copied().unwrap_or(f64::NAN),
+                    losses.last().copied().unwrap_or(f64::NAN),
+                ],
+            })
+        }
+        fn text_classifier<M: scalelab_models::TextClassifier + 'static>(self, _: M) -> Self::Out {
+            None
+        }
+    }
+    let autodiff = device.clone().autodiff();
+    let bench = Bench {
+        input,
+        classes,
+        sizes: (batch, inference_batch),
+        counts: (warmup, steps.max(1)),
+        device: &autodiff,
+    };
+    scalelab_models::build_classifier(shape, &mut SeededInit::new(0), &autodiff, bench).ok_or_else(
+        || {
+            crate::TrainError::Spec(scalelab_spec::SpecError::invalid(
+                "model.family",
+                scalelab_spec::Named::name(shape.family()),
+                "benchmark an image classifier (mlp, cnn, resnet); the text families are not benchmarked yet",
+            ))
+        },
+    )
+}
