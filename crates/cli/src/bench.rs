@@ -57,7 +57,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.study {
         return study(dir, &args);
     }
-    if let Some(family) = args.family {
+    if let Some(family) = args.shape.family {
         return classifier(&args, family);
     }
     scalelab_kernels::set_fused(!args.unfused);
@@ -354,14 +354,11 @@ fn peer_sgemm_gflops(python: &Path, threads: usize) -> Result<f64> {
 /// its PyTorch eager peer's in the same invocation.
 fn classifier(args: &BenchArgs, family: Family) -> Result<ExitCode> {
     use scalelab_spec::{ClassifierConfig, ClassifierSpec, InputShape};
-    let spec = ClassifierSpec {
-        family,
-        preset: args.preset,
-        depth: args.depth,
-        width: args.width,
+    let mut spec = ClassifierSpec {
         fc: args.fc,
         ..ClassifierSpec::default()
     };
+    args.shape.apply(&mut spec);
     let input = [1, 28, 28];
     let config = spec.resolve(InputShape::Image(input), 10)?;
     if args.images == 0 || args.inference_batch == 0 || args.steps == 0 {
