@@ -47,6 +47,15 @@ impl Axis {
             Axis::InferenceFlops => "inference FLOPs per token",
         }
     }
+
+    /// Its key in tables (CSV column names).
+    pub fn key(self) -> &'static str {
+        match self {
+            Axis::Nonzero => "nonzero",
+            Axis::Bytes => "bytes",
+            Axis::InferenceFlops => "inference_flops",
+        }
+    }
 }
 
 /// One trained or compressed model, as the analysis needs it.

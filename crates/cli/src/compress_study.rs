@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use scalelab_analysis::compress_study::{
     AXES, CompressPoint, CompressionAnalysis, analyse_compression,
 };
-use scalelab_report::{CompressionStudyReport, axis_key, render_compression_report};
+use scalelab_report::{CompressionStudyReport, render_compression_report};
 use scalelab_spec::{CompressionStudySpec, Method, Named, ParamConvention, RunRecord, RunStatus};
 use scalelab_sweep::{
     CompressRole, CompressionPlan, RunState, Store, plan_compression_study, run_dir,
@@ -179,16 +179,13 @@ fn stored_plan(store: &Store, dir: &Path) -> Result<CompressionPlan> {
     Ok(plan_compression_study(&spec, dir, &dir.join("study.toml"))?)
 }
 
-/// Inference FLOPs per token of a model whose training costs `train_flops_per_token` (the
-/// forward pass is a third of it) with `pruned` of its matrix weights zero.
-fn inference_flops(train_flops_per_token: f64, pruned: u64) -> f64 {
-    train_flops_per_token / 3.0 - 2.0 * pruned as f64
-}
-
 /// The analysis of the compression study in `dir`, with what the report shows besides it.
-fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, CompressionPlan)> {
-    let store = Store::open(dir)?;
-    let plan = stored_plan(&store, dir)?;
+fn analyse(
+    store: &Store,
+    plan: &CompressionPlan,
+    dir: &Path,
+) -> Result<(CompressionAnalysis, CompressionStudyReport)> {
+    let one_shot = plan.one_shot();
     let spec = &plan.spec;
     let convention = spec.param_convention;
     let n_of = |p: scalelab_spec::ParamCounts| convention.count(p);
@@ -211,7 +208,7 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
             continue;
         };
         let main = planned.run.tokens_budget() == Some(spec.dense.tokens);
-        let fpt = record.result.flops_per_token;
+        let model = &record.config.model;
         let dense_point = |method: &str| CompressPoint {
             method: method.into(),
             level: None,
@@ -220,7 +217,7 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
             loss,
             nonzero: n_of(record.params),
             bytes: 4.0 * record.params.total as f64,
-            inference_flops: inference_flops(fpt, 0),
+            inference_flops: model.inference_flops_per_token(0),
         };
         match &planned.role {
             CompressRole::Dense if main => points.push(dense_point("dense")),
@@ -243,7 +240,7 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
                     level: Some(*sparsity),
                     nonzero: n_of(s.nonzero),
                     bytes: bytes as f64,
-                    inference_flops: inference_flops(fpt, pruned),
+                    inference_flops: model.inference_flops_per_token(pruned),
                     ..dense_point("gradual")
                 });
             }
@@ -251,11 +248,11 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
         if planned.role != CompressRole::Dense {
             continue;
         }
-        for (id, method) in plan.one_shot() {
-            if id != planned.run.run_id {
+        for &(ref id, method) in &one_shot {
+            if id != &planned.run.run_id {
                 continue;
             }
-            let path = compressed_dir(dir, &id, &method).join(COMPRESSION_FILE);
+            let path = compressed_dir(dir, id, &method).join(COMPRESSION_FILE);
             let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
@@ -289,7 +286,7 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
                     loss: c.scores.val_loss_after,
                     nonzero: n_of(nonzero),
                     bytes: c.bytes as f64,
-                    inference_flops: inference_flops(fpt, pruned),
+                    inference_flops: model.inference_flops_per_token(pruned),
                 });
             }
         }
@@ -298,12 +295,11 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
     let recorded: Vec<_> = (stored.iter())
         .filter(|s| s.status.is_recorded() && plan.get(&s.run_id).is_some())
         .collect();
-    let one_shot = plan.one_shot();
     let made = (one_shot.iter())
         .filter(|(id, m)| compressed_dir(dir, id, m).join(COMPRESSION_FILE).is_file())
         .count();
     let report = CompressionStudyReport {
-        name: study_name(&store, dir)?,
+        name: study_name(store, dir)?,
         description: spec.description.clone(),
         command: format!("scalelab study report {}", dir.display()),
         corpus: match &spec.data.path {
@@ -324,7 +320,7 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
         wall_secs: recorded.iter().map(|s| s.wall_secs).sum(),
         penalty_method: plan.penalty.map(|m| m.tag()),
     };
-    Ok((analysis, report, plan))
+    Ok((analysis, report))
 }
 
 /// Writes the report of the compression study in `dir` (to `out`, default `DIR/report.html`)
@@ -333,9 +329,8 @@ fn analyse(dir: &Path) -> Result<(CompressionAnalysis, CompressionStudyReport, C
 pub(crate) fn study_report(dir: &Path, out: Option<&Path>, json: bool) -> Result<PathBuf> {
     let store = Store::open(dir)?;
     let plan = stored_plan(&store, dir)?;
-    drop(store);
     apply_one_shot(&plan, dir, Default::default())?;
-    let (analysis, report, _) = analyse(dir)?;
+    let (analysis, report) = analyse(&store, &plan, dir)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&analysis)?);
     }
@@ -352,7 +347,8 @@ pub(crate) fn study_report(dir: &Path, out: Option<&Path>, json: bool) -> Result
 
 /// Writes the compression study's table to `path`.
 pub(crate) fn write_table(dir: &Path, path: &Path) -> Result<()> {
-    let (analysis, _, _) = analyse(dir)?;
+    let store = Store::open(dir)?;
+    let (analysis, _) = analyse(&store, &stored_plan(&store, dir)?, dir)?;
     write_text(path, &table_csv(&analysis)?)
 }
 
@@ -364,11 +360,11 @@ fn table_csv(analysis: &CompressionAnalysis) -> Result<String> {
         .map(String::from)
         .to_vec();
     for axis in AXES {
-        header.push(axis_key(axis).to_string());
+        header.push(axis.key().to_string());
     }
     for axis in AXES {
         for what in ["delta", "ratio", "verdict", "extrapolated"] {
-            header.push(format!("{}_{what}", axis_key(axis)));
+            header.push(format!("{}_{what}", axis.key()));
         }
     }
     w.write_record(&header)?;

@@ -177,12 +177,7 @@ pub struct Gpt {
 impl Gpt {
     /// Next-token logits for every position of `tokens` `[B, T]` → `[B, T, V]`.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        let [_, t] = tokens.dims();
-        let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]); // [1, T]
-        let x = self.token_embedding.forward(tokens) // [B, T, d]
-            + self.position_embedding.forward(positions); // [1, T, d], broadcast over B
-        let mut x = self.dropout.forward(x);
+        let mut x = self.dropout.forward(self.embed(tokens)); // [B, T, d]
         for layer in 0..self.n_layers {
             // Shared: the one block at every layer.
             x = self.blocks[layer % self.blocks.len()].forward(x); // [B, T, d]
@@ -195,16 +190,21 @@ impl Gpt {
         }
     }
 
+    /// Token plus position embeddings of `tokens` `[B, T]` → `[B, T, d]`.
+    fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [_, t] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]); // [1, T]
+        self.token_embedding.forward(tokens) // [B, T, d]
+            + self.position_embedding.forward(positions) // [1, T, d], broadcast over B
+    }
+
     /// The L2 norm over every position of `tokens` `[B, T]` of each input feature of each
     /// block's linear layers, keyed by the layer's weight name (`blocks.0.qkv.weight`; a block
     /// shared by several layers sums its inputs at all of them): Wanda's `‖X_j‖` (Sun et al.
     /// 2023).
     pub fn input_norms(&self, tokens: Tensor<2, Int>) -> Vec<(String, Vec<f32>)> {
-        let [_, t] = tokens.dims();
-        let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
-        let mut x =
-            self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
+        let mut x = self.embed(tokens); // [B, T, d]
         let mut sums: Vec<(String, Vec<f32>)> = Vec::new();
         for layer in 0..self.n_layers {
             let index = layer % self.blocks.len();

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use scalelab_analysis::compress_study::{AXES, Axis, CompressionAnalysis, Verdict};
+use scalelab_analysis::compress_study::{AXES, CompressionAnalysis, Verdict};
 
 use crate::ReportError;
 use crate::page::{esc, figure, heading, interval_text, page_start, sig, summary_table, table_row};
@@ -320,13 +320,4 @@ fn penalty_section(
         ),
     }
     Ok(())
-}
-
-/// The axis' column in words, for CSV headers.
-pub fn axis_key(axis: Axis) -> &'static str {
-    match axis {
-        Axis::Nonzero => "nonzero",
-        Axis::Bytes => "bytes",
-        Axis::InferenceFlops => "inference_flops",
-    }
 }

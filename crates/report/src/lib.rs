@@ -14,7 +14,7 @@ mod plot;
 mod transfer;
 
 pub use classify::{ClassifyRun, ClassifyStudyReport, render_classify_report};
-pub use compress::{CompressionStudyReport, axis_key, render_compression_report};
+pub use compress::{CompressionStudyReport, render_compression_report};
 pub use csv_export::{
     CSV_SCHEMA_VERSION, write_curves_csv, write_emergence_csv, write_emergence_examples_csv,
     write_runs_csv, write_task_curves_csv,

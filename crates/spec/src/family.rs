@@ -288,6 +288,13 @@ impl LmConfig {
         }
     }
 
+    /// Forward FLOPs per token of inference under the same convention: a third of the
+    /// training count (forward, not forward and backward), less 2 for each of `pruned` zeroed
+    /// weights of its matrices (a multiply-add a sparse kernel skips).
+    pub fn inference_flops_per_token(&self, pruned: u64) -> f64 {
+        self.flops_per_token() / 3.0 - 2.0 * pruned as f64
+    }
+
     /// Peak resident memory, in bytes, of training this GPT on micro-batches of `batch`
     /// sequences on the CPU, estimated (none for the recurrent families, whose memory is not
     /// modelled): 130 MB for the program and its corpus, 16 bytes a parameter (f32 weights,

@@ -118,16 +118,6 @@ impl CompressionPlan {
     }
 }
 
-impl PlannedRun {
-    /// The token budget the run was planned at, if it was planned at one.
-    pub fn tokens_budget(&self) -> Option<u64> {
-        match self.budget {
-            BudgetPoint::Tokens(t) => Some(t),
-            _ => None,
-        }
-    }
-}
-
 /// Expands a compression study written in `study_file` into its runs, their directories under
 /// `study_dir` (where students find their teachers).
 pub fn plan_compression_study(

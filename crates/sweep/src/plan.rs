@@ -115,6 +115,16 @@ impl PlannedRun {
     }
 }
 
+impl PlannedRun {
+    /// The token budget the run was planned at, if it was planned at one.
+    pub fn tokens_budget(&self) -> Option<u64> {
+        match self.budget {
+            BudgetPoint::Tokens(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 /// The runs of a study whose runs have roles (a transfer or compression study), each as
 /// `(run, role name, the run it waits for)`, as jobs labelled `SIZE:ROLE`.
 pub(crate) fn role_jobs<'a>(

@@ -207,21 +207,22 @@ pub trait ClassifierInput: Sized {
         model: M,
     ) -> Result<Outcome<ClassifyRecord>, TrainError>;
 
-    /// A trained image classifier as a teacher of this kind of data (none: it cannot read it).
-    fn image_teacher<M: ImageClassifier + 'static>(
+    /// A trained image classifier as the logits of this kind of data (none: it cannot read it).
+    fn image_logits<M: ImageClassifier + 'static>(
         model: M,
         device: Device,
-    ) -> Option<TeacherLogits<Self>>;
+    ) -> Option<ClassifierLogits<Self>>;
 
-    /// A trained text classifier as a teacher of this kind of data (none: it cannot read it).
-    fn text_teacher<M: TextClassifier + 'static>(
+    /// A trained text classifier as the logits of this kind of data (none: it cannot read it).
+    fn text_logits<M: TextClassifier + 'static>(
         model: M,
         device: Device,
-    ) -> Option<TeacherLogits<Self>>;
+    ) -> Option<ClassifierLogits<Self>>;
 }
 
-/// A teacher's class logits `[n, K]` of a batch, computed on the plain device (no gradients).
-pub type TeacherLogits<B> = Box<dyn Fn(&B) -> Tensor<2>>;
+/// A trained classifier's class logits `[n, K]` of a batch, computed on the plain device (no
+/// gradients): a distillation teacher, or a compressed model being scored.
+pub type ClassifierLogits<B> = Box<dyn Fn(&B) -> Tensor<2>>;
 
 impl ClassifierInput for ImageBatch {
     fn image<M: ImageClassifier, S: LabelledSet<Batch = Self>>(
@@ -238,14 +239,14 @@ impl ClassifierInput for ImageBatch {
         run.refuse(Purpose::ImageClassifier)
     }
 
-    fn image_teacher<M: ImageClassifier + 'static>(
+    fn image_logits<M: ImageClassifier + 'static>(
         model: M,
         device: Device,
-    ) -> Option<TeacherLogits<Self>> {
+    ) -> Option<ClassifierLogits<Self>> {
         Some(Box::new(move |batch| model.batch_logits(batch, &device)))
     }
 
-    fn text_teacher<M: TextClassifier + 'static>(_: M, _: Device) -> Option<TeacherLogits<Self>> {
+    fn text_logits<M: TextClassifier + 'static>(_: M, _: Device) -> Option<ClassifierLogits<Self>> {
         None
     }
 }
@@ -268,17 +269,17 @@ macro_rules! text_input {
                 classify_loop(run, model)
             }
 
-            fn image_teacher<M: ImageClassifier + 'static>(
+            fn image_logits<M: ImageClassifier + 'static>(
                 _: M,
                 _: Device,
-            ) -> Option<TeacherLogits<Self>> {
+            ) -> Option<ClassifierLogits<Self>> {
                 None
             }
 
-            fn text_teacher<M: TextClassifier + 'static>(
+            fn text_logits<M: TextClassifier + 'static>(
                 model: M,
                 device: Device,
-            ) -> Option<TeacherLogits<Self>> {
+            ) -> Option<ClassifierLogits<Self>> {
                 Some(Box::new(move |batch| model.batch_logits(batch, &device)))
             }
         }
@@ -315,7 +316,7 @@ struct ClassifierWorkload<'a, S: LabelledSet, M> {
     device: Device,
     flops_per_sample: f64,
     /// The teacher of a distilled run, with τ and λ.
-    teacher: Option<(TeacherLogits<S::Batch>, f64, f64)>,
+    teacher: Option<(ClassifierLogits<S::Batch>, f64, f64)>,
     model: std::marker::PhantomData<M>,
 }
 
@@ -493,7 +494,7 @@ where
 fn load_teacher<B: ClassifierInput>(
     config: &ClassifyConfig,
     options: &RunOptions,
-) -> Result<Option<(TeacherLogits<B>, f64, f64)>, TrainError> {
+) -> Result<Option<(ClassifierLogits<B>, f64, f64)>, TrainError> {
     let Some(distill) = &config.train.distill else {
         return Ok(None);
     };
@@ -516,17 +517,6 @@ fn load_teacher<B: ClassifierInput>(
             )
         })?;
     crate::distill::check_teacher(&record.run_id, distill, dir)?;
-    if record.config.dataset != config.dataset {
-        return Err(refuse(
-            format!(
-                "the teacher in {} was trained on {}, this run trains on {}",
-                dir.display(),
-                record.config.dataset.name(),
-                config.dataset.name()
-            ),
-            "distil from a teacher of the same data set (the same classes)",
-        ));
-    }
     let weights_path = dir.join(crate::transfer::WEIGHTS_FILE);
     let bytes = std::fs::read(&weights_path).map_err(|source| TrainError::Io {
         action: "read",
@@ -555,7 +545,7 @@ pub(crate) fn classifier_logits<B: ClassifierInput>(
     weights: Vec<u8>,
     path: &std::path::Path,
     device: &Device,
-) -> Result<Option<TeacherLogits<B>>, TrainError> {
+) -> Result<Option<ClassifierLogits<B>>, TrainError> {
     struct Make<B> {
         bytes: Vec<u8>,
         path: std::path::PathBuf,
@@ -563,14 +553,14 @@ pub(crate) fn classifier_logits<B: ClassifierInput>(
         batch: std::marker::PhantomData<B>,
     }
     impl<B: ClassifierInput> UseClassifier for Make<B> {
-        type Out = Result<Option<TeacherLogits<B>>, TrainError>;
+        type Out = Result<Option<ClassifierLogits<B>>, TrainError>;
         fn image_classifier<M: ImageClassifier + 'static>(self, model: M) -> Self::Out {
             let model = crate::checkpoint::load_bytes(self.bytes, &self.path, model)?;
-            Ok(B::image_teacher(model, self.device))
+            Ok(B::image_logits(model, self.device))
         }
         fn text_classifier<M: TextClassifier + 'static>(self, model: M) -> Self::Out {
             let model = crate::checkpoint::load_bytes(self.bytes, &self.path, model)?;
-            Ok(B::text_teacher(model, self.device))
+            Ok(B::text_logits(model, self.device))
         }
     }
     let make = Make {
@@ -583,14 +573,11 @@ pub(crate) fn classifier_logits<B: ClassifierInput>(
 }
 
 /// The metrics of a classifier given as its `logits` on every example of `set`.
-pub(crate) fn score_set<S: LabelledSet>(logits: &TeacherLogits<S::Batch>, set: &S) -> ClassMetrics {
-    let mut probs = Vec::with_capacity(set.len() * set.n_classes());
-    let mut targets = Vec::with_capacity(set.len());
-    for batch in set.eval_batches(EVAL_BATCH) {
-        let p = softmax(logits(&batch), 1);
-        probs.extend(p.into_data().try_to_vec::<f32>().unwrap_or_default());
-        targets.extend(batch.labels().iter().map(|&l| l as u32));
-    }
+pub(crate) fn score_set<S: LabelledSet>(
+    logits: &ClassifierLogits<S::Batch>,
+    set: &S,
+) -> ClassMetrics {
+    let (probs, targets) = probabilities(logits.as_ref(), set);
     class_metrics(&probs, &targets, set.n_classes())
 }
 
@@ -603,10 +590,18 @@ fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {
 fn predict<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) -> (Vec<f32>, Vec<u32>) {
     let model = model.valid();
     let device = model.devices().into_iter().next().unwrap_or_default();
+    probabilities(&|batch| model.batch_logits(batch, &device), set)
+}
+
+/// The class probabilities `[n, K]` that `logits` give every target of `set`, and the targets.
+fn probabilities<S: LabelledSet>(
+    logits: &dyn Fn(&S::Batch) -> Tensor<2>,
+    set: &S,
+) -> (Vec<f32>, Vec<u32>) {
     let mut probs = Vec::with_capacity(set.len() * set.n_classes());
     let mut targets = Vec::with_capacity(set.len());
     for batch in set.eval_batches(EVAL_BATCH) {
-        let p = softmax(model.batch_logits(&batch, &device), 1);
+        let p = softmax(logits(&batch), 1);
         probs.extend(p.into_data().try_to_vec::<f32>().unwrap_or_default());
         targets.extend(batch.labels().iter().map(|&l| l as u32));
     }
