@@ -14,6 +14,7 @@ use crate::attention::{
     SelfAttentionState, attention_backward, attention_forward, self_attention_backward,
     self_attention_forward,
 };
+use crate::conv::{conv2d_backward, conv2d_forward, max_pool2x2_backward, max_pool2x2_forward};
 use crate::cross_entropy::{class_ids, cross_entropy_backward, cross_entropy_forward};
 use crate::gelu::{gelu_backward, gelu_forward};
 use crate::layer_norm::{layer_norm_backward, layer_norm_forward};
@@ -21,6 +22,21 @@ use crate::linear::{linear_add_forward, linear_backward, linear_forward, matmul_
 use crate::simd::contiguous_f32;
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_h: usize,
+        pad_w: usize,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        conv2d::<C>(x, weight, bias, [pad_h, pad_w], relu)
+    }
+
+    fn fused_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        max_pool2x2::<C>(x)
+    }
+
     fn causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -263,6 +279,69 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             (loss, (probs, targets))
         })
     }
+}
+
+/// A convolution's state for its backward pass: the input, the kernel, the output when a
+/// ReLU was fused (its mask), the padding, and whether there is a bias.
+type ConvState = (FlexTensor, FlexTensor, Option<FlexTensor>, [usize; 2], bool);
+
+/// The convolution recorded with its backward pass.
+fn conv2d<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    weight: FloatTensor<Autodiff<Flex, C>>,
+    bias: FloatTensor<Autodiff<Flex, C>>,
+    pad: [usize; 2],
+    relu: bool,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    #[derive(Debug)]
+    struct Conv2d;
+
+    impl Backward<Flex, 3> for Conv2d {
+        type State = ConvState;
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let need_dx = ops.parents[0].is_some();
+            register(ops, grads, |(x, weight, out, pad, with_bias), grad| {
+                conv2d_backward(&x, &weight, out.as_ref(), &grad, pad, [need_dx, with_bias])
+            });
+        }
+    }
+
+    let parents = [x.node(), weight.node(), bias.node()];
+    let [x, weight, bias] = [x, weight, bias].map(|t| t.into_primitive());
+    record::<_, C, 3>(Conv2d, parents, || {
+        let out = conv2d_forward(&x, &weight, &bias, pad, relu);
+        let with_bias = bias.layout().num_elements() > 0;
+        let kept = relu.then(|| out.clone());
+        (out, (x, weight, kept, pad, with_bias))
+    })
+}
+
+/// The 2×2 max-pool recorded with its backward pass.
+fn max_pool2x2<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    #[derive(Debug)]
+    struct MaxPool;
+
+    impl Backward<Flex, 1> for MaxPool {
+        /// The input's shape and each window's winner.
+        type State = ([usize; 4], Vec<u8>);
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            register(ops, grads, |(dims, winner), grad| {
+                [max_pool2x2_backward(dims, &winner, &grad)]
+            });
+        }
+    }
+
+    let parents = [x.node()];
+    let x = x.into_primitive();
+    record::<_, C, 1>(MaxPool, parents, || {
+        let dims = x.layout().shape().dims::<4>();
+        let (out, winner) = max_pool2x2_forward(&x);
+        (out, (dims, winner))
+    })
 }
 
 /// Puts a fused operation in the autodiff graph: `forward` returns the output and the state

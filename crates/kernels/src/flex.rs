@@ -5,6 +5,7 @@ use burn::backend::flex::FlexTensor;
 
 use crate::FusedOps;
 use crate::attention::{attention_forward, self_attention_forward};
+use crate::conv::{conv2d_forward, max_pool2x2_forward};
 use crate::cross_entropy::{class_ids, cross_entropy_forward};
 use crate::gelu::gelu_forward;
 use crate::layer_norm::layer_norm_forward;
@@ -43,6 +44,21 @@ impl FusedOps for Flex {
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
         gelu_forward(&x)
+    }
+
+    fn fused_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        pad_h: usize,
+        pad_w: usize,
+        relu: bool,
+    ) -> FlexTensor {
+        conv2d_forward(&x, &weight, &bias, [pad_h, pad_w], relu)
+    }
+
+    fn fused_max_pool2x2(x: FlexTensor) -> FlexTensor {
+        max_pool2x2_forward(&x).0
     }
 
     fn fused_layer_norm(

@@ -88,6 +88,21 @@ pub trait FusedOps: Backend {
         targets: IntTensor<Self>,
     ) -> FloatTensor<Self>;
 
+    /// A 2-D convolution at stride 1 of `x` `[B, C_in, H, W]` with `weight`
+    /// `[C_out, C_in, kh, kw]`, zero padding `pad_h` rows and `pad_w` columns on each side,
+    /// plus `bias` `[C_out]` (none when it is empty, `[0]`), through a ReLU when `relu`.
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_h: usize,
+        pad_w: usize,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// A 2×2 max-pool at stride 2 of `x` `[B, C, H, W]` → `[B, C, H/2, W/2]`.
+    fn fused_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// LayerNorm over the last axis of `x` with gain `gamma` and bias `beta` `[d]`.
     fn fused_layer_norm(
         x: FloatTensor<Self>,
@@ -151,6 +166,7 @@ pub mod alloc;
 mod attention;
 mod autodiff;
 mod buffer;
+mod conv;
 mod cross_entropy;
 mod flex;
 mod gelu;
@@ -164,6 +180,7 @@ mod tests;
 
 pub use adamw::{AdamWStep, AdamWTensors, FusedOptim, adamw_step};
 pub use ops::{
-    causal_attention, causal_self_attention, cross_entropy, gelu, layer_norm, linear, linear_add,
-    matmul, unfused_causal_attention, unfused_causal_self_attention,
+    causal_attention, causal_self_attention, conv2d, cross_entropy, gelu, layer_norm, linear,
+    linear_add, matmul, max_pool2x2, unfused_causal_attention, unfused_causal_self_attention,
+    unfused_conv2d, unfused_max_pool2x2,
 };

@@ -3,6 +3,8 @@
 //! (the `unfused_*` functions, which the tests compare against).
 
 use burn::backend::Dispatch;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::module::attention;
@@ -186,4 +188,68 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         logits.into_dispatch(),
         targets.into_dispatch(),
     ))
+}
+
+/// `conv` applied to `x` `[B, C_in, H, W]`, through a ReLU when `relu`. On the CPU backend, for
+/// convolutions at stride 1 without dilation or groups and with the same padding on both
+/// sides, one operation per image: the patch matrix times the kernel through the `gemm`
+/// crate into the output, which starts as the bias, and the ReLU in the same pass; backward,
+/// two products per image and the patch matrix folded back (see `conv.rs`). Burn's
+/// convolution (and `relu`) elsewhere; both compute the same function.
+pub fn conv2d(x: Tensor<4>, conv: &Conv2d, relu: bool) -> Tensor<4> {
+    let [_, c_in, h, w] = x.dims();
+    let [kh, kw] = conv.kernel_size;
+    // The padding on each side, where it is the same on both.
+    let pad = match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Same => (kh % 2 == 1 && kw % 2 == 1).then_some([kh / 2, kw / 2]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => {
+            (top == bottom && left == right).then_some([top, left])
+        }
+    };
+    let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    let Some([top, left]) = pad.filter(|&[ph, pw]| {
+        plain && available(&x) && c_in > 0 && h + 2 * ph >= kh && w + 2 * pw >= kw
+    }) else {
+        return unfused_conv2d(x, conv, relu);
+    };
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::<1>::zeros([0], &x.device()),
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_conv2d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.into_dispatch(),
+        top,
+        left,
+        relu,
+    ))
+}
+
+/// Burn's convolution, then `relu` when asked: the reference [`conv2d`] is tested against.
+pub fn unfused_conv2d(x: Tensor<4>, conv: &Conv2d, relu: bool) -> Tensor<4> {
+    let y = conv.forward(x);
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
+}
+
+/// A 2×2 max-pool at stride 2 of `x` `[B, C, H, W]` → `[B, C, H/2, W/2]`. On the CPU backend
+/// one pass forward that keeps each window's winner and one scatter backward; Burn's
+/// `max_pool2d` (which keeps its indices as a 64-bit integer tensor) elsewhere.
+pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
+    if !available(&x) {
+        return unfused_max_pool2x2(x);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_max_pool2x2(x.into_dispatch()))
+}
+
+/// Burn's 2×2 max-pool at stride 2: the reference [`max_pool2x2`] is tested against.
+pub fn unfused_max_pool2x2(x: Tensor<4>) -> Tensor<4> {
+    burn::nn::pool::MaxPool2dConfig::new([2, 2])
+        .init()
+        .forward(x)
 }

@@ -376,3 +376,139 @@ fn the_future_does_not_reach_the_past() {
     let last = |t: Tensor<4>| t.slice([0..1, 0..2, 8..9, 0..4]).into_data();
     assert_ne!(last(after), last(before));
 }
+
+/// A convolution `c_in → c_out` with a `k.0 × k.1` kernel and `padding`, random kernel and
+/// bias (when `bias`), both tracked.
+fn random_conv(
+    device: &Device,
+    [c_in, c_out]: [usize; 2],
+    k: [usize; 2],
+    padding: burn::nn::PaddingConfig2d,
+    bias: bool,
+) -> burn::nn::conv::Conv2d {
+    let mut conv = burn::nn::conv::Conv2dConfig::new([c_in, c_out], k)
+        .with_padding(padding)
+        .with_bias(bias)
+        .init(device);
+    conv.weight = burn::module::Param::from_tensor(
+        Tensor::random(
+            [c_out, c_in, k[0], k[1]],
+            Distribution::Normal(0.0, 0.5),
+            device,
+        )
+        .require_grad(),
+    );
+    conv.bias = bias.then(|| {
+        burn::module::Param::from_tensor(
+            Tensor::<1>::random([c_out], Distribution::Normal(0.2, 0.5), device).require_grad(),
+        )
+    });
+    conv
+}
+
+#[test]
+fn fused_convolution_matches_burns_convolution_and_its_gradients() {
+    use burn::nn::PaddingConfig2d::{Explicit, Same, Valid};
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    // Same-padded 3×3 with a bias and ReLU (the CNN's), 1×1 without a bias (the ResNet's
+    // shortcut), a 5×3 kernel, unpadded and padded by hand; odd image sizes; a batch larger
+    // than one backward task (8 images) with a ragged last task.
+    let cases = [
+        (11, [3, 4], [3, 3], Same, true, true, [7, 9]),
+        (2, [5, 6], [1, 1], Same, false, false, [6, 5]),
+        (3, [2, 3], [5, 3], Same, true, false, [8, 7]),
+        (2, [3, 2], [3, 3], Valid, true, true, [5, 6]),
+        (1, [2, 2], [3, 3], Explicit(2, 1, 2, 1), false, true, [4, 4]),
+    ];
+    for (batch, channels, k, padding, bias, relu, [h, w]) in cases {
+        let case = format!("{batch} {channels:?} {k:?} {padding:?} bias {bias} relu {relu}");
+        let conv = random_conv(&device, channels, k, padding, bias);
+        let x = Tensor::<4>::random(
+            [batch, channels[0], h, w],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let fused = conv2d(x.clone(), &conv, relu);
+        let unfused = unfused_conv2d(x.clone(), &conv, relu);
+        assert_eq!(fused.dims(), unfused.dims(), "{case}");
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(1e-4));
+        let weights = Tensor::<4>::random(fused.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_unfused = (unfused * weights).sum().backward();
+        assert_same_grad(&x, &g_fused, &g_unfused, 1e-4);
+        assert_same_grad(&conv.weight.val(), &g_fused, &g_unfused, 1e-3);
+        if let Some(b) = &conv.bias {
+            assert_same_grad(&b.val(), &g_fused, &g_unfused, 1e-3);
+        }
+    }
+}
+
+#[test]
+fn the_convolution_leaves_an_untracked_input_without_a_gradient() {
+    // The first layer's input (the images) needs no gradient: none is computed for it.
+    let device = Device::flex().autodiff();
+    device.seed(6);
+    let conv = random_conv(
+        &device,
+        [2, 3],
+        [3, 3],
+        burn::nn::PaddingConfig2d::Same,
+        true,
+    );
+    let x = Tensor::<4>::random([3, 2, 5, 5], Distribution::Normal(0.0, 1.0), &device);
+    let grads = conv2d(x.clone(), &conv, true).sum().backward();
+    assert!(x.grad(&grads).is_none());
+    assert!(conv.weight.val().grad(&grads).is_some());
+}
+
+#[test]
+fn fused_max_pool_matches_burns_and_its_gradient() {
+    let device = Device::flex().autodiff();
+    device.seed(8);
+    // Even and odd sizes (a last odd row or column is dropped).
+    for dims in [[2, 3, 8, 6], [3, 2, 7, 9], [1, 1, 1, 4]] {
+        let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let fused = max_pool2x2(x.clone());
+        let unfused = unfused_max_pool2x2(x.clone());
+        assert_eq!(fused.dims(), unfused.dims(), "{dims:?}");
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(0.0));
+        let weights = Tensor::<4>::random(fused.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_unfused = (unfused * weights).sum().backward();
+        assert_same_grad(&x, &g_fused, &g_unfused, 0.0);
+    }
+}
+
+#[test]
+fn the_convolution_does_not_depend_on_the_thread_count() {
+    // The weight gradient's partial sums are added in a fixed order.
+    let device = Device::flex().autodiff();
+    device.seed(9);
+    let conv = random_conv(
+        &device,
+        [3, 4],
+        [3, 3],
+        burn::nn::PaddingConfig2d::Same,
+        true,
+    );
+    let x = Tensor::<4>::random([19, 3, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+    let weight_grad = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let grads = conv2d(x.clone(), &conv, true).sum().backward();
+            conv.weight.val().grad(&grads).unwrap().into_data()
+        })
+    };
+    assert_eq!(weight_grad(1), weight_grad(3));
+}

@@ -9,10 +9,10 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+
+use scalelab_kernels::{conv2d, max_pool2x2};
 
 use crate::init::{ParamFactory, WeightInit};
 use crate::registry::{FamilyModel, ImageClassifier};
@@ -30,7 +30,6 @@ use scalelab_spec::family::cnn::{CONVS_PER_STAGE, KERNEL, convs, flat_features};
 #[derive(Module, Debug)]
 pub struct Cnn {
     convs: Vec<Conv2d>,
-    pool: MaxPool2d,
     fc: Linear,
     classifier: Linear,
     dropout: Dropout,
@@ -41,14 +40,14 @@ impl Cnn {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for (i, conv) in self.convs.iter().enumerate() {
-            x = relu(conv.forward(x)); // [B, c_s, H_s, W_s]
+            x = conv2d(x, conv, true); // relu(conv(x)): [B, c_s, H_s, W_s]
             if i % CONVS_PER_STAGE == CONVS_PER_STAGE - 1 {
-                x = self.pool.forward(x); // [B, c_s, H_s/2, W_s/2]
+                x = max_pool2x2(x); // [B, c_s, H_s/2, W_s/2]
             }
         }
         let [b, c, h, w] = x.dims();
         let x = x.reshape([b, c * h * w]); // [B, F]
-        let x = relu(self.fc.forward(self.dropout.forward(x))); // [B, fc]
+        let x = burn::tensor::activation::relu(self.fc.forward(self.dropout.forward(x))); // [B, fc]
         self.classifier.forward(self.dropout.forward(x)) // [B, K]
     }
 }
@@ -89,7 +88,6 @@ impl FamilyModel for Cnn {
         let classifier = p.linear("classifier", fc, classes, (1.0 / fc as f64).sqrt(), true);
         Self {
             convs,
-            pool: MaxPool2dConfig::new([2, 2]).init(),
             fc: fc_layer,
             classifier,
             dropout: DropoutConfig::new(dropout).init(),

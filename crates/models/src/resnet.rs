@@ -13,10 +13,11 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+
+use scalelab_kernels::{conv2d, max_pool2x2};
 
 use crate::init::{ParamFactory, WeightInit};
 use crate::registry::{FamilyModel, ImageClassifier};
@@ -33,7 +34,8 @@ use scalelab_spec::family::resnet::blocks;
 /// A basic residual block, optionally downsampling first.
 #[derive(Module, Debug)]
 pub struct BasicBlock {
-    pool: Option<MaxPool2d>,
+    /// Whether the block first halves the image with a 2×2 max-pool.
+    pool: bool,
     conv1: Conv2d,
     bn1: BatchNorm,
     conv2: Conv2d,
@@ -44,14 +46,15 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = match &self.pool {
-            Some(pool) => pool.forward(x), // [B, c_in, H/2, W/2]
-            None => x,
+        let x = if self.pool {
+            max_pool2x2(x) // [B, c_in, H/2, W/2]
+        } else {
+            x
         };
-        let h = relu(self.bn1.forward(self.conv1.forward(x.clone()))); // [B, c_out, H, W]
-        let h = self.bn2.forward(self.conv2.forward(h)); // [B, c_out, H, W]
+        let h = relu(self.bn1.forward(conv2d(x.clone(), &self.conv1, false))); // [B, c_out, H, W]
+        let h = self.bn2.forward(conv2d(h, &self.conv2, false)); // [B, c_out, H, W]
         let skip = match &self.shortcut {
-            Some((conv, bn)) => bn.forward(conv.forward(x)), // [B, c_out, H, W]
+            Some((conv, bn)) => bn.forward(conv2d(x, conv, false)), // [B, c_out, H, W]
             None => x,
         };
         relu(h + skip)
@@ -75,7 +78,7 @@ pub struct ResNet {
 impl ResNet {
     /// Class logits `[B, K]` of images `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_bn.forward(self.stem.forward(x))); // [B, c0, H, W]
+        let mut x = relu(self.stem_bn.forward(conv2d(x, &self.stem, false))); // [B, c0, H, W]
         for block in &self.blocks {
             x = block.forward(x); // [B, c_s, H_s, W_s]
         }
@@ -122,7 +125,7 @@ impl FamilyModel for ResNet {
                     )
                 });
                 BasicBlock {
-                    pool: (i > 0).then(|| MaxPool2dConfig::new([2, 2]).init()),
+                    pool: i > 0,
                     conv1,
                     bn1,
                     conv2,

@@ -1,0 +1,381 @@
+//! 2-D convolutions (stride 1, symmetric zero padding) with an optional fused ReLU, and the
+//! 2×2 max-pool that keeps which element of each window won, for the image classifiers.
+//!
+//! A convolution runs image by image: the image is unrolled into its patch matrix (im2col,
+//! `[C_in·kh·kw, H_out·W_out]`, one row per input channel and kernel tap) and the output
+//! image `[C_out, H_out·W_out]` — already the NCHW layout — is the bias plus the kernel
+//! matrix `[C_out, C_in·kh·kw]` times it, through the `gemm` crate, with the ReLU applied in
+//! the same pass over the image while it is in cache. Backward, each image's patch matrix is
+//! built again (cheaper than keeping it): `dW += dY·patchesᵀ`, `dpatches = Wᵀ·dY` folded
+//! back into the input's gradient (col2im). Images go to the rayon pool's threads in fixed
+//! groups whose weight-gradient partial sums are added in group order, so the result does
+//! not depend on how the threads split the work.
+
+use burn::backend::TensorMetadata;
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::{Bytes, DType, Shape};
+use rayon::prelude::*;
+
+use crate::gemm::{self, MatRef};
+use crate::simd::contiguous_f32;
+
+/// Images per parallel task of the backward pass (each task keeps its own weight gradient).
+const IMAGES_PER_TASK: usize = 8;
+
+/// The shape of one convolution: input `[batch, c_in, h, w]`, kernel `[c_out, c_in, kh, kw]`,
+/// zero padding `pad` rows above and below and `pad` columns left and right.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvShape {
+    batch: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    pad: [usize; 2],
+}
+
+impl ConvShape {
+    /// The shape of `x` `[B, C_in, H, W]` convolved with `weight` `[C_out, C_in, kh, kw]`.
+    ///
+    /// # Panics
+    /// If the channels disagree or the padded image is smaller than the kernel (the caller,
+    /// `ops::conv2d`, checks both before choosing this path).
+    pub(crate) fn new(x: &FlexTensor, weight: &FlexTensor, pad: [usize; 2]) -> Self {
+        let [batch, c_in, h, w] = x.shape().dims::<4>();
+        let [c_out, c_in_w, kh, kw] = weight.shape().dims::<4>();
+        assert_eq!(c_in, c_in_w, "input channels of the image and the kernel");
+        assert!(
+            h + 2 * pad[0] >= kh && w + 2 * pad[1] >= kw,
+            "a kernel larger than the image"
+        );
+        Self {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            pad,
+        }
+    }
+
+    fn h_out(&self) -> usize {
+        self.h + 2 * self.pad[0] + 1 - self.kh
+    }
+
+    fn w_out(&self) -> usize {
+        self.w + 2 * self.pad[1] + 1 - self.kw
+    }
+
+    /// Output positions of one image.
+    fn positions(&self) -> usize {
+        self.h_out() * self.w_out()
+    }
+
+    /// Rows of the patch matrix: one per input channel and kernel tap.
+    fn taps(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    fn image_len(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn out_image_len(&self) -> usize {
+        self.c_out * self.positions()
+    }
+
+    /// Whether the patch matrix is the image itself (a 1×1 kernel without padding).
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.pad == [0, 0]
+    }
+
+    /// Writes the patch matrix `[taps, positions]` of `image` `[C_in, H, W]` into `cols`:
+    /// element `((c, ky, kx), (y, x))` is `image[c, y + ky − pad, x + kx − pad]`, zero outside.
+    fn im2col(&self, image: &[f32], cols: &mut [f32]) {
+        let (ho, wo, [ph, pw]) = (self.h_out(), self.w_out(), self.pad);
+        let mut rows = cols.chunks_exact_mut(ho * wo);
+        for plane in image.chunks_exact(self.h * self.w) {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let Some(row) = rows.next() else { return };
+                    // Output columns whose input column x + kx − pw lies inside the image.
+                    let x_lo = pw.saturating_sub(kx).min(wo);
+                    let x_hi = (self.w + pw).saturating_sub(kx).clamp(x_lo, wo);
+                    for (y, out) in row.chunks_exact_mut(wo).enumerate() {
+                        let iy = (y + ky).wrapping_sub(ph);
+                        if iy >= self.h {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[iy * self.w..(iy + 1) * self.w];
+                        out[..x_lo].fill(0.0);
+                        let ix = x_lo + kx - pw;
+                        out[x_lo..x_hi].copy_from_slice(&src[ix..ix + (x_hi - x_lo)]);
+                        out[x_hi..].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the patch matrix's gradient `cols` `[taps, positions]` into the image's gradient
+    /// `image` `[C_in, H, W]` (the transpose of [`ConvShape::im2col`]).
+    fn col2im_add(&self, cols: &[f32], image: &mut [f32]) {
+        let (ho, wo, [ph, pw]) = (self.h_out(), self.w_out(), self.pad);
+        let mut rows = cols.chunks_exact(ho * wo);
+        for plane in image.chunks_exact_mut(self.h * self.w) {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let Some(row) = rows.next() else { return };
+                    let x_lo = pw.saturating_sub(kx).min(wo);
+                    let x_hi = (self.w + pw).saturating_sub(kx).clamp(x_lo, wo);
+                    for (y, g) in row.chunks_exact(wo).enumerate() {
+                        let iy = (y + ky).wrapping_sub(ph);
+                        if iy >= self.h {
+                            continue;
+                        }
+                        let ix = x_lo + kx - pw;
+                        let dst = &mut plane[iy * self.w + ix..iy * self.w + ix + (x_hi - x_lo)];
+                        for (d, g) in dst.iter_mut().zip(&g[x_lo..x_hi]) {
+                            *d += g;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The convolution of `x` `[B, C_in, H, W]` with `weight` `[C_out, C_in, kh, kw]` plus `bias`
+/// `[C_out]` (or none when `bias` is empty), through a ReLU when `relu`: `[B, C_out, H_out,
+/// W_out]`.
+pub(crate) fn conv2d_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    pad: [usize; 2],
+    relu: bool,
+) -> FlexTensor {
+    let s = ConvShape::new(x, weight, pad);
+    let (x, weight, bias) = (
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        bias.to_contiguous(),
+    );
+    let (x, weight, bias) = (
+        contiguous_f32(&x),
+        contiguous_f32(&weight),
+        contiguous_f32(&bias),
+    );
+    let kernel = MatRef::row_major(weight, s.c_out, s.taps());
+    let positions = s.positions();
+    let mut out = vec![0.0f32; s.batch * s.out_image_len()];
+    // Few images: each product is split across the threads instead.
+    let split = s.batch < rayon::current_num_threads();
+    let task = |scratch: &mut Vec<f32>, (image, out): (&[f32], &mut [f32])| {
+        if !bias.is_empty() {
+            for (row, &b) in out.chunks_exact_mut(positions).zip(bias) {
+                row.fill(b);
+            }
+        }
+        let cols = patches(&s, image, scratch);
+        gemm::product_into(out, kernel, cols, true, split);
+        if relu {
+            out.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    };
+    let (image_len, out_len) = (s.image_len(), s.out_image_len());
+    if split {
+        let mut scratch = Vec::new();
+        x.chunks_exact(image_len)
+            .zip(out.chunks_exact_mut(out_len))
+            .for_each(|pair| task(&mut scratch, pair));
+    } else {
+        x.par_chunks_exact(image_len)
+            .zip(out.par_chunks_exact_mut(out_len))
+            .for_each_init(Vec::new, task);
+    }
+    tensor(out, [s.batch, s.c_out, s.h_out(), s.w_out()])
+}
+
+/// The patch matrix of `image` as a matrix: the image itself for a pointwise kernel, else
+/// built in `scratch`.
+fn patches<'a>(s: &ConvShape, image: &'a [f32], scratch: &'a mut Vec<f32>) -> MatRef<'a> {
+    if s.pointwise() {
+        return MatRef::row_major(image, s.taps(), s.positions());
+    }
+    scratch.resize(s.taps() * s.positions(), 0.0);
+    s.im2col(image, scratch);
+    MatRef::row_major(scratch, s.taps(), s.positions())
+}
+
+/// Gradients of a convolution's input, kernel and bias from its output's gradient `grad`:
+/// `[dx, dW, db]`. With `relu`, `out` is the (rectified) output and the gradient passes only
+/// where it is positive. `dx` is computed only when `need_dx` (an empty tensor otherwise) and
+/// `db` only when `with_bias`.
+pub(crate) fn conv2d_backward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    out: Option<&FlexTensor>,
+    grad: &FlexTensor,
+    pad: [usize; 2],
+    [need_dx, with_bias]: [bool; 2],
+) -> [FlexTensor; 3] {
+    let s = ConvShape::new(x, weight, pad);
+    let (x, weight, grad) = (
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        grad.to_contiguous(),
+    );
+    let (x, weight) = (contiguous_f32(&x), contiguous_f32(&weight));
+    let grad = match out {
+        Some(out) => {
+            let out = out.to_contiguous();
+            let out = contiguous_f32(&out);
+            let grad = contiguous_f32(&grad);
+            grad.par_iter()
+                .zip(out)
+                .map(|(&g, &o)| if o > 0.0 { g } else { 0.0 })
+                .collect::<Vec<f32>>()
+        }
+        None => contiguous_f32(&grad).to_vec(),
+    };
+    let (taps, positions) = (s.taps(), s.positions());
+    let kernel = MatRef::row_major(weight, s.c_out, taps);
+    let mut dx = vec![0.0f32; if need_dx { s.batch * s.image_len() } else { 0 }];
+    let tasks = s.batch.div_ceil(IMAGES_PER_TASK);
+    let dx_chunks: Vec<Option<&mut [f32]>> = if need_dx {
+        dx.chunks_mut(IMAGES_PER_TASK * s.image_len())
+            .map(Some)
+            .collect()
+    } else {
+        (0..tasks).map(|_| None).collect()
+    };
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx_chunks
+        .into_par_iter()
+        .enumerate()
+        .map(|(task, mut dx)| {
+            let mut dw = vec![0.0f32; s.c_out * taps];
+            let mut db = vec![0.0f32; if with_bias { s.c_out } else { 0 }];
+            let (mut scratch, mut dcols) = (Vec::new(), vec![0.0f32; taps * positions]);
+            let images = task * IMAGES_PER_TASK..s.batch.min((task + 1) * IMAGES_PER_TASK);
+            for (i, b) in images.enumerate() {
+                let g = &grad[b * s.out_image_len()..(b + 1) * s.out_image_len()];
+                let g_m = MatRef::row_major(g, s.c_out, positions);
+                for (d, row) in db.iter_mut().zip(g.chunks_exact(positions)) {
+                    *d += row.iter().sum::<f32>();
+                }
+                let image = &x[b * s.image_len()..(b + 1) * s.image_len()];
+                let cols = patches(&s, image, &mut scratch);
+                gemm::product_into(&mut dw, g_m, cols.t(), true, false);
+                if let Some(dx) = dx.as_deref_mut() {
+                    let dx_b = &mut dx[i * s.image_len()..(i + 1) * s.image_len()];
+                    if s.pointwise() {
+                        gemm::product_into(dx_b, kernel.t(), g_m, true, false);
+                    } else {
+                        gemm::product_into(&mut dcols, kernel.t(), g_m, false, false);
+                        s.col2im_add(&dcols, dx_b);
+                    }
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let mut dw = vec![0.0f32; s.c_out * taps];
+    let mut db = vec![0.0f32; if with_bias { s.c_out } else { 0 }];
+    for (pw, pb) in &partial {
+        dw.iter_mut().zip(pw).for_each(|(d, p)| *d += p);
+        db.iter_mut().zip(pb).for_each(|(d, p)| *d += p);
+    }
+    let dx_shape = if need_dx {
+        [s.batch, s.c_in, s.h, s.w]
+    } else {
+        [0, 0, 0, 0]
+    };
+    let db_len = db.len();
+    [
+        tensor(dx, dx_shape),
+        tensor(dw, [s.c_out, s.c_in, s.kh, s.kw]),
+        tensor(db, [db_len]),
+    ]
+}
+
+/// A 2×2 max-pool with stride 2 of `x` `[B, C, H, W]` → `[B, C, H/2, W/2]` (a last odd row or
+/// column is dropped, as Burn's and PyTorch's pools do), and the winner of each window as
+/// `2·dy + dx` (the first of equal maxima, in row-major order).
+pub(crate) fn max_pool2x2_forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
+    let [b, c, h, w] = x.shape().dims::<4>();
+    let (ho, wo) = (h / 2, w / 2);
+    let x = x.to_contiguous();
+    let x = contiguous_f32(&x);
+    let mut out = vec![0.0f32; b * c * ho * wo];
+    let mut winner = vec![0u8; b * c * ho * wo];
+    if ho * wo > 0 {
+        x.par_chunks_exact(h * w)
+            .zip(out.par_chunks_exact_mut(ho * wo))
+            .zip(winner.par_chunks_exact_mut(ho * wo))
+            .for_each(|((plane, out), winner)| {
+                for y in 0..ho {
+                    let (top, bottom) = (&plane[2 * y * w..], &plane[(2 * y + 1) * w..]);
+                    for xo in 0..wo {
+                        let window = [
+                            top[2 * xo],
+                            top[2 * xo + 1],
+                            bottom[2 * xo],
+                            bottom[2 * xo + 1],
+                        ];
+                        let mut best = 0;
+                        for (i, &v) in window.iter().enumerate().skip(1) {
+                            if v > window[best] || (window[best].is_nan() && !v.is_nan()) {
+                                best = i;
+                            }
+                        }
+                        out[y * wo + xo] = window[best];
+                        winner[y * wo + xo] = best as u8;
+                    }
+                }
+            });
+    }
+    (tensor(out, [b, c, ho, wo]), winner)
+}
+
+/// The gradient of a 2×2 max-pool's input `[B, C, H, W]` (`dims`) from its output's gradient:
+/// each output's gradient goes to its window's winner, zero elsewhere.
+pub(crate) fn max_pool2x2_backward(
+    dims: [usize; 4],
+    winner: &[u8],
+    grad: &FlexTensor,
+) -> FlexTensor {
+    let [b, c, h, w] = dims;
+    let (ho, wo) = (h / 2, w / 2);
+    let grad = grad.to_contiguous();
+    let grad = contiguous_f32(&grad);
+    let mut dx = vec![0.0f32; b * c * h * w];
+    if ho * wo > 0 {
+        dx.par_chunks_exact_mut(h * w)
+            .zip(grad.par_chunks_exact(ho * wo))
+            .zip(winner.par_chunks_exact(ho * wo))
+            .for_each(|((plane, g), winner)| {
+                for y in 0..ho {
+                    for xo in 0..wo {
+                        let k = usize::from(winner[y * wo + xo]);
+                        plane[(2 * y + k / 2) * w + 2 * xo + k % 2] = g[y * wo + xo];
+                    }
+                }
+            });
+    }
+    tensor(dx, dims)
+}
+
+/// A contiguous f32 tensor of `shape` holding `values`.
+fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(Shape::new(shape)),
+        DType::F32,
+    )
+}
