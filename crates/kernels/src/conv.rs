@@ -16,6 +16,8 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType, Shape};
 use rayon::prelude::*;
 
+use burn::backend::ops::FloatTensorOps;
+
 use crate::gemm::{self, MatRef};
 use crate::simd::contiguous_f32;
 
@@ -105,6 +107,17 @@ impl ConvShape {
                     // Output columns whose input column x + kx − pw lies inside the image.
                     let x_lo = pw.saturating_sub(kx).min(wo);
                     let x_hi = (self.w + pw).saturating_sub(kx).clamp(x_lo, wo);
+                    if wo == self.w {
+                        same_width_row(
+                            plane,
+                            row,
+                            [self.h, self.w],
+                            [ky, kx],
+                            [ph, pw],
+                            [x_lo, x_hi],
+                        );
+                        continue;
+                    }
                     for (y, out) in row.chunks_exact_mut(wo).enumerate() {
                         let iy = (y + ky).wrapping_sub(ph);
                         if iy >= self.h {
@@ -150,6 +163,49 @@ impl ConvShape {
     }
 }
 
+/// One row of the patch matrix (tap `(ky, kx)` of one input plane `[h, w]`) when the output
+/// is as wide as the input: then the row is the plane shifted by a constant offset, so the
+/// rows of the image that the tap reads are one copy, after which the columns that wrapped
+/// around from a neighbouring row (outside `x_lo..x_hi`) and the rows above and below the
+/// image are zeroed.
+fn same_width_row(
+    plane: &[f32],
+    row: &mut [f32],
+    [h, w]: [usize; 2],
+    [ky, kx]: [usize; 2],
+    [ph, pw]: [usize; 2],
+    [x_lo, x_hi]: [usize; 2],
+) {
+    let ho = row.len() / w;
+    // Output rows y whose input row y + ky − ph lies inside the image.
+    let y_lo = ph.saturating_sub(ky).min(ho);
+    let y_hi = (h + ph).saturating_sub(ky).clamp(y_lo, ho);
+    row[..y_lo * w].fill(0.0);
+    row[y_hi * w..].fill(0.0);
+    if y_lo == y_hi {
+        return;
+    }
+    // Output element (y, x) reads plane[(y + ky − ph)·w + x + kx − pw]: a constant shift.
+    let (start, end) = (y_lo * w, y_hi * w);
+    let src_start = (y_lo + ky - ph) * w;
+    if kx >= pw {
+        let shift = kx - pw;
+        let n = (end - start).min(plane.len() - src_start - shift);
+        row[start..start + n].copy_from_slice(&plane[src_start + shift..src_start + shift + n]);
+        row[start + n..end].fill(0.0);
+    } else {
+        let shift = pw - kx;
+        let n = end - start - shift.min(end - start);
+        row[start..start + shift.min(end - start)].fill(0.0);
+        row[start + shift..start + shift + n].copy_from_slice(&plane[src_start..src_start + n]);
+    }
+    // The columns whose input column lies outside the image read a neighbouring row.
+    for out in row[start..end].chunks_exact_mut(w) {
+        out[..x_lo].fill(0.0);
+        out[x_hi..].fill(0.0);
+    }
+}
+
 /// The convolution of `x` `[B, C_in, H, W]` with `weight` `[C_out, C_in, kh, kw]` plus `bias`
 /// `[C_out]` (or none when `bias` is empty), through a ReLU when `relu`: `[B, C_out, H_out,
 /// W_out]`.
@@ -173,33 +229,34 @@ pub(crate) fn conv2d_forward(
     );
     let kernel = MatRef::row_major(weight, s.c_out, s.taps());
     let positions = s.positions();
-    let mut out = vec![0.0f32; s.batch * s.out_image_len()];
-    // Few images: each product is split across the threads instead.
-    let split = s.batch < rayon::current_num_threads();
-    let task = |scratch: &mut Vec<f32>, (image, out): (&[f32], &mut [f32])| {
-        if !bias.is_empty() {
-            for (row, &b) in out.chunks_exact_mut(positions).zip(bias) {
-                row.fill(b);
+    let image_len = s.image_len();
+    let out = gemm::grouped_products(
+        [s.batch, s.c_out, positions],
+        // Few images: each product is split across the threads instead.
+        s.batch < rayon::current_num_threads(),
+        Vec::new,
+        |scratch, b, write| {
+            let image = &x[b * image_len..(b + 1) * image_len];
+            write(kernel, patches(&s, image, scratch));
+        },
+        |_, out| {
+            if bias.is_empty() && !relu {
+                return;
             }
-        }
-        let cols = patches(&s, image, scratch);
-        gemm::product_into(out, kernel, cols, true, split);
-        if relu {
-            out.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-    };
-    let (image_len, out_len) = (s.image_len(), s.out_image_len());
-    if split {
-        let mut scratch = Vec::new();
-        x.chunks_exact(image_len)
-            .zip(out.chunks_exact_mut(out_len))
-            .for_each(|pair| task(&mut scratch, pair));
-    } else {
-        x.par_chunks_exact(image_len)
-            .zip(out.par_chunks_exact_mut(out_len))
-            .for_each_init(Vec::new, task);
-    }
-    tensor(out, [s.batch, s.c_out, s.h_out(), s.w_out()])
+            // The bias and the ReLU in one pass over the image's output.
+            for (row, &b) in out
+                .chunks_exact_mut(positions)
+                .zip(bias.iter().chain(std::iter::repeat(&0.0)))
+            {
+                match relu {
+                    true => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+                    false => row.iter_mut().for_each(|v| *v += b),
+                }
+            }
+        },
+    );
+    let [_, c_out, ho, wo] = [s.batch, s.c_out, s.h_out(), s.w_out()];
+    burn::backend::Flex::float_reshape(out, Shape::new([s.batch, c_out, ho, wo]))
 }
 
 /// The patch matrix of `image` as a matrix: the image itself for a pointwise kernel, else
@@ -312,33 +369,33 @@ pub(crate) fn max_pool2x2_forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
     let (ho, wo) = (h / 2, w / 2);
     let x = x.to_contiguous();
     let x = contiguous_f32(&x);
-    let mut out = vec![0.0f32; b * c * ho * wo];
-    let mut winner = vec![0u8; b * c * ho * wo];
+    let mut out = Vec::with_capacity(b * c * ho * wo);
+    let mut winner = Vec::with_capacity(b * c * ho * wo);
     if ho * wo > 0 {
-        x.par_chunks_exact(h * w)
-            .zip(out.par_chunks_exact_mut(ho * wo))
-            .zip(winner.par_chunks_exact_mut(ho * wo))
-            .for_each(|((plane, out), winner)| {
+        let planes: Vec<(Vec<f32>, Vec<u8>)> = x
+            .par_chunks_exact(h * w)
+            .map(|plane| {
+                let (mut out, mut winner) =
+                    (Vec::with_capacity(ho * wo), Vec::with_capacity(ho * wo));
                 for y in 0..ho {
-                    let (top, bottom) = (&plane[2 * y * w..], &plane[(2 * y + 1) * w..]);
-                    for xo in 0..wo {
-                        let window = [
-                            top[2 * xo],
-                            top[2 * xo + 1],
-                            bottom[2 * xo],
-                            bottom[2 * xo + 1],
-                        ];
-                        let mut best = 0;
-                        for (i, &v) in window.iter().enumerate().skip(1) {
-                            if v > window[best] || (window[best].is_nan() && !v.is_nan()) {
-                                best = i;
-                            }
-                        }
-                        out[y * wo + xo] = window[best];
-                        winner[y * wo + xo] = best as u8;
+                    let top = &plane[2 * y * w..2 * y * w + 2 * wo];
+                    let bottom = &plane[(2 * y + 1) * w..(2 * y + 1) * w + 2 * wo];
+                    for (t, d) in top.chunks_exact(2).zip(bottom.chunks_exact(2)) {
+                        // The first of equal maxima in row-major order wins.
+                        let (m1, i1) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
+                        let (m2, i2) = if d[1] > d[0] { (d[1], 3) } else { (d[0], 2) };
+                        let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+                        out.push(m);
+                        winner.push(i);
                     }
                 }
-            });
+                (out, winner)
+            })
+            .collect();
+        for (o, wi) in planes {
+            out.extend_from_slice(&o);
+            winner.extend_from_slice(&wi);
+        }
     }
     (tensor(out, [b, c, ho, wo]), winner)
 }

@@ -314,6 +314,57 @@ pub(crate) fn heads_side_by_side<'a>(
     unsafe { new_tensor(shape, write) }
 }
 
+/// The products of `groups` pairs of matrices whose operands are made per group (a
+/// convolution's patch matrix of each image), as a new `[groups, rows, cols]` tensor, each
+/// product then finished in place. For group `g`, `operands(scratch, g, write)` builds the
+/// operands (in the task's own `scratch`, made by `new_scratch`) and calls `write(a, b)`, which
+/// puts `a·b` (`rows × cols`) into the group's block; then `finish(g, block)` runs on it while it
+/// is in cache. Groups go to the rayon pool's threads; or, when `split`, one at a time with
+/// each product split across the threads.
+///
+/// # Panics
+/// If `operands` does not call `write` for its group, or gives a product of another shape.
+pub(crate) fn grouped_products<S>(
+    [groups, rows, cols]: [usize; 3],
+    split: bool,
+    new_scratch: impl Fn() -> S + Sync,
+    operands: impl Fn(&mut S, usize, &mut dyn FnMut(MatRef<'_>, MatRef<'_>)) + Sync,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
+) -> FlexTensor {
+    let shape = Shape::new([groups, rows, cols]);
+    if rows * cols == 0 {
+        return FlexTensor::empty(shape, DType::F32);
+    }
+    let group = |scratch: &mut S, (g, block): (usize, &mut [MaybeUninit<f32>])| {
+        let mut written = false;
+        operands(scratch, g, &mut |a, b| {
+            product_into_uninit(block, a, b, split); // checks the shape
+            written = true;
+        });
+        assert!(written, "group {g}'s product was not written");
+        // SAFETY: `product_into_uninit` wrote every element of `block` (it asserts that the
+        // product fills it), and `MaybeUninit<f32>` has the layout of `f32`.
+        let block = unsafe {
+            std::slice::from_raw_parts_mut(block.as_mut_ptr().cast::<f32>(), block.len())
+        };
+        finish(g, block);
+    };
+    let write = |dst: &mut [MaybeUninit<f32>]| {
+        if split {
+            let mut scratch = new_scratch();
+            dst.chunks_mut(rows * cols)
+                .enumerate()
+                .for_each(|pair| group(&mut scratch, pair));
+        } else {
+            dst.par_chunks_mut(rows * cols)
+                .enumerate()
+                .for_each_init(&new_scratch, group);
+        }
+    };
+    // SAFETY: every group's block is written whole (above), and the blocks tile the buffer.
+    unsafe { new_tensor(shape, write) }
+}
+
 #[cfg(test)]
 mod tests {
     use burn::backend::TensorMetadata;
