@@ -482,19 +482,28 @@ pub struct BenchArgs {
     /// peer's step times at each of its shapes, and its FLOP/s against the SGEMM peak.
     #[arg(long, value_name = "DIR")]
     pub study: Option<PathBuf>,
-    /// With --family (mlp or cnn, and --preset, --depth, --width, --fc): benchmark that image
-    /// classifier instead, on 28×28 MNIST-shaped images and 10 classes: one training step of
-    /// --images images and one inference batch of --inference-batch; given --peer-python, the
-    /// repository's PyTorch eager peer of the same model (--classifier-peer) runs right after.
+    /// With --family (mlp, cnn, resnet, lstm, gru or encoder, and --preset, --depth, --width,
+    /// --fc): benchmark that classifier instead, the image families on 28×28 MNIST-shaped
+    /// images and 10 classes, the text families on full-length sentences of --seq-len tokens
+    /// from --vocab and 2 classes (the shape of the sentiment set): one training step of
+    /// --images examples and one inference batch of --inference-batch; given --peer-python,
+    /// the repository's PyTorch eager peer of the same model (--classifier-peer) runs right
+    /// after.
     #[command(flatten)]
     pub shape: ClassifierShapeFlags,
     /// The CNN's dense layer width, with --family.
     #[arg(long)]
     pub fc: Option<usize>,
-    /// Images per training step, with --family.
-    #[arg(long, default_value_t = 64)]
+    /// Images (or sentences) per training step, with --family.
+    #[arg(long, visible_alias = "examples", default_value_t = 64)]
     pub images: usize,
-    /// Images per inference batch, with --family.
+    /// Tokens per sentence, with a text --family.
+    #[arg(long, default_value_t = 48)]
+    pub seq_len: usize,
+    /// Vocabulary (the padding token included), with a text --family.
+    #[arg(long, default_value_t = 1001)]
+    pub vocab: usize,
+    /// Examples per inference batch, with --family.
     #[arg(long, default_value_t = 500)]
     pub inference_batch: usize,
     /// The classifiers' PyTorch peer.

@@ -359,47 +359,77 @@ fn classifier(args: &BenchArgs, family: Family) -> Result<ExitCode> {
         ..ClassifierSpec::default()
     };
     args.shape.apply(&mut spec);
-    let input = [1, 28, 28];
-    let config = spec.resolve(InputShape::Image(input), 10)?;
-    if args.images == 0 || args.inference_batch == 0 || args.steps == 0 {
+    let shape_family = spec.preset.map_or(spec.family, |p| p.shape().0);
+    let text = shape_family.serves(scalelab_spec::Purpose::TextClassifier);
+    let (input, classes) = if text {
+        let tokens = InputShape::Tokens {
+            vocab: args.vocab,
+            ctx: args.seq_len,
+            per_token: false,
+        };
+        (tokens, 2)
+    } else {
+        (InputShape::Image([1, 28, 28]), 10)
+    };
+    let config = spec.resolve(input, classes)?;
+    if args.images == 0 || args.inference_batch == 0 || args.steps == 0 || args.seq_len == 0 {
         bail!(
-            "--images, --inference-batch and --steps must be at least 1\nhint: e.g. --images 64 --inference-batch 500 --steps 20"
+            "--images, --inference-batch, --seq-len and --steps must be at least 1\nhint: e.g. --images 64 --inference-batch 500 --steps 20"
         );
     }
-    let peer_flags: Vec<String> = match &config {
-        ClassifierConfig::Mlp(c) => vec![
-            "--family".into(),
-            "mlp".into(),
+    let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let mut peer_flags: Vec<String> = match &config {
+        ClassifierConfig::Mlp(c) => vec!["--hidden".into(), list(&c.hidden)],
+        ClassifierConfig::Cnn(c) => {
+            vec![
+                "--stages".into(),
+                list(&c.stages),
+                "--fc".into(),
+                c.fc.to_string(),
+            ]
+        }
+        ClassifierConfig::Resnet(c) => vec!["--stages".into(), list(&c.stages)],
+        ClassifierConfig::Rnn(c) => vec![
+            "--embed".into(),
+            c.embed.to_string(),
             "--hidden".into(),
-            c.hidden
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
+            c.hidden.to_string(),
+            "--layers".into(),
+            c.layers.to_string(),
         ],
-        ClassifierConfig::Cnn(c) => vec![
-            "--family".into(),
-            "cnn".into(),
-            "--stages".into(),
-            c.stages
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            "--fc".into(),
-            c.fc.to_string(),
+        ClassifierConfig::Encoder(c) if !c.causal && !c.segments && !c.next_sentence => vec![
+            "--width".into(),
+            c.d_model.to_string(),
+            "--layers".into(),
+            c.n_layers.to_string(),
+            "--heads".into(),
+            c.n_heads.to_string(),
         ],
         _ => bail!(
-            "--family {}: only the mlp and cnn families are benchmarked so far\nhint: use --family mlp or --family cnn",
+            "--family {}: no PyTorch peer of this classifier\nhint: benchmark mlp, cnn, resnet, lstm, gru or encoder",
             family.name()
         ),
     };
+    peer_flags.splice(
+        0..0,
+        ["--family".to_string(), config.family().name().to_string()],
+    );
+    if text {
+        peer_flags.extend([
+            "--vocab".into(),
+            args.vocab.to_string(),
+            "--seq-len".into(),
+            args.seq_len.to_string(),
+            "--classes".into(),
+            classes.to_string(),
+        ]);
+    }
     let threads = set_threads(Some(args.threads))?;
     let (device, _) = crate::device::open(args.device)?;
-    let timing = scalelab_train::bench::bench_image_classifier(
+    let timing = scalelab_train::bench::bench_classifier(
         &config,
         input,
-        10,
+        classes,
         (args.images, args.inference_batch),
         (args.warmup, args.steps),
         &device,
@@ -441,6 +471,7 @@ fn classifier(args: &BenchArgs, family: Family) -> Result<ExitCode> {
         ratio("train_step_ms", timing.train_step_ms),
         ratio("inference_ms", timing.inference_ms),
     );
+    let examples = if text { "sentences" } else { "images" };
     if args.json {
         let value = serde_json::json!({
             "family": family.name(), "model": config.describe(), "threads": threads,
@@ -451,7 +482,7 @@ fn classifier(args: &BenchArgs, family: Family) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} ({} params), {threads} thread(s): training step of {} images {:.2} ms (median; {:.2}-{:.2}), inference of {} images {:.2} ms; loss {:.3} -> {:.3}",
+        "{} ({} params), {threads} thread(s): training step of {} {examples} {:.2} ms (median; {:.2}-{:.2}), inference of {} {examples} {:.2} ms; loss {:.3} -> {:.3}",
         config.describe(),
         timing.params,
         timing.batch,
@@ -464,6 +495,13 @@ fn classifier(args: &BenchArgs, family: Family) -> Result<ExitCode> {
         timing.loss[1],
     );
     if let (Some(p), Some(t), Some(i)) = (&peer, train_ratio, inference_ratio) {
+        if p["params"].as_u64() != Some(timing.params) {
+            let why = match family {
+                Family::Lstm => " (PyTorch's LSTM has a second bias per gate)",
+                _ => "",
+            };
+            println!("the peer has {} parameters{why}", p["params"]);
+        }
         println!(
             "PyTorch {} eager: training step {:.2} ms, inference {:.2} ms; scalelab / PyTorch: training {t:.2}, inference {i:.2}",
             p["torch"].as_str().unwrap_or("?"),

@@ -580,8 +580,18 @@ fn the_classifier_bench_times_a_training_step_and_an_inference_batch() {
     let [first, last] = [0, 1].map(|i| v["scalelab"]["loss"][i].as_f64().unwrap());
     assert!(last < first, "{first} -> {last}");
     assert!(v["peer"].is_null());
-    let out = scalelab_line("bench --family lstm", tmp.path());
-    assert_says(&out, &["model.family", "lstm", "images"]);
-    let out = scalelab_line("bench --family resnet", tmp.path());
-    assert_says(&out, &["--family resnet", "mlp", "cnn"]);
+    // A text family on sentences: an LSTM of 16 units over 64-wide embeddings of 1,001 tokens.
+    let out = scalelab_line(
+        "bench --family lstm --depth 1 --width 16 --images 4 --inference-batch 8 --seq-len 6 --steps 3 --warmup 1 --json",
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let params = 1001 * 64 + (64 * 4 * 16 + 4 * 16) + 16 * 4 * 16 + (16 * 2 + 2);
+    assert_eq!(v["scalelab"]["params"], params);
+    assert_eq!(v["scalelab"]["inference_batch"], 8);
+    let out = scalelab_line("bench --family gpt", tmp.path());
+    assert_says(&out, &["--family gpt", "no PyTorch peer", "lstm"]);
+    let out = scalelab_line("bench --family gru --seq-len 0", tmp.path());
+    assert_says(&out, &["--seq-len", "at least 1"]);
 }

@@ -178,18 +178,18 @@ pub fn sgemm_gflops(n: usize, reps: usize, device: &Device) -> f64 {
     2.0 * (n as f64).powi(3) / median(&mut times) / 1e9
 }
 
-/// Timing of an image classifier's training step and inference.
+/// Timing of a classifier's training step and inference.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClassifierTiming {
-    /// Parameters (all).
+    /// Trainable parameters (all; the spec's count).
     pub params: u64,
-    /// Images per training step.
+    /// Examples (images or sentences) per training step.
     pub batch: usize,
     /// Median milliseconds per full training step (forward, backward, AdamW).
     pub train_step_ms: f64,
     /// Fastest and slowest training steps.
     pub train_range_ms: [f64; 2],
-    /// Images per inference batch.
+    /// Examples per inference batch.
     pub inference_batch: usize,
     /// Median milliseconds per inference batch (no autodiff graph, class probabilities read
     /// back to the host, as evaluation does).
@@ -198,24 +198,32 @@ pub struct ClassifierTiming {
     pub loss: [f64; 2],
 }
 
-/// Times `warmup + steps` training steps of the image classifier `shape` on a fixed random
-/// batch of `batch` images of `input` (`[channels, height, width]`) and `classes` classes
-/// (AdamW, lr 1e-3, as the classifier runs train), then as many inference batches of
-/// `inference_batch` images; medians after warm-up.
-pub fn bench_image_classifier(
+/// Times `warmup + steps` training steps of the classifier `shape` on a fixed random batch of
+/// `batch` examples of `input` (images of `[channels, height, width]`, or full-length
+/// sentences of `ctx` tokens from `vocab`) and `classes` classes (AdamW, lr 1e-3, as the
+/// classifier runs train), then as many inference batches of `inference_batch` examples;
+/// medians after warm-up.
+pub fn bench_classifier(
     shape: &scalelab_spec::ClassifierConfig,
-    input: [usize; 3],
+    input: scalelab_spec::InputShape,
     classes: usize,
     (batch, inference_batch): (usize, usize),
     (warmup, steps): (usize, usize),
     device: &Device,
 ) -> Result<ClassifierTiming, crate::TrainError> {
     struct Bench<'a> {
-        input: [usize; 3],
+        input: scalelab_spec::InputShape,
         classes: usize,
         sizes: (usize, usize),
         counts: (usize, usize),
         device: &'a Device,
+    }
+    impl Bench<'_> {
+        fn labels(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
+            (0..n)
+                .map(|_| rng.random_range(0..self.classes as i64))
+                .collect()
+        }
     }
     impl scalelab_models::UseClassifier for Bench<'_> {
         type Out = Option<ClassifierTiming>;
@@ -223,78 +231,53 @@ pub fn bench_image_classifier(
             self,
             model: M,
         ) -> Self::Out {
-            use crate::classify::Classifier;
-            let (batch, inference_batch) = self.sizes;
-            let (warmup, steps) = self.counts;
+            let scalelab_spec::InputShape::Image(shape) = self.input else {
+                return None;
+            };
             let mut rng = ChaCha8Rng::seed_from_u64(0);
-            let images = |n: usize, rng: &mut ChaCha8Rng| scalelab_data::ImageBatch {
-                pixels: (0..n * self.input.iter().product::<usize>())
+            let mut images = |n: usize| scalelab_data::ImageBatch {
+                pixels: (0..n * shape.iter().product::<usize>())
                     .map(|_| rng.random_range(0.0f32..1.0))
                     .collect(),
-                shape: self.input,
-                labels: (0..n)
-                    .map(|_| rng.random_range(0..self.classes as i64))
-                    .collect(),
+                shape,
+                labels: self.labels(n, &mut rng),
                 batch: n,
             };
-            let fixed = images(batch, &mut rng);
-            let mut optimizer = crate::trainer::optimizer(
-                scalelab_spec::Optimiser::AdamW,
-                [0.9, 0.999],
-                1e-8,
-                0.0,
-                model.no_decay_param_ids(),
-            );
-            let mut model = model;
-            let (mut times, mut losses) = (Vec::new(), Vec::new());
-            for i in 0..warmup + steps {
-                let start = Instant::now();
-                let loss;
-                (model, loss) = train_step(
-                    model,
-                    &mut optimizer,
-                    std::iter::once(fixed.clone()),
-                    |m: &M, b: &scalelab_data::ImageBatch| m.batch_loss(b, self.device),
-                    0.0,
-                    1e-3,
-                );
-                losses.push(loss.unwrap_or(f64::NAN));
-                if i >= warmup {
-                    times.push(start.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-            let eval = images(inference_batch, &mut rng);
-            let inner = model.valid();
-            let plain = self.device.clone().without_autodiff();
-            let mut inference = Vec::new();
-            for i in 0..warmup + steps {
-                let start = Instant::now();
-                let p = burn::tensor::activation::softmax(inner.batch_logits(&eval, &plain), 1);
-                let _ = p.into_data();
-                if i >= warmup {
-                    inference.push(start.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-            let params = model.num_params() as u64;
-            let range = [
-                times.iter().copied().fold(f64::INFINITY, f64::min),
-                times.iter().copied().fold(0.0, f64::max),
-            ];
-            Some(ClassifierTiming {
-                params,
-                batch,
-                train_step_ms: median(&mut times),
-                train_range_ms: range,
-                inference_batch,
-                inference_ms: median(&mut inference),
-                loss: [
-                    losses.first().copied().unwrap_or(f64::NAN),
-                    losses.last().copied().unwrap_or(f64::NAN),
-                ],
-            })
+            let (fixed, eval) = (images(self.sizes.0), images(self.sizes.1));
+            Some(time_classifier(
+                model,
+                &fixed,
+                &eval,
+                self.counts,
+                self.device,
+            ))
         }
-        fn text_classifier<M: scalelab_models::TextClassifier + 'static>(self, _: M) -> Self::Out {
-            None
+        fn text_classifier<M: scalelab_models::TextClassifier + 'static>(
+            self,
+            model: M,
+        ) -> Self::Out {
+            let scalelab_spec::InputShape::Tokens { vocab, ctx, .. } = self.input else {
+                return None;
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let mut sentences = |n: usize| scalelab_data::TokenBatch {
+                // Token 0 is the padding; every sentence is full length.
+                ids: (0..n * ctx)
+                    .map(|_| rng.random_range(1..vocab.max(2) as i64))
+                    .collect(),
+                lengths: vec![ctx; n],
+                labels: self.labels(n, &mut rng),
+                batch: n,
+                ctx,
+            };
+            let (fixed, eval) = (sentences(self.sizes.0), sentences(self.sizes.1));
+            Some(time_classifier(
+                model,
+                &fixed,
+                &eval,
+                self.counts,
+                self.device,
+            ))
         }
     }
     let autodiff = device.clone().autodiff();
@@ -305,13 +288,85 @@ pub fn bench_image_classifier(
         counts: (warmup, steps.max(1)),
         device: &autodiff,
     };
-    scalelab_models::build_classifier(shape, &mut SeededInit::new(0), &autodiff, bench).ok_or_else(
-        || {
+    let timing =
+        scalelab_models::build_classifier(shape, &mut SeededInit::new(0), &autodiff, bench);
+    // Trainable parameters (Burn also counts batch norm's running statistics).
+    let params = shape.param_counts().total;
+    timing
+        .map(|t| ClassifierTiming { params, ..t })
+        .ok_or_else(|| {
             crate::TrainError::Spec(scalelab_spec::SpecError::invalid(
                 "model.family",
                 scalelab_spec::Named::name(shape.family()),
-                "benchmark an image classifier (mlp, cnn, resnet); the text families are not benchmarked yet",
+                "benchmark an image family on images and a text family on sentences",
             ))
-        },
-    )
+        })
+}
+
+/// The timing of `model`'s training steps on `fixed` and its inference on `eval` (see
+/// [`bench_classifier`]).
+fn time_classifier<B, M>(
+    model: M,
+    fixed: &B,
+    eval: &B,
+    (warmup, steps): (usize, usize),
+    device: &Device,
+) -> ClassifierTiming
+where
+    B: scalelab_data::LabelledBatch + Clone,
+    M: crate::classify::Classifier<B>,
+{
+    let mut optimizer = crate::trainer::optimizer(
+        scalelab_spec::Optimiser::AdamW,
+        [0.9, 0.999],
+        1e-8,
+        0.0,
+        model.no_decay_param_ids(),
+    );
+    let mut model = model;
+    let (mut times, mut losses) = (Vec::new(), Vec::new());
+    for i in 0..warmup + steps {
+        let start = Instant::now();
+        let loss;
+        (model, loss) = train_step(
+            model,
+            &mut optimizer,
+            std::iter::once(fixed.clone()),
+            |m: &M, b: &B| m.batch_loss(b, device),
+            0.0,
+            1e-3,
+        );
+        losses.push(loss.unwrap_or(f64::NAN));
+        if i >= warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let inner = model.valid();
+    let plain = device.clone().without_autodiff();
+    let mut inference = Vec::new();
+    for i in 0..warmup + steps {
+        let start = Instant::now();
+        let p = burn::tensor::activation::softmax(inner.batch_logits(eval, &plain), 1);
+        let _ = p.into_data();
+        if i >= warmup {
+            inference.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let range = [
+        times.iter().copied().fold(f64::INFINITY, f64::min),
+        times.iter().copied().fold(0.0, f64::max),
+    ];
+    ClassifierTiming {
+        params: 0, // set by the caller from the spec
+
+        batch: fixed.labels().len(),
+        train_step_ms: median(&mut times),
+        train_range_ms: range,
+        inference_batch: eval.labels().len(),
+        inference_ms: median(&mut inference),
+        loss: [
+            losses.first().copied().unwrap_or(f64::NAN),
+            losses.last().copied().unwrap_or(f64::NAN),
+        ],
+    }
 }
