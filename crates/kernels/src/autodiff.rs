@@ -8,6 +8,7 @@ use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Shape};
 
 use crate::FusedOps;
 use crate::attention::{
@@ -19,6 +20,7 @@ use crate::cross_entropy::{class_ids, cross_entropy_backward, cross_entropy_forw
 use crate::gelu::{gelu_backward, gelu_forward};
 use crate::layer_norm::{layer_norm_backward, layer_norm_forward};
 use crate::linear::{linear_add_forward, linear_backward, linear_forward, matmul_forward};
+use crate::recurrent::{RecurrentState, recurrent_backward, recurrent_forward};
 use crate::simd::contiguous_f32;
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
@@ -31,6 +33,40 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         relu: bool,
     ) -> FloatTensor<Self> {
         conv2d::<C>(x, weight, bias, [pad_h, pad_w], relu)
+    }
+
+    fn fused_recurrent(
+        projected: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        gates: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Recurrent;
+
+        impl Backward<Flex, 4> for Recurrent {
+            type State = RecurrentState;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |state, grad| {
+                    let [dx, du, db] = recurrent_backward(state, &grad);
+                    let no_grad = FlexTensor::empty(Shape::new([0]), DType::F32);
+                    [dx, du, db, no_grad] // the mask is data
+                });
+            }
+        }
+
+        let parents = [projected.node(), u.node(), bias.node(), mask.node()];
+        let [projected, u, bias, mask] = [projected, u, bias, mask].map(|t| t.into_primitive());
+        record::<_, C, 4>(Recurrent, parents, || {
+            recurrent_forward(&projected, &u, &bias, &mask, gates)
+        })
     }
 
     fn fused_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -177,7 +177,7 @@ where
 }
 
 /// A contiguous f32 tensor of `shape` over `buffer` (no copy).
-fn tensor(buffer: Vec<f32>, shape: Shape) -> FlexTensor {
+pub(crate) fn tensor(buffer: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(buffer),
         Layout::contiguous(shape),

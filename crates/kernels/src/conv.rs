@@ -12,12 +12,13 @@
 //! not depend on how the threads split the work.
 
 use burn::backend::TensorMetadata;
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{Bytes, DType, Shape};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::Shape;
 use rayon::prelude::*;
 
 use burn::backend::ops::FloatTensorOps;
 
+use crate::buffer::tensor;
 use crate::gemm::{self, MatRef};
 use crate::simd::contiguous_f32;
 
@@ -355,9 +356,9 @@ pub(crate) fn conv2d_backward(
     };
     let db_len = db.len();
     [
-        tensor(dx, dx_shape),
-        tensor(dw, [s.c_out, s.c_in, s.kh, s.kw]),
-        tensor(db, [db_len]),
+        tensor(dx, Shape::new(dx_shape)),
+        tensor(dw, Shape::new([s.c_out, s.c_in, s.kh, s.kw])),
+        tensor(db, Shape::new([db_len])),
     ]
 }
 
@@ -397,7 +398,7 @@ pub(crate) fn max_pool2x2_forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
             winner.extend_from_slice(&wi);
         }
     }
-    (tensor(out, [b, c, ho, wo]), winner)
+    (tensor(out, Shape::new([b, c, ho, wo])), winner)
 }
 
 /// The gradient of a 2×2 max-pool's input `[B, C, H, W]` (`dims`) from its output's gradient:
@@ -425,14 +426,5 @@ pub(crate) fn max_pool2x2_backward(
                 }
             });
     }
-    tensor(dx, dims)
-}
-
-/// A contiguous f32 tensor of `shape` holding `values`.
-fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(Shape::new(shape)),
-        DType::F32,
-    )
+    tensor(dx, Shape::new(dims))
 }

@@ -10,6 +10,7 @@ use crate::cross_entropy::{class_ids, cross_entropy_forward};
 use crate::gelu::gelu_forward;
 use crate::layer_norm::layer_norm_forward;
 use crate::linear::{linear_add_forward, linear_forward, matmul_forward};
+use crate::recurrent::recurrent_forward;
 
 impl FusedOps for Flex {
     fn causal_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f32) -> FlexTensor {
@@ -55,6 +56,16 @@ impl FusedOps for Flex {
         relu: bool,
     ) -> FlexTensor {
         conv2d_forward(&x, &weight, &bias, [pad_h, pad_w], relu)
+    }
+
+    fn fused_recurrent(
+        projected: FlexTensor,
+        u: FlexTensor,
+        bias: FlexTensor,
+        mask: FlexTensor,
+        gates: usize,
+    ) -> FlexTensor {
+        recurrent_forward(&projected, &u, &bias, &mask, gates).0
     }
 
     fn fused_max_pool2x2(x: FlexTensor) -> FlexTensor {

@@ -100,6 +100,18 @@ pub trait FusedOps: Backend {
         relu: bool,
     ) -> FloatTensor<Self>;
 
+    /// A whole LSTM (`gates` 4) or GRU (`gates` 3) layer: its states `[B, T, H]` from the
+    /// input projections `projected` `[B, T, G·H]` of every step, the recurrent weight `u`
+    /// `[H, G·H]` and bias `bias` `[G·H]` (none when empty), and `mask` `[B, T]` (a position
+    /// whose mask is 0 keeps the state).
+    fn fused_recurrent(
+        projected: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        gates: usize,
+    ) -> FloatTensor<Self>;
+
     /// A 2×2 max-pool at stride 2 of `x` `[B, C, H, W]` → `[B, C, H/2, W/2]`.
     fn fused_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -174,6 +186,7 @@ mod gemm;
 mod layer_norm;
 mod linear;
 pub mod ops;
+mod recurrent;
 mod simd;
 #[cfg(test)]
 mod tests;
@@ -181,6 +194,6 @@ mod tests;
 pub use adamw::{AdamWStep, AdamWTensors, FusedOptim, adamw_step};
 pub use ops::{
     causal_attention, causal_self_attention, conv2d, cross_entropy, gelu, layer_norm, linear,
-    linear_add, matmul, max_pool2x2, unfused_causal_attention, unfused_causal_self_attention,
-    unfused_conv2d, unfused_max_pool2x2,
+    linear_add, matmul, max_pool2x2, recurrent, unfused_causal_attention,
+    unfused_causal_self_attention, unfused_conv2d, unfused_max_pool2x2, unfused_recurrent,
 };

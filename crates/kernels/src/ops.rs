@@ -7,6 +7,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{LayerNorm, Linear};
+use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor};
@@ -252,4 +253,83 @@ pub fn unfused_max_pool2x2(x: Tensor<4>) -> Tensor<4> {
     burn::nn::pool::MaxPool2dConfig::new([2, 2])
         .init()
         .forward(x)
+}
+
+/// A whole LSTM (`gates` 4) or GRU (`gates` 3) layer with PyTorch's gate layouts, from the
+/// input projections `projected` `[B, T, G·H]` of every position (bias included) and the
+/// recurrent projection `hidden` (`H → G·H`): the states `[B, T, H]`; a position whose `mask`
+/// `[B, T]` is 0 keeps the previous state. On the CPU backend one operation (one GEMM and one
+/// gate pass a step, forward and backward: `recurrent.rs`); Burn's operations step by step
+/// elsewhere. Both compute the same function.
+pub fn recurrent(
+    projected: Tensor<3>,
+    hidden: &Linear,
+    mask: Tensor<2>,
+    gates: usize,
+) -> Tensor<3> {
+    if !available(&projected) || !(gates == 3 || gates == 4) {
+        return unfused_recurrent(projected, hidden, mask, gates);
+    }
+    let bias = match &hidden.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::<1>::zeros([0], &projected.device()),
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_recurrent(
+        projected.into_dispatch(),
+        hidden.weight.val().into_dispatch(),
+        bias.into_dispatch(),
+        mask.into_dispatch(),
+        gates,
+    ))
+}
+
+/// [`recurrent`] as Burn's operations, step by step: the reference the fused layer is tested
+/// against.
+pub fn unfused_recurrent(
+    projected: Tensor<3>,
+    hidden: &Linear,
+    mask: Tensor<2>,
+    gates: usize,
+) -> Tensor<3> {
+    let [b, t, _] = projected.dims();
+    let device = projected.device();
+    let h_units = hidden.weight.dims()[0];
+    let mut h = Tensor::<2>::zeros([b, h_units], &device); // [B, H]
+    let mut c = Tensor::<2>::zeros([b, h_units], &device); // [B, H] (LSTM cell state)
+    let mut outputs = Vec::with_capacity(t);
+    for step in 0..t {
+        let x_t = projected
+            .clone()
+            .narrow(1, step, 1)
+            .reshape([b, gates * h_units]);
+        let m = mask.clone().narrow(1, step, 1); // [B, 1]
+        let hz = hidden.forward(h.clone()); // [B, G·H]
+        let (h_new, c_new) = if gates == 4 {
+            // LSTM, gates i, f, g, o.
+            let z = x_t + hz;
+            let gate = |k: usize| z.clone().narrow(1, k * h_units, h_units);
+            let (i, f, g, o) = (
+                sigmoid(gate(0)),
+                sigmoid(gate(1)),
+                tanh(gate(2)),
+                sigmoid(gate(3)),
+            );
+            let c_new = f * c.clone() + i * g;
+            (o * tanh(c_new.clone()), c_new)
+        } else {
+            // GRU, gates r, z, n: n = tanh(x_n + r ⊙ (h U_n + b_hn)).
+            let xg = |k: usize| x_t.clone().narrow(1, k * h_units, h_units);
+            let hg = |k: usize| hz.clone().narrow(1, k * h_units, h_units);
+            let r = sigmoid(xg(0) + hg(0));
+            let z = sigmoid(xg(1) + hg(1));
+            let n = tanh(xg(2) + r * hg(2));
+            let h_new = (z.clone().neg() + 1.0) * n + z * h.clone();
+            (h_new, c.clone())
+        };
+        // Padding keeps the state: h ← m·h_new + (1 − m)·h.
+        h = h_new * m.clone() + h * (m.clone().neg() + 1.0);
+        c = c_new * m.clone() + c * (m.neg() + 1.0);
+        outputs.push(h.clone().unsqueeze_dim::<3>(1)); // [B, 1, H]
+    }
+    Tensor::cat(outputs, 1) // [B, T, H]
 }

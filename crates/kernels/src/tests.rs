@@ -512,3 +512,43 @@ fn the_convolution_does_not_depend_on_the_thread_count() {
     };
     assert_eq!(weight_grad(1), weight_grad(3));
 }
+
+#[test]
+fn fused_recurrent_layers_match_burns_step_by_step_layers_and_their_gradients() {
+    let device = Device::flex().autodiff();
+    device.seed(12);
+    // LSTM (no recurrent bias, as the models build it) and GRU (with one), sequences padded
+    // to different lengths (the mask keeps a padded position's state), one of length 0.
+    for (gates, with_bias) in [(4, false), (3, true), (4, true)] {
+        let (b, t, h) = (3, 6, 5);
+        let mut hidden = random_linear(&device, h, gates * h);
+        if !with_bias {
+            hidden.bias = None;
+        }
+        let projected =
+            Tensor::<3>::random([b, t, gates * h], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+        let lengths = [6, 3, 0];
+        let mask: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&n| (0..t).map(move |s| f32::from(u8::from(s < n))))
+            .collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), &device);
+        let fused = recurrent(projected.clone(), &hidden, mask.clone(), gates);
+        let unfused = unfused_recurrent(projected.clone(), &hidden, mask, gates);
+        let case = format!("gates {gates} bias {with_bias}");
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(1e-5));
+        let weights = Tensor::<3>::random([b, t, h], Distribution::Normal(0.0, 1.0), &device);
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_unfused = (unfused * weights).sum().backward();
+        assert_same_grad(&projected, &g_fused, &g_unfused, 1e-5);
+        assert_same_grad(&hidden.weight.val(), &g_fused, &g_unfused, 1e-5);
+        if let Some(bias) = &hidden.bias {
+            assert_same_grad(&bias.val(), &g_fused, &g_unfused, 1e-5);
+        }
+        let _ = case;
+    }
+}

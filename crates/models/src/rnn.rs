@@ -9,8 +9,8 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
-use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use scalelab_kernels::recurrent;
 use scalelab_spec::{LmConfig, RnnCell};
 
 use crate::init::{InitKind, ParamFactory, WeightInit};
@@ -50,50 +50,12 @@ pub struct RecurrentLayer {
 
 impl RecurrentLayer {
     /// Runs the layer over `x` `[B, T, d_in]`; positions where `mask` `[B, T]` is 0 keep the
-    /// previous state. Returns the hidden states `[B, T, H]`.
+    /// previous state. Returns the hidden states `[B, T, H]`. The input projection of every
+    /// position is one product; the steps are one fused operation on the CPU backend
+    /// (`scalelab_kernels::recurrent`).
     fn forward(&self, x: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
-        let [b, t, _] = x.dims();
-        let device = x.device();
-        let h_units = self.hidden.weight.dims()[0];
         let projected = self.input.forward(x); // [B, T, G·H], all positions at once
-        let mut h = Tensor::<2>::zeros([b, h_units], &device); // [B, H]
-        let mut c = Tensor::<2>::zeros([b, h_units], &device); // [B, H] (LSTM cell state)
-        let mut outputs = Vec::with_capacity(t);
-        for step in 0..t {
-            let x_t = projected
-                .clone()
-                .narrow(1, step, 1)
-                .reshape([b, self.gates * h_units]);
-            let m = mask.clone().narrow(1, step, 1); // [B, 1]
-            let hz = self.hidden.forward(h.clone()); // [B, G·H]
-            let (h_new, c_new) = if self.gates == 4 {
-                // LSTM, gates i, f, g, o.
-                let z = x_t + hz;
-                let gate = |k: usize| z.clone().narrow(1, k * h_units, h_units);
-                let (i, f, g, o) = (
-                    sigmoid(gate(0)),
-                    sigmoid(gate(1)),
-                    tanh(gate(2)),
-                    sigmoid(gate(3)),
-                );
-                let c_new = f * c.clone() + i * g;
-                (o * tanh(c_new.clone()), c_new)
-            } else {
-                // GRU, gates r, z, n: n = tanh(x_n + r ⊙ (h U_n + b_hn)).
-                let xg = |k: usize| x_t.clone().narrow(1, k * h_units, h_units);
-                let hg = |k: usize| hz.clone().narrow(1, k * h_units, h_units);
-                let r = sigmoid(xg(0) + hg(0));
-                let z = sigmoid(xg(1) + hg(1));
-                let n = tanh(xg(2) + r * hg(2));
-                let h_new = (z.clone().neg() + 1.0) * n + z * h.clone();
-                (h_new, c.clone())
-            };
-            // Padding keeps the state: h ← m·h_new + (1 − m)·h.
-            h = h_new * m.clone() + h * (m.clone().neg() + 1.0);
-            c = c_new * m.clone() + c * (m.neg() + 1.0);
-            outputs.push(h.clone().unsqueeze_dim::<3>(1)); // [B, 1, H]
-        }
-        Tensor::cat(outputs, 1) // [B, T, H]
+        recurrent(projected, &self.hidden, mask, self.gates)
     }
 }
 
