@@ -65,7 +65,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let parents = [projected.node(), u.node(), bias.node(), mask.node()];
         let [projected, u, bias, mask] = [projected, u, bias, mask].map(|t| t.into_primitive());
         record::<_, C, 4>(Recurrent, parents, || {
-            recurrent_forward(&projected, &u, &bias, &mask, gates)
+            recurrent_forward(&projected, &u, &bias, &mask, gates, true)
         })
     }
 

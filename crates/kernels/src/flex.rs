@@ -65,7 +65,7 @@ impl FusedOps for Flex {
         mask: FlexTensor,
         gates: usize,
     ) -> FlexTensor {
-        recurrent_forward(&projected, &u, &bias, &mask, gates).0
+        recurrent_forward(&projected, &u, &bias, &mask, gates, false).0
     }
 
     fn fused_max_pool2x2(x: FlexTensor) -> FlexTensor {

@@ -13,6 +13,8 @@ use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Shape;
 
+use burn::backend::ops::FloatTensorOps;
+
 use crate::buffer::tensor;
 use crate::gemm::{self, MatRef};
 use crate::simd::{contiguous_f32, exp_nonpositive};
@@ -26,7 +28,7 @@ pub(crate) struct RecurrentState {
     u: FlexTensor,
     /// `[B, T]` mask.
     mask: Vec<f32>,
-    /// The layer's output `[B, T, H]`: the state after each step.
+    /// The layer's output, time-major `[T, B, H]`: the state after each step.
     out: FlexTensor,
     /// Per step, time-major `[T, B, 4, H]`: LSTM `i, f, g, o`; GRU `r, z, n, h·U_n + b_hn`.
     acts: Vec<f32>,
@@ -61,6 +63,22 @@ fn gates4(row: &[f32], h: usize) -> [&[f32]; 4] {
     [a, b, c, &d[..h]]
 }
 
+/// The three `h`-long gate blocks of a GRU row (and an empty fourth).
+#[inline(always)]
+fn gates3(row: &[f32], h: usize) -> [&[f32]; 4] {
+    let (a, rest) = row.split_at(h);
+    let (b, c) = rest.split_at(h);
+    [a, b, &c[..h], &[]]
+}
+
+/// The three `h`-long gate blocks of a GRU row, writable.
+#[inline(always)]
+fn gates3_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 3] {
+    let (a, rest) = row.split_at_mut(h);
+    let (b, c) = rest.split_at_mut(h);
+    [a, b, &mut c[..h]]
+}
+
 /// The four `h`-long gate blocks of a row, writable.
 #[inline(always)]
 fn gates4_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 4] {
@@ -81,6 +99,8 @@ kernel! {
         let ([xi, xf, xg, xo], [zi, zf, zg, zo]) = (gates4(x, h), gates4(hz, h));
         let [ai, af, ag, ao] = gates4_mut(acts, h);
         let (c_before, c_after) = cells.split_at_mut(h);
+        // Every slice exactly h long, so that the loop has no bounds checks and vectorises.
+        let (c_before, c_after, cell) = (&mut c_before[..h], &mut c_after[..h], &mut cell[..h]);
         for j in 0..h {
             let i = sigmoid(xi[j] + zi[j]);
             let f = sigmoid(xf[j] + zf[j]);
@@ -102,14 +122,14 @@ kernel! {
         x: &'a [f32], hz: &'a [f32], acts: &'a mut [f32], state: &'a mut [f32], m: f32,
     } -> () {
         let h = state.len();
-        let (x, hz) = (&x[..3 * h], &hz[..3 * h]);
+        let ([xr, xz, xn, _], [zr, zz, zn, _]) = (gates3(x, h), gates3(hz, h));
         let [ar, az, an, ahn] = gates4_mut(acts, h);
         for j in 0..h {
-            let r = sigmoid(x[j] + hz[j]);
-            let z = sigmoid(x[h + j] + hz[h + j]);
-            let n = tanh(x[2 * h + j] + r * hz[2 * h + j]);
+            let r = sigmoid(xr[j] + zr[j]);
+            let z = sigmoid(xz[j] + zz[j]);
+            let n = tanh(xn[j] + r * zn[j]);
             let h_new = (1.0 - z) * n + z * state[j];
-            (ar[j], az[j], an[j], ahn[j]) = (r, z, n, hz[2 * h + j]);
+            (ar[j], az[j], an[j], ahn[j]) = (r, z, n, zn[j]);
             state[j] = m * h_new + (1.0 - m) * state[j];
         }
     }
@@ -126,7 +146,7 @@ kernel! {
         let h = d_state.len();
         let [ai, af, ag, ao] = gates4(acts, h);
         let (c_before, c_after) = (&cells[..h], &cells[h..2 * h]);
-        let grad = &grad[..h];
+        let (grad, d_cell) = (&grad[..h], &mut d_cell[..h]);
         let [di, df, dg, dout] = gates4_mut(dx, h);
         for j in 0..h {
             let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
@@ -155,7 +175,8 @@ kernel! {
         let h = d_state.len();
         let [ar, az, an, ahn] = gates4(acts, h);
         let (h_prev, grad) = (&h_prev[..h], &grad[..h]);
-        let (dx, dhz) = (&mut dx[..3 * h], &mut dhz[..3 * h]);
+        let [dxr, dxz, dxn] = gates3_mut(dx, h);
+        let [dzr, dzz, dzn] = gates3_mut(dhz, h);
         for j in 0..h {
             let (r, z, n) = (ar[j], az[j], an[j]);
             let d_total = grad[j] + d_state[j];
@@ -163,8 +184,8 @@ kernel! {
             let dan = dh_new * (1.0 - z) * (1.0 - n * n);
             let dar = dan * ahn[j] * r * (1.0 - r);
             let daz = dh_new * (h_prev[j] - n) * z * (1.0 - z);
-            (dx[j], dx[h + j], dx[2 * h + j]) = (dar, daz, dan);
-            (dhz[j], dhz[h + j], dhz[2 * h + j]) = (dar, daz, dan * r);
+            (dxr[j], dxz[j], dxn[j]) = (dar, daz, dan);
+            (dzr[j], dzz[j], dzn[j]) = (dar, daz, dan * r);
             d_state[j] = dh_new * z + (1.0 - m) * d_total;
         }
     }
@@ -172,13 +193,15 @@ kernel! {
 
 /// The layer's states `[B, T, H]` from the input projections `projected` `[B, T, G·H]` (bias
 /// included), the recurrent weight `u` `[H, G·H]` and bias `bias` `[G·H]` (none when empty),
-/// and `mask` `[B, T]`; and what the backward pass needs.
+/// and `mask` `[B, T]`; and what the backward pass needs (when `keep`; without it the state
+/// holds only the last step's gates, and serves no backward pass).
 pub(crate) fn recurrent_forward(
     projected: &FlexTensor,
     u: &FlexTensor,
     bias: &FlexTensor,
     mask: &FlexTensor,
     gates: usize,
+    keep: bool,
 ) -> (FlexTensor, RecurrentState) {
     let [b, t, gh] = projected.shape().dims::<3>();
     let h = gh / gates.max(1);
@@ -192,9 +215,15 @@ pub(crate) fn recurrent_forward(
     let mask = contiguous_f32(&mask).to_vec();
     let u_m = MatRef::row_major(contiguous_f32(&u), h, gh);
     let lstm = gates == 4;
-    let mut out = vec![0.0f32; b * t * h];
-    let mut acts = vec![0.0f32; t * b * 4 * h];
-    let mut cells = vec![0.0f32; if lstm { t * b * 2 * h } else { 0 }];
+    // The states, and every step's gates and cells when the backward pass needs them,
+    // appended step by step (time-major; written once, never zero-filled first).
+    let mut out = Vec::with_capacity(t * b * h);
+    let kept = if keep { t } else { 0 };
+    let mut acts = Vec::with_capacity(kept * b * 4 * h);
+    let mut cells = Vec::with_capacity(if lstm { kept * b * 2 * h } else { 0 });
+    // This step's gates and cells.
+    let mut step_acts = vec![0.0f32; b * 4 * h];
+    let mut step_cells = vec![0.0f32; if lstm { b * 2 * h } else { 0 }];
     let (mut state, mut cell) = (vec![0.0f32; b * h], vec![0.0f32; b * h]);
     let mut hz = vec![0.0f32; b * gh];
     let arch = pulp::Arch::new();
@@ -213,14 +242,14 @@ pub(crate) fn recurrent_forward(
             let m = mask[bi * t + step];
             let x = &x[(bi * t + step) * gh..(bi * t + step + 1) * gh];
             let hz = &hz[bi * gh..(bi + 1) * gh];
-            let acts = &mut acts[(step * b + bi) * 4 * h..(step * b + bi + 1) * 4 * h];
+            let acts = &mut step_acts[bi * 4 * h..(bi + 1) * 4 * h];
             let state = &mut state[bi * h..(bi + 1) * h];
             if lstm {
                 arch.dispatch(LstmStep {
                     x,
                     hz,
                     acts,
-                    cells: &mut cells[(step * b + bi) * 2 * h..(step * b + bi + 1) * 2 * h],
+                    cells: &mut step_cells[bi * 2 * h..(bi + 1) * 2 * h],
                     cell: &mut cell[bi * h..(bi + 1) * h],
                     state,
                     m,
@@ -234,20 +263,28 @@ pub(crate) fn recurrent_forward(
                     m,
                 });
             }
-            out[(bi * t + step) * h..(bi * t + step + 1) * h].copy_from_slice(state);
+        }
+        out.extend_from_slice(&state);
+        if keep {
+            acts.extend_from_slice(&step_acts);
+            cells.extend_from_slice(&step_cells);
         }
     }
-    let out = tensor(out, Shape::new([b, t, h]));
+    let time_major = tensor(out, Shape::new([t, b, h]));
     let state = RecurrentState {
         dims: [b, t, h, gates],
         u,
         mask,
-        out: out.clone(),
+        out: time_major.clone(),
         acts,
         cells,
         with_bias: !bias.is_empty(),
     };
-    (out, state)
+    // `[B, T, H]` as a view of the time-major buffer (no copy).
+    (
+        burn::backend::Flex::float_swap_dims(time_major, 0, 1),
+        state,
+    )
 }
 
 /// Gradients of the input projections `[B, T, G·H]`, the recurrent weight `[H, G·H]` and its
@@ -290,7 +327,7 @@ pub(crate) fn recurrent_backward(s: RecurrentState, grad: &FlexTensor) -> [FlexT
             } else {
                 let h_prev = match step {
                     0 => &zeros[..],
-                    _ => &out[(bi * t + step - 1) * h..(bi * t + step) * h],
+                    _ => &out[((step - 1) * b + bi) * h..((step - 1) * b + bi + 1) * h],
                 };
                 arch.dispatch(GruStepBack {
                     acts,
@@ -308,7 +345,7 @@ pub(crate) fn recurrent_backward(s: RecurrentState, grad: &FlexTensor) -> [FlexT
         }
         if step > 0 {
             // The state before this step: the output of the step before.
-            let h_prev = MatRef::strided(&out[(step - 1) * h..], b, h, t * h, 1);
+            let h_prev = MatRef::row_major(&out[(step - 1) * b * h..step * b * h], b, h);
             let dz_m = MatRef::row_major(&dhz, b, gh);
             gemm::product_into(&mut du, h_prev.t(), dz_m, true, true);
             gemm::product_into(&mut d_state, dz_m, u_m.t(), true, true);

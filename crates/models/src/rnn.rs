@@ -10,7 +10,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use scalelab_kernels::recurrent;
+use scalelab_kernels::{linear, recurrent};
 use scalelab_spec::{LmConfig, RnnCell};
 
 use crate::init::{InitKind, ParamFactory, WeightInit};
@@ -54,7 +54,7 @@ impl RecurrentLayer {
     /// position is one product; the steps are one fused operation on the CPU backend
     /// (`scalelab_kernels::recurrent`).
     fn forward(&self, x: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
-        let projected = self.input.forward(x); // [B, T, G·H], all positions at once
+        let projected = linear(x, &self.input); // [B, T, G·H], all positions at once
         recurrent(projected, &self.hidden, mask, self.gates)
     }
 }
