@@ -15,6 +15,7 @@ use crate::attention::{
     SelfAttentionState, attention_backward, attention_forward, self_attention_backward,
     self_attention_forward,
 };
+use crate::batch_norm::{BatchNormState, batch_norm_backward, batch_norm_forward, channel_stats};
 use crate::conv::{conv2d_backward, conv2d_forward, max_pool2x2_backward, max_pool2x2_forward};
 use crate::cross_entropy::{class_ids, cross_entropy_backward, cross_entropy_forward};
 use crate::gelu::{gelu_backward, gelu_forward};
@@ -66,6 +67,55 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let [projected, u, bias, mask] = [projected, u, bias, mask].map(|t| t.into_primitive());
         record::<_, C, 4>(Recurrent, parents, || {
             recurrent_forward(&projected, &u, &bias, &mask, gates, true)
+        })
+    }
+
+    fn fused_channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Statistics only: the batch norm that uses them differentiates through them itself.
+        <Self as burn::backend::AutodiffBackend>::from_inner(channel_stats(&x.into_primitive()))
+    }
+
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f32,
+        relu: bool,
+        batch_stats: bool,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct BatchNorm;
+
+        impl Backward<Flex, 3> for BatchNorm {
+            type State = BatchNormState;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                register(ops, grads, |state, grad| batch_norm_backward(&state, &grad));
+            }
+        }
+
+        // The statistics are data here (see above): only x, γ and β are differentiated.
+        let parents = [x.node(), gamma.node(), beta.node()];
+        let [x, gamma, beta, mean, var] = [x, gamma, beta, mean, var].map(|t| t.into_primitive());
+        record::<_, C, 3>(BatchNorm, parents, || {
+            let out = batch_norm_forward(&x, [&gamma, &beta, &mean, &var], epsilon, relu);
+            let state = BatchNormState {
+                x,
+                gamma,
+                mean,
+                var,
+                epsilon,
+                out: relu.then(|| out.clone()),
+                batch_stats,
+            };
+            (out, state)
         })
     }
 

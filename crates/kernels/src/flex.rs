@@ -5,6 +5,7 @@ use burn::backend::flex::FlexTensor;
 
 use crate::FusedOps;
 use crate::attention::{attention_forward, self_attention_forward};
+use crate::batch_norm::{batch_norm_forward, channel_stats};
 use crate::conv::{conv2d_forward, max_pool2x2_forward};
 use crate::cross_entropy::{class_ids, cross_entropy_forward};
 use crate::gelu::gelu_forward;
@@ -66,6 +67,23 @@ impl FusedOps for Flex {
         gates: usize,
     ) -> FlexTensor {
         recurrent_forward(&projected, &u, &bias, &mask, gates, false).0
+    }
+
+    fn fused_channel_stats(x: FlexTensor) -> FlexTensor {
+        channel_stats(&x)
+    }
+
+    fn fused_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        epsilon: f32,
+        relu: bool,
+        _batch_stats: bool,
+    ) -> FlexTensor {
+        batch_norm_forward(&x, [&gamma, &beta, &mean, &var], epsilon, relu)
     }
 
     fn fused_max_pool2x2(x: FlexTensor) -> FlexTensor {

@@ -112,6 +112,26 @@ pub trait FusedOps: Backend {
         gates: usize,
     ) -> FloatTensor<Self>;
 
+    /// Each channel's mean and biased variance over a batch `x` `[B, C, ...]`, `[2, C]` (means,
+    /// then variances); not differentiated.
+    fn fused_channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Batch norm of `x` `[B, C, ...]` with the statistics `mean` and `var` `[C]`, gain `gamma`
+    /// and shift `beta` `[C]`, through a ReLU when `relu`. With `batch_stats` the statistics
+    /// are `x`'s own ([`FusedOps::fused_channel_stats`]) and the backward pass differentiates
+    /// through them; otherwise they are constants.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f32,
+        relu: bool,
+        batch_stats: bool,
+    ) -> FloatTensor<Self>;
+
     /// A 2×2 max-pool at stride 2 of `x` `[B, C, H, W]` → `[B, C, H/2, W/2]`.
     fn fused_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -177,6 +197,7 @@ pub mod adamw;
 pub mod alloc;
 mod attention;
 mod autodiff;
+mod batch_norm;
 mod buffer;
 mod conv;
 mod cross_entropy;
@@ -193,7 +214,8 @@ mod tests;
 
 pub use adamw::{AdamWStep, AdamWTensors, FusedOptim, adamw_step};
 pub use ops::{
-    causal_attention, causal_self_attention, conv2d, cross_entropy, gelu, layer_norm, linear,
-    linear_add, matmul, max_pool2x2, recurrent, unfused_causal_attention,
-    unfused_causal_self_attention, unfused_conv2d, unfused_max_pool2x2, unfused_recurrent,
+    batch_norm, causal_attention, causal_self_attention, conv2d, cross_entropy, gelu, layer_norm,
+    linear, linear_add, matmul, max_pool2x2, recurrent, unfused_batch_norm,
+    unfused_causal_attention, unfused_causal_self_attention, unfused_conv2d, unfused_max_pool2x2,
+    unfused_recurrent,
 };

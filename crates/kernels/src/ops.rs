@@ -6,7 +6,7 @@ use burn::backend::Dispatch;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::{BatchNorm, LayerNorm, Linear};
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -332,4 +332,65 @@ pub fn unfused_recurrent(
         outputs.push(h.clone().unsqueeze_dim::<3>(1)); // [B, 1, H]
     }
     Tensor::cat(outputs, 1) // [B, T, H]
+}
+
+/// `norm` applied to images `x` `[B, C, H, W]`, through a ReLU when `relu`; as Burn's
+/// `BatchNorm::forward`, training (the batch's own statistics, the running statistics updated
+/// with its momentum) on an autodiff device when the layer trains, inference (the running
+/// statistics) otherwise. On the CPU backend two fused operations (`batch_norm.rs`): the
+/// statistics, and the normalisation with its backward pass; Burn's batch norm elsewhere.
+pub fn batch_norm(x: Tensor<4>, norm: &BatchNorm, relu: bool) -> Tensor<4> {
+    if !available(&x) {
+        return unfused_batch_norm(x, norm, relu);
+    }
+    let device = x.device();
+    let train = device.is_autodiff() && norm.training.is_enabled();
+    let (mean, var) = if train {
+        let stats = Tensor::<2>::from_dispatch(<Dispatch as FusedOps>::fused_channel_stats(
+            x.clone().detach().into_dispatch(),
+        )); // [2, C]
+        let c = stats.dims()[1];
+        let mean = stats.clone().narrow(0, 0, 1).reshape([c]);
+        let var = stats.narrow(0, 1, 1).reshape([c]);
+        // The running statistics, exactly as Burn's batch norm updates them.
+        let m = norm.momentum;
+        let running_mean = norm.running_mean.value_sync().to_device(&device);
+        let running_var = norm.running_var.value_sync().to_device(&device);
+        norm.running_mean.update(
+            running_mean
+                .mul_scalar(1.0 - m)
+                .add(mean.clone().mul_scalar(m))
+                .detach(),
+        );
+        norm.running_var.update(
+            running_var
+                .mul_scalar(1.0 - m)
+                .add(var.clone().mul_scalar(m))
+                .detach(),
+        );
+        (mean, var)
+    } else {
+        let mean = norm.running_mean.value().to_device(&device);
+        (mean, norm.running_var.value().to_device(&device))
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_batch_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        mean.into_dispatch(),
+        var.into_dispatch(),
+        norm.epsilon as f32,
+        relu,
+        train,
+    ))
+}
+
+/// Burn's batch norm, then `relu` when asked: the reference [`batch_norm`] is tested against.
+pub fn unfused_batch_norm(x: Tensor<4>, norm: &BatchNorm, relu: bool) -> Tensor<4> {
+    let y = norm.forward(x);
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
 }

@@ -552,3 +552,73 @@ fn fused_recurrent_layers_match_burns_step_by_step_layers_and_their_gradients() 
         let _ = case;
     }
 }
+
+/// A batch norm over `c` channels with a random gain and shift, both tracked.
+fn random_batch_norm(device: &Device, c: usize) -> burn::nn::BatchNorm {
+    let mut norm = burn::nn::BatchNormConfig::new(c).init(device);
+    norm.gamma = burn::module::Param::from_tensor(
+        Tensor::<1>::random([c], Distribution::Normal(1.0, 0.5), device).require_grad(),
+    );
+    norm.beta = burn::module::Param::from_tensor(
+        Tensor::<1>::random([c], Distribution::Normal(0.0, 0.5), device).require_grad(),
+    );
+    norm
+}
+
+#[test]
+fn fused_batch_norm_matches_burns_in_training_its_gradients_and_running_statistics() {
+    let device = Device::flex().autodiff();
+    device.seed(13);
+    for (dims, relu) in [
+        ([5, 3, 4, 6], true),
+        ([2, 4, 3, 3], false),
+        ([1, 2, 1, 5], true),
+    ] {
+        let (fused_norm, reference_norm) = {
+            let norm = random_batch_norm(&device, dims[1]);
+            (norm.clone(), norm)
+        };
+        // Shifted and scaled, so that the statistics matter.
+        let x = (Tensor::<4>::random(dims, Distribution::Normal(0.5, 2.0), &device)).require_grad();
+        let fused = batch_norm(x.clone(), &fused_norm, relu);
+        let unfused = unfused_batch_norm(x.clone(), &reference_norm, relu);
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(1e-5));
+        let weights = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_unfused = (unfused * weights).sum().backward();
+        assert_same_grad(&x, &g_fused, &g_unfused, 1e-4);
+        assert_same_grad(&fused_norm.gamma.val(), &g_fused, &g_unfused, 1e-4);
+        assert_same_grad(&fused_norm.beta.val(), &g_fused, &g_unfused, 1e-4);
+        for (ours, burns) in [
+            (&fused_norm.running_mean, &reference_norm.running_mean),
+            (&fused_norm.running_var, &reference_norm.running_var),
+        ] {
+            ours.value()
+                .into_data()
+                .assert_approx_eq::<f32>(&burns.value().into_data(), Tolerance::absolute(1e-6));
+        }
+    }
+}
+
+#[test]
+fn fused_batch_norm_matches_burns_in_inference() {
+    // The running statistics (moved by one training pass), on the plain device.
+    let device = Device::flex().autodiff();
+    device.seed(14);
+    let norm = random_batch_norm(&device, 3);
+    let x = Tensor::<4>::random([4, 3, 5, 5], Distribution::Normal(1.0, 3.0), &device);
+    let _ = batch_norm(x.clone(), &norm, false);
+    let norm = burn::module::Module::valid(&norm);
+    let x = x.inner();
+    for relu in [false, true] {
+        batch_norm(x.clone(), &norm, relu)
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &unfused_batch_norm(x.clone(), &norm, relu).into_data(),
+                Tolerance::absolute(1e-5),
+            );
+    }
+}

@@ -17,7 +17,7 @@ use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use scalelab_kernels::{conv2d, max_pool2x2};
+use scalelab_kernels::{batch_norm, conv2d, max_pool2x2};
 
 use crate::init::{ParamFactory, WeightInit};
 use crate::registry::{FamilyModel, ImageClassifier};
@@ -51,10 +51,10 @@ impl BasicBlock {
         } else {
             x
         };
-        let h = relu(self.bn1.forward(conv2d(x.clone(), &self.conv1, false))); // [B, c_out, H, W]
-        let h = self.bn2.forward(conv2d(h, &self.conv2, false)); // [B, c_out, H, W]
+        let h = batch_norm(conv2d(x.clone(), &self.conv1, false), &self.bn1, true); // relu: [B, c_out, H, W]
+        let h = batch_norm(conv2d(h, &self.conv2, false), &self.bn2, false); // [B, c_out, H, W]
         let skip = match &self.shortcut {
-            Some((conv, bn)) => bn.forward(conv2d(x, conv, false)), // [B, c_out, H, W]
+            Some((conv, bn)) => batch_norm(conv2d(x, conv, false), bn, false), // [B, c_out, H, W]
             None => x,
         };
         relu(h + skip)
@@ -78,7 +78,7 @@ pub struct ResNet {
 impl ResNet {
     /// Class logits `[B, K]` of images `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_bn.forward(conv2d(x, &self.stem, false))); // [B, c0, H, W]
+        let mut x = batch_norm(conv2d(x, &self.stem, false), &self.stem_bn, true); // relu: [B, c0, H, W]
         for block in &self.blocks {
             x = block.forward(x); // [B, c_s, H_s, W_s]
         }
