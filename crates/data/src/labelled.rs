@@ -58,13 +58,14 @@ pub trait LabelledSet: Sized {
     fn train_batch(&self, draw: Draw, augmentation: &Augmentation) -> Self::Batch;
     /// The examples at `indices` as one batch, unaugmented.
     fn batch(&self, indices: &[usize]) -> Self::Batch;
-    /// The whole set in order, in batches of at most `batch`, unaugmented.
-    fn eval_batches(&self, batch: usize) -> Vec<Self::Batch> {
-        let indices: Vec<usize> = (0..self.len()).collect();
-        indices
-            .chunks(batch.max(1))
-            .map(|chunk| self.batch(chunk))
-            .collect()
+    /// The whole set in order, in batches of at most `batch`, unaugmented; each batch is made
+    /// when it is reached (a set is not copied whole at once).
+    fn eval_batches(&self, batch: usize) -> impl Iterator<Item = Self::Batch> + '_ {
+        let (n, batch) = (self.len(), batch.max(1));
+        (0..n).step_by(batch).map(move |start| {
+            let indices: Vec<usize> = (start..n.min(start + batch)).collect();
+            self.batch(&indices)
+        })
     }
 }
 

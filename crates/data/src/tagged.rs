@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(s.tag_names, vec!["DT", "NN", "NNP"]);
         // Words seen twice: "the", "w0", "w1", "w2"; unknown = 4, padding = 5.
         assert_eq!(s.vocab, 6);
-        let b = &s.train.eval_batches(2)[0];
+        let b = &s.train.eval_batches(2).next().unwrap();
         // Sentences are cut to 2 tokens: two targets each, DT then NN.
         assert_eq!(b.tags, vec![0, 1, 0, 1]);
         assert_eq!(b.lengths, vec![2, 2]);

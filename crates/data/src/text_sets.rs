@@ -431,7 +431,7 @@ mod tests {
             ctx: 4,
             pad: 9,
         };
-        let b = &set.eval_batches(8)[0];
+        let b = &set.eval_batches(8).next().unwrap();
         assert_eq!(b.ids, vec![1, 2, 3, 9, 4, 9, 9, 9, 9, 9, 9, 9]);
         assert_eq!(b.lengths, vec![3, 1, 1]);
         assert_eq!(b.labels, vec![0, 1, 0]);

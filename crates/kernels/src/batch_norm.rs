@@ -82,7 +82,7 @@ pub(crate) fn batch_norm_forward(
     let x = x.to_contiguous();
     let xs = contiguous_f32(&x);
     let [gamma, beta, mean, var] = [gamma, beta, mean, var].map(|t| t.to_contiguous());
-    let [gamma, beta, mean, var] = [&gamma, &beta, &mean, &var].map(|t| contiguous_f32(t));
+    let [gamma, beta, mean, var] = [&gamma, &beta, &mean, &var].map(contiguous_f32);
     let affine = scale_shift(gamma, beta, mean, var, epsilon);
     let arch = pulp::Arch::new();
     let inputs = xs.par_chunks(plane.max(1)).enumerate();
@@ -146,7 +146,7 @@ pub(crate) fn batch_norm_backward(s: &BatchNormState, grad: &FlexTensor) -> [Fle
     let out = s.out.as_ref().map(FlexTensor::to_contiguous);
     let ys = out.as_ref().map(contiguous_f32);
     let [gamma, mean, var] = [&s.gamma, &s.mean, &s.var].map(|t| t.to_contiguous());
-    let [gamma, mean, var] = [&gamma, &mean, &var].map(|t| contiguous_f32(t));
+    let [gamma, mean, var] = [&gamma, &mean, &var].map(contiguous_f32);
     let n = (xs.len() / c.max(1)).max(1) as f32;
     let rstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + s.epsilon).sqrt()).collect();
     let arch = pulp::Arch::new();

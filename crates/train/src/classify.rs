@@ -31,8 +31,10 @@ use crate::penalty::add_penalties;
 use crate::trainer::optimizer;
 use crate::{Outcome, Progress, RunOptions, TrainError};
 
-/// Images per forward pass when evaluating.
-const EVAL_BATCH: usize = 500;
+/// Examples per forward pass when evaluating: the throughput's best on this machine for every
+/// family, or within a few per cent of it (`scalelab bench --family F --inference-batch N`,
+/// N from 32 to 500, README "Evaluation"); the training batch has no bearing on it.
+const EVAL_BATCH: usize = 128;
 
 /// A model that gives class logits `[B, K]` for the batches `B` of one kind of data set:
 /// every image classifier for image batches, every text classifier for sentence and tagged
@@ -598,9 +600,18 @@ fn probabilities<S: LabelledSet>(
     logits: &dyn Fn(&S::Batch) -> Tensor<2>,
     set: &S,
 ) -> (Vec<f32>, Vec<u32>) {
+    probabilities_in(logits, set, EVAL_BATCH)
+}
+
+/// [`probabilities`] computed in batches of `batch` examples.
+fn probabilities_in<S: LabelledSet>(
+    logits: &dyn Fn(&S::Batch) -> Tensor<2>,
+    set: &S,
+    batch: usize,
+) -> (Vec<f32>, Vec<u32>) {
     let mut probs = Vec::with_capacity(set.len() * set.n_classes());
     let mut targets = Vec::with_capacity(set.len());
-    for batch in set.eval_batches(EVAL_BATCH) {
+    for batch in set.eval_batches(batch) {
         let p = softmax(logits(&batch), 1);
         probs.extend(p.into_data().try_to_vec::<f32>().unwrap_or_default());
         targets.extend(batch.labels().iter().map(|&l| l as u32));
@@ -652,4 +663,65 @@ fn second_accuracy<S: LabelledSet, M: Classifier<S::Batch>>(model: &M, set: &S) 
         total += labels.len();
     }
     (total > 0).then(|| right as f64 / total as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probabilities of every test image of the digits by a CNN and an MLP, evaluated in
+    /// batches of `batch`.
+    fn digits_probabilities(
+        preset: scalelab_spec::ClassifierPreset,
+        batch: usize,
+    ) -> (Vec<f32>, Vec<u32>) {
+        let digits = scalelab_data::load_digits().unwrap();
+        let spec = scalelab_spec::ClassifierSpec {
+            preset: Some(preset),
+            ..Default::default()
+        };
+        let shape = spec
+            .resolve(
+                scalelab_spec::InputShape::Image([
+                    digits.test.channels,
+                    digits.test.height,
+                    digits.test.width,
+                ]),
+                10,
+            )
+            .unwrap();
+        let device = Device::default();
+        struct Eval<'a>(&'a scalelab_data::ImageSet, usize, Device);
+        impl UseClassifier for Eval<'_> {
+            type Out = (Vec<f32>, Vec<u32>);
+            fn image_classifier<M: ImageClassifier>(self, model: M) -> Self::Out {
+                let Eval(set, batch, device) = self;
+                probabilities_in(&|b| model.batch_logits(b, &device), set, batch)
+            }
+            fn text_classifier<M: TextClassifier>(self, _: M) -> Self::Out {
+                unreachable!("an image preset")
+            }
+        }
+        let eval = Eval(&digits.test, batch, device.clone());
+        build_classifier(&shape, &mut SeededInit::new(3), &device, eval)
+    }
+
+    #[test]
+    fn evaluation_gives_the_same_numbers_in_any_batch_size() {
+        // The batch size is chosen for speed (EVAL_BATCH): it must not change the numbers.
+        use scalelab_spec::ClassifierPreset::{CnnSmall, ResnetSmall};
+        for preset in [CnnSmall, ResnetSmall] {
+            let (reference, targets) = digits_probabilities(preset, 500);
+            for batch in [EVAL_BATCH, 7, 1] {
+                let (probs, t) = digits_probabilities(preset, batch);
+                assert_eq!(t, targets);
+                let worst = probs
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(worst < 1e-5, "{preset:?} batch {batch}: {worst}");
+            }
+        }
+    }
 }
