@@ -23,7 +23,13 @@ pub(crate) fn attention_forward(
 ) -> (FlexTensor, FlexTensor) {
     let [q, k, v] = [q, k, v].map(|x| x.to_contiguous());
     let scores = per_head(heads_of(&q), transposed(heads_of(&k))); // [B, nh, T, T]
-    let probs = causal_softmax(scores, scale); // [B, nh, T, T], zero above the diagonal
+    let [batch, heads, t, _] = scores.shape().dims::<4>();
+    let mask = KeyMask {
+        heads,
+        lengths: vec![t; batch],
+        causal: true,
+    };
+    let probs = masked_softmax(scores, scale, &mask); // [B, nh, T, T], zero above the diagonal
     let out = per_head(heads_of(&probs), heads_of(&v)); // [B, nh, T, hs]
     (out, probs)
 }
@@ -102,7 +108,7 @@ pub(crate) fn per_head(a: Heads<'_>, b: Heads<'_>) -> FlexTensor {
     Flex::float_reshape(product, Shape::new([a.batch, a.heads, rows, cols]))
 }
 
-/// What the backward pass of [`causal_self_attention`] keeps: the packed projections
+/// What the backward pass of a packed self-attention keeps: the packed projections
 /// `[B·T, 3d]` (contiguous), the probabilities `[B, nh, T, T]`, the shape and the scale.
 #[derive(Debug, Clone)]
 pub(crate) struct SelfAttentionState {
@@ -151,15 +157,27 @@ impl<'a> HeadViews<'a> {
     }
 }
 
-/// Forward pass from `qkv` `[B·T, 3d]`: the output `[B·T, d]` and what the backward pass needs.
-/// The products read the heads where they lie in `qkv` and write theirs straight into the
-/// `[B·T, d]` output, so no head is copied out or back.
+/// Which keys each query sees: those before each sequence's length (the rest are padding), and
+/// with `causal` only those at or before the query.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyMask {
+    /// Heads per sequence.
+    pub(crate) heads: usize,
+    /// Real tokens of each sequence (at most `T`).
+    pub(crate) lengths: Vec<usize>,
+    /// Whether a query sees no later key.
+    pub(crate) causal: bool,
+}
+
+/// Forward pass from `qkv` `[B·T, 3d]` (`B` the mask's sequences): the output `[B·T, d]` and
+/// what the backward pass needs. The products read the heads where they lie in `qkv` and write
+/// theirs straight into the `[B·T, d]` output, so no head is copied out or back.
 pub(crate) fn self_attention_forward(
     qkv: &FlexTensor,
-    batch: usize,
-    heads: usize,
+    mask: &KeyMask,
     scale: f32,
 ) -> (FlexTensor, SelfAttentionState) {
+    let (batch, heads) = (mask.lengths.len(), mask.heads);
     let shape = qkv.shape();
     let (n, d) = (shape[0], shape[1] / 3);
     let t = n / batch;
@@ -168,7 +186,7 @@ pub(crate) fn self_attention_forward(
     let [q, k, v] = [0, d, 2 * d].map(|offset| HeadViews::new(packed, t, heads, 3 * d, offset, d));
     let scores = gemm::batched_product(batch * heads, |g| q.flat(g), |g| k.flat(g).t());
     let scores = Flex::float_reshape(scores, Shape::new([batch, heads, t, t])); // [B, nh, T, T]
-    let probs = causal_softmax(scores, scale); // zero above the diagonal
+    let probs = masked_softmax(scores, scale, mask); // zero where masked
     let p = heads_of(&probs);
     let out = gemm::heads_side_by_side(batch, heads, |b, h| p.part(b, h), |b, h| v.part(b, h));
     let state = SelfAttentionState {
@@ -217,9 +235,9 @@ pub(crate) fn self_attention_backward(state: SelfAttentionState, grad: &FlexTens
     gemm::heads_side_by_side(batch, 3 * heads, lhs, rhs)
 }
 
-/// `softmax(scores·scale)` over the last axis of `[B, nh, T, T]`, with key `j > i` masked
-/// out of query row `i` (set to 0); in `scores`' own buffer when nothing else holds it.
-pub(crate) fn causal_softmax(scores: FlexTensor, scale: f32) -> FlexTensor {
+/// `softmax(scores·scale)` over the last axis of `[B, nh, T, T]`, the keys `mask` hides from
+/// each query row masked out (set to 0); in `scores`' own buffer when nothing else holds it.
+pub(crate) fn masked_softmax(scores: FlexTensor, scale: f32, mask: &KeyMask) -> FlexTensor {
     let shape = scores.shape();
     let t = shape[shape.num_dims() - 1];
     let mut probs = writable(scores);
@@ -233,18 +251,24 @@ pub(crate) fn causal_softmax(scores: FlexTensor, scale: f32) -> FlexTensor {
                 first_row: chunk * ROWS_PER_TASK,
                 t,
                 scale,
+                mask,
             })
         });
     probs
 }
 
 kernel! {
-    /// Causally masked softmax of `rows` (of length `t`, the first being row `first_row` of
-    /// the scores), in place.
-    struct SoftmaxRows<'a> { rows: &'a mut [f32], first_row: usize, t: usize, scale: f32 } -> () {
+    /// Masked softmax of `rows` (of length `t`, the first being row `first_row` of the
+    /// scores), in place.
+    struct SoftmaxRows<'a> {
+        rows: &'a mut [f32], first_row: usize, t: usize, scale: f32, mask: &'a KeyMask,
+    } -> () {
         for (r, row) in rows.chunks_mut(t).enumerate() {
             let i = (first_row + r) % t; // query position
-            let (seen, future) = row.split_at_mut(i + 1);
+            let sequence = (first_row + r) / (t * mask.heads.max(1));
+            let length = mask.lengths.get(sequence).map_or(t, |&n| n.clamp(1, t));
+            let seen_keys = if mask.causal { length.min(i + 1) } else { length };
+            let (seen, future) = row.split_at_mut(seen_keys);
             let max = max_of(seen) * scale;
             seen.iter_mut().for_each(|s| *s = exp_nonpositive(*s * scale - max));
             let inv = 1.0 / sum_map(seen, |p| p);

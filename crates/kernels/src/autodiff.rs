@@ -1,18 +1,19 @@
 //! The backend extension under autodiff: each fused forward pass recorded with its hand-written
 //! backward pass.
 
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Shape};
 
 use crate::FusedOps;
 use crate::attention::{
-    SelfAttentionState, attention_backward, attention_forward, self_attention_backward,
+    KeyMask, SelfAttentionState, attention_backward, attention_forward, self_attention_backward,
     self_attention_forward,
 };
 use crate::batch_norm::{BatchNormState, batch_norm_backward, batch_norm_forward, channel_stats};
@@ -162,29 +163,29 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         heads: usize,
         scale: f32,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SelfAttention;
+        let t = qkv.shape()[0] / batch.max(1);
+        let mask = KeyMask {
+            heads,
+            lengths: vec![t; batch],
+            causal: true,
+        };
+        self_attention::<C>(qkv, mask, scale)
+    }
 
-        impl Backward<Flex, 1> for SelfAttention {
-            type State = SelfAttentionState;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                register(ops, grads, |state, grad| {
-                    [self_attention_backward(state, &grad)]
-                });
-            }
-        }
-
-        let parents = [qkv.node()];
-        let qkv = qkv.into_primitive();
-        record::<_, C, 1>(SelfAttention, parents, || {
-            self_attention_forward(&qkv, batch, heads, scale)
-        })
+    fn masked_self_attention(
+        qkv: FloatTensor<Self>,
+        lengths: IntTensor<Self>,
+        heads: usize,
+        scale: f32,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        let lengths = class_ids(lengths);
+        let mask = KeyMask {
+            heads,
+            lengths,
+            causal,
+        };
+        self_attention::<C>(qkv, mask, scale)
     }
 
     fn fused_linear(
@@ -370,6 +371,32 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 /// A convolution's state for its backward pass: the input, the kernel, the output when a
 /// ReLU was fused (its mask), the padding, and whether there is a bias.
 type ConvState = (FlexTensor, FlexTensor, Option<FlexTensor>, [usize; 2], bool);
+
+/// Self-attention from packed projections, recorded with its backward pass.
+fn self_attention<C: CheckpointStrategy>(
+    qkv: FloatTensor<Autodiff<Flex, C>>,
+    mask: KeyMask,
+    scale: f32,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    #[derive(Debug)]
+    struct SelfAttention;
+
+    impl Backward<Flex, 1> for SelfAttention {
+        type State = SelfAttentionState;
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            register(ops, grads, |state, grad| {
+                [self_attention_backward(state, &grad)]
+            });
+        }
+    }
+
+    let parents = [qkv.node()];
+    let qkv = qkv.into_primitive();
+    record::<_, C, 1>(SelfAttention, parents, || {
+        self_attention_forward(&qkv, &mask, scale)
+    })
+}
 
 /// The convolution recorded with its backward pass.
 fn conv2d<C: CheckpointStrategy>(

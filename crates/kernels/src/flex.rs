@@ -1,10 +1,11 @@
 //! The backend extension on the plain CPU backend: forward passes only.
 
 use burn::backend::Flex;
+use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 
 use crate::FusedOps;
-use crate::attention::{attention_forward, self_attention_forward};
+use crate::attention::{KeyMask, attention_forward, self_attention_forward};
 use crate::batch_norm::{batch_norm_forward, channel_stats};
 use crate::conv::{conv2d_forward, max_pool2x2_forward};
 use crate::cross_entropy::{class_ids, cross_entropy_forward};
@@ -24,7 +25,28 @@ impl FusedOps for Flex {
         heads: usize,
         scale: f32,
     ) -> FlexTensor {
-        self_attention_forward(&qkv, batch, heads, scale).0
+        let t = qkv.shape()[0] / batch.max(1);
+        let mask = KeyMask {
+            heads,
+            lengths: vec![t; batch],
+            causal: true,
+        };
+        self_attention_forward(&qkv, &mask, scale).0
+    }
+
+    fn masked_self_attention(
+        qkv: FlexTensor,
+        lengths: FlexTensor,
+        heads: usize,
+        scale: f32,
+        causal: bool,
+    ) -> FlexTensor {
+        let mask = KeyMask {
+            heads,
+            lengths: class_ids(lengths),
+            causal,
+        };
+        self_attention_forward(&qkv, &mask, scale).0
     }
 
     fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {

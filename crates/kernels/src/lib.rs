@@ -59,6 +59,17 @@ pub trait FusedOps: Backend {
         scale: f32,
     ) -> FloatTensor<Self>;
 
+    /// Self-attention of `lengths.len()` sequences from their packed projections `qkv`
+    /// `[B·T, 3d]` to `[B·T, d]`, each query seeing only the keys before its sequence's length
+    /// (`lengths` `[B]`, the rest padding) and, when `causal`, none after itself.
+    fn masked_self_attention(
+        qkv: FloatTensor<Self>,
+        lengths: IntTensor<Self>,
+        heads: usize,
+        scale: f32,
+        causal: bool,
+    ) -> FloatTensor<Self>;
+
     /// A linear layer, `x·weight + bias` for `x` `[N, in]`, `weight` `[in, out]`, `bias` `[out]`.
     fn fused_linear(
         x: FloatTensor<Self>,
@@ -215,7 +226,7 @@ mod tests;
 pub use adamw::{AdamWStep, AdamWTensors, FusedOptim, adamw_step};
 pub use ops::{
     batch_norm, causal_attention, causal_self_attention, conv2d, cross_entropy, gelu, layer_norm,
-    linear, linear_add, matmul, max_pool2x2, recurrent, unfused_batch_norm,
+    linear, linear_add, matmul, max_pool2x2, recurrent, self_attention, unfused_batch_norm,
     unfused_causal_attention, unfused_causal_self_attention, unfused_conv2d, unfused_max_pool2x2,
-    unfused_recurrent,
+    unfused_recurrent, unfused_self_attention,
 };

@@ -10,7 +10,7 @@ use burn::nn::{BatchNorm, LayerNorm, Linear};
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::{FusedOps, LAYER_NORM_EPSILON, available};
 
@@ -76,6 +76,67 @@ pub fn unfused_causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize)
         unreachable!("chunk(3) yields three tensors")
     };
     let y = unfused_causal_attention(q, k, v); // [B, nh, T, hs]
+    y.swap_dims(1, 2).reshape([n, d]) // [B·T, d]
+}
+
+/// Self-attention of `lengths.len()` sequences from their packed projections `qkv`
+/// `[B·T, 3d]` (as [`causal_self_attention`]) to `[B·T, d]`, each query seeing only the first
+/// `lengths[b]` keys of its sequence (the rest are padding; a length is taken as at least 1
+/// and at most `T`) and, when `causal`, no key after itself. On the CPU backend one
+/// operation (the masked softmax zeroes the hidden keys' probabilities); elsewhere Burn's
+/// attention with −10⁹ added to the hidden keys' scores.
+pub fn self_attention(qkv: Tensor<2>, lengths: &[usize], heads: usize, causal: bool) -> Tensor<2> {
+    let [n, three_d] = qkv.dims();
+    let batch = lengths.len();
+    if !available(&qkv) || batch == 0 || n % batch != 0 {
+        return unfused_self_attention(qkv, lengths, heads, causal);
+    }
+    let t = n / batch;
+    let hs = three_d / 3 / heads;
+    let lengths: Vec<i64> = lengths.iter().map(|&l| l.clamp(1, t) as i64).collect();
+    let lengths = Tensor::<1, Int>::from_data(TensorData::new(lengths, [batch]), &qkv.device());
+    Tensor::from_dispatch(<Dispatch as FusedOps>::masked_self_attention(
+        qkv.into_dispatch(),
+        lengths.into_dispatch(),
+        heads,
+        1.0 / (hs as f32).sqrt(),
+        causal,
+    ))
+}
+
+/// [`self_attention`] as Burn's operations: the reference the fused operation is tested
+/// against.
+pub fn unfused_self_attention(
+    qkv: Tensor<2>,
+    lengths: &[usize],
+    heads: usize,
+    causal: bool,
+) -> Tensor<2> {
+    let [n, three_d] = qkv.dims();
+    let (batch, d) = (lengths.len().max(1), three_d / 3);
+    let (t, hs) = (n / batch, d / heads);
+    let device = qkv.device();
+    // −1e9 on padding keys, 0 elsewhere, for every head and query: [B, nh, T, T].
+    let hidden: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&len| (0..t).map(move |s| if s < len.clamp(1, t) { 0.0 } else { -1e9 }))
+        .collect();
+    let bias = Tensor::<2>::from_data(TensorData::new(hidden, [batch, t]), &device)
+        .reshape([batch, 1, 1, t])
+        .expand([batch, heads, t, t]);
+    let mut qkv = qkv
+        .chunk(3, 1) // 3 × [B·T, d]
+        .into_iter()
+        .map(|z| z.reshape([batch, t, heads, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
+    let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+        unreachable!("chunk(3) yields three tensors")
+    };
+    let options = AttentionModuleOptions {
+        scale: None, // 1/sqrt(hs)
+        softcap: None,
+        is_causal: causal,
+    };
+    let y = attention(q, k, v, None, Some(bias), options); // [B, nh, T, hs]
     y.swap_dims(1, 2).reshape([n, d]) // [B·T, d]
 }
 

@@ -622,3 +622,31 @@ fn fused_batch_norm_matches_burns_in_inference() {
             );
     }
 }
+
+#[test]
+fn fused_masked_self_attention_matches_burns_attention_with_a_padding_bias() {
+    // Bidirectional (the encoder's) and causal (the GPT classifier's), sequences of several
+    // lengths: full, partly padding, one real token, and a length past T (taken as T).
+    let device = Device::flex().autodiff();
+    device.seed(15);
+    let (t, heads, d) = (7, 2, 8);
+    let lengths = [7, 4, 1, 9];
+    for causal in [false, true] {
+        let qkv = Tensor::<2>::random(
+            [lengths.len() * t, 3 * d],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let fused = self_attention(qkv.clone(), &lengths, heads, causal);
+        let unfused = unfused_self_attention(qkv.clone(), &lengths, heads, causal);
+        fused
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&unfused.clone().into_data(), Tolerance::absolute(1e-5));
+        let weights = Tensor::<2>::random(fused.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_unfused = (unfused * weights).sum().backward();
+        assert_same_grad(&qkv, &g_fused, &g_unfused, 1e-5);
+    }
+}

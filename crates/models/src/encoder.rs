@@ -112,11 +112,8 @@ impl Encoder {
             .flat_map(|&n| (0..t).map(move |s| f32::from(u8::from(s < n.max(1)))))
             .collect();
         let real = Tensor::<2>::from_data(TensorData::new(real, [b, t]), &device); // [B, T]
-        // −1e9 on padding keys, 0 elsewhere, for every head and query: [B, nh, T, T].
-        let bias = (real.clone().neg() + 1.0)
-            .mul_scalar(-1e9)
-            .reshape([b, 1, 1, t])
-            .expand([b, self.n_heads, t, t]);
+        // Padding keys are hidden from every query (a sentence has at least one real token).
+        let key_lengths: Vec<usize> = lengths.iter().map(|&n| n.clamp(1, t)).collect();
         let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
         let mut x = self.token_embedding.forward(tokens) // [B, T, d]
             + self.position_embedding.forward(positions); // [1, T, d]
@@ -126,7 +123,7 @@ impl Encoder {
         }
         let mut x = self.dropout.forward(x);
         for block in &self.blocks {
-            x = block.forward_with(x, Some(bias.clone()), self.causal); // [B, T, d]
+            x = block.forward_with(x, Some(&key_lengths), self.causal); // [B, T, d]
         }
         (self.ln_f.forward(x), real) // [B, T, d], [B, T]
     }

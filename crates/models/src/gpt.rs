@@ -9,8 +9,6 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use scalelab_spec::LmConfig;
 
@@ -18,6 +16,7 @@ use crate::init::{InitKind, ParamFactory, WeightInit};
 use crate::registry::{FamilyModel, LanguageModel};
 use scalelab_kernels::{
     causal_self_attention, cross_entropy, gelu, layer_norm, linear, linear_add, matmul,
+    self_attention,
 };
 
 // Cost accounting lives with the shapes: `scalelab_spec::family::gpt`.
@@ -86,15 +85,15 @@ impl Block {
         self.forward_with(x, None, true)
     }
 
-    /// The block with an additive attention bias `[B, nh, T, T]` (e.g. −∞ at padding keys)
-    /// and causal or bidirectional attention.
+    /// The block with each sequence's keys after its length (`key_lengths`, when given) hidden
+    /// as padding, and causal or bidirectional attention.
     pub(crate) fn forward_with(
         &self,
         x: Tensor<3>,
-        attn_bias: Option<Tensor<4>>,
+        key_lengths: Option<&[usize]>,
         is_causal: bool,
     ) -> Tensor<3> {
-        self.forward_observed(x, attn_bias, is_causal, &mut |_, _| {})
+        self.forward_observed(x, key_lengths, is_causal, &mut |_, _| {})
     }
 
     /// [`forward_with`](Self::forward_with), showing `observe` the input `[B·T, in]` of each of
@@ -103,12 +102,12 @@ impl Block {
     pub(crate) fn forward_observed(
         &self,
         x: Tensor<3>,
-        attn_bias: Option<Tensor<4>>,
+        key_lengths: Option<&[usize]>,
         is_causal: bool,
         observe: &mut dyn FnMut(&'static str, &Tensor<2>),
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        let (nh, hs) = (self.n_heads, d / self.n_heads);
+        let nh = self.n_heads;
         // The linear layers see the batch as one [B·T, ·] matrix: one large GEMM each, which
         // the CPU backend splits across cores, instead of B small ones.
         let x = x.reshape([b * t, d]); // [B·T, d]
@@ -117,25 +116,11 @@ impl Block {
         let normed = layer_norm(x.clone(), &self.ln1); // [B·T, d]
         observe("qkv", &normed);
         let qkv = linear(normed, &self.qkv); // [B·T, 3d]
-        let y = match attn_bias {
+        let y = match key_lengths {
             // The common case, fused on the CPU backend (`scalelab-kernels`).
             None if is_causal => causal_self_attention(qkv, b, nh), // [B·T, d]
-            attn_bias => {
-                let mut heads = qkv
-                    .chunk(3, 1) // 3 × [B·T, d]
-                    .into_iter()
-                    .map(|z| z.reshape([b, t, nh, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
-                let (Some(q), Some(k), Some(v)) = (heads.next(), heads.next(), heads.next()) else {
-                    unreachable!("chunk(3) yields three tensors")
-                };
-                let options = AttentionModuleOptions {
-                    scale: None, // 1/sqrt(hs)
-                    softcap: None,
-                    is_causal,
-                };
-                let y = attention(q, k, v, None, attn_bias, options); // [B, nh, T, hs]
-                y.swap_dims(1, 2).reshape([b * t, d]) // [B·T, d]
-            }
+            None => self_attention(qkv, &vec![t; b], nh, is_causal), // [B·T, d]
+            Some(lengths) => self_attention(qkv, lengths, nh, is_causal), // [B·T, d]
         };
         observe("proj", &y);
         let x = self.residual(x, y, &self.proj); // [B·T, d]
