@@ -13,11 +13,16 @@ use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Shape;
 
-use burn::backend::ops::FloatTensorOps;
+use rayon::prelude::*;
 
-use crate::buffer::tensor;
+use crate::buffer::{self, tensor};
 use crate::gemm::{self, MatRef};
 use crate::simd::{contiguous_f32, exp_nonpositive};
+
+/// Sequences per parallel task. Sequences are independent, so each task runs its own through
+/// every step, with its own products (no step waits for another task); the count is fixed, so
+/// results do not depend on how many threads share the tasks.
+const SEQUENCES_PER_TASK: usize = 32;
 
 /// What the backward pass keeps of a recurrent layer's forward pass.
 #[derive(Debug, Clone)]
@@ -28,15 +33,23 @@ pub(crate) struct RecurrentState {
     u: FlexTensor,
     /// `[B, T]` mask.
     mask: Vec<f32>,
-    /// The layer's output, time-major `[T, B, H]`: the state after each step.
-    out: FlexTensor,
-    /// Per step, time-major `[T, B, 4, H]`: LSTM `i, f, g, o`; GRU `r, z, n, h·U_n + b_hn`.
-    acts: Vec<f32>,
-    /// LSTM: per step `[T, B, 2, H]` the cell state before the step and the new (unmasked)
-    /// cell state; GRU: empty.
-    cells: Vec<f32>,
+    /// Each task's sequences' steps.
+    tasks: Vec<TaskSteps>,
     /// Whether the recurrent projection has a bias.
     with_bias: bool,
+}
+
+/// One task's sequences (`Bc` of them) through every step, time-major.
+#[derive(Debug, Clone)]
+struct TaskSteps {
+    /// `[T, Bc, H]`: the state after each step.
+    out: Vec<f32>,
+    /// Per step `[T, Bc, 4, H]`: LSTM `i, f, g, o`; GRU `r, z, n, h·U_n + b_hn` (empty when no
+    /// backward pass follows).
+    acts: Vec<f32>,
+    /// LSTM: per step `[T, Bc, 2, H]` the cell state before the step and the new (unmasked)
+    /// cell state; GRU or no backward pass: empty.
+    cells: Vec<f32>,
 }
 
 /// The logistic function, from `exp(−|x|)` (so that loops of it vectorise; see
@@ -213,78 +226,207 @@ pub(crate) fn recurrent_forward(
     );
     let (x, bias) = (contiguous_f32(&x), contiguous_f32(&bias));
     let mask = contiguous_f32(&mask).to_vec();
-    let u_m = MatRef::row_major(contiguous_f32(&u), h, gh);
-    let lstm = gates == 4;
-    // The states, and every step's gates and cells when the backward pass needs them,
-    // appended step by step (time-major; written once, never zero-filled first).
-    let mut out = Vec::with_capacity(t * b * h);
-    let kept = if keep { t } else { 0 };
-    let mut acts = Vec::with_capacity(kept * b * 4 * h);
-    let mut cells = Vec::with_capacity(if lstm { kept * b * 2 * h } else { 0 });
-    // This step's gates and cells.
-    let mut step_acts = vec![0.0f32; b * 4 * h];
-    let mut step_cells = vec![0.0f32; if lstm { b * 2 * h } else { 0 }];
-    let (mut state, mut cell) = (vec![0.0f32; b * h], vec![0.0f32; b * h]);
-    let mut hz = vec![0.0f32; b * gh];
-    let arch = pulp::Arch::new();
-    for step in 0..t {
-        // hz = h·U + b_h for every sequence.
-        for row in hz.chunks_exact_mut(gh) {
-            match bias.is_empty() {
-                true => row.fill(0.0),
-                false => row.copy_from_slice(bias),
+    let layer = Layer {
+        u: MatRef::row_major(contiguous_f32(&u), h, gh),
+        bias,
+        t,
+        h,
+        gates,
+    };
+    let n = SEQUENCES_PER_TASK;
+    let tasks: Vec<TaskSteps> = x
+        .par_chunks((n * t * gh).max(1))
+        .zip(mask.par_chunks((n * t).max(1)))
+        .map(|(x, mask)| layer.forward(x, mask, keep))
+        .collect();
+    // `[B, T, H]`, each task's sequences written front to back from its time-major states.
+    let (out, _) = buffer::par_new_tensor(
+        Shape::new([b, t, h]),
+        n * t * h,
+        tasks.par_iter(),
+        |mut dst, task| {
+            let bc = task.out.len() / (t * h).max(1);
+            for bi in 0..bc {
+                for step in 0..t {
+                    dst.copy(&task.out[(step * bc + bi) * h..(step * bc + bi + 1) * h]);
+                }
             }
-        }
-        if step > 0 {
-            gemm::product_into(&mut hz, MatRef::row_major(&state, b, h), u_m, true, true);
-        }
-        for bi in 0..b {
-            let m = mask[bi * t + step];
-            let x = &x[(bi * t + step) * gh..(bi * t + step + 1) * gh];
-            let hz = &hz[bi * gh..(bi + 1) * gh];
-            let acts = &mut step_acts[bi * 4 * h..(bi + 1) * 4 * h];
-            let state = &mut state[bi * h..(bi + 1) * h];
-            if lstm {
-                arch.dispatch(LstmStep {
-                    x,
-                    hz,
-                    acts,
-                    cells: &mut step_cells[bi * 2 * h..(bi + 1) * 2 * h],
-                    cell: &mut cell[bi * h..(bi + 1) * h],
-                    state,
-                    m,
-                });
-            } else {
-                arch.dispatch(GruStep {
-                    x,
-                    hz,
-                    acts,
-                    state,
-                    m,
-                });
-            }
-        }
-        out.extend_from_slice(&state);
-        if keep {
-            acts.extend_from_slice(&step_acts);
-            cells.extend_from_slice(&step_cells);
-        }
-    }
-    let time_major = tensor(out, Shape::new([t, b, h]));
+            (dst.finish(), ())
+        },
+    );
     let state = RecurrentState {
         dims: [b, t, h, gates],
         u,
         mask,
-        out: time_major.clone(),
-        acts,
-        cells,
+        tasks,
         with_bias: !bias.is_empty(),
     };
-    // `[B, T, H]` as a view of the time-major buffer (no copy).
-    (
-        burn::backend::Flex::float_swap_dims(time_major, 0, 1),
-        state,
-    )
+    (out, state)
+}
+
+/// One recurrent layer's weights and shape, as each task reads them.
+struct Layer<'a> {
+    /// `[H, G·H]`.
+    u: MatRef<'a>,
+    /// `[G·H]`, or empty.
+    bias: &'a [f32],
+    t: usize,
+    h: usize,
+    gates: usize,
+}
+
+impl Layer<'_> {
+    /// Runs the sequences of `x` `[Bc, T, G·H]` (masked by `mask` `[Bc, T]`) through every step.
+    fn forward(&self, x: &[f32], mask: &[f32], keep: bool) -> TaskSteps {
+        let Self {
+            u,
+            bias,
+            t,
+            h,
+            gates,
+        } = *self;
+        let gh = gates * h;
+        let b = x.len() / (t * gh).max(1);
+        let lstm = gates == 4;
+        // The states, and every step's gates and cells when the backward pass needs them,
+        // appended step by step (time-major; written once, never zero-filled first).
+        let mut out = Vec::with_capacity(t * b * h);
+        let kept = if keep { t } else { 0 };
+        let mut acts = Vec::with_capacity(kept * b * 4 * h);
+        let mut cells = Vec::with_capacity(if lstm { kept * b * 2 * h } else { 0 });
+        // This step's gates and cells.
+        let mut step_acts = vec![0.0f32; b * 4 * h];
+        let mut step_cells = vec![0.0f32; if lstm { b * 2 * h } else { 0 }];
+        let (mut state, mut cell) = (vec![0.0f32; b * h], vec![0.0f32; b * h]);
+        let mut hz = vec![0.0f32; b * gh];
+        let arch = pulp::Arch::new();
+        for step in 0..t {
+            // hz = h·U + b_h for every sequence.
+            for row in hz.chunks_exact_mut(gh) {
+                match bias.is_empty() {
+                    true => row.fill(0.0),
+                    false => row.copy_from_slice(bias),
+                }
+            }
+            if step > 0 {
+                gemm::product_into(&mut hz, MatRef::row_major(&state, b, h), u, true, false);
+            }
+            for bi in 0..b {
+                let m = mask[bi * t + step];
+                let x = &x[(bi * t + step) * gh..(bi * t + step + 1) * gh];
+                let hz = &hz[bi * gh..(bi + 1) * gh];
+                let acts = &mut step_acts[bi * 4 * h..(bi + 1) * 4 * h];
+                let state = &mut state[bi * h..(bi + 1) * h];
+                if lstm {
+                    arch.dispatch(LstmStep {
+                        x,
+                        hz,
+                        acts,
+                        cells: &mut step_cells[bi * 2 * h..(bi + 1) * 2 * h],
+                        cell: &mut cell[bi * h..(bi + 1) * h],
+                        state,
+                        m,
+                    });
+                } else {
+                    arch.dispatch(GruStep {
+                        x,
+                        hz,
+                        acts,
+                        state,
+                        m,
+                    });
+                }
+            }
+            out.extend_from_slice(&state);
+            if keep {
+                acts.extend_from_slice(&step_acts);
+                cells.extend_from_slice(&step_cells);
+            }
+        }
+        TaskSteps { out, acts, cells }
+    }
+
+    /// The backward pass of one task's sequences: from their output's gradient `grad`
+    /// `[Bc, T, H]`, writes their input projections' gradient into `dx` `[Bc, T, G·H]` and
+    /// returns their share of the recurrent weight's and bias's gradients.
+    fn backward(
+        &self,
+        steps: &TaskSteps,
+        mask: &[f32],
+        grad: &[f32],
+        dx: &mut [f32],
+        with_bias: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let Self { u, t, h, gates, .. } = *self;
+        let gh = gates * h;
+        let b = grad.len() / (t * h).max(1);
+        let lstm = gates == 4;
+        let out = &steps.out;
+        // The gradients reaching the state (and the LSTM's cell) after each step from later
+        // steps.
+        let (mut d_state, mut d_cell) = (vec![0.0f32; b * h], vec![0.0f32; b * h]);
+        // Every step's gradient of the recurrent pre-activations, time-major `[T, Bc, G·H]`:
+        // the recurrent weight's gradient is one product over all steps at the end.
+        let mut dz_all = vec![0.0f32; t * b * gh];
+        let zeros = vec![0.0f32; h];
+        let arch = pulp::Arch::new();
+        for step in (0..t).rev() {
+            for bi in 0..b {
+                let m = mask[bi * t + step];
+                let acts = &steps.acts[(step * b + bi) * 4 * h..(step * b + bi + 1) * 4 * h];
+                let grad = &grad[(bi * t + step) * h..(bi * t + step + 1) * h];
+                let dx = &mut dx[(bi * t + step) * gh..(bi * t + step + 1) * gh];
+                let dhz = &mut dz_all[(step * b + bi) * gh..(step * b + bi + 1) * gh];
+                let d_state = &mut d_state[bi * h..(bi + 1) * h];
+                if lstm {
+                    arch.dispatch(LstmStepBack {
+                        acts,
+                        cells: &steps.cells[(step * b + bi) * 2 * h..(step * b + bi + 1) * 2 * h],
+                        grad,
+                        dx,
+                        dhz,
+                        d_state,
+                        d_cell: &mut d_cell[bi * h..(bi + 1) * h],
+                        m,
+                    });
+                } else {
+                    let h_prev = match step {
+                        0 => &zeros[..],
+                        _ => &out[((step - 1) * b + bi) * h..((step - 1) * b + bi + 1) * h],
+                    };
+                    arch.dispatch(GruStepBack {
+                        acts,
+                        h_prev,
+                        grad,
+                        dx,
+                        dhz,
+                        d_state,
+                        m,
+                    });
+                }
+            }
+            if step > 0 {
+                let dz = &dz_all[step * b * gh..(step + 1) * b * gh];
+                let dz_m = MatRef::row_major(dz, b, gh);
+                gemm::product_into(&mut d_state, dz_m, u.t(), true, false);
+            }
+        }
+        // dU = Σ_steps h_{t−1}ᵀ·dz_t: the states before steps 1.. (the outputs of steps
+        // ..T−1) against those steps' gradients, one product; step 0 starts from zero.
+        let mut du = vec![0.0f32; h * gh];
+        if t > 1 {
+            let rows = (t - 1) * b;
+            let h_prev = MatRef::row_major(&out[..rows * h], rows, h);
+            let dz = MatRef::row_major(&dz_all[b * gh..], rows, gh);
+            gemm::product_into(&mut du, h_prev.t(), dz, false, false);
+        }
+        let db = if with_bias {
+            crate::linear::column_sums(&dz_all, gh)
+        } else {
+            Vec::new()
+        };
+        (du, db)
+    }
 }
 
 /// Gradients of the input projections `[B, T, G·H]`, the recurrent weight `[H, G·H]` and its
@@ -292,64 +434,30 @@ pub(crate) fn recurrent_forward(
 pub(crate) fn recurrent_backward(s: RecurrentState, grad: &FlexTensor) -> [FlexTensor; 3] {
     let [b, t, h, gates] = s.dims;
     let gh = gates * h;
-    let lstm = gates == 4;
     let grad = grad.to_contiguous();
     let grad = contiguous_f32(&grad);
-    let out = contiguous_f32(&s.out);
-    let u_m = MatRef::row_major(contiguous_f32(&s.u), h, gh);
+    let layer = Layer {
+        u: MatRef::row_major(contiguous_f32(&s.u), h, gh),
+        bias: &[],
+        t,
+        h,
+        gates,
+    };
+    let n = SEQUENCES_PER_TASK;
     let mut dx = vec![0.0f32; b * t * gh];
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut((n * t * gh).max(1))
+        .zip(grad.par_chunks((n * t * h).max(1)))
+        .zip(s.tasks.par_iter())
+        .zip(s.mask.par_chunks((n * t).max(1)))
+        .map(|(((dx, grad), steps), mask)| layer.backward(steps, mask, grad, dx, s.with_bias))
+        .collect();
+    // The tasks' shares added in order.
     let mut du = vec![0.0f32; h * gh];
     let mut db = vec![0.0f32; if s.with_bias { gh } else { 0 }];
-    // The gradients reaching the state (and the LSTM's cell) after each step from later steps.
-    let (mut d_state, mut d_cell) = (vec![0.0f32; b * h], vec![0.0f32; b * h]);
-    let mut dhz = vec![0.0f32; b * gh];
-    let zeros = vec![0.0f32; h];
-    let arch = pulp::Arch::new();
-    for step in (0..t).rev() {
-        for bi in 0..b {
-            let m = s.mask[bi * t + step];
-            let acts = &s.acts[(step * b + bi) * 4 * h..(step * b + bi + 1) * 4 * h];
-            let grad = &grad[(bi * t + step) * h..(bi * t + step + 1) * h];
-            let dx = &mut dx[(bi * t + step) * gh..(bi * t + step + 1) * gh];
-            let dhz = &mut dhz[bi * gh..(bi + 1) * gh];
-            let d_state = &mut d_state[bi * h..(bi + 1) * h];
-            if lstm {
-                arch.dispatch(LstmStepBack {
-                    acts,
-                    cells: &s.cells[(step * b + bi) * 2 * h..(step * b + bi + 1) * 2 * h],
-                    grad,
-                    dx,
-                    dhz,
-                    d_state,
-                    d_cell: &mut d_cell[bi * h..(bi + 1) * h],
-                    m,
-                });
-            } else {
-                let h_prev = match step {
-                    0 => &zeros[..],
-                    _ => &out[((step - 1) * b + bi) * h..((step - 1) * b + bi + 1) * h],
-                };
-                arch.dispatch(GruStepBack {
-                    acts,
-                    h_prev,
-                    grad,
-                    dx,
-                    dhz,
-                    d_state,
-                    m,
-                });
-            }
-        }
-        for row in dhz.chunks_exact(gh) {
-            db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-        }
-        if step > 0 {
-            // The state before this step: the output of the step before.
-            let h_prev = MatRef::row_major(&out[(step - 1) * b * h..step * b * h], b, h);
-            let dz_m = MatRef::row_major(&dhz, b, gh);
-            gemm::product_into(&mut du, h_prev.t(), dz_m, true, true);
-            gemm::product_into(&mut d_state, dz_m, u_m.t(), true, true);
-        }
+    for (pu, pb) in &partial {
+        du.iter_mut().zip(pu).for_each(|(d, p)| *d += p);
+        db.iter_mut().zip(pb).for_each(|(d, p)| *d += p);
     }
     let db_len = db.len();
     [

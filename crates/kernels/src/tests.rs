@@ -519,8 +519,15 @@ fn fused_recurrent_layers_match_burns_step_by_step_layers_and_their_gradients() 
     device.seed(12);
     // LSTM (no recurrent bias, as the models build it) and GRU (with one), sequences padded
     // to different lengths (the mask keeps a padded position's state), one of length 0.
-    for (gates, with_bias) in [(4, false), (3, true), (4, true)] {
-        let (b, t, h) = (3, 6, 5);
+    // 37 sequences are two parallel tasks (32 sequences each at most).
+    for (gates, with_bias, b) in [
+        (4, false, 3),
+        (3, true, 3),
+        (4, true, 3),
+        (4, false, 37),
+        (3, true, 37),
+    ] {
+        let (t, h) = (6, 5);
         let mut hidden = random_linear(&device, h, gates * h);
         if !with_bias {
             hidden.bias = None;
@@ -528,7 +535,7 @@ fn fused_recurrent_layers_match_burns_step_by_step_layers_and_their_gradients() 
         let projected =
             Tensor::<3>::random([b, t, gates * h], Distribution::Normal(0.0, 1.0), &device)
                 .require_grad();
-        let lengths = [6, 3, 0];
+        let lengths: Vec<usize> = (0..b).map(|i| [6, 3, 0][i % 3]).collect();
         let mask: Vec<f32> = lengths
             .iter()
             .flat_map(|&n| (0..t).map(move |s| f32::from(u8::from(s < n))))
@@ -536,7 +543,6 @@ fn fused_recurrent_layers_match_burns_step_by_step_layers_and_their_gradients() 
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), &device);
         let fused = recurrent(projected.clone(), &hidden, mask.clone(), gates);
         let unfused = unfused_recurrent(projected.clone(), &hidden, mask, gates);
-        let case = format!("gates {gates} bias {with_bias}");
         fused
             .clone()
             .into_data()
@@ -549,7 +555,6 @@ fn fused_recurrent_layers_match_burns_step_by_step_layers_and_their_gradients() 
         if let Some(bias) = &hidden.bias {
             assert_same_grad(&bias.val(), &g_fused, &g_unfused, 1e-5);
         }
-        let _ = case;
     }
 }
 
@@ -649,4 +654,28 @@ fn fused_masked_self_attention_matches_burns_attention_with_a_padding_bias() {
         let g_unfused = (unfused * weights).sum().backward();
         assert_same_grad(&qkv, &g_fused, &g_unfused, 1e-5);
     }
+}
+
+#[test]
+fn the_recurrent_layer_does_not_depend_on_the_thread_count() {
+    // Its tasks are fixed groups of sequences whose weight-gradient shares are added in order.
+    let device = Device::flex().autodiff();
+    device.seed(16);
+    let (b, t, h) = (70, 5, 4);
+    let hidden = random_linear(&device, h, 4 * h);
+    let projected = Tensor::<3>::random([b, t, 4 * h], Distribution::Normal(0.0, 1.0), &device);
+    let mask = Tensor::<2>::ones([b, t], &device);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let out = recurrent(projected.clone(), &hidden, mask.clone(), 4);
+            let grads = out.clone().sum().backward();
+            let du = hidden.weight.val().grad(&grads).unwrap().into_data();
+            (out.into_data(), du)
+        })
+    };
+    assert_eq!(run(1), run(3));
 }
