@@ -138,15 +138,50 @@ impl ConvShape {
 
     /// Adds the patch matrix's gradient `cols` `[taps, positions]` into the image's gradient
     /// `image` `[C_in, H, W]` (the transpose of [`ConvShape::im2col`]).
-    fn col2im_add(&self, cols: &[f32], image: &mut [f32]) {
+    /// `cols` is changed: the elements of padding taps are zeroed.
+    fn col2im_add(&self, cols: &mut [f32], image: &mut [f32]) {
         let (ho, wo, [ph, pw]) = (self.h_out(), self.w_out(), self.pad);
-        let mut rows = cols.chunks_exact(ho * wo);
+        let arch = pulp::Arch::new();
+        let mut rows = cols.chunks_exact_mut(ho * wo);
         for plane in image.chunks_exact_mut(self.h * self.w) {
             for ky in 0..self.kh {
                 for kx in 0..self.kw {
                     let Some(row) = rows.next() else { return };
                     let x_lo = pw.saturating_sub(kx).min(wo);
                     let x_hi = (self.w + pw).saturating_sub(kx).clamp(x_lo, wo);
+                    if wo == self.w {
+                        // The transpose of `same_width_row`: the padding taps' elements
+                        // zeroed, then the rows inside the image added at a constant shift.
+                        let y_lo = ph.saturating_sub(ky).min(ho);
+                        let y_hi = (self.h + ph).saturating_sub(ky).clamp(y_lo, ho);
+                        if y_lo == y_hi {
+                            continue;
+                        }
+                        let (start, end) = (y_lo * wo, y_hi * wo);
+                        for out in row[start..end].chunks_exact_mut(wo) {
+                            out[..x_lo].fill(0.0);
+                            out[x_hi..].fill(0.0);
+                        }
+                        // Element (y, x) goes to plane[(y + ky − ph)·w + x + kx − pw].
+                        let dst_start = (y_lo + ky - ph) * self.w;
+                        let (src, dst) = if kx >= pw {
+                            let shift = kx - pw;
+                            let n = (end - start).min(plane.len() - dst_start - shift);
+                            (
+                                &row[start..start + n],
+                                &mut plane[dst_start + shift..dst_start + shift + n],
+                            )
+                        } else {
+                            let shift = (pw - kx).min(end - start);
+                            let n = end - start - shift;
+                            (
+                                &row[start + shift..start + shift + n],
+                                &mut plane[dst_start..dst_start + n],
+                            )
+                        };
+                        arch.dispatch(AddInto { dst, src });
+                        continue;
+                    }
                     for (y, g) in row.chunks_exact(wo).enumerate() {
                         let iy = (y + ky).wrapping_sub(ph);
                         if iy >= self.h {
@@ -160,6 +195,24 @@ impl ConvShape {
                     }
                 }
             }
+        }
+    }
+}
+
+kernel! {
+    /// `dst = g` where `y` is positive, 0 elsewhere.
+    struct ReluMask<'a> { dst: &'a mut [f32], g: &'a [f32], y: &'a [f32] } -> () {
+        for ((d, &g), &y) in dst.iter_mut().zip(g).zip(y) {
+            *d = if y > 0.0 { g } else { 0.0 };
+        }
+    }
+}
+
+kernel! {
+    /// `dst += src` element by element.
+    struct AddInto<'a> { dst: &'a mut [f32], src: &'a [f32] } -> () {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += s;
         }
     }
 }
@@ -290,18 +343,9 @@ pub(crate) fn conv2d_backward(
         grad.to_contiguous(),
     );
     let (x, weight) = (contiguous_f32(&x), contiguous_f32(&weight));
-    let grad = match out {
-        Some(out) => {
-            let out = out.to_contiguous();
-            let out = contiguous_f32(&out);
-            let grad = contiguous_f32(&grad);
-            grad.par_iter()
-                .zip(out)
-                .map(|(&g, &o)| if o > 0.0 { g } else { 0.0 })
-                .collect::<Vec<f32>>()
-        }
-        None => contiguous_f32(&grad).to_vec(),
-    };
+    let grad = contiguous_f32(&grad);
+    let out = out.map(FlexTensor::to_contiguous);
+    let out = out.as_ref().map(contiguous_f32);
     let (taps, positions) = (s.taps(), s.positions());
     let kernel = MatRef::row_major(weight, s.c_out, taps);
     let mut dx = vec![0.0f32; if need_dx { s.batch * s.image_len() } else { 0 }];
@@ -320,9 +364,24 @@ pub(crate) fn conv2d_backward(
             let mut dw = vec![0.0f32; s.c_out * taps];
             let mut db = vec![0.0f32; if with_bias { s.c_out } else { 0 }];
             let (mut scratch, mut dcols) = (Vec::new(), vec![0.0f32; taps * positions]);
+            let mut masked = vec![0.0f32; if out.is_some() { s.out_image_len() } else { 0 }];
+            let arch = pulp::Arch::new();
             let images = task * IMAGES_PER_TASK..s.batch.min((task + 1) * IMAGES_PER_TASK);
             for (i, b) in images.enumerate() {
-                let g = &grad[b * s.out_image_len()..(b + 1) * s.out_image_len()];
+                let range = b * s.out_image_len()..(b + 1) * s.out_image_len();
+                let g = match out {
+                    // The gradient through the fused ReLU: where the output is positive.
+                    Some(out) => {
+                        let (g, y) = (&grad[range.clone()], &out[range]);
+                        arch.dispatch(ReluMask {
+                            dst: &mut masked,
+                            g,
+                            y,
+                        });
+                        &masked[..]
+                    }
+                    None => &grad[range],
+                };
                 let g_m = MatRef::row_major(g, s.c_out, positions);
                 for (d, row) in db.iter_mut().zip(g.chunks_exact(positions)) {
                     *d += row.iter().sum::<f32>();
@@ -336,7 +395,7 @@ pub(crate) fn conv2d_backward(
                         gemm::product_into(dx_b, kernel.t(), g_m, true, false);
                     } else {
                         gemm::product_into(&mut dcols, kernel.t(), g_m, false, false);
-                        s.col2im_add(&dcols, dx_b);
+                        s.col2im_add(&mut dcols, dx_b);
                     }
                 }
             }
