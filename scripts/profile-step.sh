@@ -5,6 +5,7 @@
 #
 #   scripts/profile-step.sh --d-model 256 --layers 4 --heads 4 --threads 2
 #   scripts/profile-step.sh --d-model 64 --layers 2 --heads 4 --threads 1
+#   scripts/profile-step.sh --family cnn --preset cnn --threads 1 --inference-batch 128 [--unfused]
 #
 # Needs perf (Debian: apt-get install linux-perf). SCALELAB names the program to profile
 # (default: the debug build in CARGO_TARGET_DIR or target/).
@@ -31,7 +32,7 @@ perf report -i "$tmp/perf.data" --no-children --sort symbol --percent-limit 0 2>
         pct = $1; sub("%", "", pct)
         sym = $0; sub(/^ *[0-9.]+% +/, "", sym)
         if (sym ~ /gemm/) kind = "GEMM (the gemm crate: micro-kernels and packing)"
-        else if (sym ~ /pulp::|scalelab_kernels/) kind = "fused kernels (scalelab: attention, GELU, LayerNorm, cross-entropy, AdamW)"
+        else if (sym ~ /pulp::|scalelab_kernels/) kind = "fused kernels (scalelab: attention, GELU, LayerNorm, cross-entropy, AdamW, convolution, pooling, batch norm, recurrent steps)"
         else if (sym ~ /memmove|memcpy|memset|clear_page|page_fault|_mi_|mi_|malloc|free|mmap|munmap|\[k\]/) kind = "memory: buffer zeroing and copies, allocation, page faults, kernel"
         else if (sym ~ /burn_flex|macerator|erff|expf|logf|libm|zip_/) kind = "other tensor operations (Burn flex: element-wise, reductions, layout copies)"
         else if (sym ~ /burn_autodiff|burn_dispatch|burn_backend|burn_tensor|burn_optim|burn_core|burn_nn/) kind = "autodiff graph, dispatch and optimiser bookkeeping"

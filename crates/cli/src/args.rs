@@ -474,8 +474,9 @@ pub struct BenchArgs {
     /// Threads of the --d-model model.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Run Burn's own operations instead of scalelab's fused CPU kernels (attention softmax,
-    /// GELU, LayerNorm, cross-entropy), to measure what the kernels save.
+    /// Run Burn's own operations instead of scalelab's fused CPU kernels (attention, GELU,
+    /// LayerNorm, cross-entropy, linear layers; with --family also convolution, pooling, batch
+    /// norm and the recurrent layers), to measure what the kernels save.
     #[arg(long)]
     pub unfused: bool,
     /// Compare a finished study instead (its directory): its recorded run times against the

@@ -57,10 +57,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.study {
         return study(dir, &args);
     }
+    scalelab_kernels::set_fused(!args.unfused);
     if let Some(family) = args.shape.family {
         return classifier(&args, family);
     }
-    scalelab_kernels::set_fused(!args.unfused);
     let cases = match args.d_model {
         Some(d_model) => vec![Case {
             d_model,
@@ -475,6 +475,7 @@ fn classifier(args: &BenchArgs, family: Family) -> Result<ExitCode> {
     if args.json {
         let value = serde_json::json!({
             "family": family.name(), "model": config.describe(), "threads": threads,
+            "fused": !args.unfused,
             "scalelab": timing, "peer": peer,
             "train_ratio": train_ratio, "inference_ratio": inference_ratio,
         });
