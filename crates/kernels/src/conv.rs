@@ -96,42 +96,40 @@ impl ConvShape {
         self.kh == 1 && self.kw == 1 && self.pad == [0, 0]
     }
 
+    /// Every row of the patch matrix in order, with the input channel and kernel tap it is
+    /// of: `(row, c, ky, kx)`.
+    fn rows(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + use<> {
+        let (kh, kw) = (self.kh, self.kw);
+        (0..self.c_in)
+            .flat_map(move |c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c, ky, kx))))
+            .enumerate()
+            .map(|(r, (c, ky, kx))| (r, c, ky, kx))
+    }
+
     /// Writes the patch matrix `[taps, positions]` of `image` `[C_in, H, W]` into `cols`:
     /// element `((c, ky, kx), (y, x))` is `image[c, y + ky − pad, x + kx − pad]`, zero outside.
     fn im2col(&self, image: &[f32], cols: &mut [f32]) {
         let (ho, wo, [ph, pw]) = (self.h_out(), self.w_out(), self.pad);
-        let mut rows = cols.chunks_exact_mut(ho * wo);
-        for plane in image.chunks_exact(self.h * self.w) {
-            for ky in 0..self.kh {
-                for kx in 0..self.kw {
-                    let Some(row) = rows.next() else { return };
-                    // Output columns whose input column x + kx − pw lies inside the image.
-                    let x_lo = pw.saturating_sub(kx).min(wo);
-                    let x_hi = (self.w + pw).saturating_sub(kx).clamp(x_lo, wo);
-                    if wo == self.w {
-                        same_width_row(
-                            plane,
-                            row,
-                            [self.h, self.w],
-                            [ky, kx],
-                            [ph, pw],
-                            [x_lo, x_hi],
-                        );
-                        continue;
-                    }
-                    for (y, out) in row.chunks_exact_mut(wo).enumerate() {
-                        let iy = (y + ky).wrapping_sub(ph);
-                        if iy >= self.h {
-                            out.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[iy * self.w..(iy + 1) * self.w];
-                        out[..x_lo].fill(0.0);
-                        let ix = x_lo + kx - pw;
-                        out[x_lo..x_hi].copy_from_slice(&src[ix..ix + (x_hi - x_lo)]);
-                        out[x_hi..].fill(0.0);
-                    }
+        let (n, hw) = (ho * wo, self.h * self.w);
+        for (r, c, ky, kx) in self.rows() {
+            let (row, plane) = (&mut cols[r * n..(r + 1) * n], &image[c * hw..(c + 1) * hw]);
+            let [x_lo, x_hi] = inside(kx, pw, self.w, wo);
+            if wo == self.w {
+                let ys = inside(ky, ph, self.h, ho);
+                same_width_row(plane, row, self.w, [ky, kx], [ph, pw], [ys, [x_lo, x_hi]]);
+                continue;
+            }
+            for (y, out) in row.chunks_exact_mut(wo).enumerate() {
+                let iy = (y + ky).wrapping_sub(ph);
+                if iy >= self.h {
+                    out.fill(0.0);
+                    continue;
                 }
+                let src = &plane[iy * self.w..(iy + 1) * self.w];
+                out[..x_lo].fill(0.0);
+                let ix = x_lo + kx - pw;
+                out[x_lo..x_hi].copy_from_slice(&src[ix..ix + (x_hi - x_lo)]);
+                out[x_hi..].fill(0.0);
             }
         }
     }
@@ -141,62 +139,66 @@ impl ConvShape {
     /// `cols` is changed: the elements of padding taps are zeroed.
     fn col2im_add(&self, cols: &mut [f32], image: &mut [f32]) {
         let (ho, wo, [ph, pw]) = (self.h_out(), self.w_out(), self.pad);
+        let (n, hw) = (ho * wo, self.h * self.w);
         let arch = pulp::Arch::new();
-        let mut rows = cols.chunks_exact_mut(ho * wo);
-        for plane in image.chunks_exact_mut(self.h * self.w) {
-            for ky in 0..self.kh {
-                for kx in 0..self.kw {
-                    let Some(row) = rows.next() else { return };
-                    let x_lo = pw.saturating_sub(kx).min(wo);
-                    let x_hi = (self.w + pw).saturating_sub(kx).clamp(x_lo, wo);
-                    if wo == self.w {
-                        // The transpose of `same_width_row`: the padding taps' elements
-                        // zeroed, then the rows inside the image added at a constant shift.
-                        let y_lo = ph.saturating_sub(ky).min(ho);
-                        let y_hi = (self.h + ph).saturating_sub(ky).clamp(y_lo, ho);
-                        if y_lo == y_hi {
-                            continue;
-                        }
-                        let (start, end) = (y_lo * wo, y_hi * wo);
-                        for out in row[start..end].chunks_exact_mut(wo) {
-                            out[..x_lo].fill(0.0);
-                            out[x_hi..].fill(0.0);
-                        }
-                        // Element (y, x) goes to plane[(y + ky − ph)·w + x + kx − pw].
-                        let dst_start = (y_lo + ky - ph) * self.w;
-                        let (src, dst) = if kx >= pw {
-                            let shift = kx - pw;
-                            let n = (end - start).min(plane.len() - dst_start - shift);
-                            (
-                                &row[start..start + n],
-                                &mut plane[dst_start + shift..dst_start + shift + n],
-                            )
-                        } else {
-                            let shift = (pw - kx).min(end - start);
-                            let n = end - start - shift;
-                            (
-                                &row[start + shift..start + shift + n],
-                                &mut plane[dst_start..dst_start + n],
-                            )
-                        };
-                        arch.dispatch(AddInto { dst, src });
-                        continue;
-                    }
-                    for (y, g) in row.chunks_exact(wo).enumerate() {
-                        let iy = (y + ky).wrapping_sub(ph);
-                        if iy >= self.h {
-                            continue;
-                        }
-                        let ix = x_lo + kx - pw;
-                        let dst = &mut plane[iy * self.w + ix..iy * self.w + ix + (x_hi - x_lo)];
-                        for (d, g) in dst.iter_mut().zip(&g[x_lo..x_hi]) {
-                            *d += g;
-                        }
-                    }
+        for (r, c, ky, kx) in self.rows() {
+            let (row, plane) = (
+                &mut cols[r * n..(r + 1) * n],
+                &mut image[c * hw..(c + 1) * hw],
+            );
+            let [x_lo, x_hi] = inside(kx, pw, self.w, wo);
+            if wo == self.w {
+                // The transpose of `same_width_row`: the padding taps' elements zeroed, then
+                // the rows inside the image added at a constant shift.
+                let [y_lo, y_hi] = inside(ky, ph, self.h, ho);
+                if y_lo == y_hi {
+                    continue;
+                }
+                let (start, end) = (y_lo * wo, y_hi * wo);
+                for out in row[start..end].chunks_exact_mut(wo) {
+                    out[..x_lo].fill(0.0);
+                    out[x_hi..].fill(0.0);
+                }
+                // Element (y, x) goes to plane[(y + ky − ph)·w + x + kx − pw].
+                let dst_start = (y_lo + ky - ph) * self.w;
+                let (src, dst) = if kx >= pw {
+                    let shift = kx - pw;
+                    let len = (end - start).min(plane.len() - dst_start - shift);
+                    (
+                        &row[start..start + len],
+                        &mut plane[dst_start + shift..dst_start + shift + len],
+                    )
+                } else {
+                    let shift = (pw - kx).min(end - start);
+                    let len = end - start - shift;
+                    (
+                        &row[start + shift..start + shift + len],
+                        &mut plane[dst_start..dst_start + len],
+                    )
+                };
+                arch.dispatch(AddInto { dst, src });
+                continue;
+            }
+            for (y, g) in row.chunks_exact(wo).enumerate() {
+                let iy = (y + ky).wrapping_sub(ph);
+                if iy >= self.h {
+                    continue;
+                }
+                let ix = x_lo + kx - pw;
+                let dst = &mut plane[iy * self.w + ix..iy * self.w + ix + (x_hi - x_lo)];
+                for (d, g) in dst.iter_mut().zip(&g[x_lo..x_hi]) {
+                    *d += g;
                 }
             }
         }
     }
+}
+
+/// The output positions `o` (of `out`) along one axis whose input position `o + tap − pad`
+/// lies inside `0..size`, as `[lo, hi]`.
+fn inside(tap: usize, pad: usize, size: usize, out: usize) -> [usize; 2] {
+    let lo = pad.saturating_sub(tap).min(out);
+    [lo, (size + pad).saturating_sub(tap).clamp(lo, out)]
 }
 
 kernel! {
@@ -225,15 +227,11 @@ kernel! {
 fn same_width_row(
     plane: &[f32],
     row: &mut [f32],
-    [h, w]: [usize; 2],
+    w: usize,
     [ky, kx]: [usize; 2],
     [ph, pw]: [usize; 2],
-    [x_lo, x_hi]: [usize; 2],
+    [[y_lo, y_hi], [x_lo, x_hi]]: [[usize; 2]; 2],
 ) {
-    let ho = row.len() / w;
-    // Output rows y whose input row y + ky − ph lies inside the image.
-    let y_lo = ph.saturating_sub(ky).min(ho);
-    let y_hi = (h + ph).saturating_sub(ky).clamp(y_lo, ho);
     row[..y_lo * w].fill(0.0);
     row[y_hi * w..].fill(0.0);
     if y_lo == y_hi {
@@ -248,9 +246,9 @@ fn same_width_row(
         row[start..start + n].copy_from_slice(&plane[src_start + shift..src_start + shift + n]);
         row[start + n..end].fill(0.0);
     } else {
-        let shift = pw - kx;
-        let n = end - start - shift.min(end - start);
-        row[start..start + shift.min(end - start)].fill(0.0);
+        let shift = (pw - kx).min(end - start);
+        let n = end - start - shift;
+        row[start..start + shift].fill(0.0);
         row[start + shift..start + shift + n].copy_from_slice(&plane[src_start..src_start + n]);
     }
     // The columns whose input column lies outside the image read a neighbouring row.

@@ -291,7 +291,11 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d, relu: bool) -> Tensor<4> {
 
 /// Burn's convolution, then `relu` when asked: the reference [`conv2d`] is tested against.
 pub fn unfused_conv2d(x: Tensor<4>, conv: &Conv2d, relu: bool) -> Tensor<4> {
-    let y = conv.forward(x);
+    relu_if(conv.forward(x), relu)
+}
+
+/// `relu(y)` when `relu`, else `y`: the activation the unfused references apply after.
+fn relu_if<const D: usize>(y: Tensor<D>, relu: bool) -> Tensor<D> {
     if relu {
         burn::tensor::activation::relu(y)
     } else {
@@ -448,10 +452,5 @@ pub fn batch_norm(x: Tensor<4>, norm: &BatchNorm, relu: bool) -> Tensor<4> {
 
 /// Burn's batch norm, then `relu` when asked: the reference [`batch_norm`] is tested against.
 pub fn unfused_batch_norm(x: Tensor<4>, norm: &BatchNorm, relu: bool) -> Tensor<4> {
-    let y = norm.forward(x);
-    if relu {
-        burn::tensor::activation::relu(y)
-    } else {
-        y
-    }
+    relu_if(norm.forward(x), relu)
 }

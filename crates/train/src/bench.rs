@@ -98,25 +98,14 @@ pub fn bench_gpt_step(
         ctx: config.ctx_len,
         loss_start: 0,
     };
-    let mut times = Vec::with_capacity(steps);
-    let mut losses = Vec::with_capacity(warmup + steps);
-    for i in 0..warmup + steps {
-        let start = Instant::now();
-        let loss;
-        (model, loss) = train_step(
-            model,
-            &mut optimizer,
-            std::iter::once(fixed.clone()),
-            |model: &Gpt, batch: &Batch| model.batch_loss(batch, &device),
-            0.0,
-            3e-4,
-        );
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        losses.push(loss.unwrap_or(f64::NAN));
-        if i >= warmup {
-            times.push(ms);
-        }
-    }
+    let loss_of = |model: &Gpt, batch: &Batch| model.batch_loss(batch, &device);
+    let (mut times, losses);
+    (model, times, losses) = timed_steps(
+        model,
+        &mut optimizer,
+        (&fixed, loss_of, 3e-4),
+        (warmup, steps),
+    );
     // The same step again, in its three phases.
     let mut phases = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..steps {
@@ -154,6 +143,38 @@ pub fn bench_gpt_step(
             optimizer_ms,
         },
     }
+}
+
+/// `warmup + steps` training steps of `model` on the same `batch` (loss `loss_of`, learning
+/// rate `lr`, no clipping): the model after them, the milliseconds of each step after the
+/// warm-up, and every step's loss (NaN for a non-finite one).
+fn timed_steps<M: burn::module::Module, B: Clone>(
+    mut model: M,
+    optimizer: &mut burn::optim::ModuleOptimizer,
+    (batch, loss_of, lr): (&B, impl Fn(&M, &B) -> burn::tensor::Tensor<1>, f64),
+    (warmup, steps): (usize, usize),
+) -> (M, Vec<f64>, Vec<f64>) {
+    let (mut times, mut losses) = (
+        Vec::with_capacity(steps),
+        Vec::with_capacity(warmup + steps),
+    );
+    for i in 0..warmup + steps {
+        let start = Instant::now();
+        let loss;
+        (model, loss) = train_step(
+            model,
+            optimizer,
+            std::iter::once(batch.clone()),
+            &loss_of,
+            0.0,
+            lr,
+        );
+        losses.push(loss.unwrap_or(f64::NAN));
+        if i >= warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    (model, times, losses)
 }
 
 /// Median of `values` (sorted in place); NaN when empty.
@@ -323,24 +344,13 @@ where
         0.0,
         model.no_decay_param_ids(),
     );
-    let mut model = model;
-    let (mut times, mut losses) = (Vec::new(), Vec::new());
-    for i in 0..warmup + steps {
-        let start = Instant::now();
-        let loss;
-        (model, loss) = train_step(
-            model,
-            &mut optimizer,
-            std::iter::once(fixed.clone()),
-            |m: &M, b: &B| m.batch_loss(b, device),
-            0.0,
-            1e-3,
-        );
-        losses.push(loss.unwrap_or(f64::NAN));
-        if i >= warmup {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+    let loss_of = |m: &M, b: &B| m.batch_loss(b, device);
+    let (model, mut times, losses) = timed_steps(
+        model,
+        &mut optimizer,
+        (fixed, loss_of, 1e-3),
+        (warmup, steps),
+    );
     let inner = model.valid();
     let plain = device.clone().without_autodiff();
     let mut inference = Vec::new();
