@@ -275,10 +275,7 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d, relu: bool) -> Tensor<4> {
     }) else {
         return unfused_conv2d(x, conv, relu);
     };
-    let bias = match &conv.bias {
-        Some(bias) => bias.val(),
-        None => Tensor::<1>::zeros([0], &x.device()),
-    };
+    let bias = bias_or_empty(conv.bias.as_ref(), &x.device());
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_conv2d(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
@@ -292,6 +289,17 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d, relu: bool) -> Tensor<4> {
 /// Burn's convolution, then `relu` when asked: the reference [`conv2d`] is tested against.
 pub fn unfused_conv2d(x: Tensor<4>, conv: &Conv2d, relu: bool) -> Tensor<4> {
     relu_if(conv.forward(x), relu)
+}
+
+/// A layer's bias, or the empty `[0]` tensor the fused operations read as "no bias".
+fn bias_or_empty(
+    bias: Option<&burn::module::Param<Tensor<1>>>,
+    device: &burn::tensor::Device,
+) -> Tensor<1> {
+    match bias {
+        Some(bias) => bias.val(),
+        None => Tensor::<1>::zeros([0], device),
+    }
 }
 
 /// `relu(y)` when `relu`, else `y`: the activation the unfused references apply after.
@@ -335,10 +343,7 @@ pub fn recurrent(
     if !available(&projected) || !(gates == 3 || gates == 4) {
         return unfused_recurrent(projected, hidden, mask, gates);
     }
-    let bias = match &hidden.bias {
-        Some(bias) => bias.val(),
-        None => Tensor::<1>::zeros([0], &projected.device()),
-    };
+    let bias = bias_or_empty(hidden.bias.as_ref(), &projected.device());
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_recurrent(
         projected.into_dispatch(),
         hidden.weight.val().into_dispatch(),
