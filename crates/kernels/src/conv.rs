@@ -286,10 +286,10 @@ pub(crate) fn conv2d_forward(
         [s.batch, s.c_out, positions],
         // Few images: each product is split across the threads instead.
         s.batch < rayon::current_num_threads(),
-        Vec::new,
+        Scratch::take,
         |scratch, b, write| {
             let image = &x[b * image_len..(b + 1) * image_len];
-            write(kernel, patches(&s, image, scratch));
+            write(kernel, patches(&s, image, &mut scratch.0));
         },
         |_, out| {
             if bias.is_empty() && !relu {
@@ -309,6 +309,39 @@ pub(crate) fn conv2d_forward(
     );
     let [_, c_out, ho, wo] = [s.batch, s.c_out, s.h_out(), s.w_out()];
     burn::backend::Flex::float_reshape(out, Shape::new([s.batch, c_out, ho, wo]))
+}
+
+/// A patch-matrix-sized buffer from this thread's pool, given back when dropped: a training
+/// step's convolutions need the same few buffers again and again, and every use overwrites
+/// what it reads (an im2col writes the whole patch matrix, a product its whole output), so
+/// they are neither allocated nor zero-filled again.
+struct Scratch(Vec<f32>);
+
+thread_local! {
+    /// This thread's buffers not in use.
+    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Scratch {
+    /// A buffer from the pool, or a new empty one.
+    fn take() -> Self {
+        Self(
+            POOL.with(|pool| pool.borrow_mut().pop())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.0);
+        POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < 4 {
+                pool.push(buffer);
+            }
+        });
+    }
 }
 
 /// The patch matrix of `image` as a matrix: the image itself for a pointwise kernel, else
@@ -361,7 +394,8 @@ pub(crate) fn conv2d_backward(
         .map(|(task, mut dx)| {
             let mut dw = vec![0.0f32; s.c_out * taps];
             let mut db = vec![0.0f32; if with_bias { s.c_out } else { 0 }];
-            let (mut scratch, mut dcols) = (Vec::new(), vec![0.0f32; taps * positions]);
+            let (mut scratch, mut dcols) = (Scratch::take(), Scratch::take());
+            dcols.0.resize(taps * positions, 0.0); // written whole by each product below
             let mut masked = vec![0.0f32; if out.is_some() { s.out_image_len() } else { 0 }];
             let arch = pulp::Arch::new();
             let images = task * IMAGES_PER_TASK..s.batch.min((task + 1) * IMAGES_PER_TASK);
@@ -385,15 +419,16 @@ pub(crate) fn conv2d_backward(
                     *d += row.iter().sum::<f32>();
                 }
                 let image = &x[b * s.image_len()..(b + 1) * s.image_len()];
-                let cols = patches(&s, image, &mut scratch);
+                let cols = patches(&s, image, &mut scratch.0);
                 gemm::product_into(&mut dw, g_m, cols.t(), true, false);
                 if let Some(dx) = dx.as_deref_mut() {
                     let dx_b = &mut dx[i * s.image_len()..(i + 1) * s.image_len()];
                     if s.pointwise() {
                         gemm::product_into(dx_b, kernel.t(), g_m, true, false);
                     } else {
-                        gemm::product_into(&mut dcols, kernel.t(), g_m, false, false);
-                        s.col2im_add(&mut dcols, dx_b);
+                        let dcols = &mut dcols.0[..taps * positions];
+                        gemm::product_into(dcols, kernel.t(), g_m, false, false);
+                        s.col2im_add(dcols, dx_b);
                     }
                 }
             }
