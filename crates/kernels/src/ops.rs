@@ -66,8 +66,16 @@ pub fn causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize) -> Tens
 /// attention, swap and reshape back. The reference the fused operation is tested against.
 pub fn unfused_causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize) -> Tensor<2> {
     let [n, three_d] = qkv.dims();
-    let (t, d) = (n / batch, three_d / 3);
-    let hs = d / heads;
+    let [q, k, v] = split_heads(qkv, batch, heads);
+    let y = unfused_causal_attention(q, k, v); // [B, nh, T, hs]
+    y.swap_dims(1, 2).reshape([n, three_d / 3]) // [B·T, d]
+}
+
+/// The queries, keys and values `[B, nh, T, hs]` of packed projections `qkv` `[B·T, 3d]` of
+/// `batch` sequences: chunk, reshape and swap into heads (the unfused references' layout).
+fn split_heads(qkv: Tensor<2>, batch: usize, heads: usize) -> [Tensor<4>; 3] {
+    let [n, three_d] = qkv.dims();
+    let (t, hs) = (n / batch, three_d / 3 / heads);
     let mut qkv = qkv
         .chunk(3, 1) // 3 × [B·T, d]
         .into_iter()
@@ -75,8 +83,7 @@ pub fn unfused_causal_self_attention(qkv: Tensor<2>, batch: usize, heads: usize)
     let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
         unreachable!("chunk(3) yields three tensors")
     };
-    let y = unfused_causal_attention(q, k, v); // [B, nh, T, hs]
-    y.swap_dims(1, 2).reshape([n, d]) // [B·T, d]
+    [q, k, v]
 }
 
 /// Self-attention of `lengths.len()` sequences from their packed projections `qkv`
@@ -114,7 +121,7 @@ pub fn unfused_self_attention(
 ) -> Tensor<2> {
     let [n, three_d] = qkv.dims();
     let (batch, d) = (lengths.len().max(1), three_d / 3);
-    let (t, hs) = (n / batch, d / heads);
+    let t = n / batch;
     let device = qkv.device();
     // −1e9 on padding keys, 0 elsewhere, for every head and query: [B, nh, T, T].
     let hidden: Vec<f32> = lengths
@@ -124,13 +131,7 @@ pub fn unfused_self_attention(
     let bias = Tensor::<2>::from_data(TensorData::new(hidden, [batch, t]), &device)
         .reshape([batch, 1, 1, t])
         .expand([batch, heads, t, t]);
-    let mut qkv = qkv
-        .chunk(3, 1) // 3 × [B·T, d]
-        .into_iter()
-        .map(|z| z.reshape([batch, t, heads, hs]).swap_dims(1, 2)); // [B, nh, T, hs]
-    let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
-        unreachable!("chunk(3) yields three tensors")
-    };
+    let [q, k, v] = split_heads(qkv, batch, heads);
     let options = AttentionModuleOptions {
         scale: None, // 1/sqrt(hs)
         softcap: None,

@@ -450,7 +450,8 @@ fn fused_convolution_matches_burns_convolution_and_its_gradients() {
 
 #[test]
 fn the_convolution_leaves_an_untracked_input_without_a_gradient() {
-    // The first layer's input (the images) needs no gradient: none is computed for it.
+    // The first layer's input (the images) needs no gradient: none is computed for it, and the
+    // kernel's and bias's gradients on that path are still Burn's.
     let device = Device::flex().autodiff();
     device.seed(6);
     let conv = random_conv(
@@ -463,7 +464,11 @@ fn the_convolution_leaves_an_untracked_input_without_a_gradient() {
     let x = Tensor::<4>::random([3, 2, 5, 5], Distribution::Normal(0.0, 1.0), &device);
     let grads = conv2d(x.clone(), &conv, true).sum().backward();
     assert!(x.grad(&grads).is_none());
-    assert!(conv.weight.val().grad(&grads).is_some());
+    let reference = unfused_conv2d(x, &conv, true).sum().backward();
+    assert_same_grad(&conv.weight.val(), &grads, &reference, 1e-4);
+    if let Some(bias) = &conv.bias {
+        assert_same_grad(&bias.val(), &grads, &reference, 1e-4);
+    }
 }
 
 #[test]

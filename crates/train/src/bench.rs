@@ -240,6 +240,21 @@ pub fn bench_classifier(
         device: &'a Device,
     }
     impl Bench<'_> {
+        /// `model`'s timing on training batch `fixed` and inference batch `eval`.
+        fn time<B, M>(&self, model: M, fixed: B, eval: B) -> Option<ClassifierTiming>
+        where
+            B: scalelab_data::LabelledBatch + Clone,
+            M: crate::classify::Classifier<B>,
+        {
+            Some(time_classifier(
+                model,
+                &fixed,
+                &eval,
+                self.counts,
+                self.device,
+            ))
+        }
+
         fn labels(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
             (0..n)
                 .map(|_| rng.random_range(0..self.classes as i64))
@@ -264,14 +279,7 @@ pub fn bench_classifier(
                 labels: self.labels(n, &mut rng),
                 batch: n,
             };
-            let (fixed, eval) = (images(self.sizes.0), images(self.sizes.1));
-            Some(time_classifier(
-                model,
-                &fixed,
-                &eval,
-                self.counts,
-                self.device,
-            ))
+            self.time(model, images(self.sizes.0), images(self.sizes.1))
         }
         fn text_classifier<M: scalelab_models::TextClassifier + 'static>(
             self,
@@ -291,14 +299,7 @@ pub fn bench_classifier(
                 batch: n,
                 ctx,
             };
-            let (fixed, eval) = (sentences(self.sizes.0), sentences(self.sizes.1));
-            Some(time_classifier(
-                model,
-                &fixed,
-                &eval,
-                self.counts,
-                self.device,
-            ))
+            self.time(model, sentences(self.sizes.0), sentences(self.sizes.1))
         }
     }
     let autodiff = device.clone().autodiff();
